@@ -1,0 +1,137 @@
+//! PostgreSQL message store (sqlx). Owns its schema: the migrations in
+//! `crates/messages/migrations` are embedded and applied at start.
+//!
+//! Table `messages(seq, digest, body, created_at)`; `body` is `bytea` so any
+//! UTF-8 text (NUL included) is stored byte for byte.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+
+use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMessage};
+use crate::ports::{MessageStore, Page, PutOutcome, StoreError};
+
+pub struct PostgresMessageStore {
+    pool: PgPool,
+}
+
+fn store_error(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(error.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+const SELECT: &str = "SELECT seq, digest, body, (extract(epoch FROM created_at) * 1000)::bigint AS created_at_ms \
+                      FROM messages";
+
+impl PostgresMessageStore {
+    /// Connects to `url` (a `postgres://` URL) and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        Self::connect_with(options).await
+    }
+
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(store_error)?;
+        let mut migrator = sqlx::migrate!("./migrations");
+        // Other services keep their own migrations in the same database.
+        migrator.set_ignore_missing(true);
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrating the messages schema: {e}")))?;
+        Ok(Self { pool })
+    }
+}
+
+fn stored(row: &sqlx::postgres::PgRow) -> Result<StoredMessage, StoreError> {
+    let digest: Vec<u8> = row.try_get("digest").map_err(store_error)?;
+    let seq: i64 = row.try_get("seq").map_err(store_error)?;
+    Ok(StoredMessage {
+        digest: Digest::from_bytes(&digest)
+            .ok_or_else(|| StoreError::Corrupt(format!("a digest of {} bytes", digest.len())))?,
+        body: row.try_get("body").map_err(store_error)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(store_error)?,
+        seq: u64::try_from(seq)
+            .map_err(|_| StoreError::Corrupt(format!("negative sequence {seq}")))?,
+    })
+}
+
+#[async_trait]
+impl MessageStore for PostgresMessageStore {
+    async fn put(&self, message: &Message, created_at_ms: i64) -> Result<PutOutcome, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO messages (digest, body, created_at) \
+             VALUES ($1, $2, to_timestamp($3::float8 / 1000)) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(message.digest().as_bytes().as_slice())
+        .bind(message.text().as_bytes())
+        .bind(created_at_ms as f64)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(if result.rows_affected() == 1 {
+            PutOutcome::Created
+        } else {
+            PutOutcome::AlreadyStored
+        })
+    }
+
+    async fn get(&self, digest: &Digest) -> Result<Option<StoredMessage>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT} WHERE digest = $1"))
+            .bind(digest.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(stored).transpose()
+    }
+
+    async fn page(&self, after: Option<Cursor>, limit: PageLimit) -> Result<Page, StoreError> {
+        let after = after.map_or(0, |c| i64::try_from(c.seq()).unwrap_or(i64::MAX));
+        let query = format!("{SELECT} WHERE seq > $1 ORDER BY seq LIMIT $2");
+        // Streamed, so a page that hits the byte bound stops reading early.
+        let mut rows = sqlx::query(&query)
+            .bind(after)
+            .bind(i64::from(limit.get()) + 1)
+            .fetch(&self.pool);
+        let mut items: Vec<StoredMessage> = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = None;
+        while let Some(row) = rows.try_next().await.map_err(store_error)? {
+            let message = stored(&row)?;
+            bytes += message.body.len();
+            if items.len() == limit.get() as usize || (!items.is_empty() && bytes > PAGE_MAX_BYTES)
+            {
+                next = items.last().map(|m| Cursor::new(m.seq));
+                break;
+            }
+            items.push(message);
+        }
+        Ok(Page { items, next })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,255 @@
+//! Embedded message store on redb, one file in the data directory.
+//!
+//! Writes go through one writer thread that commits whatever puts are queued
+//! in a single transaction (group commit): one fsync serves many requests, and
+//! every put is durable before it is acknowledged. Reads run on the blocking
+//! pool against MVCC snapshots and never wait for the writer.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMessage};
+use crate::ports::{MessageStore, Page, PutOutcome, StoreError};
+
+/// digest → (seq, created_at_ms, body)
+const MESSAGES: TableDefinition<&[u8], (u64, i64, &[u8])> = TableDefinition::new("messages");
+/// seq → digest, the insertion order.
+const BY_SEQ: TableDefinition<u64, &[u8]> = TableDefinition::new("messages_by_seq");
+
+/// Puts waiting for the writer; beyond this, callers wait (backpressure).
+const QUEUE_DEPTH: usize = 4096;
+/// Most puts one transaction commits.
+const MAX_BATCH: usize = 512;
+
+struct PutRequest {
+    message: Message,
+    created_at_ms: i64,
+    reply: oneshot::Sender<Result<PutOutcome, StoreError>>,
+}
+
+pub struct RedbMessageStore {
+    db: Arc<Database>,
+    writer: Mutex<Option<(mpsc::Sender<PutRequest>, JoinHandle<()>)>>,
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+impl RedbMessageStore {
+    /// Opens (or creates) the store file; fails if another process holds it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(unavailable)?;
+        txn.open_table(MESSAGES).map_err(unavailable)?;
+        txn.open_table(BY_SEQ).map_err(unavailable)?;
+        txn.commit().map_err(unavailable)?;
+
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer_db = db.clone();
+        let handle = std::thread::Builder::new()
+            .name("messages-redb-writer".into())
+            .spawn(move || writer_loop(&writer_db, rx))
+            .map_err(unavailable)?;
+        Ok(Self {
+            db,
+            writer: Mutex::new(Some((tx, handle))),
+        })
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<PutRequest>, StoreError> {
+        let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .map(|(tx, _)| tx.clone())
+            .ok_or_else(|| unavailable("store is closed"))
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            return Err(unavailable("store is closed"));
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(unavailable)?
+    }
+}
+
+fn writer_loop(db: &Database, mut rx: mpsc::Receiver<PutRequest>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        match write_batch(db, &batch) {
+            Ok(outcomes) => {
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, puts = batch.len(), "messages store commit failed");
+                for request in batch {
+                    let _ = request.reply.send(Err(unavailable(&error)));
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(db: &Database, batch: &[PutRequest]) -> Result<Vec<PutOutcome>, StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut messages = txn.open_table(MESSAGES).map_err(unavailable)?;
+        let mut by_seq = txn.open_table(BY_SEQ).map_err(unavailable)?;
+        let mut next_seq = match by_seq.last().map_err(unavailable)? {
+            Some((seq, _)) => seq.value() + 1,
+            None => 1,
+        };
+        for request in batch {
+            let digest = request.message.digest();
+            let key: &[u8] = digest.as_bytes();
+            // A repeat within this batch sees the earlier insert: same transaction.
+            if messages.get(key).map_err(unavailable)?.is_some() {
+                outcomes.push(PutOutcome::AlreadyStored);
+                continue;
+            }
+            messages
+                .insert(
+                    key,
+                    (
+                        next_seq,
+                        request.created_at_ms,
+                        request.message.text().as_bytes(),
+                    ),
+                )
+                .map_err(unavailable)?;
+            by_seq.insert(next_seq, key).map_err(unavailable)?;
+            next_seq += 1;
+            outcomes.push(PutOutcome::Created);
+        }
+    }
+    txn.commit().map_err(unavailable)?;
+    Ok(outcomes)
+}
+
+fn stored(
+    digest_bytes: &[u8],
+    (seq, created_at_ms, body): (u64, i64, &[u8]),
+) -> Result<StoredMessage, StoreError> {
+    let digest = Digest::from_bytes(digest_bytes).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "a key of {} bytes is not a digest",
+            digest_bytes.len()
+        ))
+    })?;
+    Ok(StoredMessage {
+        digest,
+        body: body.to_vec(),
+        created_at_ms,
+        seq,
+    })
+}
+
+#[async_trait]
+impl MessageStore for RedbMessageStore {
+    async fn put(&self, message: &Message, created_at_ms: i64) -> Result<PutOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = PutRequest {
+            message: message.clone(),
+            created_at_ms,
+            reply,
+        };
+        self.sender()?
+            .send(request)
+            .await
+            .map_err(|_| unavailable("store is closed"))?;
+        answer
+            .await
+            .map_err(|_| unavailable("store writer stopped"))?
+    }
+
+    async fn get(&self, digest: &Digest) -> Result<Option<StoredMessage>, StoreError> {
+        let digest = *digest;
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(MESSAGES).map_err(unavailable)?;
+            let key: &[u8] = digest.as_bytes();
+            match table.get(key).map_err(unavailable)? {
+                Some(value) => stored(key, value.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn page(&self, after: Option<Cursor>, limit: PageLimit) -> Result<Page, StoreError> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let by_seq = txn.open_table(BY_SEQ).map_err(unavailable)?;
+            let messages = txn.open_table(MESSAGES).map_err(unavailable)?;
+            let start = after.map_or(0, |c| c.seq().saturating_add(1));
+            let mut items = Vec::new();
+            let mut bytes = 0usize;
+            let mut next = None;
+            for entry in by_seq.range(start..).map_err(unavailable)? {
+                let (seq, digest) = entry.map_err(unavailable)?;
+                if items.len() == limit.get() as usize {
+                    next = items.last().map(|m: &StoredMessage| Cursor::new(m.seq));
+                    break;
+                }
+                let digest = digest.value();
+                let value = messages.get(digest).map_err(unavailable)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("sequence {} names a missing message", seq.value()))
+                })?;
+                let message = stored(digest, value.value())?;
+                bytes += message.body.len();
+                if !items.is_empty() && bytes > PAGE_MAX_BYTES {
+                    next = items.last().map(|m: &StoredMessage| Cursor::new(m.seq));
+                    break;
+                }
+                items.push(message);
+            }
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|db| db.begin_read().map(|_| ()).map_err(unavailable))
+            .await
+    }
+
+    async fn close(&self) {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((sender, handle)) = writer {
+            // Dropping the sender lets the writer finish its queue and return.
+            drop(sender);
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}

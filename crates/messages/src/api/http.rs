@@ -1,0 +1,468 @@
+//! REST routes of the messages service, and the one place where its errors
+//! become HTTP statuses ([`ApiError`]'s `IntoResponse`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use platform::ErrorResponse;
+use platform::error::ErrorBody;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::domain::{
+    Cursor, Digest, DomainError, IntegrityError, Message, PageLimit, VerifiedMessage,
+};
+use crate::ports::{MessageStore, PutOutcome, StoreError};
+
+/// Messages service options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MessagesConfig {
+    /// Largest message accepted, in bytes of UTF-8 text; larger ones get 413.
+    #[arg(long, env = "QUINTET_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_message_bytes: usize,
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<dyn MessageStore>,
+    max_message_bytes: usize,
+}
+
+/// Digests never change what they name, so answers may be cached forever.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The routes, with their state applied.
+pub fn router(store: Arc<dyn MessageStore>, config: MessagesConfig) -> Router {
+    // A JSON body may spell each byte of the text as up to 6 (`\u0000`), plus the envelope.
+    let body_limit = config
+        .max_message_bytes
+        .saturating_mul(6)
+        .saturating_add(4096);
+    Router::new()
+        .route("/messages", post(create).get(list))
+        .route("/messages/{digest}", get(fetch))
+        .route("/message/{digest}", get(fetch_seed))
+        .route("/all-messages", get(list_seed))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(AppState {
+            store,
+            max_message_bytes: config.max_message_bytes,
+        })
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(create, fetch, fetch_seed, list, list_seed),
+    components(schemas(NewMessage, Created, MessageBody, PageBody, ErrorBody)),
+    tags((name = "messages", description = "Content-addressed message store"))
+)]
+struct MessagesApi;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    MessagesApi::openapi()
+}
+
+/// Everything a messages route can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Invalid(#[from] DomainError),
+    #[error("message not found")]
+    NotFound,
+    #[error("invalid JSON: {0}")]
+    BadJson(String),
+    #[error("{0}")]
+    BadBody(String),
+    #[error("invalid request: {0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{}", .0.message)]
+    Body(ErrorResponse),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Invalid(DomainError::EmptyMessage) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(DomainError::MessageTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Invalid(_) | ApiError::BadJson(_) | ApiError::BadBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Body(e) => e.status,
+            ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(StoreError::Corrupt(_)) | ApiError::Integrity(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        match &self {
+            ApiError::Integrity(e) => {
+                metrics::counter!("quintet_messages_integrity_failures_total").increment(1);
+                tracing::error!(digest = %e.digest, "stored message failed its integrity check; refusing to serve it");
+                return ErrorResponse::new(status, "stored message failed its integrity check")
+                    .into_response();
+            }
+            ApiError::Store(e) => tracing::error!(error = %e, "messages store error"),
+            _ => {}
+        }
+        let mut response = ErrorResponse::new(status, self.to_string()).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// The JSON form of a new message.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewMessage {
+    /// The text to store (UTF-8, non-empty, at most --max-message-bytes bytes).
+    pub message: String,
+}
+
+/// The answer to a stored message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Created {
+    /// SHA-256 of the message's UTF-8 bytes, 64 lowercase hex characters.
+    #[schema(example = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")]
+    pub digest: String,
+}
+
+/// A stored message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageBody {
+    pub digest: String,
+    pub message: String,
+    /// When it was first stored (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// One page of messages, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PageBody {
+    pub items: Vec<MessageBody>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Messages per page, 1..=1000 (default 100). A page also ends early after 4 MiB of message text.
+    limit: Option<String>,
+    /// The `next` value of the previous page.
+    cursor: Option<String>,
+}
+
+fn observe(op: &'static str, started: Instant) {
+    metrics::histogram!("quintet_messages_store_duration_seconds", "op" => op)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Store a message and get its digest.
+#[utoipa::path(
+    post,
+    path = "/messages",
+    tag = "messages",
+    request_body(
+        description = "`{\"message\": \"<text>\"}` as JSON, or the text itself as `text/plain`",
+        content(
+            (NewMessage = "application/json"),
+            (String = "text/plain")
+        )
+    ),
+    responses(
+        (status = 201, description = "Stored; `Location` names it", body = Created),
+        (status = 200, description = "Already stored: nothing new was written, same digest", body = Created),
+        (status = 400, description = "Body is not valid JSON (or not UTF-8)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+        (status = 413, description = "Message over --max-message-bytes", body = ErrorBody),
+        (status = 415, description = "Content-Type is neither application/json nor text/plain", body = ErrorBody),
+        (status = 422, description = "`message` missing, not a string, or empty", body = ErrorBody),
+        (status = 429, description = "Rate limit exceeded; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let text = match content_kind(&headers)? {
+        ContentKind::Json => {
+            let body = body.map_err(|r| {
+                ApiError::Body(ErrorResponse::from_body_rejection(r, state.body_limit()))
+            })?;
+            match serde_json::from_slice::<NewMessage>(&body) {
+                Ok(new) => new.message,
+                Err(e) if e.is_data() => return Err(ApiError::Unprocessable(e.to_string())),
+                Err(e) => return Err(ApiError::BadJson(e.to_string())),
+            }
+        }
+        ContentKind::Text => {
+            let body = body.map_err(|r| {
+                ApiError::Body(ErrorResponse::from_body_rejection(r, state.body_limit()))
+            })?;
+            String::from_utf8(body.to_vec()).map_err(|e| {
+                ApiError::BadBody(format!("text/plain body is not valid UTF-8: {e}"))
+            })?
+        }
+    };
+    let message = Message::new(text, state.max_message_bytes)?;
+    let started = Instant::now();
+    let outcome = state.store.put(&message, now_ms()).await?;
+    observe("put", started);
+    let digest = message.digest().to_string();
+    let outcome_label = match outcome {
+        PutOutcome::Created => "created",
+        PutOutcome::AlreadyStored => "already_stored",
+    };
+    metrics::counter!("quintet_messages_posted_total", "outcome" => outcome_label).increment(1);
+    let mut response = match outcome {
+        PutOutcome::Created => (
+            StatusCode::CREATED,
+            Json(Created {
+                digest: digest.clone(),
+            }),
+        )
+            .into_response(),
+        PutOutcome::AlreadyStored => (
+            StatusCode::OK,
+            Json(Created {
+                digest: digest.clone(),
+            }),
+        )
+            .into_response(),
+    };
+    if let Ok(location) = HeaderValue::from_str(&format!("/messages/{digest}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+impl AppState {
+    fn body_limit(&self) -> usize {
+        self.max_message_bytes
+            .saturating_mul(6)
+            .saturating_add(4096)
+    }
+}
+
+enum ContentKind {
+    Json,
+    Text,
+}
+
+fn content_kind(headers: &HeaderMap) -> Result<ContentKind, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType(
+            "missing Content-Type: send application/json {\"message\": \"...\"} or text/plain"
+                .into(),
+        ));
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(ContentKind::Json),
+        e if e.starts_with("application/") && e.ends_with("+json") => Ok(ContentKind::Json),
+        "text/plain" => Ok(ContentKind::Text),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported Content-Type '{}': send application/json {{\"message\": \"...\"}} or text/plain",
+            other.chars().take(100).collect::<String>()
+        ))),
+    }
+}
+
+fn now_ms() -> i64 {
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+impl From<VerifiedMessage> for MessageBody {
+    fn from(m: VerifiedMessage) -> Self {
+        Self {
+            digest: m.digest.to_string(),
+            message: m.text,
+            created_at: rfc3339(m.created_at_ms),
+        }
+    }
+}
+
+/// Get a message by its digest (any case). `ETag` is the digest; `If-None-Match` gives 304.
+#[utoipa::path(
+    get,
+    path = "/messages/{digest}",
+    tag = "messages",
+    params(("digest" = String, Path, description = "SHA-256 digest, 64 hex characters (either case)")),
+    responses(
+        (status = 200, description = "The message", body = MessageBody,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Matches If-None-Match"),
+        (status = 400, description = "Not 64 hex characters", body = ErrorBody),
+        (status = 404, description = "No message has this digest", body = ErrorBody),
+        (status = 500, description = "Stored bytes failed the integrity check", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn fetch(
+    State(state): State<AppState>,
+    Path(digest): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let digest = Digest::parse(&digest)?;
+    let started = Instant::now();
+    let stored = state.store.get(&digest).await?;
+    observe("get", started);
+    let message = stored.ok_or(ApiError::NotFound)?.verify()?;
+    let etag = format!("\"{digest}\"");
+    let cache_headers = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, IMMUTABLE.to_owned()),
+    ];
+    if if_none_match(&headers, &digest) {
+        return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
+    }
+    Ok((cache_headers, Json(MessageBody::from(message))).into_response())
+}
+
+/// The seed's path for [`fetch`]: `GET /message/{sha}`.
+#[utoipa::path(
+    get,
+    path = "/message/{digest}",
+    tag = "messages",
+    params(("digest" = String, Path, description = "SHA-256 digest, 64 hex characters (either case)")),
+    responses(
+        (status = 200, description = "Same as GET /messages/{digest}", body = MessageBody),
+        (status = 404, description = "No message has this digest", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn fetch_seed(
+    state: State<AppState>,
+    digest: Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    fetch(state, digest, headers).await
+}
+
+/// True when `If-None-Match` names this digest (quoted, weak or bare) or is `*`.
+fn if_none_match(headers: &HeaderMap, digest: &Digest) -> bool {
+    let wanted = digest.to_string();
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|value| {
+            value.split(',').map(str::trim).any(|tag| {
+                let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
+                tag == "*" || tag.eq_ignore_ascii_case(&wanted)
+            })
+        })
+}
+
+/// Page through messages, oldest first.
+#[utoipa::path(
+    get,
+    path = "/messages",
+    tag = "messages",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page; follow `next` for more", body = PageBody),
+        (status = 400, description = "Bad limit or cursor", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<PageBody>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadBody(e.body_text()))?;
+    let limit = PageLimit::parse(params.limit.as_deref())?;
+    let after = params.cursor.as_deref().map(Cursor::parse).transpose()?;
+    let started = Instant::now();
+    let page = state.store.page(after, limit).await?;
+    observe("page", started);
+    let items = page
+        .items
+        .into_iter()
+        .map(|stored| stored.verify().map(MessageBody::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(PageBody {
+        items,
+        next: page.next.map(|c| c.to_string()),
+    }))
+}
+
+/// The seed's path for [`list`]: `GET /all-messages`.
+#[utoipa::path(
+    get,
+    path = "/all-messages",
+    tag = "messages",
+    params(ListParams),
+    responses((status = 200, description = "Same as GET /messages", body = PageBody)),
+    security(("bearer" = []))
+)]
+async fn list_seed(
+    state: State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<PageBody>, ApiError> {
+    list(state, params).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_accepts_quoted_weak_bare_and_star() {
+        let digest = Digest::of(b"x");
+        for value in [
+            format!("\"{digest}\""),
+            format!("W/\"{digest}\""),
+            digest.to_string(),
+            "*".into(),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::IF_NONE_MATCH,
+                HeaderValue::from_str(&value).expect("header"),
+            );
+            assert!(if_none_match(&headers, &digest), "{value}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        assert!(!if_none_match(&headers, &digest));
+    }
+}

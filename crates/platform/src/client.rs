@@ -1,0 +1,135 @@
+//! What every service's command-line client shares: where the server is, how
+//! to authenticate and trust it, and how to turn its answers into output and
+//! exit codes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+/// Connection options of every client subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Base URL of the quintet server.
+    #[arg(
+        long,
+        env = "QUINTET_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+
+    /// Bearer token to present.
+    #[arg(long, env = "QUINTET_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+
+    /// PEM certificate to trust for HTTPS (e.g. the server's `data/tls/cert.pem`).
+    #[arg(long, env = "QUINTET_CA_CERT", global = true, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Skip HTTPS certificate verification (local testing only).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+
+    /// Time to wait for the server's answer.
+    #[arg(long, env = "QUINTET_CLIENT_TIMEOUT", value_parser = crate::config::parse_duration, default_value = "30s", global = true)]
+    pub timeout: Duration,
+}
+
+/// An HTTP client bound to one server.
+pub struct HttpClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ClientArgs {
+    pub fn http(&self) -> anyhow::Result<HttpClient> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .use_rustls_tls()
+            .user_agent(concat!("quintet/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &self.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).with_context(|| {
+                format!("--ca-cert {} is not a PEM certificate", path.display())
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        if self.insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let base = self.url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("--url must start with http:// or https:// (got '{base}')");
+        }
+        Ok(HttpClient {
+            http: builder.build().context("building the HTTP client")?,
+            base,
+            token: self.token.clone(),
+        })
+    }
+}
+
+impl HttpClient {
+    /// A request to `path` (relative to the base URL), with the token attached.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// A request to the path made of `segments`, each percent-encoded as one segment.
+    pub fn request_segments(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        let mut url = reqwest::Url::parse(&self.base)
+            .with_context(|| format!("--url '{}' is not a URL", self.base))?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("--url '{}' cannot take a path", self.base))?
+            .pop_if_empty()
+            .extend(segments);
+        let builder = self.http.request(method, url);
+        Ok(match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        })
+    }
+
+    /// Sends a request; a success's JSON body is returned, a failure becomes an
+    /// error carrying the status and the server's `error` message.
+    pub async fn send_json(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<serde_json::Value> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .context("reading the server's answer")?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).context("the server's answer is not JSON");
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        bail!("{status}: {message}")
+    }
+}
+
+/// Prints a JSON value the way every client subcommand does: pretty, one document.
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

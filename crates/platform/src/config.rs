@@ -1,0 +1,387 @@
+//! Server configuration: every option is a flag with a `QUINTET_*` environment
+//! variable, validated up front into a [`ResolvedConfig`] before anything binds.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::layers::auth::TokenSet;
+
+/// The port used when neither `--addr` nor `PORT` says otherwise.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Options shared by every service served from `quintet serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Address of the one listener that serves REST, gRPC and the ops routes
+    /// [default: 127.0.0.1:8080; when unset, a `PORT` environment variable sets the port].
+    #[arg(long, env = "QUINTET_ADDR", value_name = "HOST:PORT")]
+    pub addr: Option<SocketAddr>,
+
+    /// Directory for embedded stores, the self-signed certificate and other state.
+    #[arg(
+        long,
+        env = "QUINTET_DATA_DIR",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// TLS mode: `off` serves plain HTTP; `self-signed` creates a certificate once in
+    /// `<data-dir>/tls/` and reuses it. Giving --tls-cert and --tls-key turns TLS on with those files.
+    #[arg(long, env = "QUINTET_TLS", value_enum, default_value_t = TlsMode::Off)]
+    pub tls: TlsMode,
+
+    /// PEM certificate chain for TLS (with --tls-key).
+    #[arg(
+        long,
+        env = "QUINTET_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS (with --tls-cert).
+    #[arg(
+        long,
+        env = "QUINTET_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Host names and IP addresses the self-signed certificate is valid for.
+    #[arg(
+        long,
+        env = "QUINTET_TLS_NAMES",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    pub tls_names: Vec<String>,
+
+    /// Bearer tokens accepted by the service routes, comma separated. With no
+    /// tokens configured (here or in --tokens-file) the service routes are open.
+    #[arg(
+        long,
+        env = "QUINTET_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub tokens: Vec<String>,
+
+    /// File with one bearer token per line (blank lines and `#` comments ignored).
+    #[arg(long, env = "QUINTET_TOKENS_FILE", value_name = "FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Largest request body any route accepts, in bytes (services may set lower limits).
+    #[arg(long, env = "QUINTET_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Time a request may take from its headers to its response (e.g. `30s`, `500ms`).
+    #[arg(long, env = "QUINTET_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub request_timeout: Duration,
+
+    /// Requests handled at once across all service routes; more wait their turn.
+    #[arg(long, env = "QUINTET_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+
+    /// Open connections at once; the listener stops accepting while at the limit.
+    #[arg(long, env = "QUINTET_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Requests per second each client may make to the service routes (a client is
+    /// its bearer token, or its IP address when unauthenticated); 0 turns the limit off.
+    #[arg(long, env = "QUINTET_RATE_LIMIT", default_value_t = 1000)]
+    pub rate_limit: u32,
+
+    /// Requests a client may make in a burst above the rate [default: 2 × --rate-limit].
+    #[arg(long, env = "QUINTET_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+
+    /// How long shutdown waits for in-flight requests before cutting connections.
+    #[arg(long, env = "QUINTET_SHUTDOWN_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub shutdown_timeout: Duration,
+
+    /// Log format: `auto` is JSON lines when stdout is not a terminal, human-readable when it is.
+    #[arg(long, env = "QUINTET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+/// Whether and how the listener speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    /// Plain HTTP (or TLS from --tls-cert/--tls-key when both are given).
+    Off,
+    /// A certificate generated once into the data directory.
+    SelfSigned,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+/// Where the TLS certificate comes from, once resolved.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    SelfSigned { names: Vec<String> },
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// A configuration error, reported as `invalid value for <option>: <reason>`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {option}: {reason}")]
+pub struct ConfigError {
+    pub option: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(option: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            option,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Configuration after validation: what the server actually runs with.
+#[derive(Debug, Clone)]
+pub struct ResolvedConfig {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: Option<TlsSource>,
+    pub tokens: TokenSet,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub max_connections: usize,
+    pub rate_limit: Option<RateLimit>,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+/// A per-client rate: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl ServerConfig {
+    /// Validates every option; `port_env` is the value of the `PORT` variable, if any.
+    pub fn resolve(&self, port_env: Option<&str>) -> Result<ResolvedConfig, ConfigError> {
+        let addr = match (self.addr, port_env) {
+            (Some(addr), _) => addr,
+            (None, Some(port)) => {
+                let port: u16 = port.trim().parse().map_err(|_| {
+                    ConfigError::new("PORT", format!("'{port}' is not a port number (0-65535)"))
+                })?;
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+            }
+            (None, None) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+        };
+
+        let tls = match (&self.tls_cert, &self.tls_key, self.tls) {
+            (Some(_), Some(_), TlsMode::SelfSigned) => {
+                return Err(ConfigError::new(
+                    "--tls",
+                    "'self-signed' cannot be combined with --tls-cert/--tls-key",
+                ));
+            }
+            (Some(cert), Some(key), TlsMode::Off) => Some(TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (_, _, TlsMode::SelfSigned) => {
+                if self.tls_names.iter().all(|n| n.trim().is_empty()) {
+                    return Err(ConfigError::new(
+                        "--tls-names",
+                        "at least one name is needed",
+                    ));
+                }
+                Some(TlsSource::SelfSigned {
+                    names: self.tls_names.clone(),
+                })
+            }
+            _ => None,
+        };
+
+        let mut tokens: Vec<String> = self
+            .tokens
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect();
+        if let Some(path) = &self.tokens_file {
+            let text = fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    "--tokens-file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        if let Some(bad) = tokens.iter().find(|t| !is_token68(t)) {
+            // Never echo the token itself: it is a secret even when malformed.
+            return Err(ConfigError::new(
+                "--tokens",
+                format!(
+                    "a token of {} characters holds characters not allowed in a bearer token \
+                     (use letters, digits and -._~+/=)",
+                    bad.len()
+                ),
+            ));
+        }
+
+        positive("--max-body-bytes", self.max_body_bytes)?;
+        positive("--max-concurrent-requests", self.max_concurrent_requests)?;
+        positive("--max-connections", self.max_connections)?;
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "--request-timeout",
+                "must be greater than zero",
+            ));
+        }
+        let rate_limit = match self.rate_limit {
+            0 => None,
+            per_second => {
+                let burst = self
+                    .rate_limit_burst
+                    .unwrap_or(per_second.saturating_mul(2));
+                if burst == 0 {
+                    return Err(ConfigError::new(
+                        "--rate-limit-burst",
+                        "must be greater than zero",
+                    ));
+                }
+                Some(RateLimit { per_second, burst })
+            }
+        };
+
+        Ok(ResolvedConfig {
+            addr,
+            data_dir: self.data_dir.clone(),
+            tls,
+            tokens: TokenSet::new(tokens),
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: self.request_timeout,
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_connections: self.max_connections,
+            rate_limit,
+            shutdown_timeout: self.shutdown_timeout,
+            log_format: self.log_format,
+        })
+    }
+}
+
+fn positive(option: &'static str, value: usize) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::new(option, "must be greater than zero"));
+    }
+    Ok(())
+}
+
+/// RFC 6750 `b64token` characters: what may follow `Bearer ` in a header.
+fn is_token68(token: &str) -> bool {
+    token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+}
+
+/// Parses durations like `30s`, `500ms`, `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 500ms, 2m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerConfig,
+    }
+
+    fn parse(args: &[&str]) -> ServerConfig {
+        let mut all = vec!["quintet"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)
+            .expect("test arguments parse")
+            .server
+    }
+
+    #[test]
+    fn port_env_sets_the_port_when_addr_is_not_given() {
+        let cfg = parse(&[]).resolve(Some("9090")).expect("valid");
+        assert_eq!(cfg.addr, "127.0.0.1:9090".parse().expect("addr"));
+    }
+
+    #[test]
+    fn explicit_addr_wins_over_port_env() {
+        let cfg = parse(&["--addr", "0.0.0.0:7000"])
+            .resolve(Some("9090"))
+            .expect("valid");
+        assert_eq!(cfg.addr.port(), 7000);
+    }
+
+    #[test]
+    fn bad_port_env_names_port() {
+        let err = parse(&[]).resolve(Some("eighty")).expect_err("invalid");
+        assert_eq!(err.option, "PORT");
+    }
+
+    #[test]
+    fn zero_limits_are_refused_with_the_option_named() {
+        let err = parse(&["--max-connections", "0"])
+            .resolve(None)
+            .expect_err("invalid");
+        assert_eq!(err.option, "--max-connections");
+    }
+
+    #[test]
+    fn rate_limit_zero_turns_it_off_and_burst_defaults_to_twice_the_rate() {
+        assert!(
+            parse(&["--rate-limit", "0"])
+                .resolve(None)
+                .expect("valid")
+                .rate_limit
+                .is_none()
+        );
+        let rl = parse(&["--rate-limit", "5"])
+            .resolve(None)
+            .expect("valid")
+            .rate_limit
+            .expect("on");
+        assert_eq!((rl.per_second, rl.burst), (5, 10));
+    }
+
+    #[test]
+    fn tokens_with_spaces_are_refused_without_echoing_them() {
+        let err = parse(&["--tokens", "s3cret value"])
+            .resolve(None)
+            .expect_err("invalid");
+        assert!(!err.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn self_signed_and_files_conflict() {
+        let err = parse(&["--tls", "self-signed", "--tls-cert", "a", "--tls-key", "b"])
+            .resolve(None)
+            .expect_err("invalid");
+        assert_eq!(err.option, "--tls");
+    }
+}

@@ -1,0 +1,78 @@
+//! The one JSON error shape every REST route answers with: `{"error": "<what was wrong>"}`.
+//! Services decide the status for each of their errors (in their `api/http.rs`);
+//! this type only renders it.
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde::Serialize;
+
+/// An error answer: a status and a message meant for the caller.
+#[derive(Debug, Clone)]
+pub struct ErrorResponse {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong, in words meant for the caller.
+    pub error: String,
+}
+
+impl ErrorResponse {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// Maps a failure to read the request body: over the size limit → 413, else 400.
+    pub fn from_body_rejection(rejection: BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than the limit of {limit} bytes"),
+            )
+        } else {
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                format!("could not read request body: {rejection}"),
+            )
+        }
+    }
+}
+
+impl IntoResponse for ErrorResponse {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// The answer for a path no service routes.
+pub async fn not_found(method: http::Method, uri: http::Uri) -> ErrorResponse {
+    ErrorResponse::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+/// Fallback for unrouted requests: gRPC callers get UNIMPLEMENTED, others a JSON 404.
+pub async fn not_found_or_unimplemented(req: axum::extract::Request) -> Response {
+    if crate::layers::is_grpc(req.headers()) {
+        return tonic::Status::unimplemented(format!("no gRPC method {}", req.uri().path()))
+            .into_http();
+    }
+    not_found(req.method().clone(), req.uri().clone())
+        .await
+        .into_response()
+}

@@ -1,0 +1,82 @@
+//! The tower/axum layers every service route passes through, and the order
+//! they are stacked in (see [`service_stack`]).
+
+pub mod auth;
+pub mod metrics;
+pub mod rate_limit;
+pub mod timeout;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use tokio::sync::Semaphore;
+use tower::limit::GlobalConcurrencyLimitLayer;
+
+use crate::config::ResolvedConfig;
+
+/// Shared state the service layers need; built once per server.
+#[derive(Clone)]
+pub struct LayerState {
+    pub config: Arc<ResolvedConfig>,
+    pub limiter: Option<Arc<rate_limit::ClientRateLimiter>>,
+    pub concurrency: Arc<Semaphore>,
+}
+
+impl LayerState {
+    pub fn new(config: Arc<ResolvedConfig>) -> Self {
+        let limiter = config
+            .rate_limit
+            .map(|rl| Arc::new(rate_limit::ClientRateLimiter::new(rl)));
+        let concurrency = Arc::new(Semaphore::new(config.max_concurrent_requests));
+        Self {
+            config,
+            limiter,
+            concurrency,
+        }
+    }
+}
+
+/// Wraps a service's routes, outermost first: metrics (so every answer below
+/// is counted, 401 and 429 included), timeout, auth, per-client rate limit,
+/// concurrency limit, body limit, then the handler.
+pub fn service_stack(service: &'static str, router: Router, state: &LayerState) -> Router {
+    router
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(
+            state.concurrency.clone(),
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.limiter.clone(),
+            rate_limit::enforce,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.config.tokens.clone(),
+            auth::require_bearer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.config.request_timeout,
+            timeout::enforce,
+        ))
+        .layer(middleware::from_fn_with_state(
+            metrics::RouteMetrics::for_service(service),
+            metrics::record,
+        ))
+}
+
+/// Ops routes are public and unthrottled: only metrics are recorded for them.
+pub fn ops_stack(router: Router) -> Router {
+    router.layer(middleware::from_fn_with_state(
+        metrics::RouteMetrics::for_service("ops"),
+        metrics::record,
+    ))
+}
+
+/// True for gRPC requests, whose errors must travel as `grpc-status`, not HTTP status.
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}

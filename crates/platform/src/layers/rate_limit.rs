@@ -1,0 +1,128 @@
+//! Per-client rate limiting: a token bucket per caller (its bearer token when
+//! authenticated, else its IP address), answering 429 with `Retry-After`.
+//!
+//! Buckets of clients that have gone quiet are pruned as traffic flows, so the
+//! table holds only recently active clients.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::{HeaderValue, StatusCode, header};
+
+use super::auth::Caller;
+use crate::config::RateLimit;
+use crate::error::ErrorResponse;
+
+/// How many checks pass between two prunings of idle buckets.
+const PRUNE_EVERY: u64 = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ClientKey {
+    Token([u8; 8]),
+    Ip(IpAddr),
+    Unknown,
+}
+
+/// A keyed token-bucket limiter shared by every service route.
+pub struct ClientRateLimiter {
+    limiter: DefaultKeyedRateLimiter<ClientKey>,
+    clock: DefaultClock,
+    config: RateLimit,
+    checks: AtomicU64,
+}
+
+impl ClientRateLimiter {
+    pub fn new(config: RateLimit) -> Self {
+        let per_second = NonZeroU32::new(config.per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.burst).unwrap_or(per_second);
+        let quota = Quota::per_second(per_second).allow_burst(burst);
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+            config,
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// `Ok` when the client may proceed, else how many whole seconds to wait.
+    fn check(&self, key: ClientKey) -> Result<(), u64> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+            metrics::gauge!("quintet_rate_limit_clients").set(self.limiter.len() as f64);
+        }
+        self.limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+}
+
+/// Middleware: spends one token of the caller's bucket or answers 429.
+pub async fn enforce(
+    State(limiter): State<Option<Arc<ClientRateLimiter>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(limiter) = limiter else {
+        return next.run(req).await;
+    };
+    let key = match req.extensions().get::<Caller>() {
+        Some(Caller::Token(id)) => ClientKey::Token(*id),
+        _ => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(peer)) => ClientKey::Ip(peer.ip()),
+            None => ClientKey::Unknown,
+        },
+    };
+    match limiter.check(key) {
+        Ok(()) => next.run(req).await,
+        Err(retry_after) => {
+            metrics::counter!("quintet_rate_limited_total").increment(1);
+            let message = format!(
+                "rate limit exceeded: {} requests/s per client (burst {}); retry after {retry_after}s",
+                limiter.config.per_second, limiter.config.burst
+            );
+            let mut response = if super::is_grpc(req.headers()) {
+                tonic::Status::resource_exhausted(message).into_http()
+            } else {
+                ErrorResponse::new(StatusCode::TOO_MANY_REQUESTS, message).into_response()
+            };
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_is_allowed_then_refused_with_a_wait() {
+        let limiter = ClientRateLimiter::new(RateLimit {
+            per_second: 1,
+            burst: 3,
+        });
+        let key = ClientKey::Ip("10.0.0.1".parse().expect("ip"));
+        for _ in 0..3 {
+            assert!(limiter.check(key).is_ok());
+        }
+        let wait = limiter.check(key).expect_err("over the burst");
+        assert!((1..=1).contains(&wait), "wait {wait}s");
+        // Another client has its own bucket.
+        assert!(
+            limiter
+                .check(ClientKey::Ip("10.0.0.2".parse().expect("ip")))
+                .is_ok()
+        );
+    }
+}

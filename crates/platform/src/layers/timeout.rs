@@ -1,0 +1,30 @@
+//! Request timeout: a request that has not produced its response within
+//! `--request-timeout` is answered 503 and its handler future dropped.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use crate::error::ErrorResponse;
+
+pub async fn enforce(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let grpc = super::is_grpc(req.headers());
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("quintet_request_timeouts_total").increment(1);
+            let message = format!(
+                "request timed out after {}",
+                humantime::format_duration(limit)
+            );
+            if grpc {
+                tonic::Status::deadline_exceeded(message).into_http()
+            } else {
+                ErrorResponse::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response()
+            }
+        }
+    }
+}

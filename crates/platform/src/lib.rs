@@ -1,0 +1,23 @@
+//! The operational core every quintet service plugs into.
+//!
+//! A service hands the platform a [`service::Service`] (its REST router, its
+//! OpenAPI document, its gRPC routes, its readiness checks and its shutdown
+//! hooks); the platform serves all of them on one listener with the same
+//! configuration, telemetry, TLS, limits, authentication and lifecycle.
+//! Nothing in here knows about any particular service.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod layers;
+pub mod ops;
+pub mod server;
+pub mod service;
+pub mod telemetry;
+pub mod tls;
+
+pub use config::{ResolvedConfig, ServerConfig};
+pub use error::ErrorResponse;
+pub use server::{Server, shutdown_signal};
+pub use service::Service;

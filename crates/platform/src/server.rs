@@ -1,0 +1,289 @@
+//! The one listener: every service's REST routes, every gRPC service and the
+//! ops routes, over HTTP/1.1 and HTTP/2 (cleartext or TLS) on one port, with a
+//! graceful shutdown that loses no in-flight request.
+//!
+//! Shutdown order: readiness turns false, the listener closes (new connections
+//! are refused), open connections finish their in-flight requests (bounded by
+//! `--shutdown-timeout`), then each service's shutdown hooks run (stores close).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::ConnectInfo;
+use futures_util::future::BoxFuture;
+use http::{HeaderName, Request};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::ResolvedConfig;
+use crate::health::Health;
+use crate::layers::{self, LayerState};
+use crate::service::{Service, grpc_router};
+use crate::{ops, telemetry, tls};
+
+/// Time a client has to finish the TLS handshake or send its request headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often histogram samples are folded into buckets when nobody scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    health: Arc<Health>,
+    config: Arc<ResolvedConfig>,
+    on_shutdown: Vec<BoxFuture<'static, ()>>,
+}
+
+impl Server {
+    /// Builds the routes of every service and binds the listener.
+    pub async fn bind(config: ResolvedConfig, services: Vec<Service>) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let tls = match &config.tls {
+            Some(source) => Some(tls::acceptor(source, &config.data_dir)?),
+            None => None,
+        };
+        if config.tokens.is_empty() {
+            tracing::warn!(
+                "no bearer tokens configured: service routes are open to anyone who can connect"
+            );
+        }
+
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let mut readiness = Vec::new();
+        let mut on_shutdown = Vec::new();
+        let mut docs = Vec::new();
+        let layer_state = LayerState::new(config.clone());
+        let mut app = Router::new();
+        for service in services {
+            readiness.extend(service.readiness);
+            on_shutdown.extend(service.on_shutdown);
+            docs.push(service.openapi);
+            app = app.merge(layers::service_stack(
+                service.name,
+                service.router,
+                &layer_state,
+            ));
+            for (name, grpc) in service.grpc {
+                reporter
+                    .set_service_status(name, tonic_health::ServingStatus::Serving)
+                    .await;
+                app = app.merge(layers::service_stack(service.name, grpc, &layer_state));
+            }
+        }
+        let health = Arc::new(Health::new(readiness, reporter));
+        let doc = ops::openapi(docs);
+        let app = app
+            .merge(layers::ops_stack(
+                ops::router(health.clone(), telemetry::metrics_handle(), doc).merge(grpc_router(health_service)),
+            ))
+            .fallback(crate::error::not_found_or_unimplemented)
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request<_>| {
+                        let request_id = req
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        // The path only: query strings may carry things that do not belong in logs.
+                        tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id)
+                    })
+                    .on_request(())
+                    .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+            .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid));
+
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.addr))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            tls,
+            app,
+            health,
+            config,
+            on_shutdown,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base URL clients use, e.g. `https://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains and closes.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            tls,
+            app,
+            health,
+            config,
+            on_shutdown,
+            ..
+        } = self;
+        let upkeep = tokio::spawn(metrics_upkeep(shutdown.clone()));
+        let graceful = GracefulShutdown::new();
+        let connections = Arc::new(Semaphore::new(config.max_connections));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HANDSHAKE_TIMEOUT)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .max_concurrent_streams(256);
+        let builder = Arc::new(builder);
+
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = connections.clone().acquire_owned() => permit.context("connection limit closed")?,
+            };
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Usually EMFILE: back off briefly instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req)
+            });
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let result = match tls {
+                    None => {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn).await
+                    }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(stream)) => {
+                                let conn = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                                watcher.watch(conn).await
+                            }
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        }
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            });
+        }
+
+        // Readiness first, then refuse new connections by closing the listener.
+        health.start_draining().await;
+        drop(listener);
+        tracing::info!(
+            open_connections = graceful.count(),
+            timeout = %humantime::format_duration(config.shutdown_timeout),
+            "shutting down: listener closed, draining in-flight requests"
+        );
+        match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("all connections drained"),
+            Err(_) => tracing::warn!("shutdown timeout passed; cutting the remaining connections"),
+        }
+        for hook in on_shutdown {
+            hook.await;
+        }
+        upkeep.abort();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn metrics_upkeep(shutdown: CancellationToken) {
+    let handle = telemetry::metrics_handle();
+    let mut tick = tokio::time::interval(METRICS_UPKEEP);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
+            _ = term => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        }
+        trigger.cancel();
+    });
+    token
+}

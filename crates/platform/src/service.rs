@@ -1,0 +1,100 @@
+//! What a service hands the platform to be served: its REST routes, its
+//! OpenAPI document, its gRPC services, what must be reachable for it to be
+//! ready, and what to close when the process stops.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use futures_util::future::BoxFuture;
+use tonic::server::NamedService;
+use tower::{Service as TowerService, ServiceExt};
+
+use crate::health::ReadinessCheck;
+
+/// One service, ready to mount.
+pub struct Service {
+    pub(crate) name: &'static str,
+    pub(crate) router: Router,
+    pub(crate) openapi: utoipa::openapi::OpenApi,
+    pub(crate) grpc: Vec<(&'static str, Router)>,
+    pub(crate) readiness: Vec<Arc<dyn ReadinessCheck>>,
+    pub(crate) on_shutdown: Vec<BoxFuture<'static, ()>>,
+}
+
+impl Service {
+    /// A service named `name` (used in metric names: `quintet_<name>_…`).
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            router: Router::new(),
+            openapi: utoipa::openapi::OpenApi::default(),
+            grpc: Vec::new(),
+            readiness: Vec::new(),
+            on_shutdown: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The REST routes, with their state already applied.
+    pub fn routes(mut self, router: Router) -> Self {
+        self.router = self.router.merge(router);
+        self
+    }
+
+    /// The OpenAPI document of the REST routes.
+    pub fn openapi(mut self, doc: utoipa::openapi::OpenApi) -> Self {
+        self.openapi = doc;
+        self
+    }
+
+    /// A tonic-generated gRPC service, served on the same listener as REST.
+    pub fn grpc<S>(mut self, svc: S) -> Self
+    where
+        S: TowerService<http::Request<tonic::body::Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.grpc.push((S::NAME, grpc_router(svc)));
+        self
+    }
+
+    /// Something that must be reachable before this service is ready.
+    pub fn readiness(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
+        self.readiness.push(check);
+        self
+    }
+
+    /// Work to do once the listener has drained (flush, close a store).
+    pub fn on_shutdown(mut self, hook: BoxFuture<'static, ()>) -> Self {
+        self.on_shutdown.push(hook);
+        self
+    }
+}
+
+/// Routes `/<package.Service>/*` to a gRPC service (what tonic's `Routes`
+/// does, minus its catch-all fallback, so routers from several services merge).
+pub(crate) fn grpc_router<S>(svc: S) -> Router
+where
+    S: TowerService<http::Request<tonic::body::Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    Router::new().route_service(
+        &format!("/{}/{{*rest}}", S::NAME),
+        svc.map_request(|req: http::Request<axum::body::Body>| req.map(tonic::body::Body::new)),
+    )
+}

@@ -1,0 +1,127 @@
+//! TLS for the one listener (rustls, ring provider): certificates from PEM
+//! files, or a self-signed certificate created once in `<data-dir>/tls/` and
+//! reused on every start (its key written 0600).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::TlsSource;
+
+/// Paths of the self-signed certificate and key inside a data directory.
+pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    let dir = data_dir.join("tls");
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// Builds the acceptor, creating the self-signed certificate if it is asked for and missing.
+pub fn acceptor(source: &TlsSource, data_dir: &Path) -> anyhow::Result<TlsAcceptor> {
+    let (cert_path, key_path) = match source {
+        TlsSource::Files { cert, key } => (cert.clone(), key.clone()),
+        TlsSource::SelfSigned { names } => {
+            let (cert, key) = self_signed_paths(data_dir);
+            if !(cert.exists() && key.exists()) {
+                create_self_signed(names, &cert, &key)?;
+                tracing::info!(cert = %cert.display(), "created a self-signed TLS certificate");
+            }
+            (cert, key)
+        }
+    };
+    let certs = CertificateDer::pem_file_iter(&cert_path)
+        .with_context(|| format!("cannot read TLS certificate {}", cert_path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("cannot parse TLS certificate {}", cert_path.display()))?;
+    if certs.is_empty() {
+        bail!("no certificate found in {}", cert_path.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .with_context(|| format!("cannot read TLS private key {}", key_path.display()))?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not form a usable pair")?;
+    // h2 first: gRPC needs HTTP/2; browsers and curl fall back to HTTP/1.1.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn create_self_signed(names: &[String], cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let certified = rcgen::generate_simple_self_signed(names)
+        .context("generating a self-signed certificate")?;
+    let dir = cert_path
+        .parent()
+        .context("certificate path has a directory")?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_file(
+        key_path,
+        certified.key_pair.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    write_file(cert_path, certified.cert.pem().as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves half a key.
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn self_signed_certificate_is_created_once_with_a_private_key_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = TlsSource::SelfSigned {
+            names: vec!["localhost".into(), "127.0.0.1".into()],
+        };
+        acceptor(&source, dir.path()).expect("first start creates the certificate");
+        let (cert, key) = self_signed_paths(dir.path());
+        let mode = fs::metadata(&key).expect("key exists").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let first = fs::read(&cert).expect("cert");
+        acceptor(&source, dir.path()).expect("second start reuses it");
+        assert_eq!(first, fs::read(&cert).expect("cert"));
+    }
+
+    #[test]
+    fn missing_certificate_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = TlsSource::Files {
+            cert: dir.path().join("nope.pem"),
+            key: dir.path().join("k.pem"),
+        };
+        let err = acceptor(&source, dir.path()).err().expect("fails");
+        assert!(err.to_string().contains("nope.pem"), "{err}");
+    }
+}

@@ -1,0 +1,60 @@
+//! The command line: `quintet serve` and one client subcommand per service.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::stores::StoreUrl;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "quintet",
+    version,
+    about = "One binary, five backend services: the server, their clients and the admin tool.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the services on one listener (REST, gRPC and ops routes).
+    Serve(Box<ServeArgs>),
+    /// Client for the messages service (content-addressed message store).
+    Messages(messages::api::cli::MessagesCli),
+}
+
+/// Services `quintet serve` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    Messages,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: platform::ServerConfig,
+
+    /// Services to run, comma separated.
+    #[arg(
+        long,
+        env = "QUINTET_SERVICES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "messages"
+    )]
+    pub services: Vec<ServiceName>,
+
+    /// Where services keep their data: `redb` (embedded files in --data-dir), `redb:///some/dir`,
+    /// or a PostgreSQL URL `postgres://user:password@host:5432/db`.
+    #[arg(
+        long,
+        env = "QUINTET_STORE",
+        default_value = "redb",
+        hide_env_values = true
+    )]
+    pub store: StoreUrl,
+
+    #[command(flatten)]
+    pub messages: messages::MessagesConfig,
+}

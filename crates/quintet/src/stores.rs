@@ -1,0 +1,118 @@
+//! Picks each service's adapter from the `--store` URL: the one place where a
+//! URL becomes an engine.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use messages::adapters::postgres::PostgresMessageStore;
+use messages::adapters::redb::RedbMessageStore;
+use messages::ports::MessageStore;
+
+/// A parsed `--store` value.
+#[derive(Clone)]
+pub enum StoreUrl {
+    /// Embedded redb files, in the data dir unless a directory is given.
+    Redb { dir: Option<PathBuf> },
+    /// A PostgreSQL connection URL (may hold a password: never printed).
+    Postgres(String),
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Redb { dir } => write!(f, "Redb {{ dir: {dir:?} }}"),
+            StoreUrl::Postgres(_) => f.write_str("Postgres([redacted])"),
+        }
+    }
+}
+
+impl FromStr for StoreUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (scheme, rest) = text.split_once("://").unwrap_or((text, ""));
+        match scheme {
+            "redb" | "embedded" => Ok(StoreUrl::Redb {
+                dir: (!rest.is_empty()).then(|| PathBuf::from(rest)),
+            }),
+            "postgres" | "postgresql" if !rest.is_empty() => {
+                Ok(StoreUrl::Postgres(text.to_owned()))
+            }
+            "postgres" | "postgresql" => {
+                Err("a PostgreSQL URL needs a host: postgres://user@host:5432/db".into())
+            }
+            other => Err(format!(
+                "unknown store '{}': use redb, redb:///dir or postgres://…",
+                other.chars().take(40).collect::<String>()
+            )),
+        }
+    }
+}
+
+impl StoreUrl {
+    /// A short description for logs, without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreUrl::Redb { dir } => format!(
+                "redb ({})",
+                dir.as_deref()
+                    .map_or("data dir".into(), |d| d.display().to_string())
+            ),
+            StoreUrl::Postgres(_) => "postgres".to_owned(),
+        }
+    }
+
+    fn redb_file(&self, data_dir: &Path, service: &str) -> PathBuf {
+        let dir = match self {
+            StoreUrl::Redb { dir: Some(dir) } => dir.clone(),
+            _ => data_dir.to_path_buf(),
+        };
+        dir.join(format!("{service}.redb"))
+    }
+}
+
+/// The messages store the URL names.
+pub async fn messages_store(
+    url: &StoreUrl,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn MessageStore>> {
+    Ok(match url {
+        StoreUrl::Redb { .. } => {
+            let path = url.redb_file(data_dir, "messages");
+            Arc::new(RedbMessageStore::open(&path).context("opening the embedded messages store")?)
+        }
+        StoreUrl::Postgres(url) => Arc::new(
+            PostgresMessageStore::connect(url)
+                .await
+                .context("connecting the messages store to PostgreSQL")?,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_parse_and_debug_hides_passwords() {
+        assert!(matches!(
+            "redb".parse::<StoreUrl>(),
+            Ok(StoreUrl::Redb { dir: None })
+        ));
+        assert!(matches!(
+            "redb:///var/q".parse::<StoreUrl>(),
+            Ok(StoreUrl::Redb { dir: Some(_) })
+        ));
+        let pg: StoreUrl = "postgres://u:hunter2@db/x".parse().expect("valid");
+        assert!(!format!("{pg:?}").contains("hunter2"));
+        assert!(!pg.describe().contains("hunter2"));
+        let err = "mysql://u:hunter2@db"
+            .parse::<StoreUrl>()
+            .err()
+            .expect("refused");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}
