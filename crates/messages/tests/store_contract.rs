@@ -1,0 +1,249 @@
+//! The one contract every `MessageStore` adapter must honour, run against the
+//! real engines: redb in a temporary directory and the PostgreSQL server at
+//! `QUINTET_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
+//! each test in a schema of its own. These tests never skip: with no
+//! PostgreSQL reachable, they fail.
+
+use std::sync::Arc;
+
+use messages::adapters::postgres::PostgresMessageStore;
+use messages::adapters::redb::RedbMessageStore;
+use messages::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit};
+use messages::ports::{MessageStore, PutOutcome, StoreError};
+
+const MAX: usize = 8 * 1024 * 1024;
+
+fn message(text: &str) -> Message {
+    Message::new(text.to_owned(), MAX).expect("valid test message")
+}
+
+fn limit(n: u32) -> PageLimit {
+    PageLimit::parse(Some(&n.to_string())).expect("valid limit")
+}
+
+/// A store under test, with whatever must outlive it.
+struct Subject {
+    store: Arc<dyn MessageStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Drops a test schema once its test has passed (a failed test leaves it for inspection).
+async fn drop_schema(schema: String) {
+    let admin = sqlx::PgPool::connect(&postgres_url())
+        .await
+        .expect("reconnect");
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .expect("drop schema");
+    admin.close().await;
+}
+
+async fn redb() -> Subject {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbMessageStore::open(&dir.path().join("messages.redb")).expect("open redb");
+    Subject {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("QUINTET_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh schema per test, so tests run in parallel and leave nothing shared behind.
+async fn postgres() -> (Subject, String) {
+    let base = postgres_url();
+    let admin = sqlx::PgPool::connect(&base).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL must be reachable at {base} for the contract tests: {e}")
+    });
+    let schema = format!("qt_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .expect("create schema");
+    admin.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let store = PostgresMessageStore::connect(&format!("{base}{sep}options[search_path]={schema}"))
+        .await
+        .expect("connect and migrate");
+    (
+        Subject {
+            store: Arc::new(store),
+            _dir: None,
+        },
+        schema,
+    )
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(#[tokio::test] async fn $name() { super::$name(super::redb().await).await; })*
+        }
+        mod on_postgres {
+            $(#[tokio::test] async fn $name() {
+                let (subject, schema) = super::postgres().await;
+                super::$name(subject).await;
+                super::drop_schema(schema).await;
+            })*
+        }
+    };
+}
+
+contract!(
+    put_then_get_returns_the_same_bytes,
+    putting_the_same_text_twice_stores_it_once,
+    unknown_digest_is_none,
+    pages_follow_insertion_order_and_end_without_next,
+    pages_stop_at_the_byte_bound,
+    unicode_and_nul_survive_byte_for_byte,
+    concurrent_puts_of_distinct_and_equal_texts,
+    ping_answers_and_close_refuses_later_calls,
+);
+
+async fn put_then_get_returns_the_same_bytes(s: Subject) {
+    let m = message("hello");
+    assert_eq!(
+        s.store.put(&m, 1_700_000_000_123).await.expect("put"),
+        PutOutcome::Created
+    );
+    let stored = s
+        .store
+        .get(&m.digest())
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(stored.digest, m.digest());
+    assert_eq!(stored.body, b"hello");
+    assert_eq!(stored.created_at_ms, 1_700_000_000_123);
+    assert_eq!(stored.verify().expect("intact").text, "hello");
+}
+
+async fn putting_the_same_text_twice_stores_it_once(s: Subject) {
+    let m = message("same");
+    assert_eq!(s.store.put(&m, 1).await.expect("put"), PutOutcome::Created);
+    assert_eq!(
+        s.store.put(&m, 2).await.expect("put"),
+        PutOutcome::AlreadyStored
+    );
+    let page = s.store.page(None, limit(10)).await.expect("page");
+    assert_eq!(page.items.len(), 1);
+    // The first write wins: a repeat does not move the creation time.
+    assert_eq!(page.items[0].created_at_ms, 1);
+}
+
+async fn unknown_digest_is_none(s: Subject) {
+    assert!(
+        s.store
+            .get(&Digest::of(b"never stored"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+}
+
+async fn pages_follow_insertion_order_and_end_without_next(s: Subject) {
+    let texts: Vec<String> = (0..7).map(|i| format!("message {i}")).collect();
+    for t in &texts {
+        s.store.put(&message(t), 0).await.expect("put");
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = s.store.page(cursor, limit(3)).await.expect("page");
+        pages += 1;
+        assert!(page.items.len() <= 3);
+        seen.extend(
+            page.items
+                .iter()
+                .map(|m| String::from_utf8(m.body.clone()).expect("utf8")),
+        );
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(seen, texts);
+    assert_eq!(pages, 3);
+    // An exactly full last page does not promise more.
+    let six = s.store.page(None, limit(7)).await.expect("page");
+    assert_eq!(six.items.len(), 7);
+    assert_eq!(six.next, None);
+}
+
+async fn pages_stop_at_the_byte_bound(s: Subject) {
+    let big = PAGE_MAX_BYTES / 2 + 1;
+    for c in ['a', 'b', 'c'] {
+        s.store
+            .put(&message(&c.to_string().repeat(big)), 0)
+            .await
+            .expect("put");
+    }
+    let first = s.store.page(None, limit(100)).await.expect("page");
+    assert_eq!(
+        first.items.len(),
+        1,
+        "two messages would pass the byte bound"
+    );
+    let second = s.store.page(first.next, limit(100)).await.expect("page");
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(second.items[0].body[0], b'b');
+    // A single message larger than the bound still comes back alone.
+    let third = s.store.page(second.next, limit(100)).await.expect("page");
+    assert_eq!(third.items.len(), 1);
+    assert_eq!(third.next, None);
+}
+
+async fn unicode_and_nul_survive_byte_for_byte(s: Subject) {
+    let text = "zero\0byte, émoji 🦀, 中文, \u{202e}rtl";
+    let m = message(text);
+    s.store.put(&m, 0).await.expect("put");
+    let back = s
+        .store
+        .get(&m.digest())
+        .await
+        .expect("get")
+        .expect("present")
+        .verify()
+        .expect("intact");
+    assert_eq!(back.text, text);
+}
+
+async fn concurrent_puts_of_distinct_and_equal_texts(s: Subject) {
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = s.store.clone();
+        // Half the tasks write the same text: exactly one of them creates it.
+        let text = if i % 2 == 0 {
+            "shared".to_owned()
+        } else {
+            format!("own {i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            store.put(&message(&text), 0).await.expect("put")
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        if t.await.expect("task") == PutOutcome::Created {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 33);
+    let page = s.store.page(None, limit(1000)).await.expect("page");
+    assert_eq!(page.items.len(), 33);
+}
+
+async fn ping_answers_and_close_refuses_later_calls(s: Subject) {
+    s.store.ping().await.expect("ping");
+    s.store.close().await;
+    match s.store.put(&message("late"), 0).await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("a closed store must refuse writes, got {other:?}"),
+    }
+}
