@@ -105,6 +105,11 @@ pub struct ServerConfig {
     #[arg(long, env = "QUINTET_SHUTDOWN_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     pub shutdown_timeout: Duration,
 
+    /// After SIGTERM, how long to keep serving with readiness false before the
+    /// listener closes, so load balancers stop sending first (e.g. `5s` in Kubernetes).
+    #[arg(long, env = "QUINTET_SHUTDOWN_DELAY", value_parser = parse_duration, default_value = "0s")]
+    pub shutdown_delay: Duration,
+
     /// Log format: `auto` is JSON lines when stdout is not a terminal, human-readable when it is.
     #[arg(long, env = "QUINTET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
@@ -164,6 +169,7 @@ pub struct ResolvedConfig {
     pub max_connections: usize,
     pub rate_limit: Option<RateLimit>,
     pub shutdown_timeout: Duration,
+    pub shutdown_delay: Duration,
     pub log_format: LogFormat,
 }
 
@@ -281,6 +287,7 @@ impl ServerConfig {
             max_connections: self.max_connections,
             rate_limit,
             shutdown_timeout: self.shutdown_timeout,
+            shutdown_delay: self.shutdown_delay,
             log_format: self.log_format,
         })
     }

@@ -26,6 +26,7 @@ pub struct Health {
     draining: AtomicBool,
     checks: Vec<Arc<dyn ReadinessCheck>>,
     grpc: tonic_health::server::HealthReporter,
+    grpc_services: Vec<&'static str>,
 }
 
 /// The outcome of a readiness probe.
@@ -38,23 +39,28 @@ pub struct Readiness {
 }
 
 impl Health {
+    /// `grpc_services` are the gRPC service names reported NOT_SERVING on shutdown (with `""`).
     pub fn new(
         checks: Vec<Arc<dyn ReadinessCheck>>,
         grpc: tonic_health::server::HealthReporter,
+        grpc_services: Vec<&'static str>,
     ) -> Self {
         Self {
             draining: AtomicBool::new(false),
             checks,
             grpc,
+            grpc_services,
         }
     }
 
     /// Marks the process as shutting down: readiness false, gRPC health NOT_SERVING.
     pub async fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
-        self.grpc
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
+        for name in std::iter::once("").chain(self.grpc_services.iter().copied()) {
+            self.grpc
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
     }
 
     pub fn is_draining(&self) -> bool {

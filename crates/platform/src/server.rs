@@ -70,6 +70,7 @@ impl Server {
         let mut readiness = Vec::new();
         let mut on_shutdown = Vec::new();
         let mut docs = Vec::new();
+        let mut grpc_names = Vec::new();
         let layer_state = LayerState::new(config.clone());
         let mut app = Router::new();
         for service in services {
@@ -82,13 +83,14 @@ impl Server {
                 &layer_state,
             ));
             for (name, grpc) in service.grpc {
+                grpc_names.push(name);
                 reporter
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
                     .await;
                 app = app.merge(layers::service_stack(service.name, grpc, &layer_state));
             }
         }
-        let health = Arc::new(Health::new(readiness, reporter));
+        let health = Arc::new(Health::new(readiness, reporter, grpc_names));
         let doc = ops::openapi(docs);
         let app = app
             .merge(layers::ops_stack(
@@ -168,13 +170,31 @@ impl Server {
             .max_concurrent_streams(256);
         let builder = Arc::new(builder);
 
+        // SIGTERM turns readiness false at once; the listener keeps accepting for
+        // --shutdown-delay so load balancers notice before connections are refused.
+        let stop_accepting = CancellationToken::new();
+        tokio::spawn({
+            let (shutdown, stop_accepting, health) =
+                (shutdown.clone(), stop_accepting.clone(), health.clone());
+            let delay = config.shutdown_delay;
+            async move {
+                shutdown.cancelled().await;
+                health.start_draining().await;
+                if !delay.is_zero() {
+                    tracing::info!(delay = %humantime::format_duration(delay), "readiness is false; still accepting");
+                    tokio::time::sleep(delay).await;
+                }
+                stop_accepting.cancel();
+            }
+        });
+
         loop {
             let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = stop_accepting.cancelled() => break,
                 permit = connections.clone().acquire_owned() => permit.context("connection limit closed")?,
             };
             let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = stop_accepting.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -227,8 +247,7 @@ impl Server {
             });
         }
 
-        // Readiness first, then refuse new connections by closing the listener.
-        health.start_draining().await;
+        // Refuse new connections by closing the listener, then drain.
         drop(listener);
         tracing::info!(
             open_connections = graceful.count(),

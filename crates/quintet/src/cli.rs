@@ -2,8 +2,6 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::stores::StoreUrl;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "quintet",
@@ -25,7 +23,7 @@ pub enum Command {
 }
 
 /// Services `quintet serve` can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum ServiceName {
     Messages,
 }
@@ -47,13 +45,14 @@ pub struct ServeArgs {
 
     /// Where services keep their data: `redb` (embedded files in --data-dir), `redb:///some/dir`,
     /// or a PostgreSQL URL `postgres://user:password@host:5432/db`.
+    // A String, parsed in `serve`, so a refused URL is never echoed with its password.
     #[arg(
         long,
         env = "QUINTET_STORE",
         default_value = "redb",
         hide_env_values = true
     )]
-    pub store: StoreUrl,
+    pub store: String,
 
     #[command(flatten)]
     pub messages: messages::MessagesConfig,

@@ -4,34 +4,44 @@ use clap::CommandFactory;
 use platform::{Server, shutdown_signal, telemetry};
 
 use crate::cli::{Cli, ServeArgs, ServiceName};
-use crate::stores;
+use crate::stores::{self, StoreUrl};
+
+/// Exits 2 with a message naming the option, as clap does for values it refuses.
+fn invalid(message: String) -> ! {
+    Cli::command()
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .exit()
+}
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Everything is validated before anything binds or touches the data dir.
     let port = std::env::var("PORT").ok();
-    let config = match args.server.resolve(port.as_deref()) {
-        Ok(config) => config,
-        // Exit code 2 and a message naming the option, before anything binds.
-        Err(error) => Cli::command()
-            .error(clap::error::ErrorKind::ValueValidation, error)
-            .exit(),
-    };
+    let config = args
+        .server
+        .resolve(port.as_deref())
+        .unwrap_or_else(|e| invalid(e.to_string()));
+    let store: StoreUrl = args
+        .store
+        .parse()
+        .unwrap_or_else(|e| invalid(format!("invalid value for --store: {e}")));
     telemetry::init_logging(config.log_format);
 
     let mut services = Vec::new();
     let mut names = args.services.clone();
+    names.sort();
     names.dedup();
     for name in names {
         match name {
             ServiceName::Messages => {
-                let store = stores::messages_store(&args.store, &config.data_dir).await?;
-                services.push(messages::service(store, args.messages.clone()));
+                let messages_store = stores::messages_store(&store, &config.data_dir).await?;
+                services.push(messages::service(messages_store, args.messages.clone()));
             }
         }
     }
 
     let server = Server::bind(config, services).await?;
     let url = server.url();
-    tracing::info!(%url, store = %args.store.describe(), services = ?args.services, "listening");
+    tracing::info!(%url, store = %store.describe(), services = ?args.services, "listening");
     tracing::info!(docs = %format!("{url}/docs"), metrics = %format!("{url}/metrics"), "ops routes");
     server.run(shutdown_signal()).await
 }

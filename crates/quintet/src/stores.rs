@@ -111,8 +111,7 @@ mod tests {
         assert!(!pg.describe().contains("hunter2"));
         let err = "mysql://u:hunter2@db"
             .parse::<StoreUrl>()
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `quintet` binary on port 0, driven over HTTP,
+//! HTTPS, gRPC, raw TCP and its own CLI.
+
+mod cli;
+mod lifecycle;
+mod messages_api;
+mod ops;
+mod postgres;
+mod security;
+mod support;

@@ -1,0 +1,250 @@
+//! Starts the real `quintet` binary on port 0 and talks to it like a user would.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_quintet");
+
+/// A running `quintet serve` child process.
+pub struct TestServer {
+    child: Child,
+    pub url: String,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Options for one server start.
+#[derive(Default)]
+pub struct Start<'a> {
+    pub args: Vec<&'a str>,
+    pub env: Vec<(&'a str, &'a str)>,
+    pub data_dir: Option<&'a Path>,
+}
+
+impl TestServer {
+    /// Starts a server with a fresh data directory and the given extra flags.
+    pub fn start(args: &[&str]) -> Self {
+        Self::launch(Start {
+            args: args.to_vec(),
+            ..Start::default()
+        })
+    }
+
+    pub fn launch(opts: Start<'_>) -> Self {
+        let tmp = match opts.data_dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().expect("tempdir")),
+        };
+        let data_dir = opts
+            .data_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| tmp.as_ref().expect("tempdir").path().to_path_buf());
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&opts.args)
+            .env_remove("PORT")
+            .env("QUINTET_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &opts.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn quintet");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v["message"] == "listening"
+                        && let Some(url) = v["url"].as_str()
+                    {
+                        let _ = tx.send(url.to_owned());
+                    }
+                    logs.lock().expect("logs").push(line);
+                }
+            });
+        }
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    logs.lock().expect("logs").push(line);
+                }
+            });
+        }
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not report listening; output:\n{}",
+                    logs.lock().expect("logs").join("\n")
+                );
+            }
+        };
+        let addr = url
+            .rsplit("://")
+            .next()
+            .expect("url")
+            .parse()
+            .expect("addr in url");
+        Self {
+            child,
+            url,
+            addr,
+            data_dir,
+            logs,
+            _tmp: tmp,
+        }
+    }
+
+    /// Everything the server printed so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("logs").join("\n")
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "server still running after {limit:?}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.sigterm();
+        self.wait(Duration::from_secs(30))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP client for tests.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Runs the CLI and returns (exit code, stdout, stderr).
+pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("QUINTET_URL")
+        .env_remove("QUINTET_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cli");
+    {
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).expect("write stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("cli output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("QUINTET_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh PostgreSQL schema and a store URL pointing into it.
+pub async fn postgres_schema() -> (String, String) {
+    let base = postgres_url();
+    let admin = sqlx::PgPool::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {base}: {e}"));
+    let schema = format!("qe_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .expect("create schema");
+    admin.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    (
+        schema.clone(),
+        format!("{base}{sep}options[search_path]={schema}"),
+    )
+}
+
+pub async fn drop_schema(schema: &str) {
+    let admin = sqlx::PgPool::connect(&postgres_url())
+        .await
+        .expect("reconnect");
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .expect("drop schema");
+    admin.close().await;
+}
+
+/// SHA-256 of a text as lowercase hex, computed independently of the server.
+pub fn sha256_hex(text: &str) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("digest")
+        .to_owned()
+}
