@@ -91,13 +91,11 @@ QHTTP_PID=""
 QHTTPS_PID=""
 NGINX_STARTED=0
 
-# SIGTERM, then wait for the process to exit (SIGKILL after 40 s); echoes its exit status.
+# SIGTERM, then wait for the process (a child of this shell) to exit, SIGKILL
+# after 40 s; sets STOP_RC to its exit status. Not to be called in a subshell.
+STOP_RC=""
 stop_pid() {
     local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || {
-        wait "$pid" 2>/dev/null && echo 0 || echo $?
-        return 0
-    }
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 400; i++)); do
         kill -0 "$pid" 2>/dev/null || break
@@ -107,9 +105,8 @@ stop_pid() {
         log "pid $pid ignored SIGTERM for 40s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
     fi
-    local rc=0
-    wait "$pid" 2>/dev/null || rc=$?
-    echo "$rc"
+    STOP_RC=0
+    wait "$pid" 2>/dev/null || STOP_RC=$?
 }
 
 stop_nginx() {
@@ -128,8 +125,8 @@ stop_nginx() {
 cleanup() {
     local rc=$?
     trap - EXIT
-    [[ -n $QHTTP_PID ]] && stop_pid "$QHTTP_PID" >/dev/null
-    [[ -n $QHTTPS_PID ]] && stop_pid "$QHTTPS_PID" >/dev/null
+    [[ -z $QHTTP_PID ]] || stop_pid "$QHTTP_PID"
+    [[ -z $QHTTPS_PID ]] || stop_pid "$QHTTPS_PID"
     stop_nginx
     if [[ ${KEEP_TMP:-0} == 1 ]]; then
         log "kept $WORK"
@@ -162,7 +159,7 @@ pick_port() {
 wait_ready() { # url pid name logfile
     local url=$1 pid=$2 name=$3 logfile=$4 i
     for ((i = 0; i < 300; i++)); do
-        if curl -fsSk -o /dev/null --max-time 2 "$url"; then
+        if curl -fsk -o /dev/null --max-time 2 "$url"; then
             return 0
         fi
         if ! kill -0 "$pid" 2>/dev/null; then
@@ -186,6 +183,11 @@ cpu_ticks() {
         total=$((total + a[11] + a[12]))
     done
     echo "$total"
+}
+
+# Machine-wide busy and steal ticks: "busy steal" (busy includes steal).
+machine_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $9; exit }' /proc/stat
 }
 
 # Pids whose parent is $1.
@@ -296,12 +298,14 @@ seed() { # base_url name
             ((i == 1)) || echo next
             printf 'url = "%s/messages"\nheader = "Content-Type: text/plain; charset=utf-8"\n' "$base"
             printf 'data-binary = "seed message %d of the messages benchmark: the quick brown fox jumps over the lazy dog"\n' "$i"
-            printf 'output = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n'
+            # per transfer: "next" resets these
+            printf 'output = "/dev/null"\nwrite-out = "%%{http_code}\\n"\nsilent\nshow-error\ninsecure\n'
         done
     } >"$cfg"
-    curl -sSk --parallel --parallel-max 16 -K "$cfg" >"$WORK/seed-$name.codes" || true
+    curl --no-progress-meter --parallel --parallel-max 16 -K "$cfg" >"$WORK/seed-$name.codes" 2>"$WORK/seed-$name.err" || true
     codes="$(sort "$WORK/seed-$name.codes" | uniq -c | awk '{ printf "%s%s×%s", sep, $2, $1; sep = ", " }')"
     log "seeded $name: $codes"
+    [[ ! -s $WORK/seed-$name.err ]] || sort "$WORK/seed-$name.err" | uniq -c | head -n 5 >&2
     [[ $codes == "201×$SEED_COUNT" ]] || die "seeding $name: expected 201×$SEED_COUNT, got $codes"
 }
 
@@ -345,7 +349,7 @@ route_delta() { # before_file after_file
 }
 
 RUNS_TSV="$RAW_DIR/runs.tsv"
-printf 'scenario\tprotocol\trepeat\trps\tp50_us\tp99_us\trequests\tnon2xx\tsocket_errors\tserver_cpu\twrk_cpu\tserver_rss_kb\tserver_statuses\n' >"$RUNS_TSV"
+printf 'scenario\tprotocol\trepeat\trps\tp50_us\tp99_us\trequests\tnon2xx\tsocket_errors\tserver_cpu\twrk_cpu\tmachine_cpu\tsteal\tserver_rss_kb\tserver_statuses\n' >"$RUNS_TSV"
 declare -A WRK_CMDLINE
 
 scenario_target() { # scenario protocol → url|script|arg|pids-var|route-method|route
@@ -377,8 +381,9 @@ run_one() { # scenario protocol repeat duration
     [[ $rep == warmup ]] || WRK_CMDLINE[$scenario-$proto]="${cmd[*]}"
 
     [[ -z ${method:-} ]] || route_snapshot "$url" "$method" "$route" >"$WORK/before"
-    local t0 t1 c0 c1
+    local t0 t1 c0 c1 m0 m1
     c0="$(cpu_ticks "${pids[@]}")"
+    m0="$(machine_ticks)"
     t0="$(date +%s%N)"
     local TIMEFORMAT='%3U %3S'
     if ! { time "${cmd[@]}" >"$out" 2>&1; } 2>"$WORK/wrk-time"; then
@@ -387,6 +392,7 @@ run_one() { # scenario protocol repeat duration
     fi
     t1="$(date +%s%N)"
     c1="$(cpu_ticks "${pids[@]}")"
+    m1="$(machine_ticks)"
     [[ $rep == warmup ]] && return 0
 
     local statuses="-"
@@ -402,18 +408,20 @@ run_one() { # scenario protocol repeat duration
     local -A r=()
     local kv
     for kv in ${line#BENCH }; do r[${kv%%=*}]=${kv#*=}; done
-    local wall_s server_cpu wrk_cpu rss
+    local wall_s server_cpu wrk_cpu rss machine_cpu steal
     wall_s="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')"
     server_cpu="$(awk -v d="$((c1 - c0))" -v hz="$CLK_TCK" -v w="$wall_s" 'BEGIN { printf "%.2f", d / hz / w }')"
     wrk_cpu="$(awk -v w="$wall_s" '{ printf "%.2f", ($1 + $2) / w }' "$WORK/wrk-time")"
     rss="$(proc_kb VmRSS "${pids[@]}")"
+    read -r machine_cpu steal < <(awk -v a="$m0" -v b="$m1" -v hz="$CLK_TCK" -v w="$wall_s" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); printf "%.2f %.2f\n", (y[1] - x[1]) / hz / w, (y[2] - x[2]) / hz / w }')
     local sock=$((r[connect_errors] + r[read_errors] + r[write_errors] + r[timeouts]))
-    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$proto" "$rep" \
+    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$proto" "$rep" \
         "${r[rps]}" "${r[p50_us]}" "${r[p99_us]}" "${r[requests]}" "${r[non2xx]}" "$sock" \
-        "$server_cpu" "$wrk_cpu" "$rss" "$statuses" >>"$RUNS_TSV"
-    log "$(printf '%-5s %-5s #%s: %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %s  socket errors %s  server CPU %s  wrk CPU %s  %s' \
+        "$server_cpu" "$wrk_cpu" "$machine_cpu" "$steal" "$rss" "$statuses" >>"$RUNS_TSV"
+    log "$(printf '%-5s %-5s #%s: %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %s  socket errors %s  server CPU %s  wrk CPU %s  machine %s (steal %s)  %s' \
         "$scenario" "$proto" "$rep" "${r[rps]}" "$(awk -v u="${r[p50_us]}" 'BEGIN { print u / 1000 }')" \
-        "$(awk -v u="${r[p99_us]}" 'BEGIN { print u / 1000 }')" "${r[non2xx]}" "$sock" "$server_cpu" "$wrk_cpu" "$statuses")"
+        "$(awk -v u="${r[p99_us]}" 'BEGIN { print u / 1000 }')" "${r[non2xx]}" "$sock" "$server_cpu" "$wrk_cpu" "$machine_cpu" "$steal" "$statuses")"
 }
 
 SCENARIOS=(nginx get post)
@@ -442,9 +450,11 @@ NGINX_HWM="$(proc_kb VmHWM "${NGINX_PIDS[@]}")"
 QHTTP_MESSAGES="$(route_snapshot "$QHTTP_URL" POST /messages | awk '$1 == 201 { print $2 }')"
 QHTTPS_MESSAGES="$(route_snapshot "$QHTTPS_URL" POST /messages | awk '$1 == 201 { print $2 }')"
 log "stopping quintet (SIGTERM)"
-QHTTP_RC="$(stop_pid "$QHTTP_PID")"
+stop_pid "$QHTTP_PID"
+QHTTP_RC=$STOP_RC
 QHTTP_PID=""
-QHTTPS_RC="$(stop_pid "$QHTTPS_PID")"
+stop_pid "$QHTTPS_PID"
+QHTTPS_RC=$STOP_RC
 QHTTPS_PID=""
 stop_nginx
 QHTTP_DB_KB="$(du -sk "$WORK/quintet-http" | cut -f1)"
@@ -452,11 +462,13 @@ QHTTPS_DB_KB="$(du -sk "$WORK/quintet-https" | cut -f1)"
 cp "$WORK/nginx/logs/error.log" "$RAW_DIR/nginx-error.log" 2>/dev/null || true
 cp "$NGINX_CONF" "$RAW_DIR/nginx.conf"
 
-log_counts() { # logfile → "E errors, W warnings"
-    local e w
+log_counts() { # logfile → "E errors, W warnings (count × message, ...)"
+    local e w what
     e="$(grep -c '"level":"ERROR"' "$1" || true)"
     w="$(grep -c '"level":"WARN"' "$1" || true)"
-    echo "$e errors, $w warnings"
+    what="$(grep -E '"level":"(ERROR|WARN)"' "$1" | grep -o '"message":"[^"]*"' | cut -d'"' -f4 |
+        sort | uniq -c | sort -rn | awk '{ n = $1; $1 = ""; printf "%s%d × \"%s\"", sep, n, substr($0, 2); sep = ", " }' || true)"
+    echo "$e errors, $w warnings${what:+ ($what)}"
 }
 
 # ---------------------------------------------------------------- report
@@ -547,7 +559,7 @@ ALL_PASS=1
     echo "- Non-2xx / socket errors: summed over the measured runs, as wrk counts them (socket errors = connect + read + write errors + timeouts)."
     echo "- Server answers: status × count of the responses the server itself counted on that route during the measured runs (from its \`/metrics\`); for POST every answer should be 201 (a new message written), none 200 (already stored)."
     echo "- Server CPU / wrk CPU: CPU time used during a run divided by its wall time (median over the runs); the machine has $(nproc) cores in all, shared by wrk and the server."
-    echo "- Server peak RSS: \`VmHWM\` of the server process read just before it was stopped, so it covers seeding, warm-up and every run on it (GET and POST at one protocol share one quintet process). For nginx it is the sum over the master and its ${#NGINX_WORKERS[@]} workers."
+    echo "- Server peak RSS: \`VmHWM\` of the server process read just before it was stopped, so it covers seeding, warm-up and every run on it (GET and POST at one protocol share one quintet process). For nginx it is the sum over the master and its ${#NGINX_WORKERS[@]} workers. quintet's grows with its store, which by the end held $QHTTP_MESSAGES (HTTP) and $QHTTPS_MESSAGES (HTTPS) messages, $(mib "$QHTTP_DB_KB") and $(mib "$QHTTPS_DB_KB") on disk; the raw figures below give the RSS after each run."
     echo
     echo "### Setup"
     echo
@@ -558,7 +570,7 @@ ALL_PASS=1
     echo "- POST: \`$POST_LUA\` sends \`{\"message\": \"benchmark message <run tag> thread <n> number <counter>\"}\` as application/json, unique on every request, so every POST writes a new message; each answer waits for its group commit to be durable. POST runs on the same servers as the GET runs, so later GET runs read a store that also holds the messages of the earlier POST runs. Messages stored in the end: $QHTTP_MESSAGES (HTTP server), $QHTTPS_MESSAGES (HTTPS server); store size on disk: $(mib "$QHTTP_DB_KB"), $(mib "$QHTTPS_DB_KB")."
     echo "- HTTPS: nginx uses a self-signed ECDSA P-256 certificate made by openssl; quintet its own \`--tls self-signed\` certificate. wrk offers no ALPN, so both speak HTTP/1.1 over TLS; connections are made once per run and kept alive (nginx is configured with \`keepalive_requests 1000000\` so that, like quintet, it never closes a busy connection)."
     echo "- nginx: \`worker_processes auto\` (${#NGINX_WORKERS[@]} workers), \`access_log off\`, \`location / { default_type application/json; return 200 '$FIXED_JSON'; }\`, started from a private config file on free loopback ports."
-    echo "- Server logs after the runs: quintet HTTP $(log_counts "$RAW_DIR/quintet-http.log"), quintet HTTPS $(log_counts "$RAW_DIR/quintet-https.log") (the one expected warning says no bearer tokens are configured); exit status after SIGTERM: $QHTTP_RC (HTTP), $QHTTPS_RC (HTTPS)."
+    echo "- Server logs after the runs: quintet HTTP $(log_counts "$RAW_DIR/quintet-http.log"), quintet HTTPS $(log_counts "$RAW_DIR/quintet-https.log"); exit status after SIGTERM: $QHTTP_RC (HTTP), $QHTTPS_RC (HTTPS)."
     echo
     echo "### Commands"
     echo
@@ -579,11 +591,13 @@ ALL_PASS=1
     echo
     echo "<details><summary>Raw figures of every run</summary>"
     echo
-    echo "| Scenario | Protocol | Run | Requests/s | p50 | p99 | Requests | Non-2xx | Socket errors | Server CPU | wrk CPU | Server RSS after run | Server answers |"
-    echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
-    tail -n +2 "$RUNS_TSV" | sort -t$'\t' -k2,2 -k1,1 -k3,3n | while IFS=$'\t' read -r s p rep rps p50 p99 n non sock scpu wcpu rss st; do
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-            "$s" "${p^^}" "$rep" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$n" "$non" "$sock" "$scpu" "$wcpu" "$(mib "$rss")" "$st"
+    echo "CPU columns are in cores (CPU time / wall time): the server (all its processes), wrk, the whole machine (everything, including other tenants' load and steal time), and steal time alone."
+    echo
+    echo "| Scenario | Protocol | Run | Requests/s | p50 | p99 | Requests | Non-2xx | Socket errors | Server CPU | wrk CPU | Machine CPU | Steal | Server RSS after run | Server answers |"
+    echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+    tail -n +2 "$RUNS_TSV" | sort -t$'\t' -k2,2 -k1,1 -k3,3n | while IFS=$'\t' read -r s p rep rps p50 p99 n non sock scpu wcpu mcpu steal rss st; do
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+            "$s" "${p^^}" "$rep" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$n" "$non" "$sock" "$scpu" "$wcpu" "$mcpu" "$steal" "$(mib "$rss")" "$st"
     done
     echo
     echo "</details>"
