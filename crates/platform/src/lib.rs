@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod journal;
 pub mod layers;
 pub mod ops;
 pub mod server;

@@ -25,8 +25,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::config::ResolvedConfig;
 use crate::health::Health;
@@ -94,23 +92,10 @@ impl Server {
         let doc = ops::openapi(docs);
         let app = app
             .merge(layers::ops_stack(
-                ops::router(health.clone(), telemetry::metrics_handle(), doc).merge(grpc_router(health_service)),
+                ops::router(health.clone(), telemetry::metrics_handle(), doc)
+                    .merge(grpc_router(health_service)),
             ))
             .fallback(crate::error::not_found_or_unimplemented)
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|req: &Request<_>| {
-                        let request_id = req
-                            .headers()
-                            .get(&REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        // The path only: query strings may carry things that do not belong in logs.
-                        tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id)
-                    })
-                    .on_request(())
-                    .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-            )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
             .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid));
 

@@ -2,7 +2,9 @@
 //!
 //! Logs go to stdout (an event stream, twelve-factor style): JSON lines when
 //! stdout is not a terminal, human-readable when it is. The filter comes from
-//! `QUINTET_LOG` (or `RUST_LOG`), default `info`. Request bodies and
+//! `QUINTET_LOG` (or `RUST_LOG`), default `info,rustls=error` (rustls warns
+//! about every client that sends an IP address as its TLS server name, which
+//! lets any client flood the log). Request bodies and
 //! credentials are never logged.
 
 use std::io::IsTerminal;
@@ -12,6 +14,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+
+/// The log filter when neither `QUINTET_LOG` nor `RUST_LOG` is set.
+pub const DEFAULT_FILTER: &str = "info,rustls=error";
 
 /// Latency buckets, in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -25,7 +30,7 @@ pub fn init_logging(format: LogFormat) {
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,

@@ -2,7 +2,7 @@
 //! they are stacked in (see [`service_stack`]).
 
 pub mod auth;
-pub mod metrics;
+pub mod observe;
 pub mod rate_limit;
 pub mod timeout;
 
@@ -38,8 +38,8 @@ impl LayerState {
     }
 }
 
-/// Wraps a service's routes, outermost first: metrics (so every answer below
-/// is counted, 401 and 429 included), timeout, auth, per-client rate limit,
+/// Wraps a service's routes, outermost first: observe (metrics and access
+/// log, so every answer below is counted, 401 and 429 included), timeout, auth, per-client rate limit,
 /// concurrency limit, body limit, then the handler.
 pub fn service_stack(service: &'static str, router: Router, state: &LayerState) -> Router {
     router
@@ -60,16 +60,16 @@ pub fn service_stack(service: &'static str, router: Router, state: &LayerState) 
             timeout::enforce,
         ))
         .layer(middleware::from_fn_with_state(
-            metrics::RouteMetrics::for_service(service),
-            metrics::record,
+            observe::RouteMetrics::for_service(service),
+            observe::record,
         ))
 }
 
-/// Ops routes are public and unthrottled: only metrics are recorded for them.
+/// Ops routes are public and unthrottled: they are only observed.
 pub fn ops_stack(router: Router) -> Router {
     router.layer(middleware::from_fn_with_state(
-        metrics::RouteMetrics::for_service("ops"),
-        metrics::record,
+        observe::RouteMetrics::for_service("ops"),
+        observe::record,
     ))
 }
 

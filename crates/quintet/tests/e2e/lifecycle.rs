@@ -247,3 +247,70 @@ async fn a_request_slower_than_the_timeout_gets_503() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("request timed out after 300ms"), "{answer}");
 }
+
+#[tokio::test]
+async fn kill_9_under_load_loses_no_acknowledged_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut acknowledged = Vec::new();
+    for round in 0..3 {
+        let server = TestServer::launch(Start {
+            data_dir: Some(dir.path()),
+            ..Start::default()
+        });
+        let url = format!("{}/messages", server.url);
+        let deadline = Instant::now() + Duration::from_millis(700);
+        let mut writers = Vec::new();
+        for writer in 0..8 {
+            let url = url.clone();
+            writers.push(tokio::spawn(async move {
+                let client = http();
+                let mut acked = Vec::new();
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let text = format!("round {round} writer {writer} message {n}");
+                    n += 1;
+                    match client
+                        .post(&url)
+                        .header("content-type", "text/plain")
+                        .body(text.clone())
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == StatusCode::CREATED => acked.push(text),
+                        _ => break,
+                    }
+                }
+                acked
+            }));
+        }
+        // Crash while the writers are still going.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.kill9();
+        for writer in writers {
+            acknowledged.extend(writer.await.expect("writer"));
+        }
+    }
+    assert!(
+        acknowledged.len() > 100,
+        "the load was real: {} acknowledged",
+        acknowledged.len()
+    );
+
+    let server = TestServer::launch(Start {
+        data_dir: Some(dir.path()),
+        ..Start::default()
+    });
+    let client = http();
+    for text in &acknowledged {
+        let response = client
+            .get(format!("{}/messages/{}", server.url, sha256_hex(text)))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "acknowledged message lost after kill -9: {text}"
+        );
+    }
+}

@@ -127,6 +127,12 @@ impl TestServer {
         assert!(status.success());
     }
 
+    /// Kills the process with SIGKILL, as a crash would, and reaps it.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
     /// Waits for the process to exit.
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
         let started = Instant::now();

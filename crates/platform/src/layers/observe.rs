@@ -1,0 +1,164 @@
+//! Observes every request: RED metrics and the access log.
+//!
+//! Metrics: `quintet_<service>_http_requests_total{method,route,status}`,
+//! `quintet_<service>_http_request_duration_seconds{method,route,status}` and
+//! `quintet_<service>_http_requests_in_flight{method,route}`, labelled by the
+//! route template (never the raw path, so label cardinality stays bounded).
+//! Metric handles are cached per label set, so the hot path allocates nothing.
+//!
+//! Logs: a `request` span and a completion line at `debug` (off by default:
+//! at `info` they would cost more than the request); a server error (5xx) is
+//! always logged at `error` with its method, route, status and request id.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::Method;
+use metrics::{Counter, Gauge, Histogram};
+use tracing::Instrument;
+
+/// The metrics of one service's routes, built once when its routes are stacked.
+pub struct RouteMetrics {
+    total: &'static str,
+    duration: &'static str,
+    in_flight: &'static str,
+    /// route template → its handles per method; filled on first use, read after.
+    handles: RwLock<HashMap<String, Vec<MethodHandles>>>,
+}
+
+struct MethodHandles {
+    method: Method,
+    in_flight: Gauge,
+    by_status: Vec<(u16, Counter, Histogram)>,
+}
+
+impl RouteMetrics {
+    /// Leaked on purpose: one small value per service for the life of the process.
+    pub fn for_service(service: &str) -> &'static RouteMetrics {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        Box::leak(Box::new(RouteMetrics {
+            total: leak(format!("quintet_{service}_http_requests_total")),
+            duration: leak(format!("quintet_{service}_http_request_duration_seconds")),
+            in_flight: leak(format!("quintet_{service}_http_requests_in_flight")),
+            handles: RwLock::new(HashMap::new()),
+        }))
+    }
+
+    /// Runs `f` on the handles of (route, method), creating them on first use.
+    fn with<T>(
+        &self,
+        route: &str,
+        method: &Method,
+        f: impl Fn(&MethodHandles) -> Option<T>,
+    ) -> Option<T> {
+        let map = self.handles.read().unwrap_or_else(|p| p.into_inner());
+        map.get(route)?
+            .iter()
+            .find(|h| h.method == *method)
+            .and_then(f)
+    }
+
+    fn in_flight(&self, route: &str, method: &Method) -> Gauge {
+        if let Some(gauge) = self.with(route, method, |h| Some(h.in_flight.clone())) {
+            return gauge;
+        }
+        let mut map = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(route.to_owned()).or_default();
+        if let Some(h) = entry.iter().find(|h| h.method == *method) {
+            return h.in_flight.clone();
+        }
+        let labels = [
+            ("method", method.as_str().to_owned()),
+            ("route", route.to_owned()),
+        ];
+        let gauge = metrics::gauge!(self.in_flight, &labels);
+        entry.push(MethodHandles {
+            method: method.clone(),
+            in_flight: gauge.clone(),
+            by_status: Vec::new(),
+        });
+        gauge
+    }
+
+    /// The request counter and latency histogram of (route, method, status).
+    /// Call after [`Self::in_flight`], which creates the route's entry.
+    fn completed(&self, route: &str, method: &Method, status: u16) -> (Counter, Histogram) {
+        let found = self.with(route, method, |h| {
+            h.by_status
+                .iter()
+                .find(|(s, ..)| *s == status)
+                .map(|(_, c, d)| (c.clone(), d.clone()))
+        });
+        if let Some(found) = found {
+            return found;
+        }
+        let labels = [
+            ("method", method.as_str().to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        let handles = (
+            metrics::counter!(self.total, &labels),
+            metrics::histogram!(self.duration, &labels),
+        );
+        let mut map = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = map
+            .get_mut(route)
+            .and_then(|v| v.iter_mut().find(|h| h.method == *method))
+        {
+            h.by_status
+                .push((status, handles.0.clone(), handles.1.clone()));
+        }
+        handles
+    }
+}
+
+/// Decrements the in-flight gauge even when the request future is dropped
+/// (client gone, timeout).
+struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+pub async fn record(
+    State(metrics): State<&'static RouteMetrics>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = req.method().clone();
+    let request_id = req.headers().get("x-request-id").cloned();
+    let request_id = request_id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+
+    let gauge = metrics.in_flight(route, &method);
+    gauge.increment(1.0);
+    let in_flight = InFlight(gauge);
+    let started = Instant::now();
+    let span = tracing::debug_span!("request", %method, route, request_id);
+    let response = next.run(req).instrument(span).await;
+    drop(in_flight);
+    let elapsed = started.elapsed();
+
+    let status = response.status().as_u16();
+    let (total, duration) = metrics.completed(route, &method, status);
+    total.increment(1);
+    duration.record(elapsed.as_secs_f64());
+    let latency_ms = elapsed.as_millis() as u64;
+    if response.status().is_server_error() {
+        tracing::error!(%method, route, status, request_id, latency_ms, "request failed");
+    } else {
+        tracing::debug!(%method, route, status, request_id, latency_ms, "request");
+    }
+    response
+}
