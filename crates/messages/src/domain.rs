@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+pub use platform::paging::PageLimit;
 use sha2::{Digest as _, Sha256};
 
 /// Why an input was refused.
@@ -16,8 +17,8 @@ pub enum DomainError {
     MessageTooLarge { size: usize, max: usize },
     #[error("cursor '{0}' is not one this server handed out")]
     InvalidCursor(String),
-    #[error("limit must be between 1 and {max}; got {got}")]
-    InvalidLimit { got: String, max: u32 },
+    #[error(transparent)]
+    InvalidLimit(#[from] platform::paging::InvalidLimit),
 }
 
 /// A SHA-256 digest, shown as 64 lowercase hex characters.
@@ -125,32 +126,6 @@ impl fmt::Display for Cursor {
     }
 }
 
-/// How many messages one page holds: 1..=[`PageLimit::MAX`], default [`PageLimit::DEFAULT`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageLimit(u32);
-
-impl PageLimit {
-    pub const DEFAULT: u32 = 100;
-    pub const MAX: u32 = 1000;
-
-    pub fn parse(text: Option<&str>) -> Result<Self, DomainError> {
-        let Some(text) = text else {
-            return Ok(Self(Self::DEFAULT));
-        };
-        match text.parse::<u32>() {
-            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
-            _ => Err(DomainError::InvalidLimit {
-                got: text.chars().take(32).collect(),
-                max: Self::MAX,
-            }),
-        }
-    }
-
-    pub fn get(&self) -> u32 {
-        self.0
-    }
-}
-
 /// Upper bound on the message bytes in one page, so a page of large messages
 /// stays a bounded response; the page ends early and `next` continues it.
 pub const PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -255,17 +230,6 @@ mod tests {
         assert_eq!(Cursor::parse(&c.to_string()), Ok(c));
         assert!(Cursor::parse("42").is_err());
         assert!(Cursor::parse("s-1").is_err());
-    }
-
-    #[test]
-    fn page_limit_bounds() {
-        assert_eq!(
-            PageLimit::parse(None).expect("default").get(),
-            PageLimit::DEFAULT
-        );
-        assert!(PageLimit::parse(Some("0")).is_err());
-        assert!(PageLimit::parse(Some("1001")).is_err());
-        assert_eq!(PageLimit::parse(Some("1000")).expect("max").get(), 1000);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod health;
 pub mod journal;
 pub mod layers;
 pub mod ops;
+pub mod paging;
 pub mod server;
 pub mod service;
 pub mod telemetry;

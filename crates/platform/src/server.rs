@@ -29,7 +29,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::config::ResolvedConfig;
 use crate::health::Health;
 use crate::layers::{self, LayerState};
-use crate::service::{Service, grpc_router};
+use crate::service::{BackgroundTask, Service, grpc_router};
 use crate::{ops, telemetry, tls};
 
 /// Time a client has to finish the TLS handshake or send its request headers.
@@ -48,6 +48,7 @@ pub struct Server {
     health: Arc<Health>,
     config: Arc<ResolvedConfig>,
     on_shutdown: Vec<BoxFuture<'static, ()>>,
+    background: Vec<(&'static str, BackgroundTask)>,
 }
 
 impl Server {
@@ -67,6 +68,7 @@ impl Server {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let mut readiness = Vec::new();
         let mut on_shutdown = Vec::new();
+        let mut background = Vec::new();
         let mut docs = Vec::new();
         let mut grpc_names = Vec::new();
         let layer_state = LayerState::new(config.clone());
@@ -74,6 +76,7 @@ impl Server {
         for service in services {
             readiness.extend(service.readiness);
             on_shutdown.extend(service.on_shutdown);
+            background.extend(service.background);
             docs.push(service.openapi);
             app = app.merge(layers::service_stack(
                 service.name,
@@ -111,6 +114,7 @@ impl Server {
             health,
             config,
             on_shutdown,
+            background,
         })
     }
 
@@ -137,9 +141,21 @@ impl Server {
             health,
             config,
             on_shutdown,
+            background,
             ..
         } = self;
         let upkeep = tokio::spawn(metrics_upkeep(shutdown.clone()));
+        // Background tasks stop after the listener drains, so work that
+        // in-flight requests handed them is still done (e.g. a final flush).
+        let stop_background = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (name, task) in background {
+            let future = task(stop_background.clone());
+            tasks.spawn(async move {
+                future.await;
+                name
+            });
+        }
         let graceful = GracefulShutdown::new();
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -242,6 +258,21 @@ impl Server {
         match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
             Ok(()) => tracing::info!("all connections drained"),
             Err(_) => tracing::warn!("shutdown timeout passed; cutting the remaining connections"),
+        }
+        stop_background.cancel();
+        let stopping = async {
+            while let Some(done) = tasks.join_next().await {
+                match done {
+                    Ok(name) => tracing::info!(task = name, "background task stopped"),
+                    Err(error) => tracing::error!(%error, "background task failed"),
+                }
+            }
+        };
+        if tokio::time::timeout(config.shutdown_timeout, stopping)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown timeout passed; abandoning background tasks still running");
         }
         for hook in on_shutdown {
             hook.await;

@@ -7,10 +7,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tower::{Service as TowerService, ServiceExt};
 
 use crate::health::ReadinessCheck;
+
+/// A background task: started with the server, handed a token that is
+/// cancelled once the listener has drained; it finishes its work (a final
+/// flush, its in-flight jobs) and returns.
+pub type BackgroundTask = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
 
 /// One service, ready to mount.
 pub struct Service {
@@ -20,6 +26,7 @@ pub struct Service {
     pub(crate) grpc: Vec<(&'static str, Router)>,
     pub(crate) readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub(crate) on_shutdown: Vec<BoxFuture<'static, ()>>,
+    pub(crate) background: Vec<(&'static str, BackgroundTask)>,
 }
 
 impl Service {
@@ -32,6 +39,7 @@ impl Service {
             grpc: Vec::new(),
             readiness: Vec::new(),
             on_shutdown: Vec::new(),
+            background: Vec::new(),
         }
     }
 
@@ -73,7 +81,17 @@ impl Service {
         self
     }
 
-    /// Work to do once the listener has drained (flush, close a store).
+    /// A task that runs while the server runs (see [`BackgroundTask`]).
+    pub fn background(
+        mut self,
+        name: &'static str,
+        task: impl FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send + 'static,
+    ) -> Self {
+        self.background.push((name, Box::new(task)));
+        self
+    }
+
+    /// Work to do once the listener has drained and background tasks have stopped (flush, close a store).
     pub fn on_shutdown(mut self, hook: BoxFuture<'static, ()>) -> Self {
         self.on_shutdown.push(hook);
         self

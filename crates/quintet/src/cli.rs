@@ -20,12 +20,15 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Client for the messages service (content-addressed message store).
     Messages(messages::api::cli::MessagesCli),
+    /// Client for the counters service (write-behind increments).
+    Counters(counters::api::cli::CountersCli),
 }
 
 /// Services `quintet serve` can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum ServiceName {
     Messages,
+    Counters,
 }
 
 #[derive(Debug, Args)]
@@ -39,7 +42,7 @@ pub struct ServeArgs {
         env = "QUINTET_SERVICES",
         value_enum,
         value_delimiter = ',',
-        default_value = "messages"
+        default_value = "messages,counters"
     )]
     pub services: Vec<ServiceName>,
 
@@ -56,4 +59,7 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub messages: messages::MessagesConfig,
+
+    #[command(flatten)]
+    pub counters: counters::CountersConfig,
 }

@@ -29,6 +29,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Messages(args) => messages::api::cli::run(args).await,
+            Command::Counters(args) => counters::api::cli::run(args).await,
         }
     });
     match result {

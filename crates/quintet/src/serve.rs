@@ -36,6 +36,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 let messages_store = stores::messages_store(&store, &config.data_dir).await?;
                 services.push(messages::service(messages_store, args.messages.clone()));
             }
+            ServiceName::Counters => {
+                let counters_store = stores::counters_store(&store, &config.data_dir).await?;
+                services.push(
+                    counters::service(counters_store, &config.data_dir, args.counters.clone())
+                        .await?,
+                );
+            }
         }
     }
 

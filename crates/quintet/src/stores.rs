@@ -7,6 +7,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use counters::adapters::postgres::PostgresCounterStore;
+use counters::adapters::redb::RedbCounterStore;
+use counters::ports::CounterStore;
 use messages::adapters::postgres::PostgresMessageStore;
 use messages::adapters::redb::RedbMessageStore;
 use messages::ports::MessageStore;
@@ -88,6 +91,24 @@ pub async fn messages_store(
             PostgresMessageStore::connect(url)
                 .await
                 .context("connecting the messages store to PostgreSQL")?,
+        ),
+    })
+}
+
+/// The counters store the URL names.
+pub async fn counters_store(
+    url: &StoreUrl,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn CounterStore>> {
+    Ok(match url {
+        StoreUrl::Redb { .. } => {
+            let path = url.redb_file(data_dir, "counters");
+            Arc::new(RedbCounterStore::open(&path).context("opening the embedded counters store")?)
+        }
+        StoreUrl::Postgres(url) => Arc::new(
+            PostgresCounterStore::connect(url)
+                .await
+                .context("connecting the counters store to PostgreSQL")?,
         ),
     })
 }

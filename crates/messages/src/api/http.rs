@@ -409,7 +409,7 @@ async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<PageBody>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadBody(e.body_text()))?;
-    let limit = PageLimit::parse(params.limit.as_deref())?;
+    let limit = PageLimit::parse(params.limit.as_deref()).map_err(DomainError::from)?;
     let after = params.cursor.as_deref().map(Cursor::parse).transpose()?;
     let started = Instant::now();
     let page = state.store.page(after, limit).await?;

@@ -1,0 +1,4 @@
+//! One module per storage engine behind [`crate::ports::CounterStore`].
+
+pub mod postgres;
+pub mod redb;

@@ -1,0 +1,202 @@
+//! PostgreSQL counter store (sqlx). Owns its schema: the migrations in
+//! `crates/counters/migrations` are embedded and applied at start.
+//!
+//! Table `counters(key, value, updated_at)` is plain and human-readable; a
+//! flush is one statement (below): the totals and the instance's flushed
+//! sequence change together or not at all.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+
+use crate::domain::{Counter, CounterKey, KeyPrefix, PageLimit};
+use crate::ports::{CounterStore, FlushBatch, Page, StoreError};
+
+pub struct PostgresCounterStore {
+    pool: PgPool,
+}
+
+fn store_error(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error
+        && db.code().as_deref() == Some("22003")
+    {
+        // numeric_value_out_of_range: a total would leave bigint.
+        return StoreError::Overflow {
+            key: "(one of the batch)".to_owned(),
+        };
+    }
+    StoreError::Unavailable(error.to_string())
+}
+
+/// One round trip per flush. `guard` advances the instance's flushed sequence
+/// only if this batch is new; the UPSERT applies only if `guard` did. Keys are
+/// unique within a batch (the engine sums per key first): PostgreSQL refuses
+/// to update one row twice in a statement.
+const APPLY: &str = r#"
+WITH guard AS (
+    INSERT INTO counter_flushes (instance_id, flushed_seq, updated_at)
+    VALUES ($1, $2, now())
+    ON CONFLICT (instance_id) DO UPDATE
+        SET flushed_seq = EXCLUDED.flushed_seq, updated_at = now()
+        WHERE counter_flushes.flushed_seq < EXCLUDED.flushed_seq
+    RETURNING 1
+), applied AS (
+    INSERT INTO counters (key, value, updated_at)
+    SELECT k, d, now() FROM unnest($3::text[], $4::bigint[]) AS t(k, d)
+    WHERE EXISTS (SELECT 1 FROM guard)
+    ON CONFLICT (key) DO UPDATE
+        SET value = counters.value + EXCLUDED.value, updated_at = now()
+    RETURNING key, value
+)
+SELECT key, value FROM applied
+"#;
+
+impl PostgresCounterStore {
+    /// Connects to `url` (a `postgres://` URL) and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(store_error)?;
+        let mut migrator = sqlx::migrate!("./migrations");
+        // Other services keep their own migrations in the same database.
+        migrator.set_ignore_missing(true);
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrating the counters schema: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    async fn totals(&self, keys: &[String]) -> Result<Vec<Counter>, StoreError> {
+        let rows = sqlx::query("SELECT key, value FROM counters WHERE key = ANY($1)")
+            .bind(keys)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(counter).collect()
+    }
+}
+
+fn counter(row: &sqlx::postgres::PgRow) -> Result<Counter, StoreError> {
+    let key: String = row.try_get("key").map_err(store_error)?;
+    Ok(Counter {
+        key: CounterKey::parse(key, usize::MAX)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+        value: row.try_get("value").map_err(store_error)?,
+    })
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[async_trait]
+impl CounterStore for PostgresCounterStore {
+    async fn load(&self, key: &CounterKey) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM counters WHERE key = $1")
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn apply(&self, batch: &FlushBatch) -> Result<Vec<Counter>, StoreError> {
+        let keys: Vec<String> = batch
+            .deltas
+            .iter()
+            .map(|(k, _)| k.as_str().to_owned())
+            .collect();
+        let deltas: Vec<i64> = batch.deltas.iter().map(|(_, d)| *d).collect();
+        let seq = i64::try_from(batch.seq)
+            .map_err(|_| StoreError::Unavailable("sequence out of range".into()))?;
+        let rows = sqlx::query(APPLY)
+            .bind(&batch.instance)
+            .bind(seq)
+            .bind(&keys)
+            .bind(&deltas)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        if rows.is_empty() && !keys.is_empty() {
+            // Already applied (a replay after a crash): report the current totals.
+            return self.totals(&keys).await;
+        }
+        rows.iter().map(counter).collect()
+    }
+
+    async fn flushed_seq(&self, instance: &str) -> Result<u64, StoreError> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT flushed_seq FROM counter_flushes WHERE instance_id = $1")
+                .bind(instance)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+    }
+
+    async fn page(
+        &self,
+        prefix: &KeyPrefix,
+        after: Option<&CounterKey>,
+        limit: PageLimit,
+    ) -> Result<Page, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key, value FROM counters WHERE key LIKE $1 AND ($2::text IS NULL OR key > $2) \
+             ORDER BY key LIMIT $3",
+        )
+        .bind(like_prefix(prefix.as_str()))
+        .bind(after.map(CounterKey::as_str))
+        .bind(i64::from(limit.get()) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let mut items = rows.iter().map(counter).collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > limit.as_usize() {
+            items.truncate(limit.as_usize());
+            items.last().map(|c| c.key.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_prefix;
+
+    #[test]
+    fn like_metacharacters_are_escaped() {
+        assert_eq!(like_prefix("a_b%c\\"), "a\\_b\\%c\\\\%");
+        assert_eq!(like_prefix(""), "%");
+    }
+}

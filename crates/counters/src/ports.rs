@@ -1,0 +1,79 @@
+//! What the counters service needs from storage. Every adapter passes the one
+//! contract suite in `tests/store_contract.rs`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{Counter, CounterKey, KeyPrefix, PageLimit};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or is closed; worth retrying later.
+    #[error("counter store unavailable: {0}")]
+    Unavailable(String),
+    /// Applying a batch would take a total out of the i64 range.
+    #[error("counter '{key}' would overflow")]
+    Overflow { key: String },
+}
+
+/// The increments one instance flushes at once: one delta per key, covering
+/// every increment of that instance up to and including sequence `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushBatch {
+    pub instance: String,
+    pub seq: u64,
+    pub deltas: Vec<(CounterKey, i64)>,
+}
+
+/// One page of counters in key order; `next` is set when more may follow.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    pub items: Vec<Counter>,
+    pub next: Option<CounterKey>,
+}
+
+/// Durable counter totals.
+#[async_trait]
+pub trait CounterStore: Send + Sync + 'static {
+    /// A key's persisted total, `None` if it was never stored.
+    async fn load(&self, key: &CounterKey) -> Result<Option<i64>, StoreError>;
+
+    /// Adds every delta in one atomic step (PostgreSQL: one statement) and
+    /// records that `batch.instance` has flushed up to `batch.seq`. A batch
+    /// whose `seq` the store already has for that instance changes nothing.
+    /// Returns the totals of the batch's keys after the step.
+    async fn apply(&self, batch: &FlushBatch) -> Result<Vec<Counter>, StoreError>;
+
+    /// The highest `seq` flushed by `instance` (0 if none).
+    async fn flushed_seq(&self, instance: &str) -> Result<u64, StoreError>;
+
+    /// Counters whose key starts with `prefix` and sorts after `after`, in key order.
+    async fn page(
+        &self,
+        prefix: &KeyPrefix,
+        after: Option<&CounterKey>,
+        limit: PageLimit,
+    ) -> Result<Page, StoreError>;
+
+    /// Cheap reachability check for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Releases the store; later calls fail with `Unavailable`.
+    async fn close(&self);
+}
+
+/// Readiness check over a store's `ping`.
+pub struct StoreReadiness(pub Arc<dyn CounterStore>);
+
+#[async_trait]
+impl platform::health::ReadinessCheck for StoreReadiness {
+    fn name(&self) -> &str {
+        "counters-store"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}

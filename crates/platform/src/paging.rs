@@ -1,0 +1,57 @@
+//! Page sizes for list endpoints: every list is bounded.
+
+/// How many items one page holds: 1..=[`PageLimit::MAX`], default [`PageLimit::DEFAULT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit(u32);
+
+/// A `limit` outside 1..=[`PageLimit::MAX`] (or not a number).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limit must be between 1 and {max}; got '{got}'")]
+pub struct InvalidLimit {
+    pub got: String,
+    pub max: u32,
+}
+
+impl PageLimit {
+    pub const DEFAULT: u32 = 100;
+    pub const MAX: u32 = 1000;
+
+    /// Parses the `limit` query parameter; absent means the default.
+    pub fn parse(text: Option<&str>) -> Result<Self, InvalidLimit> {
+        let Some(text) = text else {
+            return Ok(Self(Self::DEFAULT));
+        };
+        match text.parse::<u32>() {
+            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
+            _ => Err(InvalidLimit {
+                got: text.chars().take(32).collect(),
+                max: Self::MAX,
+            }),
+        }
+    }
+
+    pub fn get(&self) -> u32 {
+        self.0
+    }
+
+    pub fn as_usize(&self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_limit_bounds() {
+        assert_eq!(
+            PageLimit::parse(None).expect("default").get(),
+            PageLimit::DEFAULT
+        );
+        assert!(PageLimit::parse(Some("0")).is_err());
+        assert!(PageLimit::parse(Some("1001")).is_err());
+        assert!(PageLimit::parse(Some("ten")).is_err());
+        assert_eq!(PageLimit::parse(Some("1000")).expect("max").get(), 1000);
+    }
+}
