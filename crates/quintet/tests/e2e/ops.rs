@@ -29,7 +29,7 @@ async fn health_readiness_openapi_and_docs_are_served() {
         .expect("json");
     assert_eq!(
         ready,
-        json!({"status": "ready", "checks": {"messages-store": "ok"}})
+        json!({"status": "ready", "checks": {"counters-store": "ok", "messages-store": "ok"}})
     );
 
     let doc: Value = http()
