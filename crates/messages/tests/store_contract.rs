@@ -27,18 +27,6 @@ struct Subject {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// Drops a test schema once its test has passed (a failed test leaves it for inspection).
-async fn drop_schema(schema: String) {
-    let admin = sqlx::PgPool::connect(&postgres_url())
-        .await
-        .expect("reconnect");
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .expect("drop schema");
-    admin.close().await;
-}
-
 async fn redb() -> Subject {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = RedbMessageStore::open(&dir.path().join("messages.redb")).expect("open redb");
@@ -48,25 +36,10 @@ async fn redb() -> Subject {
     }
 }
 
-pub fn postgres_url() -> String {
-    std::env::var("QUINTET_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 /// A fresh schema per test, so tests run in parallel and leave nothing shared behind.
 async fn postgres() -> (Subject, String) {
-    let base = postgres_url();
-    let admin = sqlx::PgPool::connect(&base).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL must be reachable at {base} for the contract tests: {e}")
-    });
-    let schema = format!("qt_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    admin.close().await;
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let store = PostgresMessageStore::connect(&format!("{base}{sep}options[search_path]={schema}"))
+    let (schema, url) = testkit::postgres_schema().await;
+    let store = PostgresMessageStore::connect(&url)
         .await
         .expect("connect and migrate");
     (
@@ -87,7 +60,7 @@ macro_rules! contract {
             $(#[tokio::test] async fn $name() {
                 let (subject, schema) = super::postgres().await;
                 super::$name(subject).await;
-                super::drop_schema(schema).await;
+                testkit::drop_schema(&schema).await;
             })*
         }
     };

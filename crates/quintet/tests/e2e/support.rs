@@ -197,40 +197,7 @@ pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     )
 }
 
-pub fn postgres_url() -> String {
-    std::env::var("QUINTET_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A fresh PostgreSQL schema and a store URL pointing into it.
-pub async fn postgres_schema() -> (String, String) {
-    let base = postgres_url();
-    let admin = sqlx::PgPool::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {base}: {e}"));
-    let schema = format!("qe_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    admin.close().await;
-    let sep = if base.contains('?') { '&' } else { '?' };
-    (
-        schema.clone(),
-        format!("{base}{sep}options[search_path]={schema}"),
-    )
-}
-
-pub async fn drop_schema(schema: &str) {
-    let admin = sqlx::PgPool::connect(&postgres_url())
-        .await
-        .expect("reconnect");
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .expect("drop schema");
-    admin.close().await;
-}
+pub use testkit::{drop_schema, postgres_schema, postgres_url};
 
 /// SHA-256 of a text as lowercase hex, computed independently of the server.
 pub fn sha256_hex(text: &str) -> String {
