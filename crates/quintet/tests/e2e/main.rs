@@ -2,6 +2,7 @@
 //! HTTPS, gRPC, raw TCP and its own CLI.
 
 mod cli;
+mod counters;
 mod lifecycle;
 mod messages_api;
 mod ops;

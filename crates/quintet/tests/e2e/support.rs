@@ -221,3 +221,82 @@ pub fn sha256_hex(text: &str) -> String {
         .expect("digest")
         .to_owned()
 }
+
+/// A TCP proxy to PostgreSQL that a test can take down (refusing new
+/// connections and cutting open ones) and bring back, to stage an outage.
+pub struct PgProxy {
+    pub port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cut: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PgProxy {
+    pub async fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let target = postgres_url()
+            .split('@')
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("127.0.0.1:5432")
+            .to_owned();
+        let task = {
+            let (up, cut) = (up.clone(), cut.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        return;
+                    };
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: the connection is closed at once
+                    }
+                    let (target, cut) = (target.clone(), cut.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = cut.notified() => {}
+                        }
+                    });
+                }
+            })
+        };
+        Self {
+            port,
+            up,
+            cut,
+            task,
+        }
+    }
+
+    /// The store URL through the proxy, into `schema`.
+    pub fn url(&self, schema: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/test?options[search_path]={schema}",
+            self.port
+        )
+    }
+
+    pub fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for PgProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
