@@ -66,6 +66,8 @@ struct Closed {
 
 /// The segment files: one being appended to, the closed ones awaiting a flush.
 pub struct Segments {
+    /// Held for the life of the journal: two processes must never share one.
+    _lock: std::fs::File,
     dir: PathBuf,
     active: Journal,
     active_index: u64,
@@ -82,6 +84,23 @@ impl Segments {
     /// returned for replay) and a new one is started.
     pub fn open(dir: &Path) -> std::io::Result<(Self, Vec<Record>)> {
         std::fs::create_dir_all(dir)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))?;
+        // A previous holder in this process may still be stopping: give it a moment.
+        let mut attempts = 0;
+        while lock.try_lock().is_err() {
+            attempts += 1;
+            if attempts == 20 {
+                return Err(std::io::Error::other(format!(
+                    "{} is in use by another quintet process; give each instance its own --data-dir",
+                    dir.display()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let mut indexes: Vec<u64> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
@@ -106,6 +125,7 @@ impl Segments {
         let (active, _) = Journal::open(&segment_path(dir, active_index))?;
         Ok((
             Self {
+                _lock: lock,
                 dir: dir.to_path_buf(),
                 active,
                 active_index,
@@ -204,6 +224,22 @@ pub fn run(mut segments: Segments, mut rx: mpsc::Receiver<Op>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_journal_directory_cannot_be_opened_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, _) = Segments::open(dir.path()).expect("open");
+        let err = Segments::open(dir.path())
+            .err()
+            .expect("second open refused");
+        assert!(
+            err.to_string()
+                .contains("in use by another quintet process"),
+            "{err}"
+        );
+        drop(first);
+        Segments::open(dir.path()).expect("free again");
+    }
 
     #[test]
     fn records_round_trip() {
