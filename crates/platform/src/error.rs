@@ -48,14 +48,37 @@ impl ErrorResponse {
 
 impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ErrorBody {
-                error: self.message,
-            }),
-        )
-            .into_response()
+        let unavailable = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let body = Json(ErrorBody {
+            error: self.message,
+        });
+        let mut response = (self.status, body).into_response();
+        if unavailable {
+            // Every 503 here is transient (a store, a queue, a limit): say when to come back.
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
+}
+
+/// The media type of a request body, lowercased and without parameters
+/// (`Application/JSON; charset=utf-8` → `application/json`); `None` if absent.
+pub fn media_type(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers
+        .get(http::header::CONTENT_TYPE)?
+        .to_str()
+        .unwrap_or("");
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// The answer for a path no service routes.

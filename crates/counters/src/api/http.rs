@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use platform::ErrorResponse;
 use platform::error::ErrorBody;
 use serde::{Deserialize, Serialize};
@@ -96,13 +96,8 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, "counters request failed");
         }
-        let mut response = ErrorResponse::new(status, self.to_string()).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        // A 503 gets its Retry-After from ErrorResponse.
+        ErrorResponse::new(status, self.to_string()).into_response()
     }
 }
 
@@ -147,12 +142,7 @@ pub struct ListParams {
 }
 
 fn is_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let essence = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    match essence.as_deref() {
+    match platform::error::media_type(headers).as_deref() {
         Some("application/json") => Ok(()),
         Some(other) => Err(ApiError::UnsupportedMediaType(format!(
             "unsupported Content-Type '{}': send application/json {{\"key\": \"...\", \"value\": 1}}",

@@ -120,13 +120,8 @@ impl IntoResponse for ApiError {
             ApiError::Store(e) => tracing::error!(error = %e, "messages store error"),
             _ => {}
         }
-        let mut response = ErrorResponse::new(status, self.to_string()).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        // A 503 gets its Retry-After from ErrorResponse.
+        ErrorResponse::new(status, self.to_string()).into_response()
     }
 }
 
@@ -271,20 +266,12 @@ enum ContentKind {
 }
 
 fn content_kind(headers: &HeaderMap) -> Result<ContentKind, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+    let Some(essence) = platform::error::media_type(headers) else {
         return Err(ApiError::UnsupportedMediaType(
             "missing Content-Type: send application/json {\"message\": \"...\"} or text/plain"
                 .into(),
         ));
     };
-    let essence = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     match essence.as_str() {
         "application/json" => Ok(ContentKind::Json),
         e if e.starts_with("application/") && e.ends_with("+json") => Ok(ContentKind::Json),
