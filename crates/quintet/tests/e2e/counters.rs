@@ -185,7 +185,8 @@ async fn bad_increments_get_clear_errors_and_apply_nothing() {
         ),
     ];
     for (name, content_type, body, status, needle) in cases {
-        let mut request = client.post(format!("{}/increment", server.url)).body(body);
+        // A fresh connection each time: the server closes one whose body it refused unread.
+        let mut request = http().post(format!("{}/increment", server.url)).body(body);
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
