@@ -390,19 +390,23 @@ log_counts() { # logfile... → "E errors, W warnings (count × message, ...)"
 
 # ---------------------------------------------------------------- runs
 RUNS_TSV="$RAW_DIR/runs.tsv"
-printf 'scenario\trepeat\trps\tp50_us\tp99_us\trequests\terrors\tsocket_errors\tserver_cpu\tpg_cpu\tloadgen_cpu\tmachine_cpu\tsteal\tserver_rss_kb\tanswers\tsum\texpected\treceived\tstop_rc\twall_s\tjournal_commits\tflushes\n' >"$RUNS_TSV"
+printf 'scenario\trepeat\trps\tp50_us\tp99_us\trequests\terrors\tsocket_errors\tserver_cpu\tpg_cpu\tloadgen_cpu\tmachine_cpu\tsteal\tserver_rss_kb\tanswers\tsum\texpected\treceived\tstop_rc\twall_s\tjournal_commits\tflushes\tother_cpu\n' >"$RUNS_TSV"
 declare -A CMDLINE SERVER_CMDLINE
 declare -A REDIS_RATE # requests/s of the latest run, per Redis scenario
 
 record() { # scenario repeat rps p50 p99 requests errors sock server_cpu pg_cpu loadgen_cpu machine steal rss answers sum expected received stop_rc wall commits flushes
-    local a=() x
+    local a=() x other
     for x in "$@"; do a+=("${x:--}"); done
-    set -- "${a[@]}"
+    # Other CPU: the machine's busy time not spent by the server, PostgreSQL
+    # (counted once for pgbench, where it is the server) or the load generator.
+    other="$(awk -v m="${a[11]}" -v s="${a[8]}" -v p="${a[9]}" -v l="${a[10]}" -v u="$([[ $1 == upsert ]] && echo 1 || echo 0)" \
+        'BEGIN { if (u) s = 0; o = m - s - (p == "-" ? 0 : p) - l; printf "%.2f", (o < 0 ? 0 : o) }')"
+    set -- "${a[@]}" "$other"
     local IFS=$'\t'
     printf '%s\n' "$*" >>"$RUNS_TSV"
     log "$(printf '%-12s #%s: %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %s/%s  server CPU %s  PostgreSQL CPU %s  load CPU %s  machine %s (steal %s)  answers %s  sum %s of %s  exit %s' \
         "$1" "$2" "$3" "$(awk -v u="$4" 'BEGIN { print u / 1000 }')" "$(awk -v u="$5" 'BEGIN { print u / 1000 }')" \
-        "$7" "$8" "$9" "${10}" "${11}" "${12}" "${13}" "${15}" "${16}" "${17}" "${19}")"
+        "$7" "$8" "$9" "${10}" "${11}" "${12}" "${13}" "${15}" "${16}" "${17}" "${19}")  other CPU ${23}"
 }
 
 # wrk: prints the "BENCH ..." line's fields into the associative array W.
@@ -810,8 +814,8 @@ sum_checks() { # scenario
     echo
     echo "### Results"
     echo
-    echo "| Scenario | Requests/s (median) | p50 | p99 | Ratio to Redis | Target | Result | Ratio to PostgreSQL UPSERT | Target | Result | Errors / socket errors | Sum check | Server CPU (cores) | PostgreSQL CPU (cores) | Load generator CPU (cores) |"
-    echo "|---|--:|--:|--:|--:|--:|---|--:|--:|---|--:|---|--:|--:|--:|"
+    echo "| Scenario | Requests/s (median) | p50 | p99 | Ratio to Redis | Target | Result | Ratio to PostgreSQL UPSERT | Target | Result | Errors / socket errors | Sum check | Server CPU (cores) | PostgreSQL CPU (cores) | Load generator CPU (cores) | Other CPU (cores) |"
+    echo "|---|--:|--:|--:|--:|--:|---|--:|--:|---|--:|---|--:|--:|--:|--:|"
     for scenario in "${SCENARIOS[@]}"; do
         redis_cells="-|-|-" upsert_cells="-|-|-"
         case $scenario in
@@ -826,10 +830,10 @@ sum_checks() { # scenario
         errs="$(sum_col "$scenario" errors) / $(sum_col "$scenario" socket_errors)"
         [[ $scenario != redis* ]] || errs="- / -"
         [[ $scenario != upsert ]] || errs="$(sum_col "$scenario" errors) failed / -"
-        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
             "$(scenario_name "$scenario")" "${RPS[$scenario]}" "$(ms "${P50[$scenario]}")" "$(ms "${P99[$scenario]}")" \
             "${redis_cells//|/ | }" "${upsert_cells//|/ | }" "$errs" "$(sum_checks "$scenario")" \
-            "$(median_col "$scenario" server_cpu)" "$(median_col "$scenario" pg_cpu)" "$(median_col "$scenario" loadgen_cpu)"
+            "$(median_col "$scenario" server_cpu)" "$(median_col "$scenario" pg_cpu)" "$(median_col "$scenario" loadgen_cpu)" "$(median_col "$scenario" other_cpu)"
     done
     echo
     echo "Memory of one server holding $MEMORY_KEYS distinct pending keys (redb store, nothing flushed yet):"
@@ -864,7 +868,7 @@ sum_checks() { # scenario
     echo "- p50/p99: wrk's latency percentiles (\`--latency\`), redis-benchmark's own percentiles, and for pgbench exact percentiles of the per-transaction log (\`--log\`), all of the measured run; median over the runs."
     echo "- Errors / socket errors: summed over the measured runs; for quintet wrk's non-2xx answers and its connect, read, write errors and timeouts; for pgbench failed transactions; redis-benchmark reports none."
     echo "- Sum check: every request adds 1, so after each run the totals must add up to what was acknowledged (warm-up and measured run together). quintet on PostgreSQL: \`SELECT sum(value) FROM <schema>.counters\` after the server stopped on SIGTERM (its final flush) against the server's own count of 200 answers to \`POST /increment\` (from \`/metrics\`, \`quintet_counters_http_requests_total{method=\"POST\",route=\"/increment\",status=\"200\"}\`). quintet on redb: the server is started again on the same data directory and the values it lists (\`GET /counters\`, every page) are added up. Redis: the values of all keys (one \`EVAL\`) against the requests redis-benchmark sent. pgbench: \`sum(value)\` against the transactions it processed. wrk ends a run by closing its connections with up to one request under way on each; with journal durability quintet applies an increment in memory and hands it to the journal before it waits for the fsync, so a request cut off there is applied and journaled but never answered, and the server's metrics do not count it (a dropped request gets no status). Such a run has a sum above the 200 answers; it counts as no loss when the sum is at least the 200 answers and exceeds the answers wrk read by at most $CUT_LIMIT (one per connection at the end of the warm-up and of the measured run). The raw figures give sum / acknowledged / answers read by the load generator."
-    echo "- Server CPU: CPU time of the server process during the measured run divided by its wall time (for pgbench that is PostgreSQL). PostgreSQL CPU: the postmaster and all its children (backends, WAL writer, checkpointer); for the quintet rows on PostgreSQL it is what the flushes cost. Load generator CPU: wrk, redis-benchmark (one thread) or pgbench. The machine has $(nproc) cores in all, shared by the load generator and the servers."
+    echo "- Server CPU: CPU time of the server process during the measured run divided by its wall time (for pgbench that is PostgreSQL). PostgreSQL CPU: the postmaster and all its children (backends, WAL writer, checkpointer); for the quintet rows on PostgreSQL it is what the flushes cost. Load generator CPU: wrk, redis-benchmark (one thread) or pgbench. Other CPU: the machine's busy time (including steal) minus all of those, i.e. load from other tenants; a run with a high figure there was slowed by it. The machine has $(nproc) cores in all, shared by the load generator, the servers and that other load."
     echo "- Memory: \`VmRSS\` and \`VmHWM\` from \`/proc/<pid>/status\` one second after the last of the $MEMORY_KEYS increments was answered; \"RSS idle\" is \`VmRSS\` of the same server before the load. Pending keys is the server's \`quintet_counters_pending_keys\` gauge. Stop is the time from SIGTERM to exit, which includes flushing all $MEMORY_KEYS keys to redb in one batch."
     echo
     echo "### Setup"
@@ -900,15 +904,15 @@ sum_checks() { # scenario
     echo
     echo "<details><summary>Raw figures of every run</summary>"
     echo
-    echo "CPU columns are in cores (CPU time / wall time): the server, PostgreSQL (postmaster and children), the load generator, the whole machine (everything, including other tenants' load and steal time), and steal time alone. Journal commits: fsynced journal groups during the measured run (requests / commits = mean group size); flushes: store flushes during the measured run."
+    echo "CPU columns are in cores (CPU time / wall time): the server, PostgreSQL (postmaster and children), the load generator, the whole machine (everything, including other tenants' load and steal time), steal time alone, and other load (machine minus server, PostgreSQL and load generator). Journal commits: fsynced journal groups during the measured run (requests / commits = mean group size); flushes: store flushes during the measured run."
     echo
-    echo "| Scenario | Run | Requests/s | p50 | p99 | Requests | Errors | Socket errors | Server CPU | PostgreSQL CPU | Load gen. CPU | Machine CPU | Steal | Server RSS after run | Server answers (measured run) | Sum / acknowledged / answers read | Stop rc | Wall | Journal commits | Flushes |"
-    echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|"
+    echo "| Scenario | Run | Requests/s | p50 | p99 | Requests | Errors | Socket errors | Server CPU | PostgreSQL CPU | Load gen. CPU | Machine CPU | Steal | Other CPU | Server RSS after run | Server answers (measured run) | Sum / acknowledged / answers read | Stop rc | Wall | Journal commits | Flushes |"
+    echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|"
     for scenario in "${SCENARIOS[@]}"; do
-        awk -F'\t' -v s="$scenario" 'NR > 1 && $1 == s' "$RUNS_TSV" | while IFS=$'\t' read -r s rep rps p50 p99 n err sock scpu pcpu lcpu mcpu steal rss st sum exp recv rc wall commits flushes; do
+        awk -F'\t' -v s="$scenario" 'NR > 1 && $1 == s' "$RUNS_TSV" | while IFS=$'\t' read -r s rep rps p50 p99 n err sock scpu pcpu lcpu mcpu steal rss st sum exp recv rc wall commits flushes other; do
             [[ $rss == - ]] || rss="$(mib "$rss")"
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s s | %s | %s |\n' \
-                "$s" "$rep" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$n" "$err" "$sock" "$scpu" "$pcpu" "$lcpu" "$mcpu" "$steal" "$rss" "$st" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s s | %s | %s |\n' \
+                "$s" "$rep" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$n" "$err" "$sock" "$scpu" "$pcpu" "$lcpu" "$mcpu" "$steal" "$other" "$rss" "$st" \
                 "$sum" "$exp" "$recv" "$rc" "$wall" "$commits" "$flushes"
         done
     done
