@@ -88,11 +88,6 @@ pub struct ServerConfig {
     #[arg(long, env = "QUINTET_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
     pub max_concurrent_requests: usize,
 
-    /// Threads accepting and serving connections, each with its own listener
-    /// (SO_REUSEPORT) [default: the number of CPUs].
-    #[arg(long, env = "QUINTET_IO_THREADS")]
-    pub io_threads: Option<usize>,
-
     /// Open connections at once; the listener stops accepting while at the limit.
     #[arg(long, env = "QUINTET_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
@@ -172,7 +167,6 @@ pub struct ResolvedConfig {
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
     pub max_connections: usize,
-    pub io_threads: usize,
     pub rate_limit: Option<RateLimit>,
     pub shutdown_timeout: Duration,
     pub shutdown_delay: Duration,
@@ -260,16 +254,6 @@ impl ServerConfig {
         positive("--max-body-bytes", self.max_body_bytes)?;
         positive("--max-concurrent-requests", self.max_concurrent_requests)?;
         positive("--max-connections", self.max_connections)?;
-        let io_threads = match self.io_threads {
-            Some(0) => {
-                return Err(ConfigError::new(
-                    "--io-threads",
-                    "must be greater than zero",
-                ));
-            }
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, usize::from),
-        };
         if self.request_timeout.is_zero() {
             return Err(ConfigError::new(
                 "--request-timeout",
@@ -301,7 +285,6 @@ impl ServerConfig {
             request_timeout: self.request_timeout,
             max_concurrent_requests: self.max_concurrent_requests,
             max_connections: self.max_connections,
-            io_threads,
             rate_limit,
             shutdown_timeout: self.shutdown_timeout,
             shutdown_delay: self.shutdown_delay,

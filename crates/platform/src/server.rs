@@ -2,14 +2,9 @@
 //! ops routes, over HTTP/1.1 and HTTP/2 (cleartext or TLS) on one port, with a
 //! graceful shutdown that loses no in-flight request.
 //!
-//! Connections are served by `--io-threads` threads, each a single-threaded
-//! runtime with its own SO_REUSEPORT listener on the same address; background
-//! tasks and everything else run on the main runtime.
-//!
-//! Shutdown order: readiness turns false, the listeners close (new connections
+//! Shutdown order: readiness turns false, the listener closes (new connections
 //! are refused), open connections finish their in-flight requests (bounded by
-//! `--shutdown-timeout`), background tasks stop, then each service's shutdown
-//! hooks run (stores close).
+//! `--shutdown-timeout`), then each service's shutdown hooks run (stores close).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,7 +41,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A bound, not yet serving, server.
 pub struct Server {
-    listeners: Vec<std::net::TcpListener>,
+    listener: TcpListener,
     local_addr: SocketAddr,
     tls: Option<TlsAcceptor>,
     app: Router,
@@ -107,10 +102,12 @@ impl Server {
             .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
             .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid));
 
-        let listeners = bind_listeners(config.addr, config.io_threads)?;
-        let local_addr = listeners[0].local_addr()?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.addr))?;
+        let local_addr = listener.local_addr()?;
         Ok(Self {
-            listeners,
+            listener,
             local_addr,
             tls,
             app,
@@ -138,7 +135,7 @@ impl Server {
     /// Serves until `shutdown` is cancelled, then drains and closes.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Server {
-            listeners,
+            listener,
             tls,
             app,
             health,
@@ -159,6 +156,7 @@ impl Server {
                 name
             });
         }
+        let graceful = GracefulShutdown::new();
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -171,15 +169,9 @@ impl Server {
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .max_concurrent_streams(256);
-        let serving = Arc::new(Serving {
-            app,
-            builder,
-            tls,
-            connections,
-            shutdown_timeout: config.shutdown_timeout,
-        });
+        let builder = Arc::new(builder);
 
-        // SIGTERM turns readiness false at once; the listeners keep accepting for
+        // SIGTERM turns readiness false at once; the listener keeps accepting for
         // --shutdown-delay so load balancers notice before connections are refused.
         let stop_accepting = CancellationToken::new();
         tokio::spawn({
@@ -197,44 +189,76 @@ impl Server {
             }
         });
 
-        // One accept loop per I/O thread, each on its own single-threaded
-        // runtime with its own SO_REUSEPORT listener: a connection lives on one
-        // thread from accept to close, with no cross-thread wake-ups (measured:
-        // these were a large share of a request's CPU on the shared runtime).
-        let mut drained = Vec::new();
-        for (index, listener) in listeners.into_iter().enumerate() {
-            let (done, finished) = tokio::sync::oneshot::channel();
-            let serving = serving.clone();
-            let stop = stop_accepting.clone();
-            std::thread::Builder::new()
-                .name(format!("quintet-io-{index}"))
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build();
-                    let outcome = match runtime {
-                        Ok(runtime) => runtime.block_on(serving.accept_loop(listener, stop)),
-                        Err(error) => {
-                            Err(anyhow::Error::from(error).context("starting an I/O thread"))
+        loop {
+            let permit = tokio::select! {
+                _ = stop_accepting.cancelled() => break,
+                permit = connections.clone().acquire_owned() => permit.context("connection limit closed")?,
+            };
+            let (stream, peer) = tokio::select! {
+                _ = stop_accepting.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Usually EMFILE: back off briefly instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req)
+            });
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let result = match tls {
+                    None => {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn).await
+                    }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(stream)) => {
+                                let conn = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                                watcher.watch(conn).await
+                            }
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
                         }
-                    };
-                    let _ = done.send(outcome);
-                })
-                .context("starting an I/O thread")?;
-            drained.push(finished);
-        }
-        let mut failure = None;
-        for finished in drained {
-            match finished.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => failure = Some(error),
-                Err(_) => failure = Some(anyhow::anyhow!("an I/O thread stopped unexpectedly")),
-            }
-        }
-        if let Some(error) = &failure {
-            tracing::error!(error = %format!("{error:#}"), "serving failed");
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            });
         }
 
+        // Refuse new connections by closing the listener, then drain.
+        drop(listener);
+        tracing::info!(
+            open_connections = graceful.count(),
+            timeout = %humantime::format_duration(config.shutdown_timeout),
+            "shutting down: listener closed, draining in-flight requests"
+        );
+        match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("all connections drained"),
+            Err(_) => tracing::warn!("shutdown timeout passed; cutting the remaining connections"),
+        }
         stop_background.cancel();
         let stopping = async {
             while let Some(done) = tasks.join_next().await {
@@ -255,131 +279,8 @@ impl Server {
         }
         upkeep.abort();
         tracing::info!("stopped");
-        failure.map_or(Ok(()), Err)
-    }
-}
-
-/// What every I/O thread needs to serve connections.
-struct Serving {
-    app: Router,
-    builder: auto::Builder<TokioExecutor>,
-    tls: Option<TlsAcceptor>,
-    connections: Arc<Semaphore>,
-    shutdown_timeout: Duration,
-}
-
-impl Serving {
-    /// Accepts until `stop` is cancelled, then closes the listener and drains
-    /// this thread's connections (bounded by the shutdown timeout).
-    async fn accept_loop(
-        self: Arc<Self>,
-        listener: std::net::TcpListener,
-        stop: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let listener = TcpListener::from_std(listener).context("registering a listener")?;
-        let graceful = GracefulShutdown::new();
-        loop {
-            let permit = tokio::select! {
-                _ = stop.cancelled() => break,
-                permit = self.connections.clone().acquire_owned() => permit.context("connection limit closed")?,
-            };
-            let (stream, peer) = tokio::select! {
-                _ = stop.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Usually EMFILE: back off briefly instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let watcher = graceful.watcher();
-            let serving = self.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let app = serving.app.clone();
-                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    app.clone().oneshot(req)
-                });
-                let result = match &serving.tls {
-                    None => {
-                        let conn = serving
-                            .builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn).await
-                    }
-                    Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                        {
-                            Ok(Ok(stream)) => {
-                                let conn = serving
-                                    .builder
-                                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                                watcher.watch(conn).await
-                            }
-                            Ok(Err(error)) => {
-                                tracing::debug!(%peer, %error, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        }
-                    }
-                };
-                if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                }
-            });
-        }
-        // Refuse new connections by closing the listener, then drain.
-        drop(listener);
-        tracing::info!(
-            open_connections = graceful.count(),
-            timeout = %humantime::format_duration(self.shutdown_timeout),
-            "shutting down: listener closed, draining in-flight requests"
-        );
-        match tokio::time::timeout(self.shutdown_timeout, graceful.shutdown()).await {
-            Ok(()) => tracing::info!("all connections drained"),
-            Err(_) => tracing::warn!("shutdown timeout passed; cutting the remaining connections"),
-        }
         Ok(())
     }
-}
-
-/// Binds `count` listeners on `addr` with SO_REUSEPORT (the first picks the
-/// port when `addr` asks for port 0), so the kernel spreads connections.
-fn bind_listeners(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    // SO_REUSEPORT would let us join another process's group on a busy port
-    // silently: a plain bind first turns that into "address in use".
-    if addr.port() != 0 {
-        drop(
-            std::net::TcpListener::bind(addr)
-                .with_context(|| format!("cannot listen on {addr}"))?,
-        );
-    }
-    let mut listeners = Vec::with_capacity(count);
-    let mut addr = addr;
-    for _ in 0..count.max(1) {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
-        socket.set_nonblocking(true)?;
-        socket
-            .bind(&addr.into())
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        socket.listen(1024)?;
-        let listener: std::net::TcpListener = socket.into();
-        addr = listener.local_addr()?;
-        listeners.push(listener);
-    }
-    Ok(listeners)
 }
 
 async fn metrics_upkeep(shutdown: CancellationToken) {

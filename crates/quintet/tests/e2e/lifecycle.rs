@@ -314,23 +314,3 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
         );
     }
 }
-
-#[tokio::test]
-async fn a_busy_port_is_refused_rather_than_shared() {
-    let first = TestServer::start(&[]);
-    let port = first.addr.port().to_string();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot listen on"), "{stderr}");
-}
