@@ -1,0 +1,17 @@
+//! Compiles the kv protos with protox (a Rust protobuf compiler), so building
+//! needs no `protoc` on the machine.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = "../../proto";
+    let files = ["quintet/kv/v1/kv.proto", "seed/key_value.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={root}/{file}");
+    }
+    let descriptors = protox::compile(files, [root])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .build_transport(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

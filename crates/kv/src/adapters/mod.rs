@@ -1,0 +1,3 @@
+//! One module per technology implementing a kv port.
+
+pub mod local_keys;

@@ -1,0 +1,145 @@
+//! kv's domain: keys and prefixes valid by construction, the sealed record
+//! format, and the envelope encryption itself. No I/O.
+
+pub mod envelope;
+pub mod record;
+
+use std::fmt;
+
+pub use envelope::{DataKey, EnvelopeError};
+pub use platform::paging::PageLimit;
+pub use record::{RecordFormat, SealedRecord, WrappedKey};
+
+/// Longest key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Default largest value, in bytes.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a key, prefix or cursor was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("key must not be empty")]
+    Empty,
+    #[error("key is {0} bytes; the limit is {MAX_KEY_BYTES} bytes of UTF-8")]
+    TooLong(usize),
+}
+
+/// A key: 1..=1024 bytes of UTF-8.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KvKey(String);
+
+impl KvKey {
+    pub fn new(key: impl Into<String>) -> Result<Self, KeyError> {
+        let key = key.into();
+        match key.len() {
+            0 => Err(KeyError::Empty),
+            n if n > MAX_KEY_BYTES => Err(KeyError::TooLong(n)),
+            _ => Ok(Self(key)),
+        }
+    }
+
+    /// Like [`KvKey::new`] from raw bytes, refusing invalid UTF-8.
+    pub fn from_utf8(bytes: Vec<u8>) -> Result<Self, String> {
+        let key = String::from_utf8(bytes).map_err(|_| "key is not valid UTF-8".to_owned())?;
+        Self::new(key).map_err(|e| e.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for KvKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KvKey({:?})", self.0)
+    }
+}
+
+impl fmt::Display for KvKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A key prefix for listing: 0..=1024 bytes of UTF-8 (empty matches all).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    pub fn new(prefix: impl Into<String>) -> Result<Self, KeyError> {
+        let prefix = prefix.into();
+        if prefix.len() > MAX_KEY_BYTES {
+            return Err(KeyError::TooLong(prefix.len()));
+        }
+        Ok(Self(prefix))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn matches(&self, key: &str) -> bool {
+        key.starts_with(&self.0)
+    }
+}
+
+/// The namespace a deployment's records are bound to: it is part of every
+/// record's associated data, so a record copied into another deployment's
+/// store under another namespace fails to decrypt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace(String);
+
+impl Namespace {
+    pub fn new(name: impl Into<String>) -> Result<Self, String> {
+        let name = name.into();
+        if name.is_empty() || name.len() > 128 || name.contains('\0') {
+            return Err("namespace must be 1..=128 bytes without NUL".into());
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self("default".into())
+    }
+}
+
+/// One listed key and the plaintext size of its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: KvKey,
+    pub size: u64,
+}
+
+/// One page of a listing; `next` (the last key of this page) is set when
+/// more may follow and is passed back as the cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+    pub next: Option<KvKey>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_bounded() {
+        assert_eq!(KvKey::new(""), Err(KeyError::Empty));
+        assert!(KvKey::new("a".repeat(1024)).is_ok());
+        assert_eq!(KvKey::new("a".repeat(1025)), Err(KeyError::TooLong(1025)));
+        // 1024 bytes, fewer characters.
+        assert!(KvKey::new("é".repeat(512)).is_ok());
+        assert!(KvKey::new("é".repeat(513)).is_err());
+        assert!(KvKey::from_utf8(vec![0xff]).is_err());
+    }
+}
