@@ -1,3 +1,4 @@
 //! One module per technology implementing a kv port.
 
 pub mod local_keys;
+pub mod redb;

@@ -1,0 +1,188 @@
+//! The one contract every `KvStore` adapter must honour, run against the
+//! real engine (each test on a fresh store). These tests never skip.
+
+use std::sync::Arc;
+
+use kv::adapters::redb::RedbKvStore;
+use kv::domain::{KeyPrefix, KvKey, PageLimit, RecordFormat, SealedRecord, WrappedKey};
+use kv::ports::{KvStore, StoreError};
+
+struct Subject {
+    store: Arc<dyn KvStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn redb() -> Subject {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbKvStore::open(&dir.path().join("kv.redb")).expect("open redb");
+    Subject {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(#[tokio::test] async fn $name() { super::$name(super::redb().await).await; })*
+        }
+    };
+}
+
+contract!(
+    put_get_overwrite_delete,
+    pages_by_prefix_with_cursor_cover_each_key_once,
+    rewrap_replaces_only_the_expected_wrapped_key,
+    a_closed_store_is_unavailable,
+);
+
+fn key(name: &str) -> KvKey {
+    KvKey::new(name).expect("valid key")
+}
+
+fn record(id: &str, fill: u8, len: usize) -> SealedRecord {
+    SealedRecord {
+        format: RecordFormat::V1,
+        wrapped: WrappedKey {
+            key_id: id.into(),
+            bytes: vec![fill; 60],
+        },
+        nonce: [fill; 12],
+        ciphertext: vec![fill; len + 16],
+    }
+}
+
+async fn put_get_overwrite_delete(s: Subject) {
+    let store = &s.store;
+    assert_eq!(store.get(&key("a")).await.expect("get"), None);
+    store
+        .put(&key("a"), &record("k1", 1, 0))
+        .await
+        .expect("put empty");
+    assert_eq!(
+        store.get(&key("a")).await.expect("get"),
+        Some(record("k1", 1, 0))
+    );
+    store
+        .put(&key("a"), &record("k1", 2, 5000))
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        store.get(&key("a")).await.expect("get"),
+        Some(record("k1", 2, 5000))
+    );
+    let long = "ключ".repeat(128);
+    store
+        .put(&key(&long), &record("k1", 3, 1))
+        .await
+        .expect("put long key");
+    assert_eq!(
+        store.get(&key(&long)).await.expect("get"),
+        Some(record("k1", 3, 1))
+    );
+    assert!(store.delete(&key("a")).await.expect("delete"));
+    assert!(!store.delete(&key("a")).await.expect("delete again"));
+    assert_eq!(store.get(&key("a")).await.expect("get"), None);
+}
+
+async fn pages_by_prefix_with_cursor_cover_each_key_once(s: Subject) {
+    let store = &s.store;
+    for i in 0..25 {
+        store
+            .put(&key(&format!("user/{i:02}")), &record("k", 1, i))
+            .await
+            .expect("put");
+    }
+    for other in ["user", "users/x", "a", "zz"] {
+        store
+            .put(&key(other), &record("k", 1, 1))
+            .await
+            .expect("put");
+    }
+    let prefix = KeyPrefix::new("user/").expect("prefix");
+    let limit = PageLimit::parse(Some("10")).expect("limit");
+    let mut seen = Vec::new();
+    let mut after: Option<KvKey> = None;
+    for _ in 0..10 {
+        let page = store
+            .page(&prefix, after.as_ref(), limit)
+            .await
+            .expect("page");
+        assert!(page.entries.len() <= 10);
+        for entry in &page.entries {
+            let i: usize = entry.key.as_str()["user/".len()..].parse().expect("number");
+            assert_eq!(entry.size, i as u64, "plaintext size of {}", entry.key);
+        }
+        seen.extend(page.entries.into_iter().map(|e| e.key.into_string()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    seen.sort();
+    let expected: Vec<String> = (0..25).map(|i| format!("user/{i:02}")).collect();
+    assert_eq!(seen, expected);
+    let all = store
+        .page(
+            &KeyPrefix::default(),
+            None,
+            PageLimit::parse(Some("1000")).expect("limit"),
+        )
+        .await
+        .expect("page");
+    assert_eq!(all.entries.len(), 29);
+    assert_eq!(all.next, None);
+}
+
+async fn rewrap_replaces_only_the_expected_wrapped_key(s: Subject) {
+    let store = &s.store;
+    let original = record("old", 4, 10);
+    store.put(&key("r"), &original).await.expect("put");
+    let new = WrappedKey {
+        key_id: "new".into(),
+        bytes: vec![9; 60],
+    };
+    let stale = WrappedKey {
+        key_id: "old".into(),
+        bytes: vec![5; 60],
+    };
+    assert!(!store.rewrap(&key("r"), &stale, &new).await.expect("stale"));
+    assert!(
+        !store
+            .rewrap(&key("missing"), &original.wrapped, &new)
+            .await
+            .expect("missing")
+    );
+    assert!(
+        store
+            .rewrap(&key("r"), &original.wrapped, &new)
+            .await
+            .expect("rewrap")
+    );
+    let after = store.get(&key("r")).await.expect("get").expect("present");
+    assert_eq!(after.wrapped, new);
+    assert_eq!(
+        (after.nonce, after.ciphertext),
+        (original.nonce, original.ciphertext)
+    );
+}
+
+async fn a_closed_store_is_unavailable(s: Subject) {
+    s.store
+        .put(&key("a"), &record("k", 1, 1))
+        .await
+        .expect("put");
+    s.store.close().await;
+    assert!(matches!(
+        s.store.get(&key("a")).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        s.store.put(&key("a"), &record("k", 1, 1)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        s.store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
