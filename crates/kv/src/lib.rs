@@ -5,15 +5,16 @@
 //! twin) and the seed's raw-TCP protobuf protocol.
 //!
 //! Rooms: [`domain`] (keys, records, the envelope crypto; no I/O), [`ports`]
-//! (stores and key providers) and [`adapters`] (the local key provider, AWS
-//! KMS, DynamoDB). Not yet built: the redb and PostgreSQL stores, the vault
-//! (sealing with a bounded data-key cache, rotation) and the edges (gRPC,
-//! REST, the seed's TCP protocol, CLI); the service is not mounted by
-//! `quintet serve` yet.
+//! (stores and key providers), [`adapters`] (redb store, local master-key
+//! provider, AWS KMS, DynamoDB) and [`vault`] (sealing and opening with a
+//! bounded data-key cache, rotation). Not yet built: the PostgreSQL store and
+//! the edges (gRPC, REST, the seed's TCP protocol, CLI); `quintet serve`
+//! does not mount kv yet.
 
 pub mod adapters;
 pub mod domain;
 pub mod ports;
+pub mod vault;
 
 /// Generated protobuf types: quintet's gRPC API and the seed's TCP envelope.
 pub mod proto {

@@ -1,0 +1,601 @@
+//! The service's core: seals values into records and opens them, with a
+//! bounded data-key cache in front of the key provider (like the AWS
+//! Encryption SDK's caching materials manager), and rotation.
+//!
+//! Encryption reuses one data key until it reaches `max_age`, `max_uses`
+//! values or `max_bytes` of plaintext, then asks the provider for a new one
+//! (one caller asks; the others wait for its answer). Decryption caches
+//! unwrapped keys by their wrapped bytes under the same bounds. Any bound of
+//! zero turns caching off: every set and get calls the provider.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::domain::envelope::{self, EnvelopeError};
+use crate::domain::{DataKey, KeyPrefix, KvKey, Namespace, Page, PageLimit, WrappedKey};
+use crate::ports::{KeyProvider, KvStore, ProviderError, StoreError};
+
+/// Bounds on how long and how much one data key is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    pub max_age: Duration,
+    pub max_uses: u64,
+    pub max_bytes: u64,
+    /// Most unwrapped keys kept for decryption.
+    pub max_entries: usize,
+}
+
+impl CacheLimits {
+    fn enabled(&self) -> bool {
+        !self.max_age.is_zero() && self.max_uses > 0 && self.max_bytes > 0 && self.max_entries > 0
+    }
+}
+
+/// Why a kv operation failed; mapped to HTTP, gRPC and TCP answers in `api`.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("no value for key '{0}'")]
+    NotFound(String),
+    #[error("value is {size} bytes; the limit is {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("{0}")]
+    Unavailable(String),
+    /// A record failed authentication or could not be parsed: altered,
+    /// moved, or wrapped by a key the provider does not have.
+    #[error("the record for key '{key}' cannot be decrypted: {reason}")]
+    Integrity { key: String, reason: String },
+}
+
+impl From<StoreError> for KvError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => KvError::Unavailable(error.to_string()),
+            StoreError::Corrupt { key, reason } => KvError::Integrity { key, reason },
+            StoreError::TooLarge { size, limit } => KvError::TooLarge { size, limit },
+        }
+    }
+}
+
+struct CachedKey {
+    dek: DataKey,
+    wrapped: WrappedKey,
+    created: Instant,
+    uses: u64,
+    bytes: u64,
+}
+
+impl CachedKey {
+    fn take(&mut self, limits: &CacheLimits, len: u64) -> bool {
+        let fits = self.created.elapsed() < limits.max_age
+            && self.uses < limits.max_uses
+            && self.bytes.saturating_add(len) <= limits.max_bytes;
+        if fits {
+            self.uses += 1;
+            self.bytes += len;
+        }
+        fits
+    }
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct RotateReport {
+    /// The key every data key is now wrapped under.
+    pub key_id: String,
+    /// Whether a new master key was made first (local provider with a key dir).
+    pub new_key: bool,
+    pub scanned: u64,
+    pub rewrapped: u64,
+    /// Records already wrapped under the current key.
+    pub current: u64,
+    /// Records set or deleted while rotating (they are current anyway).
+    pub changed_meanwhile: u64,
+}
+
+pub struct Vault {
+    store: Arc<dyn KvStore>,
+    provider: Arc<dyn KeyProvider>,
+    namespace: Namespace,
+    max_value_bytes: usize,
+    limits: CacheLimits,
+    encrypt: Mutex<Option<CachedKey>>,
+    refill: tokio::sync::Mutex<()>,
+    decrypt: Mutex<HashMap<Vec<u8>, CachedKey>>,
+}
+
+impl Vault {
+    pub fn new(
+        store: Arc<dyn KvStore>,
+        provider: Arc<dyn KeyProvider>,
+        namespace: Namespace,
+        max_value_bytes: usize,
+        limits: CacheLimits,
+    ) -> Self {
+        Self {
+            store,
+            provider,
+            namespace,
+            max_value_bytes,
+            limits,
+            encrypt: Mutex::new(None),
+            refill: tokio::sync::Mutex::new(()),
+            decrypt: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
+    }
+
+    fn provider_call<T>(
+        &self,
+        op: &'static str,
+        result: Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ProviderError::Unavailable(_)) => "unavailable",
+            Err(ProviderError::Refused(_)) => "refused",
+        };
+        metrics::counter!("quintet_kv_provider_calls_total", "provider" => self.provider.kind(), "op" => op, "outcome" => outcome).increment(1);
+        result
+    }
+
+    fn cache_metric(cache: &'static str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        metrics::counter!("quintet_kv_dek_cache_total", "cache" => cache, "result" => result)
+            .increment(1);
+    }
+
+    /// A data key for sealing `len` bytes, from the cache if it still may be used.
+    async fn encryption_key(&self, len: u64) -> Result<(DataKey, WrappedKey), KvError> {
+        let cacheable = self.limits.enabled() && len <= self.limits.max_bytes;
+        if cacheable {
+            if let Some(hit) = self.try_cached(len) {
+                Self::cache_metric("encrypt", true);
+                return Ok(hit);
+            }
+            let _one_caller = self.refill.lock().await;
+            if let Some(hit) = self.try_cached(len) {
+                Self::cache_metric("encrypt", true);
+                return Ok(hit);
+            }
+            Self::cache_metric("encrypt", false);
+            let (dek, wrapped) = self.generate().await?;
+            let mut entry = CachedKey {
+                dek: dek.clone(),
+                wrapped: wrapped.clone(),
+                created: Instant::now(),
+                uses: 0,
+                bytes: 0,
+            };
+            entry.take(&self.limits, len);
+            *self.encrypt.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry);
+            return Ok((dek, wrapped));
+        }
+        self.generate().await
+    }
+
+    fn try_cached(&self, len: u64) -> Option<(DataKey, WrappedKey)> {
+        let mut slot = self.encrypt.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = slot.as_mut()?;
+        entry
+            .take(&self.limits, len)
+            .then(|| (entry.dek.clone(), entry.wrapped.clone()))
+    }
+
+    async fn generate(&self) -> Result<(DataKey, WrappedKey), KvError> {
+        let result = self.provider.generate().await;
+        self.provider_call("generate", result)
+            .map_err(provider_error)
+    }
+
+    /// The data key inside `wrapped`, from the cache if it still may be used.
+    async fn decryption_key(
+        &self,
+        key: &KvKey,
+        wrapped: &WrappedKey,
+        len: u64,
+    ) -> Result<DataKey, KvError> {
+        if self.limits.enabled() {
+            let mut cache = self.decrypt.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = cache.get_mut(&wrapped.bytes) {
+                if entry.wrapped.key_id == wrapped.key_id && entry.take(&self.limits, len) {
+                    Self::cache_metric("decrypt", true);
+                    return Ok(entry.dek.clone());
+                }
+                cache.remove(&wrapped.bytes);
+            }
+        }
+        Self::cache_metric("decrypt", false);
+        let result = self.provider.unwrap(wrapped).await;
+        let dek = self.provider_call("unwrap", result).map_err(|e| match e {
+            ProviderError::Refused(reason) => KvError::Integrity {
+                key: key.to_string(),
+                reason,
+            },
+            other => provider_error(other),
+        })?;
+        if self.limits.enabled() {
+            let mut cache = self.decrypt.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= self.limits.max_entries {
+                let limits = self.limits;
+                cache.retain(|_, e| e.created.elapsed() < limits.max_age);
+                if cache.len() >= self.limits.max_entries {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                wrapped.bytes.clone(),
+                CachedKey {
+                    dek: dek.clone(),
+                    wrapped: wrapped.clone(),
+                    created: Instant::now(),
+                    uses: 1,
+                    bytes: len,
+                },
+            );
+        }
+        Ok(dek)
+    }
+
+    /// Seals and stores `value` under `key`.
+    pub async fn set(&self, key: &KvKey, value: &[u8]) -> Result<(), KvError> {
+        if value.len() > self.max_value_bytes {
+            return Err(KvError::TooLarge {
+                size: value.len(),
+                limit: self.max_value_bytes,
+            });
+        }
+        let (dek, wrapped) = self.encryption_key(value.len() as u64).await?;
+        let record = envelope::seal(&dek, wrapped, &self.namespace, key, value)
+            .map_err(|e| KvError::Unavailable(e.to_string()))?;
+        self.store.put(key, &record).await?;
+        Ok(())
+    }
+
+    /// The plaintext stored under `key`.
+    pub async fn get(&self, key: &KvKey) -> Result<Vec<u8>, KvError> {
+        let record = self
+            .store
+            .get(key)
+            .await?
+            .ok_or_else(|| KvError::NotFound(key.to_string()))?;
+        let dek = self
+            .decryption_key(key, &record.wrapped, record.plaintext_len())
+            .await?;
+        envelope::open(&dek, record, &self.namespace, key).map_err(|e| match e {
+            EnvelopeError::Authentication => KvError::Integrity {
+                key: key.to_string(),
+                reason: e.to_string(),
+            },
+            other => KvError::Unavailable(other.to_string()),
+        })
+    }
+
+    pub async fn delete(&self, key: &KvKey) -> Result<(), KvError> {
+        if self.store.delete(key).await? {
+            Ok(())
+        } else {
+            Err(KvError::NotFound(key.to_string()))
+        }
+    }
+
+    pub async fn list(
+        &self,
+        prefix: &KeyPrefix,
+        after: Option<&KvKey>,
+        limit: PageLimit,
+    ) -> Result<Page, KvError> {
+        Ok(self.store.page(prefix, after, limit).await?)
+    }
+
+    /// Re-wraps every stored data key under the provider's current key (after
+    /// making a new one where the provider manages its own). Values are not
+    /// re-encrypted. Each distinct data key is unwrapped and wrapped once.
+    pub async fn rotate(&self) -> Result<RotateReport, KvError> {
+        let result = self.provider.add_key().await;
+        let new_key = self
+            .provider_call("add_key", result)
+            .map_err(provider_error)?;
+        let key_id = self
+            .provider
+            .current_key_id()
+            .await
+            .map_err(provider_error)?;
+        *self.encrypt.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut report = RotateReport {
+            key_id: key_id.clone(),
+            new_key,
+            scanned: 0,
+            rewrapped: 0,
+            current: 0,
+            changed_meanwhile: 0,
+        };
+        let mut rewrapped: HashMap<WrappedKey, WrappedKey> = HashMap::new();
+        let prefix = KeyPrefix::default();
+        let limit =
+            PageLimit::parse(Some("1000")).map_err(|e| KvError::InvalidArgument(e.to_string()))?;
+        let mut after: Option<KvKey> = None;
+        loop {
+            let page = self.store.page(&prefix, after.as_ref(), limit).await?;
+            for entry in &page.entries {
+                report.scanned += 1;
+                let Some(record) = self.store.get(&entry.key).await? else {
+                    report.changed_meanwhile += 1;
+                    continue;
+                };
+                if record.wrapped.key_id == key_id {
+                    report.current += 1;
+                    continue;
+                }
+                let new = match rewrapped.get(&record.wrapped) {
+                    Some(new) => new.clone(),
+                    None => {
+                        let dek = self.decryption_key(&entry.key, &record.wrapped, 0).await?;
+                        let result = self.provider.wrap(&dek).await;
+                        let new = self.provider_call("wrap", result).map_err(provider_error)?;
+                        rewrapped.insert(record.wrapped.clone(), new.clone());
+                        new
+                    }
+                };
+                if self.store.rewrap(&entry.key, &record.wrapped, &new).await? {
+                    report.rewrapped += 1;
+                } else {
+                    report.changed_meanwhile += 1;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        tracing::info!(key_id = %report.key_id, scanned = report.scanned, rewrapped = report.rewrapped, "kv data keys rotated");
+        Ok(report)
+    }
+}
+
+fn provider_error(error: ProviderError) -> KvError {
+    match error {
+        ProviderError::Unavailable(_) => KvError::Unavailable(error.to_string()),
+        ProviderError::Refused(reason) => KvError::Integrity {
+            key: String::new(),
+            reason,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::adapters::local_keys::LocalKeyProvider;
+    use crate::adapters::redb::RedbKvStore;
+
+    /// The real local provider, counting the calls that reach it.
+    struct Counting(LocalKeyProvider, AtomicU64, AtomicU64);
+
+    #[async_trait]
+    impl KeyProvider for Counting {
+        fn kind(&self) -> &'static str {
+            "local"
+        }
+        async fn current_key_id(&self) -> Result<String, ProviderError> {
+            self.0.current_key_id().await
+        }
+        async fn generate(&self) -> Result<(DataKey, WrappedKey), ProviderError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.generate().await
+        }
+        async fn unwrap(&self, wrapped: &WrappedKey) -> Result<DataKey, ProviderError> {
+            self.2.fetch_add(1, Ordering::SeqCst);
+            self.0.unwrap(wrapped).await
+        }
+        async fn wrap(&self, key: &DataKey) -> Result<WrappedKey, ProviderError> {
+            self.0.wrap(key).await
+        }
+        async fn add_key(&self) -> Result<bool, ProviderError> {
+            self.0.add_key().await
+        }
+    }
+
+    struct Fixture {
+        vault: Vault,
+        provider: Arc<Counting>,
+        store: Arc<RedbKvStore>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture(limits: CacheLimits) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let provider = Arc::new(Counting(
+            LocalKeyProvider::open_dir(&dir.path().join("keys")).expect("keys"),
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+        ));
+        let store = Arc::new(RedbKvStore::open(&dir.path().join("kv.redb")).expect("store"));
+        let vault = Vault::new(
+            store.clone(),
+            provider.clone(),
+            Namespace::default(),
+            1 << 20,
+            limits,
+        );
+        Fixture {
+            vault,
+            provider,
+            store,
+            _dir: dir,
+        }
+    }
+
+    fn limits(max_uses: u64) -> CacheLimits {
+        CacheLimits {
+            max_age: Duration::from_secs(300),
+            max_uses,
+            max_bytes: 1 << 30,
+            max_entries: 100,
+        }
+    }
+
+    fn key(name: &str) -> KvKey {
+        KvKey::new(name).expect("valid")
+    }
+
+    #[tokio::test]
+    async fn a_set_after_max_uses_asks_the_provider_again() {
+        let f = fixture(limits(3));
+        for i in 0..7 {
+            f.vault
+                .set(&key(&format!("k{i}")), b"v")
+                .await
+                .expect("set");
+        }
+        // Uses 1-3 on the first key, 4-6 on the second, 7 on a third.
+        assert_eq!(f.provider.1.load(Ordering::SeqCst), 3);
+        for i in 0..7 {
+            assert_eq!(
+                f.vault.get(&key(&format!("k{i}"))).await.expect("get"),
+                b"v"
+            );
+        }
+        assert_eq!(
+            f.provider.2.load(Ordering::SeqCst),
+            3,
+            "one unwrap per data key"
+        );
+    }
+
+    #[tokio::test]
+    async fn zero_turns_caching_off() {
+        let f = fixture(limits(0));
+        for i in 0..5 {
+            f.vault
+                .set(&key(&format!("k{i}")), b"v")
+                .await
+                .expect("set");
+            f.vault.get(&key(&format!("k{i}"))).await.expect("get");
+        }
+        assert_eq!(f.provider.1.load(Ordering::SeqCst), 5);
+        assert_eq!(f.provider.2.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn byte_bound_and_oversized_values() {
+        let f = fixture(CacheLimits {
+            max_bytes: 10,
+            ..limits(100)
+        });
+        f.vault.set(&key("a"), &[1; 6]).await.expect("set");
+        f.vault
+            .set(&key("b"), &[1; 6])
+            .await
+            .expect("set: 12 bytes > 10, new key");
+        f.vault
+            .set(&key("c"), &[1; 11])
+            .await
+            .expect("set: bigger than the bound, uncached");
+        assert_eq!(f.provider.1.load(Ordering::SeqCst), 3);
+        let err = f
+            .vault
+            .set(&key("d"), &vec![0; (1 << 20) + 1])
+            .await
+            .expect_err("too large");
+        assert!(matches!(err, KvError::TooLarge { .. }), "{err}");
+        assert!(matches!(
+            f.vault.get(&key("d")).await,
+            Err(KvError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn rotation_rewraps_each_data_key_once_and_values_still_open() {
+        let f = fixture(limits(2));
+        for i in 0..5 {
+            f.vault
+                .set(&key(&format!("k{i}")), format!("value {i}").as_bytes())
+                .await
+                .expect("set");
+        }
+        let before = f
+            .store
+            .get(&key("k0"))
+            .await
+            .expect("get")
+            .expect("present");
+        let report = f.vault.rotate().await.expect("rotate");
+        assert!(report.new_key);
+        assert!(report.key_id.starts_with("local:v2:"), "{}", report.key_id);
+        assert_eq!(
+            (report.scanned, report.rewrapped, report.current),
+            (5, 5, 0)
+        );
+        let after = f
+            .store
+            .get(&key("k0"))
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(after.wrapped.key_id, report.key_id);
+        assert_eq!(
+            after.ciphertext, before.ciphertext,
+            "values are not re-encrypted"
+        );
+        for i in 0..5 {
+            assert_eq!(
+                f.vault.get(&key(&format!("k{i}"))).await.expect("get"),
+                format!("value {i}").as_bytes()
+            );
+        }
+        f.vault.set(&key("new"), b"x").await.expect("set");
+        let new = f
+            .store
+            .get(&key("new"))
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(
+            new.wrapped.key_id, report.key_id,
+            "new sets use the new key"
+        );
+        let again = f.vault.rotate().await.expect("rotate again");
+        assert_eq!(
+            again.current, 0,
+            "a second rotation made a v3 key: all rewrapped"
+        );
+        assert_eq!(again.rewrapped, 6);
+    }
+
+    #[tokio::test]
+    async fn a_record_copied_to_another_key_or_tampered_is_an_integrity_error() {
+        let f = fixture(limits(100));
+        f.vault
+            .set(&key("alice"), b"alice's secret")
+            .await
+            .expect("set");
+        let record = f
+            .store
+            .get(&key("alice"))
+            .await
+            .expect("get")
+            .expect("present");
+        f.store.put(&key("bob"), &record).await.expect("copy");
+        assert!(matches!(
+            f.vault.get(&key("bob")).await,
+            Err(KvError::Integrity { .. })
+        ));
+        let mut tampered = record.clone();
+        tampered.wrapped.bytes[20] ^= 1;
+        f.store.put(&key("carol"), &tampered).await.expect("put");
+        assert!(matches!(
+            f.vault.get(&key("carol")).await,
+            Err(KvError::Integrity { .. })
+        ));
+    }
+}
