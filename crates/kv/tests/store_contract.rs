@@ -1,8 +1,10 @@
 //! The one contract every `KvStore` adapter must honour, run against the
-//! real engine (each test on a fresh store). These tests never skip.
+//! real engines: redb in a temporary directory and PostgreSQL (see `testkit`),
+//! each test on a fresh store (PostgreSQL: a schema of its own). These tests never skip.
 
 use std::sync::Arc;
 
+use kv::adapters::postgres::PostgresKvStore;
 use kv::adapters::redb::RedbKvStore;
 use kv::domain::{KeyPrefix, KvKey, PageLimit, RecordFormat, SealedRecord, WrappedKey};
 use kv::ports::{KvStore, StoreError};
@@ -21,10 +23,31 @@ async fn redb() -> Subject {
     }
 }
 
+async fn postgres() -> (Subject, String) {
+    let (schema, url) = testkit::postgres_schema().await;
+    let store = PostgresKvStore::connect(&url)
+        .await
+        .expect("connect and migrate");
+    (
+        Subject {
+            store: Arc::new(store),
+            _dir: None,
+        },
+        schema,
+    )
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod on_redb {
             $(#[tokio::test] async fn $name() { super::$name(super::redb().await).await; })*
+        }
+        mod on_postgres {
+            $(#[tokio::test] async fn $name() {
+                let (subject, schema) = super::postgres().await;
+                super::$name(subject).await;
+                testkit::drop_schema(&schema).await;
+            })*
         }
     };
 }

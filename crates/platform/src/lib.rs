@@ -14,6 +14,7 @@ pub mod journal;
 pub mod layers;
 pub mod ops;
 pub mod paging;
+pub mod postgres;
 pub mod server;
 pub mod service;
 pub mod telemetry;

@@ -5,11 +5,7 @@
 //! flush is one statement (below): the totals and the instance's flushed
 //! sequence change together or not at all.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
 use crate::domain::{Counter, CounterKey, KeyPrefix, PageLimit};
@@ -57,21 +53,9 @@ SELECT key, value FROM applied
 impl PostgresCounterStore {
     /// Connects to `url` (a `postgres://` URL) and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+        let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "counters")
             .await
-            .map_err(store_error)?;
-        let mut migrator = sqlx::migrate!("./migrations");
-        // Other services keep their own migrations in the same database.
-        migrator.set_ignore_missing(true);
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migrating the counters schema: {e}")))?;
+            .map_err(StoreError::Unavailable)?;
         Ok(Self { pool })
     }
 
@@ -92,19 +76,6 @@ fn counter(row: &sqlx::postgres::PgRow) -> Result<Counter, StoreError> {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?,
         value: row.try_get("value").map_err(store_error)?,
     })
-}
-
-/// Escapes `%`, `_` and `\` for a LIKE pattern.
-fn like_prefix(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 #[async_trait]
@@ -161,7 +132,7 @@ impl CounterStore for PostgresCounterStore {
             "SELECT key, value FROM counters WHERE key LIKE $1 AND ($2::text IS NULL OR key > $2) \
              ORDER BY key LIMIT $3",
         )
-        .bind(like_prefix(prefix.as_str()))
+        .bind(platform::postgres::like_prefix(prefix.as_str()))
         .bind(after.map(CounterKey::as_str))
         .bind(i64::from(limit.get()) + 1)
         .fetch_all(&self.pool)
@@ -187,16 +158,5 @@ impl CounterStore for PostgresCounterStore {
 
     async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_prefix;
-
-    #[test]
-    fn like_metacharacters_are_escaped() {
-        assert_eq!(like_prefix("a_b%c\\"), "a\\_b\\%c\\\\%");
-        assert_eq!(like_prefix(""), "%");
     }
 }
