@@ -5,13 +5,14 @@
 //! twin) and the seed's raw-TCP protobuf protocol.
 //!
 //! Rooms: [`domain`] (keys, records, the envelope crypto; no I/O), [`ports`]
-//! (stores and key providers), [`adapters`] (redb store, local master-key
-//! provider, AWS KMS, DynamoDB) and [`vault`] (sealing and opening with a
-//! bounded data-key cache, rotation). Not yet built: the PostgreSQL store and
-//! the edges (gRPC, REST, the seed's TCP protocol, CLI); `quintet serve`
-//! does not mount kv yet.
+//! (stores and key providers), [`adapters`] (redb and PostgreSQL stores, the
+//! local master-key provider) and [`vault`] (sealing and opening with a
+//! bounded data-key cache, rotation) and [`api`] (so far the seed's raw-TCP
+//! protocol). Not yet built: the gRPC and REST edges and the CLI; `quintet
+//! serve` does not mount kv yet.
 
 pub mod adapters;
+pub mod api;
 pub mod domain;
 pub mod ports;
 pub mod vault;

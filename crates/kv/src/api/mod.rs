@@ -1,0 +1,3 @@
+//! kv's edges. So far: the seed's raw-TCP protocol.
+
+pub mod seed_tcp;
