@@ -29,6 +29,7 @@ pub enum Command {
 pub enum ServiceName {
     Messages,
     Counters,
+    Kv,
 }
 
 #[derive(Debug, Args)]
@@ -36,7 +37,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub server: platform::ServerConfig,
 
-    /// Services to run, comma separated.
+    /// Services to run, comma separated (`kv` also serves the seed's TCP protocol on
+    /// --kv-tcp-addr).
     #[arg(
         long,
         env = "QUINTET_SERVICES",
@@ -62,4 +64,7 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub counters: counters::CountersConfig,
+
+    #[command(flatten)]
+    pub kv: kv::KvConfig,
 }

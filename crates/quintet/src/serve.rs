@@ -43,6 +43,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                         .await?,
                 );
             }
+            ServiceName::Kv => {
+                let kv_store = stores::kv_store(&store, &config.data_dir).await?;
+                services.push(kv::service(kv_store, &config.data_dir, args.kv.clone()).await?);
+            }
         }
     }
 

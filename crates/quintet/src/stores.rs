@@ -10,6 +10,9 @@ use anyhow::Context;
 use counters::adapters::postgres::PostgresCounterStore;
 use counters::adapters::redb::RedbCounterStore;
 use counters::ports::CounterStore;
+use kv::adapters::postgres::PostgresKvStore;
+use kv::adapters::redb::RedbKvStore;
+use kv::ports::KvStore;
 use messages::adapters::postgres::PostgresMessageStore;
 use messages::adapters::redb::RedbMessageStore;
 use messages::ports::MessageStore;
@@ -109,6 +112,21 @@ pub async fn counters_store(
             PostgresCounterStore::connect(url)
                 .await
                 .context("connecting the counters store to PostgreSQL")?,
+        ),
+    })
+}
+
+/// The kv store the URL names.
+pub async fn kv_store(url: &StoreUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn KvStore>> {
+    Ok(match url {
+        StoreUrl::Redb { .. } => {
+            let path = url.redb_file(data_dir, "kv");
+            Arc::new(RedbKvStore::open(&path).context("opening the embedded kv store")?)
+        }
+        StoreUrl::Postgres(url) => Arc::new(
+            PostgresKvStore::connect(url)
+                .await
+                .context("connecting the kv store to PostgreSQL")?,
         ),
     })
 }

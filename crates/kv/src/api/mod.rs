@@ -1,3 +1,4 @@
-//! kv's edges. So far: the seed's raw-TCP protocol.
+//! kv's edges: REST (with the seed's REST twin) and the seed's raw-TCP protocol.
 
+pub mod http;
 pub mod seed_tcp;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod counters;
+mod kv;
 mod lifecycle;
 mod messages_api;
 mod ops;

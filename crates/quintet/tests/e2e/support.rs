@@ -119,6 +119,14 @@ impl TestServer {
     }
 
     /// Sends SIGTERM.
+    /// A field of the first JSON log line whose message is `message`.
+    pub fn log_field(&self, message: &str, field: &str) -> Option<String> {
+        self.logs.lock().expect("logs").iter().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            (v["message"] == message).then(|| v[field].as_str().map(str::to_owned))?
+        })
+    }
+
     pub fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

@@ -1,0 +1,261 @@
+//! REST routes of the kv service, the seed's REST twin, and the one place
+//! where kv errors become HTTP statuses ([`ApiError`]'s `IntoResponse`).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::{StatusCode, header};
+use platform::ErrorResponse;
+use platform::error::ErrorBody;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::domain::{KeyPrefix, KvKey, PageLimit};
+use crate::vault::{KvError, RotateReport, Vault};
+
+pub fn router(vault: Arc<Vault>) -> Router {
+    // Bodies may exceed the value limit a little (JSON escaping in the seed
+    // twin); the vault refuses values over it with a 413 that names the limit.
+    let body_limit = vault
+        .max_value_bytes()
+        .saturating_mul(2)
+        .saturating_add(64 * 1024);
+    Router::new()
+        .route("/kv", get(list))
+        .route("/kv/{*key}", put(set).get(fetch).delete(remove))
+        .route("/api/save", post(seed_save))
+        .route("/api/get/{*key}", get(seed_get))
+        .route("/admin/kv/rotate", post(rotate))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(vault)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(set, fetch, remove, list, seed_save, seed_get, rotate),
+    components(schemas(SeedPair, PageBody, EntryBody, RotateReport, ErrorBody)),
+    tags((name = "kv", description = "Envelope-encrypted key-value store"))
+)]
+struct KvApi;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    KvApi::openapi()
+}
+
+/// Everything a kv route can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{}", .0.message)]
+    Body(ErrorResponse),
+    #[error(transparent)]
+    Kv(#[from] KvError),
+}
+
+/// The HTTP status of each kv error.
+pub fn status(error: &KvError) -> StatusCode {
+    match error {
+        KvError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+        KvError::NotFound(_) => StatusCode::NOT_FOUND,
+        KvError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        KvError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        KvError::Integrity { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Body(e) => e.status,
+            ApiError::Kv(e) => status(e),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "kv request failed");
+        } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+            tracing::warn!(error = %self, "kv request refused");
+        }
+        ErrorResponse::new(status, self.to_string()).into_response()
+    }
+}
+
+fn key(raw: String) -> Result<KvKey, ApiError> {
+    KvKey::new(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|r| ApiError::Body(ErrorResponse::from_body_rejection(r, limit)))
+}
+
+/// Stores the request body (raw bytes) under the key, replacing any value.
+#[utoipa::path(put, path = "/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "1..=1024 bytes of UTF-8")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 204, description = "Stored"),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn set(
+    State(vault): State<Arc<Vault>>,
+    Path(raw): Path<String>,
+    value: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let key = key(raw)?;
+    let value = body(value, vault.max_value_bytes())?;
+    vault.set(&key, &value).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The value stored under the key, as raw bytes.
+#[utoipa::path(get, path = "/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "1..=1024 bytes of UTF-8")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, body = ErrorBody), (status = 500, body = ErrorBody, description = "The record failed authentication"),
+        (status = 503, body = ErrorBody)))]
+async fn fetch(
+    State(vault): State<Arc<Vault>>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let value = vault.get(&key(raw)?).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
+}
+
+/// Removes the key.
+#[utoipa::path(delete, path = "/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "1..=1024 bytes of UTF-8")),
+    responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn remove(
+    State(vault): State<Arc<Vault>>,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    vault.delete(&key(raw)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct ListQuery {
+    /// Only keys starting with this.
+    prefix: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Keys per page, 1..=1000 (default 100).
+    limit: Option<String>,
+}
+
+/// A listed key and its value's plaintext size in bytes.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryBody {
+    pub key: String,
+    pub size: u64,
+}
+
+/// One page of keys; `next_cursor` is null on the last page.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PageBody {
+    pub items: Vec<EntryBody>,
+    pub next_cursor: Option<String>,
+}
+
+/// Keys starting with `prefix`, one page at a time (values are not returned).
+#[utoipa::path(get, path = "/kv", tag = "kv", params(ListQuery),
+    responses((status = 200, body = PageBody), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn list(
+    State(vault): State<Arc<Vault>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PageBody>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let prefix = KeyPrefix::new(query.prefix.unwrap_or_default())
+        .map_err(|e| ApiError::BadRequest(format!("prefix: {e}")))?;
+    let after = match query.cursor.filter(|c| !c.is_empty()) {
+        Some(cursor) => {
+            Some(KvKey::new(cursor).map_err(|e| ApiError::BadRequest(format!("cursor: {e}")))?)
+        }
+        None => None,
+    };
+    let limit = PageLimit::parse(query.limit.as_deref())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let page = vault.list(&prefix, after.as_ref(), limit).await?;
+    Ok(Json(PageBody {
+        items: page
+            .entries
+            .into_iter()
+            .map(|e| EntryBody {
+                key: e.key.into_string(),
+                size: e.size,
+            })
+            .collect(),
+        next_cursor: page.next.map(KvKey::into_string),
+    }))
+}
+
+/// The seed's REST twin: a key and a text value.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SeedPair {
+    pub key: String,
+    pub value: String,
+}
+
+/// The seed's `POST /api/save`: stores a text value; answers it back with 201.
+#[utoipa::path(post, path = "/api/save", tag = "kv", request_body = SeedPair,
+    responses((status = 201, body = SeedPair), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn seed_save(
+    State(vault): State<Arc<Vault>>,
+    pair: Result<Json<SeedPair>, JsonRejection>,
+) -> Result<(StatusCode, Json<SeedPair>), ApiError> {
+    let Json(pair) = pair.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::Body(ErrorResponse::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is larger than the limit",
+        )),
+        _ => ApiError::BadRequest(format!(
+            "expected {{\"key\": string, \"value\": string}}: {}",
+            e.body_text()
+        )),
+    })?;
+    vault
+        .set(&key(pair.key.clone())?, pair.value.as_bytes())
+        .await?;
+    Ok((StatusCode::CREATED, Json(pair)))
+}
+
+/// The seed's `GET /api/get/{key}`: 200 `{"key","value"}` or 404 `{"error":"not_found"}`.
+#[utoipa::path(get, path = "/api/get/{key}", tag = "kv",
+    params(("key" = String, Path)),
+    responses((status = 200, body = SeedPair), (status = 404, body = ErrorBody, description = "{\"error\":\"not_found\"}"),
+        (status = 422, body = ErrorBody, description = "The value is not UTF-8 text; use GET /kv/{key}")))]
+async fn seed_get(
+    State(vault): State<Arc<Vault>>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = key(raw)?;
+    match vault.get(&key).await {
+        Ok(value) => match String::from_utf8(value) {
+            Ok(value) => Ok(Json(SeedPair {
+                key: key.into_string(),
+                value,
+            })
+            .into_response()),
+            Err(_) => Ok(ErrorResponse::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the value is not UTF-8 text; read it with GET /kv/{key}",
+            )
+            .into_response()),
+        },
+        Err(KvError::NotFound(_)) => {
+            Ok(ErrorResponse::new(StatusCode::NOT_FOUND, "not_found").into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Re-wraps every stored data key under the key provider's current key
+/// (the local provider with a key directory makes a new master key first).
+#[utoipa::path(post, path = "/admin/kv/rotate", tag = "kv",
+    responses((status = 200, body = RotateReport), (status = 503, body = ErrorBody)))]
+async fn rotate(State(vault): State<Arc<Vault>>) -> Result<Json<RotateReport>, ApiError> {
+    Ok(Json(vault.rotate().await?))
+}
