@@ -7,9 +7,9 @@
 //! Rooms: [`domain`] (keys, records, the envelope crypto; no I/O), [`ports`]
 //! (stores and key providers), [`adapters`] (redb and PostgreSQL stores, the
 //! local master-key provider) and [`vault`] (sealing and opening with a
-//! bounded data-key cache, rotation) and [`api`] (REST with the seed's REST
-//! twin, the seed's raw-TCP protocol). Not yet built: the gRPC service, the
-//! CLI client and the AWS adapters (DynamoDB store, KMS provider).
+//! bounded data-key cache, rotation) and [`api`] (gRPC, REST with the seed's
+//! REST twin, the seed's raw-TCP protocol). Not yet built: the CLI client and
+//! the AWS adapters (DynamoDB store, KMS provider).
 
 pub mod adapters;
 pub mod api;
@@ -142,7 +142,8 @@ pub async fn service(
     let tcp_vault = vault.clone();
     let closing = store.clone();
     Ok(platform::Service::new("kv")
-        .routes(api::http::router(vault))
+        .routes(api::http::router(vault.clone()))
+        .grpc(api::grpc::server(vault))
         .openapi(api::http::openapi())
         .readiness(Arc::new(ports::StoreReadiness(store)))
         .background("kv-tcp", move |stop| {

@@ -1,4 +1,6 @@
-//! kv's edges: REST (with the seed's REST twin) and the seed's raw-TCP protocol.
+//! kv's edges: gRPC, REST (with the seed's REST twin) and the seed's raw-TCP
+//! protocol. Each maps kv errors to its own answers in one place.
 
+pub mod grpc;
 pub mod http;
 pub mod seed_tcp;

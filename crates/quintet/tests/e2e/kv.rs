@@ -252,3 +252,91 @@ async fn rotation_rewraps_under_a_new_master_key_and_values_survive_a_restart() 
         assert_eq!(got.text().await.expect("text"), format!("v{i}"));
     }
 }
+
+#[tokio::test]
+async fn grpc_set_get_list_delete_with_proper_status_codes() {
+    use kv::proto::v1::key_value_client::KeyValueClient;
+    use kv::proto::v1::{DeleteRequest, GetRequest, ListRequest, SetRequest};
+
+    let server = start(&["--kv-max-value-bytes", "5000000"]);
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = KeyValueClient::new(channel)
+        .max_decoding_message_size(8 << 20)
+        .max_encoding_message_size(8 << 20);
+    let big: Vec<u8> = (0..4_900_000u32).map(|i| (i % 253) as u8).collect();
+    for (key, value) in [
+        ("a/small", b"v".to_vec()),
+        ("a/big", big),
+        ("a/empty", vec![]),
+    ] {
+        client
+            .set(SetRequest {
+                key: key.into(),
+                value: value.clone(),
+            })
+            .await
+            .expect("set");
+        let got = client
+            .get(GetRequest { key: key.into() })
+            .await
+            .expect("get")
+            .into_inner();
+        assert_eq!(got.value, value, "{key}");
+    }
+    let page = client
+        .list(ListRequest {
+            prefix: "a/".into(),
+            cursor: String::new(),
+            limit: 2,
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(page.entries.len(), 2);
+    assert_eq!(page.next_cursor, page.entries[1].key);
+
+    let missing = client
+        .get(GetRequest { key: "nope".into() })
+        .await
+        .map(|_| ());
+    assert_eq!(
+        missing.expect_err("not found").code(),
+        tonic::Code::NotFound
+    );
+    let bad = client
+        .get(GetRequest { key: String::new() })
+        .await
+        .map(|_| ());
+    assert_eq!(
+        bad.expect_err("invalid").code(),
+        tonic::Code::InvalidArgument
+    );
+    let too_big = client
+        .set(SetRequest {
+            key: "x".into(),
+            value: vec![0; 5_000_001],
+        })
+        .await
+        .map(|_| ());
+    assert_eq!(
+        too_big.expect_err("too big").code(),
+        tonic::Code::ResourceExhausted
+    );
+    client
+        .delete(DeleteRequest {
+            key: "a/small".into(),
+        })
+        .await
+        .expect("delete");
+    let again = client
+        .delete(DeleteRequest {
+            key: "a/small".into(),
+        })
+        .await
+        .map(|_| ());
+    assert_eq!(again.expect_err("gone").code(), tonic::Code::NotFound);
+}

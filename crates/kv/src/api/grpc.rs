@@ -1,0 +1,119 @@
+//! The gRPC service `quintet.kv.v1.KeyValue`, and the one place where kv
+//! errors become gRPC statuses ([`status`]).
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::domain::{KeyPrefix, KvKey, PageLimit};
+use crate::proto::v1::key_value_server::{KeyValue, KeyValueServer};
+use crate::proto::v1::{
+    DeleteRequest, DeleteResponse, Entry, GetRequest, GetResponse, ListRequest, ListResponse,
+    SetRequest, SetResponse,
+};
+use crate::vault::{KvError, Vault};
+
+/// Room for the protobuf framing around a value of the largest size.
+const MESSAGE_OVERHEAD: usize = 64 * 1024;
+
+/// The gRPC status of each kv error.
+pub fn status(error: &KvError) -> Status {
+    let message = error.to_string();
+    match error {
+        KvError::InvalidArgument(_) => Status::invalid_argument(message),
+        KvError::NotFound(_) => Status::not_found(message),
+        KvError::TooLarge { .. } => Status::resource_exhausted(message),
+        KvError::Unavailable(_) => Status::unavailable(message),
+        KvError::Integrity { .. } => {
+            tracing::error!(error = %message, "kv rpc failed");
+            Status::data_loss(message)
+        }
+    }
+}
+
+fn key(raw: String) -> Result<KvKey, Status> {
+    KvKey::new(raw).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+#[derive(Clone)]
+pub struct KvGrpc {
+    vault: Arc<Vault>,
+}
+
+/// The service, with message limits sized to the value limit (tonic's
+/// default of 4 MiB would refuse the largest values).
+pub fn server(vault: Arc<Vault>) -> KeyValueServer<KvGrpc> {
+    let limit = vault.max_value_bytes().saturating_add(MESSAGE_OVERHEAD);
+    KeyValueServer::new(KvGrpc { vault })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit)
+}
+
+#[tonic::async_trait]
+impl KeyValue for KvGrpc {
+    async fn set(&self, request: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
+        let SetRequest { key: raw, value } = request.into_inner();
+        self.vault
+            .set(&key(raw)?, &value)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(SetResponse {}))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let value = self
+            .vault
+            .get(&key(request.into_inner().key)?)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(GetResponse { value }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        self.vault
+            .delete(&key(request.into_inner().key)?)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(DeleteResponse {}))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let ListRequest {
+            prefix,
+            cursor,
+            limit,
+        } = request.into_inner();
+        let prefix =
+            KeyPrefix::new(prefix).map_err(|e| Status::invalid_argument(format!("prefix: {e}")))?;
+        let after = match cursor.is_empty() {
+            true => None,
+            false => Some(
+                KvKey::new(cursor).map_err(|e| Status::invalid_argument(format!("cursor: {e}")))?,
+            ),
+        };
+        let limit = match limit {
+            0 => PageLimit::parse(None),
+            n => PageLimit::parse(Some(&n.to_string())),
+        }
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let page = self
+            .vault
+            .list(&prefix, after.as_ref(), limit)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(ListResponse {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|e| Entry {
+                    key: e.key.into_string(),
+                    size: e.size,
+                })
+                .collect(),
+            next_cursor: page.next.map(KvKey::into_string).unwrap_or_default(),
+        }))
+    }
+}
