@@ -108,6 +108,13 @@ impl HttpClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> anyhow::Result<serde_json::Value> {
+        let body = self.send(request).await?;
+        serde_json::from_slice(&body).context("the server's answer is not JSON")
+    }
+
+    /// Sends a request; a success's body is returned as bytes, a failure
+    /// becomes an error carrying the status and the server's `error` message.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<bytes::Bytes> {
         let response = request
             .send()
             .await
@@ -118,7 +125,7 @@ impl HttpClient {
             .await
             .context("reading the server's answer")?;
         if status.is_success() {
-            return serde_json::from_slice(&body).context("the server's answer is not JSON");
+            return Ok(body);
         }
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()

@@ -22,6 +22,8 @@ pub enum Command {
     Messages(messages::api::cli::MessagesCli),
     /// Client for the counters service (write-behind increments).
     Counters(counters::api::cli::CountersCli),
+    /// Client for the kv service (envelope-encrypted key-value store).
+    Kv(kv::api::cli::KvCli),
 }
 
 /// Services `quintet serve` can run.

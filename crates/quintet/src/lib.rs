@@ -30,6 +30,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(*args).await,
             Command::Messages(args) => messages::api::cli::run(args).await,
             Command::Counters(args) => counters::api::cli::run(args).await,
+            Command::Kv(args) => kv::api::cli::run(args).await,
         }
     });
     match result {

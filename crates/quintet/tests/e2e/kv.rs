@@ -340,3 +340,43 @@ async fn grpc_set_get_list_delete_with_proper_status_codes() {
         .map(|_| ());
     assert_eq!(again.expect_err("gone").code(), tonic::Code::NotFound);
 }
+
+#[tokio::test]
+async fn the_cli_sets_gets_lists_deletes_and_rotates() {
+    let server = start(&[]);
+    let url = server.url.as_str();
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), b"from a file\n").expect("write");
+    let at_file = format!("@{}", file.path().display());
+    let (code, _, err) =
+        crate::support::cli(&["kv", "--url", url, "set", "dir/a", "plain text"], None);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = crate::support::cli(&["kv", "--url", url, "set", "dir/b", &at_file], None);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = crate::support::cli(
+        &["kv", "--url", url, "set", "dir/c", "-"],
+        Some("from stdin"),
+    );
+    assert_eq!(code, 0, "{err}");
+    for (key, value) in [
+        ("dir/a", "plain text"),
+        ("dir/b", "from a file\n"),
+        ("dir/c", "from stdin"),
+    ] {
+        let (code, out, err) = crate::support::cli(&["kv", "--url", url, "get", key], None);
+        assert_eq!((code, out.as_str()), (0, value), "{err}");
+    }
+    let (code, out, _) =
+        crate::support::cli(&["kv", "--url", url, "list", "--prefix", "dir/"], None);
+    assert_eq!(code, 0);
+    let page: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(page["items"].as_array().expect("items").len(), 3);
+    let (code, out, _) = crate::support::cli(&["kv", "--url", url, "rotate"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"rewrapped\": 3"), "{out}");
+    let (code, _, _) = crate::support::cli(&["kv", "--url", url, "del", "dir/a"], None);
+    assert_eq!(code, 0);
+    let (code, _, err) = crate::support::cli(&["kv", "--url", url, "get", "dir/a"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("404"), "{err}");
+}

@@ -1,0 +1,112 @@
+//! `quintet kv …`: the command-line client of the kv service (over REST).
+
+use std::io::{Read, Write};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use platform::client::{ClientArgs, print_json};
+use reqwest::Method;
+
+#[derive(Debug, Args)]
+pub struct KvCli {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: KvCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KvCommand {
+    /// Store VALUE under KEY: the text itself, `@path` for a file's bytes, or `-` for stdin.
+    Set { key: String, value: String },
+    /// Write KEY's value, raw, to stdout.
+    Get { key: String },
+    /// Remove KEY.
+    Del { key: String },
+    /// Print a page of keys (with value sizes) in key order.
+    List {
+        /// Only keys starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Keys per page (1..=1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Re-wrap every stored data key under the key provider's current key (the local
+    /// provider makes a new master key first); print what was done.
+    Rotate,
+}
+
+fn value_bytes(value: &str) -> anyhow::Result<Vec<u8>> {
+    if value == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the value from stdin")?;
+        return Ok(bytes);
+    }
+    if let Some(path) = value.strip_prefix('@') {
+        return std::fs::read(path).with_context(|| format!("reading the value from {path}"));
+    }
+    Ok(value.as_bytes().to_vec())
+}
+
+pub async fn run(cli: KvCli) -> anyhow::Result<()> {
+    let client = cli.client.http()?;
+    match cli.command {
+        KvCommand::Set { key, value } => {
+            let body = value_bytes(&value)?;
+            client
+                .send(
+                    client
+                        .request_segments(Method::PUT, &["kv", &key])?
+                        .header("content-type", "application/octet-stream")
+                        .body(body),
+                )
+                .await?;
+        }
+        KvCommand::Get { key } => {
+            let value = client
+                .send(client.request_segments(Method::GET, &["kv", &key])?)
+                .await?;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&value)?;
+            stdout.flush()?;
+        }
+        KvCommand::Del { key } => {
+            client
+                .send(client.request_segments(Method::DELETE, &["kv", &key])?)
+                .await?;
+        }
+        KvCommand::List {
+            prefix,
+            limit,
+            cursor,
+        } => {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            if let Some(prefix) = prefix {
+                query.push(("prefix", prefix));
+            }
+            if let Some(limit) = limit {
+                query.push(("limit", limit.to_string()));
+            }
+            if let Some(cursor) = cursor {
+                query.push(("cursor", cursor));
+            }
+            let page = client
+                .send_json(client.request(Method::GET, "/kv").query(&query))
+                .await?;
+            print_json(&page)?;
+        }
+        KvCommand::Rotate => {
+            let report = client
+                .send_json(client.request(Method::POST, "/admin/kv/rotate"))
+                .await?;
+            print_json(&report)?;
+        }
+    }
+    Ok(())
+}
