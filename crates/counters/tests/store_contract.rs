@@ -37,22 +37,7 @@ async fn postgres() -> (Subject, String) {
     )
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod on_redb {
-            $(#[tokio::test] async fn $name() { super::$name(super::redb().await).await; })*
-        }
-        mod on_postgres {
-            $(#[tokio::test] async fn $name() {
-                let (subject, schema) = super::postgres().await;
-                super::$name(subject).await;
-                testkit::drop_schema(&schema).await;
-            })*
-        }
-    };
-}
-
-contract!(
+testkit::store_contract!(
     apply_adds_deltas_and_answers_totals,
     a_batch_applies_once_per_instance_sequence,
     instances_flush_independently,

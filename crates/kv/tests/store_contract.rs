@@ -37,22 +37,7 @@ async fn postgres() -> (Subject, String) {
     )
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod on_redb {
-            $(#[tokio::test] async fn $name() { super::$name(super::redb().await).await; })*
-        }
-        mod on_postgres {
-            $(#[tokio::test] async fn $name() {
-                let (subject, schema) = super::postgres().await;
-                super::$name(subject).await;
-                testkit::drop_schema(&schema).await;
-            })*
-        }
-    };
-}
-
-contract!(
+testkit::store_contract!(
     put_get_overwrite_delete,
     pages_by_prefix_with_cursor_cover_each_key_once,
     rewrap_replaces_only_the_expected_wrapped_key,

@@ -51,22 +51,7 @@ async fn postgres() -> (Subject, String) {
     )
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod on_redb {
-            $(#[tokio::test] async fn $name() { super::$name(super::redb().await).await; })*
-        }
-        mod on_postgres {
-            $(#[tokio::test] async fn $name() {
-                let (subject, schema) = super::postgres().await;
-                super::$name(subject).await;
-                testkit::drop_schema(&schema).await;
-            })*
-        }
-    };
-}
-
-contract!(
+testkit::store_contract!(
     put_then_get_returns_the_same_bytes,
     putting_the_same_text_twice_stores_it_once,
     unknown_digest_is_none,

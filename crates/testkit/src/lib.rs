@@ -40,3 +40,24 @@ pub async fn drop_schema(schema: &str) {
         .expect("drop schema");
     admin.close().await;
 }
+
+/// Generates the two modules of a store contract suite: `on_redb` and
+/// `on_postgres`, each running every listed test. The suite's file defines
+/// `async fn redb() -> Subject`, `async fn postgres() -> (Subject, schema)`
+/// and one `async fn <test>(Subject)` per name; a PostgreSQL test's schema is
+/// dropped once it has passed.
+#[macro_export]
+macro_rules! store_contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(#[tokio::test] async fn $name() { super::$name(super::redb().await).await; })*
+        }
+        mod on_postgres {
+            $(#[tokio::test] async fn $name() {
+                let (subject, schema) = super::postgres().await;
+                super::$name(subject).await;
+                $crate::drop_schema(&schema).await;
+            })*
+        }
+    };
+}
