@@ -3,6 +3,9 @@
 //! PostgreSQL tests run against the server at `QUINTET_TEST_POSTGRES_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/test`), each in a schema of its
 //! own so they run in parallel. They never skip: with no PostgreSQL, they fail.
+//! AWS adapter tests use the moto server from [`moto`].
+
+pub mod moto;
 
 /// The PostgreSQL server the tests use.
 pub fn postgres_url() -> String {

@@ -1,5 +1,8 @@
 //! One module per technology implementing a kv port.
 
+pub mod aws;
+pub mod aws_kms;
+pub mod dynamodb;
 pub mod local_keys;
 pub mod postgres;
 pub mod redb;

@@ -1,0 +1,806 @@
+//! DynamoDB kv store (aws-sdk-dynamodb) on the seed's table shape: table
+//! `key_value_table` by default, partition key `key` (S), no sort key, so an
+//! existing seed table is used as it is. Not here: the key provider (see
+//! [`super::aws_kms`]) and SDK set-up (see [`super::aws`]).
+//!
+//! Item layout quintet writes (format 1):
+//! ```text
+//! key S | format N "1" | key_id S | data_key B (wrapped) | nonce B (12) | ciphertext B (‖ tag) | size N (plaintext bytes)
+//! ```
+//! Items written by seed 000 have no `format`: `value` is iv(12) ‖ tag(16) ‖
+//! ciphertext, as a base64 string (S) or raw bytes (B), and `data_key` is the
+//! KMS-wrapped data key, as B or base64 S. They read back as
+//! [`RecordFormat::SeedLegacy`] (no associated data). Rotation rewraps them
+//! in place: `data_key` becomes B and a `key_id` is added; `value` stays, and
+//! so does the absence of `format` (format is detected by that attribute).
+//!
+//! Item size: DynamoDB refuses items over 400 KB (409,600 bytes, counted as
+//! the UTF-8 lengths of attribute names plus the sizes of their values).
+//! `put` computes that size itself, counting numbers as their decimal length
+//! plus one (more than DynamoDB counts), and refuses anything over
+//! [`MAX_ITEM_BYTES`] = 400,000 bytes with `StoreError::TooLarge` before
+//! calling DynamoDB. The margin below 409,600 covers any difference in how
+//! DynamoDB counts. With a 1 KiB key, a KMS key ARN and wrapped key, the
+//! largest value that fits is about 398 KB.
+//!
+//! Listing is a `Scan` (table order, not key order) with a `begins_with`
+//! filter, projecting only `key`, `size` and `value`: quintet's items have
+//! no `value`, so their ciphertext is not transferred; seed items have no
+//! `size`, so their size is taken from `value`'s length. Reads (`GetItem`,
+//! `Scan`) are strongly consistent, so a listing sees every acknowledged write.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ScalarAttributeType, TableDescription, TableStatus,
+};
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+use super::aws::{AwsSettings, describe_error, sdk_config};
+use crate::domain::record::{NONCE_LEN, TAG_LEN};
+use crate::domain::{
+    Entry, KeyPrefix, KvKey, Page, PageLimit, RecordFormat, SealedRecord, WrappedKey,
+};
+use crate::ports::{KvStore, StoreError};
+
+/// The seed's table name.
+pub const DEFAULT_TABLE: &str = "key_value_table";
+/// Largest item `put` sends (DynamoDB's limit is 409,600 bytes; see the module docs).
+pub const MAX_ITEM_BYTES: usize = 400_000;
+/// Longest wait for a table being created to become active.
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most items one `Scan` call evaluates when a prefix filter is set.
+const FILTERED_SCAN_LIMIT: i32 = 1000;
+
+const KEY: &str = "key";
+const FORMAT: &str = "format";
+const KEY_ID: &str = "key_id";
+const DATA_KEY: &str = "data_key";
+const NONCE: &str = "nonce";
+const CIPHERTEXT: &str = "ciphertext";
+const SIZE: &str = "size";
+const VALUE: &str = "value";
+const FORMAT_V1: &str = "1";
+/// Seed values are iv ‖ tag ‖ ciphertext.
+const SEED_OVERHEAD: u64 = (NONCE_LEN + TAG_LEN) as u64;
+
+/// Base64 as the seed may have written it: standard alphabet, padding optional.
+const SEED_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+const SEED_BASE64_URL: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+type Item = HashMap<String, AttributeValue>;
+
+/// A [`KvStore`] on one DynamoDB table.
+pub struct DynamoKvStore {
+    client: Client,
+    table: String,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for DynamoKvStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoKvStore")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynamoKvStore {
+    /// Connects to `table` and checks its key schema (partition key `key`,
+    /// type S, no sort key). A missing table is created (on-demand billing)
+    /// when `create_if_missing`, and is an error otherwise.
+    pub async fn connect(
+        settings: &AwsSettings,
+        table: &str,
+        create_if_missing: bool,
+    ) -> Result<Self, StoreError> {
+        validate_table_name(table)?;
+        let config = sdk_config(settings).await;
+        let store = Self {
+            client: Client::new(&config),
+            table: table.to_owned(),
+            closed: AtomicBool::new(false),
+        };
+        let description = match store.describe().await {
+            Ok(description) => description,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                if !create_if_missing {
+                    return Err(StoreError::Unavailable(format!(
+                        "dynamodb table '{table}' does not exist (region {}); create it with \
+                         partition key 'key' (S) or let quintet create it",
+                        config.region().map_or("unset", |r| r.as_ref())
+                    )));
+                }
+                store.create_table().await?
+            }
+            Err(e) => return Err(store.unavailable("DescribeTable", &e)),
+        };
+        check_key_schema(table, &description)?;
+        store.wait_active(description).await?;
+        Ok(store)
+    }
+
+    /// The table this store uses.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn describe(
+        &self,
+    ) -> Result<
+        TableDescription,
+        SdkError<aws_sdk_dynamodb::operation::describe_table::DescribeTableError>,
+    > {
+        let out = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await?;
+        Ok(out
+            .table
+            .unwrap_or_else(|| TableDescription::builder().build()))
+    }
+
+    async fn create_table(&self) -> Result<TableDescription, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::Unavailable(format!("dynamodb CreateTable request: {e}"))
+        };
+        let key = KeySchemaElement::builder()
+            .attribute_name(KEY)
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(build)?;
+        let definition = AttributeDefinition::builder()
+            .attribute_name(KEY)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(build)?;
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .key_schema(key)
+            .attribute_definitions(definition)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created {
+            Ok(out) => {
+                tracing::info!(table = %self.table, "dynamodb table created");
+                Ok(out
+                    .table_description
+                    .unwrap_or_else(|| TableDescription::builder().build()))
+            }
+            // Created meanwhile by another instance.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
+            {
+                self.describe()
+                    .await
+                    .map_err(|e| self.unavailable("DescribeTable", &e))
+            }
+            Err(e) => Err(self.unavailable("CreateTable", &e)),
+        }
+    }
+
+    async fn wait_active(&self, mut description: TableDescription) -> Result<(), StoreError> {
+        let deadline = Instant::now() + TABLE_ACTIVE_TIMEOUT;
+        loop {
+            match description.table_status {
+                Some(TableStatus::Active) | Some(TableStatus::Updating) | None => return Ok(()),
+                Some(TableStatus::Creating) if Instant::now() < deadline => {}
+                Some(status) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "dynamodb table '{}' is {}",
+                        self.table,
+                        status.as_str()
+                    )));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            description = self
+                .describe()
+                .await
+                .map_err(|e| self.unavailable("DescribeTable", &e))?;
+        }
+    }
+
+    fn ensure_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(format!(
+                "dynamodb store for table '{}' is closed",
+                self.table
+            )));
+        }
+        Ok(())
+    }
+
+    fn unavailable<E, R>(&self, operation: &str, error: &SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        StoreError::Unavailable(format!(
+            "dynamodb table '{}': {}",
+            self.table,
+            describe_error(operation, error)
+        ))
+    }
+
+    /// `true` if the update happened, `false` if its condition failed.
+    async fn conditional_update(
+        &self,
+        key: &KvKey,
+        condition: &str,
+        names: HashMap<String, String>,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.as_str().to_owned()))
+            .update_expression("SET #kid = :nid, #dk = :ndk")
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.unavailable("UpdateItem", &e)),
+        }
+    }
+}
+
+fn validate_table_name(table: &str) -> Result<(), StoreError> {
+    let valid = (3..=255).contains(&table.len())
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "'{}' is not a DynamoDB table name (3..=255 of a-z A-Z 0-9 _ - .)",
+            table.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
+fn check_key_schema(table: &str, description: &TableDescription) -> Result<(), StoreError> {
+    let schema = description.key_schema.as_deref().unwrap_or_default();
+    let hash_ok =
+        matches!(schema, [only] if only.attribute_name == KEY && only.key_type == KeyType::Hash);
+    let type_ok = description
+        .attribute_definitions
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|d| d.attribute_name == KEY && d.attribute_type == ScalarAttributeType::S);
+    // moto and DynamoDB always return both; an empty answer is not a wrong schema.
+    if schema.is_empty() || (hash_ok && type_ok) {
+        return Ok(());
+    }
+    let found: Vec<String> = schema
+        .iter()
+        .map(|k| format!("{} {}", k.attribute_name, k.key_type.as_str()))
+        .collect();
+    Err(StoreError::Unavailable(format!(
+        "dynamodb table '{table}' has key schema [{}]; quintet needs partition key 'key' (S) \
+         and no sort key",
+        found.join(", ")
+    )))
+}
+
+/// The item's size as DynamoDB counts it, rounded up (numbers count their
+/// decimal length plus one; DynamoDB counts about half that).
+fn item_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::N(n) => n.len() + 1,
+                    AttributeValue::B(b) => b.as_ref().len(),
+                    // quintet writes only S, N and B.
+                    _ => 0,
+                }
+        })
+        .sum()
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn b(bytes: impl Into<Vec<u8>>) -> AttributeValue {
+    AttributeValue::B(Blob::new(bytes))
+}
+
+fn names(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The item quintet writes for `record` under `key`.
+fn item_of(key: &KvKey, record: &SealedRecord) -> Item {
+    let mut item = Item::with_capacity(7);
+    item.insert(KEY.into(), s(key.as_str()));
+    item.insert(DATA_KEY.into(), b(record.wrapped.bytes.clone()));
+    item.insert(
+        SIZE.into(),
+        AttributeValue::N(record.plaintext_len().to_string()),
+    );
+    match record.format {
+        RecordFormat::V1 => {
+            item.insert(FORMAT.into(), AttributeValue::N(FORMAT_V1.into()));
+            item.insert(KEY_ID.into(), s(record.wrapped.key_id.as_str()));
+            item.insert(NONCE.into(), b(record.nonce.to_vec()));
+            item.insert(CIPHERTEXT.into(), b(record.ciphertext.clone()));
+        }
+        // A seed record written back (a copy between stores): keep the seed
+        // layout, whose absence of associated data the format implies.
+        RecordFormat::SeedLegacy => {
+            if !record.wrapped.key_id.is_empty() {
+                item.insert(KEY_ID.into(), s(record.wrapped.key_id.as_str()));
+            }
+            let split = record.ciphertext.len().saturating_sub(TAG_LEN);
+            let (body, tag) = record.ciphertext.split_at(split);
+            let mut value = Vec::with_capacity(NONCE_LEN + record.ciphertext.len());
+            value.extend_from_slice(&record.nonce);
+            value.extend_from_slice(tag);
+            value.extend_from_slice(body);
+            item.insert(VALUE.into(), b(value));
+        }
+    }
+    item
+}
+
+/// Bytes from a B attribute, or from an S attribute holding base64 (seed items).
+fn bytes_or_base64(value: &AttributeValue) -> Result<Vec<u8>, String> {
+    match value {
+        AttributeValue::B(blob) => Ok(blob.as_ref().to_vec()),
+        AttributeValue::S(text) => {
+            let text = text.trim();
+            SEED_BASE64
+                .decode(text)
+                .or_else(|_| SEED_BASE64_URL.decode(text))
+                .map_err(|_| "is a string but not base64".to_owned())
+        }
+        _ => Err("is neither binary nor a base64 string".to_owned()),
+    }
+}
+
+fn record_of(key: &KvKey, item: &Item) -> Result<SealedRecord, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    let key_id = match item.get(KEY_ID) {
+        None => String::new(),
+        Some(AttributeValue::S(id)) => id.clone(),
+        Some(_) => return Err(corrupt("key_id is not a string".into())),
+    };
+    let Some(format) = item.get(FORMAT) else {
+        // Seed 000's layout.
+        let value = item
+            .get(VALUE)
+            .ok_or_else(|| corrupt("item has neither format nor value".into()))?;
+        let value = bytes_or_base64(value).map_err(|e| corrupt(format!("value {e}")))?;
+        let data_key = item
+            .get(DATA_KEY)
+            .ok_or_else(|| corrupt("seed item without data_key".into()))?;
+        let data_key = bytes_or_base64(data_key).map_err(|e| corrupt(format!("data_key {e}")))?;
+        let mut record =
+            SealedRecord::from_seed(&value, data_key).map_err(|e| corrupt(e.to_string()))?;
+        record.wrapped.key_id = key_id;
+        return Ok(record);
+    };
+    match format {
+        AttributeValue::N(n) if n == FORMAT_V1 => {}
+        AttributeValue::N(n) => {
+            return Err(corrupt(format!(
+                "unknown format {}",
+                n.chars().take(16).collect::<String>()
+            )));
+        }
+        _ => return Err(corrupt("format is not a number".into())),
+    }
+    let binary = |name: &str| match item.get(name) {
+        Some(AttributeValue::B(blob)) => Ok(blob.as_ref()),
+        Some(_) => Err(corrupt(format!("{name} is not binary"))),
+        None => Err(corrupt(format!("{name} is missing"))),
+    };
+    let nonce = binary(NONCE)?;
+    let nonce: [u8; NONCE_LEN] = nonce
+        .try_into()
+        .map_err(|_| corrupt(format!("nonce of {} bytes", nonce.len())))?;
+    let ciphertext = binary(CIPHERTEXT)?;
+    if ciphertext.len() < TAG_LEN {
+        return Err(corrupt("ciphertext shorter than its tag".into()));
+    }
+    if !item.contains_key(KEY_ID) {
+        return Err(corrupt("key_id is missing".into()));
+    }
+    Ok(SealedRecord {
+        format: RecordFormat::V1,
+        wrapped: WrappedKey {
+            key_id,
+            bytes: binary(DATA_KEY)?.to_vec(),
+        },
+        nonce,
+        ciphertext: ciphertext.to_vec(),
+    })
+}
+
+/// A listed item (projected to key, size, value) as an entry.
+fn entry_of(item: &Item) -> Result<Entry, StoreError> {
+    let key = match item.get(KEY) {
+        Some(AttributeValue::S(key)) => key,
+        _ => {
+            return Err(StoreError::Corrupt {
+                key: "?".into(),
+                reason: "listed item without a string key".into(),
+            });
+        }
+    };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.chars().take(64).collect(),
+        reason,
+    };
+    let parsed = KvKey::new(key.clone()).map_err(|e| corrupt(e.to_string()))?;
+    let size = match (item.get(SIZE), item.get(VALUE)) {
+        (Some(AttributeValue::N(n)), _) => n
+            .parse::<u64>()
+            .map_err(|_| corrupt("size is not a whole number".into()))?,
+        (_, Some(AttributeValue::B(blob))) => {
+            (blob.as_ref().len() as u64).saturating_sub(SEED_OVERHEAD)
+        }
+        // Base64 length without decoding: 4 characters per 3 bytes.
+        (_, Some(AttributeValue::S(text))) => {
+            (text.trim().trim_end_matches('=').len() as u64 * 3 / 4).saturating_sub(SEED_OVERHEAD)
+        }
+        _ => return Err(corrupt("item has neither size nor value".into())),
+    };
+    Ok(Entry { key: parsed, size })
+}
+
+#[async_trait]
+impl KvStore for DynamoKvStore {
+    async fn put(&self, key: &KvKey, record: &SealedRecord) -> Result<(), StoreError> {
+        self.ensure_open()?;
+        let item = item_of(key, record);
+        let size = item_size(&item);
+        if size > MAX_ITEM_BYTES {
+            return Err(StoreError::TooLarge {
+                size,
+                limit: MAX_ITEM_BYTES,
+            });
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.unavailable("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &KvKey) -> Result<Option<SealedRecord>, StoreError> {
+        self.ensure_open()?;
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, s(key.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("GetItem", &e))?;
+        match out.item {
+            Some(item) if !item.is_empty() => record_of(key, &item).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete(&self, key: &KvKey) -> Result<bool, StoreError> {
+        self.ensure_open()?;
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, s(key.as_str()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("DeleteItem", &e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn page(
+        &self,
+        prefix: &KeyPrefix,
+        after: Option<&KvKey>,
+        limit: PageLimit,
+    ) -> Result<Page, StoreError> {
+        self.ensure_open()?;
+        let limit = limit.as_usize().max(1);
+        let mut start: Option<Item> =
+            after.map(|k| HashMap::from([(KEY.to_owned(), s(k.as_str()))]));
+        let mut entries: Vec<Entry> = Vec::with_capacity(limit.min(1000));
+        let more = loop {
+            let want = limit - entries.len();
+            let mut request = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .projection_expression("#k, #s, #v")
+                .set_exclusive_start_key(start.take());
+            if prefix.as_str().is_empty() {
+                request = request
+                    .set_expression_attribute_names(Some(names(&[
+                        ("#k", KEY),
+                        ("#s", SIZE),
+                        ("#v", VALUE),
+                    ])))
+                    .limit(i32::try_from(want).unwrap_or(i32::MAX));
+            } else {
+                request = request
+                    .filter_expression("begins_with(#k, :p)")
+                    .set_expression_attribute_names(Some(names(&[
+                        ("#k", KEY),
+                        ("#s", SIZE),
+                        ("#v", VALUE),
+                    ])))
+                    .expression_attribute_values(":p", s(prefix.as_str()))
+                    .limit(FILTERED_SCAN_LIMIT);
+            }
+            let out = request
+                .send()
+                .await
+                .map_err(|e| self.unavailable("Scan", &e))?;
+            let items = out.items.unwrap_or_default();
+            let count = items.len();
+            let mut stopped_early = false;
+            for (i, item) in items.iter().enumerate() {
+                entries.push(entry_of(item)?);
+                if entries.len() == limit {
+                    stopped_early = i + 1 < count;
+                    break;
+                }
+            }
+            let table_ended = out.last_evaluated_key.as_ref().is_none_or(|k| k.is_empty());
+            if entries.len() == limit {
+                break stopped_early || !table_ended;
+            }
+            if table_ended {
+                break false;
+            }
+            start = out.last_evaluated_key;
+        };
+        let next = if more {
+            entries.last().map(|e| e.key.clone())
+        } else {
+            None
+        };
+        Ok(Page { entries, next })
+    }
+
+    async fn rewrap(
+        &self,
+        key: &KvKey,
+        old: &WrappedKey,
+        new: &WrappedKey,
+    ) -> Result<bool, StoreError> {
+        self.ensure_open()?;
+        let new_values = || {
+            HashMap::from([
+                (":nid".to_owned(), s(new.key_id.as_str())),
+                (":ndk".to_owned(), b(new.bytes.clone())),
+            ])
+        };
+        // Format 1: one conditional update on the wrapped key as written.
+        let mut values = new_values();
+        values.insert(":oid".into(), s(old.key_id.as_str()));
+        values.insert(":odk".into(), b(old.bytes.clone()));
+        let updated = self
+            .conditional_update(
+                key,
+                "attribute_exists(#f) AND #kid = :oid AND #dk = :odk",
+                names(&[("#f", FORMAT), ("#kid", KEY_ID), ("#dk", DATA_KEY)]),
+                values,
+            )
+            .await?;
+        if updated {
+            return Ok(true);
+        }
+        // A seed item stores its wrapped key as B or base64 S (and has no
+        // key_id until first rewrapped): read what is stored, and compare-and-set
+        // on exactly that.
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, s(key.as_str()))
+            .consistent_read(true)
+            .projection_expression("#f, #kid, #dk")
+            .set_expression_attribute_names(Some(names(&[
+                ("#f", FORMAT),
+                ("#kid", KEY_ID),
+                ("#dk", DATA_KEY),
+            ])))
+            .send()
+            .await
+            .map_err(|e| self.unavailable("GetItem", &e))?;
+        let Some(item) = out.item.filter(|i| !i.is_empty()) else {
+            return Ok(false);
+        };
+        if item.contains_key(FORMAT) {
+            return Ok(false);
+        }
+        let stored_id = match item.get(KEY_ID) {
+            None => "",
+            Some(AttributeValue::S(id)) => id.as_str(),
+            Some(_) => return Ok(false),
+        };
+        let Some(stored_dk) = item.get(DATA_KEY) else {
+            return Ok(false);
+        };
+        if stored_id != old.key_id || bytes_or_base64(stored_dk).ok().as_ref() != Some(&old.bytes) {
+            return Ok(false);
+        }
+        let mut values = new_values();
+        values.insert(":odk".into(), stored_dk.clone());
+        let (condition, names) = if item.contains_key(KEY_ID) {
+            values.insert(":oid".into(), s(stored_id));
+            (
+                "attribute_not_exists(#f) AND #kid = :oid AND #dk = :odk",
+                names(&[("#f", FORMAT), ("#kid", KEY_ID), ("#dk", DATA_KEY)]),
+            )
+        } else {
+            (
+                "attribute_exists(#dk) AND attribute_not_exists(#f) AND attribute_not_exists(#kid) \
+                 AND #dk = :odk",
+                names(&[("#f", FORMAT), ("#kid", KEY_ID), ("#dk", DATA_KEY)]),
+            )
+        };
+        self.conditional_update(key, condition, names, values).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.ensure_open()?;
+        self.describe()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.unavailable("DescribeTable", &e))
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> KvKey {
+        KvKey::new(name).expect("valid key")
+    }
+
+    fn v1() -> SealedRecord {
+        SealedRecord {
+            format: RecordFormat::V1,
+            wrapped: WrappedKey {
+                key_id: "arn:aws:kms:us-east-1:123456789012:key/abc".into(),
+                bytes: vec![7; 180],
+            },
+            nonce: [3; 12],
+            ciphertext: vec![9; 40],
+        }
+    }
+
+    #[test]
+    fn format_1_items_round_trip() {
+        let record = v1();
+        let item = item_of(&key("k"), &record);
+        assert_eq!(record_of(&key("k"), &item).expect("parses"), record);
+        assert_eq!(entry_of(&item).expect("entry").size, 24);
+    }
+
+    #[test]
+    fn seed_items_round_trip_through_the_seed_layout() {
+        let mut value = vec![1u8; 12];
+        value.extend([2u8; 16]);
+        value.extend([5u8; 10]);
+        let record = SealedRecord::from_seed(&value, vec![8; 100]).expect("seed");
+        let item = item_of(&key("k"), &record);
+        assert!(!item.contains_key(FORMAT));
+        assert_eq!(record_of(&key("k"), &item).expect("parses"), record);
+
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&value);
+        let seed_item = HashMap::from([
+            (KEY.to_owned(), s("k")),
+            (VALUE.to_owned(), s(encoded.as_str())),
+            (
+                DATA_KEY.to_owned(),
+                s(base64::engine::general_purpose::STANDARD.encode([8u8; 100])),
+            ),
+        ]);
+        assert_eq!(record_of(&key("k"), &seed_item).expect("parses"), record);
+        assert_eq!(entry_of(&seed_item).expect("entry").size, 10);
+    }
+
+    #[test]
+    fn malformed_items_are_corrupt() {
+        let good = item_of(&key("k"), &v1());
+        for (name, value) in [
+            (FORMAT, AttributeValue::N("2".into())),
+            (NONCE, b(vec![0; 11])),
+            (CIPHERTEXT, b(vec![0; 15])),
+            (DATA_KEY, s("not binary")),
+        ] {
+            let mut item = good.clone();
+            item.insert(name.into(), value);
+            assert!(
+                matches!(record_of(&key("k"), &item), Err(StoreError::Corrupt { .. })),
+                "{name}"
+            );
+        }
+        let seed = HashMap::from([
+            (KEY.to_owned(), s("k")),
+            (VALUE.to_owned(), s("%%% not base64")),
+            (DATA_KEY.to_owned(), b(vec![1; 4])),
+        ]);
+        assert!(matches!(
+            record_of(&key("k"), &seed),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn item_size_counts_names_and_values() {
+        let item = item_of(&key("k"), &v1());
+        // names: key format key_id data_key nonce ciphertext size = 3+6+6+8+5+10+4
+        let names = 42;
+        let values = 1 + 2 + 42 + 180 + 12 + 40 + 3;
+        assert_eq!(item_size(&item), names + values);
+    }
+
+    #[test]
+    fn table_names_are_checked() {
+        assert!(validate_table_name(DEFAULT_TABLE).is_ok());
+        assert!(validate_table_name("ab").is_err());
+        assert!(validate_table_name("bad name").is_err());
+    }
+}
