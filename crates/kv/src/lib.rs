@@ -5,11 +5,12 @@
 //! twin) and the seed's raw-TCP protobuf protocol.
 //!
 //! Rooms: [`domain`] (keys, records, the envelope crypto; no I/O), [`ports`]
-//! (stores and key providers), [`adapters`] (redb and PostgreSQL stores, the
-//! local master-key provider) and [`vault`] (sealing and opening with a
-//! bounded data-key cache, rotation) and [`api`] (gRPC, REST with the seed's
-//! REST twin, the seed's raw-TCP protocol). Not yet built: the CLI client and
-//! the AWS adapters (DynamoDB store, KMS provider).
+//! (stores and key providers), [`adapters`] (redb, PostgreSQL and DynamoDB
+//! stores; the local master-key and AWS KMS providers), [`vault`] (sealing
+//! and opening with a bounded data-key cache, rotation) and [`api`] (gRPC,
+//! REST with the seed's REST twin, the seed's raw-TCP protocol, the CLI).
+//! The DynamoDB store and the AWS KMS provider are tested against moto;
+//! `quintet serve` cannot select them yet.
 
 pub mod adapters;
 pub mod api;
