@@ -135,6 +135,22 @@ impl HttpClient {
     }
 }
 
+/// The query of a paged listing: only the parameters that were given.
+pub fn page_query(
+    prefix: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> Vec<(&'static str, String)> {
+    [
+        prefix.map(|p| ("prefix", p)),
+        limit.map(|l| ("limit", l.to_string())),
+        cursor.map(|c| ("cursor", c)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 /// Prints a JSON value the way every client subcommand does: pretty, one document.
 pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

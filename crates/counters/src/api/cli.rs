@@ -1,7 +1,7 @@
 //! `quintet counters …`: the command-line client of the counters service.
 
 use clap::{Args, Subcommand};
-use platform::client::{ClientArgs, print_json};
+use platform::client::{ClientArgs, page_query, print_json};
 use reqwest::Method;
 
 #[derive(Debug, Args)]
@@ -55,16 +55,7 @@ pub async fn run(cli: CountersCli) -> anyhow::Result<()> {
             limit,
             cursor,
         } => {
-            let mut query: Vec<(&str, String)> = Vec::new();
-            if let Some(prefix) = prefix {
-                query.push(("prefix", prefix));
-            }
-            if let Some(limit) = limit {
-                query.push(("limit", limit.to_string()));
-            }
-            if let Some(cursor) = cursor {
-                query.push(("cursor", cursor));
-            }
+            let query = page_query(prefix, limit, cursor);
             client
                 .send_json(client.request(Method::GET, "/counters").query(&query))
                 .await?

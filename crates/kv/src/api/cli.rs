@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use platform::client::{ClientArgs, print_json};
+use platform::client::{ClientArgs, page_query, print_json};
 use reqwest::Method;
 
 #[derive(Debug, Args)]
@@ -86,16 +86,7 @@ pub async fn run(cli: KvCli) -> anyhow::Result<()> {
             limit,
             cursor,
         } => {
-            let mut query: Vec<(&str, String)> = Vec::new();
-            if let Some(prefix) = prefix {
-                query.push(("prefix", prefix));
-            }
-            if let Some(limit) = limit {
-                query.push(("limit", limit.to_string()));
-            }
-            if let Some(cursor) = cursor {
-                query.push(("cursor", cursor));
-            }
+            let query = page_query(prefix, limit, cursor);
             let page = client
                 .send_json(client.request(Method::GET, "/kv").query(&query))
                 .await?;
