@@ -1,9 +1,12 @@
 //! The one contract every `KvStore` adapter must honour, run against the
-//! real engines: redb in a temporary directory and PostgreSQL (see `testkit`),
-//! each test on a fresh store (PostgreSQL: a schema of its own). These tests never skip.
+//! real engines: redb in a temporary directory, PostgreSQL and DynamoDB on
+//! moto (see `testkit`), each test on a fresh store (PostgreSQL: a schema of
+//! its own; DynamoDB: a table of its own). These tests never skip.
 
 use std::sync::Arc;
 
+use kv::adapters::aws::AwsSettings;
+use kv::adapters::dynamodb::DynamoKvStore;
 use kv::adapters::postgres::PostgresKvStore;
 use kv::adapters::redb::RedbKvStore;
 use kv::domain::{KeyPrefix, KvKey, PageLimit, RecordFormat, SealedRecord, WrappedKey};
@@ -37,7 +40,20 @@ async fn postgres() -> (Subject, String) {
     )
 }
 
+async fn dynamodb() -> Subject {
+    let settings = AwsSettings::moto(testkit::moto::moto_endpoint().await);
+    let table = testkit::moto::unique_name("contract");
+    let store = DynamoKvStore::connect(&settings, &table, true)
+        .await
+        .expect("table created on moto");
+    Subject {
+        store: Arc::new(store),
+        _dir: None,
+    }
+}
+
 testkit::store_contract!(
+    also on_dynamodb = dynamodb;
     put_get_overwrite_delete,
     pages_by_prefix_with_cursor_cover_each_key_once,
     rewrap_replaces_only_the_expected_wrapped_key,

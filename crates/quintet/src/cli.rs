@@ -61,6 +61,12 @@ pub struct ServeArgs {
     )]
     pub store: String,
 
+    /// kv's own store, in place of --store: any --store value, or DynamoDB in the seed's table
+    /// shape, `dynamodb://[table][?region=…&endpoint=…&create=true]` (table `key_value_table`
+    /// by default; credentials from the AWS SDK's standard chain).
+    #[arg(long, env = "QUINTET_KV_STORE", hide_env_values = true)]
+    pub kv_store: Option<String>,
+
     #[command(flatten)]
     pub messages: messages::MessagesConfig,
 

@@ -24,6 +24,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .store
         .parse()
         .unwrap_or_else(|e| invalid(format!("invalid value for --store: {e}")));
+    let kv_store: StoreUrl = match &args.kv_store {
+        Some(text) => text
+            .parse()
+            .unwrap_or_else(|e| invalid(format!("invalid value for --kv-store: {e}"))),
+        None => store.clone(),
+    };
     telemetry::init_logging(config.log_format);
 
     let mut services = Vec::new();
@@ -44,7 +50,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 );
             }
             ServiceName::Kv => {
-                let kv_store = stores::kv_store(&store, &config.data_dir).await?;
+                tracing::info!(store = %kv_store.describe(), "kv store");
+                let kv_store = stores::kv_store(&kv_store, &config.data_dir).await?;
                 services.push(kv::service(kv_store, &config.data_dir, args.kv.clone()).await?);
             }
         }

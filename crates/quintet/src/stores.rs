@@ -10,6 +10,8 @@ use anyhow::Context;
 use counters::adapters::postgres::PostgresCounterStore;
 use counters::adapters::redb::RedbCounterStore;
 use counters::ports::CounterStore;
+use kv::adapters::aws::AwsSettings;
+use kv::adapters::dynamodb::{DEFAULT_TABLE, DynamoKvStore};
 use kv::adapters::postgres::PostgresKvStore;
 use kv::adapters::redb::RedbKvStore;
 use kv::ports::KvStore;
@@ -24,6 +26,13 @@ pub enum StoreUrl {
     Redb { dir: Option<PathBuf> },
     /// A PostgreSQL connection URL (may hold a password: never printed).
     Postgres(String),
+    /// An Amazon DynamoDB table (kv only), in the seed's table shape.
+    DynamoDb {
+        table: String,
+        settings: AwsSettings,
+        /// Create the table (on-demand billing) when it does not exist.
+        create: bool,
+    },
 }
 
 impl fmt::Debug for StoreUrl {
@@ -31,6 +40,14 @@ impl fmt::Debug for StoreUrl {
         match self {
             StoreUrl::Redb { dir } => write!(f, "Redb {{ dir: {dir:?} }}"),
             StoreUrl::Postgres(_) => f.write_str("Postgres([redacted])"),
+            StoreUrl::DynamoDb {
+                table,
+                settings,
+                create,
+            } => write!(
+                f,
+                "DynamoDb {{ table: {table:?}, settings: {settings:?}, create: {create} }}"
+            ),
         }
     }
 }
@@ -50,8 +67,29 @@ impl FromStr for StoreUrl {
             "postgres" | "postgresql" => {
                 Err("a PostgreSQL URL needs a host: postgres://user@host:5432/db".into())
             }
+            "dynamodb" => {
+                let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let (settings, extra) = AwsSettings::from_query(query, &["create"])?;
+                let mut create = false;
+                for (_, value) in extra {
+                    create = match value {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err("create= must be true or false".into()),
+                    };
+                }
+                Ok(StoreUrl::DynamoDb {
+                    table: if table.is_empty() {
+                        DEFAULT_TABLE.to_owned()
+                    } else {
+                        table.to_owned()
+                    },
+                    settings,
+                    create,
+                })
+            }
             other => Err(format!(
-                "unknown store '{}': use redb, redb:///dir or postgres://…",
+                "unknown store '{}': use redb, redb:///dir, postgres://… or (kv only) dynamodb://table",
                 other.chars().take(40).collect::<String>()
             )),
         }
@@ -68,7 +106,17 @@ impl StoreUrl {
                     .map_or("data dir".into(), |d| d.display().to_string())
             ),
             StoreUrl::Postgres(_) => "postgres".to_owned(),
+            StoreUrl::DynamoDb { table, .. } => format!("dynamodb (table {table})"),
         }
+    }
+
+    /// The error for a service that has no adapter for this store.
+    fn unsupported(&self, service: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{service} cannot keep its data in {}; DynamoDB is for kv only: \
+             give kv its own store with --kv-store and keep --store redb or postgres://…",
+            self.describe()
+        )
     }
 
     fn redb_file(&self, data_dir: &Path, service: &str) -> PathBuf {
@@ -95,6 +143,7 @@ pub async fn messages_store(
                 .await
                 .context("connecting the messages store to PostgreSQL")?,
         ),
+        StoreUrl::DynamoDb { .. } => return Err(url.unsupported("messages")),
     })
 }
 
@@ -113,6 +162,7 @@ pub async fn counters_store(
                 .await
                 .context("connecting the counters store to PostgreSQL")?,
         ),
+        StoreUrl::DynamoDb { .. } => return Err(url.unsupported("counters")),
     })
 }
 
@@ -127,6 +177,15 @@ pub async fn kv_store(url: &StoreUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn
             PostgresKvStore::connect(url)
                 .await
                 .context("connecting the kv store to PostgreSQL")?,
+        ),
+        StoreUrl::DynamoDb {
+            table,
+            settings,
+            create,
+        } => Arc::new(
+            DynamoKvStore::connect(settings, table, *create)
+                .await
+                .context("connecting the kv store to DynamoDB")?,
         ),
     })
 }
@@ -148,6 +207,18 @@ mod tests {
         let pg: StoreUrl = "postgres://u:hunter2@db/x".parse().expect("valid");
         assert!(!format!("{pg:?}").contains("hunter2"));
         assert!(!pg.describe().contains("hunter2"));
+        let Ok(StoreUrl::DynamoDb {
+            table,
+            settings,
+            create,
+        }) = "dynamodb://?endpoint=http://127.0.0.1:5000&create=true".parse::<StoreUrl>()
+        else {
+            panic!("a dynamodb URL parses");
+        };
+        assert_eq!(table, "key_value_table");
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert!(create);
+        assert!("dynamodb://t?create=yes".parse::<StoreUrl>().is_err());
         let err = "mysql://u:hunter2@db"
             .parse::<StoreUrl>()
             .expect_err("refused");

@@ -49,8 +49,17 @@ pub async fn drop_schema(schema: &str) {
 /// `async fn redb() -> Subject`, `async fn postgres() -> (Subject, schema)`
 /// and one `async fn <test>(Subject)` per name; a PostgreSQL test's schema is
 /// dropped once it has passed.
+///
+/// `store_contract!(also on_dynamodb = dynamodb; tests…)` adds a module for an
+/// engine only some services have, built by `async fn dynamodb() -> Subject`.
 #[macro_export]
 macro_rules! store_contract {
+    (also $module:ident = $engine:ident; $($name:ident),* $(,)?) => {
+        $crate::store_contract!($($name),*);
+        mod $module {
+            $(#[tokio::test] async fn $name() { super::$name(super::$engine().await).await; })*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod on_redb {
             $(#[tokio::test] async fn $name() { super::$name(super::redb().await).await; })*

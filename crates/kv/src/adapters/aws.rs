@@ -75,6 +75,55 @@ impl AwsSettings {
     }
 }
 
+/// One `key=value` of a URL query.
+pub type QueryPair<'q> = (&'q str, &'q str);
+
+impl AwsSettings {
+    /// Settings from the query of a `dynamodb://…` or `aws-kms://…` URL:
+    /// `endpoint=<url>`, `region=<name>`, `max_attempts=<n>`. The pairs whose
+    /// key is in `extra` are returned for the caller; any other key is an
+    /// error naming it. Credentials are never taken from a URL: they come
+    /// from the SDK's standard chain.
+    pub fn from_query<'q>(
+        query: &'q str,
+        extra: &[&str],
+    ) -> Result<(Self, Vec<QueryPair<'q>>), String> {
+        let mut settings = Self::default();
+        let mut rest = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "endpoint" if value.starts_with("http://") || value.starts_with("https://") => {
+                    settings.endpoint = Some(value.trim_end_matches('/').to_owned());
+                }
+                "endpoint" => return Err("endpoint= must be an http:// or https:// URL".into()),
+                "region" if !value.is_empty() && value.len() <= 64 => {
+                    settings.region = Some(value.to_owned());
+                }
+                "region" => return Err("region= must name a region, e.g. us-east-1".into()),
+                "max_attempts" => {
+                    settings.max_attempts = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=20).contains(n))
+                        .ok_or("max_attempts= must be a number from 1 to 20")?;
+                }
+                key if extra.contains(&key) => rest.push((key, value)),
+                other => {
+                    let mut known = vec!["endpoint", "region", "max_attempts"];
+                    known.extend_from_slice(extra);
+                    return Err(format!(
+                        "unknown parameter '{}' (known: {})",
+                        other.chars().take(40).collect::<String>(),
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok((settings, rest))
+    }
+}
+
 impl fmt::Debug for AwsSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AwsSettings")
@@ -202,4 +251,31 @@ where
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_queries_give_settings_and_name_what_is_wrong() {
+        let (settings, rest) = AwsSettings::from_query(
+            "endpoint=http://127.0.0.1:5000/&region=eu-west-1&create=true",
+            &["create"],
+        )
+        .expect("valid");
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(rest, vec![("create", "true")]);
+        let (settings, rest) = AwsSettings::from_query("", &[]).expect("empty is fine");
+        assert_eq!(settings, AwsSettings::default());
+        assert!(rest.is_empty());
+
+        let err = AwsSettings::from_query("secret_key=hunter2", &[]).expect_err("unknown");
+        assert!(err.contains("unknown parameter 'secret_key'"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(AwsSettings::from_query("endpoint=ftp://x", &[]).is_err());
+        assert!(AwsSettings::from_query("region=", &[]).is_err());
+        assert!(AwsSettings::from_query("max_attempts=0", &[]).is_err());
+    }
 }

@@ -5,4 +5,5 @@ pub mod aws_kms;
 pub mod dynamodb;
 pub mod local_keys;
 pub mod postgres;
+pub mod rate_limited;
 pub mod redb;

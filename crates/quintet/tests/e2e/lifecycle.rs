@@ -167,6 +167,11 @@ fn invalid_configuration_exits_2_naming_the_option() {
         ),
         (vec!["--store", "mysql://u:hunter2@db/x"], vec![], "--store"),
         (vec!["--tls", "sometimes"], vec![], "--tls"),
+        (
+            vec!["--kv-store", "dynamodb://t?secret=hunter2"],
+            vec![],
+            "--kv-store",
+        ),
         (vec![], vec![("PORT", "eighty")], "PORT"),
         (
             vec![],

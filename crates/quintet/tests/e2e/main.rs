@@ -4,6 +4,7 @@
 mod cli;
 mod counters;
 mod kv;
+mod kv_aws;
 mod lifecycle;
 mod messages_api;
 mod ops;
