@@ -55,6 +55,7 @@ async fn dynamodb() -> Subject {
 testkit::store_contract!(
     also on_dynamodb = dynamodb;
     put_get_overwrite_delete,
+    concurrent_writes_each_land_and_deletes_see_them,
     pages_by_prefix_with_cursor_cover_each_key_once,
     rewrap_replaces_only_the_expected_wrapped_key,
     a_closed_store_is_unavailable,
@@ -107,6 +108,49 @@ async fn put_get_overwrite_delete(s: Subject) {
     assert!(store.delete(&key("a")).await.expect("delete"));
     assert!(!store.delete(&key("a")).await.expect("delete again"));
     assert_eq!(store.get(&key("a")).await.expect("get"), None);
+}
+
+/// Many writers at once (they share transactions on redb): every put is
+/// readable once acknowledged, and a delete queued after it removes it.
+async fn concurrent_writes_each_land_and_deletes_see_them(s: Subject) {
+    let tasks: Vec<_> = (0..64u8)
+        .map(|i| {
+            let store = s.store.clone();
+            tokio::spawn(async move {
+                let name = key(&format!("c/{i:02}"));
+                store.put(&name, &record("k", i, 10)).await.expect("put");
+                assert_eq!(
+                    store.get(&name).await.expect("get"),
+                    Some(record("k", i, 10))
+                );
+                if i % 2 == 0 {
+                    assert!(store.delete(&name).await.expect("delete"));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+    let page = s
+        .store
+        .page(
+            &KeyPrefix::new("c/").expect("prefix"),
+            None,
+            PageLimit::parse(Some("1000")).expect("limit"),
+        )
+        .await
+        .expect("page");
+    let names: Vec<String> = page
+        .entries
+        .iter()
+        .map(|e| e.key.as_str().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..64u8)
+        .filter(|i| i % 2 == 1)
+        .map(|i| format!("c/{i:02}"))
+        .collect();
+    assert_eq!(names, expected);
 }
 
 async fn pages_by_prefix_with_cursor_cover_each_key_once(s: Subject) {

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod group_commit;
 pub mod health;
 pub mod journal;
 pub mod layers;

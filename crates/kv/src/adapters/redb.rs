@@ -1,15 +1,17 @@
 //! Embedded kv store on redb: one table, key → encoded [`SealedRecord`].
 //!
-//! Each write is its own durable transaction on the blocking pool (redb
-//! serializes writers); reads run against MVCC snapshots. Group commit, as
-//! the messages store does, is the next step for set throughput.
+//! Writes (puts, deletes, rewraps) go through the platform's group-commit
+//! writer: whatever is queued commits in one durable transaction, in order,
+//! and each caller is answered once its transaction is on disk. Reads run
+//! inline against MVCC snapshots and never wait for the writer.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableTable, TableDefinition};
+use platform::group_commit::{CommitError, GroupCommit};
+use redb::{Database, ReadableTable, Table, TableDefinition};
 
 use crate::domain::{Entry, KeyPrefix, KvKey, Page, PageLimit, SealedRecord, WrappedKey};
 use crate::ports::{KvStore, StoreError};
@@ -27,8 +29,33 @@ fn decode(key: &str, bytes: &[u8]) -> Result<SealedRecord, StoreError> {
     })
 }
 
+/// Writes waiting for the writer; beyond this, callers wait (backpressure).
+const QUEUE_DEPTH: usize = 4096;
+/// Most writes one transaction commits.
+const MAX_BATCH: usize = 256;
+
+/// One write, applied in the writer's transaction.
+enum Write {
+    Put {
+        key: KvKey,
+        bytes: Vec<u8>,
+    },
+    Delete {
+        key: KvKey,
+    },
+    Rewrap {
+        key: KvKey,
+        old: WrappedKey,
+        new: WrappedKey,
+    },
+}
+
+/// A write's outcome: `true` when it changed something (a put always does).
+type Outcome = Result<bool, StoreError>;
+
 pub struct RedbKvStore {
     db: Arc<Database>,
+    writer: GroupCommit<Write, Outcome>,
     closed: AtomicBool,
 }
 
@@ -44,8 +71,15 @@ impl RedbKvStore {
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(ITEMS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
+        let db = Arc::new(db);
+        let writer_db = db.clone();
+        let writer = GroupCommit::spawn("kv", QUEUE_DEPTH, MAX_BATCH, move |writes: &[Write]| {
+            commit(&writer_db, writes).map_err(|e| e.to_string())
+        })
+        .map_err(unavailable)?;
         Ok(Self {
-            db: Arc::new(db),
+            db,
+            writer,
             closed: AtomicBool::new(false),
         })
     }
@@ -57,32 +91,68 @@ impl RedbKvStore {
         Ok(())
     }
 
-    async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    async fn write(&self, write: Write) -> Outcome {
         self.check_open()?;
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| unavailable(format!("store writer failed: {e}")))?
+        self.writer.submit(write).await.map_err(|e| match e {
+            CommitError::Closed => unavailable("store is closed"),
+            CommitError::Failed(error) => unavailable(error),
+        })?
     }
+}
+
+/// Applies `writes` in order in one transaction and commits it.
+fn commit(db: &Database, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    let outcomes = {
+        let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+        writes
+            .iter()
+            .map(|write| apply(&mut table, write))
+            .collect::<Result<Vec<_>, StoreError>>()?
+    };
+    txn.commit().map_err(unavailable)?;
+    Ok(outcomes)
+}
+
+/// One write: `Err` fails the transaction, `Ok(Err)` only this write.
+fn apply(table: &mut Table<&str, &[u8]>, write: &Write) -> Result<Outcome, StoreError> {
+    Ok(match write {
+        Write::Put { key, bytes } => {
+            table
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(unavailable)?;
+            Ok(true)
+        }
+        Write::Delete { key } => Ok(table.remove(key.as_str()).map_err(unavailable)?.is_some()),
+        Write::Rewrap { key, old, new } => {
+            let current = match table.get(key.as_str()).map_err(unavailable)? {
+                Some(value) => decode(key.as_str(), value.value()),
+                None => return Ok(Ok(false)),
+            };
+            match current {
+                Ok(mut record) if &record.wrapped == old => {
+                    record.wrapped = new.clone();
+                    table
+                        .insert(key.as_str(), record.encode().as_slice())
+                        .map_err(unavailable)?;
+                    Ok(true)
+                }
+                Ok(_) => Ok(false),
+                Err(corrupt) => Err(corrupt),
+            }
+        }
+    })
 }
 
 #[async_trait]
 impl KvStore for RedbKvStore {
     async fn put(&self, key: &KvKey, record: &SealedRecord) -> Result<(), StoreError> {
-        let key = key.clone();
-        let bytes = record.encode();
-        self.write(move |db| {
-            let txn = db.begin_write().map_err(unavailable)?;
-            txn.open_table(ITEMS)
-                .map_err(unavailable)?
-                .insert(key.as_str(), bytes.as_slice())
-                .map_err(unavailable)?;
-            txn.commit().map_err(unavailable)
+        self.write(Write::Put {
+            key: key.clone(),
+            bytes: record.encode(),
         })
         .await
+        .map(|_| ())
     }
 
     async fn get(&self, key: &KvKey) -> Result<Option<SealedRecord>, StoreError> {
@@ -96,19 +166,7 @@ impl KvStore for RedbKvStore {
     }
 
     async fn delete(&self, key: &KvKey) -> Result<bool, StoreError> {
-        let key = key.clone();
-        self.write(move |db| {
-            let txn = db.begin_write().map_err(unavailable)?;
-            let removed = txn
-                .open_table(ITEMS)
-                .map_err(unavailable)?
-                .remove(key.as_str())
-                .map_err(unavailable)?
-                .is_some();
-            txn.commit().map_err(unavailable)?;
-            Ok(removed)
-        })
-        .await
+        self.write(Write::Delete { key: key.clone() }).await
     }
 
     async fn page(
@@ -159,28 +217,10 @@ impl KvStore for RedbKvStore {
         old: &WrappedKey,
         new: &WrappedKey,
     ) -> Result<bool, StoreError> {
-        let (key, old, new) = (key.clone(), old.clone(), new.clone());
-        self.write(move |db| {
-            let txn = db.begin_write().map_err(unavailable)?;
-            let replaced = {
-                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
-                let current = match table.get(key.as_str()).map_err(unavailable)? {
-                    Some(value) => Some(decode(key.as_str(), value.value())?),
-                    None => None,
-                };
-                match current {
-                    Some(mut record) if record.wrapped == old => {
-                        record.wrapped = new;
-                        table
-                            .insert(key.as_str(), record.encode().as_slice())
-                            .map_err(unavailable)?;
-                        true
-                    }
-                    _ => false,
-                }
-            };
-            txn.commit().map_err(unavailable)?;
-            Ok(replaced)
+        self.write(Write::Rewrap {
+            key: key.clone(),
+            old: old.clone(),
+            new: new.clone(),
         })
         .await
     }
@@ -192,5 +232,6 @@ impl KvStore for RedbKvStore {
 
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.writer.close().await;
     }
 }

@@ -1,7 +1,7 @@
 //! Embedded message store on redb, one file in the data directory.
 //!
-//! Writes go through one writer thread that commits whatever puts are queued
-//! in a single transaction (group commit): one fsync serves many requests, and
+//! Writes go through the platform's group-commit writer: whatever puts are
+//! queued commit in one transaction, so one fsync serves many requests, and
 //! every put is durable before it is acknowledged. Reads run inline against
 //! MVCC snapshots and never wait for the writer.
 //!
@@ -11,13 +11,12 @@
 //! fsync, bounds POST throughput (see BENCHMARKS.md).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use async_trait::async_trait;
+use platform::group_commit::{CommitError, GroupCommit};
 use redb::{Database, ReadableTable, TableDefinition};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMessage};
 use crate::ports::{MessageStore, Page, PutOutcome, StoreError};
@@ -32,15 +31,14 @@ const QUEUE_DEPTH: usize = 4096;
 /// Most puts one transaction commits.
 const MAX_BATCH: usize = 512;
 
-struct PutRequest {
+struct Put {
     message: Message,
     created_at_ms: i64,
-    reply: oneshot::Sender<Result<PutOutcome, StoreError>>,
 }
 
 pub struct RedbMessageStore {
     db: Arc<Database>,
-    writer: Mutex<Option<(mpsc::Sender<PutRequest>, JoinHandle<()>)>>,
+    writer: GroupCommit<Put, PutOutcome>,
     closed: AtomicBool,
 }
 
@@ -63,25 +61,17 @@ impl RedbMessageStore {
         txn.commit().map_err(unavailable)?;
 
         let db = Arc::new(db);
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer_db = db.clone();
-        let handle = std::thread::Builder::new()
-            .name("messages-redb-writer".into())
-            .spawn(move || writer_loop(&writer_db, rx))
+        let writer =
+            GroupCommit::spawn("messages", QUEUE_DEPTH, MAX_BATCH, move |puts: &[Put]| {
+                write_batch(&writer_db, puts).map_err(|e| e.to_string())
+            })
             .map_err(unavailable)?;
         Ok(Self {
             db,
-            writer: Mutex::new(Some((tx, handle))),
+            writer,
             closed: AtomicBool::new(false),
         })
-    }
-
-    fn sender(&self) -> Result<mpsc::Sender<PutRequest>, StoreError> {
-        let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        guard
-            .as_ref()
-            .map(|(tx, _)| tx.clone())
-            .ok_or_else(|| unavailable("store is closed"))
     }
 
     /// Runs a read inline, not on the blocking pool: a point read from redb's
@@ -95,32 +85,7 @@ impl RedbMessageStore {
     }
 }
 
-fn writer_loop(db: &Database, mut rx: mpsc::Receiver<PutRequest>) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        match write_batch(db, &batch) {
-            Ok(outcomes) => {
-                for (request, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = request.reply.send(Ok(outcome));
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, puts = batch.len(), "messages store commit failed");
-                for request in batch {
-                    let _ = request.reply.send(Err(unavailable(&error)));
-                }
-            }
-        }
-    }
-}
-
-fn write_batch(db: &Database, batch: &[PutRequest]) -> Result<Vec<PutOutcome>, StoreError> {
+fn write_batch(db: &Database, batch: &[Put]) -> Result<Vec<PutOutcome>, StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     {
@@ -178,19 +143,17 @@ fn stored(
 #[async_trait]
 impl MessageStore for RedbMessageStore {
     async fn put(&self, message: &Message, created_at_ms: i64) -> Result<PutOutcome, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = PutRequest {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(unavailable("store is closed"));
+        }
+        let put = Put {
             message: message.clone(),
             created_at_ms,
-            reply,
         };
-        self.sender()?
-            .send(request)
-            .await
-            .map_err(|_| unavailable("store is closed"))?;
-        answer
-            .await
-            .map_err(|_| unavailable("store writer stopped"))?
+        self.writer.submit(put).await.map_err(|e| match e {
+            CommitError::Closed => unavailable("store is closed"),
+            CommitError::Failed(error) => unavailable(error),
+        })
     }
 
     async fn get(&self, digest: &Digest) -> Result<Option<StoredMessage>, StoreError> {
@@ -243,11 +206,6 @@ impl MessageStore for RedbMessageStore {
 
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((sender, handle)) = writer {
-            // Dropping the sender lets the writer finish its queue and return.
-            drop(sender);
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+        self.writer.close().await;
     }
 }

@@ -1,0 +1,181 @@
+//! Group commit for an embedded store: one writer thread takes whatever
+//! operations are queued and applies them in one transaction, so one fsync
+//! serves many requests, and each caller is answered only once the
+//! transaction holding its operation is durable.
+//!
+//! The writer is engine-agnostic: the store gives a `commit` function that
+//! applies a batch in order (later operations see earlier ones) and returns
+//! one outcome per operation, or one error for the whole batch, which every
+//! caller in it receives. An operation's own failure (a record it finds
+//! corrupt) belongs in its outcome, not in the batch error, so it does not
+//! fail its neighbours.
+//!
+//! Bounded: at most `queue_depth` operations wait (callers beyond that wait
+//! to enqueue: backpressure) and one transaction holds at most `max_batch`.
+//! Batch sizes go to `quintet_store_commit_batch_size{store}`.
+
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+/// Why an operation was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// The writer was closed (the store is shutting down).
+    #[error("store is closed")]
+    Closed,
+    /// The transaction holding the operation failed; nothing in it was applied.
+    #[error("{0}")]
+    Failed(String),
+}
+
+struct Job<Op, Out> {
+    op: Op,
+    reply: oneshot::Sender<Result<Out, CommitError>>,
+}
+
+type Writer<Op, Out> = (mpsc::Sender<Job<Op, Out>>, JoinHandle<()>);
+
+/// A writer thread committing queued operations in batches.
+pub struct GroupCommit<Op, Out> {
+    writer: Mutex<Option<Writer<Op, Out>>>,
+}
+
+impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
+    /// Starts the writer thread, named `<store>-writer`.
+    pub fn spawn<F>(
+        store: &'static str,
+        queue_depth: usize,
+        max_batch: usize,
+        mut commit: F,
+    ) -> std::io::Result<Self>
+    where
+        F: FnMut(&[Op]) -> Result<Vec<Out>, String> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<Job<Op, Out>>(queue_depth.max(1));
+        let max_batch = max_batch.max(1);
+        let handle = std::thread::Builder::new()
+            .name(format!("{store}-writer"))
+            .spawn(move || {
+                let mut jobs = Vec::with_capacity(max_batch);
+                let mut ops = Vec::with_capacity(max_batch);
+                while rx.blocking_recv_many(&mut jobs, max_batch) > 0 {
+                    let (batch_ops, replies): (Vec<Op>, Vec<_>) =
+                        jobs.drain(..).map(|job| (job.op, job.reply)).unzip();
+                    ops.extend(batch_ops);
+                    metrics::histogram!("quintet_store_commit_batch_size", "store" => store)
+                        .record(ops.len() as f64);
+                    match commit(&ops) {
+                        Ok(outcomes) if outcomes.len() == ops.len() => {
+                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                                let _ = reply.send(Ok(outcome));
+                            }
+                        }
+                        Ok(outcomes) => {
+                            let error = format!(
+                                "{store} commit returned {} outcomes for {} operations",
+                                outcomes.len(),
+                                ops.len()
+                            );
+                            tracing::error!(%error, "store commit failed");
+                            for reply in replies {
+                                let _ = reply.send(Err(CommitError::Failed(error.clone())));
+                            }
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, store, operations = ops.len(), "store commit failed");
+                            for reply in replies {
+                                let _ = reply.send(Err(CommitError::Failed(error.clone())));
+                            }
+                        }
+                    }
+                    ops.clear();
+                }
+            })?;
+        Ok(Self {
+            writer: Mutex::new(Some((tx, handle))),
+        })
+    }
+
+    /// Queues `op` and waits until the transaction holding it has committed.
+    pub async fn submit(&self, op: Op) -> Result<Out, CommitError> {
+        let sender = {
+            let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            guard
+                .as_ref()
+                .map(|(tx, _)| tx.clone())
+                .ok_or(CommitError::Closed)?
+        };
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| CommitError::Closed)?;
+        answer.await.map_err(|_| CommitError::Closed)?
+    }
+
+    /// Stops taking operations, lets the writer commit what is queued, and
+    /// waits for its thread to end.
+    pub async fn close(&self) {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((sender, handle)) = writer {
+            drop(sender);
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_operations_share_transactions_and_each_gets_its_outcome() {
+        let commits = Arc::new(AtomicUsize::new(0));
+        let counted = commits.clone();
+        let writer = Arc::new(
+            GroupCommit::spawn("test", 64, 16, move |ops: &[u32]| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                Ok(ops.iter().map(|n| n * 2).collect())
+            })
+            .expect("spawn"),
+        );
+        let tasks: Vec<_> = (0..200u32)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move { (n, writer.submit(n).await) })
+            })
+            .collect();
+        for task in tasks {
+            let (n, outcome) = task.await.expect("task");
+            assert_eq!(outcome, Ok(n * 2));
+        }
+        let commits = commits.load(Ordering::SeqCst);
+        assert!(commits < 200, "200 operations took {commits} commits");
+        writer.close().await;
+        assert_eq!(writer.submit(1).await, Err(CommitError::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_every_operation_in_it_and_the_writer_goes_on() {
+        let mut fail_next = true;
+        let writer = GroupCommit::spawn("test", 8, 8, move |ops: &[u32]| {
+            if std::mem::take(&mut fail_next) {
+                return Err("disk full".to_owned());
+            }
+            Ok(ops.to_vec())
+        })
+        .expect("spawn");
+        assert_eq!(
+            writer.submit(1).await,
+            Err(CommitError::Failed("disk full".into()))
+        );
+        assert_eq!(writer.submit(2).await, Ok(2));
+        writer.close().await;
+    }
+}
