@@ -29,6 +29,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 DURATION="${DURATION:-15s}"
 REPEATS="${REPEATS:-3}"
@@ -56,31 +58,6 @@ INCR_LUA="bench/wrk/incr.lua"
 DISTINCT_LUA="bench/wrk/incr-distinct.lua"
 UPSERT_SQL="bench/pgbench/upsert.sql"
 
-# Words joined for a shell: single-quoted where they hold anything special.
-shell_join() {
-    local words=() w
-    for w in "$@"; do
-        if [[ $w =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then words+=("$w"); else words+=("'${w//\'/\'\\\'\'}'"); fi
-    done
-    echo "${words[*]}"
-}
-
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# "15s", "2m", "1h" or a plain number of seconds → seconds.
-to_seconds() {
-    [[ $1 =~ ^([0-9]+)(s|m|h)?$ ]] || return 1
-    case ${BASH_REMATCH[2]} in
-    m) echo $((BASH_REMATCH[1] * 60)) ;;
-    h) echo $((BASH_REMATCH[1] * 3600)) ;;
-    *) echo $((BASH_REMATCH[1])) ;;
-    esac
-}
-
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be a positive integer, not '$REPEATS'"
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive integer, not '$THREADS'"
 if ! [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || ((CONNECTIONS < THREADS)); then die "CONNECTIONS must be an integer ≥ THREADS, not '$CONNECTIONS'"; fi
@@ -92,20 +69,6 @@ if [[ $WARMUP == 0 ]]; then WARMUP_S=0; else WARMUP_S="$(to_seconds "$WARMUP")" 
 [[ -f $INCR_LUA && -f $DISTINCT_LUA && -f $UPSERT_SQL ]] || die "missing $INCR_LUA, $DISTINCT_LUA or $UPSERT_SQL"
 
 # ---------------------------------------------------------------- tools
-SUDO=()
-apt_install() {
-    ((${#@})) || return 0
-    if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null || die "need root (or sudo) to install: $*"
-        SUDO=(sudo)
-    fi
-    log "installing: $*"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${SUDO[@]}" apt-get install -y "$@"; then
-        "${SUDO[@]}" apt-get update
-        "${SUDO[@]}" apt-get install -y "$@"
-    fi
-}
 install_missing() {
     local need=()
     command -v wrk >/dev/null || need+=(wrk)
@@ -153,28 +116,6 @@ SERVER_PID=""  # the one server (quintet or redis-server) currently running
 LOADGEN_PID="" # a load generator running in the background (memory test)
 SCHEMAS=()     # PostgreSQL schemas made by this run and not dropped yet
 
-# SIGTERM, then wait for the process (a child of this shell) to exit, SIGKILL
-# after $2 seconds (default 40); sets STOP_RC to its exit status and STOP_S to
-# the seconds it took. Not to be called in a subshell.
-STOP_RC=""
-STOP_S=""
-stop_pid() {
-    local pid=$1 limit=${2:-40} i t0
-    t0="$(date +%s%N)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < limit * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid ignored SIGTERM for ${limit}s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    STOP_RC=0
-    wait "$pid" 2>/dev/null || STOP_RC=$?
-    STOP_S="$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')"
-}
-
 drop_schema() {
     local s=$1 keep=() x
     pg -c "DROP SCHEMA IF EXISTS \"$s\" CASCADE" 2>/dev/null || log "could not drop schema $s"
@@ -202,52 +143,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# A loopback port nothing listens on (and not handed out before in this run).
-USED_PORTS=" "
-PORT=""
-pick_port() {
-    local p i
-    for ((i = 0; i < 500; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        [[ $USED_PORTS == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED_PORTS+="$p "
-            PORT=$p
-            return 0
-        fi
-    done
-    die "no free loopback port found"
-}
-
-wait_ready() { # url pid name logfile
-    local url=$1 pid=$2 name=$3 logfile=$4 i
-    for ((i = 0; i < 300; i++)); do
-        if curl -fs -o /dev/null --max-time 2 "$url"; then
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 40 "$logfile" >&2 || true
-            die "$name exited before it was ready"
-        fi
-        sleep 0.2
-    done
-    tail -n 40 "$logfile" >&2 || true
-    die "$name not ready after 60s ($url)"
-}
-
-wait_redis() { # port pid logfile
-    local port=$1 pid=$2 logfile=$3 i
-    for ((i = 0; i < 300; i++)); do
-        [[ $(redis-cli -h 127.0.0.1 -p "$port" PING 2>/dev/null) == PONG ]] && return 0
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 40 "$logfile" >&2 || true
-            die "redis-server exited before it was ready"
-        fi
-        sleep 0.1
-    done
-    die "redis-server not ready after 30s (port $port)"
-}
 
 CLK_TCK="$(getconf CLK_TCK)"
 # Sum of user+system CPU ticks of the given pids (gone pids count 0).
@@ -341,19 +236,6 @@ cpu_end() {
 }
 
 # ---------------------------------------------------------------- quintet metrics
-# One value of a Prometheus text dump: the sum over the series of metric $2
-# whose labels contain every string in $3.. (e.g. 'status="200"').
-metric() { # file name [label-substring...]
-    local file=$1 name=$2
-    shift 2
-    awk -v n="$name" -v want="$(printf '%s\n' "$@")" '
-        BEGIN { k = split(want, w, "\n") }
-        $1 == n || index($1, n "{") == 1 {
-            for (i = 1; i <= k; i++) if (w[i] != "" && !index($1, w[i])) next
-            t += $NF; found = 1
-        }
-        END { printf "%.0f\n", (found ? t : 0) }' "$file"
-}
 # "<status>×<count>" of POST /increment answers, from a /metrics dump (minus an earlier one).
 answers() { # after_file [before_file]
     local after=$1 before=${2:-/dev/null}
@@ -922,19 +804,7 @@ sum_checks() { # scenario
 
 # ---------------------------------------------------------------- BENCHMARKS.md
 # Replace the "## counters" section (up to the next "## " heading), keep the rest.
-if [[ ! -f $BENCH_MD ]]; then
-    printf '# Benchmarks\n\nMeasured figures; each section names the script that writes it.\n' >"$BENCH_MD"
-fi
-awk -v section="$RESULT_MD" '
-    function emit(  line) { while ((getline line < section) > 0) print line; close(section); done = 1 }
-    /^## / {
-        if (skipping) { skipping = 0; print "" }
-        if ($0 == "## counters") { emit(); skipping = 1; next }
-    }
-    !skipping { print }
-    END { if (!done) { print ""; emit() } }
-' "$BENCH_MD" >"$WORK/BENCHMARKS.md"
-mv "$WORK/BENCHMARKS.md" "$BENCH_MD"
+merge_section "$RESULT_MD" counters
 
 log "wrote $RESULT_MD and $BENCH_MD"
 cat "$RESULT_MD"

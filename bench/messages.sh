@@ -21,6 +21,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 DURATION="${DURATION:-15s}"
 REPEATS="${REPEATS:-3}"
@@ -40,12 +42,6 @@ RESULT_MD="$RESULTS_DIR/messages.md"
 BENCH_MD="$ROOT/BENCHMARKS.md"
 GET_LUA="bench/wrk/get.lua"
 POST_LUA="bench/wrk/post.lua"
-
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
 
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be a positive integer, not '$REPEATS'"
 [[ $SEED_COUNT =~ ^[1-9][0-9]*$ ]] || die "SEED_COUNT must be a positive integer, not '$SEED_COUNT'"
@@ -138,23 +134,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# A loopback port nothing listens on (and not handed out before in this run).
-USED_PORTS=" "
-PORT=""
-pick_port() {
-    local p i
-    for ((i = 0; i < 500; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        [[ $USED_PORTS == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED_PORTS+="$p "
-            PORT=$p
-            return 0
-        fi
-    done
-    die "no free loopback port found"
-}
 
 wait_ready() { # url pid name logfile
     local url=$1 pid=$2 name=$3 logfile=$4 i
@@ -605,19 +584,7 @@ ALL_PASS=1
 
 # ---------------------------------------------------------------- BENCHMARKS.md
 # Replace the "## messages" section (up to the next "## " heading), keep the rest.
-if [[ ! -f $BENCH_MD ]]; then
-    printf '# Benchmarks\n\nMeasured figures; each section names the script that writes it.\n' >"$BENCH_MD"
-fi
-awk -v section="$RESULT_MD" '
-    function emit(  line) { while ((getline line < section) > 0) print line; close(section); done = 1 }
-    /^## / {
-        if (skipping) { skipping = 0; print "" }
-        if ($0 == "## messages") { emit(); skipping = 1; next }
-    }
-    !skipping { print }
-    END { if (!done) { print ""; emit() } }
-' "$BENCH_MD" >"$WORK/BENCHMARKS.md"
-mv "$WORK/BENCHMARKS.md" "$BENCH_MD"
+merge_section "$RESULT_MD" messages
 
 log "wrote $RESULT_MD and $BENCH_MD"
 cat "$RESULT_MD"

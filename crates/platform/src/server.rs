@@ -33,6 +33,9 @@ use crate::service::{BackgroundTask, Service, grpc_router};
 use crate::{ops, telemetry, tls};
 
 /// Time a client has to finish the TLS handshake or send its request headers.
+/// HTTP/2 receive window per stream and per connection.
+const H2_STREAM_WINDOW: u32 = 2 << 20;
+const H2_CONNECTION_WINDOW: u32 = 8 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often histogram samples are folded into buckets when nobody scrapes.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
@@ -168,7 +171,13 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)))
-            .max_concurrent_streams(256);
+            .max_concurrent_streams(256)
+            // Flow-control windows sized for MiB-scale bodies: at the 64 KiB
+            // protocol default a 1 MiB request body waits on ~16 window
+            // updates. Windows are permissions, not buffers; the body limits
+            // still bound what is held per request.
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW);
         let builder = Arc::new(builder);
 
         // SIGTERM turns readiness false at once; the listener keeps accepting for

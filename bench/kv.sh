@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# kv service throughput and latency over gRPC (Set and Get at CONCURRENCY
+# concurrent streams) for each value size, local key provider on redb, against
+# Redis SET/GET of the same sizes at the same concurrency (redis-benchmark,
+# no persistence: the unencrypted, in-memory ceiling), in the same run; and
+# the key-provider calls per CALLS_SETS sets with the data-key cache on and off.
+#
+#   bash bench/kv.sh
+#
+# Environment (all optional):
+#   DURATION=10s         length of one measured run (redis-benchmark gets a request
+#                        count that lasts about as long)
+#   REPEATS=3            measured runs per size and system; the table shows the median
+#   CONCURRENCY=50       requests in flight: gRPC streams, redis-benchmark clients
+#   CONNECTIONS=4        HTTP/2 connections the gRPC streams share
+#   SIZES="100 4096 65536 1048576"   value sizes in bytes
+#   WORKING_SET_MB=256   keys per size: WORKING_SET_MB MB of values, 16 to 10000 keys
+#   CALLS_SETS=10000     sets sent to count key-provider calls
+#   KEEP_TMP=1           keep the temporary directory (data dirs, logs)
+#
+# Writes bench/results/kv.md, copies it into BENCHMARKS.md (section "## kv",
+# other sections are kept), and keeps raw load-generator output, server logs
+# and /metrics dumps in bench/results/kv-raw/ (not committed).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+
+DURATION="${DURATION:-10s}"
+REPEATS="${REPEATS:-3}"
+CONCURRENCY="${CONCURRENCY:-50}"
+CONNECTIONS="${CONNECTIONS:-4}"
+SIZES="${SIZES:-100 4096 65536 1048576}"
+WORKING_SET_MB="${WORKING_SET_MB:-256}"
+CALLS_SETS="${CALLS_SETS:-10000}"
+GET_TARGET=0.5      # 100 B get vs Redis GET
+SET_TARGET=0.3      # 100 B set vs Redis SET
+MIB_GET_TARGET=1000 # 1 MiB get, MB/s of plaintext
+
+RESULTS_DIR="$ROOT/bench/results"
+RAW_DIR="$RESULTS_DIR/kv-raw"
+RESULT_MD="$RESULTS_DIR/kv.md"
+
+for n in REPEATS CONCURRENCY CONNECTIONS WORKING_SET_MB CALLS_SETS; do
+    [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, not '${!n}'"
+done
+for s in $SIZES; do [[ $s =~ ^[1-9][0-9]*$ ]] || die "SIZES must be positive integers, not '$s'"; done
+DURATION_S="$(to_seconds "$DURATION")" || die "DURATION must look like 10s, 2m or 20, not '$DURATION'"
+((DURATION_S > 0)) || die "DURATION must be longer than 0s"
+
+# ---------------------------------------------------------------- tools and build
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-benchmark >/dev/null && command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v python3 >/dev/null || need+=(python3)
+apt_install "${need[@]}"
+command -v cargo >/dev/null || die "cargo is needed to build quintet"
+
+BUILD_QUINTET=(cargo build --release --locked -p quintet)
+BUILD_LOADGEN=(cargo build --release --locked -p quintet-kv --example kv_load)
+log "building: $(shell_join "${BUILD_QUINTET[@]}") && $(shell_join "${BUILD_LOADGEN[@]}")"
+"${BUILD_QUINTET[@]}"
+"${BUILD_LOADGEN[@]}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+[[ $TARGET_DIR == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n $(git status --porcelain --untracked-files=no -- . ':!bench' ':!BENCHMARKS.md' 2>/dev/null) ]]; then GIT_REV+=" (with uncommitted changes)"; fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/quintet-bench-kv.XXXXXX")"
+rm -rf "$RAW_DIR"
+mkdir -p "$RAW_DIR"
+# Runs use copies, so a rebuild of target/ during the run cannot mix binaries.
+QUINTET="$WORK/quintet"
+LOADGEN="$WORK/kv_load"
+cp "$TARGET_DIR/release/quintet" "$QUINTET"
+cp "$TARGET_DIR/release/examples/kv_load" "$LOADGEN"
+SERVER_PID=""
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    [[ -z $SERVER_PID ]] || stop_pid "$SERVER_PID"
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+RECORDS="$RAW_DIR/records.tsv" # system op size repeat ops_per_sec p50_ms p99_ms mb_per_sec errors
+: >"$RECORDS"
+
+keys_for() { # size → keys
+    awk -v s="$1" -v mb="$WORKING_SET_MB" 'BEGIN { k = int(mb * 1e6 / s); if (k < 16) k = 16; if (k > 10000) k = 10000; print k }'
+}
+
+# ---------------------------------------------------------------- quintet
+QUINTET_ARGS=(serve --services kv --kv-tcp-addr 127.0.0.1:0 --rate-limit 0 --log-format json)
+URL=""
+start_quintet() { # name extra-args...
+    local name=$1
+    shift
+    pick_port
+    local dir="$WORK/$name" logf="$RAW_DIR/$name.log"
+    URL="http://127.0.0.1:$PORT"
+    QUINTET_LOG=warn "$QUINTET" "${QUINTET_ARGS[@]}" --addr "127.0.0.1:$PORT" --data-dir "$dir" "$@" >"$logf" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$URL/readyz" "$SERVER_PID" quintet "$logf"
+}
+stop_server() {
+    stop_pid "$SERVER_PID"
+    SERVER_PID=""
+}
+
+LOADGEN_EXAMPLE=""
+run_loadgen() { # op size repeat
+    local op=$1 size=$2 rep=$3 out="$RAW_DIR/quintet-$1-$2-$3.json"
+    local cmd=("$LOADGEN" --url "$URL" --op "$op" --size "$size" --keys "$(keys_for "$size")"
+        --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --duration "${DURATION_S}s")
+    LOADGEN_EXAMPLE="$(shell_join kv_load "${cmd[@]:1}")"
+    "${cmd[@]}" >"$out" || die "kv_load failed ($op, $size B)"
+    python3 - "$out" "$op" "$size" "$rep" >>"$RECORDS" <<'EOF'
+import json, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+print("\t".join(map(str, ["quintet", sys.argv[2], sys.argv[3], sys.argv[4], round(r["ops_per_sec"]),
+    r["p50_ms"], r["p99_ms"], round(r["mb_per_sec"], 1), r["errors"]])))
+if r["errors"]:
+    print(f"kv_load: {r['errors']} errors, first: {r['first_error']}", file=sys.stderr)
+EOF
+}
+
+# ---------------------------------------------------------------- redis
+REDIS_EXAMPLE=""
+run_redis() { # size repeat
+    local size=$1 rep=$2 keys
+    keys="$(keys_for "$size")"
+    pick_port
+    local port=$PORT dir="$WORK/redis-$size-$rep" logf="$RAW_DIR/redis-$size-$rep.log"
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no >"$logf" 2>&1 &
+    SERVER_PID=$!
+    wait_redis "$port" "$SERVER_PID" "$logf"
+    # A short run to size the measured one to about DURATION.
+    local calib rps n
+    calib="$(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONCURRENCY" -n 2000 -d "$size" -r "$keys" -t set --csv | grep '^"SET"' | tr -d '"')"
+    rps="$(cut -d, -f2 <<<"$calib")"
+    n="$(awk -v r="$rps" -v d="$DURATION_S" 'BEGIN { n = int(r * d); if (n < 2000) n = 2000; print n }')"
+    local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONCURRENCY" -n "$n" -d "$size" -r "$keys" -P 1 -t set,get --csv)
+    REDIS_EXAMPLE="$(shell_join "${cmd[@]}")"
+    "${cmd[@]}" >"$RAW_DIR/redis-$size-$rep.csv" || die "redis-benchmark failed ($size B)"
+    local test rps_ p50 p99
+    while IFS=, read -r test rps_ _ _ p50 _ p99 _; do
+        case $test in
+        SET | GET)
+            printf 'redis\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t0\n' "${test,,}" "$size" "$rep" "$rps_" "$p50" "$p99" \
+                "$(awk -v r="$rps_" -v s="$size" 'BEGIN { printf "%.1f", r * s / 1e6 }')" >>"$RECORDS"
+            ;;
+        esac
+    done < <(tr -d '"' <"$RAW_DIR/redis-$size-$rep.csv")
+    stop_server
+}
+
+# ---------------------------------------------------------------- throughput
+for rep in $(seq 1 "$REPEATS"); do
+    for size in $SIZES; do
+        log "repeat $rep/$REPEATS, $size B: quintet set, get"
+        start_quintet "q-$size-$rep"
+        run_loadgen set "$size" "$rep"
+        run_loadgen get "$size" "$rep"
+        curl -fsS "$URL/metrics" >"$RAW_DIR/metrics-$size-$rep.txt" || true
+        stop_server
+        log "repeat $rep/$REPEATS, $size B: redis SET, GET"
+        run_redis "$size" "$rep"
+    done
+done
+
+# ---------------------------------------------------------------- key-provider calls
+provider_calls() { # name extra-args... → calls per CALLS_SETS sets
+    local name=$1
+    shift
+    start_quintet "$name" "$@"
+    "$LOADGEN" --url "$URL" --op set --size 100 --keys 1000 --concurrency "$CONCURRENCY" \
+        --connections "$CONNECTIONS" --requests "$CALLS_SETS" --duration 600s >"$RAW_DIR/$name.json"
+    curl -fsS "$URL/metrics" >"$RAW_DIR/$name-metrics.txt"
+    stop_server
+    metric "$RAW_DIR/$name-metrics.txt" quintet_kv_provider_calls_total
+}
+log "key-provider calls per $CALLS_SETS sets, cache on and off"
+CALLS_ON="$(provider_calls calls-cache-on)"
+CALLS_OFF="$(provider_calls calls-cache-off --kv-dek-max-uses 0)"
+CALLS_EXAMPLE="$(shell_join kv_load --op set --size 100 --keys 1000 --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --requests "$CALLS_SETS")"
+
+# ---------------------------------------------------------------- report
+mkdir -p "$RESULTS_DIR"
+{
+    echo "## kv"
+    echo
+    echo "Written by \`bash bench/kv.sh\` on $(date -u +%Y-%m-%d) (git $GIT_REV; $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average before the run $(cut -d' ' -f1-3 /proc/loadavg))."
+    echo "quintet: \`$(shell_join quintet "${QUINTET_ARGS[@]}")\` (local key provider, redb, data-key cache on with its defaults)"
+    echo "driven by \`$LOADGEN_EXAMPLE\` (the gRPC load generator in crates/kv/examples, \`--op get\` first sets each key once); Redis $(redis-server --version | awk '{ print $3 }' | tr -d 'v=') without persistence driven by \`$REDIS_EXAMPLE\` (n sized to last about $DURATION). Same machine, one system at a time; $REPEATS repeats, medians; p99 in ms; MB = 10^6 bytes of plaintext values."
+    echo
+    python3 - "$RECORDS" "$GET_TARGET" "$SET_TARGET" "$MIB_GET_TARGET" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+rows = defaultdict(list)
+for line in open(sys.argv[1]):
+    system, op, size, rep, ops, p50, p99, mb, errors = line.rstrip("\n").split("\t")
+    rows[(system, op, int(size))].append((float(ops), float(p99), float(mb), int(errors)))
+get_t, set_t, mib_t = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+def med(system, op, size, i):
+    return statistics.median(r[i] for r in rows[(system, op, size)])
+def human(size):
+    return f"{size // 1048576} MiB" if size >= 1048576 else f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
+print("| value | op | quintet ops/s | quintet p99 | quintet MB/s | Redis ops/s | Redis p99 | ratio | errors |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for size in sorted({k[2] for k in rows}):
+    for op in ("set", "get"):
+        if (("quintet", op, size) not in rows) or (("redis", op, size) not in rows):
+            continue
+        q, r = med("quintet", op, size, 0), med("redis", op, size, 0)
+        errors = sum(x[3] for x in rows[("quintet", op, size)])
+        print(f"| {human(size)} | {op} | {q:,.0f} | {med('quintet', op, size, 1):.2f} | {med('quintet', op, size, 2):,.1f} "
+              f"| {r:,.0f} | {med('redis', op, size, 1):.2f} | {q / r:.2f} | {errors} |")
+print()
+def verdict(ok):
+    return "met" if ok else "**missed**"
+lines = []
+if ("quintet", "get", 100) in rows and ("redis", "get", 100) in rows:
+    g = med("quintet", "get", 100, 0) / med("redis", "get", 100, 0)
+    lines.append(f"- 100 B get ≥ {get_t}× Redis GET: {g:.2f}× — {verdict(g >= get_t)}")
+if ("quintet", "set", 100) in rows and ("redis", "set", 100) in rows:
+    s = med("quintet", "set", 100, 0) / med("redis", "set", 100, 0)
+    lines.append(f"- 100 B set ≥ {set_t}× Redis SET: {s:.2f}× — {verdict(s >= set_t)}")
+if ("quintet", "get", 1048576) in rows:
+    m = med("quintet", "get", 1048576, 2)
+    lines.append(f"- 1 MiB get ≥ {mib_t:.0f} MB/s of plaintext: {m:,.0f} MB/s — {verdict(m >= mib_t)}")
+print("Targets:")
+print()
+print("\n".join(lines))
+EOF
+    echo
+    echo "Key-provider calls per $CALLS_SETS sets of 100 B (\`$CALLS_EXAMPLE\`, \`quintet_kv_provider_calls_total\` from /metrics): cache on (defaults: 5m, 100000 uses, 1 GiB) **$CALLS_ON**; cache off (\`--kv-dek-max-uses 0\`) **$CALLS_OFF**."
+} >"$RESULT_MD"
+merge_section "$RESULT_MD" kv
+log "wrote $RESULT_MD and BENCHMARKS.md"
+cat "$RESULT_MD"
