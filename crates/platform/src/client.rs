@@ -156,3 +156,17 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// A command-line value: the text itself, `@path` for a file's bytes, or `-` for stdin.
+pub fn value_arg(value: &str) -> anyhow::Result<Vec<u8>> {
+    if value == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .context("reading the value from stdin")?;
+        return Ok(bytes);
+    }
+    if let Some(path) = value.strip_prefix('@') {
+        return std::fs::read(path).with_context(|| format!("reading the value from {path}"));
+    }
+    Ok(value.as_bytes().to_vec())
+}

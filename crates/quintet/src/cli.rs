@@ -24,6 +24,12 @@ pub enum Command {
     Counters(counters::api::cli::CountersCli),
     /// Client for the kv service (envelope-encrypted key-value store).
     Kv(kv::api::cli::KvCli),
+    /// Client for the receipts service (submit validation jobs).
+    Receipts(receipts::api::cli::ReceiptsCli),
+    /// Read and write the receipts service's queues (results, dead letters).
+    Queue(receipts::api::cli::QueueCli),
+    /// A verifyReceipt simulator (Apple's legacy receipt validation API) for tests and demos.
+    AppleSim(receipts::apple::sim::SimArgs),
 }
 
 /// Services `quintet serve` can run.
@@ -32,6 +38,7 @@ pub enum ServiceName {
     Messages,
     Counters,
     Kv,
+    Receipts,
 }
 
 #[derive(Debug, Args)]
@@ -75,4 +82,7 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub kv: kv::KvConfig,
+
+    #[command(flatten)]
+    pub receipts: receipts::ReceiptsConfig,
 }

@@ -54,6 +54,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 let kv_store = stores::kv_store(&kv_store, &config.data_dir).await?;
                 services.push(kv::service(kv_store, &config.data_dir, args.kv.clone()).await?);
             }
+            ServiceName::Receipts => {
+                let queue = stores::receipts_queue(&config.data_dir)?;
+                let ledger = stores::receipts_ledger(&store, &config.data_dir).await?;
+                services.push(receipts::service(queue, ledger, args.receipts.clone())?);
+            }
         }
     }
 

@@ -18,6 +18,10 @@ use kv::ports::KvStore;
 use messages::adapters::postgres::PostgresMessageStore;
 use messages::adapters::redb::RedbMessageStore;
 use messages::ports::MessageStore;
+use receipts::adapters::postgres_ledger::PostgresLedger;
+use receipts::adapters::redb_ledger::RedbLedger;
+use receipts::adapters::redb_queue::RedbJobQueue;
+use receipts::ports::{JobQueue, TransactionLedger};
 
 /// A parsed `--store` value.
 #[derive(Clone)]
@@ -187,6 +191,33 @@ pub async fn kv_store(url: &StoreUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn
                 .await
                 .context("connecting the kv store to DynamoDB")?,
         ),
+    })
+}
+
+/// The receipts service's queue: embedded, `<data-dir>/receipts-queue.redb`.
+pub fn receipts_queue(data_dir: &Path) -> anyhow::Result<Arc<dyn JobQueue>> {
+    let path = data_dir.join("receipts-queue.redb");
+    Ok(Arc::new(
+        RedbJobQueue::open(&path).context("opening the embedded receipts queue")?,
+    ))
+}
+
+/// The receipts ledger the URL names.
+pub async fn receipts_ledger(
+    url: &StoreUrl,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn TransactionLedger>> {
+    Ok(match url {
+        StoreUrl::Redb { .. } => {
+            let path = url.redb_file(data_dir, "receipts");
+            Arc::new(RedbLedger::open(&path).context("opening the embedded receipts ledger")?)
+        }
+        StoreUrl::Postgres(url) => Arc::new(
+            PostgresLedger::connect(url)
+                .await
+                .context("connecting the receipts ledger to PostgreSQL")?,
+        ),
+        StoreUrl::DynamoDb { .. } => return Err(url.unsupported("receipts")),
     })
 }
 

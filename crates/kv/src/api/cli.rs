@@ -1,10 +1,9 @@
 //! `quintet kv …`: the command-line client of the kv service (over REST).
 
-use std::io::{Read, Write};
+use std::io::Write;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
-use platform::client::{ClientArgs, page_query, print_json};
+use platform::client::{ClientArgs, page_query, print_json, value_arg};
 use reqwest::Method;
 
 #[derive(Debug, Args)]
@@ -40,25 +39,11 @@ enum KvCommand {
     Rotate,
 }
 
-fn value_bytes(value: &str) -> anyhow::Result<Vec<u8>> {
-    if value == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("reading the value from stdin")?;
-        return Ok(bytes);
-    }
-    if let Some(path) = value.strip_prefix('@') {
-        return std::fs::read(path).with_context(|| format!("reading the value from {path}"));
-    }
-    Ok(value.as_bytes().to_vec())
-}
-
 pub async fn run(cli: KvCli) -> anyhow::Result<()> {
     let client = cli.client.http()?;
     match cli.command {
         KvCommand::Set { key, value } => {
-            let body = value_bytes(&value)?;
+            let body = value_arg(&value)?;
             client
                 .send(
                     client

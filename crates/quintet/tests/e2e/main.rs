@@ -9,5 +9,6 @@ mod lifecycle;
 mod messages_api;
 mod ops;
 mod postgres;
+mod receipts;
 mod security;
 mod support;

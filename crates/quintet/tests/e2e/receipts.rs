@@ -1,0 +1,290 @@
+//! receipts end to end: the real binary with `--services receipts` on the
+//! embedded queue and ledger, Apple played by `quintet apple-sim` (started as
+//! its own process), jobs in over REST and the CLI, results read back from
+//! the results queue.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{BIN, TestServer, cli, http};
+
+const TX_1: &str = "1000000042928567";
+const TX_2: &str = "1000000181492557";
+
+fn fixture(n: u8) -> String {
+    let path = format!(
+        "{}/../receipts/tests/fixtures/apple-sandbox-receipt-{n}.b64",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `quintet apple-sim` on a free port; killed on drop.
+struct Sim {
+    child: Child,
+    url: String,
+}
+
+impl Sim {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(BIN)
+            .args(["apple-sim", "--addr", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn apple-sim");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "apple-sim did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, url }
+    }
+
+    async fn stats(&self) -> Value {
+        http()
+            .get(format!("{}/sim/stats", self.url))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(sim: &Sim, extra: &[&str]) -> TestServer {
+    let production = format!("{}/verifyReceipt", sim.url);
+    let sandbox = format!("{}/sandbox/verifyReceipt", sim.url);
+    let mut args = vec![
+        "--services",
+        "receipts",
+        "--apple-production-url",
+        &production,
+        "--apple-sandbox-url",
+        &sandbox,
+    ];
+    args.extend_from_slice(extra);
+    TestServer::start(&args)
+}
+
+/// Receives from `queue` until `count` messages arrived (deleting them) or 20 s passed.
+async fn drain(server: &TestServer, queue: &str, count: usize) -> Vec<Value> {
+    let client = http();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < count && Instant::now() < deadline {
+        let received: Value = client
+            .post(format!(
+                "{}/queues/{queue}/receive?max=10&wait_ms=1000",
+                server.url
+            ))
+            .send()
+            .await
+            .expect("receive")
+            .json()
+            .await
+            .expect("json");
+        let messages = received["messages"].as_array().cloned().unwrap_or_default();
+        let handles: Vec<Value> = messages.iter().map(|m| m["handle"].clone()).collect();
+        if !handles.is_empty() {
+            let deleted = client
+                .post(format!("{}/queues/{queue}/delete", server.url))
+                .json(&json!({ "handles": handles }))
+                .send()
+                .await
+                .expect("delete");
+            assert_eq!(deleted.status(), StatusCode::OK);
+        }
+        got.extend(messages);
+    }
+    got
+}
+
+fn bodies(messages: &[Value]) -> Vec<Value> {
+    let mut bodies: Vec<Value> = messages
+        .iter()
+        .map(|m| serde_json::from_str(m["body"].as_str().expect("body")).expect("JSON body"))
+        .collect();
+    bodies.sort_by_key(|b| b["user_id"].as_i64());
+    bodies
+}
+
+async fn submit(server: &TestServer, receipt: &str, user_id: i64, post_queue: &str) -> StatusCode {
+    http()
+        .post(format!("{}/receipts/jobs", server.url))
+        .json(&json!({ "receipt": receipt, "user_id": user_id, "post_queue": post_queue }))
+        .send()
+        .await
+        .expect("submit")
+        .status()
+}
+
+#[tokio::test]
+async fn fixture_receipts_are_ok_once_then_invalid_with_the_sandbox_fallback() {
+    let sim = Sim::start();
+    let server = start(&sim, &[]);
+    assert_eq!(
+        submit(&server, &fixture(1), 42, "results").await,
+        StatusCode::ACCEPTED
+    );
+    // The CLI way in, with the receipt from a file.
+    let path = format!(
+        "@{}/../receipts/tests/fixtures/apple-sandbox-receipt-2.b64",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, out, err) = cli(
+        &[
+            "receipts",
+            "--url",
+            &server.url,
+            "submit",
+            "--receipt",
+            &path,
+            "--user-id",
+            "43",
+            "--post-queue",
+            "results",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("message_id"), "{out}");
+
+    let results = bodies(&drain(&server, "results", 2).await);
+    assert_eq!(
+        results,
+        vec![
+            json!({"user_id": 42, "transaction_id": TX_1, "status": "OK"}),
+            json!({"user_id": 43, "transaction_id": TX_2, "status": "OK"}),
+        ],
+        "{}",
+        server.logs()
+    );
+    // Production was asked first and answered 21007; the sandbox validated.
+    let stats = sim.stats().await;
+    assert!(stats["production"].as_u64() >= Some(2), "{stats}");
+    assert!(stats["sandbox"].as_u64() >= Some(2), "{stats}");
+
+    // The same receipt in another job: its transaction was validated before.
+    assert_eq!(
+        submit(&server, &fixture(1), 44, "results").await,
+        StatusCode::ACCEPTED
+    );
+    let again = bodies(&drain(&server, "results", 1).await);
+    assert_eq!(again.len(), 1, "{}", server.logs());
+    assert_eq!(again[0]["status"], "INVALID");
+    assert_eq!(again[0]["transaction_id"], TX_1);
+    assert_eq!(again[0]["user_id"], 44);
+    assert!(
+        again[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("already")),
+        "{again:?}"
+    );
+
+    // The CLI way out.
+    assert_eq!(
+        submit(&server, "bm90IGEgcmVjZWlwdA==", 45, "results").await,
+        StatusCode::ACCEPTED
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let (code, out, err) = cli(
+            &[
+                "queue",
+                "--url",
+                &server.url,
+                "receive",
+                "results",
+                "--wait",
+                "1s",
+            ],
+            None,
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        if out.contains("INVALID") || Instant::now() > deadline {
+            break out;
+        }
+    };
+    assert!(
+        out.contains("\"user_id\": 45") && out.contains("21002"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn bad_jobs_are_refused_at_the_door_or_dead_lettered_with_the_reason() {
+    let sim = Sim::start();
+    let server = start(&sim, &[]);
+    let client = http();
+    // REST refuses what is not a job, naming the field; nothing is queued.
+    let refused = client
+        .post(format!("{}/receipts/jobs", server.url))
+        .json(&json!({ "receipt": "x", "user_id": "forty-two", "post_queue": "results" }))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let body: Value = refused.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("user_id")),
+        "{body}"
+    );
+
+    // Raw bodies on the input queue: garbage, and a job whose post_queue does not exist.
+    for raw in [
+        "not json at all".to_owned(),
+        json!({ "receipt": fixture(1), "user_id": 7, "post_queue": "nowhere" }).to_string(),
+    ] {
+        let sent = client
+            .post(format!("{}/queues/receipts/messages", server.url))
+            .body(raw)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    }
+    let dead = drain(&server, "receipts-dlq", 2).await;
+    assert_eq!(dead.len(), 2, "{}", server.logs());
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|m| m["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("not a valid job")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("'nowhere' does not exist")),
+        "{reasons:?}"
+    );
+    // Nothing was claimed for the dead-lettered job: the receipt is still OK for a real job.
+    assert_eq!(
+        submit(&server, &fixture(1), 8, "results").await,
+        StatusCode::ACCEPTED
+    );
+    let results = bodies(&drain(&server, "results", 1).await);
+    assert_eq!(results[0]["status"], "OK", "{results:?}");
+}

@@ -1,0 +1,105 @@
+//! PostgreSQL transaction ledger (sqlx). Owns its schema: the migrations in
+//! `crates/receipts/migrations` are embedded and applied at start.
+//!
+//! A claim is one statement (below) in the common case. Its fallback: when
+//! another session inserts the same transaction id concurrently, our INSERT
+//! waits for it and does nothing, but the statement's snapshot, taken before
+//! that row was committed, cannot see it; a second statement then reads it.
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+
+use crate::ports::{Claim, LedgerError, TransactionLedger};
+
+/// `(true, our job)` when inserted, `(false, holder)` when the row was there
+/// before the statement began, no row in the race described above.
+const CLAIM: &str = r#"
+WITH inserted AS (
+    INSERT INTO receipt_transactions (transaction_id, job_id, user_id)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (transaction_id) DO NOTHING
+    RETURNING job_id
+)
+SELECT true AS new, job_id FROM inserted
+UNION ALL
+SELECT false AS new, job_id FROM receipt_transactions
+WHERE transaction_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
+"#;
+
+/// Transactions claimed so far, in table `receipt_transactions`.
+pub struct PostgresLedger {
+    pool: PgPool,
+}
+
+fn unavailable(error: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Unavailable(error.to_string())
+}
+
+impl PostgresLedger {
+    /// Connects to `url` (a `postgres://` URL) and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self, LedgerError> {
+        let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "receipts")
+            .await
+            .map_err(LedgerError::Unavailable)?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl TransactionLedger for PostgresLedger {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn claim(
+        &self,
+        transaction_id: &str,
+        job_id: &str,
+        user_id: i64,
+    ) -> Result<Claim, LedgerError> {
+        let row: Option<(bool, String)> = sqlx::query_as(CLAIM)
+            .bind(transaction_id)
+            .bind(job_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let (new, holder) = match row {
+            Some(row) => row,
+            None => {
+                let holder: Option<String> = sqlx::query_scalar(
+                    "SELECT job_id FROM receipt_transactions WHERE transaction_id = $1",
+                )
+                .bind(transaction_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                let holder = holder.ok_or_else(|| {
+                    unavailable(format!(
+                        "transaction {transaction_id} was claimed concurrently but is not in the ledger"
+                    ))
+                })?;
+                (false, holder)
+            }
+        };
+        Ok(if new {
+            Claim::New
+        } else if holder == job_id {
+            Claim::SameJob
+        } else {
+            Claim::OtherJob { job_id: holder }
+        })
+    }
+
+    async fn ping(&self) -> Result<(), LedgerError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,836 @@
+//! Embedded durable job queue on redb: every queue in one file, each message
+//! durable before the call that wrote it returns, at-least-once delivery with
+//! visibility timeouts, FIFO by send order among visible messages.
+//!
+//! Not SQS: no delivery delays, no redrive policy (the pipeline moves dead
+//! letters itself), no FIFO-queue deduplication, one process per file.
+//!
+//! Writes: every call that changes a queue (ensure, send, receive, which hides
+//! what it hands out, delete, change visibility) goes through the platform's
+//! group-commit writer, so concurrent workers share one durable transaction.
+//! A batch that changed nothing (bad handles, nothing to receive) is aborted,
+//! not committed, so it costs no fsync. Reads (`exists`, `ping`, the
+//! long-poll peek) run inline against MVCC snapshots.
+//!
+//! Layout: a message is its metadata in `queue_messages` and its body in
+//! `queue_bodies`, both keyed by (queue, seq), seq being the queue's send
+//! counter. Each message is in one index: `queue_ready` (queue, seq) while
+//! it is visible, `queue_hidden` (queue, visible_at_ms, seq) while in flight.
+//! A receive first moves the hidden messages whose time has come to ready
+//! (each moves once per timeout), then takes the lowest seqs:
+//! O((batch + expired) · log n), never a scan of the queue.
+//!
+//! A handle is `<seq>.<token>`, the token drawn afresh for every delivery and
+//! stored with the message, so a handle from an earlier delivery (or of a
+//! deleted message) no longer matches anything.
+//!
+//! Long polling: one [`Notify`] per queue, woken by sends and visibility
+//! changes; a waiting receiver also sleeps until the earliest hidden message
+//! is due, and never polls in a loop.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use platform::group_commit::{CommitError, GroupCommit};
+use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::domain::QueueName;
+use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
+
+/// queue → (next seq, stored messages). A queue exists once it is here.
+const QUEUES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queue_queues");
+/// A message's metadata: (message id, sent_at_ms, receive_count,
+/// visible_at_ms, token, reason); see [`Meta`].
+type MetaRecord = (u128, i64, u32, u64, u64, Option<&'static str>);
+/// (queue, seq) → metadata.
+const MESSAGES: TableDefinition<(&str, u64), MetaRecord> = TableDefinition::new("queue_messages");
+/// (queue, seq) → body. Apart from the metadata so a receive rewrites only the latter.
+const BODIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_bodies");
+/// (queue, seq) of every visible message.
+const READY: TableDefinition<(&str, u64), ()> = TableDefinition::new("queue_ready");
+/// (queue, visible_at_ms, seq) of every in-flight message.
+const HIDDEN: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("queue_hidden");
+
+/// Calls waiting for the writer; beyond this, callers wait (backpressure).
+/// Each carries at most [`MAX_BATCH`] bodies of at most [`MAX_BODY_BYTES`].
+const QUEUE_DEPTH: usize = 256;
+/// Most calls one transaction commits.
+const MAX_OPS: usize = 64;
+/// The longest a receive waits, whatever it asks (a year: "forever").
+const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn unavailable(error: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(error.to_string())
+}
+
+fn closed() -> QueueError {
+    unavailable("queue store is closed")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A message's metadata, as `MESSAGES` stores it.
+struct Meta {
+    id: u128,
+    sent_at_ms: i64,
+    receive_count: u32,
+    visible_at_ms: u64,
+    token: u64,
+    reason: Option<String>,
+}
+
+fn handle(seq: u64, token: u64) -> String {
+    format!("{seq}.{token:016x}")
+}
+
+/// (seq, token), or `None` for a string no delivery could have produced.
+fn parse_handle(handle: &str) -> Option<(u64, u64)> {
+    let (seq, token) = handle.split_once('.')?;
+    Some((seq.parse().ok()?, u64::from_str_radix(token, 16).ok()?))
+}
+
+/// One call, applied in the writer's transaction.
+enum Op {
+    Ensure {
+        queue: QueueName,
+    },
+    Send {
+        queue: QueueName,
+        /// Messages refused before the writer (too large) keep their place.
+        entries: Vec<Result<Outgoing, QueueError>>,
+    },
+    Receive {
+        queue: QueueName,
+        max: usize,
+        visibility_ms: u64,
+    },
+    Delete {
+        queue: QueueName,
+        handles: Vec<String>,
+    },
+    ChangeVisibility {
+        queue: QueueName,
+        handle: String,
+        visibility_ms: u64,
+    },
+}
+
+enum Reply {
+    Done,
+    Sent(Vec<Result<String, QueueError>>),
+    Received {
+        deliveries: Vec<Delivery>,
+        /// When the earliest in-flight message becomes visible again.
+        next_due_ms: Option<u64>,
+    },
+    Deleted(Vec<Result<(), QueueError>>),
+}
+
+/// A call's outcome; its own failure (no such queue) does not fail its batch.
+type Outcome = Result<Reply, QueueError>;
+
+fn unexpected_reply() -> QueueError {
+    unavailable("internal: the queue writer answered another operation")
+}
+
+/// What a receiver sees without writing.
+struct Peek {
+    /// Something is visible now (or due, waiting to be moved to ready).
+    ready: bool,
+    next_due_ms: Option<u64>,
+}
+
+/// Every queue in one redb file; see the module doc.
+pub struct RedbJobQueue {
+    db: Arc<Database>,
+    writer: GroupCommit<Op, Outcome>,
+    wakers: Mutex<HashMap<QueueName, Arc<Notify>>>,
+    closed: AtomicBool,
+}
+
+impl RedbJobQueue {
+    /// Opens (or creates) the queue file; fails if another process holds it.
+    pub fn open(path: &Path) -> Result<Self, QueueError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(unavailable)?;
+        Tables::open(&txn)?;
+        txn.commit().map_err(unavailable)?;
+        {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let queues = txn.open_table(QUEUES).map_err(unavailable)?;
+            for entry in queues.iter().map_err(unavailable)? {
+                let (queue, counters) = entry.map_err(unavailable)?;
+                set_gauge(queue.value(), counters.value().1);
+            }
+        }
+        let db = Arc::new(db);
+        let writer_db = db.clone();
+        let writer = GroupCommit::spawn("receipts-queue", QUEUE_DEPTH, MAX_OPS, move |ops| {
+            commit(&writer_db, ops).map_err(|e| e.to_string())
+        })
+        .map_err(unavailable)?;
+        Ok(Self {
+            db,
+            writer,
+            wakers: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn check_open(&self) -> Result<(), QueueError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
+        Ok(())
+    }
+
+    async fn write(&self, op: Op) -> Outcome {
+        self.check_open()?;
+        self.writer.submit(op).await.map_err(|e| match e {
+            CommitError::Closed => closed(),
+            CommitError::Failed(error) => unavailable(error),
+        })?
+    }
+
+    /// The queue's waker, created on first use (only for queues that exist).
+    fn waker(&self, queue: &QueueName) -> Arc<Notify> {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        wakers.entry(queue.clone()).or_default().clone()
+    }
+
+    /// Wakes the queue's long-polling receivers, if any.
+    fn wake(&self, queue: &QueueName) {
+        let wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(waker) = wakers.get(queue) {
+            waker.notify_waiters();
+        }
+    }
+
+    fn read_exists(&self, queue: &QueueName) -> Result<bool, QueueError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let queues = txn.open_table(QUEUES).map_err(unavailable)?;
+        Ok(queues.get(queue.as_str()).map_err(unavailable)?.is_some())
+    }
+
+    fn peek(&self, queue: &QueueName) -> Result<Peek, QueueError> {
+        self.check_open()?;
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let queues = txn.open_table(QUEUES).map_err(unavailable)?;
+        if queues.get(queue.as_str()).map_err(unavailable)?.is_none() {
+            return Err(QueueError::NoSuchQueue(queue.clone()));
+        }
+        let ready = txn.open_table(READY).map_err(unavailable)?;
+        let hidden = txn.open_table(HIDDEN).map_err(unavailable)?;
+        let q = queue.as_str();
+        let any_ready = ready
+            .range((q, 0)..=(q, u64::MAX))
+            .map_err(unavailable)?
+            .next()
+            .transpose()
+            .map_err(unavailable)?
+            .is_some();
+        let next_due_ms = first_due(&hidden, q)?;
+        Ok(Peek {
+            ready: any_ready || next_due_ms.is_some_and(|due| due <= now_ms()),
+            next_due_ms,
+        })
+    }
+}
+
+/// When the queue's earliest in-flight message becomes visible.
+fn first_due(
+    hidden: &impl ReadableTable<(&'static str, u64, u64), ()>,
+    queue: &str,
+) -> Result<Option<u64>, QueueError> {
+    let first = hidden
+        .range((queue, 0, 0)..=(queue, u64::MAX, u64::MAX))
+        .map_err(unavailable)?
+        .next()
+        .transpose()
+        .map_err(unavailable)?;
+    Ok(first.map(|(key, _)| key.value().1))
+}
+
+fn set_gauge(queue: &str, messages: u64) {
+    metrics::gauge!("quintet_receipts_queue_messages", "queue" => queue.to_owned())
+        .set(messages as f64);
+}
+
+/// Applies `ops` in order in one transaction, committed if it changed anything.
+fn commit(db: &Database, ops: &[Op]) -> Result<Vec<Outcome>, QueueError> {
+    let now = now_ms();
+    let txn = db.begin_write().map_err(unavailable)?;
+    let (outcomes, dirty, counts) = {
+        let mut tables = Tables::open(&txn)?;
+        let outcomes = ops
+            .iter()
+            .map(|op| tables.apply(op, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        (outcomes, tables.dirty, tables.counts)
+    };
+    if dirty {
+        txn.commit().map_err(unavailable)?;
+        for (queue, count) in counts {
+            set_gauge(queue.as_str(), count);
+        }
+    } else {
+        txn.abort().map_err(unavailable)?;
+    }
+    Ok(outcomes)
+}
+
+/// The queue's tables inside one write transaction.
+struct Tables<'txn> {
+    queues: Table<'txn, &'static str, (u64, u64)>,
+    messages: Table<'txn, (&'static str, u64), MetaRecord>,
+    bodies: Table<'txn, (&'static str, u64), &'static [u8]>,
+    ready: Table<'txn, (&'static str, u64), ()>,
+    hidden: Table<'txn, (&'static str, u64, u64), ()>,
+    /// Whether anything was written (else the transaction is aborted).
+    dirty: bool,
+    /// Stored messages per queue whose count changed, for the gauge.
+    counts: HashMap<QueueName, u64>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, QueueError> {
+        Ok(Self {
+            queues: txn.open_table(QUEUES).map_err(unavailable)?,
+            messages: txn.open_table(MESSAGES).map_err(unavailable)?,
+            bodies: txn.open_table(BODIES).map_err(unavailable)?,
+            ready: txn.open_table(READY).map_err(unavailable)?,
+            hidden: txn.open_table(HIDDEN).map_err(unavailable)?,
+            dirty: false,
+            counts: HashMap::new(),
+        })
+    }
+
+    /// One call: `Err` fails the transaction, `Ok(Err)` only this call.
+    fn apply(&mut self, op: &Op, now: u64) -> Result<Outcome, QueueError> {
+        match op {
+            Op::Ensure { queue } => {
+                if self.queue(queue)?.is_none() {
+                    self.set_queue(queue, 0, 0)?;
+                }
+                Ok(Ok(Reply::Done))
+            }
+            Op::Send { queue, entries } => self.send(queue, entries, now),
+            Op::Receive {
+                queue,
+                max,
+                visibility_ms,
+            } => self.receive(queue, *max, *visibility_ms, now),
+            Op::Delete { queue, handles } => self.delete(queue, handles),
+            Op::ChangeVisibility {
+                queue,
+                handle,
+                visibility_ms,
+            } => self.change_visibility(queue, handle, *visibility_ms, now),
+        }
+    }
+
+    /// (next seq, stored messages), or `None` if the queue was never ensured.
+    fn queue(&self, queue: &QueueName) -> Result<Option<(u64, u64)>, QueueError> {
+        Ok(self
+            .queues
+            .get(queue.as_str())
+            .map_err(unavailable)?
+            .map(|v| v.value()))
+    }
+
+    fn set_queue(
+        &mut self,
+        queue: &QueueName,
+        next_seq: u64,
+        count: u64,
+    ) -> Result<(), QueueError> {
+        self.queues
+            .insert(queue.as_str(), (next_seq, count))
+            .map_err(unavailable)?;
+        self.dirty = true;
+        self.counts.insert(queue.clone(), count);
+        Ok(())
+    }
+
+    fn meta(&self, queue: &str, seq: u64) -> Result<Option<Meta>, QueueError> {
+        Ok(self
+            .messages
+            .get((queue, seq))
+            .map_err(unavailable)?
+            .map(|v| {
+                let (id, sent_at_ms, receive_count, visible_at_ms, token, reason) = v.value();
+                Meta {
+                    id,
+                    sent_at_ms,
+                    receive_count,
+                    visible_at_ms,
+                    token,
+                    reason: reason.map(str::to_owned),
+                }
+            }))
+    }
+
+    fn put_meta(&mut self, queue: &str, seq: u64, meta: &Meta) -> Result<(), QueueError> {
+        let value = (
+            meta.id,
+            meta.sent_at_ms,
+            meta.receive_count,
+            meta.visible_at_ms,
+            meta.token,
+            meta.reason.as_deref(),
+        );
+        self.messages
+            .insert((queue, seq), value)
+            .map_err(unavailable)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Puts the message in the index its `visible_at_ms` calls for.
+    fn index(
+        &mut self,
+        queue: &str,
+        seq: u64,
+        visible_at_ms: u64,
+        now: u64,
+    ) -> Result<(), QueueError> {
+        if visible_at_ms <= now {
+            self.ready.insert((queue, seq), ()).map_err(unavailable)?;
+        } else {
+            self.hidden
+                .insert((queue, visible_at_ms, seq), ())
+                .map_err(unavailable)?;
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Takes the message out of whichever index holds it.
+    fn unindex(&mut self, queue: &str, seq: u64, visible_at_ms: u64) -> Result<(), QueueError> {
+        self.ready.remove((queue, seq)).map_err(unavailable)?;
+        self.hidden
+            .remove((queue, visible_at_ms, seq))
+            .map_err(unavailable)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// The message a handle names, if that handle is its latest delivery's.
+    fn find(&self, queue: &str, handle: &str) -> Result<Option<(u64, Meta)>, QueueError> {
+        let Some((seq, token)) = parse_handle(handle) else {
+            return Ok(None);
+        };
+        Ok(self
+            .meta(queue, seq)?
+            .filter(|meta| meta.receive_count > 0 && meta.token == token)
+            .map(|meta| (seq, meta)))
+    }
+
+    fn send(
+        &mut self,
+        queue: &QueueName,
+        entries: &[Result<Outgoing, QueueError>],
+        now: u64,
+    ) -> Result<Outcome, QueueError> {
+        let Some((mut next_seq, mut count)) = self.queue(queue)? else {
+            return Ok(Err(QueueError::NoSuchQueue(queue.clone())));
+        };
+        let q = queue.as_str();
+        let sent_at_ms = i64::try_from(now).unwrap_or(i64::MAX);
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let message = match entry {
+                Ok(message) => message,
+                Err(refused) => {
+                    outcomes.push(Err(refused.clone()));
+                    continue;
+                }
+            };
+            let seq = next_seq;
+            next_seq = seq.checked_add(1).ok_or_else(|| {
+                unavailable(format!("queue '{queue}' ran out of sequence numbers"))
+            })?;
+            let id = Uuid::new_v4();
+            let meta = Meta {
+                id: id.as_u128(),
+                sent_at_ms,
+                receive_count: 0,
+                visible_at_ms: now,
+                token: rand::random(),
+                reason: message.reason.clone(),
+            };
+            self.put_meta(q, seq, &meta)?;
+            self.bodies
+                .insert((q, seq), message.body.as_slice())
+                .map_err(unavailable)?;
+            self.index(q, seq, now, now)?;
+            count = count.saturating_add(1);
+            outcomes.push(Ok(id.to_string()));
+        }
+        if outcomes.iter().any(Result::is_ok) {
+            self.set_queue(queue, next_seq, count)?;
+        }
+        Ok(Ok(Reply::Sent(outcomes)))
+    }
+
+    fn receive(
+        &mut self,
+        queue: &QueueName,
+        max: usize,
+        visibility_ms: u64,
+        now: u64,
+    ) -> Result<Outcome, QueueError> {
+        let Some((next_seq, mut count)) = self.queue(queue)? else {
+            return Ok(Err(QueueError::NoSuchQueue(queue.clone())));
+        };
+        let q = queue.as_str();
+        // In-flight messages whose timeout has passed become visible, in
+        // their send order among the others.
+        let due = self
+            .hidden
+            .range((q, 0, 0)..=(q, now, u64::MAX))
+            .map_err(unavailable)?
+            .map(|entry| entry.map(|(key, _)| (key.value().1, key.value().2)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        for (visible_at_ms, seq) in due {
+            self.unindex(q, seq, visible_at_ms)?;
+            self.index(q, seq, now, now)?;
+        }
+        let seqs = self
+            .ready
+            .range((q, 0)..=(q, u64::MAX))
+            .map_err(unavailable)?
+            .take(max)
+            .map(|entry| entry.map(|(key, _)| key.value().1))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        let visible_at_ms = now.saturating_add(visibility_ms);
+        let mut deliveries = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            self.ready.remove((q, seq)).map_err(unavailable)?;
+            self.dirty = true;
+            let meta = self.meta(q, seq)?;
+            let body = self
+                .bodies
+                .get((q, seq))
+                .map_err(unavailable)?
+                .map(|b| b.value().to_vec());
+            let (Some(mut meta), Some(body)) = (meta, body) else {
+                // Half a message: drop what is left rather than fail every receive.
+                tracing::error!(
+                    queue = q,
+                    seq,
+                    "queue message without metadata or body dropped"
+                );
+                self.messages.remove((q, seq)).map_err(unavailable)?;
+                self.bodies.remove((q, seq)).map_err(unavailable)?;
+                count = count.saturating_sub(1);
+                self.set_queue(queue, next_seq, count)?;
+                continue;
+            };
+            meta.receive_count = meta.receive_count.saturating_add(1);
+            meta.token = rand::random();
+            meta.visible_at_ms = visible_at_ms;
+            self.put_meta(q, seq, &meta)?;
+            // Hidden even with a 0 timeout: the next receive moves it back.
+            self.hidden
+                .insert((q, visible_at_ms, seq), ())
+                .map_err(unavailable)?;
+            deliveries.push(Delivery {
+                message_id: Uuid::from_u128(meta.id).to_string(),
+                handle: handle(seq, meta.token),
+                body,
+                receive_count: meta.receive_count,
+                sent_at_ms: meta.sent_at_ms,
+                reason: meta.reason,
+            });
+        }
+        let next_due_ms = first_due(&self.hidden, q)?;
+        Ok(Ok(Reply::Received {
+            deliveries,
+            next_due_ms,
+        }))
+    }
+
+    fn delete(&mut self, queue: &QueueName, handles: &[String]) -> Result<Outcome, QueueError> {
+        let Some((next_seq, mut count)) = self.queue(queue)? else {
+            return Ok(Err(QueueError::NoSuchQueue(queue.clone())));
+        };
+        let q = queue.as_str();
+        let mut outcomes = Vec::with_capacity(handles.len());
+        let mut deleted = false;
+        for handle in handles {
+            let Some((seq, meta)) = self.find(q, handle)? else {
+                outcomes.push(Err(QueueError::InvalidHandle));
+                continue;
+            };
+            self.unindex(q, seq, meta.visible_at_ms)?;
+            self.messages.remove((q, seq)).map_err(unavailable)?;
+            self.bodies.remove((q, seq)).map_err(unavailable)?;
+            count = count.saturating_sub(1);
+            deleted = true;
+            outcomes.push(Ok(()));
+        }
+        if deleted {
+            self.set_queue(queue, next_seq, count)?;
+        }
+        Ok(Ok(Reply::Deleted(outcomes)))
+    }
+
+    fn change_visibility(
+        &mut self,
+        queue: &QueueName,
+        handle: &str,
+        visibility_ms: u64,
+        now: u64,
+    ) -> Result<Outcome, QueueError> {
+        if self.queue(queue)?.is_none() {
+            return Ok(Err(QueueError::NoSuchQueue(queue.clone())));
+        }
+        let q = queue.as_str();
+        let Some((seq, mut meta)) = self.find(q, handle)? else {
+            return Ok(Err(QueueError::InvalidHandle));
+        };
+        self.unindex(q, seq, meta.visible_at_ms)?;
+        meta.visible_at_ms = now.saturating_add(visibility_ms);
+        self.put_meta(q, seq, &meta)?;
+        self.index(q, seq, meta.visible_at_ms, now)?;
+        Ok(Ok(Reply::Done))
+    }
+}
+
+#[async_trait]
+impl JobQueue for RedbJobQueue {
+    fn kind(&self) -> &'static str {
+        "redb"
+    }
+
+    async fn ensure(&self, queue: &QueueName) -> Result<(), QueueError> {
+        self.check_open()?;
+        if self.read_exists(queue)? {
+            return Ok(());
+        }
+        match self
+            .write(Op::Ensure {
+                queue: queue.clone(),
+            })
+            .await?
+        {
+            Reply::Done => Ok(()),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn exists(&self, queue: &QueueName) -> Result<bool, QueueError> {
+        self.check_open()?;
+        self.read_exists(queue)
+    }
+
+    async fn send_batch(
+        &self,
+        queue: &QueueName,
+        messages: &[Outgoing],
+    ) -> Result<Vec<Result<String, QueueError>>, QueueError> {
+        if messages.len() > MAX_BATCH {
+            return Err(QueueError::TooManyEntries(messages.len()));
+        }
+        let entries = messages
+            .iter()
+            .map(|m| {
+                if m.body.len() > MAX_BODY_BYTES {
+                    Err(QueueError::TooLarge(m.body.len()))
+                } else {
+                    Ok(m.clone())
+                }
+            })
+            .collect();
+        let Reply::Sent(outcomes) = self
+            .write(Op::Send {
+                queue: queue.clone(),
+                entries,
+            })
+            .await?
+        else {
+            return Err(unexpected_reply());
+        };
+        let sent = outcomes.iter().filter(|o| o.is_ok()).count();
+        if sent > 0 {
+            metrics::counter!("quintet_receipts_queue_sent_total", "queue" => queue.to_string())
+                .increment(sent as u64);
+            self.wake(queue);
+        }
+        Ok(outcomes)
+    }
+
+    async fn receive(
+        &self,
+        queue: &QueueName,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        if max > MAX_BATCH {
+            return Err(QueueError::TooManyEntries(max));
+        }
+        let start = Instant::now();
+        let deadline = start + wait.min(MAX_WAIT);
+        let visibility_ms = millis(visibility);
+        // Checks the queue before it gets a waker, so wakers exist only for real queues.
+        let mut peek = self.peek(queue)?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let waker = self.waker(queue);
+        loop {
+            // Registered before looking, so a send between the look and the
+            // wait still wakes this receiver.
+            let notified = waker.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut next_due_ms = peek.next_due_ms;
+            if peek.ready {
+                let op = Op::Receive {
+                    queue: queue.clone(),
+                    max,
+                    visibility_ms,
+                };
+                let Reply::Received {
+                    deliveries,
+                    next_due_ms: due,
+                } = self.write(op).await?
+                else {
+                    return Err(unexpected_reply());
+                };
+                if !deliveries.is_empty() {
+                    metrics::counter!("quintet_receipts_queue_received_total", "queue" => queue.to_string())
+                        .increment(deliveries.len() as u64);
+                    return Ok(deliveries);
+                }
+                next_due_ms = due;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let wake_at = next_due_ms.map_or(deadline, |due| {
+                // At least 1 ms: a message due now is moved by the next receive.
+                let in_ms = due.saturating_sub(now_ms()).max(1);
+                deadline.min(now + Duration::from_millis(in_ms))
+            });
+            tokio::select! {
+                () = notified.as_mut() => {}
+                () = tokio::time::sleep_until(wake_at) => {}
+            }
+            peek = self.peek(queue)?;
+        }
+    }
+
+    async fn delete_batch(
+        &self,
+        queue: &QueueName,
+        handles: &[String],
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        if handles.len() > MAX_BATCH {
+            return Err(QueueError::TooManyEntries(handles.len()));
+        }
+        let Reply::Deleted(outcomes) = self
+            .write(Op::Delete {
+                queue: queue.clone(),
+                handles: handles.to_vec(),
+            })
+            .await?
+        else {
+            return Err(unexpected_reply());
+        };
+        let deleted = outcomes.iter().filter(|o| o.is_ok()).count();
+        if deleted > 0 {
+            metrics::counter!("quintet_receipts_queue_deleted_total", "queue" => queue.to_string())
+                .increment(deleted as u64);
+        }
+        Ok(outcomes)
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &QueueName,
+        handle: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
+        let visibility_ms = millis(visibility);
+        match self
+            .write(Op::ChangeVisibility {
+                queue: queue.clone(),
+                handle: handle.to_owned(),
+                visibility_ms,
+            })
+            .await?
+        {
+            Reply::Done => {
+                // Waiting receivers time their sleep by the earliest hidden
+                // message; this one may now be due sooner (or at once).
+                self.wake(queue);
+                Ok(())
+            }
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        self.check_open()?;
+        self.db.begin_read().map(|_| ()).map_err(unavailable)
+    }
+
+    /// Stops taking calls, wakes long-polling receivers (they answer
+    /// `Unavailable`) and lets the writer commit what is queued.
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        {
+            let wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+            for waker in wakers.values() {
+                waker.notify_waiters();
+            }
+        }
+        self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_round_trip_and_junk_is_refused() {
+        assert_eq!(
+            parse_handle(&handle(42, 0xdead_beef)),
+            Some((42, 0xdead_beef))
+        );
+        assert_eq!(
+            parse_handle(&handle(u64::MAX, u64::MAX)),
+            Some((u64::MAX, u64::MAX))
+        );
+        for junk in ["", ".", "1", "x.1", "1.x", "1.2.3", "-1.2"] {
+            assert_eq!(parse_handle(junk), None, "{junk}");
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! REST routes of the receipts service — a way in and out of the queues for
+//! users of the embedded queue (and a convenience with SQS) — and the one
+//! place where its errors become HTTP statuses.
+//!
+//! - `POST /receipts/jobs` — a job (`{"receipt","user_id","post_queue"}`),
+//!   checked, then sent to the input queue; its `post_queue` is created if
+//!   the queue engine creates queues (embedded). 202 `{"message_id"}`.
+//! - `POST /queues/{name}/messages` — any body, sent as is (to test what
+//!   the worker does with it). 202 `{"message_id"}`; 404 for an unknown queue.
+//! - `POST /queues/{name}/receive?max=&wait_ms=&visibility_ms=` — up to
+//!   `max` (1..=10) messages, hidden for `visibility_ms` (default 30 s); 200
+//!   `{"messages":[{"message_id","handle","body","receive_count","reason"}]}`.
+//! - `POST /queues/{name}/delete` `{"handles":[…]}` — 200 `{"deleted","failed"}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::StatusCode;
+use platform::ErrorResponse;
+use platform::error::ErrorBody;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::domain::{Job, JobError, QueueName};
+use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
+
+/// Longest long-polling wait a REST receive may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(20);
+/// Longest visibility a REST receive may ask for (SQS's limit).
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Clone)]
+struct AppState {
+    queue: Arc<dyn JobQueue>,
+    input: QueueName,
+}
+
+pub fn router(queue: Arc<dyn JobQueue>, input: QueueName) -> Router {
+    Router::new()
+        .route("/receipts/jobs", post(submit))
+        .route("/queues/{name}/messages", post(send))
+        .route("/queues/{name}/receive", post(receive))
+        .route("/queues/{name}/delete", post(delete))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(AppState { queue, input })
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(submit, send, receive, delete),
+    components(schemas(JobBody, Sent, Received, Message, DeleteBody, Deleted, ErrorBody)),
+    tags((name = "receipts", description = "In-app purchase receipt validation: jobs in, results out"))
+)]
+struct ReceiptsApi;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ReceiptsApi::openapi()
+}
+
+/// Everything a receipts route can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{}", .0.message)]
+    Body(ErrorResponse),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Job(JobError::Malformed(_)) | ApiError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Job(JobError::EmptyReceipt) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Job(JobError::ReceiptTooLarge(_))
+            | ApiError::Queue(QueueError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Body(response) => return response.clone().into_response(),
+            ApiError::Queue(QueueError::NoSuchQueue(_)) => StatusCode::NOT_FOUND,
+            ApiError::Queue(QueueError::InvalidHandle | QueueError::TooManyEntries(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Queue(QueueError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "receipts request failed");
+        }
+        ErrorResponse::new(status, self.to_string()).into_response()
+    }
+}
+
+fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    bytes.map_err(|r| ApiError::Body(ErrorResponse::from_body_rejection(r, MAX_BODY_BYTES)))
+}
+
+fn queue_name(name: String) -> Result<QueueName, ApiError> {
+    QueueName::new(name).map_err(|e| ApiError::BadRequest(format!("queue name: {e}")))
+}
+
+async fn send_one(state: &AppState, queue: &QueueName, body: Vec<u8>) -> Result<String, ApiError> {
+    let mut outcomes = state
+        .queue
+        .send_batch(queue, &[Outgoing { body, reason: None }])
+        .await?;
+    Ok(outcomes
+        .pop()
+        .ok_or_else(|| QueueError::Unavailable("empty send answer".into()))??)
+}
+
+/// A validation job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+struct JobBody {
+    /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
+    receipt: String,
+    user_id: i64,
+    /// The queue results go to.
+    post_queue: String,
+}
+
+/// A message was queued.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Sent {
+    pub message_id: String,
+}
+
+/// Queue a validation job.
+#[utoipa::path(post, path = "/receipts/jobs", tag = "receipts",
+    request_body(content = JobBody, content_type = "application/json"),
+    responses(
+        (status = 202, body = Sent, description = "queued on the input queue"),
+        (status = 400, body = ErrorBody, description = "not a job; the message names the field"),
+        (status = 413, body = ErrorBody, description = "receipt over the size limit"),
+        (status = 422, body = ErrorBody, description = "empty receipt"),
+        (status = 503, body = ErrorBody, description = "queue unavailable"),
+    ))]
+async fn submit(
+    State(state): State<AppState>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    let bytes = body(bytes)?;
+    let job = Job::parse(&bytes)?;
+    state.queue.ensure(&job.post_queue).await?;
+    let input = state.input.clone();
+    let message_id = send_one(&state, &input, bytes.to_vec()).await?;
+    Ok((StatusCode::ACCEPTED, Json(Sent { message_id })))
+}
+
+/// Send any body to a queue, as is.
+#[utoipa::path(post, path = "/queues/{name}/messages", tag = "receipts",
+    params(("name" = String, Path, description = "queue name")),
+    request_body(content = String, content_type = "application/octet-stream"),
+    responses(
+        (status = 202, body = Sent),
+        (status = 400, body = ErrorBody, description = "invalid queue name"),
+        (status = 404, body = ErrorBody, description = "no such queue"),
+        (status = 413, body = ErrorBody, description = "over 256 KiB"),
+    ))]
+async fn send(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    let queue = queue_name(name)?;
+    let bytes = body(bytes)?;
+    let message_id = send_one(&state, &queue, bytes.to_vec()).await?;
+    Ok((StatusCode::ACCEPTED, Json(Sent { message_id })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct ReceiveQuery {
+    /// Most messages to return, 1..=10 (default 10).
+    max: Option<usize>,
+    /// Long-polling wait in ms, up to 20000 (default 0).
+    wait_ms: Option<u64>,
+    /// How long received messages stay hidden, in ms (default 30000).
+    visibility_ms: Option<u64>,
+}
+
+/// One received message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub message_id: String,
+    /// This delivery's handle, for `POST /queues/{name}/delete`.
+    pub handle: String,
+    /// The body as text (results and jobs are JSON).
+    pub body: String,
+    pub receive_count: u32,
+    /// Why it was sent here (dead letters carry the reason).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Received {
+    pub messages: Vec<Message>,
+}
+
+/// Receive messages from a queue (they stay hidden for the visibility time;
+/// delete them once handled).
+#[utoipa::path(post, path = "/queues/{name}/receive", tag = "receipts",
+    params(("name" = String, Path, description = "queue name"), ReceiveQuery),
+    responses(
+        (status = 200, body = Received),
+        (status = 400, body = ErrorBody, description = "invalid parameter"),
+        (status = 404, body = ErrorBody, description = "no such queue"),
+    ))]
+async fn receive(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<ReceiveQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Received>, ApiError> {
+    let queue = queue_name(name)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let max = query.max.unwrap_or(MAX_BATCH);
+    if !(1..=MAX_BATCH).contains(&max) {
+        return Err(ApiError::BadRequest(format!(
+            "max must be 1 to {MAX_BATCH}"
+        )));
+    }
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0));
+    if wait > MAX_WAIT {
+        return Err(ApiError::BadRequest("wait_ms must be at most 20000".into()));
+    }
+    let visibility = Duration::from_millis(query.visibility_ms.unwrap_or(30_000));
+    if visibility > MAX_VISIBILITY {
+        return Err(ApiError::BadRequest(
+            "visibility_ms must be at most 43200000 (12 h)".into(),
+        ));
+    }
+    let deliveries = state.queue.receive(&queue, max, wait, visibility).await?;
+    Ok(Json(Received {
+        messages: deliveries.into_iter().map(message).collect(),
+    }))
+}
+
+fn message(delivery: Delivery) -> Message {
+    Message {
+        message_id: delivery.message_id,
+        handle: delivery.handle,
+        body: String::from_utf8_lossy(&delivery.body).into_owned(),
+        receive_count: delivery.receive_count,
+        reason: delivery.reason,
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeleteBody {
+    /// Handles from a receive (1..=10).
+    pub handles: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Deleted {
+    pub deleted: usize,
+    /// Handles that could not be deleted, with why.
+    pub failed: Vec<String>,
+}
+
+/// Delete received messages by handle.
+#[utoipa::path(post, path = "/queues/{name}/delete", tag = "receipts",
+    params(("name" = String, Path, description = "queue name")),
+    request_body(content = DeleteBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = Deleted),
+        (status = 400, body = ErrorBody, description = "not 1 to 10 handles"),
+        (status = 404, body = ErrorBody, description = "no such queue"),
+    ))]
+async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Json<Deleted>, ApiError> {
+    let queue = queue_name(name)?;
+    let bytes = body(bytes)?;
+    let request: DeleteBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    if request.handles.is_empty() || request.handles.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "handles: give 1 to {MAX_BATCH}"
+        )));
+    }
+    let outcomes = state.queue.delete_batch(&queue, &request.handles).await?;
+    let mut deleted = 0;
+    let mut failed = Vec::new();
+    for (handle, outcome) in request.handles.iter().zip(outcomes) {
+        match outcome {
+            Ok(()) => deleted += 1,
+            Err(e) => failed.push(format!("{handle}: {e}")),
+        }
+    }
+    Ok(Json(Deleted { deleted, failed }))
+}

@@ -1,0 +1,259 @@
+//! The receipts contract: jobs in, results out, and the names and ids they
+//! carry. No I/O here.
+//!
+//! A job (an input queue message body) is
+//! `{"receipt": "<base64 receipt or StoreKit 2 JWS>", "user_id": <integer>, "post_queue": "<queue name>"}`;
+//! each transaction the receipt holds gets one result on `post_queue`:
+//! `{"user_id": <integer>, "transaction_id": "<string or null>", "status": "OK" | "INVALID"}`
+//! plus `"reason"` when INVALID.
+
+pub mod legacy;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest receipt accepted in a job (Apple's app receipts with long
+/// histories reach a few hundred KB; SQS bodies stop at 256 KiB anyway).
+pub const MAX_RECEIPT_BYTES: usize = 1 << 20;
+
+/// A queue name: 1..=80 characters of ASCII letters, digits, `-` and `_`
+/// (SQS's rule), optionally ending in `.fifo`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct QueueName(String);
+
+impl QueueName {
+    pub fn new(name: impl Into<String>) -> Result<Self, String> {
+        let name = name.into();
+        let base = name.strip_suffix(".fifo").unwrap_or(&name);
+        if name.is_empty() || name.len() > 80 {
+            return Err(format!(
+                "a queue name is 1 to 80 characters, not {}",
+                name.len()
+            ));
+        }
+        if base.is_empty()
+            || !base
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(
+                "a queue name holds only ASCII letters, digits, '-' and '_' (and may end in .fifo)"
+                    .into(),
+            );
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        QueueName::new(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One validation job, as the seed's producers write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
+    pub receipt: String,
+    pub user_id: i64,
+    pub post_queue: QueueName,
+}
+
+/// Why a job body was refused (it goes to the dead-letter queue with this).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("job body is not a valid job: {0}")]
+    Malformed(String),
+    #[error("receipt is empty")]
+    EmptyReceipt,
+    #[error("receipt is {0} bytes; the limit is {MAX_RECEIPT_BYTES}")]
+    ReceiptTooLarge(usize),
+}
+
+impl Job {
+    /// Parses a queue message body, naming what is wrong (field and reason).
+    pub fn parse(body: &[u8]) -> Result<Self, JobError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let job: Job = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            JobError::Malformed(if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            })
+        })?;
+        de.end()
+            .map_err(|e| JobError::Malformed(format!("trailing data: {e}")))?;
+        job.check()?;
+        Ok(job)
+    }
+
+    fn check(&self) -> Result<(), JobError> {
+        if self.receipt.trim().is_empty() {
+            return Err(JobError::EmptyReceipt);
+        }
+        if self.receipt.len() > MAX_RECEIPT_BYTES {
+            return Err(JobError::ReceiptTooLarge(self.receipt.len()));
+        }
+        Ok(())
+    }
+
+    /// Whether the receipt is a StoreKit 2 JWS (three base64url parts) rather
+    /// than a legacy base64 receipt.
+    pub fn is_jws(&self) -> bool {
+        let parts: Vec<&str> = self.receipt.trim().split('.').collect();
+        parts.len() == 3 && parts.iter().all(|p| !p.is_empty())
+    }
+}
+
+/// OK or INVALID, as the result message spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Invalid,
+}
+
+/// One result, posted to the job's `post_queue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultMessage {
+    pub user_id: i64,
+    pub transaction_id: Option<String>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+impl ResultMessage {
+    pub fn ok(user_id: i64, transaction_id: String) -> Self {
+        Self {
+            user_id,
+            transaction_id: Some(transaction_id),
+            status: Status::Ok,
+            reason: None,
+        }
+    }
+
+    pub fn invalid(
+        user_id: i64,
+        transaction_id: Option<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            user_id,
+            transaction_id,
+            status: Status::Invalid,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// One purchase a valid receipt holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    pub transaction_id: String,
+    pub product_id: Option<String>,
+}
+
+/// What validation concluded about a receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// Genuine: these transactions (at least one).
+    Valid {
+        environment: String,
+        transactions: Vec<Transaction>,
+    },
+    /// Not genuine or not acceptable; final.
+    Invalid { reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_parse_and_errors_name_the_field() {
+        let job = Job::parse(br#"{"receipt":"ewo=","user_id":42,"post_queue":"results"}"#)
+            .expect("valid job");
+        assert_eq!(job.user_id, 42);
+        assert_eq!(job.post_queue.as_str(), "results");
+        assert!(!job.is_jws());
+
+        let cases: [(&[u8], &str); 6] = [
+            (b"not json", "expected"),
+            (br#"{"receipt":"x","post_queue":"q"}"#, "user_id"),
+            (
+                br#"{"receipt":"x","user_id":"42","post_queue":"q"}"#,
+                "user_id",
+            ),
+            (
+                br#"{"receipt":"x","user_id":1,"post_queue":"no spaces"}"#,
+                "post_queue",
+            ),
+            (
+                br#"{"receipt":"x","user_id":1,"post_queue":"q","extra":1}"#,
+                "extra",
+            ),
+            (br#"{"receipt":" ","user_id":1,"post_queue":"q"}"#, "empty"),
+        ];
+        for (body, expected) in cases {
+            let err = Job::parse(body).expect_err("refused").to_string();
+            assert!(
+                err.contains(expected),
+                "{}: {err}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn results_serialise_as_the_seed_does() {
+        let ok = serde_json::to_value(ResultMessage::ok(7, "1000".into())).expect("json");
+        assert_eq!(
+            ok,
+            serde_json::json!({"user_id": 7, "transaction_id": "1000", "status": "OK"})
+        );
+        let invalid = serde_json::to_value(ResultMessage::invalid(7, None, "21003")).expect("json");
+        assert_eq!(
+            invalid,
+            serde_json::json!({"user_id": 7, "transaction_id": null, "status": "INVALID", "reason": "21003"})
+        );
+    }
+
+    #[test]
+    fn queue_names_follow_sqs_rules() {
+        assert!(QueueName::new("results").is_ok());
+        assert!(QueueName::new("a-b_c.fifo").is_ok());
+        assert!(QueueName::new("").is_err());
+        assert!(QueueName::new(".fifo").is_err());
+        assert!(QueueName::new("x".repeat(81)).is_err());
+        assert!(QueueName::new("a/b").is_err());
+    }
+
+    #[test]
+    fn jws_is_told_from_legacy_base64() {
+        let job = |receipt: &str| Job {
+            receipt: receipt.into(),
+            user_id: 1,
+            post_queue: QueueName::new("q").expect("name"),
+        };
+        assert!(job("eyJh.eyJi.c2ln").is_jws());
+        assert!(!job("ewoJInNpZ25hdHVyZSIgPSAiQW==").is_jws());
+    }
+}

@@ -1,0 +1,101 @@
+//! receipts: the in-app purchase validation worker (seed 001). Jobs arrive
+//! on a queue; each receipt is validated with Apple (legacy `verifyReceipt`
+//! or, offline, a StoreKit 2 signed transaction); each transaction is claimed
+//! once in a ledger; one result per transaction goes to the queue the job
+//! names; the job is deleted only after its results are posted.
+//!
+//! Rooms: [`domain`] (jobs, results, queue names, legacy receipts; no I/O),
+//! [`ports`] (queues, the ledger, the validator), [`adapters`] (embedded
+//! redb queue and ledger, PostgreSQL ledger), [`apple`] (the verifyReceipt
+//! client and the `apple-sim` simulator), [`pipeline`] (receivers, workers,
+//! batched posts and deletes) and [`api`] (REST, CLI).
+
+pub mod adapters;
+pub mod api;
+pub mod apple;
+pub mod domain;
+pub mod pipeline;
+pub mod ports;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::QueueName;
+use pipeline::{Pipeline, PipelineConfig};
+use ports::{JobQueue, ReceiptValidator, TransactionLedger};
+
+/// receipts service options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReceiptsConfig {
+    /// The queue jobs arrive on.
+    #[arg(long, env = "QUINTET_RECEIPTS_INPUT_QUEUE", default_value = "receipts", value_parser = parse_queue)]
+    pub receipts_input_queue: QueueName,
+
+    /// Where jobs that cannot be processed go, with the reason.
+    #[arg(long, env = "QUINTET_RECEIPTS_DEAD_LETTER_QUEUE", default_value = "receipts-dlq", value_parser = parse_queue)]
+    pub receipts_dead_letter_queue: QueueName,
+
+    /// Jobs in flight at most.
+    #[arg(long, env = "QUINTET_RECEIPTS_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub receipts_concurrency: u32,
+
+    /// Concurrent receive loops on the input queue.
+    #[arg(long, env = "QUINTET_RECEIPTS_RECEIVERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub receipts_receivers: u32,
+
+    /// How long a received job stays hidden from other workers (extended while it runs).
+    #[arg(long, env = "QUINTET_RECEIPTS_VISIBILITY", value_parser = platform::config::parse_duration, default_value = "30s")]
+    pub receipts_visibility: Duration,
+
+    /// Receives after which a job goes to the dead-letter queue.
+    #[arg(long, env = "QUINTET_RECEIPTS_MAX_RECEIVES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_receives: u32,
+
+    #[command(flatten)]
+    pub apple: apple::verify_receipt::AppleArgs,
+}
+
+fn parse_queue(text: &str) -> Result<QueueName, String> {
+    QueueName::new(text)
+}
+
+/// Builds the service the platform mounts: REST routes, readiness, and the
+/// pipeline as a background task.
+pub fn service(
+    queue: Arc<dyn JobQueue>,
+    ledger: Arc<dyn TransactionLedger>,
+    config: ReceiptsConfig,
+) -> anyhow::Result<platform::Service> {
+    let validator: Arc<dyn ReceiptValidator> = Arc::new(
+        apple::verify_receipt::VerifyReceiptClient::new(config.apple.to_config())?,
+    );
+    let pipeline = Arc::new(Pipeline::new(
+        queue.clone(),
+        ledger.clone(),
+        validator,
+        PipelineConfig {
+            input: config.receipts_input_queue.clone(),
+            dead_letter: config.receipts_dead_letter_queue.clone(),
+            receivers: config.receipts_receivers as usize,
+            concurrency: config.receipts_concurrency as usize,
+            visibility: config.receipts_visibility,
+            max_receives: config.max_receives,
+            ..PipelineConfig::default()
+        },
+    ));
+    let (closing_queue, closing_ledger) = (queue.clone(), ledger.clone());
+    Ok(platform::Service::new("receipts")
+        .routes(api::http::router(
+            queue.clone(),
+            config.receipts_input_queue,
+        ))
+        .openapi(api::http::openapi())
+        .readiness(Arc::new(ports::Readiness { queue, ledger }))
+        .background("receipts-pipeline", move |stop| {
+            Box::pin(pipeline.run(stop))
+        })
+        .on_shutdown(Box::pin(async move {
+            closing_queue.close().await;
+            closing_ledger.close().await;
+        })))
+}

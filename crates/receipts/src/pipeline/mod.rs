@@ -1,0 +1,445 @@
+//! The pipeline: receivers take jobs off the input queue (up to 10 per call,
+//! long polling, never more than `concurrency` jobs in flight); each job is
+//! validated, its transactions claimed in the ledger, one result per
+//! transaction posted to the job's `post_queue` (batched per destination),
+//! and only then is the job deleted (batched too).
+//!
+//! Failure handling, in order of the stages:
+//! - a body that is not a job, a `post_queue` that does not exist, an Apple
+//!   configuration error (21004), or a job received more than
+//!   `max_receives` times → the dead-letter queue with the reason, then
+//!   deleted: nothing is dropped silently;
+//! - Apple, the ledger or a queue unavailable → the job stays on the queue
+//!   and is retried after a backoff (its visibility is set to it);
+//! - a crash anywhere → the job is redelivered after its visibility timeout;
+//!   the ledger remembers which job claimed each transaction, so the same
+//!   job gets OK again and posts an identical result (results are
+//!   at-least-once; duplicates are identical), while another job with the
+//!   same transaction gets INVALID.
+//!
+//! Slow jobs keep their visibility extended while they run. On shutdown the
+//! receivers stop, in-flight jobs get `drain` to finish, and the rest are
+//! returned to the queue (visibility 0) for another worker.
+
+pub mod batcher;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::join_all;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::domain::{Job, QueueName, ResultMessage, Validation};
+use crate::ports::{
+    Claim, Delivery, JobQueue, MAX_BATCH, Outgoing, ReceiptValidator, TransactionLedger,
+    ValidatorError,
+};
+use batcher::{BatchFn, Batcher};
+
+/// How the pipeline runs.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub input: QueueName,
+    pub dead_letter: QueueName,
+    /// Concurrent receive loops.
+    pub receivers: usize,
+    /// Jobs in flight at most.
+    pub concurrency: usize,
+    /// How long a received job stays hidden (extended while it runs).
+    pub visibility: Duration,
+    /// Long-polling wait of one receive.
+    pub wait: Duration,
+    /// Receives after which a job goes to the dead-letter queue.
+    pub max_receives: u32,
+    /// How long a result or delete waits for others to share its call.
+    pub linger: Duration,
+    /// How long in-flight jobs get to finish on shutdown.
+    pub drain: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            input: QueueName::new("receipts").expect("valid name"),
+            dead_letter: QueueName::new("receipts-dlq").expect("valid name"),
+            receivers: 2,
+            concurrency: 256,
+            visibility: Duration::from_secs(30),
+            wait: Duration::from_secs(10),
+            max_receives: 5,
+            linger: Duration::from_millis(5),
+            drain: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What became of one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    DeadLettered,
+    Retry,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Retry => "retry",
+        }
+    }
+}
+
+pub struct Pipeline {
+    queue: Arc<dyn JobQueue>,
+    ledger: Arc<dyn TransactionLedger>,
+    validator: Arc<dyn ReceiptValidator>,
+    config: PipelineConfig,
+    sends: Batcher<Outgoing, String>,
+    deletes: Batcher<String, ()>,
+}
+
+impl Pipeline {
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        ledger: Arc<dyn TransactionLedger>,
+        validator: Arc<dyn ReceiptValidator>,
+        config: PipelineConfig,
+    ) -> Self {
+        let send_queue = queue.clone();
+        let send: BatchFn<Outgoing, String> = Arc::new(move |name, messages| {
+            let queue = send_queue.clone();
+            Box::pin(async move { queue.send_batch(&name, &messages).await })
+        });
+        let delete_queue = queue.clone();
+        let delete: BatchFn<String, ()> = Arc::new(move |name, handles| {
+            let queue = delete_queue.clone();
+            Box::pin(async move { queue.delete_batch(&name, &handles).await })
+        });
+        Self {
+            sends: Batcher::new("send", config.linger, send),
+            deletes: Batcher::new("delete", config.linger, delete),
+            queue,
+            ledger,
+            validator,
+            config,
+        }
+    }
+
+    /// Runs until `stop`, then drains (see the module doc).
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        for queue in [&self.config.input, &self.config.dead_letter] {
+            while let Err(e) = self.queue.ensure(queue).await {
+                tracing::error!(error = %e, %queue, "receipts: queue not ready; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let jobs = TaskTracker::new();
+        let hard_stop = CancellationToken::new();
+        let receivers: Vec<_> = (0..self.config.receivers.max(1))
+            .map(|_| {
+                let (this, permits, jobs, stop, hard_stop) = (
+                    self.clone(),
+                    permits.clone(),
+                    jobs.clone(),
+                    stop.clone(),
+                    hard_stop.clone(),
+                );
+                tokio::spawn(async move { this.receive_loop(permits, jobs, stop, hard_stop).await })
+            })
+            .collect();
+        join_all(receivers).await;
+        jobs.close();
+        if tokio::time::timeout(self.config.drain, jobs.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                jobs = jobs.len(),
+                "receipts: drain time over; returning unfinished jobs to the queue"
+            );
+            hard_stop.cancel();
+            jobs.wait().await;
+        }
+    }
+
+    async fn receive_loop(
+        self: Arc<Self>,
+        permits: Arc<Semaphore>,
+        jobs: TaskTracker,
+        stop: CancellationToken,
+        hard_stop: CancellationToken,
+    ) {
+        let mut failures = 0u32;
+        loop {
+            // One permit per job: wait for the first, take up to nine more if free.
+            let first = tokio::select! {
+                () = stop.cancelled() => return,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            let mut held = vec![first];
+            while held.len() < MAX_BATCH {
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => held.push(permit),
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            let received = tokio::select! {
+                () = stop.cancelled() => return,
+                received = self.queue.receive(&self.config.input, held.len(), self.config.wait, self.config.visibility) => received,
+            };
+            metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "receive")
+                .record(started.elapsed().as_secs_f64());
+            let deliveries = match received {
+                Ok(deliveries) => {
+                    failures = 0;
+                    deliveries
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let pause = backoff(
+                        failures,
+                        Duration::from_millis(200),
+                        Duration::from_secs(10),
+                    );
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "receipts: receive failed");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(pause) => continue,
+                    }
+                }
+            };
+            metrics::counter!("quintet_receipts_received_total").increment(deliveries.len() as u64);
+            for delivery in deliveries {
+                let Some(permit) = held.pop() else { break };
+                let (this, hard_stop) = (self.clone(), hard_stop.clone());
+                jobs.spawn(async move {
+                    metrics::gauge!("quintet_receipts_in_flight").increment(1.0);
+                    this.run_job(delivery, hard_stop).await;
+                    metrics::gauge!("quintet_receipts_in_flight").decrement(1.0);
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// One job, with its visibility kept extended while it runs, or given
+    /// back to the queue if shutdown cuts it short.
+    async fn run_job(&self, delivery: Delivery, hard_stop: CancellationToken) {
+        let handle = delivery.handle.clone();
+        let sent_at_ms = delivery.sent_at_ms;
+        let work = self.process(delivery);
+        tokio::pin!(work);
+        let mut keepalive = tokio::time::interval(self.config.visibility / 2);
+        keepalive.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut work => break Some(outcome),
+                () = hard_stop.cancelled() => break None,
+                _ = keepalive.tick() => {
+                    if let Err(e) = self.queue.change_visibility(&self.config.input, &handle, self.config.visibility).await {
+                        tracing::warn!(error = %e, "receipts: could not extend a job's visibility");
+                    }
+                }
+            }
+        };
+        let Some(outcome) = outcome else {
+            let _ = self
+                .queue
+                .change_visibility(&self.config.input, &handle, Duration::ZERO)
+                .await;
+            metrics::counter!("quintet_receipts_jobs_total", "outcome" => "returned").increment(1);
+            return;
+        };
+        metrics::counter!("quintet_receipts_jobs_total", "outcome" => outcome.label()).increment(1);
+        if outcome != Outcome::Retry {
+            let age_ms = now_ms().saturating_sub(sent_at_ms).max(0);
+            metrics::histogram!("quintet_receipts_job_seconds").record(age_ms as f64 / 1000.0);
+        }
+    }
+
+    async fn process(&self, delivery: Delivery) -> Outcome {
+        let job = match Job::parse(&delivery.body) {
+            Ok(job) => job,
+            Err(e) => return self.dead_letter(&delivery, e.to_string()).await,
+        };
+        if delivery.receive_count > self.config.max_receives {
+            let reason = format!(
+                "received {} times without completing (--max-receives {})",
+                delivery.receive_count, self.config.max_receives
+            );
+            return self.dead_letter(&delivery, reason).await;
+        }
+        match self.queue.exists(&job.post_queue).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let reason = format!("post_queue '{}' does not exist", job.post_queue);
+                return self.dead_letter(&delivery, reason).await;
+            }
+            Err(e) => {
+                return self
+                    .retry(&delivery, "post queue check", &e.to_string())
+                    .await;
+            }
+        }
+
+        let started = Instant::now();
+        let validation = self.validator.validate(&job.receipt).await;
+        metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "apple")
+            .record(started.elapsed().as_secs_f64());
+        let results = match validation {
+            Ok(Validation::Invalid { reason }) => {
+                vec![ResultMessage::invalid(job.user_id, None, reason)]
+            }
+            Ok(Validation::Valid { transactions, .. }) => {
+                let started = Instant::now();
+                let mut results = Vec::with_capacity(transactions.len());
+                for transaction in transactions {
+                    let id = transaction.transaction_id;
+                    match self
+                        .ledger
+                        .claim(&id, &delivery.message_id, job.user_id)
+                        .await
+                    {
+                        Ok(Claim::New | Claim::SameJob) => {
+                            results.push(ResultMessage::ok(job.user_id, id))
+                        }
+                        Ok(Claim::OtherJob { .. }) => results.push(ResultMessage::invalid(
+                            job.user_id,
+                            Some(id),
+                            "transaction already validated",
+                        )),
+                        Err(e) => return self.retry(&delivery, "ledger", &e.to_string()).await,
+                    }
+                }
+                metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "ledger")
+                    .record(started.elapsed().as_secs_f64());
+                results
+            }
+            Err(ValidatorError::Config(reason)) => {
+                tracing::error!(%reason, "receipts: Apple validation is misconfigured; jobs go to the dead-letter queue until it is fixed");
+                metrics::counter!("quintet_receipts_config_errors_total").increment(1);
+                return self.dead_letter(&delivery, reason).await;
+            }
+            Err(ValidatorError::Unavailable(reason)) => {
+                return self.retry(&delivery, "apple", &reason).await;
+            }
+        };
+
+        let started = Instant::now();
+        let posts = results.iter().map(|result| {
+            let body = serde_json::to_vec(result).unwrap_or_default();
+            self.sends
+                .submit(&job.post_queue, Outgoing { body, reason: None })
+        });
+        for posted in join_all(posts).await {
+            if let Err(e) = posted {
+                return self.retry(&delivery, "post", &e.to_string()).await;
+            }
+        }
+        metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "post")
+            .record(started.elapsed().as_secs_f64());
+        for result in &results {
+            let status = match result.status {
+                crate::domain::Status::Ok => "OK",
+                crate::domain::Status::Invalid => "INVALID",
+            };
+            metrics::counter!("quintet_receipts_results_total", "status" => status).increment(1);
+        }
+        self.delete(&delivery).await;
+        Outcome::Done
+    }
+
+    /// Sends the job to the dead-letter queue with `reason`, then deletes it.
+    async fn dead_letter(&self, delivery: &Delivery, reason: String) -> Outcome {
+        tracing::warn!(message_id = %delivery.message_id, %reason, "receipts: job dead-lettered");
+        let sent = self
+            .sends
+            .submit(
+                &self.config.dead_letter,
+                Outgoing {
+                    body: delivery.body.clone(),
+                    reason: Some(reason),
+                },
+            )
+            .await;
+        if let Err(e) = sent {
+            return self.retry(delivery, "dead-letter", &e.to_string()).await;
+        }
+        metrics::counter!("quintet_receipts_dead_lettered_total").increment(1);
+        self.delete(delivery).await;
+        Outcome::DeadLettered
+    }
+
+    /// Leaves the job on the queue, visible again after a backoff that
+    /// grows with its receive count.
+    async fn retry(&self, delivery: &Delivery, stage: &'static str, reason: &str) -> Outcome {
+        let pause = backoff(
+            delivery.receive_count,
+            Duration::from_secs(1),
+            self.config.visibility,
+        );
+        tracing::warn!(message_id = %delivery.message_id, stage, %reason, retry_in_s = pause.as_secs(), "receipts: job will be retried");
+        metrics::counter!("quintet_receipts_retries_total", "stage" => stage).increment(1);
+        if let Err(e) = self
+            .queue
+            .change_visibility(&self.config.input, &delivery.handle, pause)
+            .await
+        {
+            tracing::warn!(error = %e, "receipts: could not set the retry delay; the visibility timeout applies");
+        }
+        Outcome::Retry
+    }
+
+    async fn delete(&self, delivery: &Delivery) {
+        let started = Instant::now();
+        if let Err(e) = self
+            .deletes
+            .submit(&self.config.input, delivery.handle.clone())
+            .await
+        {
+            // The results are posted: a redelivery posts identical ones.
+            tracing::warn!(message_id = %delivery.message_id, error = %e, "receipts: job delete failed; it will be redelivered");
+        }
+        metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "delete")
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Exponential backoff from `base`, doubling per attempt, capped at `max`.
+fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(16);
+    base.saturating_mul(factor).min(max)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(30));
+        assert_eq!(backoff(1, base, max), Duration::from_secs(1));
+        assert_eq!(backoff(2, base, max), Duration::from_secs(2));
+        assert_eq!(backoff(5, base, max), Duration::from_secs(16));
+        assert_eq!(backoff(6, base, max), max);
+        assert_eq!(backoff(1000, base, max), max);
+    }
+}

@@ -1,0 +1,155 @@
+//! The one contract every `TransactionLedger` adapter must honour, run
+//! against the real engines: redb in a temporary directory and PostgreSQL
+//! (a schema of its own per test, see `testkit`). These tests never skip.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use receipts::adapters::postgres_ledger::PostgresLedger;
+use receipts::adapters::redb_ledger::RedbLedger;
+use receipts::ports::{Claim, LedgerError, TransactionLedger};
+
+/// A fresh ledger, and how to open the same ledger again.
+struct Subject {
+    ledger: Arc<dyn TransactionLedger>,
+    engine: Engine,
+}
+
+enum Engine {
+    Redb {
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    },
+    Postgres {
+        url: String,
+    },
+}
+
+impl Subject {
+    /// Closes this ledger and opens the same store again (redb: the file;
+    /// PostgreSQL: a new pool on the same schema).
+    async fn reopen(self) -> Subject {
+        self.ledger.close().await;
+        drop(self.ledger);
+        let ledger: Arc<dyn TransactionLedger> = match &self.engine {
+            Engine::Redb { path, .. } => Arc::new(RedbLedger::open(path).expect("reopen redb")),
+            Engine::Postgres { url } => {
+                Arc::new(PostgresLedger::connect(url).await.expect("reconnect"))
+            }
+        };
+        Subject {
+            ledger,
+            engine: self.engine,
+        }
+    }
+}
+
+async fn redb() -> Subject {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.redb");
+    let ledger = RedbLedger::open(&path).expect("open redb");
+    Subject {
+        ledger: Arc::new(ledger),
+        engine: Engine::Redb { path, _dir: dir },
+    }
+}
+
+async fn postgres() -> (Subject, String) {
+    let (schema, url) = testkit::postgres_schema().await;
+    let ledger = PostgresLedger::connect(&url)
+        .await
+        .expect("connect and migrate");
+    (
+        Subject {
+            ledger: Arc::new(ledger),
+            engine: Engine::Postgres { url },
+        },
+        schema,
+    )
+}
+
+testkit::store_contract!(
+    first_claim_is_new_then_same_job_then_other_job,
+    concurrent_claims_of_one_transaction_make_exactly_one_new,
+    claims_survive_reopening,
+    a_closed_ledger_is_unavailable,
+);
+
+async fn first_claim_is_new_then_same_job_then_other_job(s: Subject) {
+    let ledger = &s.ledger;
+    assert_eq!(ledger.claim("1000", "job-a", 7).await, Ok(Claim::New));
+    assert_eq!(ledger.claim("1000", "job-a", 7).await, Ok(Claim::SameJob));
+    assert_eq!(
+        ledger.claim("1000", "job-b", 8).await,
+        Ok(Claim::OtherJob {
+            job_id: "job-a".into()
+        })
+    );
+    assert_eq!(ledger.claim("1001", "job-b", 8).await, Ok(Claim::New));
+    let long = "9".repeat(200);
+    assert_eq!(ledger.claim(&long, "job-c", i64::MIN).await, Ok(Claim::New));
+    assert_eq!(
+        ledger.claim(&long, "job-c", i64::MIN).await,
+        Ok(Claim::SameJob)
+    );
+    ledger.ping().await.expect("ping");
+}
+
+/// 50 workers claim one transaction for 50 different jobs at once (they
+/// share transactions on redb, race on the primary key on PostgreSQL):
+/// exactly one wins, and every other is told the winner.
+async fn concurrent_claims_of_one_transaction_make_exactly_one_new(s: Subject) {
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let ledger = s.ledger.clone();
+            tokio::spawn(async move {
+                let job = format!("job-{i}");
+                let claim = ledger.claim("2000", &job, i).await.expect("claim");
+                (job, claim)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut told = Vec::new();
+    for task in tasks {
+        match task.await.expect("claim task") {
+            (job, Claim::New) => winners.push(job),
+            (_, Claim::OtherJob { job_id }) => told.push(job_id),
+            (job, Claim::SameJob) => panic!("{job} never claimed before, yet SameJob"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    assert_eq!(told.len(), 49);
+    assert!(told.iter().all(|job| *job == winners[0]), "{told:?}");
+    assert_eq!(
+        s.ledger.claim("2000", &winners[0], 0).await,
+        Ok(Claim::SameJob)
+    );
+}
+
+async fn claims_survive_reopening(s: Subject) {
+    assert_eq!(s.ledger.claim("3000", "job-a", 1).await, Ok(Claim::New));
+    assert_eq!(s.ledger.claim("3001", "job-b", 2).await, Ok(Claim::New));
+    let s = s.reopen().await;
+    assert_eq!(s.ledger.claim("3000", "job-a", 1).await, Ok(Claim::SameJob));
+    assert_eq!(
+        s.ledger.claim("3001", "job-a", 1).await,
+        Ok(Claim::OtherJob {
+            job_id: "job-b".into()
+        })
+    );
+    assert_eq!(s.ledger.claim("3002", "job-a", 1).await, Ok(Claim::New));
+}
+
+async fn a_closed_ledger_is_unavailable(s: Subject) {
+    assert_eq!(s.ledger.claim("4000", "job-a", 1).await, Ok(Claim::New));
+    s.ledger.close().await;
+    assert!(matches!(
+        s.ledger.claim("4001", "job-a", 1).await,
+        Err(LedgerError::Unavailable(_))
+    ));
+    assert!(matches!(
+        s.ledger.ping().await,
+        Err(LedgerError::Unavailable(_))
+    ));
+}
