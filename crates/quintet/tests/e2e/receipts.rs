@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{BIN, TestServer, cli, http};
+use crate::support::{BIN, Start, TestServer, cli, http};
 
 const TX_1: &str = "1000000042928567";
 const TX_2: &str = "1000000181492557";
@@ -31,12 +31,17 @@ struct Sim {
 
 impl Sim {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         let child = Command::new(BIN)
             .args(["apple-sim", "--addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -70,19 +75,25 @@ impl Drop for Sim {
     }
 }
 
-fn start(sim: &Sim, extra: &[&str]) -> TestServer {
-    let production = format!("{}/verifyReceipt", sim.url);
-    let sandbox = format!("{}/sandbox/verifyReceipt", sim.url);
-    let mut args = vec![
+fn server_args(sim: &Sim, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--services",
         "receipts",
         "--apple-production-url",
-        &production,
+        &format!("{}/verifyReceipt", sim.url),
         "--apple-sandbox-url",
-        &sandbox,
-    ];
-    args.extend_from_slice(extra);
-    TestServer::start(&args)
+        &format!("{}/sandbox/verifyReceipt", sim.url),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn start(sim: &Sim, extra: &[&str]) -> TestServer {
+    let args = server_args(sim, extra);
+    TestServer::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// Receives from `queue` until `count` messages arrived (deleting them) or 20 s passed.
@@ -287,4 +298,91 @@ async fn bad_jobs_are_refused_at_the_door_or_dead_lettered_with_the_reason() {
     );
     let results = bodies(&drain(&server, "results", 1).await);
     assert_eq!(results[0]["status"], "OK", "{results:?}");
+}
+
+/// A legacy sandbox receipt, as `apple-sim` reads them, for transaction `id`.
+fn synthetic_receipt(id: u64) -> String {
+    use base64::Engine as _;
+    let b64 = |text: String| base64::engine::general_purpose::STANDARD.encode(text);
+    let info = b64(format!(
+        "{{\n\t\"transaction-id\" = \"{id}\";\n\t\"product-id\" = \"coins\";\n}}"
+    ));
+    b64(format!(
+        "{{\n\t\"purchase-info\" = \"{info}\";\n\t\"environment\" = \"Sandbox\";\n}}"
+    ))
+}
+
+#[tokio::test]
+async fn kill_9_mid_load_leaves_every_acknowledged_job_with_its_ok_result() {
+    let sim = Sim::start_with(&["--latency", "40ms"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = server_args(&sim, &["--receipts-visibility", "2s"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let launch = || {
+        TestServer::launch(Start {
+            args: args.clone(),
+            data_dir: Some(dir.path()),
+            ..Start::default()
+        })
+    };
+    let client = http();
+    let mut acknowledged = std::collections::BTreeMap::new();
+    let mut next_id = 3_000_000_000_000_000u64;
+    for round in 0..3u64 {
+        let server = launch();
+        let sends: Vec<_> = (0..60)
+            .map(|i| {
+                next_id += 1;
+                let (id, url, client) = (next_id, server.url.clone(), client.clone());
+                let user_id = (round * 1000 + i) as i64;
+                tokio::spawn(async move {
+                    let job = json!({ "receipt": synthetic_receipt(id), "user_id": user_id, "post_queue": "results" });
+                    let sent = client.post(format!("{url}/receipts/jobs")).json(&job).send().await;
+                    (id, user_id, sent.is_ok_and(|r| r.status() == StatusCode::ACCEPTED))
+                })
+            })
+            .collect();
+        // Kill it while jobs are being submitted and validated.
+        tokio::time::sleep(Duration::from_millis(150 + 100 * round)).await;
+        server.kill9();
+        for send in sends {
+            let (id, user_id, ok) = send.await.expect("task");
+            if ok {
+                acknowledged.insert(id.to_string(), user_id);
+            }
+        }
+    }
+    assert!(
+        !acknowledged.is_empty(),
+        "some jobs were acknowledged before the kills"
+    );
+
+    // A last start finishes the work: every acknowledged job has its OK result.
+    let server = launch();
+    let mut results: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !acknowledged.keys().all(|id| results.contains_key(id)) {
+        for body in bodies(&drain(&server, "results", 1).await) {
+            let id = body["transaction_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            results.entry(id).or_default().push(body);
+        }
+    }
+    let repeats = results.values().filter(|r| r.len() > 1).count();
+    eprintln!("kill -9: {} jobs acknowledged, {} transactions with results, {repeats} with repeated results", acknowledged.len(), results.len());
+    for (id, user_id) in &acknowledged {
+        let got = results
+            .get(id)
+            .unwrap_or_else(|| panic!("no result for transaction {id}:\n{}", server.logs()));
+        for result in got {
+            // Redelivery may repeat a result; it never contradicts it.
+            assert_eq!(
+                result,
+                &json!({"user_id": user_id, "transaction_id": id, "status": "OK"}),
+                "transaction {id}"
+            );
+        }
+    }
 }

@@ -118,7 +118,6 @@ impl TestServer {
         self.logs.lock().expect("logs").join("\n")
     }
 
-    /// Sends SIGTERM.
     /// A field of the first JSON log line whose message is `message`.
     pub fn log_field(&self, message: &str, field: &str) -> Option<String> {
         self.logs.lock().expect("logs").iter().find_map(|line| {
@@ -127,6 +126,7 @@ impl TestServer {
         })
     }
 
+    /// Sends SIGTERM.
     pub fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

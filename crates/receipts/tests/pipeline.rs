@@ -1,0 +1,325 @@
+//! The pipeline on real parts: the redb queue and ledger in a temporary
+//! directory, `apple-sim` over HTTP as Apple. What is staged: a crash
+//! between the ledger claim and the result post (the post fails, the job
+//! comes back), Apple faults, and a misconfigured shared secret.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use receipts::adapters::redb_ledger::RedbLedger;
+use receipts::adapters::redb_queue::RedbJobQueue;
+use receipts::apple::sim::{self, Fault, SimConfig, Simulator};
+use receipts::apple::verify_receipt::{AppleConfig, VerifyReceiptClient};
+use receipts::domain::QueueName;
+use receipts::pipeline::{Pipeline, PipelineConfig};
+use receipts::ports::{
+    Claim, Delivery, JobQueue, Outgoing, QueueError, ReceiptValidator, TransactionLedger,
+};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const TX_1: &str = "1000000042928567";
+
+fn fixture(n: u8) -> String {
+    let path = format!(
+        "{}/tests/fixtures/apple-sandbox-receipt-{n}.b64",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn name(text: &str) -> QueueName {
+    QueueName::new(text).expect("queue name")
+}
+
+/// A queue whose first `fail_sends` sends to `results` fail, as if the
+/// process died after the ledger claim and before the post.
+struct CrashingQueue {
+    inner: Arc<dyn JobQueue>,
+    fail_sends: AtomicUsize,
+}
+
+#[async_trait]
+impl JobQueue for CrashingQueue {
+    fn kind(&self) -> &'static str {
+        "crashing"
+    }
+    async fn ensure(&self, queue: &QueueName) -> Result<(), QueueError> {
+        self.inner.ensure(queue).await
+    }
+    async fn exists(&self, queue: &QueueName) -> Result<bool, QueueError> {
+        self.inner.exists(queue).await
+    }
+    async fn send_batch(
+        &self,
+        queue: &QueueName,
+        messages: &[Outgoing],
+    ) -> Result<Vec<Result<String, QueueError>>, QueueError> {
+        if queue.as_str() == "results"
+            && self
+                .fail_sends
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(QueueError::Unavailable(
+                "staged crash before the post".into(),
+            ));
+        }
+        self.inner.send_batch(queue, messages).await
+    }
+    async fn receive(
+        &self,
+        queue: &QueueName,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        self.inner.receive(queue, max, wait, visibility).await
+    }
+    async fn delete_batch(
+        &self,
+        queue: &QueueName,
+        handles: &[String],
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        self.inner.delete_batch(queue, handles).await
+    }
+    async fn change_visibility(
+        &self,
+        queue: &QueueName,
+        handle: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
+        self.inner
+            .change_visibility(queue, handle, visibility)
+            .await
+    }
+    async fn ping(&self) -> Result<(), QueueError> {
+        self.inner.ping().await
+    }
+}
+
+struct Rig {
+    queue: Arc<dyn JobQueue>,
+    ledger: Arc<dyn TransactionLedger>,
+    sim: Arc<Simulator>,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Queue, ledger, simulator and a running pipeline; `fail_sends` results posts fail first.
+async fn rig(fail_sends: usize, sim_config: SimConfig, secret: Option<&str>) -> Rig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner: Arc<dyn JobQueue> =
+        Arc::new(RedbJobQueue::open(&dir.path().join("queue.redb")).expect("queue"));
+    let queue: Arc<dyn JobQueue> = Arc::new(CrashingQueue {
+        inner,
+        fail_sends: AtomicUsize::new(fail_sends),
+    });
+    let ledger: Arc<dyn TransactionLedger> =
+        Arc::new(RedbLedger::open(&dir.path().join("ledger.redb")).expect("ledger"));
+    let sim = Arc::new(Simulator::new(sim_config).expect("sim"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let stop = CancellationToken::new();
+    {
+        let (sim, stopped) = (sim.clone(), stop.clone());
+        tokio::spawn(async move {
+            let _ = sim::serve(listener, sim, async move { stopped.cancelled().await }).await;
+        });
+    }
+    let validator: Arc<dyn ReceiptValidator> = Arc::new(
+        VerifyReceiptClient::new(AppleConfig {
+            production_url: format!("{base}/verifyReceipt"),
+            sandbox_url: format!("{base}/sandbox/verifyReceipt"),
+            shared_secret: secret.map(str::to_owned),
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(2),
+            max_backoff: Duration::from_millis(10),
+            request_timeout: Duration::from_millis(500),
+        })
+        .expect("client"),
+    );
+    queue.ensure(&name("results")).await.expect("results queue");
+    let pipeline = Arc::new(Pipeline::new(
+        queue.clone(),
+        ledger.clone(),
+        validator,
+        PipelineConfig {
+            visibility: Duration::from_secs(5),
+            wait: Duration::from_millis(200),
+            max_receives: 3,
+            ..PipelineConfig::default()
+        },
+    ));
+    tokio::spawn(pipeline.run(stop.clone()));
+    Rig {
+        queue,
+        ledger,
+        sim,
+        stop,
+        _dir: dir,
+    }
+}
+
+async fn submit(rig: &Rig, receipt: &str, user_id: i64) -> String {
+    let body = json!({ "receipt": receipt, "user_id": user_id, "post_queue": "results" });
+    // The pipeline creates the input queue when it starts.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match rig
+            .queue
+            .send_batch(
+                &name("receipts"),
+                &[Outgoing {
+                    body: body.to_string().into_bytes(),
+                    reason: None,
+                }],
+            )
+            .await
+        {
+            Ok(mut ids) => return ids.pop().expect("one outcome").expect("sent"),
+            Err(QueueError::NoSuchQueue(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("submit: {e}"),
+        }
+    }
+}
+
+/// Messages from `queue` until `count` arrived or `limit` passed (deleted as read).
+async fn take(rig: &Rig, queue: &str, count: usize, limit: Duration) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + limit;
+    while got.len() < count && Instant::now() < deadline {
+        let batch = rig
+            .queue
+            .receive(
+                &name(queue),
+                10,
+                Duration::from_millis(200),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("receive");
+        let handles: Vec<String> = batch.iter().map(|d| d.handle.clone()).collect();
+        if !handles.is_empty() {
+            rig.queue
+                .delete_batch(&name(queue), &handles)
+                .await
+                .expect("delete");
+        }
+        got.extend(batch);
+    }
+    got
+}
+
+fn body(delivery: &Delivery) -> Value {
+    serde_json::from_slice(&delivery.body).expect("JSON result")
+}
+
+#[tokio::test]
+async fn a_crash_between_claim_and_post_is_still_ok_on_redelivery_and_claimed_once() {
+    let rig = rig(1, SimConfig::default(), None).await;
+    let job_id = submit(&rig, &fixture(1), 42).await;
+    // First delivery: claimed, then the post fails; the job comes back after its backoff.
+    let results = take(&rig, "results", 1, Duration::from_secs(15)).await;
+    assert_eq!(results.len(), 1, "one result after the redelivery");
+    assert_eq!(
+        body(&results[0]),
+        json!({"user_id": 42, "transaction_id": TX_1, "status": "OK"})
+    );
+    // Exactly once in the ledger, claimed by that job.
+    assert_eq!(
+        rig.ledger
+            .claim(TX_1, "another-job", 1)
+            .await
+            .expect("claim"),
+        Claim::OtherJob { job_id }
+    );
+    assert!(
+        take(&rig, "results", 1, Duration::from_millis(600))
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn apple_faults_are_retried_and_final_statuses_are_invalid_with_the_reason() {
+    let rig = rig(0, SimConfig::default(), None).await;
+    // Retryable answers then success (within the client's 3 attempts): OK.
+    let faults: Vec<Fault> = ["21005", "503"]
+        .iter()
+        .map(|f| f.parse().expect("fault"))
+        .collect();
+    rig.sim.script(&faults).expect("script");
+    submit(&rig, &fixture(1), 1).await;
+    let ok = take(&rig, "results", 1, Duration::from_secs(10)).await;
+    assert_eq!(body(&ok[0])["status"], "OK");
+
+    // A final status: INVALID naming it, no transaction.
+    rig.sim
+        .script(&["21003".parse().expect("fault")])
+        .expect("script");
+    submit(&rig, &fixture(2), 2).await;
+    let invalid = take(&rig, "results", 1, Duration::from_secs(10)).await;
+    let invalid = body(&invalid[0]);
+    assert_eq!(invalid["status"], "INVALID");
+    assert_eq!(invalid["transaction_id"], Value::Null);
+    assert!(
+        invalid["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("21003")),
+        "{invalid}"
+    );
+
+    // Retryable answers past the client's budget: the job is retried later and then succeeds.
+    let many: Vec<Fault> = std::iter::repeat_n("21009".parse().expect("fault"), 3).collect();
+    rig.sim.script(&many).expect("script");
+    submit(&rig, &fixture(2), 3).await;
+    let later = take(&rig, "results", 1, Duration::from_secs(15)).await;
+    assert_eq!(body(&later[0])["status"], "OK", "retried after the outage");
+}
+
+#[tokio::test]
+async fn a_wrong_shared_secret_dead_letters_jobs_instead_of_calling_them_invalid() {
+    let rig = rig(
+        0,
+        SimConfig {
+            shared_secret: Some("the-right-one".into()),
+            ..SimConfig::default()
+        },
+        Some("a-wrong-one"),
+    )
+    .await;
+    submit(&rig, &fixture(1), 9).await;
+    let dead = take(&rig, "receipts-dlq", 1, Duration::from_secs(10)).await;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("21004")),
+        "{:?}",
+        dead[0].reason
+    );
+    assert!(
+        take(&rig, "results", 1, Duration::from_millis(500))
+            .await
+            .is_empty()
+    );
+    // Nothing was claimed: with the secret fixed, the receipt is still OK.
+    assert_eq!(
+        rig.ledger.claim(TX_1, "later-job", 9).await.expect("claim"),
+        Claim::New
+    );
+}
