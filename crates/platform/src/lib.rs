@@ -6,6 +6,7 @@
 //! configuration, telemetry, TLS, limits, authentication and lifecycle.
 //! Nothing in here knows about any particular service.
 
+pub mod aws;
 pub mod client;
 pub mod config;
 pub mod error;

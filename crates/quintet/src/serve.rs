@@ -4,7 +4,7 @@ use clap::CommandFactory;
 use platform::{Server, shutdown_signal, telemetry};
 
 use crate::cli::{Cli, ServeArgs, ServiceName};
-use crate::stores::{self, StoreUrl};
+use crate::stores::{self, QueueUrl, StoreUrl};
 
 /// Exits 2 with a message naming the option, as clap does for values it refuses.
 fn invalid(message: String) -> ! {
@@ -29,6 +29,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .parse()
             .unwrap_or_else(|e| invalid(format!("invalid value for --kv-store: {e}"))),
         None => store.clone(),
+    };
+    let receipts_queue: QueueUrl = args
+        .receipts
+        .receipts_queue
+        .parse()
+        .unwrap_or_else(|e| invalid(format!("invalid value for --receipts-queue: {e}")));
+    // Without --receipts-ledger the ledger is in --store (already checked
+    // above), where a DynamoDB table defaults to the seed's ledger table.
+    let receipts_ledger: StoreUrl = match &args.receipts.receipts_ledger {
+        Some(text) => StoreUrl::receipts_ledger(text)
+            .unwrap_or_else(|e| invalid(format!("invalid value for --receipts-ledger: {e}"))),
+        None => StoreUrl::receipts_ledger(&args.store)
+            .unwrap_or_else(|e| invalid(format!("invalid value for --store: {e}"))),
     };
     telemetry::init_logging(config.log_format);
 
@@ -55,8 +68,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 services.push(kv::service(kv_store, &config.data_dir, args.kv.clone()).await?);
             }
             ServiceName::Receipts => {
-                let queue = stores::receipts_queue(&config.data_dir)?;
-                let ledger = stores::receipts_ledger(&store, &config.data_dir).await?;
+                tracing::info!(queue = %receipts_queue.describe(), ledger = %receipts_ledger.describe(), "receipts queue and ledger");
+                let queue = stores::receipts_queue(&receipts_queue, &config.data_dir).await?;
+                let ledger = stores::receipts_ledger(&receipts_ledger, &config.data_dir).await?;
                 services.push(receipts::service(queue, ledger, args.receipts.clone())?);
             }
         }

@@ -1,5 +1,6 @@
-//! Picks each service's adapter from the `--store` URL: the one place where a
-//! URL becomes an engine.
+//! Picks each service's adapter from the `--store` URL (and the receipts
+//! service's from `--receipts-queue` and `--receipts-ledger`): the one place
+//! where a URL becomes an engine.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,9 +19,11 @@ use kv::ports::KvStore;
 use messages::adapters::postgres::PostgresMessageStore;
 use messages::adapters::redb::RedbMessageStore;
 use messages::ports::MessageStore;
+use receipts::adapters::dynamodb_ledger::{self, DynamoLedger};
 use receipts::adapters::postgres_ledger::PostgresLedger;
 use receipts::adapters::redb_ledger::RedbLedger;
 use receipts::adapters::redb_queue::RedbJobQueue;
+use receipts::adapters::sqs::SqsJobQueue;
 use receipts::ports::{JobQueue, TransactionLedger};
 
 /// A parsed `--store` value.
@@ -30,7 +33,7 @@ pub enum StoreUrl {
     Redb { dir: Option<PathBuf> },
     /// A PostgreSQL connection URL (may hold a password: never printed).
     Postgres(String),
-    /// An Amazon DynamoDB table (kv only), in the seed's table shape.
+    /// An Amazon DynamoDB table (kv, the receipts ledger), in the seed's table shape.
     DynamoDb {
         table: String,
         settings: AwsSettings,
@@ -71,36 +74,55 @@ impl FromStr for StoreUrl {
             "postgres" | "postgresql" => {
                 Err("a PostgreSQL URL needs a host: postgres://user@host:5432/db".into())
             }
-            "dynamodb" => {
-                let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
-                let (settings, extra) = AwsSettings::from_query(query, &["create"])?;
-                let mut create = false;
-                for (_, value) in extra {
-                    create = match value {
-                        "true" => true,
-                        "false" => false,
-                        _ => return Err("create= must be true or false".into()),
-                    };
-                }
-                Ok(StoreUrl::DynamoDb {
-                    table: if table.is_empty() {
-                        DEFAULT_TABLE.to_owned()
-                    } else {
-                        table.to_owned()
-                    },
-                    settings,
-                    create,
-                })
-            }
+            "dynamodb" => Self::dynamodb(rest, DEFAULT_TABLE),
             other => Err(format!(
-                "unknown store '{}': use redb, redb:///dir, postgres://… or (kv only) dynamodb://table",
+                "unknown store '{}': use redb, redb:///dir, postgres://… or (kv, receipts ledger) \
+                 dynamodb://table",
                 other.chars().take(40).collect::<String>()
             )),
         }
     }
 }
 
+/// `create=true|false` from a URL query's extra pairs (default false).
+fn create_flag(extra: Vec<(&str, &str)>) -> Result<bool, String> {
+    let mut create = false;
+    for (_, value) in extra {
+        create = match value {
+            "true" => true,
+            "false" => false,
+            _ => return Err("create= must be true or false".into()),
+        };
+    }
+    Ok(create)
+}
+
 impl StoreUrl {
+    /// A `dynamodb://` URL's rest (`[table][?query]`), `default_table` when none is named.
+    fn dynamodb(rest: &str, default_table: &str) -> Result<Self, String> {
+        let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (settings, extra) = AwsSettings::from_query(query, &["create"])?;
+        Ok(StoreUrl::DynamoDb {
+            table: if table.is_empty() {
+                default_table.to_owned()
+            } else {
+                table.to_owned()
+            },
+            settings,
+            create: create_flag(extra)?,
+        })
+    }
+
+    /// A `--receipts-ledger` value (or the `--store` value standing in for
+    /// it): any store URL, a DynamoDB table defaulting to the seed's
+    /// `TransactionIdTable`.
+    pub fn receipts_ledger(text: &str) -> Result<Self, String> {
+        match text.split_once("://") {
+            Some(("dynamodb", rest)) => Self::dynamodb(rest, dynamodb_ledger::DEFAULT_TABLE),
+            _ => text.parse(),
+        }
+    }
+
     /// A short description for logs, without credentials.
     pub fn describe(&self) -> String {
         match self {
@@ -117,8 +139,9 @@ impl StoreUrl {
     /// The error for a service that has no adapter for this store.
     fn unsupported(&self, service: &str) -> anyhow::Error {
         anyhow::anyhow!(
-            "{service} cannot keep its data in {}; DynamoDB is for kv only: \
-             give kv its own store with --kv-store and keep --store redb or postgres://…",
+            "{service} cannot keep its data in {}; DynamoDB is for kv only (and the receipts \
+             ledger): give kv its own store with --kv-store, the ledger --receipts-ledger, \
+             and keep --store redb or postgres://…",
             self.describe()
         )
     }
@@ -194,12 +217,84 @@ pub async fn kv_store(url: &StoreUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn
     })
 }
 
-/// The receipts service's queue: embedded, `<data-dir>/receipts-queue.redb`.
-pub fn receipts_queue(data_dir: &Path) -> anyhow::Result<Arc<dyn JobQueue>> {
-    let path = data_dir.join("receipts-queue.redb");
-    Ok(Arc::new(
-        RedbJobQueue::open(&path).context("opening the embedded receipts queue")?,
-    ))
+/// A parsed `--receipts-queue` value.
+#[derive(Debug, Clone)]
+pub enum QueueUrl {
+    /// The embedded queue, `receipts-queue.redb` in the data dir unless a directory is given.
+    Redb { dir: Option<PathBuf> },
+    /// Amazon SQS, queues by name.
+    Sqs {
+        settings: AwsSettings,
+        /// Create missing queues (development, tests).
+        create: bool,
+    },
+}
+
+impl FromStr for QueueUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (scheme, rest) = text.split_once("://").unwrap_or((text, ""));
+        match scheme {
+            "redb" | "embedded" => Ok(QueueUrl::Redb {
+                dir: (!rest.is_empty()).then(|| PathBuf::from(rest)),
+            }),
+            "sqs" => {
+                let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+                if !path.is_empty() {
+                    return Err("sqs:// takes no host or path (queues are named by \
+                         --receipts-input-queue, --receipts-dead-letter-queue and each job's \
+                         post_queue): sqs://?region=…&endpoint=…"
+                        .into());
+                }
+                let (settings, extra) = AwsSettings::from_query(query, &["create"])?;
+                Ok(QueueUrl::Sqs {
+                    settings,
+                    create: create_flag(extra)?,
+                })
+            }
+            other => Err(format!(
+                "unknown queue engine '{}': use redb, redb:///dir or sqs://[?region=…&endpoint=…]",
+                other.chars().take(40).collect::<String>()
+            )),
+        }
+    }
+}
+
+impl QueueUrl {
+    /// A short description for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            QueueUrl::Redb { dir } => format!(
+                "redb ({})",
+                dir.as_deref()
+                    .map_or("data dir".into(), |d| d.display().to_string())
+            ),
+            QueueUrl::Sqs { settings, .. } => format!(
+                "sqs ({})",
+                settings.region.as_deref().unwrap_or("default region")
+            ),
+        }
+    }
+}
+
+/// The receipts service's queue the URL names.
+pub async fn receipts_queue(url: &QueueUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn JobQueue>> {
+    Ok(match url {
+        QueueUrl::Redb { dir } => {
+            let path = dir
+                .as_deref()
+                .unwrap_or(data_dir)
+                .join("receipts-queue.redb");
+            Arc::new(RedbJobQueue::open(&path).context("opening the embedded receipts queue")?)
+        }
+        QueueUrl::Sqs { settings, create } => Arc::new(
+            SqsJobQueue::connect(settings)
+                .await
+                .context("connecting the receipts queue to SQS")?
+                .create_queues(*create),
+        ),
+    })
 }
 
 /// The receipts ledger the URL names.
@@ -217,7 +312,15 @@ pub async fn receipts_ledger(
                 .await
                 .context("connecting the receipts ledger to PostgreSQL")?,
         ),
-        StoreUrl::DynamoDb { .. } => return Err(url.unsupported("receipts")),
+        StoreUrl::DynamoDb {
+            table,
+            settings,
+            create,
+        } => Arc::new(
+            DynamoLedger::connect(settings, table, *create)
+                .await
+                .context("connecting the receipts ledger to DynamoDB")?,
+        ),
     })
 }
 
@@ -254,5 +357,55 @@ mod tests {
             .parse::<StoreUrl>()
             .expect_err("refused");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn receipts_queue_and_ledger_urls_parse() {
+        assert!(matches!(
+            "redb".parse::<QueueUrl>(),
+            Ok(QueueUrl::Redb { dir: None })
+        ));
+        assert!(matches!(
+            "redb:///var/q".parse::<QueueUrl>(),
+            Ok(QueueUrl::Redb { dir: Some(_) })
+        ));
+        let Ok(QueueUrl::Sqs { settings, create }) =
+            "sqs://?region=eu-west-1&endpoint=http://127.0.0.1:5000&create=true"
+                .parse::<QueueUrl>()
+        else {
+            panic!("an sqs URL parses");
+        };
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert!(create);
+        assert!(matches!(
+            "sqs://".parse::<QueueUrl>(),
+            Ok(QueueUrl::Sqs { create: false, .. })
+        ));
+        assert!("sqs://queue-name".parse::<QueueUrl>().is_err());
+        assert!("sqs://?create=maybe".parse::<QueueUrl>().is_err());
+        assert!("sqs://?secret=x".parse::<QueueUrl>().is_err());
+        assert!("kafka://x".parse::<QueueUrl>().is_err());
+
+        let Ok(StoreUrl::DynamoDb { table, create, .. }) =
+            StoreUrl::receipts_ledger("dynamodb://?endpoint=http://127.0.0.1:5000")
+        else {
+            panic!("a dynamodb ledger URL parses");
+        };
+        assert_eq!(table, "TransactionIdTable");
+        assert!(!create);
+        assert!(matches!(
+            StoreUrl::receipts_ledger("dynamodb://Claims?create=true"),
+            Ok(StoreUrl::DynamoDb { table, create: true, .. }) if table == "Claims"
+        ));
+        assert!(matches!(
+            StoreUrl::receipts_ledger("redb"),
+            Ok(StoreUrl::Redb { dir: None })
+        ));
+        assert!(matches!(
+            StoreUrl::receipts_ledger("postgres://u:p@db/x"),
+            Ok(StoreUrl::Postgres(_))
+        ));
+        assert!(StoreUrl::receipts_ledger("dynamodb://t?create=1").is_err());
     }
 }

@@ -1,13 +1,15 @@
 //! receipts: the in-app purchase validation worker (seed 001). Jobs arrive
 //! on a queue; each receipt is validated with Apple (legacy `verifyReceipt`
-//! or, offline, a StoreKit 2 signed transaction); each transaction is claimed
+//! or, offline, a StoreKit 2 signed transaction: ES256, Apple's certificate
+//! chain to a configured root, bundle id and environment); each transaction is claimed
 //! once in a ledger; one result per transaction goes to the queue the job
 //! names; the job is deleted only after its results are posted.
 //!
 //! Rooms: [`domain`] (jobs, results, queue names, legacy receipts; no I/O),
 //! [`ports`] (queues, the ledger, the validator), [`adapters`] (embedded
-//! redb queue and ledger, PostgreSQL ledger), [`apple`] (the verifyReceipt
-//! client and the `apple-sim` simulator), [`pipeline`] (receivers, workers,
+//! redb queue and ledger, Amazon SQS, PostgreSQL and DynamoDB ledgers),
+//! [`apple`] (the verifyReceipt client, the StoreKit 2 JWS verifier and the
+//! `apple-sim` simulator), [`pipeline`] (receivers, workers,
 //! batched posts and deletes) and [`api`] (REST, CLI).
 
 pub mod adapters;
@@ -51,8 +53,29 @@ pub struct ReceiptsConfig {
     #[arg(long, env = "QUINTET_RECEIPTS_MAX_RECEIVES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_receives: u32,
 
+    /// The queues: `redb` (embedded, `<data-dir>/receipts-queue.redb`), `redb:///some/dir`, or
+    /// Amazon SQS, `sqs://[?region=…&endpoint=…&create=true]` (queues by name; `create=true`
+    /// creates missing ones; credentials from the AWS SDK's standard chain).
+    // A String, parsed by the binary into an adapter.
+    #[arg(
+        long,
+        env = "QUINTET_RECEIPTS_QUEUE",
+        default_value = "redb",
+        hide_env_values = true
+    )]
+    pub receipts_queue: String,
+
+    /// The ledger of claimed transactions, in place of --store: any --store value, or DynamoDB,
+    /// `dynamodb://[table][?region=…&endpoint=…&create=true]` (table `TransactionIdTable` by
+    /// default, partition key `TransactionId`).
+    #[arg(long, env = "QUINTET_RECEIPTS_LEDGER", hide_env_values = true)]
+    pub receipts_ledger: Option<String>,
+
     #[command(flatten)]
     pub apple: apple::verify_receipt::AppleArgs,
+
+    #[command(flatten)]
+    pub jws: apple::jws::JwsArgs,
 }
 
 fn parse_queue(text: &str) -> Result<QueueName, String> {
@@ -66,9 +89,11 @@ pub fn service(
     ledger: Arc<dyn TransactionLedger>,
     config: ReceiptsConfig,
 ) -> anyhow::Result<platform::Service> {
-    let validator: Arc<dyn ReceiptValidator> = Arc::new(
+    let legacy: Arc<dyn ReceiptValidator> = Arc::new(
         apple::verify_receipt::VerifyReceiptClient::new(config.apple.to_config())?,
     );
+    let jws = Arc::new(config.jws.verifier().map_err(anyhow::Error::msg)?);
+    let validator: Arc<dyn ReceiptValidator> = Arc::new(apple::AnyValidator::new(legacy, jws));
     let pipeline = Arc::new(Pipeline::new(
         queue.clone(),
         ledger.clone(),

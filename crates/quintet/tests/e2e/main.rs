@@ -10,5 +10,6 @@ mod messages_api;
 mod ops;
 mod postgres;
 mod receipts;
+mod receipts_aws;
 mod security;
 mod support;

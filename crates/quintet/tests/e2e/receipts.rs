@@ -371,7 +371,11 @@ async fn kill_9_mid_load_leaves_every_acknowledged_job_with_its_ok_result() {
         }
     }
     let repeats = results.values().filter(|r| r.len() > 1).count();
-    eprintln!("kill -9: {} jobs acknowledged, {} transactions with results, {repeats} with repeated results", acknowledged.len(), results.len());
+    eprintln!(
+        "kill -9: {} jobs acknowledged, {} transactions with results, {repeats} with repeated results",
+        acknowledged.len(),
+        results.len()
+    );
     for (id, user_id) in &acknowledged {
         let got = results
             .get(id)

@@ -1,5 +1,7 @@
 //! One module per technology implementing a receipts port.
 
+pub mod dynamodb_ledger;
 pub mod postgres_ledger;
 pub mod redb_ledger;
 pub mod redb_queue;
+pub mod sqs;

@@ -114,12 +114,17 @@ impl Job {
         Ok(())
     }
 
-    /// Whether the receipt is a StoreKit 2 JWS (three base64url parts) rather
-    /// than a legacy base64 receipt.
+    /// Whether the receipt is a StoreKit 2 JWS rather than a legacy base64 receipt.
     pub fn is_jws(&self) -> bool {
-        let parts: Vec<&str> = self.receipt.trim().split('.').collect();
-        parts.len() == 3 && parts.iter().all(|p| !p.is_empty())
+        is_jws(&self.receipt)
     }
+}
+
+/// Whether a receipt is a JWS in compact serialization (three non-empty
+/// dot-separated parts); legacy receipts are plain base64, which never holds a dot.
+pub fn is_jws(receipt: &str) -> bool {
+    let mut parts = receipt.trim().split('.');
+    parts.clone().count() == 3 && parts.all(|part| !part.is_empty())
 }
 
 /// OK or INVALID, as the result message spells it.
