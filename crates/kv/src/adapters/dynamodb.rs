@@ -1,7 +1,8 @@
 //! DynamoDB kv store (aws-sdk-dynamodb) on the seed's table shape: table
 //! `key_value_table` by default, partition key `key` (S), no sort key, so an
 //! existing seed table is used as it is. Not here: the key provider (see
-//! [`super::aws_kms`]) and SDK set-up (see [`super::aws`]).
+//! [`super::aws_kms`]), SDK set-up (see [`super::aws`]) and opening the table
+//! (see [`platform::aws::dynamodb`]).
 //!
 //! Item layout quintet writes (format 1):
 //! ```text
@@ -31,20 +32,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ScalarAttributeType, TableDescription, TableStatus,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use platform::aws::dynamodb::{KeyedTable, describe_table, open_table};
 
-use super::aws::{AwsSettings, describe_error, sdk_config};
+use super::aws::{AwsSettings, describe_error};
 use crate::domain::record::{NONCE_LEN, TAG_LEN};
 use crate::domain::{
     Entry, KeyPrefix, KvKey, Page, PageLimit, RecordFormat, SealedRecord, WrappedKey,
@@ -55,8 +53,6 @@ use crate::ports::{KvStore, StoreError};
 pub const DEFAULT_TABLE: &str = "key_value_table";
 /// Largest item `put` sends (DynamoDB's limit is 409,600 bytes; see the module docs).
 pub const MAX_ITEM_BYTES: usize = 400_000;
-/// Longest wait for a table being created to become active.
-const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Most items one `Scan` call evaluates when a prefix filter is set.
 const FILTERED_SCAN_LIMIT: i32 = 1000;
 
@@ -108,120 +104,24 @@ impl DynamoKvStore {
         table: &str,
         create_if_missing: bool,
     ) -> Result<Self, StoreError> {
-        validate_table_name(table)?;
-        let config = sdk_config(settings).await;
-        let store = Self {
-            client: Client::new(&config),
+        let spec = KeyedTable {
+            name: table,
+            partition_key: KEY,
+            needed_by: "quintet",
+        };
+        let client = open_table(settings, &spec, create_if_missing)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(Self {
+            client,
             table: table.to_owned(),
             closed: AtomicBool::new(false),
-        };
-        let description = match store.describe().await {
-            Ok(description) => description,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                if !create_if_missing {
-                    return Err(StoreError::Unavailable(format!(
-                        "dynamodb table '{table}' does not exist (region {}); create it with \
-                         partition key 'key' (S) or let quintet create it",
-                        config.region().map_or("unset", |r| r.as_ref())
-                    )));
-                }
-                store.create_table().await?
-            }
-            Err(e) => return Err(store.unavailable("DescribeTable", &e)),
-        };
-        check_key_schema(table, &description)?;
-        store.wait_active(description).await?;
-        Ok(store)
+        })
     }
 
     /// The table this store uses.
     pub fn table(&self) -> &str {
         &self.table
-    }
-
-    async fn describe(
-        &self,
-    ) -> Result<
-        TableDescription,
-        SdkError<aws_sdk_dynamodb::operation::describe_table::DescribeTableError>,
-    > {
-        let out = self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await?;
-        Ok(out
-            .table
-            .unwrap_or_else(|| TableDescription::builder().build()))
-    }
-
-    async fn create_table(&self) -> Result<TableDescription, StoreError> {
-        let build = |e: aws_sdk_dynamodb::error::BuildError| {
-            StoreError::Unavailable(format!("dynamodb CreateTable request: {e}"))
-        };
-        let key = KeySchemaElement::builder()
-            .attribute_name(KEY)
-            .key_type(KeyType::Hash)
-            .build()
-            .map_err(build)?;
-        let definition = AttributeDefinition::builder()
-            .attribute_name(KEY)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(build)?;
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .key_schema(key)
-            .attribute_definitions(definition)
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
-        match created {
-            Ok(out) => {
-                tracing::info!(table = %self.table, "dynamodb table created");
-                Ok(out
-                    .table_description
-                    .unwrap_or_else(|| TableDescription::builder().build()))
-            }
-            // Created meanwhile by another instance.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
-            {
-                self.describe()
-                    .await
-                    .map_err(|e| self.unavailable("DescribeTable", &e))
-            }
-            Err(e) => Err(self.unavailable("CreateTable", &e)),
-        }
-    }
-
-    async fn wait_active(&self, mut description: TableDescription) -> Result<(), StoreError> {
-        let deadline = Instant::now() + TABLE_ACTIVE_TIMEOUT;
-        loop {
-            match description.table_status {
-                Some(TableStatus::Active) | Some(TableStatus::Updating) | None => return Ok(()),
-                Some(TableStatus::Creating) if Instant::now() < deadline => {}
-                Some(status) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "dynamodb table '{}' is {}",
-                        self.table,
-                        status.as_str()
-                    )));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            description = self
-                .describe()
-                .await
-                .map_err(|e| self.unavailable("DescribeTable", &e))?;
-        }
     }
 
     fn ensure_open(&self) -> Result<(), StoreError> {
@@ -276,46 +176,6 @@ impl DynamoKvStore {
             Err(e) => Err(self.unavailable("UpdateItem", &e)),
         }
     }
-}
-
-fn validate_table_name(table: &str) -> Result<(), StoreError> {
-    let valid = (3..=255).contains(&table.len())
-        && table
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(StoreError::Unavailable(format!(
-            "'{}' is not a DynamoDB table name (3..=255 of a-z A-Z 0-9 _ - .)",
-            table.chars().take(64).collect::<String>()
-        )))
-    }
-}
-
-fn check_key_schema(table: &str, description: &TableDescription) -> Result<(), StoreError> {
-    let schema = description.key_schema.as_deref().unwrap_or_default();
-    let hash_ok =
-        matches!(schema, [only] if only.attribute_name == KEY && only.key_type == KeyType::Hash);
-    let type_ok = description
-        .attribute_definitions
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .any(|d| d.attribute_name == KEY && d.attribute_type == ScalarAttributeType::S);
-    // moto and DynamoDB always return both; an empty answer is not a wrong schema.
-    if schema.is_empty() || (hash_ok && type_ok) {
-        return Ok(());
-    }
-    let found: Vec<String> = schema
-        .iter()
-        .map(|k| format!("{} {}", k.attribute_name, k.key_type.as_str()))
-        .collect();
-    Err(StoreError::Unavailable(format!(
-        "dynamodb table '{table}' has key schema [{}]; quintet needs partition key 'key' (S) \
-         and no sort key",
-        found.join(", ")
-    )))
 }
 
 /// The item's size as DynamoDB counts it, rounded up (numbers count their
@@ -699,7 +559,7 @@ impl KvStore for DynamoKvStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.ensure_open()?;
-        self.describe()
+        describe_table(&self.client, &self.table)
             .await
             .map(|_| ())
             .map_err(|e| self.unavailable("DescribeTable", &e))
@@ -798,9 +658,7 @@ mod tests {
     }
 
     #[test]
-    fn table_names_are_checked() {
-        assert!(validate_table_name(DEFAULT_TABLE).is_ok());
-        assert!(validate_table_name("ab").is_err());
-        assert!(validate_table_name("bad name").is_err());
+    fn the_default_table_name_is_valid() {
+        assert!(platform::aws::dynamodb::validate_table_name(DEFAULT_TABLE).is_ok());
     }
 }

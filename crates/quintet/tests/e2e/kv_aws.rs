@@ -10,14 +10,7 @@ use kv::adapters::aws::{AwsSettings, sdk_config};
 use reqwest::StatusCode;
 use testkit::moto::{moto_endpoint, unique_name};
 
-use crate::support::{BIN, Start, TestServer, http};
-
-/// Credentials for moto (it accepts any) given the way the SDK's standard chain reads them.
-const AWS_ENV: [(&str, &str); 3] = [
-    ("AWS_ACCESS_KEY_ID", "testing"),
-    ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ("AWS_REGION", "us-east-1"),
-];
+use crate::support::{BIN, MOTO_AWS_ENV, Start, TestServer, http};
 
 async fn kms_key(endpoint: &str) -> String {
     let client = aws_sdk_kms::Client::new(&sdk_config(&AwsSettings::moto(endpoint)).await);
@@ -43,7 +36,7 @@ fn start_on_aws(data_dir: &std::path::Path, store: &str, provider: &str) -> Test
             "--kv-key-provider",
             provider,
         ],
-        env: AWS_ENV.to_vec(),
+        env: MOTO_AWS_ENV.to_vec(),
         data_dir: Some(data_dir),
     })
 }
@@ -156,7 +149,7 @@ async fn dynamodb_misconfiguration_fails_the_start_naming_what_is_wrong() {
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir", data])
             .args(["--kv-tcp-addr", "127.0.0.1:0"])
             .args(&args)
-            .envs(AWS_ENV)
+            .envs(MOTO_AWS_ENV)
             .output()
             .expect("run");
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use crate::support::{BIN, Start, TestServer, cli, http};
 
-const TX_1: &str = "1000000042928567";
-const TX_2: &str = "1000000181492557";
+pub(crate) const TX_1: &str = "1000000042928567";
+pub(crate) const TX_2: &str = "1000000181492557";
 
-fn fixture(n: u8) -> String {
+pub(crate) fn fixture(n: u8) -> String {
     let path = format!(
         "{}/../receipts/tests/fixtures/apple-sandbox-receipt-{n}.b64",
         env!("CARGO_MANIFEST_DIR")
@@ -24,13 +24,13 @@ fn fixture(n: u8) -> String {
 }
 
 /// `quintet apple-sim` on a free port; killed on drop.
-struct Sim {
+pub(crate) struct Sim {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Sim {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(&[])
     }
 
@@ -97,7 +97,7 @@ fn start(sim: &Sim, extra: &[&str]) -> TestServer {
 }
 
 /// Receives from `queue` until `count` messages arrived (deleting them) or 20 s passed.
-async fn drain(server: &TestServer, queue: &str, count: usize) -> Vec<Value> {
+pub(crate) async fn drain(server: &TestServer, queue: &str, count: usize) -> Vec<Value> {
     let client = http();
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -129,7 +129,7 @@ async fn drain(server: &TestServer, queue: &str, count: usize) -> Vec<Value> {
     got
 }
 
-fn bodies(messages: &[Value]) -> Vec<Value> {
+pub(crate) fn bodies(messages: &[Value]) -> Vec<Value> {
     let mut bodies: Vec<Value> = messages
         .iter()
         .map(|m| serde_json::from_str(m["body"].as_str().expect("body")).expect("JSON body"))
@@ -138,7 +138,12 @@ fn bodies(messages: &[Value]) -> Vec<Value> {
     bodies
 }
 
-async fn submit(server: &TestServer, receipt: &str, user_id: i64, post_queue: &str) -> StatusCode {
+pub(crate) async fn submit(
+    server: &TestServer,
+    receipt: &str,
+    user_id: i64,
+    post_queue: &str,
+) -> StatusCode {
     http()
         .post(format!("{}/receipts/jobs", server.url))
         .json(&json!({ "receipt": receipt, "user_id": user_id, "post_queue": post_queue }))

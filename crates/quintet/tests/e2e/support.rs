@@ -9,6 +9,13 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_quintet");
 
+/// Credentials for moto (it accepts any), given the way the AWS SDK's standard chain reads them.
+pub const MOTO_AWS_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "us-east-1"),
+];
+
 /// A running `quintet serve` child process.
 pub struct TestServer {
     child: Child,

@@ -1,7 +1,7 @@
 //! DynamoDB transaction ledger (aws-sdk-dynamodb) on the seed's table:
 //! `TransactionIdTable`, partition key `TransactionId` (S), no sort key, so
 //! an existing seed table is used as it is. Not here: SDK set-up (see
-//! [`platform::aws`]).
+//! [`platform::aws`]) and opening the table (see [`platform::aws::dynamodb`]).
 //!
 //! Item: `TransactionId` S | `JobId` S | `UserId` N | `ClaimedAt` N (ms
 //! since the Unix epoch). An item with no `JobId` (the seed stored only the
@@ -18,24 +18,20 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableDescription, TableStatus,
-};
-use platform::aws::{AwsSettings, describe_error, sdk_config};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use platform::aws::dynamodb::{KeyedTable, describe_table, open_table};
+use platform::aws::{AwsSettings, describe_error};
 
 use crate::ports::{Claim, LedgerError, TransactionLedger};
 
 /// The seed's table name.
 pub const DEFAULT_TABLE: &str = "TransactionIdTable";
-/// Longest wait for a table being created to become active.
-const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 const TRANSACTION_ID: &str = "TransactionId";
 const JOB_ID: &str = "JobId";
@@ -74,120 +70,24 @@ impl DynamoLedger {
         table: &str,
         create_if_missing: bool,
     ) -> Result<Self, LedgerError> {
-        validate_table_name(table)?;
-        let config = sdk_config(settings).await;
-        let ledger = Self {
-            client: Client::new(&config),
+        let spec = KeyedTable {
+            name: table,
+            partition_key: TRANSACTION_ID,
+            needed_by: "the receipts ledger",
+        };
+        let client = open_table(settings, &spec, create_if_missing)
+            .await
+            .map_err(LedgerError::Unavailable)?;
+        Ok(Self {
+            client,
             table: table.to_owned(),
             closed: AtomicBool::new(false),
-        };
-        let description = match ledger.describe().await {
-            Ok(description) => description,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                if !create_if_missing {
-                    return Err(LedgerError::Unavailable(format!(
-                        "dynamodb table '{table}' does not exist (region {}); create it with \
-                         partition key '{TRANSACTION_ID}' (S) or let quintet create it",
-                        config.region().map_or("unset", |r| r.as_ref())
-                    )));
-                }
-                ledger.create_table().await?
-            }
-            Err(e) => return Err(ledger.unavailable("DescribeTable", &e)),
-        };
-        check_key_schema(table, &description)?;
-        ledger.wait_active(description).await?;
-        Ok(ledger)
+        })
     }
 
     /// The table this ledger uses.
     pub fn table(&self) -> &str {
         &self.table
-    }
-
-    async fn describe(
-        &self,
-    ) -> Result<
-        TableDescription,
-        SdkError<aws_sdk_dynamodb::operation::describe_table::DescribeTableError>,
-    > {
-        let out = self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await?;
-        Ok(out
-            .table
-            .unwrap_or_else(|| TableDescription::builder().build()))
-    }
-
-    async fn create_table(&self) -> Result<TableDescription, LedgerError> {
-        let build = |e: aws_sdk_dynamodb::error::BuildError| {
-            LedgerError::Unavailable(format!("dynamodb CreateTable request: {e}"))
-        };
-        let key = KeySchemaElement::builder()
-            .attribute_name(TRANSACTION_ID)
-            .key_type(KeyType::Hash)
-            .build()
-            .map_err(build)?;
-        let definition = AttributeDefinition::builder()
-            .attribute_name(TRANSACTION_ID)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(build)?;
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .key_schema(key)
-            .attribute_definitions(definition)
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
-        match created {
-            Ok(out) => {
-                tracing::info!(table = %self.table, "dynamodb ledger table created");
-                Ok(out
-                    .table_description
-                    .unwrap_or_else(|| TableDescription::builder().build()))
-            }
-            // Created meanwhile by another instance.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
-            {
-                self.describe()
-                    .await
-                    .map_err(|e| self.unavailable("DescribeTable", &e))
-            }
-            Err(e) => Err(self.unavailable("CreateTable", &e)),
-        }
-    }
-
-    async fn wait_active(&self, mut description: TableDescription) -> Result<(), LedgerError> {
-        let deadline = Instant::now() + TABLE_ACTIVE_TIMEOUT;
-        loop {
-            match description.table_status {
-                Some(TableStatus::Active) | Some(TableStatus::Updating) | None => return Ok(()),
-                Some(TableStatus::Creating) if Instant::now() < deadline => {}
-                Some(status) => {
-                    return Err(LedgerError::Unavailable(format!(
-                        "dynamodb table '{}' is {}",
-                        self.table,
-                        status.as_str()
-                    )));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            description = self
-                .describe()
-                .await
-                .map_err(|e| self.unavailable("DescribeTable", &e))?;
-        }
     }
 
     fn ensure_open(&self) -> Result<(), LedgerError> {
@@ -240,45 +140,6 @@ impl DynamoLedger {
             _ => String::new(),
         }
     }
-}
-
-fn validate_table_name(table: &str) -> Result<(), LedgerError> {
-    let valid = (3..=255).contains(&table.len())
-        && table
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(LedgerError::Unavailable(format!(
-            "'{}' is not a DynamoDB table name (3..=255 of a-z A-Z 0-9 _ - .)",
-            table.chars().take(64).collect::<String>()
-        )))
-    }
-}
-
-fn check_key_schema(table: &str, description: &TableDescription) -> Result<(), LedgerError> {
-    let schema = description.key_schema.as_deref().unwrap_or_default();
-    let hash_ok = matches!(schema, [only] if only.attribute_name == TRANSACTION_ID && only.key_type == KeyType::Hash);
-    let type_ok = description
-        .attribute_definitions
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .any(|d| d.attribute_name == TRANSACTION_ID && d.attribute_type == ScalarAttributeType::S);
-    // moto and DynamoDB always return both; an empty answer is not a wrong schema.
-    if schema.is_empty() || (hash_ok && type_ok) {
-        return Ok(());
-    }
-    let found: Vec<String> = schema
-        .iter()
-        .map(|k| format!("{} {}", k.attribute_name, k.key_type.as_str()))
-        .collect();
-    Err(LedgerError::Unavailable(format!(
-        "dynamodb table '{table}' has key schema [{}]; the receipts ledger needs partition key \
-         '{TRANSACTION_ID}' (S) and no sort key",
-        found.join(", ")
-    )))
 }
 
 #[async_trait]
@@ -343,7 +204,7 @@ impl TransactionLedger for DynamoLedger {
 
     async fn ping(&self) -> Result<(), LedgerError> {
         self.ensure_open()?;
-        self.describe()
+        describe_table(&self.client, &self.table)
             .await
             .map(|_| ())
             .map_err(|e| self.unavailable("DescribeTable", &e))
@@ -359,9 +220,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_names_are_checked() {
-        assert!(validate_table_name(DEFAULT_TABLE).is_ok());
-        assert!(validate_table_name("ab").is_err());
-        assert!(validate_table_name("bad name").is_err());
+    fn the_default_table_name_is_valid() {
+        assert!(platform::aws::dynamodb::validate_table_name(DEFAULT_TABLE).is_ok());
     }
 }

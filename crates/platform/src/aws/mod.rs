@@ -11,7 +11,10 @@
 //! identity, ECS, IMDS) unless [`AwsSettings::static_credentials`] is set,
 //! which is for tests against moto (it accepts any key) so they need not
 //! touch the process environment. Not here: any service SDK (this module
-//! depends on the smithy runtime types only) or anything service-specific.
+//! depends on the smithy runtime types only) or anything service-specific,
+//! except the DynamoDB table set-up two adapters share ([`dynamodb`]).
+
+pub mod dynamodb;
 
 use std::fmt;
 use std::time::Duration;
