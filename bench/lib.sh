@@ -71,7 +71,8 @@ PORT=""
 pick_port() {
     local p i
     for ((i = 0; i < 500; i++)); do
-        p=$((20000 + RANDOM % 40000))
+        # Below the ephemeral range (32768+), where outgoing connections take ports.
+        p=$((10000 + RANDOM % 22000))
         [[ $USED_PORTS == *" $p "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             USED_PORTS+="$p "

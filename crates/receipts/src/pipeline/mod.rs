@@ -239,6 +239,7 @@ impl Pipeline {
     async fn run_job(&self, delivery: Delivery, hard_stop: CancellationToken) {
         let handle = delivery.handle.clone();
         let sent_at_ms = delivery.sent_at_ms;
+        let started = Instant::now();
         let work = self.process(delivery);
         tokio::pin!(work);
         let mut keepalive = tokio::time::interval(self.config.visibility / 2);
@@ -264,6 +265,8 @@ impl Pipeline {
         };
         metrics::counter!("quintet_receipts_jobs_total", "outcome" => outcome.label()).increment(1);
         if outcome != Outcome::Retry {
+            metrics::histogram!("quintet_receipts_processing_seconds")
+                .record(started.elapsed().as_secs_f64());
             let age_ms = now_ms().saturating_sub(sent_at_ms).max(0);
             metrics::histogram!("quintet_receipts_job_seconds").record(age_ms as f64 / 1000.0);
         }
