@@ -191,13 +191,18 @@ for path, runs in rows.items():
     rates = [j / s for j, s, _, _, _ in runs if s > 0]
     p99s = sorted(r[2] for r in runs)
     p99p = sorted(r[4] for r in runs)
+    bound = lambda b: "> 10 s" if b == "+Inf" else f"≤ {b} s"
     print(f"| {path} | {statistics.median(r[0] for r in runs):,.0f} | {statistics.median(r[1] for r in runs):.1f} "
-          f"| {statistics.median(rates):,.0f} | ≤ {p99p[len(p99p) // 2]} s | ≤ {p99s[len(p99s) // 2]} s | {sum(r[3] for r in runs)} |")
+          f"| {statistics.median(rates):,.0f} | {bound(p99p[len(p99p) // 2])} | {bound(p99s[len(p99s) // 2])} | {sum(r[3] for r in runs)} |")
 print()
 if "embedded" in rows:
     rate = statistics.median(j / s for j, s, _, _, _ in rows["embedded"] if s > 0)
     verdict = "met" if rate >= float(sys.argv[2]) else "**missed**"
     print(f"Target: ≥ {sys.argv[2]} jobs/s on the embedded path: {rate:,.0f} jobs/s — {verdict}.")
+EOF
+    echo
+    cat <<'EOF'
+The SQS + DynamoDB path runs against moto, a Python emulator serving every call from one process: it answers tens of SQS/DynamoDB calls per second, so that row measures moto, not SQS, DynamoDB or quintet (real SQS and DynamoDB answer in single-digit milliseconds and scale out).
 EOF
 } >"$RESULT_MD"
 merge_section "$RESULT_MD" receipts
