@@ -51,7 +51,7 @@ pub struct ReceiptsConfig {
 
     /// Receives after which a job goes to the dead-letter queue.
     #[arg(long, env = "QUINTET_RECEIPTS_MAX_RECEIVES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub max_receives: u32,
+    pub receipts_max_receives: u32,
 
     /// The queues: `redb` (embedded, `<data-dir>/receipts-queue.redb`), `redb:///some/dir`, or
     /// Amazon SQS, `sqs://[?region=…&endpoint=…&create=true]` (queues by name; `create=true`
@@ -104,7 +104,7 @@ pub fn service(
             receivers: config.receipts_receivers as usize,
             concurrency: config.receipts_concurrency as usize,
             visibility: config.receipts_visibility,
-            max_receives: config.max_receives,
+            max_receives: config.receipts_max_receives,
             ..PipelineConfig::default()
         },
     ));

@@ -395,3 +395,44 @@ async fn kill_9_mid_load_leaves_every_acknowledged_job_with_its_ok_result() {
         }
     }
 }
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_jobs_finish_before_the_process_exits() {
+    // Apple answers after 700 ms (two answers per sandbox receipt): jobs are in flight at SIGTERM.
+    let sim = Sim::start_with(&["--latency", "700ms"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = server_args(&sim, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let launch = || {
+        TestServer::launch(Start {
+            args: args.clone(),
+            data_dir: Some(dir.path()),
+            ..Start::default()
+        })
+    };
+    let mut server = launch();
+    let ids: Vec<u64> = (1..=5).map(|n| 5_000_000_000_000_000 + n).collect();
+    for (user, id) in ids.iter().enumerate() {
+        let status = submit(&server, &synthetic_receipt(*id), user as i64, "results").await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.sigterm();
+    let status = server.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", server.logs());
+    drop(server);
+
+    // Everything was finished before exit: the results are there, each once.
+    let server = launch();
+    let results = bodies(&drain(&server, "results", ids.len()).await);
+    let mut got: Vec<String> = results
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], "OK", "{r}");
+            r["transaction_id"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    got.sort();
+    let expected: Vec<String> = ids.iter().map(u64::to_string).collect();
+    assert_eq!(got, expected, "{}", server.logs());
+}

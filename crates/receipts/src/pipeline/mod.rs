@@ -279,7 +279,7 @@ impl Pipeline {
         };
         if delivery.receive_count > self.config.max_receives {
             let reason = format!(
-                "received {} times without completing (--max-receives {})",
+                "received {} times without completing (--receipts-max-receives {})",
                 delivery.receive_count, self.config.max_receives
             );
             return self.dead_letter(&delivery, reason).await;
