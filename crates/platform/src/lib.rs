@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod client;
 pub mod config;
+pub mod embedded;
 pub mod error;
 pub mod group_commit;
 pub mod health;

@@ -39,6 +39,7 @@ pub enum ServiceName {
     Counters,
     Kv,
     Receipts,
+    Calc,
 }
 
 #[derive(Debug, Args)]
@@ -85,4 +86,7 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub receipts: receipts::ReceiptsConfig,
+
+    #[command(flatten)]
+    pub calc: calc::CalcConfig,
 }

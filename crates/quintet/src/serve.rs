@@ -67,6 +67,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 let kv_store = stores::kv_store(&kv_store, &config.data_dir).await?;
                 services.push(kv::service(kv_store, &config.data_dir, args.kv.clone()).await?);
             }
+            ServiceName::Calc => services.push(calc::service(args.calc.clone())),
             ServiceName::Receipts => {
                 tracing::info!(queue = %receipts_queue.describe(), ledger = %receipts_ledger.describe(), "receipts queue and ledger");
                 let queue = stores::receipts_queue(&receipts_queue, &config.data_dir).await?;

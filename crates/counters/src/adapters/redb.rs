@@ -35,12 +35,7 @@ fn now_ms() -> i64 {
 impl RedbCounterStore {
     /// Opens (or creates) the store file; fails if another process holds it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let db = Database::create(path)
-            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let db = platform::embedded::create_database(path).map_err(unavailable)?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(COUNTERS).map_err(unavailable)?;
         txn.open_table(FLUSHES).map_err(unavailable)?;

@@ -49,12 +49,7 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
 impl RedbMessageStore {
     /// Opens (or creates) the store file; fails if another process holds it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let db = Database::create(path)
-            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let db = platform::embedded::create_database(path).map_err(unavailable)?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(MESSAGES).map_err(unavailable)?;
         txn.open_table(BY_SEQ).map_err(unavailable)?;

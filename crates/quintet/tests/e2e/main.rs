@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `quintet` binary on port 0, driven over HTTP,
 //! HTTPS, gRPC, raw TCP and its own CLI.
 
+mod calc;
 mod cli;
 mod counters;
 mod kv;

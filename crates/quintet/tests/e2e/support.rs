@@ -120,6 +120,11 @@ impl TestServer {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server printed so far.
     pub fn logs(&self) -> String {
         self.logs.lock().expect("logs").join("\n")

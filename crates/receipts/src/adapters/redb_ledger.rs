@@ -51,12 +51,7 @@ pub struct RedbLedger {
 impl RedbLedger {
     /// Opens (or creates) the ledger file; fails if another process holds it.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let db = Database::create(path)
-            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let db = platform::embedded::create_database(path).map_err(unavailable)?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(CLAIMS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;

@@ -1,0 +1,15 @@
+//! Compiles the calc proto with protox (a Rust protobuf compiler), so
+//! building needs no `protoc` on the machine.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = "../../proto";
+    let file = "quintet/calc/v1/calc.proto";
+    println!("cargo:rerun-if-changed={root}/{file}");
+    let descriptors = protox::compile([file], [root])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .build_transport(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Calc domain: checked int64 arithmetic (an overflow is a refusal, never a
+//! wrap) and, in [`primes`], the segmented sieve behind the prime RPCs. Pure
+//! logic only: no I/O, no threads, no clocks; the caller supplies cancellation.
+
+pub mod primes;
+
+use std::fmt;
+
+/// Why a calculation was refused or stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CalcError {
+    #[error("{op} overflows a signed 64-bit integer")]
+    Overflow { op: Operation },
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("n must be at least 1 (the 1st prime is 2)")]
+    InvalidN,
+    #[error("n = {n} is above the limit of {max}")]
+    NTooLarge { n: u64, max: u64 },
+    #[error("the range holds {width} numbers; at most {max} are allowed")]
+    RangeTooLarge { width: u64, max: u64 },
+    #[error("the range's upper end {hi} is above the limit of {max}")]
+    HiTooLarge { hi: u64, max: u64 },
+    #[error("the calculation was cancelled")]
+    Cancelled,
+}
+
+/// The binary operations of the calculator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+    Max,
+    Min,
+}
+
+impl Operation {
+    /// `a op b`, checked.
+    pub fn apply(self, a: i64, b: i64) -> Result<i64, CalcError> {
+        match self {
+            Operation::Add => add(a, b),
+            Operation::Subtract => subtract(a, b),
+            Operation::Multiply => multiply(a, b),
+            Operation::Divide => divide(a, b),
+            Operation::Max => Ok(max(a, b)),
+            Operation::Min => Ok(min(a, b)),
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Add => "add",
+            Operation::Subtract => "subtract",
+            Operation::Multiply => "multiply",
+            Operation::Divide => "divide",
+            Operation::Max => "max",
+            Operation::Min => "min",
+        })
+    }
+}
+
+/// `a + b`, refused when it leaves the i64 range.
+pub fn add(a: i64, b: i64) -> Result<i64, CalcError> {
+    a.checked_add(b)
+        .ok_or(CalcError::Overflow { op: Operation::Add })
+}
+
+/// `a - b`, refused when it leaves the i64 range.
+pub fn subtract(a: i64, b: i64) -> Result<i64, CalcError> {
+    a.checked_sub(b).ok_or(CalcError::Overflow {
+        op: Operation::Subtract,
+    })
+}
+
+/// `a * b`, refused when it leaves the i64 range.
+pub fn multiply(a: i64, b: i64) -> Result<i64, CalcError> {
+    a.checked_mul(b).ok_or(CalcError::Overflow {
+        op: Operation::Multiply,
+    })
+}
+
+/// `a / b` truncated toward zero (Rust's `/`); `i64::MIN / -1` overflows.
+pub fn divide(a: i64, b: i64) -> Result<i64, CalcError> {
+    if b == 0 {
+        return Err(CalcError::DivisionByZero);
+    }
+    a.checked_div(b).ok_or(CalcError::Overflow {
+        op: Operation::Divide,
+    })
+}
+
+/// The larger of `a` and `b` (never fails).
+pub fn max(a: i64, b: i64) -> i64 {
+    a.max(b)
+}
+
+/// The smaller of `a` and `b` (never fails).
+pub fn min(a: i64, b: i64) -> i64 {
+    a.min(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn overflow(op: Operation) -> Result<i64, CalcError> {
+        Err(CalcError::Overflow { op })
+    }
+
+    #[test]
+    fn addition_and_subtraction_refuse_to_wrap() {
+        assert_eq!(add(2, 3), Ok(5));
+        assert_eq!(add(i64::MAX, 0), Ok(i64::MAX));
+        assert_eq!(add(i64::MAX, 1), overflow(Operation::Add));
+        assert_eq!(add(i64::MIN, -1), overflow(Operation::Add));
+        assert_eq!(add(i64::MIN, i64::MAX), Ok(-1));
+        assert_eq!(subtract(-3, 4), Ok(-7));
+        assert_eq!(subtract(i64::MIN, 1), overflow(Operation::Subtract));
+        assert_eq!(subtract(0, i64::MIN), overflow(Operation::Subtract));
+        assert_eq!(subtract(-1, i64::MIN), Ok(i64::MAX));
+    }
+
+    #[test]
+    fn multiplication_refuses_to_wrap() {
+        assert_eq!(multiply(-4, 5), Ok(-20));
+        assert_eq!(multiply(i64::MIN, 1), Ok(i64::MIN));
+        assert_eq!(multiply(i64::MIN, -1), overflow(Operation::Multiply));
+        assert_eq!(multiply(i64::MAX, 2), overflow(Operation::Multiply));
+        assert_eq!(multiply(1 << 32, 1 << 31), overflow(Operation::Multiply));
+        assert_eq!(multiply(1 << 31, -(1 << 32)), Ok(i64::MIN));
+    }
+
+    #[test]
+    fn division_truncates_toward_zero_and_is_checked() {
+        assert_eq!(divide(7, 2), Ok(3));
+        assert_eq!(divide(-7, 2), Ok(-3));
+        assert_eq!(divide(7, -2), Ok(-3));
+        assert_eq!(divide(-7, -2), Ok(3));
+        assert_eq!(divide(1, 0), Err(CalcError::DivisionByZero));
+        assert_eq!(divide(0, 0), Err(CalcError::DivisionByZero));
+        assert_eq!(divide(i64::MIN, -1), overflow(Operation::Divide));
+        assert_eq!(divide(i64::MIN, 1), Ok(i64::MIN));
+        assert_eq!(divide(i64::MAX, -1), Ok(-i64::MAX));
+    }
+
+    #[test]
+    fn max_and_min_pick_a_side() {
+        assert_eq!(max(i64::MIN, i64::MAX), i64::MAX);
+        assert_eq!(min(i64::MIN, i64::MAX), i64::MIN);
+        assert_eq!(Operation::Max.apply(-1, -2), Ok(-1));
+        assert_eq!(Operation::Min.apply(-1, -2), Ok(-2));
+    }
+
+    #[test]
+    fn errors_name_what_went_wrong() {
+        assert_eq!(
+            CalcError::Overflow {
+                op: Operation::Multiply
+            }
+            .to_string(),
+            "multiply overflows a signed 64-bit integer"
+        );
+        let too_large = CalcError::NTooLarge { n: 11, max: 10 }.to_string();
+        assert!(too_large.contains("limit of 10"), "{too_large}");
+    }
+
+    proptest! {
+        #[test]
+        fn checked_ops_agree_with_wide_arithmetic(a in any::<i64>(), b in any::<i64>()) {
+            let fit = |wide: i128| i64::try_from(wide).ok();
+            let (wa, wb) = (i128::from(a), i128::from(b));
+            prop_assert_eq!(add(a, b).ok(), fit(wa + wb));
+            prop_assert_eq!(subtract(a, b).ok(), fit(wa - wb));
+            prop_assert_eq!(multiply(a, b).ok(), fit(wa * wb));
+            if b == 0 {
+                prop_assert_eq!(divide(a, b), Err(CalcError::DivisionByZero));
+            } else {
+                prop_assert_eq!(divide(a, b).ok(), fit(wa / wb));
+            }
+        }
+    }
+}
