@@ -3,7 +3,8 @@
 //!
 //! Rooms: [`domain`] (the arithmetic, the sieve, and their errors; pure, no
 //! I/O) and [`api`] (gRPC `quintet.calc.v1.Calculator` on the shared
-//! listener). Not yet: the REST mapping, the CLI, the event log.
+//! listener, and its command-line client). Not yet: the REST mapping, the
+//! event log.
 
 pub mod api;
 pub mod domain;

@@ -28,6 +28,8 @@ pub enum Command {
     Receipts(receipts::api::cli::ReceiptsCli),
     /// Read and write the receipts service's queues (results, dead letters).
     Queue(receipts::api::cli::QueueCli),
+    /// Client for the calc service (gRPC calculator).
+    Calc(calc::api::cli::CalcCli),
     /// A verifyReceipt simulator (Apple's legacy receipt validation API) for tests and demos.
     AppleSim(receipts::apple::sim::SimArgs),
 }

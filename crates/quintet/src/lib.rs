@@ -31,6 +31,7 @@ pub fn main() -> ExitCode {
             Command::Messages(args) => messages::api::cli::run(args).await,
             Command::Counters(args) => counters::api::cli::run(args).await,
             Command::Kv(args) => kv::api::cli::run(args).await,
+            Command::Calc(args) => calc::api::cli::run(args).await,
             Command::Receipts(args) => receipts::api::cli::run_receipts(args).await,
             Command::Queue(args) => receipts::api::cli::run_queue(args).await,
             Command::AppleSim(args) => {

@@ -72,7 +72,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 tracing::info!(queue = %receipts_queue.describe(), ledger = %receipts_ledger.describe(), "receipts queue and ledger");
                 let queue = stores::receipts_queue(&receipts_queue, &config.data_dir).await?;
                 let ledger = stores::receipts_ledger(&receipts_ledger, &config.data_dir).await?;
-                services.push(receipts::service(queue, ledger, args.receipts.clone())?);
+                services.push(receipts::service(queue, ledger, args.receipts.clone()).await?);
             }
         }
     }

@@ -84,11 +84,21 @@ fn parse_queue(text: &str) -> Result<QueueName, String> {
 
 /// Builds the service the platform mounts: REST routes, readiness, and the
 /// pipeline as a background task.
-pub fn service(
+pub async fn service(
     queue: Arc<dyn JobQueue>,
     ledger: Arc<dyn TransactionLedger>,
     config: ReceiptsConfig,
 ) -> anyhow::Result<platform::Service> {
+    // The input and dead-letter queues exist before the first job can be submitted.
+    for name in [
+        &config.receipts_input_queue,
+        &config.receipts_dead_letter_queue,
+    ] {
+        queue
+            .ensure(name)
+            .await
+            .map_err(|e| anyhow::anyhow!("receipts queue '{name}': {e}"))?;
+    }
     let legacy: Arc<dyn ReceiptValidator> = Arc::new(
         apple::verify_receipt::VerifyReceiptClient::new(config.apple.to_config())?,
     );

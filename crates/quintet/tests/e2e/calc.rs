@@ -191,3 +191,41 @@ fn cpu_ticks(pid: u32) -> u64 {
         .collect();
     fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
 }
+
+#[tokio::test]
+async fn the_cli_prints_answers_and_exits_non_zero_with_the_status() {
+    let server = TestServer::start(&["--services", "calc", "--tokens", "calc-token"]);
+    let run = |args: &[&str]| {
+        let mut all = vec!["calc", "--url", &server.url, "--token", "calc-token"];
+        all.extend_from_slice(args);
+        crate::support::cli(&all, None)
+    };
+    let cases: [(&[&str], &str); 8] = [
+        (&["add", "1", "2"], "3\n"),
+        (&["add", "-5", "2"], "-3\n"),
+        (&["subtract", "1", "2"], "-1\n"),
+        (&["multiply", "6", "7"], "42\n"),
+        (&["divide", "7", "2"], "3\n"),
+        (&["max", "3", "9"], "9\n"),
+        (&["nth-prime", "1", "2", "10001"], "2\n3\n104743\n"),
+        (&["primes", "100", "120"], "101\n103\n107\n109\n113\n"),
+    ];
+    for (args, expected) in cases {
+        let (code, out, err) = run(args);
+        assert_eq!((code, out.as_str()), (0, expected), "{args:?}: {err}");
+    }
+    let (code, _, err) = run(&["divide", "7", "0"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("zero"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["add", "9223372036854775807", "1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("OutOfRange"), "{err}");
+    // Without the token the server refuses the call.
+    let (code, _, err) =
+        crate::support::cli(&["calc", "--url", &server.url, "add", "1", "2"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("Unauthenticated"), "{err}");
+}
