@@ -294,6 +294,12 @@ impl Engine {
         }
         let stored = self.store.load(key).await?;
         let shard = lock(self.shard(key));
+        // A flush may have committed and settled this key while the store was
+        // read: its delta is then in the new base, not in `inflight`, and the
+        // value just read may predate it.
+        if let Some(total) = shard.get(key).and_then(Entry::total) {
+            return Ok(total);
+        }
         match (stored, shard.get(key)) {
             (None, None) => Err(EngineError::NotFound),
             (stored, entry) => {
