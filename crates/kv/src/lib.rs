@@ -21,6 +21,9 @@ pub mod vault;
 
 /// Generated protobuf types: quintet's gRPC API and the seed's TCP envelope.
 pub mod proto {
+    /// The encoded descriptor set of kv's protos, for gRPC server reflection.
+    pub const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
     pub mod v1 {
         #![allow(clippy::all, missing_docs)]
         tonic::include_proto!("quintet.kv.v1");
@@ -72,6 +75,7 @@ pub async fn service(
     Ok(platform::Service::new("kv")
         .routes(api::http::router(vault.clone()))
         .grpc(api::grpc::server(vault))
+        .grpc_descriptors(proto::DESCRIPTORS)
         .openapi(api::http::openapi())
         .readiness(Arc::new(ports::StoreReadiness(store)))
         .background("kv-tcp", move |stop| {

@@ -81,6 +81,53 @@ pub fn media_type(headers: &http::HeaderMap) -> Option<String> {
     )
 }
 
+/// Reads a JSON request body into `T`, answering what a REST caller needs
+/// to fix: 415 for a missing or other media type, 413 over `limit`, 400 for
+/// malformed JSON, 422 naming the field for well-formed JSON of the wrong
+/// shape (`values[2]: invalid type: string "x", expected i64`). `example` is
+/// shown in the 415 message.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &http::HeaderMap,
+    body: Result<bytes::Bytes, BytesRejection>,
+    limit: usize,
+    example: &str,
+) -> Result<T, ErrorResponse> {
+    match media_type(headers).as_deref() {
+        Some("application/json") => {}
+        Some(other) => {
+            return Err(ErrorResponse::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "unsupported Content-Type '{}': send application/json {example}",
+                    other.chars().take(100).collect::<String>()
+                ),
+            ));
+        }
+        None => {
+            return Err(ErrorResponse::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("missing Content-Type: send application/json {example}"),
+            ));
+        }
+    }
+    let body = body.map_err(|r| ErrorResponse::from_body_rejection(r, limit))?;
+    let deserializer = &mut serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            let field = if path == "." {
+                String::new()
+            } else {
+                format!("{path}: ")
+            };
+            ErrorResponse::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{field}{inner}"))
+        } else {
+            ErrorResponse::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {inner}"))
+        }
+    })
+}
+
 /// The answer for a path no service routes.
 pub async fn not_found(method: http::Method, uri: http::Uri) -> ErrorResponse {
     ErrorResponse::new(

@@ -74,6 +74,7 @@ impl Server {
         let mut background = Vec::new();
         let mut docs = Vec::new();
         let mut grpc_names = Vec::new();
+        let mut descriptors = vec![tonic_health::pb::FILE_DESCRIPTOR_SET];
         let layer_state = LayerState::new(config.clone());
         let mut app = Router::new();
         for service in services {
@@ -81,6 +82,7 @@ impl Server {
             on_shutdown.extend(service.on_shutdown);
             background.extend(service.background);
             docs.push(service.openapi);
+            descriptors.extend(service.descriptors);
             app = app.merge(layers::service_stack(
                 service.name,
                 service.router,
@@ -96,10 +98,12 @@ impl Server {
         }
         let health = Arc::new(Health::new(readiness, reporter, grpc_names));
         let doc = ops::openapi(docs);
+        let reflection = reflection(&descriptors)?;
         let app = app
             .merge(layers::ops_stack(
                 ops::router(health.clone(), telemetry::metrics_handle(), doc)
-                    .merge(grpc_router(health_service)),
+                    .merge(grpc_router(health_service))
+                    .merge(reflection),
             ))
             .fallback(crate::error::not_found_or_unimplemented)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
@@ -290,6 +294,26 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// gRPC server reflection over every mounted service's protos (both API
+/// versions: grpcurl and older tools still ask v1alpha). Public like health:
+/// it describes the API, it calls nothing.
+fn reflection(descriptors: &[&'static [u8]]) -> anyhow::Result<Router> {
+    let builder = || {
+        descriptors
+            .iter()
+            .fold(tonic_reflection::server::Builder::configure(), |b, d| {
+                b.register_encoded_file_descriptor_set(d)
+            })
+    };
+    let v1 = builder()
+        .build_v1()
+        .context("building gRPC reflection (v1)")?;
+    let v1alpha = builder()
+        .build_v1alpha()
+        .context("building gRPC reflection (v1alpha)")?;
+    Ok(grpc_router(v1).merge(grpc_router(v1alpha)))
 }
 
 async fn metrics_upkeep(shutdown: CancellationToken) {

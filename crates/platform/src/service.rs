@@ -24,6 +24,7 @@ pub struct Service {
     pub(crate) router: Router,
     pub(crate) openapi: utoipa::openapi::OpenApi,
     pub(crate) grpc: Vec<(&'static str, Router)>,
+    pub(crate) descriptors: Vec<&'static [u8]>,
     pub(crate) readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub(crate) on_shutdown: Vec<BoxFuture<'static, ()>>,
     pub(crate) background: Vec<(&'static str, BackgroundTask)>,
@@ -37,6 +38,7 @@ impl Service {
             router: Router::new(),
             openapi: utoipa::openapi::OpenApi::default(),
             grpc: Vec::new(),
+            descriptors: Vec::new(),
             readiness: Vec::new(),
             on_shutdown: Vec::new(),
             background: Vec::new(),
@@ -72,6 +74,13 @@ impl Service {
         S::Future: Send + 'static,
     {
         self.grpc.push((S::NAME, grpc_router(svc)));
+        self
+    }
+
+    /// The encoded `FileDescriptorSet` of this service's gRPC protos, served
+    /// by server reflection so tools like grpcurl can call it without the files.
+    pub fn grpc_descriptors(mut self, encoded: &'static [u8]) -> Self {
+        self.descriptors.push(encoded);
         self
     }
 

@@ -1,6 +1,6 @@
 //! Picks each service's adapter from the `--store` URL (and the receipts
-//! service's from `--receipts-queue` and `--receipts-ledger`): the one place
-//! where a URL becomes an engine.
+//! service's from `--receipts-queue` and `--receipts-ledger`, calc's event
+//! log from `--calc-events`): the one place where a URL becomes an engine.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use calc::adapters::nats::{self as calc_nats, NatsEventLog};
+use calc::adapters::postgres::PostgresEventLog;
+use calc::adapters::redb::RedbEventLog;
+use calc::ports::EventLog;
 use counters::adapters::postgres::PostgresCounterStore;
 use counters::adapters::redb::RedbCounterStore;
 use counters::ports::CounterStore;
@@ -324,6 +328,142 @@ pub async fn receipts_ledger(
     })
 }
 
+/// A parsed `--calc-events` value.
+#[derive(Clone)]
+pub enum EventsUrl {
+    /// Calculations are not recorded.
+    Off,
+    /// A redb file or a PostgreSQL table.
+    Store(StoreUrl),
+    /// A NATS JetStream stream (the URL may hold credentials: never printed).
+    Nats {
+        server: String,
+        stream: String,
+        subject: String,
+    },
+}
+
+impl EventsUrl {
+    /// `--calc-events`, or without it the `--store` engine (a DynamoDB
+    /// `--store` is for kv and the ledger: events then go to redb).
+    pub fn parse(text: Option<&str>, store: &StoreUrl) -> Result<Self, String> {
+        let Some(text) = text else {
+            return Ok(match store {
+                StoreUrl::DynamoDb { .. } => EventsUrl::Store(StoreUrl::Redb { dir: None }),
+                other => EventsUrl::Store(other.clone()),
+            });
+        };
+        let (scheme, rest) = text.split_once("://").unwrap_or((text, ""));
+        match scheme {
+            "none" | "off" if rest.is_empty() => Ok(EventsUrl::Off),
+            "nats" => {
+                let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let authority = authority.trim_end_matches('/');
+                if authority.is_empty() || authority.contains('/') {
+                    return Err("a NATS URL is nats://host:port[?stream=…&subject=…]".into());
+                }
+                let mut stream = calc_nats::DEFAULT_STREAM.to_owned();
+                let mut subject = calc_nats::DEFAULT_SUBJECT.to_owned();
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    match pair.split_once('=') {
+                        Some(("stream", v)) if valid_stream_name(v) => stream = v.to_owned(),
+                        Some(("stream", _)) => {
+                            return Err("stream= must be letters, digits, - or _".into());
+                        }
+                        Some(("subject", v)) if valid_subject(v) => subject = v.to_owned(),
+                        Some(("subject", _)) => {
+                            return Err(
+                                "subject= must be dot-separated tokens without spaces or wildcards"
+                                    .into(),
+                            );
+                        }
+                        _ => {
+                            return Err(format!(
+                                "unknown NATS URL option '{}': use stream= and subject=",
+                                pair.split('=')
+                                    .next()
+                                    .unwrap_or("")
+                                    .chars()
+                                    .take(40)
+                                    .collect::<String>()
+                            ));
+                        }
+                    }
+                }
+                Ok(EventsUrl::Nats {
+                    server: format!("nats://{authority}"),
+                    stream,
+                    subject,
+                })
+            }
+            "redb" | "embedded" | "postgres" | "postgresql" => match text.parse::<StoreUrl>()? {
+                store @ (StoreUrl::Redb { .. } | StoreUrl::Postgres(_)) => {
+                    Ok(EventsUrl::Store(store))
+                }
+                StoreUrl::DynamoDb { .. } => Err("calc events cannot go to DynamoDB".into()),
+            },
+            other => Err(format!(
+                "unknown event log '{}': use redb, redb:///dir, postgres://…, nats://host:4222 or none",
+                other.chars().take(40).collect::<String>()
+            )),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            EventsUrl::Off => "none".to_owned(),
+            EventsUrl::Store(store) => store.describe(),
+            EventsUrl::Nats { stream, .. } => format!("nats (stream {stream})"),
+        }
+    }
+}
+
+fn valid_stream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn valid_subject(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject
+            .split('.')
+            .all(|token| !token.is_empty() && !token.contains(['*', '>', ' ', '\t']))
+}
+
+/// calc's event log as the URL names it (`None`: events are off).
+pub async fn calc_event_log(
+    url: &EventsUrl,
+    data_dir: &Path,
+) -> anyhow::Result<Option<Arc<dyn EventLog>>> {
+    Ok(match url {
+        EventsUrl::Off => None,
+        EventsUrl::Store(store @ StoreUrl::Redb { .. }) => {
+            let path = store.redb_file(data_dir, "calc-events");
+            Some(Arc::new(RedbEventLog::open(&path).with_context(|| {
+                format!("opening the calc event log {}", path.display())
+            })?))
+        }
+        EventsUrl::Store(StoreUrl::Postgres(url)) => Some(Arc::new(
+            PostgresEventLog::connect(url)
+                .await
+                .context("connecting the calc event log to PostgreSQL")?,
+        )),
+        EventsUrl::Store(other) => return Err(other.unsupported("calc")),
+        EventsUrl::Nats {
+            server,
+            stream,
+            subject,
+        } => Some(Arc::new(
+            NatsEventLog::connect(server, stream, subject)
+                .await
+                .context("connecting the calc event log to NATS JetStream")?,
+        )),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,5 +547,49 @@ mod tests {
             Ok(StoreUrl::Postgres(_))
         ));
         assert!(StoreUrl::receipts_ledger("dynamodb://t?create=1").is_err());
+    }
+
+    #[test]
+    fn calc_event_urls_parse_and_default_to_the_store() {
+        let redb = StoreUrl::Redb { dir: None };
+        assert!(matches!(
+            EventsUrl::parse(None, &redb),
+            Ok(EventsUrl::Store(StoreUrl::Redb { .. }))
+        ));
+        let pg: StoreUrl = "postgres://u:hunter2@db/x".parse().expect("valid");
+        assert!(matches!(
+            EventsUrl::parse(None, &pg),
+            Ok(EventsUrl::Store(StoreUrl::Postgres(_)))
+        ));
+        let dynamo: StoreUrl = "dynamodb://t".parse().expect("valid");
+        assert!(matches!(
+            EventsUrl::parse(None, &dynamo),
+            Ok(EventsUrl::Store(StoreUrl::Redb { dir: None }))
+        ));
+        assert!(matches!(
+            EventsUrl::parse(Some("none"), &redb),
+            Ok(EventsUrl::Off)
+        ));
+        let Ok(EventsUrl::Nats {
+            server,
+            stream,
+            subject,
+        }) = EventsUrl::parse(
+            Some("nats://u:hunter2@127.0.0.1:4222?stream=S1&subject=a.b"),
+            &redb,
+        )
+        else {
+            panic!("a NATS URL parses");
+        };
+        assert_eq!(server, "nats://u:hunter2@127.0.0.1:4222");
+        assert_eq!((stream.as_str(), subject.as_str()), ("S1", "a.b"));
+        let nats = EventsUrl::parse(Some("nats://u:hunter2@h:4222"), &redb).expect("valid");
+        assert!(!nats.describe().contains("hunter2"));
+        assert!(EventsUrl::parse(Some("nats://"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("nats://h?stream=a.b"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("nats://h?subject=a.*"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("nats://h?other=1"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("dynamodb://t"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("kafka://x"), &redb).is_err());
     }
 }

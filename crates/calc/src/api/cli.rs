@@ -5,13 +5,15 @@
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use platform::client::ClientArgs;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::proto::v1::calculator_client::CalculatorClient;
 use crate::proto::v1::{
-    AddRequest, DivideRequest, MaxRequest, MinRequest, MultiplyRequest, NthPrimesRequest,
-    PrimesRequest, SubtractRequest,
+    AddRequest, CalculationEvent, DivideRequest, HistoryRequest, MaxRequest, MinRequest,
+    MultiplyRequest, NthPrimesRequest, PrimesRequest, SubtractRequest,
 };
 
 #[derive(Debug, Args)]
@@ -69,6 +71,55 @@ enum CalcCommand {
     },
     /// Every prime from FROM to TO, one per line (streamed).
     Primes { from: u64, to: u64 },
+    /// Replays the event log: every calculation the server performed, oldest
+    /// first, one JSON object per line.
+    History {
+        /// Only events at or after this time: RFC 3339 (2026-12-03T08:00:00Z)
+        /// or a duration ago (90s, 15m, 2h, 1day).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<OffsetDateTime>,
+        /// Stop after this many events (default: all).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
+
+/// `--since`: an RFC 3339 time, or a duration before now.
+fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(at);
+    }
+    let ago = humantime::parse_duration(text).map_err(|_| {
+        format!(
+            "'{text}' is neither an RFC 3339 time (2026-12-03T08:00:00Z) nor a duration (15m, 2h)"
+        )
+    })?;
+    let ago = time::Duration::try_from(ago).map_err(|e| e.to_string())?;
+    OffsetDateTime::now_utc()
+        .checked_sub(ago)
+        .ok_or_else(|| format!("'{text}' reaches back too far"))
+}
+
+/// One event as a JSON line: the same shape as `GET /calc/history` gives.
+fn event_line(event: &CalculationEvent) -> String {
+    let parse = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+    };
+    let mut line = serde_json::json!({
+        "seq": event.seq,
+        "at": event.at,
+        "request_id": event.request_id,
+        "method": event.method,
+        "input": parse(&event.input_json),
+    });
+    if event.error_kind.is_empty() {
+        line["result"] = parse(&event.result_json);
+    } else {
+        line["error"] =
+            serde_json::json!({"kind": event.error_kind, "message": event.error_message});
+    }
+    line.to_string()
 }
 
 async fn channel(args: &ClientArgs) -> anyhow::Result<Channel> {
@@ -163,6 +214,36 @@ pub async fn run(cli: CalcCli) -> anyhow::Result<()> {
                 for prime in chunk.primes {
                     println!("{prime}");
                 }
+            }
+        }
+        CalcCommand::History { since, limit } => {
+            let since = match since {
+                Some(at) => at.format(&Rfc3339).context("formatting --since")?,
+                None => String::new(),
+            };
+            let mut left = limit.unwrap_or(u64::MAX);
+            let mut after = 0;
+            while left > 0 {
+                let page = calc
+                    .history(request(
+                        HistoryRequest {
+                            since: since.clone(),
+                            after,
+                            limit: left.min(crate::domain::event::MAX_PAGE as u64) as u32,
+                        },
+                        token,
+                    )?)
+                    .await
+                    .map_err(failed)?
+                    .into_inner();
+                for event in &page.events {
+                    println!("{}", event_line(event));
+                }
+                left = left.saturating_sub(page.events.len() as u64);
+                if page.next_after == 0 {
+                    break;
+                }
+                after = page.next_after;
             }
         }
     }

@@ -1,86 +1,89 @@
 //! gRPC `quintet.calc.v1.Calculator`, and the one place where calc's errors
-//! become gRPC statuses ([`status`]).
+//! become gRPC statuses ([`status`], [`history_status`]).
 //!
-//! Prime computations run on the blocking pool with a cancellation flag the
-//! RPC's future raises when it is dropped — which is what tonic does when
-//! the client cancels or its deadline passes — so abandoned work stops at the
-//! next sieve segment instead of holding a core.
+//! Every method is a thin edge over [`Calculator`]: take the request, call,
+//! map. Long prime work stops when tonic drops the RPC future (client
+//! cancelled, deadline passed) or the stream's receiver (client gone).
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::Stream;
-use tokio::sync::mpsc;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, CalcError, primes};
-use crate::proto::v1::calculator_server::{Calculator, CalculatorServer};
+use crate::calculator::{Calculator, HistoryError};
+use crate::domain::event::{EventQuery, Outcome, StoredEvent};
+use crate::domain::{CalcError, Operation};
+use crate::ports::EventLogError;
+use crate::proto::v1::calculator_server::{Calculator as CalculatorRpc, CalculatorServer};
 use crate::proto::v1::{
-    AddRequest, AddResponse, DivideRequest, DivideResponse, MaxRequest, MaxResponse, MinRequest,
-    MinResponse, MultiplyRequest, MultiplyResponse, NthPrimesRequest, NthPrimesResponse,
-    PrimesChunk, PrimesRequest, SubtractRequest, SubtractResponse,
+    AddRequest, AddResponse, CalculationEvent, DivideRequest, DivideResponse, HistoryRequest,
+    HistoryResponse, MaxRequest, MaxResponse, MinRequest, MinResponse, MultiplyRequest,
+    MultiplyResponse, NthPrimesRequest, NthPrimesResponse, PrimesChunk, PrimesRequest,
+    SubtractRequest, SubtractResponse,
 };
 
-/// Most values one `Max`/`Min` takes, and most n one `NthPrimes` takes.
-pub const MAX_VALUES: usize = 10_000;
+/// History page size when the request gives none.
+pub const DEFAULT_HISTORY_PAGE: usize = 100;
 
-/// The limits the server enforces.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest n for `NthPrimes`.
-    pub max_n: u64,
-    /// Widest `Primes` range.
-    pub max_range: u64,
-}
-
-pub fn server(limits: Limits) -> CalculatorServer<CalcGrpc> {
-    CalculatorServer::new(CalcGrpc { limits })
+pub fn server(calculator: Arc<Calculator>) -> CalculatorServer<CalcGrpc> {
+    CalculatorServer::new(CalcGrpc { calculator })
 }
 
 /// The gRPC status for a calc error.
 pub fn status(error: CalcError) -> Status {
     let message = error.to_string();
     match error {
-        CalcError::DivisionByZero | CalcError::InvalidN => Status::invalid_argument(message),
         CalcError::Cancelled => Status::cancelled(message),
+        CalcError::Internal(_) => Status::internal(message),
+        e if e.is_invalid_argument() => Status::invalid_argument(message),
         _ => Status::out_of_range(message),
     }
 }
 
-/// Raised when dropped: the RPC future's end (completed, cancelled or timed out).
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
+/// The gRPC status for a failed history read.
+pub fn history_status(error: HistoryError) -> Status {
+    let message = error.to_string();
+    match error {
+        HistoryError::Disabled => Status::failed_precondition(message),
+        HistoryError::Log(EventLogError::Unavailable(_)) => Status::unavailable(message),
+        HistoryError::Log(EventLogError::Corrupt { .. }) => {
+            tracing::error!(error = %message, "calc event log holds an unreadable event");
+            Status::data_loss(message)
+        }
     }
 }
 
-fn values(values: &[i64]) -> Result<(), Status> {
-    if values.is_empty() {
-        return Err(Status::invalid_argument("values: give at least one"));
-    }
-    if values.len() > MAX_VALUES {
-        return Err(Status::invalid_argument(format!(
-            "values: at most {MAX_VALUES}, got {}",
-            values.len()
-        )));
-    }
-    Ok(())
+/// The caller's request id (set or propagated by the platform's request-id layer).
+fn request_id<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
 }
 
 pub struct CalcGrpc {
-    limits: Limits,
+    calculator: Arc<Calculator>,
+}
+
+impl CalcGrpc {
+    fn binary(&self, op: Operation, a: i64, b: i64, request_id: &str) -> Result<i64, Status> {
+        self.calculator.binary(op, a, b, request_id).map_err(status)
+    }
 }
 
 type PrimesStream = Pin<Box<dyn Stream<Item = Result<PrimesChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Calculator for CalcGrpc {
+impl CalculatorRpc for CalcGrpc {
     async fn add(&self, request: Request<AddRequest>) -> Result<Response<AddResponse>, Status> {
+        let id = request_id(&request);
         let r = request.into_inner();
-        let result = domain::add(r.a, r.b).map_err(status)?;
+        let result = self.binary(Operation::Add, r.a, r.b, &id)?;
         Ok(Response::new(AddResponse { result }))
     }
 
@@ -88,8 +91,9 @@ impl Calculator for CalcGrpc {
         &self,
         request: Request<SubtractRequest>,
     ) -> Result<Response<SubtractResponse>, Status> {
+        let id = request_id(&request);
         let r = request.into_inner();
-        let result = domain::subtract(r.a, r.b).map_err(status)?;
+        let result = self.binary(Operation::Subtract, r.a, r.b, &id)?;
         Ok(Response::new(SubtractResponse { result }))
     }
 
@@ -97,8 +101,9 @@ impl Calculator for CalcGrpc {
         &self,
         request: Request<MultiplyRequest>,
     ) -> Result<Response<MultiplyResponse>, Status> {
+        let id = request_id(&request);
         let r = request.into_inner();
-        let result = domain::multiply(r.a, r.b).map_err(status)?;
+        let result = self.binary(Operation::Multiply, r.a, r.b, &id)?;
         Ok(Response::new(MultiplyResponse { result }))
     }
 
@@ -106,22 +111,29 @@ impl Calculator for CalcGrpc {
         &self,
         request: Request<DivideRequest>,
     ) -> Result<Response<DivideResponse>, Status> {
+        let id = request_id(&request);
         let r = request.into_inner();
-        let result = domain::divide(r.a, r.b).map_err(status)?;
+        let result = self.binary(Operation::Divide, r.a, r.b, &id)?;
         Ok(Response::new(DivideResponse { result }))
     }
 
     async fn max(&self, request: Request<MaxRequest>) -> Result<Response<MaxResponse>, Status> {
+        let id = request_id(&request);
         let r = request.into_inner();
-        values(&r.values)?;
-        let result = r.values.iter().copied().fold(i64::MIN, domain::max);
+        let result = self
+            .calculator
+            .fold(Operation::Max, &r.values, &id)
+            .map_err(status)?;
         Ok(Response::new(MaxResponse { result }))
     }
 
     async fn min(&self, request: Request<MinRequest>) -> Result<Response<MinResponse>, Status> {
+        let id = request_id(&request);
         let r = request.into_inner();
-        values(&r.values)?;
-        let result = r.values.iter().copied().fold(i64::MAX, domain::min);
+        let result = self
+            .calculator
+            .fold(Operation::Min, &r.values, &id)
+            .map_err(status)?;
         Ok(Response::new(MinResponse { result }))
     }
 
@@ -129,21 +141,9 @@ impl Calculator for CalcGrpc {
         &self,
         request: Request<NthPrimesRequest>,
     ) -> Result<Response<NthPrimesResponse>, Status> {
+        let id = request_id(&request);
         let n = request.into_inner().n;
-        if n.is_empty() || n.len() > MAX_VALUES {
-            return Err(Status::invalid_argument(format!(
-                "n: give 1 to {MAX_VALUES} values"
-            )));
-        }
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let _guard = CancelOnDrop(cancelled.clone());
-        let max_n = self.limits.max_n;
-        let primes = tokio::task::spawn_blocking(move || {
-            primes::nth_primes(&n, max_n, &|| cancelled.load(Ordering::Acquire))
-        })
-        .await
-        .map_err(|e| Status::internal(format!("prime computation failed: {e}")))?
-        .map_err(status)?;
+        let primes = self.calculator.nth_primes(n, &id).await.map_err(status)?;
         Ok(Response::new(NthPrimesResponse { primes }))
     }
 
@@ -153,39 +153,74 @@ impl Calculator for CalcGrpc {
         &self,
         request: Request<PrimesRequest>,
     ) -> Result<Response<Self::PrimesStream>, Status> {
+        let id = request_id(&request);
         let r = request.into_inner();
-        if r.from > r.to {
-            return Err(Status::invalid_argument(format!(
-                "from ({}) is above to ({})",
-                r.from, r.to
-            )));
-        }
-        let max_range = self.limits.max_range;
-        // Checked before streaming starts, so the caller gets a status, not a cut stream.
-        if r.to - r.from >= max_range {
-            return Err(status(CalcError::RangeTooLarge {
-                width: r.to - r.from + 1,
-                max: max_range,
-            }));
-        }
-        let (tx, rx) = mpsc::channel::<Result<PrimesChunk, Status>>(4);
-        tokio::task::spawn_blocking(move || {
-            let cancelled = || tx.is_closed();
-            let mut sink = |chunk: &[u64]| {
-                tx.blocking_send(Ok(PrimesChunk {
-                    primes: chunk.to_vec(),
-                }))
-                .is_ok()
-            };
-            if let Err(e) = primes::primes_in_range(r.from, r.to, max_range, &cancelled, &mut sink)
-                && !matches!(e, CalcError::Cancelled)
-            {
-                let _ = tx.blocking_send(Err(status(e)));
-            }
-        });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+        // Refusals come back as a status before streaming starts, not as a cut stream.
+        let chunks = self
+            .calculator
+            .primes(r.from, r.to, &id)
+            .await
+            .map_err(status)?;
+        let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
+            let item = chunks.recv().await?;
+            Some((
+                item.map(|primes| PrimesChunk { primes }).map_err(status),
+                chunks,
+            ))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn history(
+        &self,
+        request: Request<HistoryRequest>,
+    ) -> Result<Response<HistoryResponse>, Status> {
+        let r = request.into_inner();
+        let since = if r.since.is_empty() {
+            None
+        } else {
+            Some(OffsetDateTime::parse(&r.since, &Rfc3339).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "since: '{}' is not an RFC 3339 time (e.g. 2026-12-03T08:00:00Z): {e}",
+                    r.since
+                ))
+            })?)
+        };
+        let limit = match r.limit {
+            0 => DEFAULT_HISTORY_PAGE,
+            n => n as usize,
+        };
+        let query = EventQuery::new(r.after, since, limit);
+        let events = self
+            .calculator
+            .history(query)
+            .await
+            .map_err(history_status)?;
+        let next_after = match events.last() {
+            Some(last) if events.len() == query.limit => last.seq,
+            _ => 0,
+        };
+        Ok(Response::new(HistoryResponse {
+            events: events.into_iter().map(event_message).collect(),
+            next_after,
+        }))
+    }
+}
+
+fn event_message(stored: StoredEvent) -> CalculationEvent {
+    let e = stored.event;
+    let (result_json, error_kind, error_message) = match e.outcome {
+        Outcome::Result(value) => (value.to_string(), String::new(), String::new()),
+        Outcome::Error { kind, message } => (String::new(), kind, message),
+    };
+    CalculationEvent {
+        seq: stored.seq,
+        at: e.at.format(&Rfc3339).unwrap_or_default(),
+        request_id: e.request_id,
+        method: e.method,
+        input_json: e.input.to_string(),
+        result_json,
+        error_kind,
+        error_message,
     }
 }

@@ -2,6 +2,7 @@
 //! wrap) and, in [`primes`], the segmented sieve behind the prime RPCs. Pure
 //! logic only: no I/O, no threads, no clocks; the caller supplies cancellation.
 
+pub mod event;
 pub mod primes;
 
 use std::fmt;
@@ -21,8 +22,71 @@ pub enum CalcError {
     RangeTooLarge { width: u64, max: u64 },
     #[error("the range's upper end {hi} is above the limit of {max}")]
     HiTooLarge { hi: u64, max: u64 },
+    #[error("{what}: give at least one value")]
+    NoValues { what: &'static str },
+    #[error("{what}: at most {max} values, got {got}")]
+    TooManyValues {
+        what: &'static str,
+        got: usize,
+        max: usize,
+    },
+    #[error("from ({from}) is above to ({to})")]
+    InvertedRange { from: u64, to: u64 },
     #[error("the calculation was cancelled")]
     Cancelled,
+    #[error("the calculation failed: {0}")]
+    Internal(String),
+}
+
+impl CalcError {
+    /// A stable snake_case name for the kind of error (events, metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CalcError::Overflow { .. } => "overflow",
+            CalcError::DivisionByZero => "division_by_zero",
+            CalcError::InvalidN => "invalid_n",
+            CalcError::NTooLarge { .. } => "n_too_large",
+            CalcError::RangeTooLarge { .. } => "range_too_large",
+            CalcError::HiTooLarge { .. } => "range_end_too_large",
+            CalcError::NoValues { .. } => "no_values",
+            CalcError::TooManyValues { .. } => "too_many_values",
+            CalcError::InvertedRange { .. } => "inverted_range",
+            CalcError::Cancelled => "cancelled",
+            CalcError::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the caller asked for something the calculator refuses (as
+    /// opposed to a value out of the representable or allowed range).
+    pub fn is_invalid_argument(&self) -> bool {
+        matches!(
+            self,
+            CalcError::DivisionByZero
+                | CalcError::InvalidN
+                | CalcError::NoValues { .. }
+                | CalcError::TooManyValues { .. }
+                | CalcError::InvertedRange { .. }
+        )
+    }
+}
+
+/// Most values one `Max`/`Min` takes, and most n one `NthPrimes` takes.
+pub const MAX_VALUES: usize = 10_000;
+
+/// `Max`/`Min` over 1..=[`MAX_VALUES`] values.
+pub fn fold(op: Operation, values: &[i64]) -> Result<i64, CalcError> {
+    let (first, rest) = values
+        .split_first()
+        .ok_or(CalcError::NoValues { what: "values" })?;
+    if values.len() > MAX_VALUES {
+        return Err(CalcError::TooManyValues {
+            what: "values",
+            got: values.len(),
+            max: MAX_VALUES,
+        });
+    }
+    rest.iter()
+        .try_fold(*first, |acc, &value| op.apply(acc, value))
 }
 
 /// The binary operations of the calculator.
@@ -50,16 +114,23 @@ impl Operation {
     }
 }
 
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Operation {
+    /// The method's name, as the API and the event log spell it.
+    pub fn name(self) -> &'static str {
+        match self {
             Operation::Add => "add",
             Operation::Subtract => "subtract",
             Operation::Multiply => "multiply",
             Operation::Divide => "divide",
             Operation::Max => "max",
             Operation::Min => "min",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -154,6 +225,28 @@ mod tests {
         assert_eq!(min(i64::MIN, i64::MAX), i64::MIN);
         assert_eq!(Operation::Max.apply(-1, -2), Ok(-1));
         assert_eq!(Operation::Min.apply(-1, -2), Ok(-2));
+    }
+
+    #[test]
+    fn folds_take_one_to_max_values() {
+        assert_eq!(fold(Operation::Max, &[3, 9, -1]), Ok(9));
+        assert_eq!(fold(Operation::Min, &[3, 9, -1]), Ok(-1));
+        assert_eq!(fold(Operation::Min, &[i64::MIN]), Ok(i64::MIN));
+        assert_eq!(
+            fold(Operation::Max, &[]),
+            Err(CalcError::NoValues { what: "values" })
+        );
+        let many = vec![0; MAX_VALUES + 1];
+        assert_eq!(
+            fold(Operation::Max, &many),
+            Err(CalcError::TooManyValues {
+                what: "values",
+                got: MAX_VALUES + 1,
+                max: MAX_VALUES
+            })
+        );
+        assert!(CalcError::NoValues { what: "n" }.is_invalid_argument());
+        assert!(!CalcError::NTooLarge { n: 2, max: 1 }.is_invalid_argument());
     }
 
     #[test]

@@ -1,0 +1,377 @@
+//! REST mapping of the calculator: every unary gRPC method as
+//! `POST /calc/<method>` with the same JSON fields, and the event log as
+//! `GET /calc/history`; the one place where calc's errors become HTTP
+//! statuses ([`ApiError`]'s `IntoResponse`).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use platform::ErrorResponse;
+use platform::error::ErrorBody;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::api::grpc::DEFAULT_HISTORY_PAGE;
+use crate::calculator::{Calculator, HistoryError};
+use crate::domain::event::{EventQuery, MAX_PAGE, StoredEvent};
+use crate::domain::{CalcError, Operation};
+use crate::ports::EventLogError;
+
+/// Largest request body: 10,000 values of up to 20 digits, with commas.
+const BODY_LIMIT: usize = 512 * 1024;
+
+pub fn router(calculator: Arc<Calculator>) -> Router {
+    Router::new()
+        .route("/calc/add", post(add))
+        .route("/calc/subtract", post(subtract))
+        .route("/calc/multiply", post(multiply))
+        .route("/calc/divide", post(divide))
+        .route("/calc/max", post(max))
+        .route("/calc/min", post(min))
+        .route("/calc/nth-primes", post(nth_primes))
+        .route("/calc/history", get(history))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(calculator)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(add, subtract, multiply, divide, max, min, nth_primes, history),
+    components(schemas(
+        Operands,
+        Values,
+        NthPrimesBody,
+        ResultBody,
+        PrimesBody,
+        HistoryPage,
+        ErrorBody
+    )),
+    tags((name = "calc", description = "Checked int64 arithmetic, prime numbers, and the log of every calculation"))
+)]
+struct CalcApi;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    CalcApi::openapi()
+}
+
+/// Everything a calc route can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{}", .0.message)]
+    Request(ErrorResponse),
+    #[error(transparent)]
+    Calc(#[from] CalcError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Request(e) => e.status,
+            ApiError::Calc(CalcError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Calc(CalcError::Cancelled) => StatusCode::SERVICE_UNAVAILABLE,
+            // Well-formed, but not computable: invalid arguments and values out of range alike.
+            ApiError::Calc(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::History(HistoryError::Disabled) => StatusCode::NOT_FOUND,
+            ApiError::History(HistoryError::Log(EventLogError::Unavailable(_))) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::History(HistoryError::Log(EventLogError::Corrupt { .. })) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "calc request failed");
+        }
+        ErrorResponse::new(status, self.to_string()).into_response()
+    }
+}
+
+/// Two operands.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Operands {
+    pub a: i64,
+    pub b: i64,
+}
+
+/// 1 to 10,000 values.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Values {
+    pub values: Vec<i64>,
+}
+
+/// 1 to 10,000 positions, 1-based (1 → 2).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NthPrimesBody {
+    pub n: Vec<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ResultBody {
+    pub result: i64,
+}
+
+/// The n-th prime for each n, in the order asked.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PrimesBody {
+    pub primes: Vec<u64>,
+}
+
+/// A page of the event log, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryPage {
+    /// Each: `seq`, `at` (RFC 3339), `request_id`, `method`, `input`, and `result` or `error` {`kind`, `message`}.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<StoredEvent>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HistoryParams {
+    /// Only events at or after this time (RFC 3339, e.g. 2026-12-03T08:00:00Z).
+    since: Option<String>,
+    /// Only events after this position (the previous page's `next_after`).
+    after: Option<String>,
+    /// Events per page, 1..=1000 (default 100).
+    limit: Option<String>,
+}
+
+fn body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    example: &str,
+) -> Result<T, ApiError> {
+    platform::error::json_body(headers, body, BODY_LIMIT, example).map_err(ApiError::Request)
+}
+
+fn request_id(headers: &HeaderMap) -> &str {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+async fn binary(
+    calculator: &Calculator,
+    op: Operation,
+    headers: &HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<ResultBody>, ApiError> {
+    let Operands { a, b } = body(headers, raw, r#"{"a": 1, "b": 2}"#)?;
+    let result = calculator.binary(op, a, b, request_id(headers))?;
+    Ok(Json(ResultBody { result }))
+}
+
+macro_rules! binary_route {
+    ($name:ident, $op:expr, $path:literal, $what:literal, $errors:literal) => {
+        #[doc = $what]
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "calc",
+            request_body(content = Operands, content_type = "application/json"),
+            responses(
+                (status = 200, description = "The answer", body = ResultBody),
+                (status = 400, description = "Body is not valid JSON", body = ErrorBody),
+                (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
+                (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+                (status = 422, description = $errors, body = ErrorBody),
+                (status = 429, description = "Rate limit exceeded; see Retry-After", body = ErrorBody)
+            ),
+            security(("bearer" = []))
+        )]
+        async fn $name(
+            State(calculator): State<Arc<Calculator>>,
+            headers: HeaderMap,
+            raw: Result<Bytes, BytesRejection>,
+        ) -> Result<Json<ResultBody>, ApiError> {
+            binary(&calculator, $op, &headers, raw).await
+        }
+    };
+}
+
+binary_route!(
+    add,
+    Operation::Add,
+    "/calc/add",
+    "a + b",
+    "A field is missing or not an int64, or the sum overflows int64"
+);
+binary_route!(
+    subtract,
+    Operation::Subtract,
+    "/calc/subtract",
+    "a - b",
+    "A field is missing or not an int64, or the difference overflows int64"
+);
+binary_route!(
+    multiply,
+    Operation::Multiply,
+    "/calc/multiply",
+    "a * b",
+    "A field is missing or not an int64, or the product overflows int64"
+);
+binary_route!(
+    divide,
+    Operation::Divide,
+    "/calc/divide",
+    "a / b, truncated toward zero",
+    "A field is missing or not an int64, b is 0, or the quotient overflows int64 (MIN / -1)"
+);
+
+async fn fold(
+    calculator: &Calculator,
+    op: Operation,
+    headers: &HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<ResultBody>, ApiError> {
+    let Values { values } = body(headers, raw, r#"{"values": [3, 9]}"#)?;
+    let result = calculator.fold(op, &values, request_id(headers))?;
+    Ok(Json(ResultBody { result }))
+}
+
+/// The largest of the values.
+#[utoipa::path(
+    post,
+    path = "/calc/max",
+    tag = "calc",
+    request_body(content = Values, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The largest value", body = ResultBody),
+        (status = 400, description = "Body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "No values, more than 10,000, or one is not an int64", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn max(
+    State(calculator): State<Arc<Calculator>>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<ResultBody>, ApiError> {
+    fold(&calculator, Operation::Max, &headers, raw).await
+}
+
+/// The smallest of the values.
+#[utoipa::path(
+    post,
+    path = "/calc/min",
+    tag = "calc",
+    request_body(content = Values, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The smallest value", body = ResultBody),
+        (status = 400, description = "Body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "No values, more than 10,000, or one is not an int64", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn min(
+    State(calculator): State<Arc<Calculator>>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<ResultBody>, ApiError> {
+    fold(&calculator, Operation::Min, &headers, raw).await
+}
+
+/// The n-th prime for each n (1-based: n = 1 → 2).
+#[utoipa::path(
+    post,
+    path = "/calc/nth-primes",
+    tag = "calc",
+    request_body(content = NthPrimesBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The primes, in the order asked", body = PrimesBody),
+        (status = 400, description = "Body is not valid JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "No n, more than 10,000, an n of 0, or an n above the server's --calc-max-n", body = ErrorBody),
+        (status = 503, description = "The request timed out before the answer was found", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn nth_primes(
+    State(calculator): State<Arc<Calculator>>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<PrimesBody>, ApiError> {
+    let NthPrimesBody { n } = body(&headers, raw, r#"{"n": [1, 2, 10001]}"#)?;
+    let primes = calculator.nth_primes(n, request_id(&headers)).await?;
+    Ok(Json(PrimesBody { primes }))
+}
+
+fn bad_param(message: String) -> ApiError {
+    ApiError::Request(ErrorResponse::new(StatusCode::BAD_REQUEST, message))
+}
+
+/// A page of the event log: every calculation performed (answered, refused
+/// or cancelled), oldest first.
+#[utoipa::path(
+    get,
+    path = "/calc/history",
+    tag = "calc",
+    params(HistoryParams),
+    responses(
+        (status = 200, description = "A page of events", body = HistoryPage),
+        (status = 400, description = "since, after or limit is malformed", body = ErrorBody),
+        (status = 404, description = "This server keeps no events (--calc-events none)", body = ErrorBody),
+        (status = 503, description = "The event log cannot be reached; retry", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn history(
+    State(calculator): State<Arc<Calculator>>,
+    Query(params): Query<HistoryParams>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let since = params
+        .since
+        .map(|text| {
+            OffsetDateTime::parse(&text, &Rfc3339).map_err(|e| {
+                bad_param(format!(
+                    "since: '{text}' is not an RFC 3339 time (e.g. 2026-12-03T08:00:00Z): {e}"
+                ))
+            })
+        })
+        .transpose()?;
+    let after = params
+        .after
+        .map(|text| {
+            text.parse::<u64>()
+                .map_err(|_| bad_param(format!("after: '{text}' is not a position (0, 1, 2, …)")))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let limit = match params.limit {
+        None => DEFAULT_HISTORY_PAGE,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(bad_param(format!(
+                    "limit: '{text}' is not a whole number from 1 to {MAX_PAGE}"
+                )));
+            }
+        },
+    };
+    let query = EventQuery::new(after, since, limit);
+    let events = calculator.history(query).await?;
+    let next_after = match events.last() {
+        Some(last) if events.len() == query.limit => Some(last.seq),
+        _ => None,
+    };
+    Ok(Json(HistoryPage { events, next_after }))
+}

@@ -1,0 +1,37 @@
+//! What calc needs from the outside world: an append-only [`EventLog`] of
+//! the calculations it performed. Adapters: redb (embedded, the default),
+//! PostgreSQL, NATS JetStream.
+
+use async_trait::async_trait;
+
+use crate::domain::event::{CalculationPerformed, EventQuery, StoredEvent};
+
+/// Why the event log could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventLogError {
+    /// The log cannot be reached or is closed; worth retrying later.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    /// A stored event cannot be read back (damaged or foreign data).
+    #[error("event {seq} cannot be read: {reason}")]
+    Corrupt { seq: u64, reason: String },
+}
+
+/// An append-only log of calculations, read back in append order.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// The engine's name, for logs and metrics (`redb`, `postgres`, `nats`).
+    fn engine(&self) -> &'static str;
+
+    /// Appends `events` in order, all or none; positions follow the last one.
+    async fn append(&self, events: &[CalculationPerformed]) -> Result<(), EventLogError>;
+
+    /// The events matching `query`, in append order.
+    async fn read(&self, query: EventQuery) -> Result<Vec<StoredEvent>, EventLogError>;
+
+    /// `Ok` when the log is reachable.
+    async fn ping(&self) -> Result<(), EventLogError>;
+
+    /// Releases the log; later calls fail with `Unavailable`.
+    async fn close(&self);
+}

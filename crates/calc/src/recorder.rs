@@ -1,0 +1,192 @@
+//! The recorder: hands calculations to the event log without ever blocking
+//! or failing the RPC that performed them.
+//!
+//! [`Recorder::record`] puts the event in a bounded buffer (never waits); one
+//! background task writes the buffer to the log in batches, retrying with
+//! backoff while the log is down. When the log stays down longer than the
+//! buffer lasts, new events are dropped and counted
+//! (`quintet_calc_events_dropped_total{reason="buffer_full"}`) rather than
+//! held without bound. On shutdown the task writes what is buffered, with a
+//! few last tries; what still cannot be written is counted as dropped
+//! (`reason="shutdown"`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::event::CalculationPerformed;
+use crate::ports::EventLog;
+
+/// Most events one append carries.
+pub const BATCH: usize = 256;
+/// First and longest wait between tries of a failing append.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Tries left for each batch once shutdown has begun.
+const SHUTDOWN_TRIES: u32 = 3;
+
+/// Where calculations are recorded. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    buffer: Option<mpsc::Sender<CalculationPerformed>>,
+}
+
+/// The writer half: run it as a background task (see [`Recorder::new`]).
+pub struct Writer {
+    log: Arc<dyn EventLog>,
+    buffer: mpsc::Receiver<CalculationPerformed>,
+}
+
+impl Recorder {
+    /// A recorder buffering up to `capacity` events for `log`, and the writer task to run.
+    pub fn new(log: Arc<dyn EventLog>, capacity: usize) -> (Self, Writer) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        gauge!("quintet_calc_event_buffer_capacity").set(capacity as f64);
+        (Self { buffer: Some(tx) }, Writer { log, buffer: rx })
+    }
+
+    /// A recorder that keeps nothing (`--calc-events none`).
+    pub fn disabled() -> Self {
+        Self { buffer: None }
+    }
+
+    /// Buffers `event` for the log; never waits. A full buffer drops it (counted).
+    pub fn record(&self, event: CalculationPerformed) {
+        let Some(buffer) = &self.buffer else {
+            return;
+        };
+        match buffer.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                counter!("quintet_calc_events_dropped_total", "reason" => "buffer_full")
+                    .increment(1);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                counter!("quintet_calc_events_dropped_total", "reason" => "stopped").increment(1);
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Writes buffered events until `stop`, then writes what is left and returns.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let engine = self.log.engine();
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let received = tokio::select! {
+                biased;
+                n = self.buffer.recv_many(&mut batch, BATCH) => n,
+                _ = stop.cancelled() => break,
+            };
+            if received == 0 {
+                break;
+            }
+            gauge!("quintet_calc_event_buffer_events").set(self.buffer.len() as f64);
+            self.write(&batch, engine, &stop).await;
+            batch.clear();
+        }
+        // Whatever the RPCs recorded before the listener drained is in the buffer.
+        self.buffer.close();
+        let mut left = 0;
+        loop {
+            batch.clear();
+            if self.buffer.recv_many(&mut batch, BATCH).await == 0 {
+                break;
+            }
+            if !self.write_at_shutdown(&batch, engine).await {
+                left += batch.len();
+            }
+        }
+        gauge!("quintet_calc_event_buffer_events").set(0.0);
+        if left > 0 {
+            counter!("quintet_calc_events_dropped_total", "reason" => "shutdown")
+                .increment(left as u64);
+            tracing::error!(
+                events = left,
+                engine,
+                "event log unreachable at shutdown; events dropped"
+            );
+        }
+        self.log.close().await;
+    }
+
+    /// Appends `batch`, retrying with backoff until it is written or `stop`
+    /// is raised (then shutdown's own tries take over).
+    async fn write(
+        &self,
+        batch: &[CalculationPerformed],
+        engine: &'static str,
+        stop: &CancellationToken,
+    ) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            if self.append(batch, engine).await {
+                if let Some(since) = failing_since {
+                    tracing::info!(engine, down_for = ?since.elapsed(), "event log reachable again");
+                }
+                gauge!("quintet_calc_event_log_up").set(1.0);
+                return;
+            }
+            gauge!("quintet_calc_event_log_up").set(0.0);
+            failing_since.get_or_insert_with(Instant::now);
+            tokio::select! {
+                _ = tokio::time::sleep(jitter(backoff)) => {}
+                _ = stop.cancelled() => {
+                    if !self.write_at_shutdown(batch, engine).await {
+                        counter!("quintet_calc_events_dropped_total", "reason" => "shutdown")
+                            .increment(batch.len() as u64);
+                    }
+                    return;
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn write_at_shutdown(
+        &self,
+        batch: &[CalculationPerformed],
+        engine: &'static str,
+    ) -> bool {
+        for attempt in 0..SHUTDOWN_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(jitter(FIRST_BACKOFF)).await;
+            }
+            if self.append(batch, engine).await {
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn append(&self, batch: &[CalculationPerformed], engine: &'static str) -> bool {
+        let started = Instant::now();
+        let outcome = self.log.append(batch).await;
+        histogram!("quintet_calc_event_append_seconds", "engine" => engine)
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(()) => {
+                counter!("quintet_calc_events_appended_total", "engine" => engine)
+                    .increment(batch.len() as u64);
+                true
+            }
+            Err(error) => {
+                counter!("quintet_calc_event_append_failures_total", "engine" => engine)
+                    .increment(1);
+                tracing::warn!(%error, engine, events = batch.len(), "appending calc events failed; will retry");
+                false
+            }
+        }
+    }
+}
+
+/// `base` ± up to 25%, so many writers do not retry in step.
+fn jitter(base: Duration) -> Duration {
+    let quarter = base.as_millis() as u64 / 4;
+    Duration::from_millis(base.as_millis() as u64 - quarter + rand::random_range(0..=quarter * 2))
+}
