@@ -11,6 +11,7 @@
 //! (`reason="shutdown"`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
@@ -32,12 +33,15 @@ const SHUTDOWN_TRIES: u32 = 3;
 #[derive(Clone)]
 pub struct Recorder {
     buffer: Option<mpsc::Sender<CalculationPerformed>>,
+    /// Events dropped by this recorder (also in the metrics).
+    dropped: Arc<AtomicU64>,
 }
 
 /// The writer half: run it as a background task (see [`Recorder::new`]).
 pub struct Writer {
     log: Arc<dyn EventLog>,
     buffer: mpsc::Receiver<CalculationPerformed>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Recorder {
@@ -45,12 +49,31 @@ impl Recorder {
     pub fn new(log: Arc<dyn EventLog>, capacity: usize) -> (Self, Writer) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         gauge!("quintet_calc_event_buffer_capacity").set(capacity as f64);
-        (Self { buffer: Some(tx) }, Writer { log, buffer: rx })
+        let dropped = Arc::new(AtomicU64::new(0));
+        (
+            Self {
+                buffer: Some(tx),
+                dropped: dropped.clone(),
+            },
+            Writer {
+                log,
+                buffer: rx,
+                dropped,
+            },
+        )
     }
 
     /// A recorder that keeps nothing (`--calc-events none`).
     pub fn disabled() -> Self {
-        Self { buffer: None }
+        Self {
+            buffer: None,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// How many events were dropped so far (buffer full, or unwritable at shutdown).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Buffers `event` for the log; never waits. A full buffer drops it (counted).
@@ -61,10 +84,12 @@ impl Recorder {
         match buffer.try_send(event) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
                 counter!("quintet_calc_events_dropped_total", "reason" => "buffer_full")
                     .increment(1);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
                 counter!("quintet_calc_events_dropped_total", "reason" => "stopped").increment(1);
             }
         }
@@ -103,6 +128,7 @@ impl Writer {
         }
         gauge!("quintet_calc_event_buffer_events").set(0.0);
         if left > 0 {
+            self.dropped.fetch_add(left as u64, Ordering::Relaxed);
             counter!("quintet_calc_events_dropped_total", "reason" => "shutdown")
                 .increment(left as u64);
             tracing::error!(
@@ -138,6 +164,7 @@ impl Writer {
                 _ = tokio::time::sleep(jitter(backoff)) => {}
                 _ = stop.cancelled() => {
                     if !self.write_at_shutdown(batch, engine).await {
+                        self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         counter!("quintet_calc_events_dropped_total", "reason" => "shutdown")
                             .increment(batch.len() as u64);
                     }
