@@ -13,13 +13,31 @@ use crate::layers::auth::TokenSet;
 /// The port used when neither `--addr` nor `PORT` says otherwise.
 pub const DEFAULT_PORT: u16 = 8080;
 
+/// `--addr`: a socket address, or an IP alone (the port then comes from `PORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenAddr {
+    Socket(SocketAddr),
+    Host(IpAddr),
+}
+
+fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(ListenAddr::Socket(addr));
+    }
+    let host = text.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<IpAddr>().map(ListenAddr::Host).map_err(|_| {
+        format!("'{text}' is neither HOST:PORT (0.0.0.0:8080, [::]:8080) nor an IP address")
+    })
+}
+
 /// Options shared by every service served from `quintet serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServerConfig {
-    /// Address of the one listener that serves REST, gRPC and the ops routes
+    /// Address of the one listener that serves REST, gRPC and the ops routes:
+    /// HOST:PORT, or a HOST alone whose port comes from `PORT` (else 8080)
     /// [default: 127.0.0.1:8080; when unset, a `PORT` environment variable sets the port].
-    #[arg(long, env = "QUINTET_ADDR", value_name = "HOST:PORT")]
-    pub addr: Option<SocketAddr>,
+    #[arg(long, env = "QUINTET_ADDR", value_name = "HOST[:PORT]", value_parser = parse_listen_addr)]
+    pub addr: Option<ListenAddr>,
 
     /// Directory for embedded stores, the self-signed certificate and other state.
     #[arg(
@@ -183,15 +201,22 @@ pub struct RateLimit {
 impl ServerConfig {
     /// Validates every option; `port_env` is the value of the `PORT` variable, if any.
     pub fn resolve(&self, port_env: Option<&str>) -> Result<ResolvedConfig, ConfigError> {
-        let addr = match (self.addr, port_env) {
-            (Some(addr), _) => addr,
-            (None, Some(port)) => {
-                let port: u16 = port.trim().parse().map_err(|_| {
+        let port = port_env
+            .map(|port| {
+                port.trim().parse::<u16>().map_err(|_| {
                     ConfigError::new("PORT", format!("'{port}' is not a port number (0-65535)"))
-                })?;
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+                })
+            })
+            .transpose()?;
+        let addr = match (self.addr, port) {
+            (Some(ListenAddr::Socket(addr)), _) => addr,
+            (Some(ListenAddr::Host(host)), port) => {
+                SocketAddr::new(host, port.unwrap_or(DEFAULT_PORT))
             }
-            (None, None) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            (None, port) => SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port.unwrap_or(DEFAULT_PORT),
+            ),
         };
 
         let tls = match (&self.tls_cert, &self.tls_key, self.tls) {
@@ -343,6 +368,20 @@ mod tests {
             .resolve(Some("9090"))
             .expect("valid");
         assert_eq!(cfg.addr.port(), 7000);
+    }
+
+    #[test]
+    fn a_host_alone_takes_its_port_from_port_env() {
+        let cfg = parse(&["--addr", "0.0.0.0"])
+            .resolve(Some("9090"))
+            .expect("valid");
+        assert_eq!(cfg.addr, "0.0.0.0:9090".parse().expect("addr"));
+        let cfg = parse(&["--addr", "[::]"]).resolve(None).expect("valid");
+        assert_eq!(cfg.addr, "[::]:8080".parse().expect("addr"));
+        let mut all = vec!["quintet", "--addr", "example.com"];
+        assert!(Cli::try_parse_from(&all).is_err());
+        all[2] = "0.0.0.0:99999";
+        assert!(Cli::try_parse_from(&all).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! HTTPS, gRPC, raw TCP and its own CLI.
 
 mod calc;
+mod calc_events;
 mod cli;
 mod counters;
 mod kv;

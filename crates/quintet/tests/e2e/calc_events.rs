@@ -1,0 +1,420 @@
+//! calc end to end, beyond the arithmetic: every calculation lands in the
+//! event log (redb, PostgreSQL, NATS JetStream) and `quintet calc history`
+//! replays it; the REST mapping; gRPC reflection; startup time; and SIGTERM
+//! cutting an open stream at the drain deadline.
+//!
+//! Tests that stop a server run on a multi-threaded runtime: `stop()` blocks
+//! its thread, and the client's connections must still see the server's
+//! GOAWAY and close, as a real client's would.
+
+use std::time::{Duration, Instant};
+
+use calc::proto::v1::calculator_client::CalculatorClient;
+use calc::proto::v1::{AddRequest, DivideRequest, PrimesRequest};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::support::{Start, TestServer, cli, http};
+
+async fn client(server: &TestServer) -> CalculatorClient<Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    CalculatorClient::new(channel)
+}
+
+/// `quintet calc history` against `server`, one JSON object per line.
+fn history(server: &TestServer, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["calc", "--url", &server.url, "history"];
+    args.extend_from_slice(extra);
+    let (code, out, err) = cli(&args, None);
+    assert_eq!(code, 0, "history failed: {err}");
+    out.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+/// Waits until the history holds `n` events (the log is written asynchronously).
+async fn history_of(server: &TestServer, n: usize) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let events = history(server, &[]);
+        if events.len() >= n || started.elapsed() > Duration::from_secs(15) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Drives three calculations (answered, refused, answered over REST) and
+/// checks the history shows them in order with their outcomes.
+async fn calculations_are_replayed(server: &TestServer) {
+    let mut calc = client(server).await;
+    calc.add(AddRequest { a: 1, b: 2 }).await.expect("add");
+    let refused = calc.divide(DivideRequest { a: 1, b: 0 }).await;
+    assert!(refused.is_err());
+    let response = http()
+        .post(format!("{}/calc/nth-primes", server.url))
+        .header("x-request-id", "rest-call-1")
+        .json(&json!({"n": [1, 10001]}))
+        .send()
+        .await
+        .expect("REST call");
+    assert_eq!(response.status(), 200);
+
+    let events = history_of(server, 3).await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[0]["method"], "add");
+    assert_eq!(events[0]["input"], json!({"a": 1, "b": 2}));
+    assert_eq!(events[0]["result"], 3);
+    assert_eq!(events[1]["method"], "divide");
+    assert_eq!(events[1]["error"]["kind"], "division_by_zero");
+    assert_eq!(events[2]["method"], "nth_primes");
+    assert_eq!(events[2]["result"], json!([2, 104_743]));
+    assert_eq!(events[2]["request_id"], "rest-call-1");
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // Every gRPC call got a request id from the platform.
+    assert!(!events[0]["request_id"].as_str().unwrap_or("").is_empty());
+    // --since filters by time; --limit stops early.
+    assert_eq!(
+        history(server, &["--since", "2999-01-01T00:00:00Z"]).len(),
+        0
+    );
+    assert_eq!(history(server, &["--since", "10m"]).len(), 3);
+    assert_eq!(history(server, &["--limit", "2"]).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_calculation_lands_in_the_embedded_log_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        TestServer::launch(Start {
+            args: vec!["--services", "calc"],
+            data_dir: Some(dir.path()),
+            ..Start::default()
+        })
+    };
+    let server = start();
+    calculations_are_replayed(&server).await;
+    // Startup time is reported with the listening line.
+    let logs = server.logs();
+    let listening: Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "listening")
+        .expect("a listening line");
+    let startup_ms = listening["startup_ms"].as_f64().expect("startup_ms");
+    assert!(startup_ms > 0.0 && startup_ms < 10_000.0, "{startup_ms}");
+    // Metrics count what was appended.
+    let metrics = http()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("quintet_calc_events_appended_total{engine=\"redb\"} 3"),
+        "{metrics}"
+    );
+    assert!(server.stop().success());
+    // The log is in the data dir: a new process replays the same history.
+    let server = start();
+    assert_eq!(history(&server, &[]).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_go_to_postgres_and_to_nats_jetstream() {
+    let (schema, url) = testkit::postgres_schema().await;
+    let server = TestServer::start(&["--services", "calc", "--calc-events", &url]);
+    calculations_are_replayed(&server).await;
+    // The table is plain SQL too.
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    let methods: Vec<String> = sqlx::query_scalar("SELECT method FROM calc_events ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .expect("select");
+    assert_eq!(methods, vec!["add", "divide", "nth_primes"]);
+    pool.close().await;
+    assert!(server.stop().success());
+    testkit::drop_schema(&schema).await;
+
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let stream = format!("QT_E2E_{id}");
+    let nats = format!("nats://127.0.0.1:4222?stream={stream}&subject=qt.e2e.{id}");
+    let server = TestServer::start(&["--services", "calc", "--calc-events", &nats]);
+    calculations_are_replayed(&server).await;
+    assert!(server.stop().success());
+    let client = async_nats::connect("127.0.0.1:4222").await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    let mut stream_handle = js.get_stream(&stream).await.expect("the stream exists");
+    let info = stream_handle.info().await.expect("info");
+    assert_eq!(info.state.messages, 3);
+    js.delete_stream(&stream).await.expect("delete");
+}
+
+#[tokio::test]
+async fn without_an_event_log_history_says_so() {
+    let server = TestServer::start(&["--services", "calc", "--calc-events", "none"]);
+    let (code, out, err) = cli(&["calc", "--url", &server.url, "add", "2", "2"], None);
+    assert_eq!((code, out.as_str()), (0, "4\n"), "{err}");
+    let (code, _, err) = cli(&["calc", "--url", &server.url, "history"], None);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("FailedPrecondition") && err.contains("none"),
+        "{err}"
+    );
+    let response = http()
+        .get(format!("{}/calc/history", server.url))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn rest_maps_every_unary_method_and_names_what_was_wrong() {
+    let server = TestServer::start(&["--services", "calc", "--calc-max-n", "2000000"]);
+    let post = |path: &str, body: &str| {
+        let request = http()
+            .post(format!("{}{path}", server.url))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        async move {
+            let response = request.send().await.expect("POST");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON body"))
+        }
+    };
+    let ok = [
+        ("/calc/add", r#"{"a": 1, "b": 2}"#, json!({"result": 3})),
+        (
+            "/calc/subtract",
+            r#"{"a": 1, "b": 2}"#,
+            json!({"result": -1}),
+        ),
+        (
+            "/calc/multiply",
+            r#"{"a": -4, "b": 5}"#,
+            json!({"result": -20}),
+        ),
+        (
+            "/calc/divide",
+            r#"{"a": -7, "b": 2}"#,
+            json!({"result": -3}),
+        ),
+        (
+            "/calc/max",
+            r#"{"values": [3, 9, -1]}"#,
+            json!({"result": 9}),
+        ),
+        (
+            "/calc/min",
+            r#"{"values": [3, 9, -1]}"#,
+            json!({"result": -1}),
+        ),
+        (
+            "/calc/nth-primes",
+            r#"{"n": [10001, 1, 1000000]}"#,
+            json!({"primes": [104_743, 2, 15_485_863]}),
+        ),
+    ];
+    for (path, body, expected) in ok {
+        assert_eq!(post(path, body).await, (200, expected), "{path}");
+    }
+    let refused = [
+        (
+            "/calc/add",
+            r#"{"a": 9223372036854775807, "b": 1}"#,
+            422,
+            "overflows",
+        ),
+        (
+            "/calc/divide",
+            r#"{"a": 1, "b": 0}"#,
+            422,
+            "division by zero",
+        ),
+        ("/calc/max", r#"{"values": []}"#, 422, "at least one"),
+        ("/calc/nth-primes", r#"{"n": [0]}"#, 422, "at least 1"),
+        (
+            "/calc/nth-primes",
+            r#"{"n": [2000001]}"#,
+            422,
+            "limit of 2000000",
+        ),
+        ("/calc/add", r#"{"a": 1}"#, 422, "missing field `b`"),
+        ("/calc/add", r#"{"a": 1, "b": 1.5}"#, 422, "b: invalid type"),
+        (
+            "/calc/add",
+            r#"{"a": 1, "b": 2, "c": 3}"#,
+            422,
+            "unknown field `c`",
+        ),
+        ("/calc/max", r#"{"values": [1, "x"]}"#, 422, "values[1]"),
+        ("/calc/add", r#"{"a": 1,"#, 400, "invalid JSON"),
+    ];
+    for (path, body, status, says) in refused {
+        let (got, answer) = post(path, body).await;
+        let message = answer["error"].as_str().unwrap_or("");
+        assert_eq!(got, status, "{path} {body}: {answer}");
+        assert!(
+            message.contains(says),
+            "{path} {body}: {message} should say {says}"
+        );
+    }
+    let response = http()
+        .post(format!("{}/calc/add", server.url))
+        .header("content-type", "text/plain")
+        .body("1+2")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 415);
+    let response = http()
+        .get(format!("{}/calc/history?after=x", server.url))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), 400);
+    // The OpenAPI document lists the REST mapping.
+    let doc: Value = http()
+        .get(format!("{}/openapi.json", server.url))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("JSON");
+    for path in [
+        "/calc/add",
+        "/calc/subtract",
+        "/calc/multiply",
+        "/calc/divide",
+        "/calc/max",
+        "/calc/min",
+        "/calc/nth-primes",
+        "/calc/history",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from OpenAPI"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reflection_describes_every_grpc_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    // Reflection and health are public, like the other ops routes.
+    let server = TestServer::start(&[
+        "--services",
+        "calc,kv",
+        "--kv-tcp-addr",
+        "127.0.0.1:0",
+        "--tokens",
+        "secret",
+    ]);
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut reflection = ServerReflectionClient::new(channel);
+    let requests = futures_util::stream::iter(vec![
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        },
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "quintet.calc.v1.Calculator".into(),
+            )),
+        },
+    ]);
+    let mut answers = reflection
+        .server_reflection_info(requests)
+        .await
+        .expect("reflection")
+        .into_inner();
+    let Some(first) = answers.message().await.expect("first answer") else {
+        panic!("no answer");
+    };
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("not a service list: {first:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for name in [
+        "quintet.calc.v1.Calculator",
+        "quintet.kv.v1.KeyValue",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+    }
+    let Some(second) = answers.message().await.expect("second answer") else {
+        panic!("no second answer");
+    };
+    let Some(MessageResponse::FileDescriptorResponse(files)) = second.message_response else {
+        panic!("not a file: {second:?}");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cuts_an_open_stream_at_the_drain_deadline() {
+    let mut server = TestServer::start(&[
+        "--services",
+        "calc",
+        "--shutdown-timeout",
+        "2s",
+        "--calc-max-range",
+        "100000000000",
+    ]);
+    let mut calc = client(&server).await;
+    // A range that takes minutes to stream; read one chunk and stall, as a
+    // slow client does, so the stream stays open.
+    let mut stream = calc
+        .primes(PrimesRequest {
+            from: 1,
+            to: 50_000_000_000,
+        })
+        .await
+        .expect("primes")
+        .into_inner();
+    let first = stream.message().await.expect("chunk").expect("a chunk");
+    assert_eq!(first.primes[0], 2);
+    let stopping = Instant::now();
+    server.sigterm();
+    let status = server.wait(Duration::from_secs(15));
+    let took = stopping.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "stopped after {took:?}; the drain deadline is 2 s"
+    );
+    assert!(
+        took >= Duration::from_millis(1_500),
+        "the stream got its drain time: {took:?}"
+    );
+    // The client sees the stream end (cut), not hang.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    let _ = ended;
+}
