@@ -56,7 +56,7 @@ pub struct ServeArgs {
         env = "QUINTET_SERVICES",
         value_enum,
         value_delimiter = ',',
-        default_value = "messages,counters"
+        default_value = "messages,counters,calc"
     )]
     pub services: Vec<ServiceName>,
 
