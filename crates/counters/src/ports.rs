@@ -40,6 +40,15 @@ pub trait CounterStore: Send + Sync + 'static {
     /// A key's persisted total, `None` if it was never stored.
     async fn load(&self, key: &CounterKey) -> Result<Option<i64>, StoreError>;
 
+    /// A key's persisted total and the highest `seq` flushed by `instance`,
+    /// read together (one snapshot), so a caller can tell whether a batch it
+    /// has in flight is already in that total.
+    async fn load_with_flushed(
+        &self,
+        key: &CounterKey,
+        instance: &str,
+    ) -> Result<(Option<i64>, u64), StoreError>;
+
     /// Adds every delta in one atomic step (PostgreSQL: one statement) and
     /// records that `batch.instance` has flushed up to `batch.seq`. A batch
     /// whose `seq` the store already has for that instance changes nothing.

@@ -114,6 +114,29 @@ async fn instances_flush_independently(s: Subject) {
     assert_eq!(s.store.load(&key("shared")).await.expect("load"), Some(111));
     assert_eq!(s.store.flushed_seq("i2").await.expect("seq"), 1);
     assert_eq!(s.store.flushed_seq("nobody").await.expect("seq"), 0);
+    // A total and an instance's flushed sequence, read together.
+    let shared = key("shared");
+    assert_eq!(
+        s.store
+            .load_with_flushed(&shared, "i3")
+            .await
+            .expect("load"),
+        (Some(111), 5)
+    );
+    assert_eq!(
+        s.store
+            .load_with_flushed(&shared, "nobody")
+            .await
+            .expect("load"),
+        (Some(111), 0)
+    );
+    assert_eq!(
+        s.store
+            .load_with_flushed(&key("never"), "i2")
+            .await
+            .expect("load"),
+        (None, 1)
+    );
 }
 
 async fn unknown_keys_load_as_none(s: Subject) {

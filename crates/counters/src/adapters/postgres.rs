@@ -88,6 +88,24 @@ impl CounterStore for PostgresCounterStore {
             .map_err(store_error)
     }
 
+    async fn load_with_flushed(
+        &self,
+        key: &CounterKey,
+        instance: &str,
+    ) -> Result<(Option<i64>, u64), StoreError> {
+        // One statement: one snapshot of both tables.
+        let (total, flushed): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT value FROM counters WHERE key = $1), \
+                    (SELECT flushed_seq FROM counter_flushes WHERE instance_id = $2)",
+        )
+        .bind(key.as_str())
+        .bind(instance)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok((total, flushed.map_or(0, |s| u64::try_from(s).unwrap_or(0))))
+    }
+
     async fn apply(&self, batch: &FlushBatch) -> Result<Vec<Counter>, StoreError> {
         let keys: Vec<String> = batch
             .deltas

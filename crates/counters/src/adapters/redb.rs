@@ -111,6 +111,27 @@ impl CounterStore for RedbCounterStore {
             .map(|v| v.value().0))
     }
 
+    async fn load_with_flushed(
+        &self,
+        key: &CounterKey,
+        instance: &str,
+    ) -> Result<(Option<i64>, u64), StoreError> {
+        // One read transaction: one snapshot of both tables.
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
+        let counters = txn.open_table(COUNTERS).map_err(unavailable)?;
+        let flushes = txn.open_table(FLUSHES).map_err(unavailable)?;
+        let total = counters
+            .get(key.as_str())
+            .map_err(unavailable)?
+            .map(|v| v.value().0);
+        let flushed = flushes
+            .get(instance)
+            .map_err(unavailable)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        Ok((total, flushed))
+    }
+
     async fn apply(&self, batch: &FlushBatch) -> Result<Vec<Counter>, StoreError> {
         self.db()?;
         let db = self.db.clone();

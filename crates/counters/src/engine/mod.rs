@@ -103,6 +103,9 @@ pub struct Engine {
     /// their delta; a cut holds it exclusively, so a cut sees whole increments.
     barrier: RwLock<()>,
     next_seq: AtomicU64,
+    /// The `seq` of the batch being flushed (or waiting for a retry): every
+    /// entry's non-zero `inflight` belongs to it (one flush at a time).
+    inflight_seq: AtomicU64,
     dirty_keys: AtomicUsize,
     /// The journal thread: appends (journal durability), rotations, truncations.
     journal: mpsc::Sender<Op>,
@@ -155,6 +158,7 @@ impl Engine {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             barrier: RwLock::new(()),
             next_seq: AtomicU64::new(flushed + 1),
+            inflight_seq: AtomicU64::new(0),
             dirty_keys: AtomicUsize::new(0),
             journal,
             flush_now: Notify::new(),
@@ -207,13 +211,28 @@ impl Engine {
         {
             return Ok(());
         }
-        let loaded = self.store.load(key).await?.unwrap_or(0);
+        let (stored, flushed) = self.store.load_with_flushed(key, &self.instance).await?;
         let mut shard = lock(self.shard(key));
         let entry = shard.entry(key.clone()).or_default();
         if entry.base.is_none() {
-            entry.base = Some(loaded);
+            entry.base = Some(self.without_inflight(stored, flushed, entry).unwrap_or(0));
         }
         Ok(())
+    }
+
+    /// A stored total read while `entry` may have a batch in flight, made
+    /// comparable with the entry: if the store already holds that batch
+    /// (committed, not yet settled here), its delta is both in the total and
+    /// in `entry.inflight`, so it is taken out of the total once.
+    fn without_inflight(&self, stored: Option<i64>, flushed: u64, entry: &Entry) -> Option<i64> {
+        match stored {
+            Some(total)
+                if entry.inflight != 0 && flushed >= self.inflight_seq.load(Ordering::SeqCst) =>
+            {
+                Some(total.saturating_sub(entry.inflight))
+            }
+            other => other,
+        }
     }
 
     /// Adds `delta` to `key` and returns the key's new total.
@@ -292,7 +311,7 @@ impl Engine {
                 return Ok(total);
             }
         }
-        let stored = self.store.load(key).await?;
+        let (stored, flushed) = self.store.load_with_flushed(key, &self.instance).await?;
         let shard = lock(self.shard(key));
         // A flush may have committed and settled this key while the store was
         // read: its delta is then in the new base, not in `inflight`, and the
@@ -300,6 +319,10 @@ impl Engine {
         if let Some(total) = shard.get(key).and_then(Entry::total) {
             return Ok(total);
         }
+        let stored = match shard.get(key) {
+            Some(entry) => self.without_inflight(stored, flushed, entry),
+            None => stored,
+        };
         match (stored, shard.get(key)) {
             (None, None) => Err(EngineError::NotFound),
             (stored, entry) => {
@@ -353,6 +376,7 @@ impl Engine {
     fn cut(&self) -> Option<FlushBatch> {
         let _cut = self.barrier.write().unwrap_or_else(|p| p.into_inner());
         let upto = self.next_seq.load(Ordering::SeqCst) - 1;
+        self.inflight_seq.store(upto, Ordering::SeqCst);
         let mut deltas = Vec::new();
         for shard in self.shards.iter() {
             for (key, entry) in lock(shard).iter_mut() {
