@@ -418,3 +418,46 @@ async fn sigterm_cuts_an_open_stream_at_the_drain_deadline() {
     .expect("the stream ends");
     let _ = ended;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_health_turns_not_serving_while_draining() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let mut server = TestServer::start(&["--services", "calc", "--shutdown-delay", "2s"]);
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel);
+    let check = |service: &str| HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    for service in ["", "quintet.calc.v1.Calculator"] {
+        let status = health
+            .check(check(service))
+            .await
+            .expect("check")
+            .into_inner();
+        assert_eq!(status.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    server.sigterm();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Still answering during --shutdown-delay, but no longer serving: the
+    // Kubernetes readiness probe takes the pod out of the Service.
+    for service in ["", "quintet.calc.v1.Calculator"] {
+        let status = health
+            .check(check(service))
+            .await
+            .expect("check")
+            .into_inner();
+        assert_eq!(
+            status.status,
+            ServingStatus::NotServing as i32,
+            "{service:?}"
+        );
+    }
+    assert_eq!(server.wait(Duration::from_secs(15)).code(), Some(0));
+}
