@@ -22,7 +22,11 @@ use crate::domain::event::CalculationPerformed;
 use crate::ports::EventLog;
 
 /// Most events one append carries.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = 2048;
+/// How long the writer lets a batch fill after its first event: one append
+/// (one durable commit, one round trip) per this interval under load
+/// instead of one per handful of events; the events are at most this late.
+const LINGER: Duration = Duration::from_millis(20);
 /// First and longest wait between tries of a failing append.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -109,6 +113,19 @@ impl Writer {
             };
             if received == 0 {
                 break;
+            }
+            if batch.len() < BATCH {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(LINGER) => {}
+                }
+                while batch.len() < BATCH {
+                    match self.buffer.try_recv() {
+                        Ok(event) => batch.push(event),
+                        Err(_) => break,
+                    }
+                }
             }
             gauge!("quintet_calc_event_buffer_events").set(self.buffer.len() as f64);
             self.write(&batch, engine, &stop).await;
