@@ -22,11 +22,11 @@ use crate::domain::event::CalculationPerformed;
 use crate::ports::EventLog;
 
 /// Most events one append carries.
-pub const BATCH: usize = 2048;
+pub const BATCH: usize = 8192;
 /// How long the writer lets a batch fill after its first event: one append
 /// (one durable commit, one round trip) per this interval under load
 /// instead of one per handful of events; the events are at most this late.
-const LINGER: Duration = Duration::from_millis(20);
+const LINGER: Duration = Duration::from_millis(100);
 /// First and longest wait between tries of a failing append.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);

@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# calc service benchmark, in one run on one server:
+#  (a) unary Add RPCs/s and latency at CONCURRENCY concurrent gRPC streams,
+#      against the same server's grpc.health.v1.Health/Check at the same
+#      concurrency (the floor of its gRPC stack), interleaved repeats, medians;
+#  (b) NthPrimes wall time for each n of NTH (one RPC through `quintet calc
+#      nth-prime`), against the primesieve CLI (`primesieve N -n`) with its
+#      default threads and with --threads=1, interleaved repeats, medians;
+#  (c) server startup: process start to /readyz 200 (and to the port
+#      accepting), median over STARTS starts.
+#
+#   bash bench/calc.sh
+#
+# Environment (all optional):
+#   DURATION=10s      length of one measured load-generator run
+#   WARMUP=2s         unmeasured load before each measured run ("0" = none)
+#   REPEATS=3         measured runs per op and per n; the table shows the median
+#   CONCURRENCY=50    gRPC streams in flight
+#   CONNECTIONS=4     HTTP/2 connections the streams share
+#   NTH="100000000 1000000000"   the n asked of NthPrimes and primesieve
+#   STARTS=5          server starts timed for the startup figure
+#   KEEP_TMP=1        keep the temporary directory (data dirs, logs)
+#
+# Writes bench/results/calc.md, copies it into BENCHMARKS.md (section
+# "## calc", other sections are kept), and keeps raw load-generator output,
+# timings, server logs and /metrics dumps in bench/results/calc-raw/ (not committed).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+REPEATS="${REPEATS:-3}"
+CONCURRENCY="${CONCURRENCY:-50}"
+CONNECTIONS="${CONNECTIONS:-4}"
+NTH="${NTH:-100000000 1000000000}"
+STARTS="${STARTS:-5}"
+ADD_TARGET=0.9  # Add RPCs/s vs Health/Check RPCs/s
+NTH_TARGET=3    # quintet's NthPrimes wall time vs primesieve's (default threads)
+TIMEOUT=900s    # server --request-timeout and client --timeout: a 10^9 sieve must not be cut
+
+RESULTS_DIR="$ROOT/bench/results"
+RAW_DIR="$RESULTS_DIR/calc-raw"
+RESULT_MD="$RESULTS_DIR/calc.md"
+
+for n in REPEATS CONCURRENCY CONNECTIONS STARTS; do
+    [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, not '${!n}'"
+done
+for n in $NTH; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "NTH must be positive integers, not '$n'"; done
+DURATION_S="$(to_seconds "$DURATION")" || die "DURATION must look like 10s, 2m or 20, not '$DURATION'"
+((DURATION_S > 0)) || die "DURATION must be longer than 0s"
+if [[ $WARMUP == 0 ]]; then WARMUP_S=0; else WARMUP_S="$(to_seconds "$WARMUP")" || die "WARMUP must look like 2s or 0, not '$WARMUP'"; fi
+
+# Known n-th primes, to check both programs' answers.
+declare -A KNOWN=([100000000]=2038074743 [1000000000]=22801763489)
+
+# ---------------------------------------------------------------- tools and build
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v primesieve >/dev/null || need+=(primesieve)
+command -v python3 >/dev/null || need+=(python3)
+apt_install "${need[@]}"
+command -v cargo >/dev/null || die "cargo is needed to build quintet"
+PRIMESIEVE_THREADS_OPT=0
+primesieve --help 2>&1 | grep -q -- '--threads' && PRIMESIEVE_THREADS_OPT=1
+
+BUILD_QUINTET=(cargo build --release --locked -p quintet)
+BUILD_LOADGEN=(cargo build --release --locked -p quintet-calc --example calc_load)
+log "building: $(shell_join "${BUILD_QUINTET[@]}") && $(shell_join "${BUILD_LOADGEN[@]}")"
+"${BUILD_QUINTET[@]}"
+"${BUILD_LOADGEN[@]}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+[[ $TARGET_DIR == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n $(git status --porcelain --untracked-files=no -- . ':!bench' ':!BENCHMARKS.md' 2>/dev/null) ]]; then GIT_REV+=" (with uncommitted changes)"; fi
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+STARTED_AT="$(date -u '+%Y-%m-%d %H:%M UTC')"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/quintet-bench-calc.XXXXXX")"
+rm -rf "$RAW_DIR"
+mkdir -p "$RAW_DIR"
+# Runs use copies, so a rebuild of target/ during the run cannot mix binaries.
+QUINTET="$WORK/quintet"
+LOADGEN="$WORK/calc_load"
+cp "$TARGET_DIR/release/quintet" "$QUINTET"
+cp "$TARGET_DIR/release/examples/calc_load" "$LOADGEN"
+SERVER_PID=""
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    [[ -z $SERVER_PID ]] || stop_pid "$SERVER_PID"
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+CLK_TCK="$(getconf CLK_TCK)"
+# utime + stime of a live pid, in clock ticks.
+pid_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Busy ticks of the whole machine (user, nice, system, irq, softirq, steal).
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# CPU cores used by pid between two tick counts over a wall time in ns.
+cores() { awk -v a="$1" -v b="$2" -v ns="$3" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz / (ns / 1e9) }'; }
+
+# ---------------------------------------------------------------- quintet
+QUINTET_ARGS=(serve --services calc --rate-limit 0 --request-timeout "$TIMEOUT" --log-format json)
+URL=""
+start_quintet() { # name
+    local name=$1
+    pick_port
+    local dir="$WORK/$name" logf="$RAW_DIR/$name.log"
+    URL="http://127.0.0.1:$PORT"
+    QUINTET_LOG=warn "$QUINTET" "${QUINTET_ARGS[@]}" --addr "127.0.0.1:$PORT" --data-dir "$dir" >"$logf" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$URL/readyz" "$SERVER_PID" quintet "$logf"
+}
+stop_server() {
+    stop_pid "$SERVER_PID"
+    SERVER_PID=""
+}
+
+RPC_TSV="$RAW_DIR/rpc.tsv" # op repeat ops_per_sec p50_ms p99_ms errors server_cores loadgen_cores other_cores
+NTH_TSV="$RAW_DIR/nth.tsv" # system n repeat seconds answer server_cores primesieve_threads
+START_TSV="$RAW_DIR/startup.tsv" # start accept_ms ready_ms
+: >"$RPC_TSV"
+: >"$NTH_TSV"
+: >"$START_TSV"
+
+# ---------------------------------------------------------------- (a) Add vs Health/Check
+LOADGEN_EXAMPLE=""
+run_loadgen() { # op repeat
+    local op=$1 rep=$2 out="$RAW_DIR/load-$1-$2.json"
+    local cmd=("$LOADGEN" --url "$URL" --op "$op" --concurrency "$CONCURRENCY" --connections "$CONNECTIONS"
+        --duration "${DURATION_S}s" --warmup "${WARMUP_S}s")
+    LOADGEN_EXAMPLE="$(shell_join calc_load --url http://127.0.0.1:PORT) --op add|health $(shell_join "${cmd[@]:5}")"
+    local s0 t0 t1 s1 m0 m1 usr sys
+    s0="$(pid_ticks "$SERVER_PID")"
+    m0="$(machine_ticks)"
+    t0="$(date +%s%N)"
+    # bash's `time` gives the load generator's own CPU (user, system).
+    { TIMEFORMAT='%U %S' && time "${cmd[@]}" >"$out"; } 2>"$WORK/loadgen-time" || die "calc_load failed ($op)"
+    t1="$(date +%s%N)"
+    s1="$(pid_ticks "$SERVER_PID")"
+    m1="$(machine_ticks)"
+    read -r usr sys < <(tail -n 1 "$WORK/loadgen-time")
+    local server_cores loadgen_cores other_cores
+    server_cores="$(cores "$s0" "$s1" $((t1 - t0)))"
+    loadgen_cores="$(awk -v u="$usr" -v s="$sys" -v ns=$((t1 - t0)) 'BEGIN { printf "%.2f", (u + s) / (ns / 1e9) }')"
+    # What else kept the machine busy meanwhile (other processes on a shared machine).
+    other_cores="$(awk -v m="$(cores "$m0" "$m1" $((t1 - t0)))" -v s="$server_cores" -v l="$loadgen_cores" 'BEGIN { o = m - s - l; printf "%.2f", (o < 0 ? 0 : o) }')"
+    python3 - "$out" "$op" "$rep" "$server_cores" "$loadgen_cores" "$other_cores" >>"$RPC_TSV" <<'EOF'
+import json, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+print("\t".join(map(str, [sys.argv[2], sys.argv[3], round(r["ops_per_sec"]), r["p50_ms"], r["p99_ms"],
+    r["errors"], sys.argv[4], sys.argv[5], sys.argv[6]])))
+if r["errors"]:
+    print(f"calc_load: {r['errors']} errors, first: {r['first_error']}", file=sys.stderr)
+EOF
+    log "$(tail -n 1 "$RPC_TSV" | awk -F'\t' '{ printf "%-6s #%s: %8d RPC/s  p50 %.2f ms  p99 %.2f ms  errors %s  server %s cores  load generator %s cores  other %s cores", $1, $2, $3, $4, $5, $6, $7, $8, $9 }')"
+}
+
+start_quintet calc
+for rep in $(seq 1 "$REPEATS"); do
+    # Alternate which op goes first, so a drift of the machine hits both alike.
+    if ((rep % 2)); then ops=(add health); else ops=(health add); fi
+    for op in "${ops[@]}"; do
+        log "repeat $rep/$REPEATS: $op, $CONCURRENCY streams over $CONNECTIONS connections, ${DURATION_S}s"
+        run_loadgen "$op" "$rep"
+    done
+done
+curl -fsS "$URL/metrics" >"$RAW_DIR/metrics-rpc.txt" || true
+
+# ---------------------------------------------------------------- (b) NthPrimes vs primesieve
+# One timed command: prints "seconds answer" (wall time from fork to exit, ns clock).
+time_cmd() { # out-file cmd...
+    local out=$1 t0 t1
+    shift
+    t0="$(date +%s%N)"
+    "$@" >"$out" 2>&1 || {
+        cat "$out" >&2
+        die "failed: $(shell_join "$@")"
+    }
+    t1="$(date +%s%N)"
+    # The answer is the last word of the last line (primesieve: "Nth prime: N").
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }') $(tail -n 1 "$out" | awk '{ print $NF }')"
+}
+QUINTET_NTH_EXAMPLE="quintet calc nth-prime N --url http://127.0.0.1:PORT --timeout $TIMEOUT"
+PRIMESIEVE_EXAMPLE="primesieve N -n"
+PRIMESIEVE1_EXAMPLE="primesieve N -n --threads=1"
+record_nth() { # system n repeat cmd...
+    local system=$1 n=$2 rep=$3 secs answer s0 s1 t0 t1 server_cores="-" threads="-"
+    local out="$RAW_DIR/nth-$system-$n-$rep.out"
+    shift 3
+    s0="$(pid_ticks "$SERVER_PID")"
+    t0="$(date +%s%N)"
+    read -r secs answer < <(time_cmd "$out" "$@")
+    t1="$(date +%s%N)"
+    if [[ $system == quintet ]]; then
+        s1="$(pid_ticks "$SERVER_PID")"
+        server_cores="$(cores "$s0" "$s1" $((t1 - t0)))"
+    else
+        # primesieve prints the threads it used ("Threads = 2").
+        threads="$(awk -F'= *' '/^Threads/ { print $2 }' "$out")"
+    fi
+    if [[ -n ${KNOWN[$n]:-} && $answer != "${KNOWN[$n]}" ]]; then
+        die "$system answered $answer for n = $n; the $n-th prime is ${KNOWN[$n]}"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$n" "$rep" "$secs" "$answer" "$server_cores" "${threads:--}" >>"$NTH_TSV"
+    if [[ $system == quintet ]]; then
+        log "$(printf '%-13s n = %-11s #%s: %8.3f s  answer %s  server %s cores' "$system" "$n" "$rep" "$secs" "$answer" "$server_cores")"
+    else
+        log "$(printf '%-13s n = %-11s #%s: %8.3f s  answer %s  %s threads' "$system" "$n" "$rep" "$secs" "$answer" "$threads")"
+    fi
+}
+for rep in $(seq 1 "$REPEATS"); do
+    for n in $NTH; do
+        q=("$QUINTET" calc nth-prime "$n" --url "$URL" --timeout "$TIMEOUT")
+        p=(primesieve "$n" -n)
+        p1=(primesieve "$n" -n --threads=1)
+        record_nth quintet "$n" "$rep" "${q[@]}"
+        record_nth primesieve "$n" "$rep" "${p[@]}"
+        if ((PRIMESIEVE_THREADS_OPT)); then record_nth primesieve-1t "$n" "$rep" "${p1[@]}"; fi
+    done
+done
+curl -fsS "$URL/metrics" >"$RAW_DIR/metrics-nth.txt" || true
+stop_server
+# Every system must have given the same answer for each n.
+awk -F'\t' '{ a[$2] = a[$2] ? a[$2] : $5; if (a[$2] != $5) { print "answers differ for n = " $2 ": " a[$2] " and " $5; bad = 1 } } END { exit bad }' "$NTH_TSV" >&2 ||
+    die "quintet and primesieve disagree"
+
+# ---------------------------------------------------------------- (c) startup
+# Spawns the server and polls every 2 ms: the port accepting a connection,
+# then GET /readyz answering 200. Prints "accept_ms ready_ms".
+for i in $(seq 1 "$STARTS"); do
+    pick_port
+    python3 - "$PORT" "$RAW_DIR/startup-$i.log" "$QUINTET" "${QUINTET_ARGS[@]}" --addr "127.0.0.1:$PORT" --data-dir "$WORK/start-$i" >"$WORK/start.out" <<'EOF'
+import http.client, os, socket, subprocess, sys, time
+port, logf, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+env = dict(os.environ, QUINTET_LOG="warn")
+with open(logf, "w") as log:
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    accept = ready = None
+    while ready is None and time.monotonic() - t0 < 60 and p.poll() is None:
+        if accept is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                accept = time.monotonic() - t0
+            except OSError:
+                pass
+        if accept is not None:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    ready = time.monotonic() - t0
+                c.close()
+            except OSError:
+                pass
+        if ready is None:
+            time.sleep(0.002)
+    p.terminate()
+    try:
+        p.wait(40)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+if ready is None:
+    sys.exit(f"quintet was not ready within 60s (see {logf})")
+print(f"{accept * 1000:.1f} {ready * 1000:.1f}")
+EOF
+    read -r accept_ms ready_ms <"$WORK/start.out"
+    printf '%s\t%s\t%s\n' "$i" "$accept_ms" "$ready_ms" >>"$START_TSV"
+    log "start $i/$STARTS: port accepting after $accept_ms ms, /readyz 200 after $ready_ms ms"
+done
+
+# ---------------------------------------------------------------- report
+mkdir -p "$RESULTS_DIR"
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+PRIMESIEVE_VERSION="$(primesieve --version | head -n 1 | awk '{ print $1, $2 }' | tr -d ',')"
+{
+    echo "## calc"
+    echo
+    echo "Written by \`bash bench/calc.sh\`; do not edit by hand."
+    echo
+    echo "- Date: $STARTED_AT; git $GIT_REV; release build"
+    echo "- Machine: $(nproc) cores (${CPU_MODEL:-unknown CPU}), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
+    echo "- Load average (1/5/15 min) before the run: $LOAD_BEFORE; after: $LOAD_AFTER"
+    echo "- Server: \`$(shell_join quintet "${QUINTET_ARGS[@]}") --addr 127.0.0.1:PORT --data-dir DIR\` (QUINTET_LOG=warn, every other option at its default), one server for (a) and (b)"
+    echo "- (a) load: \`$LOADGEN_EXAMPLE\` (crates/calc/examples/calc_load.rs, a tonic client on the same machine; \`--op health\` calls \`grpc.health.v1.Health/Check\` for \`quintet.calc.v1.Calculator\`); ${WARMUP_S}s warm-up then ${DURATION_S}s measured per run, $REPEATS run(s) per op, Add and Check interleaved; medians. CPU in cores = CPU time / wall time of the load generator's process (warm-up included); \"other\" is the rest of the machine's busy time (other processes)"
+    echo "- (b) NthPrimes: \`$QUINTET_NTH_EXAMPLE\` (one RPC; the time includes the CLI's start and connect) against $PRIMESIEVE_VERSION (Debian package): \`$PRIMESIEVE_EXAMPLE\` (its default: all cores) and \`$PRIMESIEVE1_EXAMPLE\`; wall time of each process, $REPEATS run(s) per n and program, interleaved; medians; answers checked against the known n-th primes and each other. The ratio uses primesieve's default"
+    echo "- (c) startup: process spawn to the port accepting and to \`GET /readyz\` 200, polled every 2 ms, $STARTS starts; median"
+    echo
+    python3 - "$RPC_TSV" "$NTH_TSV" "$START_TSV" "$ADD_TARGET" "$NTH_TARGET" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+rpc, nth = defaultdict(list), defaultdict(list)
+for line in open(sys.argv[1]):
+    op, rep, ops, p50, p99, errors, scpu, lcpu, ocpu = line.rstrip("\n").split("\t")
+    rpc[op].append((float(ops), float(p50), float(p99), int(errors), float(scpu), float(lcpu), float(ocpu)))
+for line in open(sys.argv[2]):
+    system, n, rep, secs, answer, scpu, threads = line.rstrip("\n").split("\t")
+    nth[(system, int(n))].append((float(secs), answer, scpu, threads))
+starts = [line.rstrip("\n").split("\t") for line in open(sys.argv[3])]
+add_t, nth_t = float(sys.argv[4]), float(sys.argv[5])
+med = statistics.median
+def verdict(ok):
+    return "met" if ok else "**missed**"
+targets = []
+
+print("### (a) unary RPCs at the same concurrency")
+print()
+print("| RPC | RPCs/s (median) | p50 ms | p99 ms | errors (all runs) | server CPU (cores) | load generator CPU (cores) | other CPU (cores) | runs (RPCs/s) |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|---|")
+names = {"add": "`quintet.calc.v1.Calculator/Add`", "health": "`grpc.health.v1.Health/Check`"}
+for op in ("add", "health"):
+    if op not in rpc:
+        continue
+    r = rpc[op]
+    print(f"| {names[op]} | {med(x[0] for x in r):,.0f} | {med(x[1] for x in r):.2f} | {med(x[2] for x in r):.2f} "
+          f"| {sum(x[3] for x in r)} | {med(x[4] for x in r):.2f} | {med(x[5] for x in r):.2f} | {med(x[6] for x in r):.2f} "
+          f"| {', '.join(f'{x[0]:,.0f}' for x in r)} |")
+print()
+if "add" in rpc and "health" in rpc:
+    a, h = med(x[0] for x in rpc["add"]), med(x[0] for x in rpc["health"])
+    ratio = a / h
+    print(f"Add / Check: **{ratio:.2f}×** RPCs/s; server CPU per RPC: Add {med(x[4] / x[0] for x in rpc['add']) * 1e6:.0f} µs, "
+          f"Check {med(x[4] / x[0] for x in rpc['health']) * 1e6:.0f} µs.")
+    print()
+    targets.append(f"- Add ≥ {add_t:g}× Health/Check RPCs/s at the same concurrency: {ratio:.2f}× — {verdict(ratio >= add_t)}")
+
+print("### (b) NthPrimes against primesieve")
+print()
+print("| n | answer | quintet s (median) | quintet server CPU (cores) | primesieve s, default (threads) | primesieve s, --threads=1 | quintet / primesieve default | quintet / primesieve 1 thread | runs (s): quintet; default; 1 thread |")
+print("|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+for n in sorted({k[1] for k in nth}):
+    q, p, p1 = nth.get(("quintet", n)), nth.get(("primesieve", n)), nth.get(("primesieve-1t", n))
+    if not q or not p:
+        continue
+    qs, ps = med(x[0] for x in q), med(x[0] for x in p)
+    p1s = med(x[0] for x in p1) if p1 else None
+    scpu = med(float(x[2]) for x in q)
+    threads = "/".join(sorted({x[3] for x in p}))
+    runs = "; ".join(", ".join(f"{x[0]:.2f}" for x in r) for r in (q, p, p1 or []) if r)
+    print(f"| {n:,} | {int(q[0][1]):,} | {qs:.3f} | {scpu:.2f} | {ps:.3f} ({threads}) | {f'{p1s:.3f}' if p1s else '-'} "
+          f"| {qs / ps:.2f}× | {f'{qs / p1s:.2f}×' if p1s else '-'} | {runs} |")
+    targets.append(f"- NthPrimes n = {n:,} ≤ {nth_t:g}× primesieve's time (its default, {threads} threads here): {qs / ps:.2f}× — {verdict(qs / ps <= nth_t)}"
+                   + (f" (against `--threads=1`: {qs / p1s:.2f}×)" if p1s else ""))
+print()
+
+print("### (c) startup")
+print()
+if starts:
+    acc, rdy = [float(s[1]) for s in starts], [float(s[2]) for s in starts]
+    print(f"Process start to the port accepting: **{med(acc):.0f} ms**; to `/readyz` 200: **{med(rdy):.0f} ms** "
+          f"(median of {len(starts)} starts; runs: {', '.join(f'{x:.0f}' for x in rdy)} ms).")
+    print()
+print("### Targets")
+print()
+print("\n".join(targets))
+EOF
+} >"$RESULT_MD"
+merge_section "$RESULT_MD" calc
+log "wrote $RESULT_MD and BENCHMARKS.md"
+cat "$RESULT_MD"
