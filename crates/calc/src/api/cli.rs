@@ -100,26 +100,36 @@ fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
         .ok_or_else(|| format!("'{text}' reaches back too far"))
 }
 
-/// One event as a JSON line: the same shape as `GET /calc/history` gives.
+/// One event as a JSON line, fields in the order `GET /calc/history` gives them.
 fn event_line(event: &CalculationEvent) -> String {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        seq: u64,
+        at: &'a str,
+        request_id: &'a str,
+        method: &'a str,
+        input: serde_json::Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<serde_json::Value>,
+    }
     let parse = |text: &str| {
         serde_json::from_str::<serde_json::Value>(text)
             .unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
     };
-    let mut line = serde_json::json!({
-        "seq": event.seq,
-        "at": event.at,
-        "request_id": event.request_id,
-        "method": event.method,
-        "input": parse(&event.input_json),
-    });
-    if event.error_kind.is_empty() {
-        line["result"] = parse(&event.result_json);
-    } else {
-        line["error"] =
-            serde_json::json!({"kind": event.error_kind, "message": event.error_message});
-    }
-    line.to_string()
+    let answered = event.error_kind.is_empty();
+    let line = Line {
+        seq: event.seq,
+        at: &event.at,
+        request_id: &event.request_id,
+        method: &event.method,
+        input: parse(&event.input_json),
+        result: answered.then(|| parse(&event.result_json)),
+        error: (!answered)
+            .then(|| serde_json::json!({"kind": event.error_kind, "message": event.error_message})),
+    };
+    serde_json::to_string(&line).unwrap_or_default()
 }
 
 async fn channel(args: &ClientArgs) -> anyhow::Result<Channel> {
