@@ -17,6 +17,14 @@ pub enum EventLogError {
     Corrupt { seq: u64, reason: String },
 }
 
+/// Reads back an event an adapter stored as JSON at position `seq`.
+pub fn decode_event(seq: u64, json: &[u8]) -> Result<CalculationPerformed, EventLogError> {
+    serde_json::from_slice(json).map_err(|e| EventLogError::Corrupt {
+        seq,
+        reason: e.to_string(),
+    })
+}
+
 /// An append-only log of calculations, read back in append order.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {

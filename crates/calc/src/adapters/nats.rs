@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::RwLock;
 
 use crate::domain::event::{CalculationPerformed, EventQuery, StoredEvent};
-use crate::ports::{EventLog, EventLogError};
+use crate::ports::{EventLog, EventLogError, decode_event};
 
 /// The stream and subject used when the URL names none.
 pub const DEFAULT_STREAM: &str = "QUINTET_CALC_EVENTS";
@@ -177,11 +177,7 @@ async fn read_page(
             let info = message.info().map_err(unavailable)?;
             let seq = info.stream_sequence;
             pending = info.pending;
-            let event: CalculationPerformed =
-                serde_json::from_slice(&message.payload).map_err(|e| EventLogError::Corrupt {
-                    seq,
-                    reason: e.to_string(),
-                })?;
+            let event = decode_event(seq, &message.payload)?;
             if query.admits(event.at) {
                 events.push(StoredEvent { seq, event });
                 if events.len() == query.limit {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::domain::event::{CalculationPerformed, EventQuery, StoredEvent};
-use crate::ports::{EventLog, EventLogError};
+use crate::ports::{EventLog, EventLogError, decode_event};
 
 /// position → `CalculationPerformed` as JSON
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("calc_events");
@@ -70,11 +70,7 @@ fn read(db: &Database, query: EventQuery) -> Result<Vec<StoredEvent>, EventLogEr
     {
         let (seq, json) = entry.map_err(unavailable)?;
         let seq = seq.value();
-        let event: CalculationPerformed =
-            serde_json::from_slice(json.value()).map_err(|e| EventLogError::Corrupt {
-                seq,
-                reason: e.to_string(),
-            })?;
+        let event = decode_event(seq, json.value())?;
         if query.admits(event.at) {
             events.push(StoredEvent { seq, event });
             if events.len() == query.limit {

@@ -243,51 +243,45 @@ async fn fold(
     Ok(Json(ResultBody { result }))
 }
 
-/// The largest of the values.
-#[utoipa::path(
-    post,
-    path = "/calc/max",
-    tag = "calc",
-    request_body(content = Values, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The largest value", body = ResultBody),
-        (status = 400, description = "Body is not valid JSON", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "No values, more than 10,000, or one is not an int64", body = ErrorBody)
-    ),
-    security(("bearer" = []))
-)]
-async fn max(
-    State(calculator): State<Arc<Calculator>>,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<ResultBody>, ApiError> {
-    fold(&calculator, Operation::Max, &headers, raw).await
+macro_rules! fold_route {
+    ($name:ident, $op:expr, $path:literal, $what:literal) => {
+        #[doc = $what]
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "calc",
+            request_body(content = Values, content_type = "application/json"),
+            responses(
+                (status = 200, description = $what, body = ResultBody),
+                (status = 400, description = "Body is not valid JSON", body = ErrorBody),
+                (status = 413, description = "Body too large", body = ErrorBody),
+                (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+                (status = 422, description = "No values, more than 10,000, or one is not an int64", body = ErrorBody)
+            ),
+            security(("bearer" = []))
+        )]
+        async fn $name(
+            State(calculator): State<Arc<Calculator>>,
+            headers: HeaderMap,
+            raw: Result<Bytes, BytesRejection>,
+        ) -> Result<Json<ResultBody>, ApiError> {
+            fold(&calculator, $op, &headers, raw).await
+        }
+    };
 }
 
-/// The smallest of the values.
-#[utoipa::path(
-    post,
-    path = "/calc/min",
-    tag = "calc",
-    request_body(content = Values, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The smallest value", body = ResultBody),
-        (status = 400, description = "Body is not valid JSON", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "No values, more than 10,000, or one is not an int64", body = ErrorBody)
-    ),
-    security(("bearer" = []))
-)]
-async fn min(
-    State(calculator): State<Arc<Calculator>>,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<ResultBody>, ApiError> {
-    fold(&calculator, Operation::Min, &headers, raw).await
-}
+fold_route!(
+    max,
+    Operation::Max,
+    "/calc/max",
+    "The largest of the values"
+);
+fold_route!(
+    min,
+    Operation::Min,
+    "/calc/min",
+    "The smallest of the values"
+);
 
 /// The n-th prime for each n (1-based: n = 1 → 2).
 #[utoipa::path(
