@@ -7,8 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use sha2::{Digest, Sha256};
@@ -76,11 +75,9 @@ fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 /// Middleware: resolves the [`Caller`] and refuses unauthenticated calls when tokens are configured.
-pub async fn require_bearer(
-    State(tokens): State<TokenSet>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// Checks the bearer token and records the caller in the request's
+/// extensions; the refusal, if any, is the 401 (or gRPC UNAUTHENTICATED) answer.
+pub fn authenticate(tokens: &TokenSet, req: &mut Request) -> Option<Response> {
     let presented = bearer(req.headers());
     let caller = match presented {
         Some(token) => tokens.identify(token),
@@ -89,12 +86,12 @@ pub async fn require_bearer(
     if tokens.is_empty() {
         req.extensions_mut()
             .insert(caller.unwrap_or(Caller::Anonymous));
-        return next.run(req).await;
+        return None;
     }
     match caller {
         Some(caller) => {
             req.extensions_mut().insert(caller);
-            next.run(req).await
+            None
         }
         None => {
             let (message, error) = match presented {
@@ -105,7 +102,7 @@ pub async fn require_bearer(
                 Some(_) => ("invalid bearer token", "invalid_token"),
             };
             if super::is_grpc(req.headers()) {
-                return tonic::Status::unauthenticated(message).into_http();
+                return Some(tonic::Status::unauthenticated(message).into_http());
             }
             let mut response =
                 ErrorResponse::new(StatusCode::UNAUTHORIZED, message).into_response();
@@ -115,7 +112,7 @@ pub async fn require_bearer(
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, value);
             }
-            response
+            Some(response)
         }
     }
 }

@@ -6,11 +6,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -65,15 +63,10 @@ impl ClientRateLimiter {
     }
 }
 
-/// Middleware: spends one token of the caller's bucket or answers 429.
-pub async fn enforce(
-    State(limiter): State<Option<Arc<ClientRateLimiter>>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(limiter) = limiter else {
-        return next.run(req).await;
-    };
+/// Spends one token of the caller's bucket; the refusal, if any, is the 429
+/// (or gRPC RESOURCE_EXHAUSTED) answer with its Retry-After.
+pub fn admit(limiter: Option<&ClientRateLimiter>, req: &Request) -> Option<Response> {
+    let limiter = limiter?;
     let key = match req.extensions().get::<Caller>() {
         Some(Caller::Token(id)) => ClientKey::Token(*id),
         _ => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
@@ -81,25 +74,21 @@ pub async fn enforce(
             None => ClientKey::Unknown,
         },
     };
-    match limiter.check(key) {
-        Ok(()) => next.run(req).await,
-        Err(retry_after) => {
-            metrics::counter!("quintet_rate_limited_total").increment(1);
-            let message = format!(
-                "rate limit exceeded: {} requests/s per client (burst {}); retry after {retry_after}s",
-                limiter.config.per_second, limiter.config.burst
-            );
-            let mut response = if super::is_grpc(req.headers()) {
-                tonic::Status::resource_exhausted(message).into_http()
-            } else {
-                ErrorResponse::new(StatusCode::TOO_MANY_REQUESTS, message).into_response()
-            };
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
-            response
-        }
-    }
+    let retry_after = limiter.check(key).err()?;
+    metrics::counter!("quintet_rate_limited_total").increment(1);
+    let message = format!(
+        "rate limit exceeded: {} requests/s per client (burst {}); retry after {retry_after}s",
+        limiter.config.per_second, limiter.config.burst
+    );
+    let mut response = if super::is_grpc(req.headers()) {
+        tonic::Status::resource_exhausted(message).into_http()
+    } else {
+        ErrorResponse::new(StatusCode::TOO_MANY_REQUESTS, message).into_response()
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+    Some(response)
 }
 
 #[cfg(test)]

@@ -3,14 +3,15 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
 use crate::error::ErrorResponse;
 
-pub async fn enforce(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+/// Runs the rest of the stack within `limit`, or answers 503 (gRPC DEADLINE_EXCEEDED).
+pub async fn run(limit: Duration, req: Request, next: Next) -> Response {
     let grpc = super::is_grpc(req.headers());
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
