@@ -283,7 +283,7 @@ done
 mkdir -p "$RESULTS_DIR"
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-PRIMESIEVE_VERSION="$(primesieve --version | head -n 1 | awk '{ print $1, $2 }' | tr -d ',')"
+PRIMESIEVE_VERSION="$(primesieve --version | awk 'NR == 1 { print $1, $2 }' | tr -d ',')"  # awk reads it all: no SIGPIPE under pipefail
 {
     echo "## calc"
     echo
