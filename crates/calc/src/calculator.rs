@@ -55,10 +55,6 @@ impl Calculator {
         }
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// `a op b` for the binary operations (add, subtract, multiply, divide).
     pub fn binary(
         &self,

@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use tonic::{Request, Response, Status};
 
 use crate::calculator::{Calculator, HistoryError};
-use crate::domain::event::{EventQuery, Outcome, StoredEvent};
+use crate::domain::event::{DEFAULT_PAGE, EventQuery, Outcome, StoredEvent};
 use crate::domain::{CalcError, Operation};
 use crate::ports::EventLogError;
 use crate::proto::v1::calculator_server::{Calculator as CalculatorRpc, CalculatorServer};
@@ -24,9 +24,6 @@ use crate::proto::v1::{
     MultiplyResponse, NthPrimesRequest, NthPrimesResponse, PrimesChunk, PrimesRequest,
     SubtractRequest, SubtractResponse,
 };
-
-/// History page size when the request gives none.
-pub const DEFAULT_HISTORY_PAGE: usize = 100;
 
 pub fn server(calculator: Arc<Calculator>) -> CalculatorServer<CalcGrpc> {
     CalculatorServer::new(CalcGrpc { calculator })
@@ -187,7 +184,7 @@ impl CalculatorRpc for CalcGrpc {
             })?)
         };
         let limit = match r.limit {
-            0 => DEFAULT_HISTORY_PAGE,
+            0 => DEFAULT_PAGE,
             n => n as usize,
         };
         let query = EventQuery::new(r.after, since, limit);

@@ -19,9 +19,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::api::grpc::DEFAULT_HISTORY_PAGE;
 use crate::calculator::{Calculator, HistoryError};
-use crate::domain::event::{EventQuery, MAX_PAGE, StoredEvent};
+use crate::domain::event::{DEFAULT_PAGE, EventQuery, MAX_PAGE, StoredEvent};
 use crate::domain::{CalcError, Operation};
 use crate::ports::EventLogError;
 
@@ -351,7 +350,7 @@ async fn history(
         .transpose()?
         .unwrap_or(0);
     let limit = match params.limit {
-        None => DEFAULT_HISTORY_PAGE,
+        None => DEFAULT_PAGE,
         Some(text) => match text.parse::<usize>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
             _ => {

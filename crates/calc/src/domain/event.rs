@@ -9,6 +9,8 @@ use super::CalcError;
 
 /// Most events one history page holds.
 pub const MAX_PAGE: usize = 1_000;
+/// Events per history page when the caller names no limit.
+pub const DEFAULT_PAGE: usize = 100;
 
 /// One calculation, as it happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
