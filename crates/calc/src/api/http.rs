@@ -174,63 +174,6 @@ async fn binary(
     Ok(Json(ResultBody { result }))
 }
 
-macro_rules! binary_route {
-    ($name:ident, $op:expr, $path:literal, $what:literal, $errors:literal) => {
-        #[doc = $what]
-        #[utoipa::path(
-            post,
-            path = $path,
-            tag = "calc",
-            request_body(content = Operands, content_type = "application/json"),
-            responses(
-                (status = 200, description = "The answer", body = ResultBody),
-                (status = 400, description = "Body is not valid JSON", body = ErrorBody),
-                (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
-                (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-                (status = 422, description = $errors, body = ErrorBody),
-                (status = 429, description = "Rate limit exceeded; see Retry-After", body = ErrorBody)
-            ),
-            security(("bearer" = []))
-        )]
-        async fn $name(
-            State(calculator): State<Arc<Calculator>>,
-            headers: HeaderMap,
-            raw: Result<Bytes, BytesRejection>,
-        ) -> Result<Json<ResultBody>, ApiError> {
-            binary(&calculator, $op, &headers, raw).await
-        }
-    };
-}
-
-binary_route!(
-    add,
-    Operation::Add,
-    "/calc/add",
-    "a + b",
-    "A field is missing or not an int64, or the sum overflows int64"
-);
-binary_route!(
-    subtract,
-    Operation::Subtract,
-    "/calc/subtract",
-    "a - b",
-    "A field is missing or not an int64, or the difference overflows int64"
-);
-binary_route!(
-    multiply,
-    Operation::Multiply,
-    "/calc/multiply",
-    "a * b",
-    "A field is missing or not an int64, or the product overflows int64"
-);
-binary_route!(
-    divide,
-    Operation::Divide,
-    "/calc/divide",
-    "a / b, truncated toward zero",
-    "A field is missing or not an int64, b is 0, or the quotient overflows int64 (MIN / -1)"
-);
-
 async fn fold(
     calculator: &Calculator,
     op: Operation,
@@ -242,20 +185,24 @@ async fn fold(
     Ok(Json(ResultBody { result }))
 }
 
-macro_rules! fold_route {
-    ($name:ident, $op:expr, $path:literal, $what:literal) => {
+/// One `POST /calc/<method>` route over an int64 operation: `$run` reads
+/// the `$body` JSON and calls the calculator with `$op`.
+macro_rules! int_route {
+    ($name:ident, $run:ident, $body:ident, $op:expr, $path:literal, $what:literal, $errors:literal) => {
         #[doc = $what]
         #[utoipa::path(
             post,
             path = $path,
             tag = "calc",
-            request_body(content = Values, content_type = "application/json"),
+            request_body(content = $body, content_type = "application/json"),
             responses(
                 (status = 200, description = $what, body = ResultBody),
                 (status = 400, description = "Body is not valid JSON", body = ErrorBody),
+                (status = 401, description = "Missing or invalid bearer token", body = ErrorBody),
                 (status = 413, description = "Body too large", body = ErrorBody),
                 (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-                (status = 422, description = "No values, more than 10,000, or one is not an int64", body = ErrorBody)
+                (status = 422, description = $errors, body = ErrorBody),
+                (status = 429, description = "Rate limit exceeded; see Retry-After", body = ErrorBody)
             ),
             security(("bearer" = []))
         )]
@@ -264,22 +211,64 @@ macro_rules! fold_route {
             headers: HeaderMap,
             raw: Result<Bytes, BytesRejection>,
         ) -> Result<Json<ResultBody>, ApiError> {
-            fold(&calculator, $op, &headers, raw).await
+            $run(&calculator, $op, &headers, raw).await
         }
     };
 }
 
-fold_route!(
+int_route!(
+    add,
+    binary,
+    Operands,
+    Operation::Add,
+    "/calc/add",
+    "a + b",
+    "A field is missing or not an int64, or the sum overflows int64"
+);
+int_route!(
+    subtract,
+    binary,
+    Operands,
+    Operation::Subtract,
+    "/calc/subtract",
+    "a - b",
+    "A field is missing or not an int64, or the difference overflows int64"
+);
+int_route!(
+    multiply,
+    binary,
+    Operands,
+    Operation::Multiply,
+    "/calc/multiply",
+    "a * b",
+    "A field is missing or not an int64, or the product overflows int64"
+);
+int_route!(
+    divide,
+    binary,
+    Operands,
+    Operation::Divide,
+    "/calc/divide",
+    "a / b, truncated toward zero",
+    "A field is missing or not an int64, b is 0, or the quotient overflows int64 (MIN / -1)"
+);
+int_route!(
     max,
+    fold,
+    Values,
     Operation::Max,
     "/calc/max",
-    "The largest of the values"
+    "The largest of the values",
+    "No values, more than 10,000, or one is not an int64"
 );
-fold_route!(
+int_route!(
     min,
+    fold,
+    Values,
     Operation::Min,
     "/calc/min",
-    "The smallest of the values"
+    "The smallest of the values",
+    "No values, more than 10,000, or one is not an int64"
 );
 
 /// The n-th prime for each n (1-based: n = 1 → 2).
