@@ -37,6 +37,14 @@ pub struct KvConfig {
     #[arg(long, env = "QUINTET_KV_KEY_PROVIDER", default_value = "local")]
     pub kv_key_provider: String,
 
+    /// The layout new records are written in: `quintet` (namespace and key bound into each
+    /// record as associated data) or `seed`, the original services' DynamoDB layout (value S =
+    /// base64(iv ‖ tag ‖ ciphertext), data_key B = base64 of the KMS blob), which they can read
+    /// during a rolling migration but which binds no associated data. `seed` needs a DynamoDB
+    /// store (--kv-store dynamodb://…).
+    #[arg(long, env = "QUINTET_KV_WRITE_FORMAT", value_enum, default_value_t = WriteFormat::Quintet)]
+    pub kv_write_format: WriteFormat,
+
     /// Most AWS KMS calls per second (GenerateDataKey, Decrypt, Encrypt) from this instance;
     /// past it a call waits up to 1 s, then fails as unavailable (503). KMS's own quota is
     /// shared by every client of the account and region.
@@ -68,6 +76,24 @@ pub struct KvConfig {
     /// Most unwrapped data keys kept for decryption.
     #[arg(long, env = "QUINTET_KV_DEK_CACHE_ENTRIES", default_value_t = 10_000)]
     pub kv_dek_cache_entries: usize,
+}
+
+/// The layout `--kv-write-format` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteFormat {
+    /// quintet's own layout, with associated data.
+    Quintet,
+    /// The original services' DynamoDB layout (PHP twin), without associated data.
+    Seed,
+}
+
+impl WriteFormat {
+    pub fn record_format(self) -> domain::RecordFormat {
+        match self {
+            WriteFormat::Quintet => domain::RecordFormat::V1,
+            WriteFormat::Seed => domain::RecordFormat::SeedLegacy,
+        }
+    }
 }
 
 /// What `--kv-key-provider` names.

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-pub use config::KvConfig;
+pub use config::{KvConfig, WriteFormat};
 use domain::Namespace;
 use vault::{CacheLimits, Vault};
 
@@ -53,18 +53,29 @@ pub async fn service(
     let namespace = Namespace::new(config.kv_namespace.clone())
         .map_err(|e| anyhow::anyhow!("--kv-namespace: {e}"))?;
     let provider = config.provider(data_dir).await?;
-    let vault = Arc::new(Vault::new(
-        store.clone(),
-        provider,
-        namespace,
-        config.kv_max_value_bytes,
-        CacheLimits {
-            max_age: config.kv_dek_max_age,
-            max_uses: config.kv_dek_max_uses,
-            max_bytes: config.kv_dek_max_bytes,
-            max_entries: config.kv_dek_cache_entries,
-        },
-    ));
+    let vault = Arc::new(
+        Vault::new(
+            store.clone(),
+            provider,
+            namespace,
+            config.kv_max_value_bytes,
+            CacheLimits {
+                max_age: config.kv_dek_max_age,
+                max_uses: config.kv_dek_max_uses,
+                max_bytes: config.kv_dek_max_bytes,
+                max_entries: config.kv_dek_cache_entries,
+            },
+        )
+        .with_write_format(config.kv_write_format.record_format())
+        .map_err(|e| anyhow::anyhow!("--kv-write-format: {e}"))?,
+    );
+    if config.kv_write_format == WriteFormat::Seed {
+        tracing::warn!(
+            "kv writes new records in the original services' layout (--kv-write-format seed): \
+             it binds no associated data, so a record copied to another key still decrypts; \
+             switch back to quintet once the migration is over (kv rotate --convert quintet)"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.kv_tcp_addr)
         .await
         .with_context(|| format!("binding --kv-tcp-addr {}", config.kv_tcp_addr))?;

@@ -56,6 +56,29 @@ pub trait KvStore: Send + Sync + 'static {
         new: &WrappedKey,
     ) -> Result<bool, StoreError>;
 
+    /// Replaces the record under `key` with `new` (another layout of the
+    /// same value, from rotation's `convert`), only if it is still `old` (a
+    /// concurrent set wins). Returns whether it replaced it. Stores that
+    /// keep quintet's layout only never hold a record in another layout,
+    /// so they are never asked.
+    async fn replace(
+        &self,
+        key: &KvKey,
+        old: &SealedRecord,
+        new: &SealedRecord,
+    ) -> Result<bool, StoreError> {
+        let _ = (key, old, new);
+        Err(StoreError::Unavailable(
+            "this store keeps quintet's layout only: there is nothing to convert".into(),
+        ))
+    }
+
+    /// Whether this store keeps records in the seed's layout (DynamoDB, the
+    /// original services' table) as well as quintet's.
+    fn keeps_seed_layout(&self) -> bool {
+        false
+    }
+
     /// Cheap reachability check for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -9,11 +9,14 @@
 //! zero turns caching off: every set and get calls the provider.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::domain::envelope::{self, EnvelopeError};
-use crate::domain::{DataKey, KeyPrefix, KvKey, Namespace, Page, PageLimit, WrappedKey};
+use crate::domain::{
+    DataKey, KeyPrefix, KvKey, Namespace, Page, PageLimit, RecordFormat, SealedRecord, WrappedKey,
+};
 use crate::ports::{KeyProvider, KvStore, ProviderError, StoreError};
 
 /// Bounds on how long and how much one data key is used.
@@ -93,17 +96,28 @@ pub struct RotateReport {
     pub current: u64,
     /// Records set or deleted while rotating (they are current anyway).
     pub changed_meanwhile: u64,
+    /// Records re-encrypted into the layout asked for (`convert`), which
+    /// are then wrapped under the current key too.
+    pub converted: u64,
+    /// The layout records were converted to, when one was asked for.
+    #[schema(value_type = Option<String>, example = "seed")]
+    pub converted_to: Option<&'static str>,
 }
 
 pub struct Vault {
     store: Arc<dyn KvStore>,
     provider: Arc<dyn KeyProvider>,
     namespace: Namespace,
+    /// The layout new records are sealed in.
+    write_format: RecordFormat,
     max_value_bytes: usize,
     limits: CacheLimits,
     encrypt: Mutex<Option<CachedKey>>,
     refill: tokio::sync::Mutex<()>,
     decrypt: Mutex<HashMap<Vec<u8>, CachedKey>>,
+    /// Which reading of an ambiguous seed `data_key` opened last (see
+    /// [`Vault::decryption_key`]); one vault serves one store (table).
+    seed_reading_hint: AtomicUsize,
 }
 
 impl Vault {
@@ -118,12 +132,25 @@ impl Vault {
             store,
             provider,
             namespace,
+            write_format: RecordFormat::V1,
             max_value_bytes,
             limits,
             encrypt: Mutex::new(None),
             refill: tokio::sync::Mutex::new(()),
             decrypt: Mutex::new(HashMap::new()),
+            seed_reading_hint: AtomicUsize::new(0),
         }
+    }
+
+    /// Seals new records in `format`: quintet's own (the default) or the
+    /// seed's, which binds no associated data; only a store that keeps the
+    /// seed layout may be given the latter.
+    pub fn with_write_format(mut self, format: RecordFormat) -> Result<Self, KvError> {
+        if format == RecordFormat::SeedLegacy && !self.store.keeps_seed_layout() {
+            return Err(KvError::InvalidArgument(SEED_LAYOUT_STORES.into()));
+        }
+        self.write_format = format;
+        Ok(self)
     }
 
     pub fn max_value_bytes(&self) -> usize {
@@ -193,32 +220,67 @@ impl Vault {
             .map_err(provider_error)
     }
 
-    /// The data key inside `wrapped`, from the cache if it still may be used.
+    /// The data key of `record`, from the cache if it still may be used,
+    /// and the reading of its wrapped key that opened it.
+    ///
+    /// A seed item's stored `data_key` may have more than one reading (see
+    /// [`crate::domain::seed_key_readings`]): they are tried in order, at
+    /// most one provider call each, until one is not refused. Which position
+    /// won is remembered for this store, so later records with the same
+    /// ambiguity make one call.
     async fn decryption_key(
         &self,
         key: &KvKey,
-        wrapped: &WrappedKey,
+        record: &SealedRecord,
         len: u64,
-    ) -> Result<DataKey, KvError> {
+    ) -> Result<(DataKey, WrappedKey), KvError> {
+        let wrapped = &record.wrapped;
         if self.limits.enabled() {
             let mut cache = self.decrypt.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(entry) = cache.get_mut(&wrapped.bytes) {
                 if entry.wrapped.key_id == wrapped.key_id && entry.take(&self.limits, len) {
                     Self::cache_metric("decrypt", true);
-                    return Ok(entry.dek.clone());
+                    return Ok((entry.dek.clone(), entry.wrapped.clone()));
                 }
                 cache.remove(&wrapped.bytes);
             }
         }
         Self::cache_metric("decrypt", false);
-        let result = self.provider.unwrap(wrapped).await;
-        let dek = self.provider_call("unwrap", result).map_err(|e| match e {
-            ProviderError::Refused(reason) => KvError::Integrity {
+        let readings: Vec<&[u8]> = std::iter::once(&wrapped.bytes[..])
+            .chain(record.wrapped_alternates.iter().map(|b| &b[..]))
+            .collect();
+        let hint = self.seed_reading_hint.load(Ordering::Relaxed);
+        let order = std::iter::once(hint)
+            .filter(|&i| i < readings.len())
+            .chain((0..readings.len()).filter(|&i| i != hint));
+        let mut refused = None;
+        let mut opened = None;
+        for index in order {
+            let candidate = WrappedKey {
+                key_id: wrapped.key_id.clone(),
+                bytes: readings[index].to_vec(),
+            };
+            let result = self.provider.unwrap(&candidate).await;
+            match self.provider_call("unwrap", result) {
+                Ok(dek) => {
+                    if readings.len() > 1 {
+                        self.seed_reading_hint.store(index, Ordering::Relaxed);
+                    }
+                    opened = Some((dek, candidate));
+                    break;
+                }
+                Err(ProviderError::Refused(reason)) => {
+                    refused.get_or_insert(reason);
+                }
+                Err(other) => return Err(provider_error(other)),
+            }
+        }
+        let Some((dek, opened_with)) = opened else {
+            return Err(KvError::Integrity {
                 key: key.to_string(),
-                reason,
-            },
-            other => provider_error(other),
-        })?;
+                reason: refused.unwrap_or_default(),
+            });
+        };
         if self.limits.enabled() {
             let mut cache = self.decrypt.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= self.limits.max_entries {
@@ -232,14 +294,14 @@ impl Vault {
                 wrapped.bytes.clone(),
                 CachedKey {
                     dek: dek.clone(),
-                    wrapped: wrapped.clone(),
+                    wrapped: opened_with.clone(),
                     created: Instant::now(),
                     uses: 1,
                     bytes: len,
                 },
             );
         }
-        Ok(dek)
+        Ok((dek, opened_with))
     }
 
     /// Seals and stores `value` under `key`.
@@ -251,8 +313,15 @@ impl Vault {
             });
         }
         let (dek, wrapped) = self.encryption_key(value.len() as u64).await?;
-        let record = envelope::seal(&dek, wrapped, &self.namespace, key, value)
-            .map_err(|e| KvError::Unavailable(e.to_string()))?;
+        let record = envelope::seal(
+            &dek,
+            wrapped,
+            self.write_format,
+            &self.namespace,
+            key,
+            value,
+        )
+        .map_err(|e| KvError::Unavailable(e.to_string()))?;
         self.store.put(key, &record).await?;
         Ok(())
     }
@@ -264,16 +333,10 @@ impl Vault {
             .get(key)
             .await?
             .ok_or_else(|| KvError::NotFound(key.to_string()))?;
-        let dek = self
-            .decryption_key(key, &record.wrapped, record.plaintext_len())
+        let (dek, _) = self
+            .decryption_key(key, &record, record.plaintext_len())
             .await?;
-        envelope::open(&dek, record, &self.namespace, key).map_err(|e| match e {
-            EnvelopeError::Authentication => KvError::Integrity {
-                key: key.to_string(),
-                reason: e.to_string(),
-            },
-            other => KvError::Unavailable(other.to_string()),
-        })
+        envelope::open(&dek, record, &self.namespace, key).map_err(|e| self.open_error(key, e))
     }
 
     pub async fn delete(&self, key: &KvKey) -> Result<(), KvError> {
@@ -295,8 +358,16 @@ impl Vault {
 
     /// Re-wraps every stored data key under the provider's current key (after
     /// making a new one where the provider manages its own). Values are not
-    /// re-encrypted. Each distinct data key is unwrapped and wrapped once.
-    pub async fn rotate(&self) -> Result<RotateReport, KvError> {
+    /// re-encrypted and each record keeps its layout. Each distinct data key
+    /// is unwrapped and wrapped once.
+    ///
+    /// With `convert`, records in another layout are instead re-encrypted
+    /// into that one under a current data key (compare-and-set: a record
+    /// set meanwhile is left as it is).
+    pub async fn rotate(&self, convert: Option<RecordFormat>) -> Result<RotateReport, KvError> {
+        if convert == Some(RecordFormat::SeedLegacy) && !self.store.keeps_seed_layout() {
+            return Err(KvError::InvalidArgument(SEED_LAYOUT_STORES.into()));
+        }
         let result = self.provider.add_key().await;
         let new_key = self
             .provider_call("add_key", result)
@@ -314,8 +385,13 @@ impl Vault {
             rewrapped: 0,
             current: 0,
             changed_meanwhile: 0,
+            converted: 0,
+            converted_to: convert.map(format_name),
         };
-        let mut rewrapped: HashMap<WrappedKey, WrappedKey> = HashMap::new();
+        // Each distinct stored wrapped key (with its other readings) → (the
+        // reading that opened it, its new wrapping).
+        type Readings = (WrappedKey, Vec<Vec<u8>>);
+        let mut rewrapped: HashMap<Readings, (WrappedKey, WrappedKey)> = HashMap::new();
         let prefix = KeyPrefix::default();
         let limit =
             PageLimit::parse(Some("1000")).map_err(|e| KvError::InvalidArgument(e.to_string()))?;
@@ -328,21 +404,30 @@ impl Vault {
                     report.changed_meanwhile += 1;
                     continue;
                 };
+                if let Some(target) = convert.filter(|&f| f != record.format) {
+                    if self.convert(&entry.key, record, target).await? {
+                        report.converted += 1;
+                    } else {
+                        report.changed_meanwhile += 1;
+                    }
+                    continue;
+                }
                 if record.wrapped.key_id == key_id {
                     report.current += 1;
                     continue;
                 }
-                let new = match rewrapped.get(&record.wrapped) {
-                    Some(new) => new.clone(),
+                let stored = (record.wrapped.clone(), record.wrapped_alternates.clone());
+                let (old, new) = match rewrapped.get(&stored) {
+                    Some(done) => done.clone(),
                     None => {
-                        let dek = self.decryption_key(&entry.key, &record.wrapped, 0).await?;
+                        let (dek, old) = self.decryption_key(&entry.key, &record, 0).await?;
                         let result = self.provider.wrap(&dek).await;
                         let new = self.provider_call("wrap", result).map_err(provider_error)?;
-                        rewrapped.insert(record.wrapped.clone(), new.clone());
-                        new
+                        rewrapped.insert(stored, (old.clone(), new.clone()));
+                        (old, new)
                     }
                 };
-                if self.store.rewrap(&entry.key, &record.wrapped, &new).await? {
+                if self.store.rewrap(&entry.key, &old, &new).await? {
                     report.rewrapped += 1;
                 } else {
                     report.changed_meanwhile += 1;
@@ -353,8 +438,49 @@ impl Vault {
                 None => break,
             }
         }
-        tracing::info!(key_id = %report.key_id, scanned = report.scanned, rewrapped = report.rewrapped, "kv data keys rotated");
+        tracing::info!(key_id = %report.key_id, scanned = report.scanned, rewrapped = report.rewrapped, converted = report.converted, converted_to = report.converted_to.unwrap_or("-"), "kv data keys rotated");
         Ok(report)
+    }
+
+    /// Re-encrypts `record` (stored under `key`) into `target`'s layout
+    /// under a current data key; `false` if the record changed meanwhile.
+    async fn convert(
+        &self,
+        key: &KvKey,
+        record: SealedRecord,
+        target: RecordFormat,
+    ) -> Result<bool, KvError> {
+        let (dek, _) = self
+            .decryption_key(key, &record, record.plaintext_len())
+            .await?;
+        let plaintext = envelope::open(&dek, record.clone(), &self.namespace, key)
+            .map_err(|e| self.open_error(key, e))?;
+        let (dek, wrapped) = self.encryption_key(plaintext.len() as u64).await?;
+        let converted = envelope::seal(&dek, wrapped, target, &self.namespace, key, &plaintext)
+            .map_err(|e| KvError::Unavailable(e.to_string()))?;
+        Ok(self.store.replace(key, &record, &converted).await?)
+    }
+
+    fn open_error(&self, key: &KvKey, error: EnvelopeError) -> KvError {
+        match error {
+            EnvelopeError::Authentication => KvError::Integrity {
+                key: key.to_string(),
+                reason: error.to_string(),
+            },
+            other => KvError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Why the seed layout was refused for a store.
+const SEED_LAYOUT_STORES: &str = "the seed layout is kept only by the DynamoDB store (the \
+     original services' table): use --kv-store dynamodb://… or the quintet layout";
+
+/// The name of a layout, as `--kv-write-format` and `convert` spell it.
+pub fn format_name(format: RecordFormat) -> &'static str {
+    match format {
+        RecordFormat::V1 => "quintet",
+        RecordFormat::SeedLegacy => "seed",
     }
 }
 
@@ -529,7 +655,7 @@ mod tests {
             .await
             .expect("get")
             .expect("present");
-        let report = f.vault.rotate().await.expect("rotate");
+        let report = f.vault.rotate(None).await.expect("rotate");
         assert!(report.new_key);
         assert!(report.key_id.starts_with("local:v2:"), "{}", report.key_id);
         assert_eq!(
@@ -564,12 +690,81 @@ mod tests {
             new.wrapped.key_id, report.key_id,
             "new sets use the new key"
         );
-        let again = f.vault.rotate().await.expect("rotate again");
+        let again = f.vault.rotate(None).await.expect("rotate again");
         assert_eq!(
             again.current, 0,
             "a second rotation made a v3 key: all rewrapped"
         );
         assert_eq!(again.rewrapped, 6);
+    }
+
+    /// A store whose records read two ways, the first of them wrong (what a
+    /// seed item's ambiguous `data_key` looks like to the vault).
+    struct Ambiguous(Arc<RedbKvStore>);
+
+    #[async_trait]
+    impl KvStore for Ambiguous {
+        async fn put(&self, key: &KvKey, record: &SealedRecord) -> Result<(), StoreError> {
+            self.0.put(key, record).await
+        }
+        async fn get(&self, key: &KvKey) -> Result<Option<SealedRecord>, StoreError> {
+            Ok(self.0.get(key).await?.map(|mut record| {
+                let real = std::mem::replace(&mut record.wrapped.bytes, b"not a key".to_vec());
+                record.wrapped_alternates = vec![real];
+                record
+            }))
+        }
+        async fn delete(&self, key: &KvKey) -> Result<bool, StoreError> {
+            self.0.delete(key).await
+        }
+        async fn page(
+            &self,
+            prefix: &KeyPrefix,
+            after: Option<&KvKey>,
+            limit: PageLimit,
+        ) -> Result<Page, StoreError> {
+            self.0.page(prefix, after, limit).await
+        }
+        async fn rewrap(
+            &self,
+            key: &KvKey,
+            old: &WrappedKey,
+            new: &WrappedKey,
+        ) -> Result<bool, StoreError> {
+            self.0.rewrap(key, old, new).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn close(&self) {}
+    }
+
+    #[tokio::test]
+    async fn the_reading_that_opened_a_record_is_tried_first_next_time() {
+        let f = fixture(limits(0));
+        f.vault.set(&key("a"), b"first").await.expect("set");
+        f.vault.set(&key("b"), b"second").await.expect("set");
+        let vault = Vault::new(
+            Arc::new(Ambiguous(f.store.clone())),
+            f.provider.clone(),
+            Namespace::default(),
+            1 << 20,
+            limits(0),
+        );
+        let unwraps = || f.provider.2.load(Ordering::SeqCst);
+        let before = unwraps();
+        assert_eq!(vault.get(&key("a")).await.expect("get"), b"first");
+        assert_eq!(
+            unwraps() - before,
+            2,
+            "the wrong reading, then the right one"
+        );
+        assert_eq!(vault.get(&key("b")).await.expect("get"), b"second");
+        assert_eq!(unwraps() - before, 3, "remembered: one call");
+        // Rotation rewraps the reading that opened, and the record still opens.
+        let report = vault.rotate(None).await.expect("rotate");
+        assert_eq!(report.rewrapped, 2);
+        assert_eq!(f.vault.get(&key("a")).await.expect("get"), b"first");
     }
 
     #[tokio::test]

@@ -73,6 +73,7 @@ fn record(fill: u8, plaintext_len: usize) -> SealedRecord {
             key_id: "arn:aws:kms:us-east-1:123456789012:key/test".into(),
             bytes: vec![fill; 184],
         },
+        wrapped_alternates: Vec::new(),
         nonce: [fill; 12],
         ciphertext: vec![fill; plaintext_len + 16],
     }
@@ -640,7 +641,7 @@ async fn kms_and_dynamodb_together_seal_and_open_through_the_vault_layout() {
     let (dek, wrapped) = provider.generate().await.expect("generate");
     let ns = Namespace::default();
     let k = key("together");
-    let sealed = envelope::seal(&dek, wrapped, &ns, &k, b"hello").expect("seal");
+    let sealed = envelope::seal(&dek, wrapped, RecordFormat::V1, &ns, &k, b"hello").expect("seal");
     store.put(&k, &sealed).await.expect("put");
     let stored = store.get(&k).await.expect("get").expect("present");
     assert_eq!(stored.format, RecordFormat::V1);

@@ -72,6 +72,7 @@ fn record(id: &str, fill: u8, len: usize) -> SealedRecord {
             key_id: id.into(),
             bytes: vec![fill; 60],
         },
+        wrapped_alternates: Vec::new(),
         nonce: [fill; 12],
         ciphertext: vec![fill; len + 16],
     }

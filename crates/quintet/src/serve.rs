@@ -31,6 +31,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|e| invalid(format!("invalid value for --kv-store: {e}"))),
         None => store.clone(),
     };
+    if args.services.contains(&ServiceName::Kv)
+        && args.kv.kv_write_format == kv::WriteFormat::Seed
+        && !matches!(kv_store, StoreUrl::DynamoDb { .. })
+    {
+        invalid(format!(
+            "invalid value 'seed' for --kv-write-format: the seed layout is the original \
+             services' DynamoDB table, and kv's store is {}; use --kv-store dynamodb://… or \
+             --kv-write-format quintet",
+            kv_store.describe()
+        ));
+    }
     let receipts_queue: QueueUrl = args
         .receipts
         .receipts_queue

@@ -9,11 +9,20 @@
 //! key S | format N "1" | key_id S | data_key B (wrapped) | nonce B (12) | ciphertext B (‖ tag) | size N (plaintext bytes)
 //! ```
 //! Items written by seed 000 have no `format`: `value` is iv(12) ‖ tag(16) ‖
-//! ciphertext, as a base64 string (S) or raw bytes (B), and `data_key` is the
-//! KMS-wrapped data key, as B or base64 S. They read back as
-//! [`RecordFormat::SeedLegacy`] (no associated data). Rotation rewraps them
-//! in place: `data_key` becomes B and a `key_id` is added; `value` stays, and
-//! so does the absence of `format` (format is detected by that attribute).
+//! ciphertext, as a base64 string (S) or raw bytes (B), and `data_key` holds
+//! the KMS ciphertext blob the way its writer stored it: raw B, the PHP
+//! twin's B of base64 text, base64 S, or the Erlang server's
+//! base64(base64(blob)) S. Every reading of it is offered, most likely first
+//! (see [`seed_key_readings`]); the vault tries them in order. They read
+//! back as [`RecordFormat::SeedLegacy`] (no associated data). Rotation
+//! rewraps them in place and keeps the layout: the new blob is stored with
+//! as many base64 layers and in the same attribute type as the old one, a
+//! `key_id` is added (the originals ignore it), `value` stays, and so does
+//! the absence of `format` (format is detected by that attribute).
+//!
+//! Seed-format records quintet writes (`--kv-write-format seed`) take the
+//! PHP twin's layout: `value` S = base64(iv ‖ tag ‖ ciphertext), `data_key`
+//! B = the base64 text of the blob, plus `key_id` and `size`.
 //!
 //! Item size: DynamoDB refuses items over 400 KB (409,600 bytes, counted as
 //! the UTF-8 lengths of attribute names plus the sizes of their values).
@@ -45,7 +54,8 @@ use platform::aws::dynamodb::{KeyedTable, describe_table, open_table};
 use super::aws::{AwsSettings, describe_error};
 use crate::domain::record::{NONCE_LEN, TAG_LEN};
 use crate::domain::{
-    Entry, KeyPrefix, KvKey, Page, PageLimit, RecordFormat, SealedRecord, WrappedKey,
+    Entry, KeyPrefix, KvKey, Page, PageLimit, RecordFormat, SealedRecord, SeedKeyReading,
+    WrappedKey, encode_seed_key, seed_key_readings,
 };
 use crate::ports::{KvStore, StoreError};
 
@@ -65,6 +75,8 @@ const CIPHERTEXT: &str = "ciphertext";
 const SIZE: &str = "size";
 const VALUE: &str = "value";
 const FORMAT_V1: &str = "1";
+/// The PHP twin stores `data_key` as B holding base64 text: one layer.
+const PHP_KEY_LAYERS: u8 = 1;
 /// Seed values are iv ‖ tag ‖ ciphertext.
 const SEED_OVERHEAD: u64 = (NONCE_LEN + TAG_LEN) as u64;
 
@@ -226,25 +238,54 @@ fn item_of(key: &KvKey, record: &SealedRecord) -> Item {
             item.insert(NONCE.into(), b(record.nonce.to_vec()));
             item.insert(CIPHERTEXT.into(), b(record.ciphertext.clone()));
         }
-        // A seed record written back (a copy between stores): keep the seed
-        // layout, whose absence of associated data the format implies.
+        // The PHP twin's layout (`--kv-write-format seed`, or a seed record
+        // copied between stores), whose absence of associated data the
+        // format implies: value S = base64(iv ‖ tag ‖ ciphertext), data_key
+        // B = base64 text of the blob.
         RecordFormat::SeedLegacy => {
             if !record.wrapped.key_id.is_empty() {
                 item.insert(KEY_ID.into(), s(record.wrapped.key_id.as_str()));
             }
+            item.insert(
+                DATA_KEY.into(),
+                b(encode_seed_key(&record.wrapped.bytes, PHP_KEY_LAYERS)),
+            );
             let split = record.ciphertext.len().saturating_sub(TAG_LEN);
             let (body, tag) = record.ciphertext.split_at(split);
             let mut value = Vec::with_capacity(NONCE_LEN + record.ciphertext.len());
             value.extend_from_slice(&record.nonce);
             value.extend_from_slice(tag);
             value.extend_from_slice(body);
-            item.insert(VALUE.into(), b(value));
+            item.insert(VALUE.into(), s(SEED_BASE64.encode(value)));
         }
     }
     item
 }
 
-/// Bytes from a B attribute, or from an S attribute holding base64 (seed items).
+/// The readings of a seed item's stored `data_key`, most likely first.
+fn data_key_readings(value: &AttributeValue) -> Result<Vec<SeedKeyReading>, String> {
+    let readings = match value {
+        AttributeValue::B(blob) => seed_key_readings(blob.as_ref(), 0),
+        AttributeValue::S(text) => seed_key_readings(text.as_bytes(), 1),
+        _ => return Err("is neither binary nor a base64 string".to_owned()),
+    };
+    if readings.is_empty() {
+        return Err("is a string but not base64".to_owned());
+    }
+    Ok(readings)
+}
+
+/// `blob` stored as a seed item's `data_key` in the same attribute type and
+/// with as many base64 layers as `reading` of `stored` found.
+fn data_key_like(stored: &AttributeValue, reading: &SeedKeyReading, blob: &[u8]) -> AttributeValue {
+    let encoded = encode_seed_key(blob, reading.layers);
+    match stored {
+        AttributeValue::S(_) => s(String::from_utf8_lossy(&encoded).into_owned()),
+        _ => b(encoded),
+    }
+}
+
+/// Bytes from a B attribute, or from an S attribute holding base64 (seed values).
 fn bytes_or_base64(value: &AttributeValue) -> Result<Vec<u8>, String> {
     match value {
         AttributeValue::B(blob) => Ok(blob.as_ref().to_vec()),
@@ -278,10 +319,15 @@ fn record_of(key: &KvKey, item: &Item) -> Result<SealedRecord, StoreError> {
         let data_key = item
             .get(DATA_KEY)
             .ok_or_else(|| corrupt("seed item without data_key".into()))?;
-        let data_key = bytes_or_base64(data_key).map_err(|e| corrupt(format!("data_key {e}")))?;
+        let mut readings = data_key_readings(data_key)
+            .map_err(|e| corrupt(format!("data_key {e}")))?
+            .into_iter()
+            .map(|r| r.blob);
+        let first = readings.next().unwrap_or_default();
         let mut record =
-            SealedRecord::from_seed(&value, data_key).map_err(|e| corrupt(e.to_string()))?;
+            SealedRecord::from_seed(&value, first).map_err(|e| corrupt(e.to_string()))?;
         record.wrapped.key_id = key_id;
+        record.wrapped_alternates = readings.collect();
         return Ok(record);
     };
     match format {
@@ -316,6 +362,7 @@ fn record_of(key: &KvKey, item: &Item) -> Result<SealedRecord, StoreError> {
             key_id,
             bytes: binary(DATA_KEY)?.to_vec(),
         },
+        wrapped_alternates: Vec::new(),
         nonce,
         ciphertext: ciphertext.to_vec(),
     })
@@ -504,9 +551,10 @@ impl KvStore for DynamoKvStore {
         if updated {
             return Ok(true);
         }
-        // A seed item stores its wrapped key as B or base64 S (and has no
-        // key_id until first rewrapped): read what is stored, and compare-and-set
-        // on exactly that.
+        // A seed item stores its wrapped key in its writer's layout (and has
+        // no key_id until first rewrapped): read what is stored, find the
+        // reading that is `old`, and compare-and-set on exactly what is
+        // stored, writing the new blob in the same layout.
         let out = self
             .client
             .get_item()
@@ -536,10 +584,21 @@ impl KvStore for DynamoKvStore {
         let Some(stored_dk) = item.get(DATA_KEY) else {
             return Ok(false);
         };
-        if stored_id != old.key_id || bytes_or_base64(stored_dk).ok().as_ref() != Some(&old.bytes) {
+        if stored_id != old.key_id {
             return Ok(false);
         }
+        let Some(reading) = data_key_readings(stored_dk)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r.blob == old.bytes)
+        else {
+            return Ok(false);
+        };
         let mut values = new_values();
+        values.insert(
+            ":ndk".into(),
+            data_key_like(stored_dk, &reading, &new.bytes),
+        );
         values.insert(":odk".into(), stored_dk.clone());
         let (condition, names) = if item.contains_key(KEY_ID) {
             values.insert(":oid".into(), s(stored_id));
@@ -555,6 +614,81 @@ impl KvStore for DynamoKvStore {
             )
         };
         self.conditional_update(key, condition, names, values).await
+    }
+
+    async fn replace(
+        &self,
+        key: &KvKey,
+        old: &SealedRecord,
+        new: &SealedRecord,
+    ) -> Result<bool, StoreError> {
+        self.ensure_open()?;
+        let item = item_of(key, new);
+        let size = item_size(&item);
+        if size > MAX_ITEM_BYTES {
+            return Err(StoreError::TooLarge {
+                size,
+                limit: MAX_ITEM_BYTES,
+            });
+        }
+        // Compare-and-set on the attributes as stored (a seed item's may be
+        // S or B, base64 once or twice): read them, check they still are
+        // `old`, and put only if none of them changed since.
+        let stored = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, s(key.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("GetItem", &e))?;
+        let Some(stored) = stored.item.filter(|i| !i.is_empty()) else {
+            return Ok(false);
+        };
+        if record_of(key, &stored).ok().as_ref() != Some(old) {
+            return Ok(false);
+        }
+        let mut condition = Vec::new();
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        for (i, attribute) in [FORMAT, KEY_ID, DATA_KEY, NONCE, CIPHERTEXT, VALUE]
+            .into_iter()
+            .enumerate()
+        {
+            names.insert(format!("#a{i}"), attribute.to_owned());
+            match stored.get(attribute) {
+                Some(value) => {
+                    condition.push(format!("#a{i} = :a{i}"));
+                    values.insert(format!(":a{i}"), value.clone());
+                }
+                None => condition.push(format!("attribute_not_exists(#a{i})")),
+            }
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition.join(" AND "))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.unavailable("PutItem", &e)),
+        }
+    }
+
+    fn keeps_seed_layout(&self) -> bool {
+        true
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -585,6 +719,7 @@ mod tests {
                 key_id: "arn:aws:kms:us-east-1:123456789012:key/abc".into(),
                 bytes: vec![7; 180],
             },
+            wrapped_alternates: Vec::new(),
             nonce: [3; 12],
             ciphertext: vec![9; 40],
         }
@@ -606,7 +741,20 @@ mod tests {
         let record = SealedRecord::from_seed(&value, vec![8; 100]).expect("seed");
         let item = item_of(&key("k"), &record);
         assert!(!item.contains_key(FORMAT));
-        assert_eq!(record_of(&key("k"), &item).expect("parses"), record);
+        // The PHP twin's layout: value S of base64, data_key B of base64 text.
+        assert!(matches!(item.get(VALUE), Some(AttributeValue::S(_))));
+        let php_key = base64::engine::general_purpose::STANDARD.encode([8u8; 100]);
+        assert_eq!(item.get(DATA_KEY), Some(&b(php_key.clone().into_bytes())));
+        // Read back: the blob first, the stored text as the one other reading.
+        let read = record_of(&key("k"), &item).expect("parses");
+        assert_eq!(read.wrapped_alternates, vec![php_key.into_bytes()]);
+        assert_eq!(
+            SealedRecord {
+                wrapped_alternates: Vec::new(),
+                ..read
+            },
+            record
+        );
 
         let encoded = base64::engine::general_purpose::STANDARD.encode(&value);
         let seed_item = HashMap::from([

@@ -80,6 +80,7 @@ impl KvStore for PostgresKvStore {
                 key_id: row.try_get("key_id").map_err(unavailable)?,
                 bytes: row.try_get("wrapped_key").map_err(unavailable)?,
             },
+            wrapped_alternates: Vec::new(),
             nonce,
             ciphertext,
         }))

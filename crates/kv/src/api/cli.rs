@@ -35,8 +35,14 @@ enum KvCommand {
         cursor: Option<String>,
     },
     /// Re-wrap every stored data key under the key provider's current key (the local
-    /// provider makes a new master key first); print what was done.
-    Rotate,
+    /// provider makes a new master key first); print what was done. Each record keeps its
+    /// layout unless --convert names one.
+    Rotate {
+        /// Re-encrypt records in another layout into this one: `quintet`, or `seed` (the
+        /// original services' DynamoDB layout, for a migration back; DynamoDB store only).
+        #[arg(long, value_parser = ["quintet", "seed"])]
+        convert: Option<String>,
+    },
 }
 
 pub async fn run(cli: KvCli) -> anyhow::Result<()> {
@@ -77,10 +83,12 @@ pub async fn run(cli: KvCli) -> anyhow::Result<()> {
                 .await?;
             print_json(&page)?;
         }
-        KvCommand::Rotate => {
-            let report = client
-                .send_json(client.request(Method::POST, "/admin/kv/rotate"))
-                .await?;
+        KvCommand::Rotate { convert } => {
+            let mut request = client.request(Method::POST, "/admin/kv/rotate");
+            if let Some(format) = &convert {
+                request = request.query(&[("convert", format)]);
+            }
+            let report = client.send_json(request).await?;
             print_json(&report)?;
         }
     }

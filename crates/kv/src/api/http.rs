@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -15,7 +15,7 @@ use platform::error::ErrorBody;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::domain::{KeyPrefix, KvKey, PageLimit};
+use crate::domain::{KeyPrefix, KvKey, PageLimit, RecordFormat};
 use crate::vault::{KvError, RotateReport, Vault};
 
 pub fn router(vault: Arc<Vault>) -> Router {
@@ -252,10 +252,45 @@ async fn seed_get(
     }
 }
 
+/// What `POST /admin/kv/rotate` may be asked.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RotateQuery {
+    /// Re-encrypt every record not already in this layout into it: `quintet`
+    /// (namespace and key bound as associated data) or `seed` (the original
+    /// services' DynamoDB layout; DynamoDB store only). Without it each
+    /// record keeps its layout.
+    #[param(pattern = "^(quintet|seed)$")]
+    convert: Option<String>,
+}
+
 /// Re-wraps every stored data key under the key provider's current key
 /// (the local provider with a key directory makes a new master key first).
-#[utoipa::path(post, path = "/admin/kv/rotate", tag = "kv",
-    responses((status = 200, body = RotateReport), (status = 503, body = ErrorBody)))]
-async fn rotate(State(vault): State<Arc<Vault>>) -> Result<Json<RotateReport>, ApiError> {
-    Ok(Json(vault.rotate().await?))
+/// Each record keeps its layout unless `convert` names one; the report
+/// says how many were converted.
+#[utoipa::path(post, path = "/admin/kv/rotate", tag = "kv", params(RotateQuery),
+    responses((status = 200, body = RotateReport), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+async fn rotate(
+    State(vault): State<Arc<Vault>>,
+    query: Result<Query<RotateQuery>, QueryRejection>,
+) -> Result<Json<RotateReport>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let convert = match query.convert.as_deref() {
+        None => None,
+        Some(name) => Some(parse_format(name).map_err(ApiError::BadRequest)?),
+    };
+    Ok(Json(vault.rotate(convert).await?))
+}
+
+/// A layout by name (`quintet` or `seed`), as `convert` and `--kv-write-format` spell it.
+pub fn parse_format(name: &str) -> Result<RecordFormat, String> {
+    match name {
+        "quintet" => Ok(RecordFormat::V1),
+        "seed" => Ok(RecordFormat::SeedLegacy),
+        other => Err(format!(
+            "convert must be quintet or seed, not '{}'",
+            other.chars().take(40).collect::<String>()
+        )),
+    }
 }

@@ -78,10 +78,13 @@ pub fn associated_data(format: RecordFormat, namespace: &Namespace, key: &KvKey)
     }
 }
 
-/// Encrypts `plaintext` for `key` under `dek` (whose wrapped form is `wrapped`).
+/// Encrypts `plaintext` for `key` under `dek` (whose wrapped form is
+/// `wrapped`), in `format`'s layout: quintet's binds namespace and key as
+/// associated data, the seed's binds nothing.
 pub fn seal(
     dek: &DataKey,
     wrapped: WrappedKey,
+    format: RecordFormat,
     namespace: &Namespace,
     key: &KvKey,
     plaintext: &[u8],
@@ -92,7 +95,7 @@ pub fn seal(
         .map_err(|_| EnvelopeError::Random)?;
     let mut buffer = Vec::with_capacity(plaintext.len() + TAG_LEN);
     buffer.extend_from_slice(plaintext);
-    let aad = associated_data(RecordFormat::V1, namespace, key);
+    let aad = associated_data(format, namespace, key);
     dek.aead()
         .seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
@@ -101,8 +104,9 @@ pub fn seal(
         )
         .map_err(|_| EnvelopeError::Authentication)?;
     Ok(SealedRecord {
-        format: RecordFormat::V1,
+        format,
         wrapped,
+        wrapped_alternates: Vec::new(),
         nonce,
         ciphertext: buffer,
     })
@@ -154,7 +158,8 @@ mod tests {
         let ns = Namespace::default();
         for size in [0usize, 1, 15, 16, 17, 4096, 65_536, 1 << 20, 8 << 20] {
             let value: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
-            let record = seal(&dek, wrapped(), &ns, &key("k"), &value).expect("seal");
+            let record =
+                seal(&dek, wrapped(), RecordFormat::V1, &ns, &key("k"), &value).expect("seal");
             assert_eq!(record.plaintext_len(), size as u64);
             if size > 0 {
                 assert_ne!(
@@ -172,7 +177,15 @@ mod tests {
     fn a_record_moved_to_another_key_or_namespace_fails() {
         let dek = DataKey::generate().expect("rng");
         let ns = Namespace::default();
-        let record = seal(&dek, wrapped(), &ns, &key("alice"), b"secret").expect("seal");
+        let record = seal(
+            &dek,
+            wrapped(),
+            RecordFormat::V1,
+            &ns,
+            &key("alice"),
+            b"secret",
+        )
+        .expect("seal");
         assert_eq!(
             open(&dek, record.clone(), &ns, &key("bob")),
             Err(EnvelopeError::Authentication)
@@ -193,8 +206,8 @@ mod tests {
     fn nonces_differ_per_value() {
         let dek = DataKey::generate().expect("rng");
         let ns = Namespace::default();
-        let a = seal(&dek, wrapped(), &ns, &key("k"), b"same").expect("seal");
-        let b = seal(&dek, wrapped(), &ns, &key("k"), b"same").expect("seal");
+        let a = seal(&dek, wrapped(), RecordFormat::V1, &ns, &key("k"), b"same").expect("seal");
+        let b = seal(&dek, wrapped(), RecordFormat::V1, &ns, &key("k"), b"same").expect("seal");
         assert_ne!(a.nonce, b.nonce);
         assert_ne!(a.ciphertext, b.ciphertext);
     }
@@ -212,7 +225,7 @@ mod tests {
         fn round_trip_any_value(value in proptest::collection::vec(any::<u8>(), 0..70_000)) {
             let dek = DataKey::generate().expect("rng");
             let ns = Namespace::default();
-            let record = seal(&dek, wrapped(), &ns, &key("k"), &value).expect("seal");
+            let record = seal(&dek, wrapped(), RecordFormat::V1, &ns, &key("k"), &value).expect("seal");
             prop_assert_eq!(open(&dek, record, &ns, &key("k")).expect("open"), value);
         }
 
@@ -224,7 +237,7 @@ mod tests {
         ) {
             let dek = DataKey::generate().expect("rng");
             let ns = Namespace::default();
-            let record = seal(&dek, wrapped(), &ns, &key("k"), &value).expect("seal");
+            let record = seal(&dek, wrapped(), RecordFormat::V1, &ns, &key("k"), &value).expect("seal");
             let mut stored = record.encode();
             let at = position.index(stored.len());
             stored[at] ^= flip;
@@ -250,8 +263,8 @@ mod tests {
         ) {
             let dek = DataKey::generate().expect("rng");
             let ns = Namespace::default();
-            let ra = seal(&dek, wrapped(), &ns, &key("a"), &a).expect("seal");
-            let rb = seal(&dek, wrapped(), &ns, &key("b"), &b).expect("seal");
+            let ra = seal(&dek, wrapped(), RecordFormat::V1, &ns, &key("a"), &a).expect("seal");
+            let rb = seal(&dek, wrapped(), RecordFormat::V1, &ns, &key("b"), &b).expect("seal");
             prop_assert_eq!(open(&dek, rb, &ns, &key("a")), Err(EnvelopeError::Authentication));
             prop_assert_eq!(open(&dek, ra, &ns, &key("b")), Err(EnvelopeError::Authentication));
         }

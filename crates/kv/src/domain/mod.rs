@@ -8,7 +8,9 @@ use std::fmt;
 
 pub use envelope::{DataKey, EnvelopeError};
 pub use platform::paging::PageLimit;
-pub use record::{RecordFormat, SealedRecord, WrappedKey};
+pub use record::{
+    RecordFormat, SealedRecord, SeedKeyReading, WrappedKey, encode_seed_key, seed_key_readings,
+};
 
 /// Longest key, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 1024;

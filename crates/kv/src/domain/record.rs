@@ -32,6 +32,10 @@ pub struct WrappedKey {
 pub struct SealedRecord {
     pub format: RecordFormat,
     pub wrapped: WrappedKey,
+    /// Other readings of the wrapped key, tried in order when the provider
+    /// refuses `wrapped` (only seed items whose stored `data_key` can be
+    /// read more than one way have any; see [`seed_key_readings`]).
+    pub wrapped_alternates: Vec<Vec<u8>>,
     pub nonce: [u8; NONCE_LEN],
     /// Ciphertext followed by the 16-byte tag.
     pub ciphertext: Vec<u8>,
@@ -102,6 +106,7 @@ impl SealedRecord {
                 key_id,
                 bytes: wrapped,
             },
+            wrapped_alternates: Vec::new(),
             nonce,
             ciphertext,
         })
@@ -127,10 +132,88 @@ impl SealedRecord {
                 key_id: String::new(),
                 bytes: data_key,
             },
+            wrapped_alternates: Vec::new(),
             nonce: nonce.try_into().map_err(|_| CorruptRecord("iv".into()))?,
             ciphertext,
         })
     }
+}
+
+/// Most base64 layers a seed item's `data_key` is read through: the Erlang
+/// server stored base64(base64(blob)).
+pub const MAX_SEED_KEY_LAYERS: u8 = 2;
+
+/// One reading of a seed item's stored `data_key`: the KMS ciphertext blob
+/// after peeling `layers` of base64 off what is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedKeyReading {
+    pub layers: u8,
+    pub blob: Vec<u8>,
+}
+
+/// The ways a seed item's stored `data_key` can hold the KMS blob, most
+/// likely first, at most [`MAX_SEED_KEY_LAYERS`] + 1 of them.
+///
+/// The original writers differ (spec §1): a raw blob as B; the PHP twin's
+/// base64 text of the blob stored as B; base64(blob) as S; the Erlang
+/// server's base64(base64(blob)) as S (erlcloud hands the blob over base64
+/// already and the server encodes it again). A KMS blob is binary, so it is
+/// practically never valid base64 text: base64 layers are peeled while what
+/// is left still decodes, and the deepest reading comes first. A shallower
+/// reading follows only when what it holds decoded as base64 too, which a
+/// blob does by chance alone; the caller tries them in order. `min_layers`
+/// is 1 for a string attribute (text is never the blob itself).
+pub fn seed_key_readings(stored: &[u8], min_layers: u8) -> Vec<SeedKeyReading> {
+    let mut layers = vec![stored.to_vec()];
+    while layers.len() <= usize::from(MAX_SEED_KEY_LAYERS) {
+        let Some(decoded) = layers.last().and_then(|l| decode_base64_text(l)) else {
+            break;
+        };
+        layers.push(decoded);
+    }
+    layers
+        .into_iter()
+        .enumerate()
+        .rev()
+        .filter_map(|(depth, blob)| {
+            let layers = u8::try_from(depth).ok()?;
+            (layers >= min_layers).then_some(SeedKeyReading { layers, blob })
+        })
+        .collect()
+}
+
+/// `layers` of standard base64 (padded, as PHP's `base64_encode` and
+/// Erlang's `base64:encode` write it) around `blob`.
+pub fn encode_seed_key(blob: &[u8], layers: u8) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut out = blob.to_vec();
+    for _ in 0..layers {
+        out = base64::engine::general_purpose::STANDARD
+            .encode(&out)
+            .into_bytes();
+    }
+    out
+}
+
+/// `text` decoded if it is base64 text (standard or URL-safe alphabet,
+/// padding optional, surrounding ASCII whitespace ignored) of at least one
+/// byte; `None` for anything else, binary blobs included.
+fn decode_base64_text(text: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const CONFIG: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, CONFIG);
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, CONFIG);
+    let text = text.trim_ascii();
+    if text.is_empty() {
+        return None;
+    }
+    STANDARD
+        .decode(text)
+        .or_else(|_| URL_SAFE.decode(text))
+        .ok()
+        .filter(|decoded| !decoded.is_empty())
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -164,6 +247,7 @@ mod tests {
                 key_id: "local:v1:abcd".into(),
                 bytes: vec![7; 60],
             },
+            wrapped_alternates: Vec::new(),
             nonce: [3; 12],
             ciphertext: vec![9; 40],
         }
@@ -196,5 +280,69 @@ mod tests {
         );
         assert_eq!(record.plaintext_len(), 3);
         assert!(SealedRecord::from_seed(&[0; 27], vec![]).is_err());
+    }
+
+    #[test]
+    fn seed_key_readings_peel_every_writer_layout_deepest_first() {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| {
+            base64::engine::general_purpose::STANDARD
+                .encode(b)
+                .into_bytes()
+        };
+        // A blob like KMS's: binary, never base64 text.
+        let blob: Vec<u8> = (0u8..=183).map(|i| i.wrapping_mul(151) ^ 0x01).collect();
+        let deepest = |stored: &[u8], min| seed_key_readings(stored, min)[0].clone();
+        // Raw B; the PHP twin's B of base64 text; S of base64; Erlang's S of base64(base64).
+        assert_eq!(
+            deepest(&blob, 0),
+            SeedKeyReading {
+                layers: 0,
+                blob: blob.clone()
+            }
+        );
+        assert_eq!(
+            deepest(&b64(&blob), 0),
+            SeedKeyReading {
+                layers: 1,
+                blob: blob.clone()
+            }
+        );
+        assert_eq!(
+            deepest(&b64(&blob), 1),
+            SeedKeyReading {
+                layers: 1,
+                blob: blob.clone()
+            }
+        );
+        assert_eq!(
+            deepest(&b64(&b64(&blob)), 1),
+            SeedKeyReading {
+                layers: 2,
+                blob: blob.clone()
+            }
+        );
+        assert_eq!(seed_key_readings(&blob, 0).len(), 1);
+        assert_eq!(seed_key_readings(&b64(&b64(&blob)), 1).len(), 2);
+        // Text is never the blob itself when stored as a string.
+        assert!(seed_key_readings(b"%%% not base64", 1).is_empty());
+        // At most two layers are peeled, so at most three readings.
+        let triple = b64(&b64(&b64(&blob)));
+        let readings = seed_key_readings(&triple, 0);
+        assert_eq!(
+            readings.iter().map(|r| r.layers).collect::<Vec<_>>(),
+            [2, 1, 0]
+        );
+        // Encoding back gives what was stored.
+        for layers in 0..=MAX_SEED_KEY_LAYERS {
+            let stored = encode_seed_key(&blob, layers);
+            assert_eq!(
+                deepest(&stored, 0),
+                SeedKeyReading {
+                    layers,
+                    blob: blob.clone()
+                }
+            );
+        }
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod counters;
 mod kv;
 mod kv_aws;
+mod kv_seed;
 mod lifecycle;
 mod messages_api;
 mod ops;
