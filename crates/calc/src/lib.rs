@@ -80,7 +80,7 @@ pub fn service(config: CalcConfig, log: Option<Arc<dyn ports::EventLog>>) -> pla
     let calculator = Arc::new(calculator::Calculator::new(limits, recorder, log));
     let service = platform::Service::new("calc")
         .routes(api::http::router(calculator.clone()))
-        .openapi(api::http::openapi())
+        .openapi(api::http::openapi(config.calc_max_n))
         .grpc(api::grpc::server(calculator))
         .grpc_descriptors(proto::DESCRIPTORS);
     match writer {

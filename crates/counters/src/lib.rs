@@ -71,7 +71,7 @@ pub async fn service(
     let closing = store.clone();
     Ok(platform::Service::new("counters")
         .routes(api::http::router(engine, config.counter_max_key_bytes))
-        .openapi(api::http::openapi())
+        .openapi(api::http::openapi(config.counter_max_key_bytes))
         .readiness(Arc::new(ports::StoreReadiness(store)))
         .background("counters-flusher", move |stop| {
             Box::pin(flusher.run_flusher(stop))

@@ -40,6 +40,9 @@ impl CacheLimits {
 pub enum KvError {
     #[error("{0}")]
     InvalidArgument(String),
+    /// Valid, but not something this server's store can do.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("no value for key '{0}'")]
     NotFound(String),
     #[error("value is {size} bytes; the limit is {limit} bytes")]
@@ -147,7 +150,7 @@ impl Vault {
     /// seed layout may be given the latter.
     pub fn with_write_format(mut self, format: RecordFormat) -> Result<Self, KvError> {
         if format == RecordFormat::SeedLegacy && !self.store.keeps_seed_layout() {
-            return Err(KvError::InvalidArgument(SEED_LAYOUT_STORES.into()));
+            return Err(KvError::Unsupported(SEED_LAYOUT_STORES.into()));
         }
         self.write_format = format;
         Ok(self)
@@ -366,7 +369,7 @@ impl Vault {
     /// set meanwhile is left as it is).
     pub async fn rotate(&self, convert: Option<RecordFormat>) -> Result<RotateReport, KvError> {
         if convert == Some(RecordFormat::SeedLegacy) && !self.store.keeps_seed_layout() {
-            return Err(KvError::InvalidArgument(SEED_LAYOUT_STORES.into()));
+            return Err(KvError::Unsupported(SEED_LAYOUT_STORES.into()));
         }
         let result = self.provider.add_key().await;
         let new_key = self

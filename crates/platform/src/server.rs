@@ -81,7 +81,7 @@ impl Server {
             readiness.extend(service.readiness);
             on_shutdown.extend(service.on_shutdown);
             background.extend(service.background);
-            docs.push(service.openapi);
+            docs.push((service.name, service.openapi));
             descriptors.extend(service.descriptors);
             app = app.merge(layers::service_stack(
                 service.name,
@@ -97,7 +97,13 @@ impl Server {
             }
         }
         let health = Arc::new(Health::new(readiness, reporter, grpc_names));
-        let doc = ops::openapi(docs);
+        let doc = ops::openapi(
+            docs,
+            ops::Enforced {
+                auth: !config.tokens.is_empty(),
+                rate_limit: config.rate_limit.is_some(),
+            },
+        );
         let reflection = reflection(&descriptors)?;
         let app = app
             .merge(layers::ops_stack(

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -57,8 +57,24 @@ pub fn router(calculator: Arc<Calculator>) -> Router {
 )]
 struct CalcApi;
 
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    CalcApi::openapi()
+/// The document of calc's routes; `max_n` is the server's --calc-max-n,
+/// the largest position `POST /calc/nth-primes` answers.
+pub fn openapi(max_n: u64) -> utoipa::openapi::OpenApi {
+    let mut doc = CalcApi::openapi();
+    if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(body))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("NthPrimesBody"))
+        && let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Array(n))) =
+            body.properties.get_mut("n")
+        && let utoipa::openapi::schema::ArrayItems::RefOrSchema(item) = &mut n.items
+        && let utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(item)) =
+            item.as_mut()
+    {
+        item.minimum = Some(1.into());
+        item.maximum = Some((max_n as f64).into());
+    }
+    doc
 }
 
 /// Everything a calc route can answer besides success.
@@ -107,6 +123,7 @@ pub struct Operands {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Values {
+    #[schema(min_items = 1, max_items = 10000)]
     pub values: Vec<i64>,
 }
 
@@ -114,6 +131,8 @@ pub struct Values {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NthPrimesBody {
+    /// Each from 1 to the server's --calc-max-n.
+    #[schema(min_items = 1, max_items = 10000)]
     pub n: Vec<u64>,
 }
 
@@ -139,12 +158,16 @@ pub struct HistoryPage {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Only events at or after this time (RFC 3339, e.g. 2026-12-03T08:00:00Z).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
     /// Only events after this position (the previous page's `next_after`).
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<String>,
     /// Events per page, 1..=1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
@@ -203,8 +226,7 @@ macro_rules! int_route {
                 (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
                 (status = 422, description = $errors, body = ErrorBody),
                 (status = 429, description = "Rate limit exceeded; see Retry-After", body = ErrorBody)
-            ),
-            security(("bearer" = []))
+            )
         )]
         async fn $name(
             State(calculator): State<Arc<Calculator>>,
@@ -223,7 +245,7 @@ int_route!(
     Operation::Add,
     "/calc/add",
     "a + b",
-    "A field is missing or not an int64, or the sum overflows int64"
+    "A field is missing or not an int64 written as an integer (1.0 and 1e3 are refused), or the sum overflows int64"
 );
 int_route!(
     subtract,
@@ -232,7 +254,7 @@ int_route!(
     Operation::Subtract,
     "/calc/subtract",
     "a - b",
-    "A field is missing or not an int64, or the difference overflows int64"
+    "A field is missing or not an int64 written as an integer (1.0 and 1e3 are refused), or the difference overflows int64"
 );
 int_route!(
     multiply,
@@ -241,7 +263,7 @@ int_route!(
     Operation::Multiply,
     "/calc/multiply",
     "a * b",
-    "A field is missing or not an int64, or the product overflows int64"
+    "A field is missing or not an int64 written as an integer (1.0 and 1e3 are refused), or the product overflows int64"
 );
 int_route!(
     divide,
@@ -250,7 +272,7 @@ int_route!(
     Operation::Divide,
     "/calc/divide",
     "a / b, truncated toward zero",
-    "A field is missing or not an int64, b is 0, or the quotient overflows int64 (MIN / -1)"
+    "A field is missing or not an int64 written as an integer (1.0 and 1e3 are refused), b is 0, or the quotient overflows int64 (MIN / -1)"
 );
 int_route!(
     max,
@@ -259,7 +281,7 @@ int_route!(
     Operation::Max,
     "/calc/max",
     "The largest of the values",
-    "No values, more than 10,000, or one is not an int64"
+    "No values, more than 10,000, or one is not an int64 written as an integer (1.0 and 1e3 are refused)"
 );
 int_route!(
     min,
@@ -268,7 +290,7 @@ int_route!(
     Operation::Min,
     "/calc/min",
     "The smallest of the values",
-    "No values, more than 10,000, or one is not an int64"
+    "No values, more than 10,000, or one is not an int64 written as an integer (1.0 and 1e3 are refused)"
 );
 
 /// The n-th prime for each n (1-based: n = 1 → 2).
@@ -282,10 +304,9 @@ int_route!(
         (status = 400, description = "Body is not valid JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "No n, more than 10,000, an n of 0, or an n above the server's --calc-max-n", body = ErrorBody),
+        (status = 422, description = "No n, more than 10,000, an n of 0, one not written as an integer (1.0 is refused), or an n above the server's --calc-max-n", body = ErrorBody),
         (status = 503, description = "The request timed out before the answer was found", body = ErrorBody)
-    ),
-    security(("bearer" = []))
+    )
 )]
 async fn nth_primes(
     State(calculator): State<Arc<Calculator>>,
@@ -313,13 +334,13 @@ fn bad_param(message: String) -> ApiError {
         (status = 400, description = "since, after or limit is malformed", body = ErrorBody),
         (status = 404, description = "This server keeps no events (--calc-events none)", body = ErrorBody),
         (status = 503, description = "The event log cannot be reached; retry", body = ErrorBody)
-    ),
-    security(("bearer" = []))
+    )
 )]
 async fn history(
     State(calculator): State<Arc<Calculator>>,
-    Query(params): Query<HistoryParams>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<HistoryPage>, ApiError> {
+    let Query(params) = params.map_err(|e| bad_param(e.body_text()))?;
     let since = params
         .since
         .map(|text| {
@@ -333,8 +354,11 @@ async fn history(
     let after = params
         .after
         .map(|text| {
-            text.parse::<u64>()
-                .map_err(|_| bad_param(format!("after: '{text}' is not a position (0, 1, 2, …)")))
+            // Positions are int64 in the document (JSON's integers); none is near 2^63.
+            text.parse::<i64>()
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| bad_param(format!("after: '{text}' is not a position (0, 1, 2, …)")))
         })
         .transpose()?
         .unwrap_or(0);

@@ -52,8 +52,32 @@ pub fn router(engine: Arc<Engine>, max_key_bytes: usize) -> Router {
 )]
 struct CountersApi;
 
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    CountersApi::openapi()
+/// The document of the counters routes; `max_key_bytes` is the server's
+/// --counter-max-key-bytes.
+pub fn openapi(max_key_bytes: usize) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    let mut doc = CountersApi::openapi();
+    if let Some(RefOr::T(Schema::Object(body))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("IncrementBody"))
+        && let Some(RefOr::T(Schema::Object(key))) = body.properties.get_mut("key")
+    {
+        key.max_length = Some(max_key_bytes);
+    }
+    for item in doc.paths.paths.values_mut() {
+        for operation in item.get.iter_mut() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if parameter.name == "key"
+                    && let Some(RefOr::T(Schema::Object(key))) = parameter.schema.as_mut()
+                {
+                    key.max_length = Some(max_key_bytes);
+                }
+            }
+        }
+    }
+    doc
 }
 
 /// Everything a counters route can answer besides success.
@@ -104,7 +128,9 @@ impl IntoResponse for ApiError {
 /// An increment: add `value` to `key`'s total (a new key starts at 0).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct IncrementBody {
-    /// 1..=256 bytes of UTF-8 (configurable).
+    /// 1..=256 bytes of UTF-8 (--counter-max-key-bytes; a key within maxLength characters
+    /// that is over that many bytes is refused with 422).
+    #[schema(min_length = 1, max_length = 256)]
     pub key: String,
     /// A signed 64-bit integer.
     pub value: i64,
@@ -132,12 +158,16 @@ pub struct PageBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Only keys starting with this.
+    /// Only keys starting with this (at most --counter-max-key-bytes bytes).
+    #[param(max_length = 256)]
     prefix: Option<String>,
     /// Counters per page, 1..=1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
-    /// The `next` value of the previous page.
+    /// The `next` value of the previous page; empty means from the start.
+    #[param(max_length = 256)]
     cursor: Option<String>,
 }
 
@@ -170,8 +200,7 @@ fn is_json(headers: &HeaderMap) -> Result<(), ApiError> {
             or the total would overflow (nothing applied)", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded; see Retry-After", body = ErrorBody),
         (status = 503, description = "Store unreachable for a new key, or too many keys pending; retry", body = ErrorBody)
-    ),
-    security(("bearer" = []))
+    )
 )]
 async fn increment(
     State(state): State<AppState>,
@@ -220,14 +249,13 @@ async fn increment(
     get,
     path = "/counters/{key}",
     tag = "counters",
-    params(("key" = String, Path, description = "The counter's key (percent-encoded)")),
+    params(("key" = String, Path, min_length = 1, max_length = 256, description = "The counter's key (percent-encoded), 1..=256 bytes of UTF-8 (--counter-max-key-bytes)")),
     responses(
         (status = 200, description = "The total", body = CounterBody),
         (status = 400, description = "Key empty or too long", body = ErrorBody),
         (status = 404, description = "Never incremented", body = ErrorBody),
         (status = 503, description = "Store unreachable; retry", body = ErrorBody)
-    ),
-    security(("bearer" = []))
+    )
 )]
 async fn fetch(
     State(state): State<AppState>,
@@ -252,8 +280,7 @@ async fn fetch(
         (status = 200, description = "A page; follow `next` for more", body = PageBody),
         (status = 400, description = "Bad limit, prefix or cursor", body = ErrorBody),
         (status = 503, description = "Store unreachable; retry", body = ErrorBody)
-    ),
-    security(("bearer" = []))
+    )
 )]
 async fn list(
     State(state): State<AppState>,
@@ -265,6 +292,7 @@ async fn list(
     let prefix = KeyPrefix::parse(params.prefix, state.max_key_bytes).map_err(bad)?;
     let after = params
         .cursor
+        .filter(|c| !c.is_empty())
         .map(|c| CounterKey::parse(c, state.max_key_bytes))
         .transpose()
         .map_err(|_| ApiError::BadRequest("cursor is not one this server handed out".into()))?;

@@ -21,6 +21,7 @@ pub fn status(error: &KvError) -> Status {
     let message = error.to_string();
     match error {
         KvError::InvalidArgument(_) => Status::invalid_argument(message),
+        KvError::Unsupported(_) => Status::failed_precondition(message),
         KvError::NotFound(_) => Status::not_found(message),
         KvError::TooLarge { .. } => Status::resource_exhausted(message),
         KvError::Unavailable(_) => Status::unavailable(message),

@@ -62,6 +62,7 @@ pub enum ApiError {
 pub fn status(error: &KvError) -> StatusCode {
     match error {
         KvError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+        KvError::Unsupported(_) => StatusCode::CONFLICT,
         KvError::NotFound(_) => StatusCode::NOT_FOUND,
         KvError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         KvError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -95,8 +96,9 @@ fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiE
 
 /// Stores the request body (raw bytes) under the key, replacing any value.
 #[utoipa::path(put, path = "/kv/{key}", tag = "kv",
-    params(("key" = String, Path, description = "1..=1024 bytes of UTF-8")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("key" = String, Path, min_length = 1, max_length = 1024, description = "1..=1024 bytes of UTF-8 (a key of up to 1,024 characters that is over 1,024 bytes is refused with 400)")),
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream",
+        description = "The value, raw bytes; an empty or absent body stores an empty value (as `/api/save` and gRPC Set do)"),
     responses((status = 204, description = "Stored"),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn set(
@@ -112,8 +114,9 @@ async fn set(
 
 /// The value stored under the key, as raw bytes.
 #[utoipa::path(get, path = "/kv/{key}", tag = "kv",
-    params(("key" = String, Path, description = "1..=1024 bytes of UTF-8")),
+    params(("key" = String, Path, min_length = 1, max_length = 1024, description = "1..=1024 bytes of UTF-8 (a key of up to 1,024 characters that is over 1,024 bytes is refused with 400)")),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, body = ErrorBody, description = "The key is over 1,024 bytes"),
         (status = 404, body = ErrorBody), (status = 500, body = ErrorBody, description = "The record failed authentication"),
         (status = 503, body = ErrorBody)))]
 async fn fetch(
@@ -126,8 +129,9 @@ async fn fetch(
 
 /// Removes the key.
 #[utoipa::path(delete, path = "/kv/{key}", tag = "kv",
-    params(("key" = String, Path, description = "1..=1024 bytes of UTF-8")),
-    responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    params(("key" = String, Path, min_length = 1, max_length = 1024, description = "1..=1024 bytes of UTF-8 (a key of up to 1,024 characters that is over 1,024 bytes is refused with 400)")),
+    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody, description = "The key is over 1,024 bytes"),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn remove(
     State(vault): State<Arc<Vault>>,
     Path(raw): Path<String>,
@@ -137,12 +141,16 @@ async fn remove(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// Only keys starting with this.
+    /// Only keys starting with this (at most 1,024 bytes).
+    #[param(max_length = 1024)]
     prefix: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(max_length = 1024)]
     cursor: Option<String>,
     /// Keys per page, 1..=1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
@@ -195,13 +203,18 @@ async fn list(
 /// The seed's REST twin: a key and a text value.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SeedPair {
+    /// 1..=1024 bytes of UTF-8.
+    #[schema(min_length = 1, max_length = 1024)]
     pub key: String,
+    /// Any text, the empty one too.
     pub value: String,
 }
 
 /// The seed's `POST /api/save`: stores a text value; answers it back with 201.
 #[utoipa::path(post, path = "/api/save", tag = "kv", request_body = SeedPair,
-    responses((status = 201, body = SeedPair), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = SeedPair), (status = 400, body = ErrorBody, description = "Not the JSON object asked for, or the key is over 1,024 bytes"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody, description = "Content-Type is not application/json"),
+        (status = 503, body = ErrorBody)))]
 async fn seed_save(
     State(vault): State<Arc<Vault>>,
     pair: Result<Json<SeedPair>, JsonRejection>,
@@ -224,8 +237,10 @@ async fn seed_save(
 
 /// The seed's `GET /api/get/{key}`: 200 `{"key","value"}` or 404 `{"error":"not_found"}`.
 #[utoipa::path(get, path = "/api/get/{key}", tag = "kv",
-    params(("key" = String, Path)),
-    responses((status = 200, body = SeedPair), (status = 404, body = ErrorBody, description = "{\"error\":\"not_found\"}"),
+    params(("key" = String, Path, min_length = 1, max_length = 1024, description = "1..=1024 bytes of UTF-8")),
+    responses((status = 200, body = SeedPair), (status = 400, body = ErrorBody, description = "The key is over 1,024 bytes"),
+        (status = 404, body = ErrorBody, description = "{\"error\":\"not_found\"}"),
+        (status = 500, body = ErrorBody, description = "The record failed authentication"),
         (status = 422, body = ErrorBody, description = "The value is not UTF-8 text; use GET /kv/{key}")))]
 async fn seed_get(
     State(vault): State<Arc<Vault>>,
@@ -269,7 +284,9 @@ struct RotateQuery {
 /// Each record keeps its layout unless `convert` names one; the report
 /// says how many were converted.
 #[utoipa::path(post, path = "/admin/kv/rotate", tag = "kv", params(RotateQuery),
-    responses((status = 200, body = RotateReport), (status = 400, body = ErrorBody),
+    responses((status = 200, body = RotateReport), (status = 400, body = ErrorBody, description = "convert names no layout"),
+        (status = 409, body = ErrorBody, description = "convert=seed, and this server's store keeps quintet's layout only"),
+        (status = 500, body = ErrorBody, description = "A record failed authentication"),
         (status = 503, body = ErrorBody)))]
 async fn rotate(
     State(vault): State<Arc<Vault>>,

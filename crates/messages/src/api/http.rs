@@ -61,7 +61,7 @@ pub fn router(store: Arc<dyn MessageStore>, config: MessagesConfig) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     paths(create, fetch, fetch_seed, list, list_seed),
-    components(schemas(NewMessage, Created, MessageBody, PageBody, ErrorBody)),
+    components(schemas(NewMessage, PlainText, Created, MessageBody, PageBody, ErrorBody)),
     tags((name = "messages", description = "Content-addressed message store"))
 )]
 struct MessagesApi;
@@ -129,7 +129,28 @@ impl IntoResponse for ApiError {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewMessage {
     /// The text to store (UTF-8, non-empty, at most --max-message-bytes bytes).
+    #[schema(min_length = 1)]
     pub message: String,
+}
+
+/// A message sent as the whole `text/plain` body (UTF-8, non-empty): in the
+/// document only (the handler reads the body's bytes).
+pub struct PlainText;
+
+impl utoipa::PartialSchema for PlainText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .description(Some("The message text (UTF-8, non-empty)"))
+            .into()
+    }
+}
+
+impl ToSchema for PlainText {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "PlainText".into()
+    }
 }
 
 /// The answer to a stored message.
@@ -158,10 +179,13 @@ pub struct PageBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Messages per page, 1..=1000 (default 100). A page also ends early after 4 MiB of message text.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// The `next` value of the previous page.
+    #[param(pattern = "^(s[0-9]{1,19})?$")]
     cursor: Option<String>,
 }
 
@@ -179,7 +203,7 @@ fn observe(op: &'static str, started: Instant) {
         description = "`{\"message\": \"<text>\"}` as JSON, or the text itself as `text/plain`",
         content(
             (NewMessage = "application/json"),
-            (String = "text/plain")
+            (PlainText = "text/plain")
         )
     ),
     responses(
@@ -192,8 +216,7 @@ fn observe(op: &'static str, started: Instant) {
         (status = 422, description = "`message` missing, not a string, or empty", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded; see Retry-After", body = ErrorBody),
         (status = 503, description = "Store unavailable; retry", body = ErrorBody)
-    ),
-    security(("bearer" = []))
+    )
 )]
 async fn create(
     State(state): State<AppState>,
@@ -310,7 +333,7 @@ impl From<VerifiedMessage> for MessageBody {
     get,
     path = "/messages/{digest}",
     tag = "messages",
-    params(("digest" = String, Path, description = "SHA-256 digest, 64 hex characters (either case)")),
+    params(("digest" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "SHA-256 digest, 64 hex characters (either case)")),
     responses(
         (status = 200, description = "The message", body = MessageBody,
             headers(("ETag" = String), ("Cache-Control" = String))),
@@ -319,8 +342,7 @@ impl From<VerifiedMessage> for MessageBody {
         (status = 404, description = "No message has this digest", body = ErrorBody),
         (status = 500, description = "Stored bytes failed the integrity check", body = ErrorBody),
         (status = 503, description = "Store unavailable; retry", body = ErrorBody)
-    ),
-    security(("bearer" = []))
+    )
 )]
 async fn fetch(
     State(state): State<AppState>,
@@ -348,12 +370,15 @@ async fn fetch(
     get,
     path = "/message/{digest}",
     tag = "messages",
-    params(("digest" = String, Path, description = "SHA-256 digest, 64 hex characters (either case)")),
+    params(("digest" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "SHA-256 digest, 64 hex characters (either case)")),
     responses(
-        (status = 200, description = "Same as GET /messages/{digest}", body = MessageBody),
-        (status = 404, description = "No message has this digest", body = ErrorBody)
-    ),
-    security(("bearer" = []))
+        (status = 200, description = "Same as GET /messages/{digest}", body = MessageBody,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Matches If-None-Match"),
+        (status = 400, description = "Not 64 hex characters", body = ErrorBody),
+        (status = 404, description = "No message has this digest", body = ErrorBody),
+        (status = 500, description = "Stored bytes failed the integrity check", body = ErrorBody)
+    )
 )]
 async fn fetch_seed(
     state: State<AppState>,
@@ -388,8 +413,7 @@ fn if_none_match(headers: &HeaderMap, digest: &Digest) -> bool {
         (status = 200, description = "A page; follow `next` for more", body = PageBody),
         (status = 400, description = "Bad limit or cursor", body = ErrorBody),
         (status = 503, description = "Store unavailable; retry", body = ErrorBody)
-    ),
-    security(("bearer" = []))
+    )
 )]
 async fn list(
     State(state): State<AppState>,
@@ -397,7 +421,12 @@ async fn list(
 ) -> Result<Json<PageBody>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadBody(e.body_text()))?;
     let limit = PageLimit::parse(params.limit.as_deref()).map_err(DomainError::from)?;
-    let after = params.cursor.as_deref().map(Cursor::parse).transpose()?;
+    let after = params
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(Cursor::parse)
+        .transpose()?;
     let started = Instant::now();
     let page = state.store.page(after, limit).await?;
     observe("page", started);
@@ -418,8 +447,10 @@ async fn list(
     path = "/all-messages",
     tag = "messages",
     params(ListParams),
-    responses((status = 200, description = "Same as GET /messages", body = PageBody)),
-    security(("bearer" = []))
+    responses(
+        (status = 200, description = "Same as GET /messages", body = PageBody),
+        (status = 400, description = "Bad limit or cursor", body = ErrorBody)
+    )
 )]
 async fn list_seed(
     state: State<AppState>,

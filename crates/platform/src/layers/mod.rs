@@ -77,6 +77,9 @@ async fn guard_request(
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    if let Some(refused) = uri_too_long(&req) {
+        return refused;
+    }
     if let Some(refused) = auth::authenticate(&guard.tokens, &mut req) {
         return refused;
     }
@@ -84,6 +87,26 @@ async fn guard_request(
         return refused;
     }
     timeout::run(guard.timeout, req, next).await
+}
+
+/// Longest request URI (path and query) a service route takes, in bytes.
+/// hyper itself refuses a URI over 64 KiB with a bare 414 before any route
+/// sees it; up to that, the refusal is JSON like every other.
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+
+fn uri_too_long(req: &axum::extract::Request) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    (len > MAX_URI_BYTES).then(|| {
+        crate::ErrorResponse::new(
+            http::StatusCode::URI_TOO_LONG,
+            format!(
+                "the request URI is {len} bytes; the limit is {MAX_URI_BYTES}: send long values \
+                 in the body"
+            ),
+        )
+        .into_response()
+    })
 }
 
 /// Ops routes are public and unthrottled: they are only observed.

@@ -177,6 +177,7 @@ async fn send(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReceiveQuery {
     /// Most messages to return, 1..=10 (default 10).
     max: Option<usize>,
