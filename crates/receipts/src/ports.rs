@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{QueueName, Validation};
+use crate::domain::{QueueName, UserId, Validation};
 
 /// Most messages one receive, send or delete call handles (SQS's limit).
 pub const MAX_BATCH: usize = 10;
@@ -120,12 +120,13 @@ pub enum Claim {
 pub trait TransactionLedger: Send + Sync {
     fn kind(&self) -> &'static str;
 
-    /// Claims `transaction_id` for `job_id`, atomically.
+    /// Claims `transaction_id` for `job_id`, atomically; `user_id` is
+    /// recorded with a new claim, as given (integer or string).
     async fn claim(
         &self,
         transaction_id: &str,
         job_id: &str,
-        user_id: i64,
+        user_id: &UserId,
     ) -> Result<Claim, LedgerError>;
 
     async fn ping(&self) -> Result<(), LedgerError>;

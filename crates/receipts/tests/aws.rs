@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 use platform::aws::{AwsSettings, StaticCredentials, sdk_config};
 use receipts::adapters::dynamodb_ledger::DynamoLedger;
 use receipts::adapters::sqs::SqsJobQueue;
-use receipts::domain::QueueName;
+use receipts::domain::{QueueName, UserId};
 use receipts::ports::{
     Claim, Delivery, JobQueue, LedgerError, MAX_BATCH, Outgoing, QueueError, TransactionLedger,
 };
@@ -325,7 +325,9 @@ async fn dynamodb_ledger_items_have_the_seed_table_shape() {
         .expect("clock")
         .as_millis() as i64;
     assert_eq!(
-        ledger.claim("1000000042928567", "job-1", 42).await,
+        ledger
+            .claim("1000000042928567", "job-1", &UserId::Int(42))
+            .await,
         Ok(Claim::New)
     );
     let item = dynamo_client()
@@ -352,6 +354,31 @@ async fn dynamodb_ledger_items_have_the_seed_table_shape() {
         (before - 1000..before + 60_000).contains(&claimed_at),
         "{claimed_at} vs {before}"
     );
+
+    // A string user id is stored as a string.
+    let user = UserId::text("user-8").expect("valid user id");
+    assert_eq!(
+        ledger.claim("1000000181492557", "job-2", &user).await,
+        Ok(Claim::New)
+    );
+    let item = dynamo_client()
+        .await
+        .get_item()
+        .table_name(&table)
+        .key(
+            "TransactionId",
+            AttributeValue::S("1000000181492557".into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .expect("the claim is an item");
+    assert_eq!(
+        item.get("UserId"),
+        Some(&AttributeValue::S("user-8".into()))
+    );
 }
 
 /// The seed stored only the transaction id: such an item is a claim by
@@ -371,7 +398,7 @@ async fn dynamodb_ledger_honours_items_the_seed_wrote() {
         .await
         .expect("PutItem");
     assert_eq!(
-        ledger.claim("777", "job-1", 1).await,
+        ledger.claim("777", "job-1", &UserId::Int(1)).await,
         Ok(Claim::OtherJob {
             job_id: String::new()
         })

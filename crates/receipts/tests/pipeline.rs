@@ -12,7 +12,7 @@ use receipts::adapters::redb_ledger::RedbLedger;
 use receipts::adapters::redb_queue::RedbJobQueue;
 use receipts::apple::sim::{self, Fault, SimConfig, Simulator};
 use receipts::apple::verify_receipt::{AppleConfig, VerifyReceiptClient};
-use receipts::domain::QueueName;
+use receipts::domain::{QueueName, USER_ID_ACCEPTED, UserId};
 use receipts::pipeline::{Pipeline, PipelineConfig};
 use receipts::ports::{
     Claim, Delivery, JobQueue, Outgoing, QueueError, ReceiptValidator, TransactionLedger,
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const TX_1: &str = "1000000042928567";
+const TX_2: &str = "1000000181492557";
 
 fn fixture(n: u8) -> String {
     let path = format!(
@@ -171,8 +172,17 @@ async fn rig(fail_sends: usize, sim_config: SimConfig, secret: Option<&str>) -> 
     }
 }
 
-async fn submit(rig: &Rig, receipt: &str, user_id: i64) -> String {
-    let body = json!({ "receipt": receipt, "user_id": user_id, "post_queue": "results" });
+async fn submit(rig: &Rig, receipt: &str, user_id: impl Into<Value>) -> String {
+    let user_id = user_id.into();
+    submit_body(
+        rig,
+        json!({ "receipt": receipt, "user_id": user_id, "post_queue": "results" }),
+    )
+    .await
+}
+
+/// Sends `body` to the input queue as a producer would.
+async fn submit_body(rig: &Rig, body: Value) -> String {
     // The pipeline creates the input queue when it starts.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -241,7 +251,7 @@ async fn a_crash_between_claim_and_post_is_still_ok_on_redelivery_and_claimed_on
     // Exactly once in the ledger, claimed by that job.
     assert_eq!(
         rig.ledger
-            .claim(TX_1, "another-job", 1)
+            .claim(TX_1, "another-job", &UserId::Int(1))
             .await
             .expect("claim"),
         Claim::OtherJob { job_id }
@@ -319,7 +329,81 @@ async fn a_wrong_shared_secret_dead_letters_jobs_instead_of_calling_them_invalid
     );
     // Nothing was claimed: with the secret fixed, the receipt is still OK.
     assert_eq!(
-        rig.ledger.claim(TX_1, "later-job", 9).await.expect("claim"),
+        rig.ledger
+            .claim(TX_1, "later-job", &UserId::Int(9))
+            .await
+            .expect("claim"),
         Claim::New
+    );
+}
+
+#[tokio::test]
+async fn a_string_user_id_comes_back_as_the_same_string() {
+    let rig = rig(0, SimConfig::default(), None).await;
+    submit(&rig, &fixture(1), "user-8").await;
+    submit(&rig, &fixture(2), "42").await;
+    let mut results: Vec<Value> = take(&rig, "results", 2, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(body)
+        .collect();
+    results.sort_by_key(|r| r["transaction_id"].as_str().map(str::to_owned));
+    assert_eq!(
+        results,
+        vec![
+            json!({"user_id": "user-8", "transaction_id": TX_1, "status": "OK"}),
+            json!({"user_id": "42", "transaction_id": TX_2, "status": "OK"}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn user_ids_that_are_neither_integer_nor_string_are_dead_lettered_naming_the_field() {
+    let rig = rig(0, SimConfig::default(), None).await;
+    let wrong = [
+        json!({"id": 8}),
+        json!([8]),
+        json!(8.5),
+        json!(true),
+        Value::Null,
+        json!(""),
+        json!("x".repeat(257)),
+    ];
+    for user_id in &wrong {
+        submit(&rig, &fixture(1), user_id.clone()).await;
+    }
+    submit_body(
+        &rig,
+        json!({ "receipt": fixture(1), "post_queue": "results" }),
+    )
+    .await;
+    let dead = take(
+        &rig,
+        "receipts-dlq",
+        wrong.len() + 1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(dead.len(), wrong.len() + 1);
+    for delivery in &dead {
+        let reason = delivery.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("user_id") && reason.contains(USER_ID_ACCEPTED),
+            "{reason}"
+        );
+        // The job itself is kept as it was sent.
+        assert_eq!(body(delivery)["receipt"], json!(fixture(1)));
+    }
+    assert!(
+        take(&rig, "results", 1, Duration::from_millis(500))
+            .await
+            .is_empty()
+    );
+    // Nothing was claimed: the receipt is still OK for a job with a valid user id.
+    submit(&rig, &fixture(1), 8).await;
+    let ok = take(&rig, "results", 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        body(&ok[0]),
+        json!({"user_id": 8, "transaction_id": TX_1, "status": "OK"})
     );
 }

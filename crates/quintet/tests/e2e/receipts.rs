@@ -141,9 +141,10 @@ pub(crate) fn bodies(messages: &[Value]) -> Vec<Value> {
 pub(crate) async fn submit(
     server: &TestServer,
     receipt: &str,
-    user_id: i64,
+    user_id: impl Into<Value>,
     post_queue: &str,
 ) -> StatusCode {
+    let user_id = user_id.into();
     http()
         .post(format!("{}/receipts/jobs", server.url))
         .json(&json!({ "receipt": receipt, "user_id": user_id, "post_queue": post_queue }))
@@ -254,7 +255,7 @@ async fn bad_jobs_are_refused_at_the_door_or_dead_lettered_with_the_reason() {
     // REST refuses what is not a job, naming the field; nothing is queued.
     let refused = client
         .post(format!("{}/receipts/jobs", server.url))
-        .json(&json!({ "receipt": "x", "user_id": "forty-two", "post_queue": "results" }))
+        .json(&json!({ "receipt": "x", "user_id": {"id": 42}, "post_queue": "results" }))
         .send()
         .await
         .expect("submit");
@@ -263,7 +264,7 @@ async fn bad_jobs_are_refused_at_the_door_or_dead_lettered_with_the_reason() {
     assert!(
         body["error"]
             .as_str()
-            .is_some_and(|e| e.contains("user_id")),
+            .is_some_and(|e| e.contains("user_id") && e.contains("an integer (64-bit) or a string")),
         "{body}"
     );
 
@@ -303,6 +304,87 @@ async fn bad_jobs_are_refused_at_the_door_or_dead_lettered_with_the_reason() {
     );
     let results = bodies(&drain(&server, "results", 1).await);
     assert_eq!(results[0]["status"], "OK", "{results:?}");
+}
+
+#[tokio::test]
+async fn string_user_ids_go_in_over_rest_and_the_cli_and_come_back_as_strings() {
+    let sim = Sim::start();
+    let server = start(&sim, &[]);
+    assert_eq!(
+        submit(&server, &fixture(1), "user-8", "results").await,
+        StatusCode::ACCEPTED
+    );
+    let path = format!(
+        "@{}/../receipts/tests/fixtures/apple-sandbox-receipt-2.b64",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    // Digits in JSON quotes are a string, not the integer 43.
+    let (code, out, err) = cli(
+        &[
+            "receipts",
+            "--url",
+            &server.url,
+            "submit",
+            "--receipt",
+            &path,
+            "--user-id",
+            "\"43\"",
+            "--post-queue",
+            "results",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let mut results = bodies(&drain(&server, "results", 2).await);
+    results.sort_by_key(|r| r["transaction_id"].as_str().map(str::to_owned));
+    assert_eq!(
+        results,
+        vec![
+            json!({"user_id": "user-8", "transaction_id": TX_1, "status": "OK"}),
+            json!({"user_id": "43", "transaction_id": TX_2, "status": "OK"}),
+        ],
+        "{}",
+        server.logs()
+    );
+
+    // The CLI refuses an integer out of range before sending anything.
+    let (code, _, err) = cli(
+        &[
+            "receipts",
+            "--url",
+            &server.url,
+            "submit",
+            "--receipt",
+            &path,
+            "--user-id",
+            "99999999999999999999",
+            "--post-queue",
+            "results",
+        ],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--user-id") && err.contains("out of range"),
+        "{err}"
+    );
+
+    // The OpenAPI document says what user_id accepts.
+    let doc: Value = http()
+        .get(format!("{}/openapi.json", server.url))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    let user_id = &doc["components"]["schemas"]["receipts.JobBody"]["properties"]["user_id"];
+    let types: Vec<&str> = user_id["oneOf"]
+        .as_array()
+        .map(|one_of| one_of.iter().filter_map(|s| s["type"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(types, vec!["integer", "string"], "{user_id}");
+    assert_eq!(user_id["oneOf"][1]["maxLength"], 256, "{user_id}");
 }
 
 /// A legacy sandbox receipt, as `apple-sim` reads them, for transaction `id`.

@@ -25,9 +25,13 @@ use http::StatusCode;
 use platform::ErrorResponse;
 use platform::error::ErrorBody;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::domain::{Job, JobError, QueueName};
+use crate::domain::{Job, JobError, MAX_USER_ID_CHARS, QueueName, UserId};
 use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
 
 /// Longest long-polling wait a REST receive may ask for.
@@ -122,9 +126,32 @@ async fn send_one(state: &AppState, queue: &QueueName, body: Vec<u8>) -> Result<
 struct JobBody {
     /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
     receipt: String,
-    user_id: i64,
+    #[schema(schema_with = user_id_schema)]
+    user_id: UserId,
     /// The queue results go to.
     post_queue: String,
+}
+
+/// `user_id`: an integer or a bounded string ([`UserId`]), posted back as given.
+fn user_id_schema() -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_USER_ID_CHARS)),
+        )
+        .description(Some(
+            "The user the receipt belongs to: an integer or a string; each result carries it back \
+             unchanged, with the same JSON type.",
+        ))
+        .examples([serde_json::json!(42), serde_json::json!("user-8")])
+        .into()
 }
 
 /// A message was queued.

@@ -2,16 +2,20 @@
 //! carry. No I/O here.
 //!
 //! A job (an input queue message body) is
-//! `{"receipt": "<base64 receipt or StoreKit 2 JWS>", "user_id": <integer>, "post_queue": "<queue name>"}`;
+//! `{"receipt": "<base64 receipt or StoreKit 2 JWS>", "user_id": <integer or string>, "post_queue": "<queue name>"}`;
 //! each transaction the receipt holds gets one result on `post_queue`:
-//! `{"user_id": <integer>, "transaction_id": "<string or null>", "status": "OK" | "INVALID"}`
+//! `{"user_id": <as given>, "transaction_id": "<string or null>", "status": "OK" | "INVALID"}`
 //! plus `"reason"` when INVALID.
 
 pub mod legacy;
+mod user;
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use user::{MAX_USER_ID_CHARS, USER_ID_ACCEPTED, UserId, UserIdError, UserText};
 
 /// Largest receipt accepted in a job (Apple's app receipts with long
 /// histories reach a few hundred KB; SQS bodies stop at 256 KiB anyway).
@@ -65,13 +69,63 @@ impl<'de> Deserialize<'de> for QueueName {
 }
 
 /// One validation job, as the seed's producers write it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
     pub receipt: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub post_queue: QueueName,
+}
+
+/// The fields of a job, in the order error messages list them.
+const JOB_FIELDS: &[&str] = &["receipt", "user_id", "post_queue"];
+
+/// A job is read field by field so that a missing field's error says what
+/// the field accepts, as a wrong one's does.
+impl<'de> Deserialize<'de> for Job {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(JobVisitor)
+    }
+}
+
+struct JobVisitor;
+
+impl<'de> Visitor<'de> for JobVisitor {
+    type Value = Job;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"a job object {"receipt", "user_id", "post_queue"}"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Job, A::Error> {
+        let (mut receipt, mut user_id, mut post_queue) = (None, None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "receipt" => set_once(&mut receipt, "receipt", map.next_value()?)?,
+                "user_id" => set_once(&mut user_id, "user_id", map.next_value()?)?,
+                "post_queue" => set_once(&mut post_queue, "post_queue", map.next_value()?)?,
+                _ => return Err(de::Error::unknown_field(&key, JOB_FIELDS)),
+            }
+        }
+        Ok(Job {
+            receipt: receipt
+                .ok_or_else(|| missing("receipt", "a base64 receipt or a StoreKit 2 JWS"))?,
+            user_id: user_id.ok_or_else(|| missing("user_id", USER_ID_ACCEPTED))?,
+            post_queue: post_queue.ok_or_else(|| missing("post_queue", "a queue name"))?,
+        })
+    }
+}
+
+fn set_once<T, E: de::Error>(slot: &mut Option<T>, field: &'static str, value: T) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(field));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn missing<E: de::Error>(field: &str, accepted: &str) -> E {
+    E::custom(format_args!("missing field `{field}`; expected {accepted}"))
 }
 
 /// Why a job body was refused (it goes to the dead-letter queue with this).
@@ -138,7 +192,8 @@ pub enum Status {
 /// One result, posted to the job's `post_queue`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultMessage {
-    pub user_id: i64,
+    /// The job's `user_id`, with the JSON type it came with.
+    pub user_id: UserId,
     pub transaction_id: Option<String>,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -146,7 +201,7 @@ pub struct ResultMessage {
 }
 
 impl ResultMessage {
-    pub fn ok(user_id: i64, transaction_id: String) -> Self {
+    pub fn ok(user_id: UserId, transaction_id: String) -> Self {
         Self {
             user_id,
             transaction_id: Some(transaction_id),
@@ -156,7 +211,7 @@ impl ResultMessage {
     }
 
     pub fn invalid(
-        user_id: i64,
+        user_id: UserId,
         transaction_id: Option<String>,
         reason: impl Into<String>,
     ) -> Self {
@@ -196,17 +251,13 @@ mod tests {
     fn jobs_parse_and_errors_name_the_field() {
         let job = Job::parse(br#"{"receipt":"ewo=","user_id":42,"post_queue":"results"}"#)
             .expect("valid job");
-        assert_eq!(job.user_id, 42);
+        assert_eq!(job.user_id, UserId::Int(42));
         assert_eq!(job.post_queue.as_str(), "results");
         assert!(!job.is_jws());
 
-        let cases: [(&[u8], &str); 6] = [
+        let cases: [(&[u8], &str); 7] = [
             (b"not json", "expected"),
-            (br#"{"receipt":"x","post_queue":"q"}"#, "user_id"),
-            (
-                br#"{"receipt":"x","user_id":"42","post_queue":"q"}"#,
-                "user_id",
-            ),
+            (b"[1, 2]", "expected a job object"),
             (
                 br#"{"receipt":"x","user_id":1,"post_queue":"no spaces"}"#,
                 "post_queue",
@@ -214,6 +265,14 @@ mod tests {
             (
                 br#"{"receipt":"x","user_id":1,"post_queue":"q","extra":1}"#,
                 "extra",
+            ),
+            (
+                br#"{"receipt":"x","user_id":1,"user_id":2,"post_queue":"q"}"#,
+                "duplicate field `user_id`",
+            ),
+            (
+                br#"{"user_id":1,"post_queue":"q"}"#,
+                "missing field `receipt`",
             ),
             (br#"{"receipt":" ","user_id":1,"post_queue":"q"}"#, "empty"),
         ];
@@ -228,13 +287,67 @@ mod tests {
     }
 
     #[test]
+    fn a_user_id_is_an_integer_or_a_string() {
+        let parse = |user_id: &str| {
+            Job::parse(
+                format!(r#"{{"receipt":"ewo=","user_id":{user_id},"post_queue":"q"}}"#).as_bytes(),
+            )
+            .map(|job| job.user_id)
+        };
+        assert_eq!(parse("42"), Ok(UserId::Int(42)));
+        assert_eq!(
+            parse(r#""user-8""#),
+            Ok(UserId::text("user-8").expect("valid"))
+        );
+        assert_eq!(parse(r#""42""#), Ok(UserId::text("42").expect("valid")));
+    }
+
+    #[test]
+    fn other_user_ids_are_refused_naming_the_field_and_what_it_accepts() {
+        for user_id in [
+            r#"{"id":1}"#,
+            "[1]",
+            "4.2",
+            "true",
+            "null",
+            "18446744073709551615",
+            r#""""#,
+        ] {
+            let body = format!(r#"{{"receipt":"ewo=","user_id":{user_id},"post_queue":"q"}}"#);
+            let err = Job::parse(body.as_bytes())
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                err.starts_with("job body is not a valid job: user_id: ")
+                    && err.contains(USER_ID_ACCEPTED),
+                "{user_id}: {err}"
+            );
+        }
+        let err = Job::parse(br#"{"receipt":"ewo=","post_queue":"q"}"#)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("missing field `user_id`") && err.contains(USER_ID_ACCEPTED),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn results_serialise_as_the_seed_does() {
-        let ok = serde_json::to_value(ResultMessage::ok(7, "1000".into())).expect("json");
+        let ok =
+            serde_json::to_value(ResultMessage::ok(UserId::Int(7), "1000".into())).expect("json");
         assert_eq!(
             ok,
             serde_json::json!({"user_id": 7, "transaction_id": "1000", "status": "OK"})
         );
-        let invalid = serde_json::to_value(ResultMessage::invalid(7, None, "21003")).expect("json");
+        let text = UserId::text("user-8").expect("valid");
+        let ok = serde_json::to_value(ResultMessage::ok(text, "1000".into())).expect("json");
+        assert_eq!(
+            ok,
+            serde_json::json!({"user_id": "user-8", "transaction_id": "1000", "status": "OK"})
+        );
+        let invalid = serde_json::to_value(ResultMessage::invalid(UserId::Int(7), None, "21003"))
+            .expect("json");
         assert_eq!(
             invalid,
             serde_json::json!({"user_id": 7, "transaction_id": null, "status": "INVALID", "reason": "21003"})
@@ -255,7 +368,7 @@ mod tests {
     fn jws_is_told_from_legacy_base64() {
         let job = |receipt: &str| Job {
             receipt: receipt.into(),
-            user_id: 1,
+            user_id: UserId::Int(1),
             post_queue: QueueName::new("q").expect("name"),
         };
         assert!(job("eyJh.eyJi.c2ln").is_jws());

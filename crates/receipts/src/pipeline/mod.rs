@@ -303,7 +303,7 @@ impl Pipeline {
             .record(started.elapsed().as_secs_f64());
         let results = match validation {
             Ok(Validation::Invalid { reason }) => {
-                vec![ResultMessage::invalid(job.user_id, None, reason)]
+                vec![ResultMessage::invalid(job.user_id.clone(), None, reason)]
             }
             Ok(Validation::Valid { transactions, .. }) => {
                 let started = Instant::now();
@@ -312,14 +312,14 @@ impl Pipeline {
                     let id = transaction.transaction_id;
                     match self
                         .ledger
-                        .claim(&id, &delivery.message_id, job.user_id)
+                        .claim(&id, &delivery.message_id, &job.user_id)
                         .await
                     {
                         Ok(Claim::New | Claim::SameJob) => {
-                            results.push(ResultMessage::ok(job.user_id, id))
+                            results.push(ResultMessage::ok(job.user_id.clone(), id))
                         }
                         Ok(Claim::OtherJob { .. }) => results.push(ResultMessage::invalid(
-                            job.user_id,
+                            job.user_id.clone(),
                             Some(id),
                             "transaction already validated",
                         )),
