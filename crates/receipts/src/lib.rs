@@ -22,7 +22,7 @@ pub mod ports;
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::QueueName;
+use domain::{QueueName, QueueRef};
 use pipeline::{Pipeline, PipelineConfig};
 use ports::{JobQueue, ReceiptValidator, TransactionLedger};
 
@@ -90,10 +90,9 @@ pub async fn service(
     config: ReceiptsConfig,
 ) -> anyhow::Result<platform::Service> {
     // The input and dead-letter queues exist before the first job can be submitted.
-    for name in [
-        &config.receipts_input_queue,
-        &config.receipts_dead_letter_queue,
-    ] {
+    let input = QueueRef::from(config.receipts_input_queue.clone());
+    let dead_letter = QueueRef::from(config.receipts_dead_letter_queue.clone());
+    for name in [&input, &dead_letter] {
         queue
             .ensure(name)
             .await
@@ -109,8 +108,8 @@ pub async fn service(
         ledger.clone(),
         validator,
         PipelineConfig {
-            input: config.receipts_input_queue.clone(),
-            dead_letter: config.receipts_dead_letter_queue.clone(),
+            input: input.clone(),
+            dead_letter,
             receivers: config.receipts_receivers as usize,
             concurrency: config.receipts_concurrency as usize,
             visibility: config.receipts_visibility,
@@ -120,10 +119,7 @@ pub async fn service(
     ));
     let (closing_queue, closing_ledger) = (queue.clone(), ledger.clone());
     Ok(platform::Service::new("receipts")
-        .routes(api::http::router(
-            queue.clone(),
-            config.receipts_input_queue,
-        ))
+        .routes(api::http::router(queue.clone(), input))
         .openapi(api::http::openapi())
         .readiness(Arc::new(ports::Readiness { queue, ledger }))
         .background("receipts-pipeline", move |stop| {

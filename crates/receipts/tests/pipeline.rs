@@ -12,7 +12,7 @@ use receipts::adapters::redb_ledger::RedbLedger;
 use receipts::adapters::redb_queue::RedbJobQueue;
 use receipts::apple::sim::{self, Fault, SimConfig, Simulator};
 use receipts::apple::verify_receipt::{AppleConfig, VerifyReceiptClient};
-use receipts::domain::{QueueName, USER_ID_ACCEPTED, UserId};
+use receipts::domain::{QueueRef, USER_ID_ACCEPTED, UserId};
 use receipts::pipeline::{Pipeline, PipelineConfig};
 use receipts::ports::{
     Claim, Delivery, JobQueue, Outgoing, QueueError, ReceiptValidator, TransactionLedger,
@@ -31,8 +31,8 @@ fn fixture(n: u8) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn name(text: &str) -> QueueName {
-    QueueName::new(text).expect("queue name")
+fn name(text: &str) -> QueueRef {
+    QueueRef::parse(text).expect("queue name")
 }
 
 /// A queue whose first `fail_sends` sends to `results` fail, as if the
@@ -47,18 +47,18 @@ impl JobQueue for CrashingQueue {
     fn kind(&self) -> &'static str {
         "crashing"
     }
-    async fn ensure(&self, queue: &QueueName) -> Result<(), QueueError> {
+    async fn ensure(&self, queue: &QueueRef) -> Result<(), QueueError> {
         self.inner.ensure(queue).await
     }
-    async fn exists(&self, queue: &QueueName) -> Result<bool, QueueError> {
+    async fn exists(&self, queue: &QueueRef) -> Result<bool, QueueError> {
         self.inner.exists(queue).await
     }
     async fn send_batch(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         messages: &[Outgoing],
     ) -> Result<Vec<Result<String, QueueError>>, QueueError> {
-        if queue.as_str() == "results"
+        if queue.name().as_str() == "results"
             && self
                 .fail_sends
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -72,7 +72,7 @@ impl JobQueue for CrashingQueue {
     }
     async fn receive(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         max: usize,
         wait: Duration,
         visibility: Duration,
@@ -81,14 +81,14 @@ impl JobQueue for CrashingQueue {
     }
     async fn delete_batch(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         handles: &[String],
     ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
         self.inner.delete_batch(queue, handles).await
     }
     async fn change_visibility(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         handle: &str,
         visibility: Duration,
     ) -> Result<(), QueueError> {
@@ -405,5 +405,80 @@ async fn user_ids_that_are_neither_integer_nor_string_are_dead_lettered_naming_t
     assert_eq!(
         body(&ok[0]),
         json!({"user_id": 8, "transaction_id": TX_1, "status": "OK"})
+    );
+}
+
+#[tokio::test]
+async fn a_post_queue_url_posts_to_the_queue_its_last_path_segment_names() {
+    let rig = rig(0, SimConfig::default(), None).await;
+    for (receipt, post_queue) in [
+        (
+            fixture(1),
+            "https://sqs.us-east-1.amazonaws.com/123456789012/results",
+        ),
+        (fixture(2), "http://127.0.0.1:4566/000000000000/results"),
+    ] {
+        submit_body(
+            &rig,
+            json!({ "receipt": receipt, "user_id": 5, "post_queue": post_queue }),
+        )
+        .await;
+    }
+    let mut results: Vec<Value> = take(&rig, "results", 2, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(body)
+        .collect();
+    results.sort_by_key(|r| r["transaction_id"].as_str().map(str::to_owned));
+    assert_eq!(
+        results,
+        vec![
+            json!({"user_id": 5, "transaction_id": TX_1, "status": "OK"}),
+            json!({"user_id": 5, "transaction_id": TX_2, "status": "OK"}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_post_queues_are_dead_lettered_with_the_reason() {
+    let rig = rig(0, SimConfig::default(), None).await;
+    let cases = [
+        (json!(""), "is not a queue name"),
+        (json!("no spaces"), "is not a queue name"),
+        (
+            json!("https://sqs.us-east-1.amazonaws.com/123456789012/"),
+            "ends in the queue's name",
+        ),
+        (json!("ftp://h/123456789012/results"), "http or https"),
+        (json!(7), "invalid type: integer"),
+        (
+            json!("https://sqs.us-east-1.amazonaws.com/123456789012/nowhere"),
+            "does not exist",
+        ),
+    ];
+    for (post_queue, _) in &cases {
+        submit_body(
+            &rig,
+            json!({ "receipt": fixture(1), "user_id": 5, "post_queue": post_queue }),
+        )
+        .await;
+    }
+    let dead = take(&rig, "receipts-dlq", cases.len(), Duration::from_secs(10)).await;
+    assert_eq!(dead.len(), cases.len());
+    for (post_queue, says) in &cases {
+        let delivery = dead
+            .iter()
+            .find(|d| body(d)["post_queue"] == *post_queue)
+            .unwrap_or_else(|| panic!("{post_queue} was not dead-lettered"));
+        let reason = delivery.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("post_queue") && reason.contains(says),
+            "{post_queue}: {reason}"
+        );
+    }
+    assert!(
+        take(&rig, "results", 1, Duration::from_millis(500))
+            .await
+            .is_empty()
     );
 }

@@ -268,6 +268,21 @@ async fn bad_jobs_are_refused_at_the_door_or_dead_lettered_with_the_reason() {
         "{body}"
     );
 
+    let refused = client
+        .post(format!("{}/receipts/jobs", server.url))
+        .json(&json!({ "receipt": "x", "user_id": 1, "post_queue": "https://sqs.us-east-1.amazonaws.com/123456789012/" }))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let body: Value = refused.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("post_queue") && e.contains("ends in the queue's name")),
+        "{body}"
+    );
+
     // Raw bodies on the input queue: garbage, and a job whose post_queue does not exist.
     for raw in [
         "not json at all".to_owned(),

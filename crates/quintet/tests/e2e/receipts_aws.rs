@@ -84,8 +84,10 @@ async fn sqs_and_dynamodb_selected_from_serve_validate_once_then_refuse_the_same
         server.logs()
     );
 
-    // The same receipt in another job: its transaction is in the ledger.
-    submit_ok(&server, &fixture(1), 44, &results).await;
+    // The same receipt in another job, whose post_queue is the results
+    // queue's URL: its transaction is in the ledger.
+    let results_url = format!("{endpoint}/123456789012/{results}");
+    submit_ok(&server, &fixture(1), 44, &results_url).await;
     let again = bodies(&drain(&server, &results, 1).await);
     assert_eq!(again.len(), 1, "{}", server.logs());
     assert_eq!(again[0]["status"], "INVALID");

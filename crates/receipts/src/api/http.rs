@@ -31,7 +31,7 @@ use utoipa::openapi::schema::{
 };
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::domain::{Job, JobError, MAX_USER_ID_CHARS, QueueName, UserId};
+use crate::domain::{Job, JobError, MAX_USER_ID_CHARS, QueueName, QueueRef, UserId};
 use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
 
 /// Longest long-polling wait a REST receive may ask for.
@@ -42,10 +42,10 @@ const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 #[derive(Clone)]
 struct AppState {
     queue: Arc<dyn JobQueue>,
-    input: QueueName,
+    input: QueueRef,
 }
 
-pub fn router(queue: Arc<dyn JobQueue>, input: QueueName) -> Router {
+pub fn router(queue: Arc<dyn JobQueue>, input: QueueRef) -> Router {
     Router::new()
         .route("/receipts/jobs", post(submit))
         .route("/queues/{name}/messages", post(send))
@@ -107,11 +107,14 @@ fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     bytes.map_err(|r| ApiError::Body(ErrorResponse::from_body_rejection(r, MAX_BODY_BYTES)))
 }
 
-fn queue_name(name: String) -> Result<QueueName, ApiError> {
-    QueueName::new(name).map_err(|e| ApiError::BadRequest(format!("queue name: {e}")))
+/// A queue in a route's path: by name only.
+fn queue_name(name: String) -> Result<QueueRef, ApiError> {
+    QueueName::new(name)
+        .map(QueueRef::from)
+        .map_err(|e| ApiError::BadRequest(format!("queue name: {e}")))
 }
 
-async fn send_one(state: &AppState, queue: &QueueName, body: Vec<u8>) -> Result<String, ApiError> {
+async fn send_one(state: &AppState, queue: &QueueRef, body: Vec<u8>) -> Result<String, ApiError> {
     let mut outcomes = state
         .queue
         .send_batch(queue, &[Outgoing { body, reason: None }])
@@ -128,7 +131,9 @@ struct JobBody {
     receipt: String,
     #[schema(schema_with = user_id_schema)]
     user_id: UserId,
-    /// The queue results go to.
+    /// The queue results go to: a queue name (`results`) or a queue URL
+    /// (`https://sqs.us-east-1.amazonaws.com/123456789012/results`; the
+    /// embedded queue uses its last path segment as the name).
     post_queue: String,
 }
 

@@ -2,12 +2,13 @@
 //! carry. No I/O here.
 //!
 //! A job (an input queue message body) is
-//! `{"receipt": "<base64 receipt or StoreKit 2 JWS>", "user_id": <integer or string>, "post_queue": "<queue name>"}`;
+//! `{"receipt": "<base64 receipt or StoreKit 2 JWS>", "user_id": <integer or string>, "post_queue": "<queue name or URL>"}`;
 //! each transaction the receipt holds gets one result on `post_queue`:
 //! `{"user_id": <as given>, "transaction_id": "<string or null>", "status": "OK" | "INVALID"}`
 //! plus `"reason"` when INVALID.
 
 pub mod legacy;
+mod queue;
 mod user;
 
 use std::fmt;
@@ -15,58 +16,14 @@ use std::fmt;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use queue::{
+    MAX_QUEUE_URL_BYTES, QUEUE_REF_ACCEPTED, QueueName, QueueRef, QueueRefError, QueueUrl,
+};
 pub use user::{MAX_USER_ID_CHARS, USER_ID_ACCEPTED, UserId, UserIdError, UserText};
 
 /// Largest receipt accepted in a job (Apple's app receipts with long
 /// histories reach a few hundred KB; SQS bodies stop at 256 KiB anyway).
 pub const MAX_RECEIPT_BYTES: usize = 1 << 20;
-
-/// A queue name: 1..=80 characters of ASCII letters, digits, `-` and `_`
-/// (SQS's rule), optionally ending in `.fifo`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct QueueName(String);
-
-impl QueueName {
-    pub fn new(name: impl Into<String>) -> Result<Self, String> {
-        let name = name.into();
-        let base = name.strip_suffix(".fifo").unwrap_or(&name);
-        if name.is_empty() || name.len() > 80 {
-            return Err(format!(
-                "a queue name is 1 to 80 characters, not {}",
-                name.len()
-            ));
-        }
-        if base.is_empty()
-            || !base
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(
-                "a queue name holds only ASCII letters, digits, '-' and '_' (and may end in .fifo)"
-                    .into(),
-            );
-        }
-        Ok(Self(name))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for QueueName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for QueueName {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        QueueName::new(text).map_err(serde::de::Error::custom)
-    }
-}
 
 /// One validation job, as the seed's producers write it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +31,8 @@ pub struct Job {
     /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
     pub receipt: String,
     pub user_id: UserId,
-    pub post_queue: QueueName,
+    /// Where the results go: a queue name or a queue URL.
+    pub post_queue: QueueRef,
 }
 
 /// The fields of a job, in the order error messages list them.
@@ -111,7 +69,7 @@ impl<'de> Visitor<'de> for JobVisitor {
             receipt: receipt
                 .ok_or_else(|| missing("receipt", "a base64 receipt or a StoreKit 2 JWS"))?,
             user_id: user_id.ok_or_else(|| missing("user_id", USER_ID_ACCEPTED))?,
-            post_queue: post_queue.ok_or_else(|| missing("post_queue", "a queue name"))?,
+            post_queue: post_queue.ok_or_else(|| missing("post_queue", QUEUE_REF_ACCEPTED))?,
         })
     }
 }
@@ -252,7 +210,7 @@ mod tests {
         let job = Job::parse(br#"{"receipt":"ewo=","user_id":42,"post_queue":"results"}"#)
             .expect("valid job");
         assert_eq!(job.user_id, UserId::Int(42));
-        assert_eq!(job.post_queue.as_str(), "results");
+        assert_eq!(job.post_queue.to_string(), "results");
         assert!(!job.is_jws());
 
         let cases: [(&[u8], &str); 7] = [
@@ -282,6 +240,27 @@ mod tests {
                 err.contains(expected),
                 "{}: {err}",
                 String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn post_queue_is_a_queue_name_or_url() {
+        let job = Job::parse(
+            br#"{"receipt":"ewo=","user_id":1,"post_queue":"https://sqs.us-east-1.amazonaws.com/123456789012/results"}"#,
+        )
+        .expect("valid job");
+        assert_eq!(job.post_queue.name().as_str(), "results");
+        assert!(job.post_queue.url().is_some());
+        for post_queue in [r#""""#, r#""https://h/123/""#, r#""a b""#, "7", "null"] {
+            let body = format!(r#"{{"receipt":"ewo=","user_id":1,"post_queue":{post_queue}}}"#);
+            let err = Job::parse(body.as_bytes())
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                err.starts_with("job body is not a valid job: post_queue: ")
+                    && err.contains(QUEUE_REF_ACCEPTED),
+                "{post_queue}: {err}"
             );
         }
     }
@@ -355,21 +334,11 @@ mod tests {
     }
 
     #[test]
-    fn queue_names_follow_sqs_rules() {
-        assert!(QueueName::new("results").is_ok());
-        assert!(QueueName::new("a-b_c.fifo").is_ok());
-        assert!(QueueName::new("").is_err());
-        assert!(QueueName::new(".fifo").is_err());
-        assert!(QueueName::new("x".repeat(81)).is_err());
-        assert!(QueueName::new("a/b").is_err());
-    }
-
-    #[test]
     fn jws_is_told_from_legacy_base64() {
         let job = |receipt: &str| Job {
             receipt: receipt.into(),
             user_id: UserId::Int(1),
-            post_queue: QueueName::new("q").expect("name"),
+            post_queue: QueueRef::parse("q").expect("name"),
         };
         assert!(job("eyJh.eyJi.c2ln").is_jws());
         assert!(!job("ewoJInNpZ25hdHVyZSIgPSAiQW==").is_jws());

@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::{Job, QueueName, ResultMessage, Validation};
+use crate::domain::{Job, QueueName, QueueRef, ResultMessage, Validation};
 use crate::ports::{
     Claim, Delivery, JobQueue, MAX_BATCH, Outgoing, ReceiptValidator, TransactionLedger,
     ValidatorError,
@@ -41,8 +41,8 @@ use batcher::{BatchFn, Batcher};
 /// How the pipeline runs.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    pub input: QueueName,
-    pub dead_letter: QueueName,
+    pub input: QueueRef,
+    pub dead_letter: QueueRef,
     /// Concurrent receive loops.
     pub receivers: usize,
     /// Jobs in flight at most.
@@ -62,8 +62,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            input: QueueName::new("receipts").expect("valid name"),
-            dead_letter: QueueName::new("receipts-dlq").expect("valid name"),
+            input: QueueName::new("receipts").expect("valid name").into(),
+            dead_letter: QueueName::new("receipts-dlq").expect("valid name").into(),
             receivers: 2,
             concurrency: 256,
             visibility: Duration::from_secs(30),
