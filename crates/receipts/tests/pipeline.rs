@@ -482,3 +482,29 @@ async fn bad_post_queues_are_dead_lettered_with_the_reason() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_job_with_fields_the_worker_does_not_read_is_processed_as_usual() {
+    let rig = rig(0, SimConfig::default(), None).await;
+    submit_body(
+        &rig,
+        json!({
+            "receipt": fixture(1),
+            "user_id": 8,
+            "post_queue": "results",
+            "source": "ios",
+            "app": {"version": "1.2", "build": [4, 5]},
+        }),
+    )
+    .await;
+    let results = take(&rig, "results", 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        body(&results[0]),
+        json!({"user_id": 8, "transaction_id": TX_1, "status": "OK"})
+    );
+    assert!(
+        take(&rig, "receipts-dlq", 1, Duration::from_millis(500))
+            .await
+            .is_empty()
+    );
+}

@@ -402,6 +402,89 @@ async fn string_user_ids_go_in_over_rest_and_the_cli_and_come_back_as_strings() 
     assert_eq!(user_id["oneOf"][1]["maxLength"], 256, "{user_id}");
 }
 
+#[tokio::test]
+async fn fields_the_worker_does_not_read_are_accepted_logged_at_debug_and_counted() {
+    let sim = Sim::start();
+    let args = server_args(&sim, &[]);
+    let server = TestServer::launch(Start {
+        args: args.iter().map(String::as_str).collect(),
+        env: vec![("QUINTET_LOG", "info,receipts=debug")],
+        ..Start::default()
+    });
+    let client = http();
+    // Over REST, and straight onto the input queue as a producer would.
+    let accepted = client
+        .post(format!("{}/receipts/jobs", server.url))
+        .json(&json!({ "receipt": fixture(1), "user_id": 8, "post_queue": "results", "source": "ios" }))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let sent = client
+        .post(format!("{}/queues/receipts/messages", server.url))
+        .body(
+            json!({ "receipt": fixture(2), "user_id": 9, "post_queue": "results", "campaign": "spring", "device": {"os": "iOS 17"} })
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let results = bodies(&drain(&server, "results", 2).await);
+    assert_eq!(
+        results,
+        vec![
+            json!({"user_id": 8, "transaction_id": TX_1, "status": "OK"}),
+            json!({"user_id": 9, "transaction_id": TX_2, "status": "OK"}),
+        ],
+        "{}",
+        server.logs()
+    );
+    assert!(drain_now(&server, "receipts-dlq").await.is_empty());
+
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("quintet_receipts_job_unknown_fields_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# HELP quintet_receipts_job_unknown_fields_total "),
+        "{metrics}"
+    );
+    let logs = server.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("job fields ignored") && l.contains("source")),
+        "{logs}"
+    );
+    assert!(
+        logs.lines().any(|l| l.contains("job fields ignored")
+            && l.contains("campaign")
+            && l.contains("device")),
+        "{logs}"
+    );
+}
+
+/// What `queue` holds right now (received and deleted), without waiting.
+async fn drain_now(server: &TestServer, queue: &str) -> Vec<Value> {
+    let received: Value = http()
+        .post(format!("{}/queues/{queue}/receive?max=10", server.url))
+        .send()
+        .await
+        .expect("receive")
+        .json()
+        .await
+        .expect("json");
+    received["messages"].as_array().cloned().unwrap_or_default()
+}
+
 /// A legacy sandbox receipt, as `apple-sim` reads them, for transaction `id`.
 fn synthetic_receipt(id: u64) -> String {
     use base64::Engine as _;

@@ -2,9 +2,10 @@
 //! users of the embedded queue (and a convenience with SQS) — and the one
 //! place where its errors become HTTP statuses.
 //!
-//! - `POST /receipts/jobs` — a job (`{"receipt","user_id","post_queue"}`),
-//!   checked, then sent to the input queue; its `post_queue` is created if
-//!   the queue engine creates queues (embedded). 202 `{"message_id"}`.
+//! - `POST /receipts/jobs` — a job (`{"receipt","user_id","post_queue"}`;
+//!   other fields are accepted and ignored, as the worker ignores them),
+//!   checked, then sent to the input queue as it came; its `post_queue` is
+//!   created if the queue engine creates queues (embedded). 202 `{"message_id"}`.
 //! - `POST /queues/{name}/messages` — any body, sent as is (to test what
 //!   the worker does with it). 202 `{"message_id"}`; 404 for an unknown queue.
 //! - `POST /queues/{name}/receive?max=&wait_ms=&visibility_ms=` — up to
@@ -124,7 +125,8 @@ async fn send_one(state: &AppState, queue: &QueueRef, body: Vec<u8>) -> Result<S
         .ok_or_else(|| QueueError::Unavailable("empty send answer".into()))??)
 }
 
-/// A validation job.
+/// A validation job. Other fields are accepted and ignored (the original
+/// producers add some, such as `"source"`); the job is queued as it came.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 struct JobBody {
     /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
@@ -166,6 +168,9 @@ pub struct Sent {
 }
 
 /// Queue a validation job.
+///
+/// Fields besides `receipt`, `user_id` and `post_queue` are accepted and
+/// ignored, by this route and by the worker.
 #[utoipa::path(post, path = "/receipts/jobs", tag = "receipts",
     request_body(content = JobBody, content_type = "application/json"),
     responses(

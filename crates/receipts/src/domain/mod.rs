@@ -33,13 +33,53 @@ pub struct Job {
     pub user_id: UserId,
     /// Where the results go: a queue name or a queue URL.
     pub post_queue: QueueRef,
+    /// The fields the job carried besides these three.
+    pub ignored: IgnoredFields,
 }
 
-/// The fields of a job, in the order error messages list them.
-const JOB_FIELDS: &[&str] = &["receipt", "user_id", "post_queue"];
+/// Ignored field names kept for the log at most.
+pub const MAX_IGNORED_NAMES: usize = 16;
+/// Characters of an ignored field's name kept for the log at most.
+const MAX_IGNORED_NAME_CHARS: usize = 64;
+
+/// Fields of a job the worker does not read. The original producers add
+/// some (`"source": "ios"`) and the original worker never looked at them,
+/// so they are skipped, never refused; their names are kept for the log
+/// (the first [`MAX_IGNORED_NAMES`], each cut to 64 characters: a body of
+/// 256 KiB can hold thousands).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IgnoredFields {
+    count: usize,
+    names: Vec<String>,
+}
+
+impl IgnoredFields {
+    fn add(&mut self, name: &str) {
+        self.count += 1;
+        if self.names.len() < MAX_IGNORED_NAMES {
+            self.names
+                .push(name.chars().take(MAX_IGNORED_NAME_CHARS).collect());
+        }
+    }
+
+    /// How many fields were ignored.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The first [`MAX_IGNORED_NAMES`] of their names, in the job's order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
 
 /// A job is read field by field so that a missing field's error says what
-/// the field accepts, as a wrong one's does.
+/// the field accepts, as a wrong one's does, and other fields are skipped
+/// without being decoded.
 impl<'de> Deserialize<'de> for Job {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(JobVisitor)
@@ -57,12 +97,16 @@ impl<'de> Visitor<'de> for JobVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Job, A::Error> {
         let (mut receipt, mut user_id, mut post_queue) = (None, None, None);
+        let mut ignored = IgnoredFields::default();
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "receipt" => set_once(&mut receipt, "receipt", map.next_value()?)?,
                 "user_id" => set_once(&mut user_id, "user_id", map.next_value()?)?,
                 "post_queue" => set_once(&mut post_queue, "post_queue", map.next_value()?)?,
-                _ => return Err(de::Error::unknown_field(&key, JOB_FIELDS)),
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    ignored.add(&key);
+                }
             }
         }
         Ok(Job {
@@ -70,6 +114,7 @@ impl<'de> Visitor<'de> for JobVisitor {
                 .ok_or_else(|| missing("receipt", "a base64 receipt or a StoreKit 2 JWS"))?,
             user_id: user_id.ok_or_else(|| missing("user_id", USER_ID_ACCEPTED))?,
             post_queue: post_queue.ok_or_else(|| missing("post_queue", QUEUE_REF_ACCEPTED))?,
+            ignored,
         })
     }
 }
@@ -213,16 +258,12 @@ mod tests {
         assert_eq!(job.post_queue.to_string(), "results");
         assert!(!job.is_jws());
 
-        let cases: [(&[u8], &str); 7] = [
+        let cases: [(&[u8], &str); 6] = [
             (b"not json", "expected"),
             (b"[1, 2]", "expected a job object"),
             (
                 br#"{"receipt":"x","user_id":1,"post_queue":"no spaces"}"#,
                 "post_queue",
-            ),
-            (
-                br#"{"receipt":"x","user_id":1,"post_queue":"q","extra":1}"#,
-                "extra",
             ),
             (
                 br#"{"receipt":"x","user_id":1,"user_id":2,"post_queue":"q"}"#,
@@ -242,6 +283,29 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn fields_the_worker_does_not_read_are_ignored_and_named() {
+        let job = Job::parse(
+            br#"{"receipt":"ewo=","source":"ios","user_id":1,"meta":{"a":[1,{"b":null}]},"post_queue":"q","source":2}"#,
+        )
+        .expect("extra fields are no reason to refuse a job");
+        assert_eq!(job.user_id, UserId::Int(1));
+        assert_eq!(job.ignored.count(), 3);
+        assert_eq!(job.ignored.names(), ["source", "meta", "source"]);
+        let plain = Job::parse(br#"{"receipt":"ewo=","user_id":1,"post_queue":"q"}"#).expect("job");
+        assert!(plain.ignored.is_empty());
+
+        // Bounded: thousands of fields count, the first 16 names (cut) are kept.
+        let many: String = (0..1000)
+            .map(|i| format!(r#""{}{i}":{i},"#, "x".repeat(100)))
+            .collect();
+        let body = format!(r#"{{{many}"receipt":"ewo=","user_id":1,"post_queue":"q"}}"#);
+        let job = Job::parse(body.as_bytes()).expect("job");
+        assert_eq!(job.ignored.count(), 1000);
+        assert_eq!(job.ignored.names().len(), MAX_IGNORED_NAMES);
+        assert!(job.ignored.names().iter().all(|n| n.chars().count() == 64));
     }
 
     #[test]
@@ -339,6 +403,7 @@ mod tests {
             receipt: receipt.into(),
             user_id: UserId::Int(1),
             post_queue: QueueRef::parse("q").expect("name"),
+            ignored: IgnoredFields::default(),
         };
         assert!(job("eyJh.eyJi.c2ln").is_jws());
         assert!(!job("ewoJInNpZ25hdHVyZSIgPSAiQW==").is_jws());

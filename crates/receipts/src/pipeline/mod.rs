@@ -4,6 +4,9 @@
 //! transaction posted to the job's `post_queue` (batched per destination),
 //! and only then is the job deleted (batched too).
 //!
+//! A job's fields besides `receipt`, `user_id` and `post_queue` are ignored
+//! (logged at debug, counted), as the original worker ignored them.
+//!
 //! Failure handling, in order of the stages:
 //! - a body that is not a job, a `post_queue` that does not exist, an Apple
 //!   configuration error (21004), or a job received more than
@@ -37,6 +40,20 @@ use crate::ports::{
     ValidatorError,
 };
 use batcher::{BatchFn, Batcher};
+
+/// Fields of received jobs that were ignored: a counter, no labels (field
+/// names come from producers and are unbounded).
+pub const JOB_UNKNOWN_FIELDS_TOTAL: &str = "quintet_receipts_job_unknown_fields_total";
+
+/// Declares the metrics named above (unit and help text). Called when the
+/// pipeline starts, after the process has installed its recorder.
+fn describe_metrics() {
+    metrics::describe_counter!(
+        JOB_UNKNOWN_FIELDS_TOTAL,
+        metrics::Unit::Count,
+        "Fields of received jobs other than receipt, user_id and post_queue, ignored (names logged at debug)"
+    );
+}
 
 /// How the pipeline runs.
 #[derive(Debug, Clone)]
@@ -131,6 +148,7 @@ impl Pipeline {
 
     /// Runs until `stop`, then drains (see the module doc).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        describe_metrics();
         for queue in [&self.config.input, &self.config.dead_letter] {
             while let Err(e) = self.queue.ensure(queue).await {
                 tracing::error!(error = %e, %queue, "receipts: queue not ready; retrying");
@@ -277,6 +295,15 @@ impl Pipeline {
             Ok(job) => job,
             Err(e) => return self.dead_letter(&delivery, e.to_string()).await,
         };
+        if !job.ignored.is_empty() {
+            tracing::debug!(
+                message_id = %delivery.message_id,
+                count = job.ignored.count(),
+                fields = ?job.ignored.names(),
+                "receipts: job fields ignored"
+            );
+            metrics::counter!(JOB_UNKNOWN_FIELDS_TOTAL).increment(job.ignored.count() as u64);
+        }
         if delivery.receive_count > self.config.max_receives {
             let reason = format!(
                 "received {} times without completing (--receipts-max-receives {})",
