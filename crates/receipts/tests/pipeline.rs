@@ -264,7 +264,7 @@ async fn a_crash_between_claim_and_post_is_still_ok_on_redelivery_and_claimed_on
 }
 
 #[tokio::test]
-async fn apple_faults_are_retried_and_final_statuses_are_invalid_with_the_reason() {
+async fn apple_faults_are_retried_and_refusals_naming_no_transaction_are_dead_lettered() {
     let rig = rig(0, SimConfig::default(), None).await;
     // Retryable answers then success (within the client's 3 attempts): OK.
     let faults: Vec<Fault> = ["21005", "503"]
@@ -276,20 +276,24 @@ async fn apple_faults_are_retried_and_final_statuses_are_invalid_with_the_reason
     let ok = take(&rig, "results", 1, Duration::from_secs(10)).await;
     assert_eq!(body(&ok[0])["status"], "OK");
 
-    // A final status: INVALID naming it, no transaction.
+    // A final status whose answer names no transaction: nothing to report
+    // (a result always has a transaction_id); dead-lettered with the status.
     rig.sim
         .script(&["21003".parse().expect("fault")])
         .expect("script");
     submit(&rig, &fixture(2), 2).await;
-    let invalid = take(&rig, "results", 1, Duration::from_secs(10)).await;
-    let invalid = body(&invalid[0]);
-    assert_eq!(invalid["status"], "INVALID");
-    assert_eq!(invalid["transaction_id"], Value::Null);
+    let dead = take(&rig, "receipts-dlq", 1, Duration::from_secs(10)).await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0].reason.as_deref().unwrap_or_default();
     assert!(
-        invalid["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("21003")),
-        "{invalid}"
+        reason.contains("no transaction") && reason.contains("21003"),
+        "{reason}"
+    );
+    assert_eq!(body(&dead[0])["user_id"], 2, "the job is kept as it came");
+    assert!(
+        take(&rig, "results", 1, Duration::from_millis(500))
+            .await
+            .is_empty()
     );
 
     // Retryable answers past the client's budget: the job is retried later and then succeeds.
@@ -298,6 +302,53 @@ async fn apple_faults_are_retried_and_final_statuses_are_invalid_with_the_reason
     submit(&rig, &fixture(2), 3).await;
     let later = take(&rig, "results", 1, Duration::from_secs(15)).await;
     assert_eq!(body(&later[0])["status"], "OK", "retried after the outage");
+}
+
+#[tokio::test]
+async fn a_receipt_apple_calls_malformed_is_dead_lettered_and_nothing_is_posted() {
+    let rig = rig(0, SimConfig::default(), None).await;
+    // Not a receipt: Apple (the simulator) answers 21002 to every attempt.
+    submit(&rig, "bm90IGEgcmVjZWlwdA==", "user-8").await;
+    let dead = take(&rig, "receipts-dlq", 1, Duration::from_secs(10)).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].reason.as_deref(),
+        Some("the receipt names no transaction to report: 21002: the receipt data is malformed")
+    );
+    assert!(
+        take(&rig, "results", 1, Duration::from_millis(500))
+            .await
+            .is_empty(),
+        "no result without a transaction_id"
+    );
+}
+
+/// Apple's 21006 (valid, but the subscription expired) names its
+/// transaction: INVALID with that transaction_id, as the original posted,
+/// and the transaction is not claimed.
+#[tokio::test]
+async fn an_expired_subscription_posts_invalid_with_its_transaction_id() {
+    let rig = rig(0, SimConfig::default(), None).await;
+    rig.sim
+        .script(&["21006".parse().expect("fault")])
+        .expect("script");
+    submit(&rig, &fixture(1), "user-8").await;
+    let invalid = take(&rig, "results", 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        body(&invalid[0]),
+        json!({
+            "user_id": "user-8",
+            "transaction_id": TX_1,
+            "status": "INVALID",
+            "reason": "21006: the receipt is valid but the subscription has expired",
+        })
+    );
+    submit(&rig, &fixture(1), 9).await;
+    let ok = take(&rig, "results", 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        body(&ok[0]),
+        json!({"user_id": 9, "transaction_id": TX_1, "status": "OK"})
+    );
 }
 
 #[tokio::test]

@@ -155,7 +155,7 @@ pub(crate) async fn submit(
 }
 
 #[tokio::test]
-async fn fixture_receipts_are_ok_once_then_invalid_with_the_sandbox_fallback() {
+async fn fixture_receipts_are_ok_once_then_invalid_and_a_malformed_one_is_dead_lettered() {
     let sim = Sim::start();
     let server = start(&sim, &[]);
     assert_eq!(
@@ -217,11 +217,13 @@ async fn fixture_receipts_are_ok_once_then_invalid_with_the_sandbox_fallback() {
         "{again:?}"
     );
 
-    // The CLI way out.
+    // A receipt Apple calls malformed (21002) names no transaction: nothing
+    // is posted, the job goes to the dead-letter queue with Apple's status.
     assert_eq!(
         submit(&server, "bm90IGEgcmVjZWlwdA==", 45, "results").await,
         StatusCode::ACCEPTED
     );
+    // The CLI way out.
     let deadline = Instant::now() + Duration::from_secs(20);
     let out = loop {
         let (code, out, err) = cli(
@@ -230,20 +232,42 @@ async fn fixture_receipts_are_ok_once_then_invalid_with_the_sandbox_fallback() {
                 "--url",
                 &server.url,
                 "receive",
-                "results",
+                "receipts-dlq",
                 "--wait",
                 "1s",
             ],
             None,
         );
         assert_eq!(code, 0, "{out}{err}");
-        if out.contains("INVALID") || Instant::now() > deadline {
+        if out.contains("21002") || Instant::now() > deadline {
             break out;
         }
     };
     assert!(
-        out.contains("\"user_id\": 45") && out.contains("21002"),
+        out.contains("\"user_id\": 45")
+            && out.contains("the receipt names no transaction to report: 21002"),
         "{out}"
+    );
+    let nothing = http()
+        .post(format!("{}/queues/results/receive?max=10", server.url))
+        .send()
+        .await
+        .expect("receive")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(nothing["messages"], json!([]), "{nothing}");
+    let metrics = http()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("quintet_receipts_dead_lettered_total{reason=\"no_transaction\"} 1"),
+        "{metrics}"
     );
 }
 

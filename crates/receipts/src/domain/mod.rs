@@ -4,8 +4,9 @@
 //! A job (an input queue message body) is
 //! `{"receipt": "<base64 receipt or StoreKit 2 JWS>", "user_id": <integer or string>, "post_queue": "<queue name or URL>"}`;
 //! each transaction the receipt holds gets one result on `post_queue`:
-//! `{"user_id": <as given>, "transaction_id": "<string or null>", "status": "OK" | "INVALID"}`
-//! plus `"reason"` when INVALID.
+//! `{"user_id": <as given>, "transaction_id": "<string>", "status": "OK" | "INVALID"}`
+//! plus `"reason"` when INVALID. A receipt that names no transaction gets no
+//! result: its job is dead-lettered.
 
 pub mod legacy;
 mod queue;
@@ -192,12 +193,14 @@ pub enum Status {
     Invalid,
 }
 
-/// One result, posted to the job's `post_queue`.
+/// One result, posted to the job's `post_queue`: always about one
+/// transaction, so `transaction_id` is always a string, as the original
+/// worker's consumers expect (a receipt naming none gets no result).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultMessage {
     /// The job's `user_id`, with the JSON type it came with.
     pub user_id: UserId,
-    pub transaction_id: Option<String>,
+    pub transaction_id: String,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
@@ -207,17 +210,13 @@ impl ResultMessage {
     pub fn ok(user_id: UserId, transaction_id: String) -> Self {
         Self {
             user_id,
-            transaction_id: Some(transaction_id),
+            transaction_id,
             status: Status::Ok,
             reason: None,
         }
     }
 
-    pub fn invalid(
-        user_id: UserId,
-        transaction_id: Option<String>,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub fn invalid(user_id: UserId, transaction_id: String, reason: impl Into<String>) -> Self {
         Self {
             user_id,
             transaction_id,
@@ -242,8 +241,24 @@ pub enum Validation {
         environment: String,
         transactions: Vec<Transaction>,
     },
-    /// Not genuine or not acceptable; final.
-    Invalid { reason: String },
+    /// Not genuine or not acceptable; final. `transactions` are those the
+    /// refusal still names, as Apple's answer for an expired subscription
+    /// (21006) carries its receipt; usually none, and then there is nothing
+    /// to report (no result can be posted without a transaction id).
+    Invalid {
+        reason: String,
+        transactions: Vec<Transaction>,
+    },
+}
+
+impl Validation {
+    /// Refused, naming no transaction.
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            reason: reason.into(),
+            transactions: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -389,12 +404,19 @@ mod tests {
             ok,
             serde_json::json!({"user_id": "user-8", "transaction_id": "1000", "status": "OK"})
         );
-        let invalid = serde_json::to_value(ResultMessage::invalid(UserId::Int(7), None, "21003"))
-            .expect("json");
+        let invalid = serde_json::to_value(ResultMessage::invalid(
+            UserId::Int(7),
+            "1000".into(),
+            "21006",
+        ))
+        .expect("json");
         assert_eq!(
             invalid,
-            serde_json::json!({"user_id": 7, "transaction_id": null, "status": "INVALID", "reason": "21003"})
+            serde_json::json!({"user_id": 7, "transaction_id": "1000", "status": "INVALID", "reason": "21006"})
         );
+        // A result without a transaction id is no result.
+        let null = serde_json::json!({"user_id": 7, "transaction_id": null, "status": "INVALID"});
+        assert!(serde_json::from_value::<ResultMessage>(null).is_err());
     }
 
     #[test]
