@@ -5,9 +5,10 @@
 //! once in a ledger; one result per transaction goes to the queue the job
 //! names; the job is deleted only after its results are posted.
 //!
-//! Rooms: [`domain`] (jobs, results, queue names, legacy receipts; no I/O),
-//! [`ports`] (queues, the ledger, the validator), [`adapters`] (embedded
-//! redb queue and ledger, Amazon SQS, PostgreSQL and DynamoDB ledgers),
+//! Rooms: [`domain`] (jobs, results, user ids, queues by name or URL,
+//! legacy receipts; no I/O), [`ports`] (queues, the ledger, the validator),
+//! [`adapters`] (embedded redb queue and ledger, Amazon SQS, PostgreSQL and
+//! DynamoDB ledgers),
 //! [`apple`] (the verifyReceipt client, the StoreKit 2 JWS verifier and the
 //! `apple-sim` simulator), [`pipeline`] (receivers, workers,
 //! batched posts and deletes) and [`api`] (REST, CLI).
