@@ -5,9 +5,10 @@
 //! once in a ledger; one result per transaction goes to the queue the job
 //! names; the job is deleted only after its results are posted.
 //!
-//! Rooms: [`domain`] (jobs, results, queue names, legacy receipts; no I/O),
-//! [`ports`] (queues, the ledger, the validator), [`adapters`] (embedded
-//! redb queue and ledger, Amazon SQS, PostgreSQL and DynamoDB ledgers),
+//! Rooms: [`domain`] (jobs, results, user ids, queues by name or URL,
+//! legacy receipts; no I/O), [`ports`] (queues, the ledger, the validator),
+//! [`adapters`] (embedded redb queue and ledger, Amazon SQS, PostgreSQL and
+//! DynamoDB ledgers),
 //! [`apple`] (the verifyReceipt client, the StoreKit 2 JWS verifier and the
 //! `apple-sim` simulator), [`pipeline`] (receivers, workers,
 //! batched posts and deletes) and [`api`] (REST, CLI).
@@ -22,7 +23,7 @@ pub mod ports;
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::QueueName;
+use domain::{QueueName, QueueRef};
 use pipeline::{Pipeline, PipelineConfig};
 use ports::{JobQueue, ReceiptValidator, TransactionLedger};
 
@@ -90,10 +91,9 @@ pub async fn service(
     config: ReceiptsConfig,
 ) -> anyhow::Result<platform::Service> {
     // The input and dead-letter queues exist before the first job can be submitted.
-    for name in [
-        &config.receipts_input_queue,
-        &config.receipts_dead_letter_queue,
-    ] {
+    let input = QueueRef::from(config.receipts_input_queue.clone());
+    let dead_letter = QueueRef::from(config.receipts_dead_letter_queue.clone());
+    for name in [&input, &dead_letter] {
         queue
             .ensure(name)
             .await
@@ -109,8 +109,8 @@ pub async fn service(
         ledger.clone(),
         validator,
         PipelineConfig {
-            input: config.receipts_input_queue.clone(),
-            dead_letter: config.receipts_dead_letter_queue.clone(),
+            input: input.clone(),
+            dead_letter,
             receivers: config.receipts_receivers as usize,
             concurrency: config.receipts_concurrency as usize,
             visibility: config.receipts_visibility,
@@ -120,10 +120,7 @@ pub async fn service(
     ));
     let (closing_queue, closing_ledger) = (queue.clone(), ledger.clone());
     Ok(platform::Service::new("receipts")
-        .routes(api::http::router(
-            queue.clone(),
-            config.receipts_input_queue,
-        ))
+        .routes(api::http::router(queue.clone(), input))
         .openapi(api::http::openapi())
         .readiness(Arc::new(ports::Readiness { queue, ledger }))
         .background("receipts-pipeline", move |stop| {

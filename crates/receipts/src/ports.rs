@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{QueueName, Validation};
+use crate::domain::{QueueName, QueueRef, UserId, Validation};
 
 /// Most messages one receive, send or delete call handles (SQS's limit).
 pub const MAX_BATCH: usize = 10;
@@ -50,21 +50,23 @@ pub struct Outgoing {
 }
 
 /// A message queue with at-least-once delivery and visibility timeouts.
+/// Queues are named or given by URL ([`QueueRef`]); each engine says what a
+/// URL means to it.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Creates the queue if this engine creates queues on demand (embedded),
     /// else checks that it exists.
-    async fn ensure(&self, queue: &QueueName) -> Result<(), QueueError>;
+    async fn ensure(&self, queue: &QueueRef) -> Result<(), QueueError>;
 
     /// Whether the queue exists.
-    async fn exists(&self, queue: &QueueName) -> Result<bool, QueueError>;
+    async fn exists(&self, queue: &QueueRef) -> Result<bool, QueueError>;
 
     /// Sends up to [`MAX_BATCH`] messages; one outcome per message (its id).
     async fn send_batch(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         messages: &[Outgoing],
     ) -> Result<Vec<Result<String, QueueError>>, QueueError>;
 
@@ -72,7 +74,7 @@ pub trait JobQueue: Send + Sync {
     /// for the first; each is hidden from other receivers for `visibility`.
     async fn receive(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         max: usize,
         wait: Duration,
         visibility: Duration,
@@ -81,14 +83,14 @@ pub trait JobQueue: Send + Sync {
     /// Deletes up to [`MAX_BATCH`] deliveries by handle; one outcome each.
     async fn delete_batch(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         handles: &[String],
     ) -> Result<Vec<Result<(), QueueError>>, QueueError>;
 
     /// Hides a delivery for `visibility` from now (0: visible again at once).
     async fn change_visibility(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         handle: &str,
         visibility: Duration,
     ) -> Result<(), QueueError>;
@@ -120,12 +122,13 @@ pub enum Claim {
 pub trait TransactionLedger: Send + Sync {
     fn kind(&self) -> &'static str;
 
-    /// Claims `transaction_id` for `job_id`, atomically.
+    /// Claims `transaction_id` for `job_id`, atomically; `user_id` is
+    /// recorded with a new claim, as given (integer or string).
     async fn claim(
         &self,
         transaction_id: &str,
         job_id: &str,
-        user_id: i64,
+        user_id: &UserId,
     ) -> Result<Claim, LedgerError>;
 
     async fn ping(&self) -> Result<(), LedgerError>;

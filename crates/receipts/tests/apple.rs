@@ -128,7 +128,7 @@ fn transaction_ids(validation: &Validation) -> Vec<&str> {
             .iter()
             .map(|t| t.transaction_id.as_str())
             .collect(),
-        Validation::Invalid { reason } => panic!("expected Valid, got Invalid: {reason}"),
+        Validation::Invalid { reason, .. } => panic!("expected Valid, got Invalid: {reason}"),
     }
 }
 
@@ -271,13 +271,45 @@ async fn final_statuses_are_invalid_at_once_and_name_the_status() {
         let sim = Sim::start(SimConfig::default()).await;
         sim.queue(&[status]).await;
         match sim.client(5, None).validate(&fixture(1)).await {
-            Ok(Validation::Invalid { reason }) => {
+            Ok(Validation::Invalid {
+                reason,
+                transactions,
+            }) => {
                 assert!(reason.contains(status), "{status}: {reason}");
+                assert!(transactions.is_empty(), "{status}: {transactions:?}");
             }
             other => panic!("{status}: expected Invalid, got {other:?}"),
         }
         assert_eq!(sim.stats().await, stats(1, 0, 1), "{status}: no retry");
     }
+}
+
+/// Apple answers 21006 (valid, but the subscription expired) with the
+/// receipt: the refusal names its transaction, so INVALID can be posted for it.
+#[tokio::test]
+async fn status_21006_is_invalid_and_names_the_receipts_transaction() {
+    let sim = Sim::start(SimConfig::default()).await;
+    sim.queue(&["21006"]).await;
+    let validation = sim
+        .client(5, None)
+        .validate(&fixture(1))
+        .await
+        .expect("answers");
+    match validation {
+        Validation::Invalid {
+            reason,
+            transactions,
+        } => {
+            assert!(reason.contains("21006"), "{reason}");
+            let ids: Vec<&str> = transactions
+                .iter()
+                .map(|t| t.transaction_id.as_str())
+                .collect();
+            assert_eq!(ids, [RECEIPT_1_TRANSACTION]);
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert_eq!(sim.stats().await, stats(1, 0, 1), "no retry");
 }
 
 #[tokio::test]
@@ -290,7 +322,7 @@ async fn status_21002_past_the_budget_is_invalid() {
         .await
         .expect("answers");
     assert!(
-        matches!(&validation, Validation::Invalid { reason } if reason.contains("21002")),
+        matches!(&validation, Validation::Invalid { reason, .. } if reason.contains("21002")),
         "{validation:?}"
     );
     assert_eq!(sim.stats().await, stats(3, 0, 3));
@@ -356,7 +388,7 @@ async fn garbage_receipt_data_is_invalid_after_its_retries() {
             .await
             .expect("answers");
         assert!(
-            matches!(&validation, Validation::Invalid { reason } if reason.contains("21002")),
+            matches!(&validation, Validation::Invalid { reason, .. } if reason.contains("21002")),
             "{garbage:?}: {validation:?}"
         );
     }

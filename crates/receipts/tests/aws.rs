@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 use platform::aws::{AwsSettings, StaticCredentials, sdk_config};
 use receipts::adapters::dynamodb_ledger::DynamoLedger;
 use receipts::adapters::sqs::SqsJobQueue;
-use receipts::domain::QueueName;
+use receipts::domain::{QueueName, QueueRef, UserId};
 use receipts::ports::{
     Claim, Delivery, JobQueue, LedgerError, MAX_BATCH, Outgoing, QueueError, TransactionLedger,
 };
@@ -35,11 +35,13 @@ async fn sqs(create: bool) -> Arc<SqsJobQueue> {
     )
 }
 
-fn queue_name(label: &str) -> QueueName {
-    QueueName::new(unique_name(label)).expect("valid queue name")
+fn queue_name(label: &str) -> QueueRef {
+    QueueName::new(unique_name(label))
+        .expect("valid queue name")
+        .into()
 }
 
-async fn fresh_queue(queue: &SqsJobQueue, label: &str) -> QueueName {
+async fn fresh_queue(queue: &SqsJobQueue, label: &str) -> QueueRef {
     let name = queue_name(label);
     queue.ensure(&name).await.expect("ensure");
     name
@@ -52,7 +54,7 @@ fn message(body: &str) -> Outgoing {
     }
 }
 
-async fn receive_all(queue: &SqsJobQueue, name: &QueueName, count: usize) -> Vec<Delivery> {
+async fn receive_all(queue: &SqsJobQueue, name: &QueueRef, count: usize) -> Vec<Delivery> {
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while got.len() < count && Instant::now() < deadline {
@@ -171,7 +173,7 @@ async fn sqs_missing_queues_are_created_only_when_asked() {
     let name = queue_name("provisioned");
     assert_eq!(
         strict.ensure(&name).await,
-        Err(QueueError::NoSuchQueue(name.clone()))
+        Err(QueueError::NoSuchQueue(name.name().clone()))
     );
     assert!(!strict.exists(&name).await.expect("exists"));
     creating.ensure(&name).await.expect("created");
@@ -180,10 +182,58 @@ async fn sqs_missing_queues_are_created_only_when_asked() {
     assert_eq!(strict.kind(), "sqs");
 }
 
+/// SQS's own URL of a queue (moto spells them `<endpoint>/<account>/<name>`).
+async fn moto_url(name: &QueueRef) -> QueueRef {
+    QueueRef::parse(&format!("{}/123456789012/{name}", moto_endpoint().await)).expect("URL")
+}
+
+#[tokio::test]
+async fn sqs_a_queue_given_by_url_is_used_as_is() {
+    let queue = sqs(false).await;
+    let name = fresh_queue(sqs(true).await.as_ref(), "by-url").await;
+    let url = moto_url(&name).await;
+    assert!(queue.exists(&url).await.expect("exists"));
+    queue.ensure(&url).await.expect("exists, so ensure passes");
+    let id = queue
+        .send_batch(&url, &[message("by url")])
+        .await
+        .expect("send")
+        .remove(0)
+        .expect("sent");
+    let got = receive_all(&queue, &name, 1).await;
+    assert_eq!(got[0].message_id, id);
+    assert_eq!(got[0].body, b"by url");
+    // And back: received by URL, deleted by URL.
+    queue
+        .send_batch(&name, &[message("again")])
+        .await
+        .expect("send");
+    let got = receive_all(&queue, &url, 1).await;
+    assert_eq!(got[0].body, b"again");
+    assert_eq!(
+        queue.delete_batch(&url, &[got[0].handle.clone()]).await,
+        Ok(vec![Ok(())])
+    );
+
+    // A URL whose queue does not exist: missing, and created (by its name) only when asked.
+    let absent = moto_url(&queue_name("absent")).await;
+    assert!(!queue.exists(&absent).await.expect("exists"));
+    assert_eq!(
+        queue.ensure(&absent).await,
+        Err(QueueError::NoSuchQueue(absent.name().clone()))
+    );
+    assert_eq!(
+        queue.send_batch(&absent, &[message("x")]).await,
+        Err(QueueError::NoSuchQueue(absent.name().clone()))
+    );
+    sqs(true).await.ensure(&absent).await.expect("created");
+    assert!(queue.exists(&absent).await.expect("exists now"));
+}
+
 #[tokio::test]
 async fn sqs_fifo_queues_carry_identical_bodies_each_once() {
     let queue = sqs(true).await;
-    let name = QueueName::new(format!("{}.fifo", unique_name("jobs"))).expect("fifo name");
+    let name = QueueRef::parse(&format!("{}.fifo", unique_name("jobs"))).expect("fifo name");
     queue.ensure(&name).await.expect("fifo queue created");
     let outcomes = queue
         .send_batch(&name, &[message("same"), message("same")])
@@ -325,7 +375,9 @@ async fn dynamodb_ledger_items_have_the_seed_table_shape() {
         .expect("clock")
         .as_millis() as i64;
     assert_eq!(
-        ledger.claim("1000000042928567", "job-1", 42).await,
+        ledger
+            .claim("1000000042928567", "job-1", &UserId::Int(42))
+            .await,
         Ok(Claim::New)
     );
     let item = dynamo_client()
@@ -352,6 +404,31 @@ async fn dynamodb_ledger_items_have_the_seed_table_shape() {
         (before - 1000..before + 60_000).contains(&claimed_at),
         "{claimed_at} vs {before}"
     );
+
+    // A string user id is stored as a string.
+    let user = UserId::text("user-8").expect("valid user id");
+    assert_eq!(
+        ledger.claim("1000000181492557", "job-2", &user).await,
+        Ok(Claim::New)
+    );
+    let item = dynamo_client()
+        .await
+        .get_item()
+        .table_name(&table)
+        .key(
+            "TransactionId",
+            AttributeValue::S("1000000181492557".into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .expect("the claim is an item");
+    assert_eq!(
+        item.get("UserId"),
+        Some(&AttributeValue::S("user-8".into()))
+    );
 }
 
 /// The seed stored only the transaction id: such an item is a claim by
@@ -371,7 +448,7 @@ async fn dynamodb_ledger_honours_items_the_seed_wrote() {
         .await
         .expect("PutItem");
     assert_eq!(
-        ledger.claim("777", "job-1", 1).await,
+        ledger.claim("777", "job-1", &UserId::Int(1)).await,
         Ok(Claim::OtherJob {
             job_id: String::new()
         })

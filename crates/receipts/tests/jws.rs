@@ -215,7 +215,7 @@ fn sign(header: &Value, payload: &Value, key: &KeyPair) -> String {
 #[track_caller]
 fn assert_invalid(validation: Validation, expected: &str) {
     match validation {
-        Validation::Invalid { reason } => assert!(
+        Validation::Invalid { reason, .. } => assert!(
             reason.contains(expected),
             "reason '{reason}' does not say '{expected}'"
         ),
@@ -461,7 +461,7 @@ fn environments_are_the_configured_ones() {
             assert_eq!(said, environment);
             true
         }
-        Validation::Invalid { reason } => {
+        Validation::Invalid { reason, .. } => {
             assert!(
                 reason.contains(&format!("environment '{environment}' is not accepted")),
                 "{reason}"
@@ -642,9 +642,7 @@ struct Legacy {
 impl ReceiptValidator for Legacy {
     async fn validate(&self, _receipt: &str) -> Result<Validation, ValidatorError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        Ok(Validation::Invalid {
-            reason: "legacy".into(),
-        })
+        Ok(Validation::invalid("legacy"))
     }
 }
 
@@ -664,7 +662,7 @@ async fn the_router_sends_jws_to_the_verifier_and_the_rest_to_verify_receipt() {
     assert!(matches!(valid, Validation::Valid { .. }), "{valid:?}");
     let invalid = router.validate("a.b.c").await.expect("validates");
     assert!(
-        matches!(&invalid, Validation::Invalid { reason } if reason != "legacy"),
+        matches!(&invalid, Validation::Invalid { reason, .. } if reason != "legacy"),
         "{invalid:?}"
     );
     assert_eq!(legacy.calls.load(Ordering::SeqCst), 0);
@@ -673,12 +671,7 @@ async fn the_router_sends_jws_to_the_verifier_and_the_rest_to_verify_receipt() {
         .validate("ewoJInNpZ25hdHVyZSIgPSAiQW==")
         .await
         .expect("validates");
-    assert_eq!(
-        legacy_answer,
-        Validation::Invalid {
-            reason: "legacy".into()
-        }
-    );
+    assert_eq!(legacy_answer, Validation::invalid("legacy"));
     assert_eq!(legacy.calls.load(Ordering::SeqCst), 1);
 }
 

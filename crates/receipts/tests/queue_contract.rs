@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use platform::aws::AwsSettings;
 use receipts::adapters::redb_queue::RedbJobQueue;
 use receipts::adapters::sqs::SqsJobQueue;
-use receipts::domain::QueueName;
+use receipts::domain::{QueueName, QueueRef};
 use receipts::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
 
 /// Runs every listed suite function on a fresh redb queue file.
@@ -95,8 +95,8 @@ fn open_redb(path: &Path) -> Arc<dyn JobQueue> {
 }
 
 /// A queue no other test uses, ensured.
-async fn fresh_queue(queue: &Arc<dyn JobQueue>, label: &str) -> QueueName {
-    let name = QueueName::new(format!("{label}-{}", uuid::Uuid::new_v4().simple()))
+async fn fresh_queue(queue: &Arc<dyn JobQueue>, label: &str) -> QueueRef {
+    let name = QueueRef::parse(&format!("{label}-{}", uuid::Uuid::new_v4().simple()))
         .expect("valid queue name");
     queue.ensure(&name).await.expect("ensure");
     name
@@ -119,7 +119,7 @@ fn bodies(deliveries: &[Delivery]) -> Vec<String> {
 const NO_WAIT: Duration = Duration::ZERO;
 const LONG: Duration = Duration::from_secs(60);
 
-async fn send_one(queue: &Arc<dyn JobQueue>, name: &QueueName, body: &str) -> String {
+async fn send_one(queue: &Arc<dyn JobQueue>, name: &QueueRef, body: &str) -> String {
     let mut outcomes = queue
         .send_batch(name, &[message(body)])
         .await
@@ -130,7 +130,7 @@ async fn send_one(queue: &Arc<dyn JobQueue>, name: &QueueName, body: &str) -> St
 
 async fn receive_one(
     queue: &Arc<dyn JobQueue>,
-    name: &QueueName,
+    name: &QueueRef,
     wait: Duration,
     visibility: Duration,
 ) -> Delivery {
@@ -305,6 +305,7 @@ async fn long_polling_returns_empty_after_the_wait(queue: Arc<dyn JobQueue>) {
 async fn unknown_queue_is_no_such_queue(queue: Arc<dyn JobQueue>) {
     let name = QueueName::new(format!("never-{}", uuid::Uuid::new_v4().simple())).expect("name");
     let missing = QueueError::NoSuchQueue(name.clone());
+    let name = QueueRef::from(name);
     assert!(!queue.exists(&name).await.expect("exists"));
     assert_eq!(
         queue.send_batch(&name, &[message("x")]).await,
@@ -517,5 +518,36 @@ async fn messages_survive_reopening_the_file() {
     let again = receive_one(&queue, &name, NO_WAIT, LONG).await;
     assert_eq!(again.message_id, in_flight.message_id);
     assert_eq!(again.receive_count, 2);
+    queue.close().await;
+}
+
+/// The embedded queue reads a queue URL as the name in its last path
+/// segment, whatever the host (SQS uses the URL itself: see `tests/aws.rs`).
+#[tokio::test]
+async fn on_redb_a_queue_url_is_the_queue_its_last_path_segment_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queue = open_redb(&dir.path().join("queues.redb"));
+    let name = fresh_queue(&queue, "by-url").await;
+    let url = QueueRef::parse(&format!(
+        "https://sqs.us-east-1.amazonaws.com/123456789012/{name}"
+    ))
+    .expect("valid URL");
+    assert!(queue.exists(&url).await.expect("exists"));
+    let id = send_one(&queue, &url, "by url").await;
+    let delivery = receive_one(&queue, &name, NO_WAIT, LONG).await;
+    assert_eq!(
+        (delivery.message_id, delivery.body),
+        (id, b"by url".to_vec())
+    );
+
+    let missing = QueueRef::parse("http://127.0.0.1:1/000000000000/missing-queue").expect("URL");
+    assert!(!queue.exists(&missing).await.expect("exists"));
+    queue.ensure(&missing).await.expect("created by its name");
+    assert!(
+        queue
+            .exists(&QueueRef::parse("missing-queue").expect("name"))
+            .await
+            .expect("exists")
+    );
     queue.close().await;
 }

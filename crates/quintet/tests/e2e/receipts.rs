@@ -141,9 +141,10 @@ pub(crate) fn bodies(messages: &[Value]) -> Vec<Value> {
 pub(crate) async fn submit(
     server: &TestServer,
     receipt: &str,
-    user_id: i64,
+    user_id: impl Into<Value>,
     post_queue: &str,
 ) -> StatusCode {
+    let user_id = user_id.into();
     http()
         .post(format!("{}/receipts/jobs", server.url))
         .json(&json!({ "receipt": receipt, "user_id": user_id, "post_queue": post_queue }))
@@ -154,7 +155,7 @@ pub(crate) async fn submit(
 }
 
 #[tokio::test]
-async fn fixture_receipts_are_ok_once_then_invalid_with_the_sandbox_fallback() {
+async fn fixture_receipts_are_ok_once_then_invalid_and_a_malformed_one_is_dead_lettered() {
     let sim = Sim::start();
     let server = start(&sim, &[]);
     assert_eq!(
@@ -216,11 +217,13 @@ async fn fixture_receipts_are_ok_once_then_invalid_with_the_sandbox_fallback() {
         "{again:?}"
     );
 
-    // The CLI way out.
+    // A receipt Apple calls malformed (21002) names no transaction: nothing
+    // is posted, the job goes to the dead-letter queue with Apple's status.
     assert_eq!(
         submit(&server, "bm90IGEgcmVjZWlwdA==", 45, "results").await,
         StatusCode::ACCEPTED
     );
+    // The CLI way out.
     let deadline = Instant::now() + Duration::from_secs(20);
     let out = loop {
         let (code, out, err) = cli(
@@ -229,20 +232,42 @@ async fn fixture_receipts_are_ok_once_then_invalid_with_the_sandbox_fallback() {
                 "--url",
                 &server.url,
                 "receive",
-                "results",
+                "receipts-dlq",
                 "--wait",
                 "1s",
             ],
             None,
         );
         assert_eq!(code, 0, "{out}{err}");
-        if out.contains("INVALID") || Instant::now() > deadline {
+        if out.contains("21002") || Instant::now() > deadline {
             break out;
         }
     };
     assert!(
-        out.contains("\"user_id\": 45") && out.contains("21002"),
+        out.contains("\"user_id\": 45")
+            && out.contains("the receipt names no transaction to report: 21002"),
         "{out}"
+    );
+    let nothing = http()
+        .post(format!("{}/queues/results/receive?max=10", server.url))
+        .send()
+        .await
+        .expect("receive")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(nothing["messages"], json!([]), "{nothing}");
+    let metrics = http()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("quintet_receipts_dead_lettered_total{reason=\"no_transaction\"} 1"),
+        "{metrics}"
     );
 }
 
@@ -254,7 +279,7 @@ async fn bad_jobs_are_refused_at_the_door_or_dead_lettered_with_the_reason() {
     // REST refuses what is not a job, naming the field; nothing is queued.
     let refused = client
         .post(format!("{}/receipts/jobs", server.url))
-        .json(&json!({ "receipt": "x", "user_id": "forty-two", "post_queue": "results" }))
+        .json(&json!({ "receipt": "x", "user_id": {"id": 42}, "post_queue": "results" }))
         .send()
         .await
         .expect("submit");
@@ -263,7 +288,22 @@ async fn bad_jobs_are_refused_at_the_door_or_dead_lettered_with_the_reason() {
     assert!(
         body["error"]
             .as_str()
-            .is_some_and(|e| e.contains("user_id")),
+            .is_some_and(|e| e.contains("user_id") && e.contains("an integer (64-bit) or a string")),
+        "{body}"
+    );
+
+    let refused = client
+        .post(format!("{}/receipts/jobs", server.url))
+        .json(&json!({ "receipt": "x", "user_id": 1, "post_queue": "https://sqs.us-east-1.amazonaws.com/123456789012/" }))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let body: Value = refused.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("post_queue") && e.contains("ends in the queue's name")),
         "{body}"
     );
 
@@ -303,6 +343,170 @@ async fn bad_jobs_are_refused_at_the_door_or_dead_lettered_with_the_reason() {
     );
     let results = bodies(&drain(&server, "results", 1).await);
     assert_eq!(results[0]["status"], "OK", "{results:?}");
+}
+
+#[tokio::test]
+async fn string_user_ids_go_in_over_rest_and_the_cli_and_come_back_as_strings() {
+    let sim = Sim::start();
+    let server = start(&sim, &[]);
+    assert_eq!(
+        submit(&server, &fixture(1), "user-8", "results").await,
+        StatusCode::ACCEPTED
+    );
+    let path = format!(
+        "@{}/../receipts/tests/fixtures/apple-sandbox-receipt-2.b64",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    // Digits in JSON quotes are a string, not the integer 43.
+    let (code, out, err) = cli(
+        &[
+            "receipts",
+            "--url",
+            &server.url,
+            "submit",
+            "--receipt",
+            &path,
+            "--user-id",
+            "\"43\"",
+            "--post-queue",
+            "results",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let mut results = bodies(&drain(&server, "results", 2).await);
+    results.sort_by_key(|r| r["transaction_id"].as_str().map(str::to_owned));
+    assert_eq!(
+        results,
+        vec![
+            json!({"user_id": "user-8", "transaction_id": TX_1, "status": "OK"}),
+            json!({"user_id": "43", "transaction_id": TX_2, "status": "OK"}),
+        ],
+        "{}",
+        server.logs()
+    );
+
+    // The CLI refuses an integer out of range before sending anything.
+    let (code, _, err) = cli(
+        &[
+            "receipts",
+            "--url",
+            &server.url,
+            "submit",
+            "--receipt",
+            &path,
+            "--user-id",
+            "99999999999999999999",
+            "--post-queue",
+            "results",
+        ],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--user-id") && err.contains("out of range"),
+        "{err}"
+    );
+
+    // The OpenAPI document says what user_id accepts.
+    let doc: Value = http()
+        .get(format!("{}/openapi.json", server.url))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    let user_id = &doc["components"]["schemas"]["receipts.JobBody"]["properties"]["user_id"];
+    let types: Vec<&str> = user_id["oneOf"]
+        .as_array()
+        .map(|one_of| one_of.iter().filter_map(|s| s["type"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(types, vec!["integer", "string"], "{user_id}");
+    assert_eq!(user_id["oneOf"][1]["maxLength"], 256, "{user_id}");
+}
+
+#[tokio::test]
+async fn fields_the_worker_does_not_read_are_accepted_logged_at_debug_and_counted() {
+    let sim = Sim::start();
+    let args = server_args(&sim, &[]);
+    let server = TestServer::launch(Start {
+        args: args.iter().map(String::as_str).collect(),
+        env: vec![("QUINTET_LOG", "info,receipts=debug")],
+        ..Start::default()
+    });
+    let client = http();
+    // Over REST, and straight onto the input queue as a producer would.
+    let accepted = client
+        .post(format!("{}/receipts/jobs", server.url))
+        .json(&json!({ "receipt": fixture(1), "user_id": 8, "post_queue": "results", "source": "ios" }))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let sent = client
+        .post(format!("{}/queues/receipts/messages", server.url))
+        .body(
+            json!({ "receipt": fixture(2), "user_id": 9, "post_queue": "results", "campaign": "spring", "device": {"os": "iOS 17"} })
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let results = bodies(&drain(&server, "results", 2).await);
+    assert_eq!(
+        results,
+        vec![
+            json!({"user_id": 8, "transaction_id": TX_1, "status": "OK"}),
+            json!({"user_id": 9, "transaction_id": TX_2, "status": "OK"}),
+        ],
+        "{}",
+        server.logs()
+    );
+    assert!(drain_now(&server, "receipts-dlq").await.is_empty());
+
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("quintet_receipts_job_unknown_fields_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# HELP quintet_receipts_job_unknown_fields_total "),
+        "{metrics}"
+    );
+    let logs = server.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("job fields ignored") && l.contains("source")),
+        "{logs}"
+    );
+    assert!(
+        logs.lines().any(|l| l.contains("job fields ignored")
+            && l.contains("campaign")
+            && l.contains("device")),
+        "{logs}"
+    );
+}
+
+/// What `queue` holds right now (received and deleted), without waiting.
+async fn drain_now(server: &TestServer, queue: &str) -> Vec<Value> {
+    let received: Value = http()
+        .post(format!("{}/queues/{queue}/receive?max=10", server.url))
+        .send()
+        .await
+        .expect("receive")
+        .json()
+        .await
+        .expect("json");
+    received["messages"].as_array().cloned().unwrap_or_default()
 }
 
 /// A legacy sandbox receipt, as `apple-sim` reads them, for transaction `id`.

@@ -15,7 +15,12 @@ use testkit::moto::{moto_endpoint, unique_name};
 use crate::receipts::{Sim, TX_1, TX_2, bodies, drain, fixture, submit};
 use crate::support::{BIN, MOTO_AWS_ENV, Start, TestServer};
 
-async fn submit_ok(server: &TestServer, receipt: &str, user_id: i64, post_queue: &str) {
+async fn submit_ok(
+    server: &TestServer,
+    receipt: &str,
+    user_id: impl Into<serde_json::Value>,
+    post_queue: &str,
+) {
     let status = submit(server, receipt, user_id, post_queue).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{}", server.logs());
 }
@@ -66,20 +71,23 @@ async fn sqs_and_dynamodb_selected_from_serve_validate_once_then_refuse_the_same
     );
 
     submit_ok(&server, &fixture(1), 42, &results).await;
-    submit_ok(&server, &fixture(2), 43, &results).await;
+    submit_ok(&server, &fixture(2), "user-43", &results).await;
     let got = bodies(&drain(&server, &results, 2).await);
+    // Each user_id comes back with its JSON type (bodies() puts strings first).
     assert_eq!(
         got,
         vec![
+            json!({"user_id": "user-43", "transaction_id": TX_2, "status": "OK"}),
             json!({"user_id": 42, "transaction_id": TX_1, "status": "OK"}),
-            json!({"user_id": 43, "transaction_id": TX_2, "status": "OK"}),
         ],
         "{}",
         server.logs()
     );
 
-    // The same receipt in another job: its transaction is in the ledger.
-    submit_ok(&server, &fixture(1), 44, &results).await;
+    // The same receipt in another job, whose post_queue is the results
+    // queue's URL: its transaction is in the ledger.
+    let results_url = format!("{endpoint}/123456789012/{results}");
+    submit_ok(&server, &fixture(1), 44, &results_url).await;
     let again = bodies(&drain(&server, &results, 1).await);
     assert_eq!(again.len(), 1, "{}", server.logs());
     assert_eq!(again[0]["status"], "INVALID");
@@ -114,6 +122,20 @@ async fn sqs_and_dynamodb_selected_from_serve_validate_once_then_refuse_the_same
     assert!(
         matches!(item.get("JobId"), Some(AttributeValue::S(job)) if !job.is_empty()),
         "{item:?}"
+    );
+    let item = dynamo
+        .get_item()
+        .table_name(&table)
+        .key("TransactionId", AttributeValue::S(TX_2.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .expect("the claim is stored in DynamoDB");
+    assert_eq!(
+        item.get("UserId"),
+        Some(&AttributeValue::S("user-43".into()))
     );
 }
 

@@ -3,8 +3,8 @@
 //! an existing seed table is used as it is. Not here: SDK set-up (see
 //! [`platform::aws`]) and opening the table (see [`platform::aws::dynamodb`]).
 //!
-//! Item: `TransactionId` S | `JobId` S | `UserId` N | `ClaimedAt` N (ms
-//! since the Unix epoch). An item with no `JobId` (the seed stored only the
+//! Item: `TransactionId` S | `JobId` S | `UserId` N, or S for a string
+//! user id | `ClaimedAt` N (ms since the Unix epoch). An item with no `JobId` (the seed stored only the
 //! transaction id) counts as claimed by another job, named `""`.
 //!
 //! A claim is one conditional `PutItem` (`attribute_not_exists(TransactionId)`),
@@ -28,6 +28,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use platform::aws::dynamodb::{KeyedTable, describe_table, open_table};
 use platform::aws::{AwsSettings, describe_error};
 
+use crate::domain::UserId;
 use crate::ports::{Claim, LedgerError, TransactionLedger};
 
 /// The seed's table name.
@@ -152,16 +153,20 @@ impl TransactionLedger for DynamoLedger {
         &self,
         transaction_id: &str,
         job_id: &str,
-        user_id: i64,
+        user_id: &UserId,
     ) -> Result<Claim, LedgerError> {
         self.ensure_open()?;
+        let user_id = match user_id {
+            UserId::Int(n) => AttributeValue::N(n.to_string()),
+            UserId::Text(text) => AttributeValue::S(text.as_str().to_owned()),
+        };
         let item = Item::from([
             (
                 TRANSACTION_ID.to_owned(),
                 AttributeValue::S(transaction_id.to_owned()),
             ),
             (JOB_ID.to_owned(), AttributeValue::S(job_id.to_owned())),
-            (USER_ID.to_owned(), AttributeValue::N(user_id.to_string())),
+            (USER_ID.to_owned(), user_id),
             (
                 CLAIMED_AT.to_owned(),
                 AttributeValue::N(now_ms().to_string()),

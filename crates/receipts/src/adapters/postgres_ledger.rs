@@ -9,14 +9,15 @@
 use async_trait::async_trait;
 use sqlx::PgPool;
 
+use crate::domain::UserId;
 use crate::ports::{Claim, LedgerError, TransactionLedger};
 
 /// `(true, our job)` when inserted, `(false, holder)` when the row was there
 /// before the statement began, no row in the race described above.
 const CLAIM: &str = r#"
 WITH inserted AS (
-    INSERT INTO receipt_transactions (transaction_id, job_id, user_id)
-    VALUES ($1, $2, $3)
+    INSERT INTO receipt_transactions (transaction_id, job_id, user_id, user_id_text)
+    VALUES ($1, $2, $3, $4)
     ON CONFLICT (transaction_id) DO NOTHING
     RETURNING job_id
 )
@@ -55,12 +56,19 @@ impl TransactionLedger for PostgresLedger {
         &self,
         transaction_id: &str,
         job_id: &str,
-        user_id: i64,
+        user_id: &UserId,
     ) -> Result<Claim, LedgerError> {
+        // An integer user id in `user_id`, a string one in `user_id_text`
+        // (see the migration that added it).
+        let (user_int, user_text) = match user_id {
+            UserId::Int(n) => (Some(*n), None),
+            UserId::Text(text) => (None, Some(text.as_str())),
+        };
         let row: Option<(bool, String)> = sqlx::query_as(CLAIM)
             .bind(transaction_id)
             .bind(job_id)
-            .bind(user_id)
+            .bind(user_int)
+            .bind(user_text)
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;

@@ -2,6 +2,9 @@
 //! durable before the call that wrote it returns, at-least-once delivery with
 //! visibility timeouts, FIFO by send order among visible messages.
 //!
+//! Queues are by name; a queue given by URL is the queue its last path
+//! segment names (the host and the rest of the path mean nothing here).
+//!
 //! Not SQS: no delivery delays, no redrive policy (the pipeline moves dead
 //! letters itself), no FIFO-queue deduplication, one process per file.
 //!
@@ -41,7 +44,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::domain::QueueName;
+use crate::domain::{QueueName, QueueRef};
 use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
 
 /// queue → (next seq, stored messages). A queue exists once it is here.
@@ -621,7 +624,8 @@ impl JobQueue for RedbJobQueue {
         "redb"
     }
 
-    async fn ensure(&self, queue: &QueueName) -> Result<(), QueueError> {
+    async fn ensure(&self, queue: &QueueRef) -> Result<(), QueueError> {
+        let queue = queue.name();
         self.check_open()?;
         if self.read_exists(queue)? {
             return Ok(());
@@ -637,16 +641,18 @@ impl JobQueue for RedbJobQueue {
         }
     }
 
-    async fn exists(&self, queue: &QueueName) -> Result<bool, QueueError> {
+    async fn exists(&self, queue: &QueueRef) -> Result<bool, QueueError> {
+        let queue = queue.name();
         self.check_open()?;
         self.read_exists(queue)
     }
 
     async fn send_batch(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         messages: &[Outgoing],
     ) -> Result<Vec<Result<String, QueueError>>, QueueError> {
+        let queue = queue.name();
         if messages.len() > MAX_BATCH {
             return Err(QueueError::TooManyEntries(messages.len()));
         }
@@ -680,11 +686,12 @@ impl JobQueue for RedbJobQueue {
 
     async fn receive(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         max: usize,
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<Delivery>, QueueError> {
+        let queue = queue.name();
         if max > MAX_BATCH {
             return Err(QueueError::TooManyEntries(max));
         }
@@ -743,9 +750,10 @@ impl JobQueue for RedbJobQueue {
 
     async fn delete_batch(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         handles: &[String],
     ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        let queue = queue.name();
         if handles.len() > MAX_BATCH {
             return Err(QueueError::TooManyEntries(handles.len()));
         }
@@ -768,10 +776,11 @@ impl JobQueue for RedbJobQueue {
 
     async fn change_visibility(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         handle: &str,
         visibility: Duration,
     ) -> Result<(), QueueError> {
+        let queue = queue.name();
         let visibility_ms = millis(visibility);
         match self
             .write(Op::ChangeVisibility {

@@ -3,9 +3,18 @@
 //! [`platform::aws`]), redrive policies (the pipeline moves dead letters
 //! itself), queue attributes beyond what creating a queue needs.
 //!
-//! Queues: a name becomes a queue URL with `GetQueueUrl`, cached (at most
-//! [`MAX_CACHED_URLS`] names; the cache is emptied when full, since job
-//! producers name post queues) and forgotten when SQS says the queue is
+//! Queues: a name becomes a queue URL with `GetQueueUrl`; a queue given by
+//! URL is used as is, once `GetQueueAttributes` has said it exists (or was
+//! refused for want of permission, which proves nothing either way). A URL is
+//! not resolved by its last path segment because it names more than the
+//! name: the account that owns the queue (results posted to another
+//! account's queue, which that account's policy allows, must not land in a
+//! same-named queue of ours) and, being SQS's own id of the queue, it
+//! saves a `GetQueueUrl`. The SDK sends every call to the configured
+//! endpoint, never to the URL's host (SQS reads the URL as a parameter, as
+//! the original's erlcloud did with its path). Known URLs are cached (at
+//! most [`MAX_CACHED_URLS`] queues; the cache is emptied when full, since
+//! job producers name post queues) and forgotten when SQS says the queue is
 //! gone. `ensure` creates a missing queue only when the adapter was built
 //! with [`SqsJobQueue::create_queues`] (tests, development); in production
 //! queues are provisioned outside and a missing one is `NoSuchQueue`. A
@@ -62,7 +71,7 @@ use aws_sdk_sqs::types::{
 use platform::aws::{AwsSettings, describe_error, sdk_config};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::QueueName;
+use crate::domain::{QueueName, QueueRef};
 use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
 
 /// Queue URLs kept at most (see the module doc).
@@ -78,10 +87,12 @@ const CALL_BYTES: usize = MAX_BODY_BYTES;
 /// The message attribute that carries [`Outgoing::reason`].
 const REASON: &str = "reason";
 /// The codes SQS answers for a queue that does not exist (the JSON
-/// protocol's and the query protocol's).
+/// protocol's and the query protocol's), and for a queue URL that cannot be
+/// one on this endpoint (another region's, a malformed account id).
 const MISSING_QUEUE: &[&str] = &[
     "QueueDoesNotExist",
     "AWS.SimpleQueueService.NonExistentQueue",
+    "InvalidAddress",
 ];
 /// Codes meaning a receipt handle is malformed, expired or not in flight.
 const BAD_HANDLE: &[&str] = &[
@@ -89,8 +100,9 @@ const BAD_HANDLE: &[&str] = &[
     "MessageNotInflight",
     "AWS.SimpleQueueService.MessageNotInflight",
 ];
-/// Codes of a `ListQueues` refused for want of permission: SQS was reached
-/// and the caller authenticated; least-privilege roles may lack it.
+/// Codes of a call refused for want of permission: SQS was reached and the
+/// caller authenticated; least-privilege roles may lack `ListQueues`, and
+/// another account's queue may allow us `SendMessage` alone.
 const ACCESS_DENIED: &[&str] = &["AccessDenied", "AccessDeniedException"];
 
 /// A [`JobQueue`] on Amazon SQS (or an SQS-compatible endpoint).
@@ -98,7 +110,8 @@ pub struct SqsJobQueue {
     client: Client,
     create_queues: bool,
     operation_timeout: Duration,
-    urls: Mutex<HashMap<QueueName, String>>,
+    /// Queues known to exist, and their URLs.
+    urls: Mutex<HashMap<QueueRef, String>>,
     closed: CancellationToken,
 }
 
@@ -248,12 +261,12 @@ impl SqsJobQueue {
         Ok(())
     }
 
-    fn cached(&self, queue: &QueueName) -> Option<String> {
+    fn cached(&self, queue: &QueueRef) -> Option<String> {
         let urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
         urls.get(queue).cloned()
     }
 
-    fn remember(&self, queue: &QueueName, url: &str) {
+    fn remember(&self, queue: &QueueRef, url: &str) {
         let mut urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
         if urls.len() >= MAX_CACHED_URLS && !urls.contains_key(queue) {
             urls.clear();
@@ -261,21 +274,21 @@ impl SqsJobQueue {
         urls.insert(queue.clone(), url.to_owned());
     }
 
-    fn forget(&self, queue: &QueueName) {
+    fn forget(&self, queue: &QueueRef) {
         let mut urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
         urls.remove(queue);
     }
 
     /// A failed call on `queue`: `NoSuchQueue` (and its URL forgotten) if
     /// SQS says the queue is gone, else `Unavailable` with what SQS said.
-    fn failed<E, R>(&self, queue: &QueueName, operation: &str, error: &SdkError<E, R>) -> QueueError
+    fn failed<E, R>(&self, queue: &QueueRef, operation: &str, error: &SdkError<E, R>) -> QueueError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
         if code(error).is_some_and(|c| MISSING_QUEUE.contains(&c)) {
             self.forget(queue);
-            return QueueError::NoSuchQueue(queue.clone());
+            return QueueError::NoSuchQueue(queue.name().clone());
         }
         unavailable(format!(
             "queue '{queue}': {}",
@@ -283,30 +296,57 @@ impl SqsJobQueue {
         ))
     }
 
-    /// The queue's URL, from the cache or `GetQueueUrl`.
-    async fn url(&self, queue: &QueueName) -> Result<String, QueueError> {
+    /// The queue's URL: from the cache, else `GetQueueUrl` for a name, or
+    /// the URL itself once `GetQueueAttributes` found the queue.
+    async fn url(&self, queue: &QueueRef) -> Result<String, QueueError> {
         self.check_open()?;
         if let Some(url) = self.cached(queue) {
             return Ok(url);
         }
-        let out = self
-            .client
-            .get_queue_url()
-            .queue_name(queue.as_str())
-            .send()
-            .await
-            .map_err(|e| self.failed(queue, "GetQueueUrl", &e))?;
-        let url = out
-            .queue_url
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| unavailable(format!("GetQueueUrl gave no URL for '{queue}'")))?;
+        let url = match queue {
+            QueueRef::Name(name) => {
+                let out = self
+                    .client
+                    .get_queue_url()
+                    .queue_name(name.as_str())
+                    .send()
+                    .await
+                    .map_err(|e| self.failed(queue, "GetQueueUrl", &e))?;
+                out.queue_url
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| unavailable(format!("GetQueueUrl gave no URL for '{queue}'")))?
+            }
+            QueueRef::Url(url) => {
+                let answer = self
+                    .client
+                    .get_queue_attributes()
+                    .queue_url(url.as_str())
+                    .attribute_names(QueueAttributeName::QueueArn)
+                    .send()
+                    .await;
+                match answer {
+                    Ok(_) => {}
+                    // Another account's queue whose policy lets us send and no
+                    // more: it cannot be checked, so the sends will tell.
+                    Err(e) if code(&e).is_some_and(|c| ACCESS_DENIED.contains(&c)) => {
+                        tracing::debug!(%queue, "sqs: not allowed to check the queue; using its URL unchecked");
+                    }
+                    Err(e) => return Err(self.failed(queue, "GetQueueAttributes", &e)),
+                }
+                url.as_str().to_owned()
+            }
+        };
         self.remember(queue, &url);
         Ok(url)
     }
 
-    async fn create(&self, queue: &QueueName) -> Result<(), QueueError> {
-        let mut request = self.client.create_queue().queue_name(queue.as_str());
-        if queue.as_str().ends_with(".fifo") {
+    /// Creates the queue by its name; a queue given by URL must then be
+    /// found at that URL (SQS may have put it elsewhere: another account
+    /// or host spelling).
+    async fn create(&self, queue: &QueueRef) -> Result<(), QueueError> {
+        let name = queue.name();
+        let mut request = self.client.create_queue().queue_name(name.as_str());
+        if name.as_str().ends_with(".fifo") {
             request = request.attributes(QueueAttributeName::FifoQueue, "true");
         }
         let out = request
@@ -317,8 +357,11 @@ impl SqsJobQueue {
             .queue_url
             .filter(|u| !u.is_empty())
             .ok_or_else(|| unavailable(format!("CreateQueue gave no URL for '{queue}'")))?;
-        tracing::info!(%queue, "sqs queue created");
-        self.remember(queue, &url);
+        tracing::info!(queue = %name, "sqs queue created");
+        self.remember(&QueueRef::Name(name.clone()), &url);
+        if queue.url().is_some() {
+            self.url(queue).await?;
+        }
         Ok(())
     }
 
@@ -392,7 +435,7 @@ impl JobQueue for SqsJobQueue {
         "sqs"
     }
 
-    async fn ensure(&self, queue: &QueueName) -> Result<(), QueueError> {
+    async fn ensure(&self, queue: &QueueRef) -> Result<(), QueueError> {
         match self.url(queue).await {
             Ok(_) => Ok(()),
             Err(QueueError::NoSuchQueue(_)) if self.create_queues => self.create(queue).await,
@@ -400,7 +443,7 @@ impl JobQueue for SqsJobQueue {
         }
     }
 
-    async fn exists(&self, queue: &QueueName) -> Result<bool, QueueError> {
+    async fn exists(&self, queue: &QueueRef) -> Result<bool, QueueError> {
         match self.url(queue).await {
             Ok(_) => Ok(true),
             Err(QueueError::NoSuchQueue(_)) => Ok(false),
@@ -410,7 +453,7 @@ impl JobQueue for SqsJobQueue {
 
     async fn send_batch(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         messages: &[Outgoing],
     ) -> Result<Vec<Result<String, QueueError>>, QueueError> {
         if messages.len() > MAX_BATCH {
@@ -418,7 +461,7 @@ impl JobQueue for SqsJobQueue {
         }
         let url = self.url(queue).await?;
         let mut outcomes: Vec<Option<Result<String, QueueError>>> = vec![None; messages.len()];
-        let calls = Self::plan_send(queue, messages, &mut outcomes)?;
+        let calls = Self::plan_send(queue.name(), messages, &mut outcomes)?;
         let mut sent = 0u64;
         for (n, call) in calls.into_iter().enumerate() {
             let (indexes, entries): (Vec<usize>, Vec<_>) = call.into_iter().unzip();
@@ -457,7 +500,7 @@ impl JobQueue for SqsJobQueue {
             }
         }
         if sent > 0 {
-            metrics::counter!("quintet_receipts_queue_sent_total", "queue" => queue.to_string())
+            metrics::counter!("quintet_receipts_queue_sent_total", "queue" => queue.name().to_string())
                 .increment(sent);
         }
         Ok(outcomes
@@ -468,7 +511,7 @@ impl JobQueue for SqsJobQueue {
 
     async fn receive(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         max: usize,
         wait: Duration,
         visibility: Duration,
@@ -513,7 +556,7 @@ impl JobQueue for SqsJobQueue {
                     tracing::warn!(%queue, dropped = count - deliveries.len(),
                         "sqs answered messages without an id or receipt handle; they return after their visibility timeout");
                 }
-                metrics::counter!("quintet_receipts_queue_received_total", "queue" => queue.to_string())
+                metrics::counter!("quintet_receipts_queue_received_total", "queue" => queue.name().to_string())
                     .increment(deliveries.len() as u64);
                 return Ok(deliveries);
             }
@@ -526,7 +569,7 @@ impl JobQueue for SqsJobQueue {
 
     async fn delete_batch(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         handles: &[String],
     ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
         if handles.len() > MAX_BATCH {
@@ -574,7 +617,7 @@ impl JobQueue for SqsJobQueue {
                 }
             }
             if deleted > 0 {
-                metrics::counter!("quintet_receipts_queue_deleted_total", "queue" => queue.to_string())
+                metrics::counter!("quintet_receipts_queue_deleted_total", "queue" => queue.name().to_string())
                     .increment(deleted as u64);
             }
         }
@@ -586,7 +629,7 @@ impl JobQueue for SqsJobQueue {
 
     async fn change_visibility(
         &self,
-        queue: &QueueName,
+        queue: &QueueRef,
         handle: &str,
         visibility: Duration,
     ) -> Result<(), QueueError> {

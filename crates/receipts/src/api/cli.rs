@@ -5,6 +5,12 @@ use clap::{Args, Subcommand};
 use platform::client::{ClientArgs, print_json, value_arg};
 use reqwest::Method;
 
+use crate::domain::UserId;
+
+fn parse_user_id(text: &str) -> Result<UserId, String> {
+    UserId::from_cli(text).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Args)]
 pub struct ReceiptsCli {
     #[command(flatten)]
@@ -20,8 +26,10 @@ enum ReceiptsCommand {
         /// The receipt: base64 text, `@path` for a file's content, or `-` for stdin.
         #[arg(long)]
         receipt: String,
-        #[arg(long)]
-        user_id: i64,
+        /// The user: an integer, or a string (a value that is not an integer is sent as a string;
+        /// quote it as JSON, '"42"', to send digits as a string).
+        #[arg(long, value_parser = parse_user_id, allow_hyphen_values = true)]
+        user_id: UserId,
         /// The queue the results go to (created if the queue engine creates queues).
         #[arg(long)]
         post_queue: String,

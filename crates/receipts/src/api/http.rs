@@ -2,9 +2,10 @@
 //! users of the embedded queue (and a convenience with SQS) — and the one
 //! place where its errors become HTTP statuses.
 //!
-//! - `POST /receipts/jobs` — a job (`{"receipt","user_id","post_queue"}`),
-//!   checked, then sent to the input queue; its `post_queue` is created if
-//!   the queue engine creates queues (embedded). 202 `{"message_id"}`.
+//! - `POST /receipts/jobs` — a job (`{"receipt","user_id","post_queue"}`;
+//!   other fields are accepted and ignored, as the worker ignores them),
+//!   checked, then sent to the input queue as it came; its `post_queue` is
+//!   created if the queue engine creates queues (embedded). 202 `{"message_id"}`.
 //! - `POST /queues/{name}/messages` — any body, sent as is (to test what
 //!   the worker does with it). 202 `{"message_id"}`; 404 for an unknown queue.
 //! - `POST /queues/{name}/receive?max=&wait_ms=&visibility_ms=` — up to
@@ -25,9 +26,13 @@ use http::StatusCode;
 use platform::ErrorResponse;
 use platform::error::ErrorBody;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::domain::{Job, JobError, QueueName};
+use crate::domain::{Job, JobError, MAX_USER_ID_CHARS, QueueName, QueueRef, UserId};
 use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
 
 /// Longest long-polling wait a REST receive may ask for.
@@ -38,10 +43,10 @@ const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 #[derive(Clone)]
 struct AppState {
     queue: Arc<dyn JobQueue>,
-    input: QueueName,
+    input: QueueRef,
 }
 
-pub fn router(queue: Arc<dyn JobQueue>, input: QueueName) -> Router {
+pub fn router(queue: Arc<dyn JobQueue>, input: QueueRef) -> Router {
     Router::new()
         .route("/receipts/jobs", post(submit))
         .route("/queues/{name}/messages", post(send))
@@ -103,11 +108,14 @@ fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     bytes.map_err(|r| ApiError::Body(ErrorResponse::from_body_rejection(r, MAX_BODY_BYTES)))
 }
 
-fn queue_name(name: String) -> Result<QueueName, ApiError> {
-    QueueName::new(name).map_err(|e| ApiError::BadRequest(format!("queue name: {e}")))
+/// A queue in a route's path: by name only.
+fn queue_name(name: String) -> Result<QueueRef, ApiError> {
+    QueueName::new(name)
+        .map(QueueRef::from)
+        .map_err(|e| ApiError::BadRequest(format!("queue name: {e}")))
 }
 
-async fn send_one(state: &AppState, queue: &QueueName, body: Vec<u8>) -> Result<String, ApiError> {
+async fn send_one(state: &AppState, queue: &QueueRef, body: Vec<u8>) -> Result<String, ApiError> {
     let mut outcomes = state
         .queue
         .send_batch(queue, &[Outgoing { body, reason: None }])
@@ -117,14 +125,40 @@ async fn send_one(state: &AppState, queue: &QueueName, body: Vec<u8>) -> Result<
         .ok_or_else(|| QueueError::Unavailable("empty send answer".into()))??)
 }
 
-/// A validation job.
+/// A validation job. Other fields are accepted and ignored (the original
+/// producers add some, such as `"source"`); the job is queued as it came.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 struct JobBody {
     /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
     receipt: String,
-    user_id: i64,
-    /// The queue results go to.
+    #[schema(schema_with = user_id_schema)]
+    user_id: UserId,
+    /// The queue results go to: a queue name (`results`) or a queue URL
+    /// (`https://sqs.us-east-1.amazonaws.com/123456789012/results`; the
+    /// embedded queue uses its last path segment as the name).
     post_queue: String,
+}
+
+/// `user_id`: an integer or a bounded string ([`UserId`]), posted back as given.
+fn user_id_schema() -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_USER_ID_CHARS)),
+        )
+        .description(Some(
+            "The user the receipt belongs to: an integer or a string; each result carries it back \
+             unchanged, with the same JSON type.",
+        ))
+        .examples([serde_json::json!(42), serde_json::json!("user-8")])
+        .into()
 }
 
 /// A message was queued.
@@ -134,6 +168,9 @@ pub struct Sent {
 }
 
 /// Queue a validation job.
+///
+/// Fields besides `receipt`, `user_id` and `post_queue` are accepted and
+/// ignored, by this route and by the worker.
 #[utoipa::path(post, path = "/receipts/jobs", tag = "receipts",
     request_body(content = JobBody, content_type = "application/json"),
     responses(

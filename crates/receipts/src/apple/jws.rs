@@ -14,8 +14,9 @@
 //! 4. the payload's `bundleId` and `environment` are the configured ones.
 //!
 //! The outcome is a [`Validation`]: every refusal, malformed input included,
-//! is `Invalid` with a reason that names what failed; nothing here panics on
-//! outside input. Certificates are parsed with `x509-parser`; every signature
+//! is `Invalid` with a reason that names what failed and no transaction (a
+//! refused payload's id is not reported); nothing here panics on outside
+//! input. Certificates are parsed with `x509-parser`; every signature
 //! is checked with ring.
 //!
 //! Not here: revocation (OCSP) checks, the legacy `verifyReceipt` receipts
@@ -209,7 +210,7 @@ impl JwsVerifier {
                     product_id: verified.product_id,
                 }],
             },
-            Err(reason) => Validation::Invalid { reason },
+            Err(reason) => Validation::invalid(reason),
         }
     }
 

@@ -40,7 +40,7 @@ impl ReceiptValidator for AnyValidator {
             .map_err(|e| ValidatorError::Unavailable(format!("JWS verification task: {e}")))?;
         let outcome = match &validation {
             Validation::Valid { .. } => "valid",
-            Validation::Invalid { reason } => {
+            Validation::Invalid { reason, .. } => {
                 tracing::debug!(%reason, "signed transaction refused");
                 "invalid"
             }

@@ -132,7 +132,7 @@ pub enum SimError {
 /// One injected misbehaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// `{"status": N}` (HTTP 200).
+    /// `{"status": N}` (HTTP 200); 21006 comes with the decoded receipt, as Apple sends it.
     Status(i64),
     /// `{"status": N, "is-retryable": true}` (HTTP 200).
     Retryable(i64),
@@ -277,6 +277,7 @@ impl Simulator {
         if let Some(fault) = self.next_fault() {
             self.faults.fetch_add(1, Ordering::Relaxed);
             match fault {
+                Fault::Status(EXPIRED) => return Ok(Json(expired(&request)).into_response()),
                 Fault::Status(status) => return Ok(Json(json!({"status": status})).into_response()),
                 Fault::Retryable(status) => {
                     return Ok(
@@ -351,6 +352,25 @@ fn verdict(endpoint: Endpoint, request: &VerifyRequest, secret: Option<&str>) ->
     {
         return json!({"status": 21004});
     }
+    decoded(0, &receipt)
+}
+
+/// Apple's status for "valid, but the subscription has expired".
+const EXPIRED: i64 = 21006;
+
+/// A scripted 21006: like Apple, it comes with the decoded receipt (when
+/// the request holds one the simulator can read).
+fn expired(request: &VerifyRequest) -> Value {
+    request
+        .receipt_data
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(LegacyReceipt::decode)
+        .map_or_else(|| json!({"status": EXPIRED}), |r| decoded(EXPIRED, &r))
+}
+
+/// An answer with `status` and the receipt, decoded.
+fn decoded(status: i64, receipt: &LegacyReceipt) -> Value {
     // iOS 6 style: the purchase-info keys with underscores, values as strings.
     let fields: Map<String, Value> = receipt
         .purchase
@@ -358,7 +378,7 @@ fn verdict(endpoint: Endpoint, request: &VerifyRequest, secret: Option<&str>) ->
         .map(|(key, value)| (key.replace('-', "_"), Value::String(value.clone())))
         .collect();
     json!({
-        "status": 0,
+        "status": status,
         "environment": if receipt.is_sandbox() { "Sandbox" } else { "Production" },
         "receipt": fields,
     })

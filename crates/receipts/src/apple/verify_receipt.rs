@@ -301,7 +301,7 @@ impl ReceiptValidator for VerifyReceiptClient {
             start = endpoint;
             match step {
                 Step::Done(validation) => {
-                    if let Validation::Invalid { reason } = &validation {
+                    if let Validation::Invalid { reason, .. } = &validation {
                         tracing::debug!(environment = endpoint.label(), %reason, "receipt refused");
                     }
                     return Ok(validation);
@@ -537,9 +537,11 @@ enum Step {
     },
 }
 
-fn invalid(reason: impl Into<String>) -> Validation {
+/// Refused; `transactions` are those Apple's answer still named.
+fn invalid(reason: impl Into<String>, transactions: Vec<Transaction>) -> Validation {
     Validation::Invalid {
         reason: reason.into(),
+        transactions,
     }
 }
 
@@ -575,15 +577,17 @@ fn step(endpoint: Endpoint, answer: Answer) -> Step {
         Answer::Transport(e) => return retry_then_unavailable(format!("verifyReceipt: {e}")),
         Answer::BadBody(e) => return retry_then_unavailable(format!("verifyReceipt: {e}")),
     };
+    // A refusal keeps the transactions Apple's answer names: 21006 (valid,
+    // but the subscription expired) comes with the receipt, and the original
+    // worker posted INVALID with its transaction_id.
+    let named = response.transactions;
     match response.status {
-        0 if response.transactions.is_empty() => {
-            Step::Done(invalid("receipt holds no transaction"))
-        }
+        0 if named.is_empty() => Step::Done(Validation::invalid("receipt holds no transaction")),
         0 => Step::Done(Validation::Valid {
             environment: response
                 .environment
                 .unwrap_or_else(|| endpoint.environment().to_owned()),
-            transactions: response.transactions,
+            transactions: named,
         }),
         21007 => Step::Redirect(Endpoint::Sandbox),
         21008 => Step::Redirect(Endpoint::Production),
@@ -591,7 +595,7 @@ fn step(endpoint: Endpoint, answer: Answer) -> Step {
         // well as for garbage, so it gets the same budget before it is final.
         21002 => Step::Retry {
             reason: "21002: the receipt data is malformed".into(),
-            exhausted: Ok(invalid("21002: the receipt data is malformed")),
+            exhausted: Ok(invalid("21002: the receipt data is malformed", named)),
         },
         21005 => {
             retry_then_unavailable("21005: the receipt server is temporarily unavailable".into())
@@ -600,17 +604,26 @@ fn step(endpoint: Endpoint, answer: Answer) -> Step {
         status @ 21100..=21199 if response.is_retryable => {
             retry_then_unavailable(format!("{status}: internal data access error (retryable)"))
         }
-        status @ 21100..=21199 => {
-            Step::Done(invalid(format!("{status}: internal data access error")))
-        }
-        21003 => Step::Done(invalid("21003: the receipt could not be authenticated")),
+        status @ 21100..=21199 => Step::Done(invalid(
+            format!("{status}: internal data access error"),
+            named,
+        )),
+        21003 => Step::Done(invalid(
+            "21003: the receipt could not be authenticated",
+            named,
+        )),
+        21006 => Step::Done(invalid(
+            "21006: the receipt is valid but the subscription has expired",
+            named,
+        )),
         21010 => Step::Done(invalid(
             "21010: the user account cannot be found or has been deleted",
+            named,
         )),
         21004 => Step::Fail(ValidatorError::Config(
             "21004: the shared secret does not match the one on the account".into(),
         )),
-        status => Step::Done(invalid(format!("apple status {status}"))),
+        status => Step::Done(invalid(format!("apple status {status}"), named)),
     }
 }
 
@@ -716,7 +729,7 @@ mod tests {
                 Endpoint::Production,
                 apple(json!({"status": 0, "receipt": {"in_app": []}}))
             ),
-            Step::Done(invalid("receipt holds no transaction"))
+            Step::Done(Validation::invalid("receipt holds no transaction"))
         );
     }
 
@@ -751,7 +764,7 @@ mod tests {
         )));
         assert!(matches!(
             at(json!({"status": 21002})),
-            Step::Retry { exhausted: Ok(Validation::Invalid { reason }), .. } if reason.starts_with("21002")
+            Step::Retry { exhausted: Ok(Validation::Invalid { reason, .. }), .. } if reason.starts_with("21002")
         ));
 
         for (status, retryable) in [
@@ -762,7 +775,7 @@ mod tests {
             (21006, false),
         ] {
             match at(json!({"status": status, "is-retryable": retryable})) {
-                Step::Done(Validation::Invalid { reason }) => {
+                Step::Done(Validation::Invalid { reason, .. }) => {
                     assert!(reason.contains(&status.to_string()), "{status}: {reason}");
                 }
                 other => panic!("{status}: {other:?}"),
@@ -770,8 +783,21 @@ mod tests {
         }
         assert_eq!(
             at(json!({"status": 42})),
-            Step::Done(invalid("apple status 42"))
+            Step::Done(Validation::invalid("apple status 42"))
         );
+        // A refusal that comes with a receipt (21006: valid, but expired)
+        // keeps its transactions; one without names none.
+        assert_eq!(
+            at(json!({"status": 21006, "receipt": {"transaction_id": "7", "product_id": "p"}})),
+            Step::Done(invalid(
+                "21006: the receipt is valid but the subscription has expired",
+                vec![txn("7", Some("p"))]
+            ))
+        );
+        assert!(matches!(
+            at(json!({"status": 21003})),
+            Step::Done(Validation::Invalid { transactions, .. }) if transactions.is_empty()
+        ));
         assert!(
             matches!(at(json!({"status": 21004})), Step::Fail(ValidatorError::Config(r)) if r.starts_with("21004"))
         );

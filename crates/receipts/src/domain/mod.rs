@@ -2,76 +2,134 @@
 //! carry. No I/O here.
 //!
 //! A job (an input queue message body) is
-//! `{"receipt": "<base64 receipt or StoreKit 2 JWS>", "user_id": <integer>, "post_queue": "<queue name>"}`;
+//! `{"receipt": "<base64 receipt or StoreKit 2 JWS>", "user_id": <integer or string>, "post_queue": "<queue name or URL>"}`;
 //! each transaction the receipt holds gets one result on `post_queue`:
-//! `{"user_id": <integer>, "transaction_id": "<string or null>", "status": "OK" | "INVALID"}`
-//! plus `"reason"` when INVALID.
+//! `{"user_id": <as given>, "transaction_id": "<string>", "status": "OK" | "INVALID"}`
+//! plus `"reason"` when INVALID. A receipt that names no transaction gets no
+//! result: its job is dead-lettered.
 
 pub mod legacy;
+mod queue;
+mod user;
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use queue::{
+    MAX_QUEUE_URL_BYTES, QUEUE_REF_ACCEPTED, QueueName, QueueRef, QueueRefError, QueueUrl,
+};
+pub use user::{MAX_USER_ID_CHARS, USER_ID_ACCEPTED, UserId, UserIdError, UserText};
 
 /// Largest receipt accepted in a job (Apple's app receipts with long
 /// histories reach a few hundred KB; SQS bodies stop at 256 KiB anyway).
 pub const MAX_RECEIPT_BYTES: usize = 1 << 20;
 
-/// A queue name: 1..=80 characters of ASCII letters, digits, `-` and `_`
-/// (SQS's rule), optionally ending in `.fifo`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct QueueName(String);
-
-impl QueueName {
-    pub fn new(name: impl Into<String>) -> Result<Self, String> {
-        let name = name.into();
-        let base = name.strip_suffix(".fifo").unwrap_or(&name);
-        if name.is_empty() || name.len() > 80 {
-            return Err(format!(
-                "a queue name is 1 to 80 characters, not {}",
-                name.len()
-            ));
-        }
-        if base.is_empty()
-            || !base
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(
-                "a queue name holds only ASCII letters, digits, '-' and '_' (and may end in .fifo)"
-                    .into(),
-            );
-        }
-        Ok(Self(name))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for QueueName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for QueueName {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        QueueName::new(text).map_err(serde::de::Error::custom)
-    }
-}
-
 /// One validation job, as the seed's producers write it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
     pub receipt: String,
-    pub user_id: i64,
-    pub post_queue: QueueName,
+    pub user_id: UserId,
+    /// Where the results go: a queue name or a queue URL.
+    pub post_queue: QueueRef,
+    /// The fields the job carried besides these three.
+    pub ignored: IgnoredFields,
+}
+
+/// Ignored field names kept for the log at most.
+pub const MAX_IGNORED_NAMES: usize = 16;
+/// Characters of an ignored field's name kept for the log at most.
+const MAX_IGNORED_NAME_CHARS: usize = 64;
+
+/// Fields of a job the worker does not read. The original producers add
+/// some (`"source": "ios"`) and the original worker never looked at them,
+/// so they are skipped, never refused; their names are kept for the log
+/// (the first [`MAX_IGNORED_NAMES`], each cut to 64 characters: a body of
+/// 256 KiB can hold thousands).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IgnoredFields {
+    count: usize,
+    names: Vec<String>,
+}
+
+impl IgnoredFields {
+    fn add(&mut self, name: &str) {
+        self.count += 1;
+        if self.names.len() < MAX_IGNORED_NAMES {
+            self.names
+                .push(name.chars().take(MAX_IGNORED_NAME_CHARS).collect());
+        }
+    }
+
+    /// How many fields were ignored.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The first [`MAX_IGNORED_NAMES`] of their names, in the job's order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// A job is read field by field so that a missing field's error says what
+/// the field accepts, as a wrong one's does, and other fields are skipped
+/// without being decoded.
+impl<'de> Deserialize<'de> for Job {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(JobVisitor)
+    }
+}
+
+struct JobVisitor;
+
+impl<'de> Visitor<'de> for JobVisitor {
+    type Value = Job;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"a job object {"receipt", "user_id", "post_queue"}"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Job, A::Error> {
+        let (mut receipt, mut user_id, mut post_queue) = (None, None, None);
+        let mut ignored = IgnoredFields::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "receipt" => set_once(&mut receipt, "receipt", map.next_value()?)?,
+                "user_id" => set_once(&mut user_id, "user_id", map.next_value()?)?,
+                "post_queue" => set_once(&mut post_queue, "post_queue", map.next_value()?)?,
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    ignored.add(&key);
+                }
+            }
+        }
+        Ok(Job {
+            receipt: receipt
+                .ok_or_else(|| missing("receipt", "a base64 receipt or a StoreKit 2 JWS"))?,
+            user_id: user_id.ok_or_else(|| missing("user_id", USER_ID_ACCEPTED))?,
+            post_queue: post_queue.ok_or_else(|| missing("post_queue", QUEUE_REF_ACCEPTED))?,
+            ignored,
+        })
+    }
+}
+
+fn set_once<T, E: de::Error>(slot: &mut Option<T>, field: &'static str, value: T) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(field));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn missing<E: de::Error>(field: &str, accepted: &str) -> E {
+    E::custom(format_args!("missing field `{field}`; expected {accepted}"))
 }
 
 /// Why a job body was refused (it goes to the dead-letter queue with this).
@@ -135,31 +193,30 @@ pub enum Status {
     Invalid,
 }
 
-/// One result, posted to the job's `post_queue`.
+/// One result, posted to the job's `post_queue`: always about one
+/// transaction, so `transaction_id` is always a string, as the original
+/// worker's consumers expect (a receipt naming none gets no result).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultMessage {
-    pub user_id: i64,
-    pub transaction_id: Option<String>,
+    /// The job's `user_id`, with the JSON type it came with.
+    pub user_id: UserId,
+    pub transaction_id: String,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
 }
 
 impl ResultMessage {
-    pub fn ok(user_id: i64, transaction_id: String) -> Self {
+    pub fn ok(user_id: UserId, transaction_id: String) -> Self {
         Self {
             user_id,
-            transaction_id: Some(transaction_id),
+            transaction_id,
             status: Status::Ok,
             reason: None,
         }
     }
 
-    pub fn invalid(
-        user_id: i64,
-        transaction_id: Option<String>,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub fn invalid(user_id: UserId, transaction_id: String, reason: impl Into<String>) -> Self {
         Self {
             user_id,
             transaction_id,
@@ -184,8 +241,24 @@ pub enum Validation {
         environment: String,
         transactions: Vec<Transaction>,
     },
-    /// Not genuine or not acceptable; final.
-    Invalid { reason: String },
+    /// Not genuine or not acceptable; final. `transactions` are those the
+    /// refusal still names, as Apple's answer for an expired subscription
+    /// (21006) carries its receipt; usually none, and then there is nothing
+    /// to report (no result can be posted without a transaction id).
+    Invalid {
+        reason: String,
+        transactions: Vec<Transaction>,
+    },
+}
+
+impl Validation {
+    /// Refused, naming no transaction.
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            reason: reason.into(),
+            transactions: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -196,24 +269,24 @@ mod tests {
     fn jobs_parse_and_errors_name_the_field() {
         let job = Job::parse(br#"{"receipt":"ewo=","user_id":42,"post_queue":"results"}"#)
             .expect("valid job");
-        assert_eq!(job.user_id, 42);
-        assert_eq!(job.post_queue.as_str(), "results");
+        assert_eq!(job.user_id, UserId::Int(42));
+        assert_eq!(job.post_queue.to_string(), "results");
         assert!(!job.is_jws());
 
         let cases: [(&[u8], &str); 6] = [
             (b"not json", "expected"),
-            (br#"{"receipt":"x","post_queue":"q"}"#, "user_id"),
-            (
-                br#"{"receipt":"x","user_id":"42","post_queue":"q"}"#,
-                "user_id",
-            ),
+            (b"[1, 2]", "expected a job object"),
             (
                 br#"{"receipt":"x","user_id":1,"post_queue":"no spaces"}"#,
                 "post_queue",
             ),
             (
-                br#"{"receipt":"x","user_id":1,"post_queue":"q","extra":1}"#,
-                "extra",
+                br#"{"receipt":"x","user_id":1,"user_id":2,"post_queue":"q"}"#,
+                "duplicate field `user_id`",
+            ),
+            (
+                br#"{"user_id":1,"post_queue":"q"}"#,
+                "missing field `receipt`",
             ),
             (br#"{"receipt":" ","user_id":1,"post_queue":"q"}"#, "empty"),
         ];
@@ -228,35 +301,131 @@ mod tests {
     }
 
     #[test]
-    fn results_serialise_as_the_seed_does() {
-        let ok = serde_json::to_value(ResultMessage::ok(7, "1000".into())).expect("json");
+    fn fields_the_worker_does_not_read_are_ignored_and_named() {
+        let job = Job::parse(
+            br#"{"receipt":"ewo=","source":"ios","user_id":1,"meta":{"a":[1,{"b":null}]},"post_queue":"q","source":2}"#,
+        )
+        .expect("extra fields are no reason to refuse a job");
+        assert_eq!(job.user_id, UserId::Int(1));
+        assert_eq!(job.ignored.count(), 3);
+        assert_eq!(job.ignored.names(), ["source", "meta", "source"]);
+        let plain = Job::parse(br#"{"receipt":"ewo=","user_id":1,"post_queue":"q"}"#).expect("job");
+        assert!(plain.ignored.is_empty());
+
+        // Bounded: thousands of fields count, the first 16 names (cut) are kept.
+        let many: String = (0..1000)
+            .map(|i| format!(r#""{}{i}":{i},"#, "x".repeat(100)))
+            .collect();
+        let body = format!(r#"{{{many}"receipt":"ewo=","user_id":1,"post_queue":"q"}}"#);
+        let job = Job::parse(body.as_bytes()).expect("job");
+        assert_eq!(job.ignored.count(), 1000);
+        assert_eq!(job.ignored.names().len(), MAX_IGNORED_NAMES);
+        assert!(job.ignored.names().iter().all(|n| n.chars().count() == 64));
+    }
+
+    #[test]
+    fn post_queue_is_a_queue_name_or_url() {
+        let job = Job::parse(
+            br#"{"receipt":"ewo=","user_id":1,"post_queue":"https://sqs.us-east-1.amazonaws.com/123456789012/results"}"#,
+        )
+        .expect("valid job");
+        assert_eq!(job.post_queue.name().as_str(), "results");
+        assert!(job.post_queue.url().is_some());
+        for post_queue in [r#""""#, r#""https://h/123/""#, r#""a b""#, "7", "null"] {
+            let body = format!(r#"{{"receipt":"ewo=","user_id":1,"post_queue":{post_queue}}}"#);
+            let err = Job::parse(body.as_bytes())
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                err.starts_with("job body is not a valid job: post_queue: ")
+                    && err.contains(QUEUE_REF_ACCEPTED),
+                "{post_queue}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_user_id_is_an_integer_or_a_string() {
+        let parse = |user_id: &str| {
+            Job::parse(
+                format!(r#"{{"receipt":"ewo=","user_id":{user_id},"post_queue":"q"}}"#).as_bytes(),
+            )
+            .map(|job| job.user_id)
+        };
+        assert_eq!(parse("42"), Ok(UserId::Int(42)));
         assert_eq!(
-            ok,
-            serde_json::json!({"user_id": 7, "transaction_id": "1000", "status": "OK"})
+            parse(r#""user-8""#),
+            Ok(UserId::text("user-8").expect("valid"))
         );
-        let invalid = serde_json::to_value(ResultMessage::invalid(7, None, "21003")).expect("json");
-        assert_eq!(
-            invalid,
-            serde_json::json!({"user_id": 7, "transaction_id": null, "status": "INVALID", "reason": "21003"})
+        assert_eq!(parse(r#""42""#), Ok(UserId::text("42").expect("valid")));
+    }
+
+    #[test]
+    fn other_user_ids_are_refused_naming_the_field_and_what_it_accepts() {
+        for user_id in [
+            r#"{"id":1}"#,
+            "[1]",
+            "4.2",
+            "true",
+            "null",
+            "18446744073709551615",
+            r#""""#,
+        ] {
+            let body = format!(r#"{{"receipt":"ewo=","user_id":{user_id},"post_queue":"q"}}"#);
+            let err = Job::parse(body.as_bytes())
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                err.starts_with("job body is not a valid job: user_id: ")
+                    && err.contains(USER_ID_ACCEPTED),
+                "{user_id}: {err}"
+            );
+        }
+        let err = Job::parse(br#"{"receipt":"ewo=","post_queue":"q"}"#)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("missing field `user_id`") && err.contains(USER_ID_ACCEPTED),
+            "{err}"
         );
     }
 
     #[test]
-    fn queue_names_follow_sqs_rules() {
-        assert!(QueueName::new("results").is_ok());
-        assert!(QueueName::new("a-b_c.fifo").is_ok());
-        assert!(QueueName::new("").is_err());
-        assert!(QueueName::new(".fifo").is_err());
-        assert!(QueueName::new("x".repeat(81)).is_err());
-        assert!(QueueName::new("a/b").is_err());
+    fn results_serialise_as_the_seed_does() {
+        let ok =
+            serde_json::to_value(ResultMessage::ok(UserId::Int(7), "1000".into())).expect("json");
+        assert_eq!(
+            ok,
+            serde_json::json!({"user_id": 7, "transaction_id": "1000", "status": "OK"})
+        );
+        let text = UserId::text("user-8").expect("valid");
+        let ok = serde_json::to_value(ResultMessage::ok(text, "1000".into())).expect("json");
+        assert_eq!(
+            ok,
+            serde_json::json!({"user_id": "user-8", "transaction_id": "1000", "status": "OK"})
+        );
+        let invalid = serde_json::to_value(ResultMessage::invalid(
+            UserId::Int(7),
+            "1000".into(),
+            "21006",
+        ))
+        .expect("json");
+        assert_eq!(
+            invalid,
+            serde_json::json!({"user_id": 7, "transaction_id": "1000", "status": "INVALID", "reason": "21006"})
+        );
+        // A result without a transaction id is no result.
+        let null = serde_json::json!({"user_id": 7, "transaction_id": null, "status": "INVALID"});
+        assert!(serde_json::from_value::<ResultMessage>(null).is_err());
     }
 
     #[test]
     fn jws_is_told_from_legacy_base64() {
         let job = |receipt: &str| Job {
             receipt: receipt.into(),
-            user_id: 1,
-            post_queue: QueueName::new("q").expect("name"),
+            user_id: UserId::Int(1),
+            post_queue: QueueRef::parse("q").expect("name"),
+            ignored: IgnoredFields::default(),
         };
         assert!(job("eyJh.eyJi.c2ln").is_jws());
         assert!(!job("ewoJInNpZ25hdHVyZSIgPSAiQW==").is_jws());

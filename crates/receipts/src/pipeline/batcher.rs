@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::QueueName;
+use crate::domain::QueueRef;
 use crate::ports::{MAX_BATCH, QueueError};
 
 type Reply<R> = oneshot::Sender<Result<R, QueueError>>;
@@ -19,7 +19,7 @@ type Lane<T, R> = mpsc::Sender<(T, Reply<R>)>;
 /// Sends one batch to one queue; one outcome per entry, in order.
 pub type BatchFn<T, R> = Arc<
     dyn Fn(
-            QueueName,
+            QueueRef,
             Vec<T>,
         )
             -> Pin<Box<dyn Future<Output = Result<Vec<Result<R, QueueError>>, QueueError>> + Send>>
@@ -36,7 +36,7 @@ pub struct Batcher<T, R> {
     name: &'static str,
     linger: Duration,
     call: BatchFn<T, R>,
-    lanes: Mutex<HashMap<QueueName, Lane<T, R>>>,
+    lanes: Mutex<HashMap<QueueRef, Lane<T, R>>>,
 }
 
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
@@ -50,7 +50,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     }
 
     /// Submits `entry` for `queue` and waits for its outcome.
-    pub async fn submit(&self, queue: &QueueName, entry: T) -> Result<R, QueueError> {
+    pub async fn submit(&self, queue: &QueueRef, entry: T) -> Result<R, QueueError> {
         let lane = {
             let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
             lanes.retain(|_, tx| !tx.is_closed());
@@ -79,7 +79,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
             .map_err(|_| QueueError::Unavailable(format!("{} batcher stopped", self.name)))?
     }
 
-    fn spawn_lane(&self, queue: QueueName) -> Lane<T, R> {
+    fn spawn_lane(&self, queue: QueueRef) -> Lane<T, R> {
         let (tx, mut rx) = mpsc::channel::<(T, Reply<R>)>(QUEUE_DEPTH);
         let (call, linger, name) = (self.call.clone(), self.linger, self.name);
         tokio::spawn(async move {
@@ -155,7 +155,7 @@ mod tests {
             })
         });
         let batcher = Arc::new(Batcher::new("test", Duration::from_millis(20), call));
-        let queue = QueueName::new("q").expect("name");
+        let queue = QueueRef::parse("q").expect("name");
         let tasks: Vec<_> = (0..50u32)
             .map(|n| {
                 let (batcher, queue) = (batcher.clone(), queue.clone());

@@ -4,11 +4,15 @@
 //! transaction posted to the job's `post_queue` (batched per destination),
 //! and only then is the job deleted (batched too).
 //!
+//! A job's fields besides `receipt`, `user_id` and `post_queue` are ignored
+//! (logged at debug, counted), as the original worker ignored them.
+//!
 //! Failure handling, in order of the stages:
 //! - a body that is not a job, a `post_queue` that does not exist, an Apple
-//!   configuration error (21004), or a job received more than
-//!   `max_receives` times → the dead-letter queue with the reason, then
-//!   deleted: nothing is dropped silently;
+//!   configuration error (21004), a receipt Apple refuses without naming a
+//!   transaction (21002, malformed: there is no transaction id to post), or
+//!   a job received more than `max_receives` times → the dead-letter queue
+//!   with the reason, then deleted: nothing is dropped silently;
 //! - Apple, the ledger or a queue unavailable → the job stays on the queue
 //!   and is retried after a backoff (its visibility is set to it);
 //! - a crash anywhere → the job is redelivered after its visibility timeout;
@@ -31,18 +35,63 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::{Job, QueueName, ResultMessage, Validation};
+use crate::domain::{Job, QueueName, QueueRef, ResultMessage, Validation};
 use crate::ports::{
     Claim, Delivery, JobQueue, MAX_BATCH, Outgoing, ReceiptValidator, TransactionLedger,
     ValidatorError,
 };
 use batcher::{BatchFn, Batcher};
 
+/// Fields of received jobs that were ignored: a counter, no labels (field
+/// names come from producers and are unbounded).
+pub const JOB_UNKNOWN_FIELDS_TOTAL: &str = "quintet_receipts_job_unknown_fields_total";
+/// Jobs sent to the dead-letter queue, by `reason` ([`DeadLetter::label`]).
+pub const DEAD_LETTERED_TOTAL: &str = "quintet_receipts_dead_lettered_total";
+
+/// Declares the metrics named above (unit and help text). Called when the
+/// pipeline starts, after the process has installed its recorder.
+fn describe_metrics() {
+    metrics::describe_counter!(
+        JOB_UNKNOWN_FIELDS_TOTAL,
+        metrics::Unit::Count,
+        "Fields of received jobs other than receipt, user_id and post_queue, ignored (names logged at debug)"
+    );
+    metrics::describe_counter!(
+        DEAD_LETTERED_TOTAL,
+        metrics::Unit::Count,
+        "Jobs sent to the dead-letter queue, by reason: not_a_job, max_receives, no_post_queue, \
+         apple_config, no_transaction (Apple refused the receipt and named no transaction)"
+    );
+}
+
+/// Why a job went to the dead-letter queue, as the metric's `reason` label
+/// says it (the message's `reason` attribute says it in full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeadLetter {
+    NotAJob,
+    MaxReceives,
+    NoPostQueue,
+    AppleConfig,
+    NoTransaction,
+}
+
+impl DeadLetter {
+    fn label(self) -> &'static str {
+        match self {
+            Self::NotAJob => "not_a_job",
+            Self::MaxReceives => "max_receives",
+            Self::NoPostQueue => "no_post_queue",
+            Self::AppleConfig => "apple_config",
+            Self::NoTransaction => "no_transaction",
+        }
+    }
+}
+
 /// How the pipeline runs.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    pub input: QueueName,
-    pub dead_letter: QueueName,
+    pub input: QueueRef,
+    pub dead_letter: QueueRef,
     /// Concurrent receive loops.
     pub receivers: usize,
     /// Jobs in flight at most.
@@ -62,8 +111,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            input: QueueName::new("receipts").expect("valid name"),
-            dead_letter: QueueName::new("receipts-dlq").expect("valid name"),
+            input: QueueName::new("receipts").expect("valid name").into(),
+            dead_letter: QueueName::new("receipts-dlq").expect("valid name").into(),
             receivers: 2,
             concurrency: 256,
             visibility: Duration::from_secs(30),
@@ -131,6 +180,7 @@ impl Pipeline {
 
     /// Runs until `stop`, then drains (see the module doc).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        describe_metrics();
         for queue in [&self.config.input, &self.config.dead_letter] {
             while let Err(e) = self.queue.ensure(queue).await {
                 tracing::error!(error = %e, %queue, "receipts: queue not ready; retrying");
@@ -275,20 +325,37 @@ impl Pipeline {
     async fn process(&self, delivery: Delivery) -> Outcome {
         let job = match Job::parse(&delivery.body) {
             Ok(job) => job,
-            Err(e) => return self.dead_letter(&delivery, e.to_string()).await,
+            Err(e) => {
+                return self
+                    .dead_letter(&delivery, DeadLetter::NotAJob, e.to_string())
+                    .await;
+            }
         };
+        if !job.ignored.is_empty() {
+            tracing::debug!(
+                message_id = %delivery.message_id,
+                count = job.ignored.count(),
+                fields = ?job.ignored.names(),
+                "receipts: job fields ignored"
+            );
+            metrics::counter!(JOB_UNKNOWN_FIELDS_TOTAL).increment(job.ignored.count() as u64);
+        }
         if delivery.receive_count > self.config.max_receives {
             let reason = format!(
                 "received {} times without completing (--receipts-max-receives {})",
                 delivery.receive_count, self.config.max_receives
             );
-            return self.dead_letter(&delivery, reason).await;
+            return self
+                .dead_letter(&delivery, DeadLetter::MaxReceives, reason)
+                .await;
         }
         match self.queue.exists(&job.post_queue).await {
             Ok(true) => {}
             Ok(false) => {
                 let reason = format!("post_queue '{}' does not exist", job.post_queue);
-                return self.dead_letter(&delivery, reason).await;
+                return self
+                    .dead_letter(&delivery, DeadLetter::NoPostQueue, reason)
+                    .await;
             }
             Err(e) => {
                 return self
@@ -302,9 +369,26 @@ impl Pipeline {
         metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "apple")
             .record(started.elapsed().as_secs_f64());
         let results = match validation {
-            Ok(Validation::Invalid { reason }) => {
-                vec![ResultMessage::invalid(job.user_id, None, reason)]
+            // The original never posts a result without a transaction id,
+            // and its consumers expect one: such a job is kept, not answered.
+            Ok(Validation::Invalid {
+                reason,
+                transactions,
+            }) if transactions.is_empty() => {
+                let reason = format!("the receipt names no transaction to report: {reason}");
+                return self
+                    .dead_letter(&delivery, DeadLetter::NoTransaction, reason)
+                    .await;
             }
+            // Named but refused (21006: valid, expired): INVALID for each,
+            // claiming none, as the original did.
+            Ok(Validation::Invalid {
+                reason,
+                transactions,
+            }) => transactions
+                .into_iter()
+                .map(|t| ResultMessage::invalid(job.user_id.clone(), t.transaction_id, &reason))
+                .collect(),
             Ok(Validation::Valid { transactions, .. }) => {
                 let started = Instant::now();
                 let mut results = Vec::with_capacity(transactions.len());
@@ -312,15 +396,15 @@ impl Pipeline {
                     let id = transaction.transaction_id;
                     match self
                         .ledger
-                        .claim(&id, &delivery.message_id, job.user_id)
+                        .claim(&id, &delivery.message_id, &job.user_id)
                         .await
                     {
                         Ok(Claim::New | Claim::SameJob) => {
-                            results.push(ResultMessage::ok(job.user_id, id))
+                            results.push(ResultMessage::ok(job.user_id.clone(), id))
                         }
                         Ok(Claim::OtherJob { .. }) => results.push(ResultMessage::invalid(
-                            job.user_id,
-                            Some(id),
+                            job.user_id.clone(),
+                            id,
                             "transaction already validated",
                         )),
                         Err(e) => return self.retry(&delivery, "ledger", &e.to_string()).await,
@@ -333,7 +417,9 @@ impl Pipeline {
             Err(ValidatorError::Config(reason)) => {
                 tracing::error!(%reason, "receipts: Apple validation is misconfigured; jobs go to the dead-letter queue until it is fixed");
                 metrics::counter!("quintet_receipts_config_errors_total").increment(1);
-                return self.dead_letter(&delivery, reason).await;
+                return self
+                    .dead_letter(&delivery, DeadLetter::AppleConfig, reason)
+                    .await;
             }
             Err(ValidatorError::Unavailable(reason)) => {
                 return self.retry(&delivery, "apple", &reason).await;
@@ -365,7 +451,7 @@ impl Pipeline {
     }
 
     /// Sends the job to the dead-letter queue with `reason`, then deletes it.
-    async fn dead_letter(&self, delivery: &Delivery, reason: String) -> Outcome {
+    async fn dead_letter(&self, delivery: &Delivery, why: DeadLetter, reason: String) -> Outcome {
         tracing::warn!(message_id = %delivery.message_id, %reason, "receipts: job dead-lettered");
         let sent = self
             .sends
@@ -380,7 +466,7 @@ impl Pipeline {
         if let Err(e) = sent {
             return self.retry(delivery, "dead-letter", &e.to_string()).await;
         }
-        metrics::counter!("quintet_receipts_dead_lettered_total").increment(1);
+        metrics::counter!(DEAD_LETTERED_TOTAL, "reason" => why.label()).increment(1);
         self.delete(delivery).await;
         Outcome::DeadLettered
     }

@@ -1,0 +1,303 @@
+//! Queues as jobs and operators name them: a [`QueueName`] (SQS's naming
+//! rule, which the embedded queue follows too), or a queue URL as SQS hands
+//! them out (`https://sqs.us-east-1.amazonaws.com/123456789012/results`),
+//! whose last path segment is the queue's name. [`QueueRef`] is either; the
+//! queue port takes it, and each engine decides what a URL means to it.
+
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest queue URL accepted (SQS's are under 150 characters).
+pub const MAX_QUEUE_URL_BYTES: usize = 1024;
+
+/// What a queue reference may be, as error messages say it.
+pub const QUEUE_REF_ACCEPTED: &str = "a queue name (1 to 80 ASCII letters, digits, '-' or '_', \
+     optionally ending in .fifo) or an http(s) queue URL whose last path segment is one";
+
+/// A queue name: 1..=80 characters of ASCII letters, digits, `-` and `_`
+/// (SQS's rule), optionally ending in `.fifo`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct QueueName(String);
+
+impl QueueName {
+    pub fn new(name: impl Into<String>) -> Result<Self, String> {
+        let name = name.into();
+        let base = name.strip_suffix(".fifo").unwrap_or(&name);
+        if name.is_empty() || name.len() > 80 {
+            return Err(format!(
+                "a queue name is 1 to 80 characters, not {}",
+                name.len()
+            ));
+        }
+        if base.is_empty()
+            || !base
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(
+                "a queue name holds only ASCII letters, digits, '-' and '_' (and may end in .fifo)"
+                    .into(),
+            );
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        QueueName::new(text).map_err(de::Error::custom)
+    }
+}
+
+/// A queue URL: http or https, a host, no user, password, query or
+/// fragment, and a path whose last segment is a valid [`QueueName`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueUrl {
+    url: url::Url,
+    name: QueueName,
+}
+
+impl QueueUrl {
+    pub fn parse(text: &str) -> Result<Self, QueueRefError> {
+        let refuse = |reason: &str| QueueRefError::BadUrl {
+            text: shown(text),
+            reason: reason.to_owned(),
+        };
+        if text.len() > MAX_QUEUE_URL_BYTES {
+            return Err(refuse(&format!(
+                "a queue URL is at most {MAX_QUEUE_URL_BYTES} bytes"
+            )));
+        }
+        let url = url::Url::parse(text).map_err(|e| refuse(&e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refuse("a queue URL is http or https"));
+        }
+        if url.host().is_none() {
+            return Err(refuse("a queue URL names a host"));
+        }
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(refuse(
+                "a queue URL carries no user, password, query or fragment",
+            ));
+        }
+        let last = url
+            .path_segments()
+            .and_then(|mut segments| segments.next_back())
+            .unwrap_or_default();
+        if last.is_empty() {
+            return Err(refuse(
+                "a queue URL ends in the queue's name, as in \
+                 https://sqs.us-east-1.amazonaws.com/123456789012/results",
+            ));
+        }
+        let name = QueueName::new(last).map_err(|reason| {
+            refuse(&format!(
+                "its last path segment '{}' is not a queue name: {reason}",
+                shown(last)
+            ))
+        })?;
+        Ok(Self { url, name })
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// The queue's name: the URL's last path segment.
+    pub fn name(&self) -> &QueueName {
+        &self.name
+    }
+}
+
+/// A queue, by name or by URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum QueueRef {
+    Name(QueueName),
+    Url(QueueUrl),
+}
+
+/// Why a queue reference was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueRefError {
+    #[error("'{text}' is not a queue name: {reason}")]
+    BadName { text: String, reason: String },
+    #[error("'{text}' is not a queue URL: {reason}")]
+    BadUrl { text: String, reason: String },
+}
+
+impl QueueRef {
+    /// A URL when `text` has a scheme (`…://`), else a name.
+    pub fn parse(text: &str) -> Result<Self, QueueRefError> {
+        if text.contains("://") {
+            return QueueUrl::parse(text).map(Self::Url);
+        }
+        QueueName::new(text)
+            .map(Self::Name)
+            .map_err(|reason| QueueRefError::BadName {
+                text: shown(text),
+                reason,
+            })
+    }
+
+    /// The queue's name (a URL's last path segment).
+    pub fn name(&self) -> &QueueName {
+        match self {
+            Self::Name(name) => name,
+            Self::Url(url) => url.name(),
+        }
+    }
+
+    /// The URL, when the queue was given by one.
+    pub fn url(&self) -> Option<&QueueUrl> {
+        match self {
+            Self::Name(_) => None,
+            Self::Url(url) => Some(url),
+        }
+    }
+}
+
+impl From<QueueName> for QueueRef {
+    fn from(name: QueueName) -> Self {
+        Self::Name(name)
+    }
+}
+
+impl fmt::Display for QueueRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(name) => name.fmt(f),
+            Self::Url(url) => f.write_str(url.as_str()),
+        }
+    }
+}
+
+impl Serialize for QueueRef {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(QueueRefVisitor)
+    }
+}
+
+struct QueueRefVisitor;
+
+impl Visitor<'_> for QueueRefVisitor {
+    type Value = QueueRef;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(QUEUE_REF_ACCEPTED)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<QueueRef, E> {
+        QueueRef::parse(text)
+            .map_err(|e| E::custom(format_args!("{e}; expected {QUEUE_REF_ACCEPTED}")))
+    }
+}
+
+/// At most 100 characters of `text`, for an error message.
+fn shown(text: &str) -> String {
+    const MAX: usize = 100;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_follow_sqs_rules() {
+        assert!(QueueName::new("results").is_ok());
+        assert!(QueueName::new("a-b_c.fifo").is_ok());
+        assert!(QueueName::new("").is_err());
+        assert!(QueueName::new(".fifo").is_err());
+        assert!(QueueName::new("x".repeat(81)).is_err());
+        assert!(QueueName::new("a/b").is_err());
+    }
+
+    #[test]
+    fn a_queue_url_names_its_queue_by_its_last_path_segment() {
+        for (text, name) in [
+            (
+                "https://sqs.us-east-1.amazonaws.com/123456789012/results",
+                "results",
+            ),
+            ("http://127.0.0.1:4566/000000000000/jobs.fifo", "jobs.fifo"),
+            ("http://localhost/results", "results"),
+        ] {
+            let queue = QueueRef::parse(text).expect("valid URL");
+            assert_eq!(queue.name().as_str(), name);
+            assert_eq!(queue.url().map(QueueUrl::as_str), Some(text));
+            assert_eq!(queue.to_string(), text);
+        }
+        let name = QueueRef::parse("results").expect("valid name");
+        assert_eq!(
+            name,
+            QueueRef::Name(QueueName::new("results").expect("name"))
+        );
+        assert_eq!(name.url(), None);
+    }
+
+    #[test]
+    fn bad_queue_references_say_what_is_wrong() {
+        for (text, says) in [
+            ("", "1 to 80 characters"),
+            ("no spaces", "only ASCII letters"),
+            (
+                "https://sqs.us-east-1.amazonaws.com/123456789012/",
+                "ends in the queue's name",
+            ),
+            (
+                "https://sqs.us-east-1.amazonaws.com",
+                "ends in the queue's name",
+            ),
+            ("https://h/123/bad%20name", "not a queue name"),
+            ("ftp://h/123/results", "http or https"),
+            ("https://user:pw@h/123/results", "no user, password"),
+            ("https://h/123/results?x=1", "query"),
+            ("https://h/123/results#top", "fragment"),
+            ("http://", "not a queue URL"),
+        ] {
+            let err = QueueRef::parse(text).expect_err("refused").to_string();
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
+        let long = format!("https://h/{}/results", "a".repeat(MAX_QUEUE_URL_BYTES));
+        assert!(QueueRef::parse(&long).is_err());
+    }
+
+    #[test]
+    fn queue_references_deserialize_from_strings_only() {
+        let queue: QueueRef = serde_json::from_str(r#""https://h/1/results""#).expect("url");
+        assert_eq!(queue.name().as_str(), "results");
+        for json in ["5", "null", r#"{"name":"q"}"#, r#""a b""#] {
+            let err = serde_json::from_str::<QueueRef>(json)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains(QUEUE_REF_ACCEPTED), "{json}: {err}");
+        }
+    }
+}
