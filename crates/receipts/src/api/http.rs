@@ -130,12 +130,18 @@ async fn send_one(state: &AppState, queue: &QueueRef, body: Vec<u8>) -> Result<S
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 struct JobBody {
     /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
+    #[schema(min_length = 1)]
     receipt: String,
     #[schema(schema_with = user_id_schema)]
     user_id: UserId,
     /// The queue results go to: a queue name (`results`) or a queue URL
     /// (`https://sqs.us-east-1.amazonaws.com/123456789012/results`; the
-    /// embedded queue uses its last path segment as the name).
+    /// embedded queue uses its last path segment as the name). The pattern
+    /// is `QueueRef`'s rule (hosts are names there, as SQS's are).
+    #[schema(
+        pattern = "^([A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\\.fifo|https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?(/[A-Za-z0-9_-]+)*/([A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\\.fifo))$",
+        max_length = 1024
+    )]
     post_queue: String,
 }
 
@@ -159,6 +165,28 @@ fn user_id_schema() -> RefOr<Schema> {
         ))
         .examples([serde_json::json!(42), serde_json::json!("user-8")])
         .into()
+}
+
+/// A message for a queue, as the whole `application/octet-stream` body: in
+/// the document only (the handler reads the body's bytes).
+struct QueueMessage;
+
+impl utoipa::PartialSchema for QueueMessage {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .min_length(Some(1))
+            .max_length(Some(MAX_BODY_BYTES))
+            .description(Some("The message, 1 to 262144 bytes"))
+            .into()
+    }
+}
+
+impl ToSchema for QueueMessage {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "QueueMessage".into()
+    }
 }
 
 /// A message was queued.
@@ -194,11 +222,11 @@ async fn submit(
 
 /// Send any body to a queue, as is.
 #[utoipa::path(post, path = "/queues/{name}/messages", tag = "receipts",
-    params(("name" = String, Path, description = "queue name")),
-    request_body(content = String, content_type = "application/octet-stream"),
+    params(("name" = String, Path, pattern = "^([A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\\.fifo)$", description = "queue name: 1 to 80 ASCII letters, digits, - or _, optionally ending in .fifo")),
+    request_body(content = QueueMessage, content_type = "application/octet-stream"),
     responses(
         (status = 202, body = Sent),
-        (status = 400, body = ErrorBody, description = "invalid queue name"),
+        (status = 400, body = ErrorBody, description = "invalid queue name, or an empty body"),
         (status = 404, body = ErrorBody, description = "no such queue"),
         (status = 413, body = ErrorBody, description = "over 256 KiB"),
     ))]
@@ -209,6 +237,12 @@ async fn send(
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
     let queue = queue_name(name)?;
     let bytes = body(bytes)?;
+    // SQS refuses an empty message body; so does the embedded queue, alike.
+    if bytes.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the message body is empty; send 1 to 262144 bytes".into(),
+        ));
+    }
     let message_id = send_one(&state, &queue, bytes.to_vec()).await?;
     Ok((StatusCode::ACCEPTED, Json(Sent { message_id })))
 }
@@ -217,10 +251,13 @@ async fn send(
 #[into_params(parameter_in = Query)]
 struct ReceiveQuery {
     /// Most messages to return, 1..=10 (default 10).
+    #[param(minimum = 1, maximum = 10)]
     max: Option<usize>,
     /// Long-polling wait in ms, up to 20000 (default 0).
+    #[param(minimum = 0, maximum = 20000)]
     wait_ms: Option<u64>,
-    /// How long received messages stay hidden, in ms (default 30000).
+    /// How long received messages stay hidden, in ms (default 30000; at most 12 h).
+    #[param(minimum = 0, maximum = 43200000)]
     visibility_ms: Option<u64>,
 }
 
@@ -246,7 +283,7 @@ pub struct Received {
 /// Receive messages from a queue (they stay hidden for the visibility time;
 /// delete them once handled).
 #[utoipa::path(post, path = "/queues/{name}/receive", tag = "receipts",
-    params(("name" = String, Path, description = "queue name"), ReceiveQuery),
+    params(("name" = String, Path, pattern = "^([A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\\.fifo)$", description = "queue name: 1 to 80 ASCII letters, digits, - or _, optionally ending in .fifo"), ReceiveQuery),
     responses(
         (status = 200, body = Received),
         (status = 400, body = ErrorBody, description = "invalid parameter"),
@@ -294,6 +331,7 @@ fn message(delivery: Delivery) -> Message {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeleteBody {
     /// Handles from a receive (1..=10).
+    #[schema(min_items = 1, max_items = 10)]
     pub handles: Vec<String>,
 }
 
@@ -306,7 +344,7 @@ pub struct Deleted {
 
 /// Delete received messages by handle.
 #[utoipa::path(post, path = "/queues/{name}/delete", tag = "receipts",
-    params(("name" = String, Path, description = "queue name")),
+    params(("name" = String, Path, pattern = "^([A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\\.fifo)$", description = "queue name: 1 to 80 ASCII letters, digits, - or _, optionally ending in .fifo")),
     request_body(content = DeleteBody, content_type = "application/json"),
     responses(
         (status = 200, body = Deleted),
