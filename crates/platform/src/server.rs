@@ -327,31 +327,40 @@ async fn metrics_upkeep(shutdown: CancellationToken) {
     }
 }
 
-/// A token cancelled on the first SIGTERM or SIGINT.
+/// A token cancelled on the first SIGTERM or SIGINT. The handlers are
+/// installed before this returns, so a signal sent as soon as the caller
+/// says it is ready (e.g. after the `listening` line) is not lost to the
+/// default action, which would end the process without draining.
 pub fn shutdown_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGTERM");
-                    std::future::pending::<()>().await;
-                }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+                        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+                    }
+                    trigger.cancel();
+                });
             }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
-            _ = term => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot listen for SIGTERM and SIGINT");
+            }
         }
-        trigger.cancel();
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!(signal = "SIGINT", "shutdown requested");
+            trigger.cancel();
+        }
     });
     token
 }

@@ -96,11 +96,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let server = Server::bind(config, services).await?;
+    // Before the `listening` line: a SIGTERM right after it must drain, not kill.
+    let shutdown = shutdown_signal();
     let url = server.url();
     // Process start to listening: the twelve-factor "fast start", reported.
     let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
     metrics::gauge!("quintet_startup_seconds").set(startup_ms / 1000.0);
     tracing::info!(%url, store = %store.describe(), services = ?args.services, startup_ms = (startup_ms * 10.0).round() / 10.0, "listening");
     tracing::info!(docs = %format!("{url}/docs"), metrics = %format!("{url}/metrics"), "ops routes");
-    server.run(shutdown_signal()).await
+    server.run(shutdown).await
 }
