@@ -4,7 +4,7 @@ use clap::CommandFactory;
 use platform::{Server, shutdown_signal, telemetry};
 
 use crate::cli::{Cli, ServeArgs, ServiceName};
-use crate::stores::{self, EventsUrl, QueueUrl, StoreUrl};
+use crate::stores::{self, Configured, EventsUrl, QueueUrl, StoreUrl};
 
 /// Exits 2 with a message naming the option, as clap does for values it refuses.
 fn invalid(message: String) -> ! {
@@ -12,6 +12,12 @@ fn invalid(message: String) -> ! {
         .error(clap::error::ErrorKind::ValueValidation, message)
         .exit()
 }
+
+const STORE: &str = "--store (QUINTET_STORE)";
+const KV_STORE: &str = "--kv-store (QUINTET_KV_STORE)";
+const RECEIPTS_QUEUE: &str = "--receipts-queue (QUINTET_RECEIPTS_QUEUE)";
+const RECEIPTS_LEDGER: &str = "--receipts-ledger (QUINTET_RECEIPTS_LEDGER)";
+const CALC_EVENTS: &str = "--calc-events (QUINTET_CALC_EVENTS)";
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -25,40 +31,58 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .store
         .parse()
         .unwrap_or_else(|e| invalid(format!("invalid value for --store: {e}")));
-    let kv_store: StoreUrl = match &args.kv_store {
-        Some(text) => text
-            .parse()
-            .unwrap_or_else(|e| invalid(format!("invalid value for --kv-store: {e}"))),
-        None => store.clone(),
+    let kv_store = match &args.kv_store {
+        Some(text) => Configured::new(
+            text.parse()
+                .unwrap_or_else(|e| invalid(format!("invalid value for --kv-store: {e}"))),
+            KV_STORE,
+        ),
+        None => Configured::new(store.clone(), STORE),
     };
     if args.services.contains(&ServiceName::Kv)
         && args.kv.kv_write_format == kv::WriteFormat::Seed
-        && !matches!(kv_store, StoreUrl::DynamoDb { .. })
+        && !matches!(kv_store.url, StoreUrl::DynamoDb { .. })
     {
         invalid(format!(
             "invalid value 'seed' for --kv-write-format: the seed layout is the original \
              services' DynamoDB table, and kv's store is {}; use --kv-store dynamodb://… or \
              --kv-write-format quintet",
-            kv_store.describe()
+            kv_store.url.describe()
         ));
     }
-    let receipts_queue: QueueUrl = args
-        .receipts
-        .receipts_queue
-        .parse()
-        .unwrap_or_else(|e| invalid(format!("invalid value for --receipts-queue: {e}")));
+    let receipts_queue = Configured::new(
+        args.receipts
+            .receipts_queue
+            .parse::<QueueUrl>()
+            .unwrap_or_else(|e| invalid(format!("invalid value for --receipts-queue: {e}"))),
+        RECEIPTS_QUEUE,
+    );
     // Without --receipts-ledger the ledger is in --store (already checked
     // above), where a DynamoDB table defaults to the seed's ledger table.
-    let receipts_ledger: StoreUrl = match &args.receipts.receipts_ledger {
-        Some(text) => StoreUrl::receipts_ledger(text)
-            .unwrap_or_else(|e| invalid(format!("invalid value for --receipts-ledger: {e}"))),
-        None => StoreUrl::receipts_ledger(&args.store)
-            .unwrap_or_else(|e| invalid(format!("invalid value for --store: {e}"))),
+    let receipts_ledger = match &args.receipts.receipts_ledger {
+        Some(text) => Configured::new(
+            StoreUrl::receipts_ledger(text)
+                .unwrap_or_else(|e| invalid(format!("invalid value for --receipts-ledger: {e}"))),
+            RECEIPTS_LEDGER,
+        ),
+        None => Configured::new(
+            StoreUrl::receipts_ledger(&args.store)
+                .unwrap_or_else(|e| invalid(format!("invalid value for --store: {e}"))),
+            STORE,
+        ),
     };
-    let calc_events = EventsUrl::parse(args.calc.calc_events.as_deref(), &store)
-        .unwrap_or_else(|e| invalid(format!("invalid value for --calc-events: {e}")));
+    let calc_events = Configured::new(
+        EventsUrl::parse(args.calc.calc_events.as_deref(), &store)
+            .unwrap_or_else(|e| invalid(format!("invalid value for --calc-events: {e}"))),
+        if args.calc.calc_events.is_some() {
+            CALC_EVENTS
+        } else {
+            STORE
+        },
+    );
     telemetry::init_logging(config.log_format);
 
+    let store = Configured::new(store, STORE);
     let mut services = Vec::new();
     let mut names = args.services.clone();
     names.sort();
@@ -77,17 +101,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 );
             }
             ServiceName::Kv => {
-                tracing::info!(store = %kv_store.describe(), "kv store");
+                tracing::info!(store = %kv_store.url.describe(), "kv store");
                 let kv_store = stores::kv_store(&kv_store, &config.data_dir).await?;
                 services.push(kv::service(kv_store, &config.data_dir, args.kv.clone()).await?);
             }
             ServiceName::Calc => {
-                tracing::info!(events = %calc_events.describe(), "calc event log");
+                tracing::info!(events = %calc_events.url.describe(), "calc event log");
                 let log = stores::calc_event_log(&calc_events, &config.data_dir).await?;
                 services.push(calc::service(args.calc.clone(), log));
             }
             ServiceName::Receipts => {
-                tracing::info!(queue = %receipts_queue.describe(), ledger = %receipts_ledger.describe(), "receipts queue and ledger");
+                tracing::info!(queue = %receipts_queue.url.describe(), ledger = %receipts_ledger.url.describe(), "receipts queue and ledger");
                 let queue = stores::receipts_queue(&receipts_queue, &config.data_dir).await?;
                 let ledger = stores::receipts_ledger(&receipts_ledger, &config.data_dir).await?;
                 services.push(receipts::service(queue, ledger, args.receipts.clone()).await?);
@@ -102,7 +126,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Process start to listening: the twelve-factor "fast start", reported.
     let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
     metrics::gauge!("quintet_startup_seconds").set(startup_ms / 1000.0);
-    tracing::info!(%url, store = %store.describe(), services = ?args.services, startup_ms = (startup_ms * 10.0).round() / 10.0, "listening");
+    tracing::info!(%url, store = %store.url.describe(), services = ?args.services, startup_ms = (startup_ms * 10.0).round() / 10.0, "listening");
     tracing::info!(docs = %format!("{url}/docs"), metrics = %format!("{url}/metrics"), "ops routes");
     server.run(shutdown).await
 }

@@ -159,56 +159,75 @@ impl StoreUrl {
     }
 }
 
+/// A configured URL and the option (with its environment variable) that
+/// set it, so an error about the engine names what to change.
+#[derive(Debug, Clone)]
+pub struct Configured<T> {
+    pub url: T,
+    /// e.g. `--store (QUINTET_STORE)`.
+    pub option: &'static str,
+}
+
+impl<T> Configured<T> {
+    pub fn new(url: T, option: &'static str) -> Self {
+        Self { url, option }
+    }
+}
+
 /// The messages store the URL names.
 pub async fn messages_store(
-    url: &StoreUrl,
+    store: &Configured<StoreUrl>,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<dyn MessageStore>> {
-    Ok(match url {
-        StoreUrl::Redb { .. } => {
+    let what = || format!("messages store from {}", store.option);
+    Ok(match &store.url {
+        url @ StoreUrl::Redb { .. } => {
             let path = url.redb_file(data_dir, "messages");
-            Arc::new(RedbMessageStore::open(&path).context("opening the embedded messages store")?)
+            Arc::new(RedbMessageStore::open(&path).with_context(what)?)
         }
         StoreUrl::Postgres(url) => Arc::new(
             PostgresMessageStore::connect(url)
                 .await
-                .context("connecting the messages store to PostgreSQL")?,
+                .with_context(what)?,
         ),
-        StoreUrl::DynamoDb { .. } => return Err(url.unsupported("messages")),
+        url @ StoreUrl::DynamoDb { .. } => return Err(url.unsupported("messages")),
     })
 }
 
 /// The counters store the URL names.
 pub async fn counters_store(
-    url: &StoreUrl,
+    store: &Configured<StoreUrl>,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<dyn CounterStore>> {
-    Ok(match url {
-        StoreUrl::Redb { .. } => {
+    let what = || format!("counters store from {}", store.option);
+    Ok(match &store.url {
+        url @ StoreUrl::Redb { .. } => {
             let path = url.redb_file(data_dir, "counters");
-            Arc::new(RedbCounterStore::open(&path).context("opening the embedded counters store")?)
+            Arc::new(RedbCounterStore::open(&path).with_context(what)?)
         }
         StoreUrl::Postgres(url) => Arc::new(
             PostgresCounterStore::connect(url)
                 .await
-                .context("connecting the counters store to PostgreSQL")?,
+                .with_context(what)?,
         ),
-        StoreUrl::DynamoDb { .. } => return Err(url.unsupported("counters")),
+        url @ StoreUrl::DynamoDb { .. } => return Err(url.unsupported("counters")),
     })
 }
 
 /// The kv store the URL names.
-pub async fn kv_store(url: &StoreUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn KvStore>> {
-    Ok(match url {
-        StoreUrl::Redb { .. } => {
+pub async fn kv_store(
+    store: &Configured<StoreUrl>,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn KvStore>> {
+    let what = || format!("kv store from {}", store.option);
+    Ok(match &store.url {
+        url @ StoreUrl::Redb { .. } => {
             let path = url.redb_file(data_dir, "kv");
-            Arc::new(RedbKvStore::open(&path).context("opening the embedded kv store")?)
+            Arc::new(RedbKvStore::open(&path).with_context(what)?)
         }
-        StoreUrl::Postgres(url) => Arc::new(
-            PostgresKvStore::connect(url)
-                .await
-                .context("connecting the kv store to PostgreSQL")?,
-        ),
+        StoreUrl::Postgres(url) => {
+            Arc::new(PostgresKvStore::connect(url).await.with_context(what)?)
+        }
         StoreUrl::DynamoDb {
             table,
             settings,
@@ -216,7 +235,7 @@ pub async fn kv_store(url: &StoreUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn
         } => Arc::new(
             DynamoKvStore::connect(settings, table, *create)
                 .await
-                .context("connecting the kv store to DynamoDB")?,
+                .with_context(what)?,
         ),
     })
 }
@@ -283,19 +302,23 @@ impl QueueUrl {
 }
 
 /// The receipts service's queue the URL names.
-pub async fn receipts_queue(url: &QueueUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn JobQueue>> {
-    Ok(match url {
+pub async fn receipts_queue(
+    queue: &Configured<QueueUrl>,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn JobQueue>> {
+    let what = || format!("receipts queue from {}", queue.option);
+    Ok(match &queue.url {
         QueueUrl::Redb { dir } => {
             let path = dir
                 .as_deref()
                 .unwrap_or(data_dir)
                 .join("receipts-queue.redb");
-            Arc::new(RedbJobQueue::open(&path).context("opening the embedded receipts queue")?)
+            Arc::new(RedbJobQueue::open(&path).with_context(what)?)
         }
         QueueUrl::Sqs { settings, create } => Arc::new(
             SqsJobQueue::connect(settings)
                 .await
-                .context("connecting the receipts queue to SQS")?
+                .with_context(what)?
                 .create_queues(*create),
         ),
     })
@@ -303,19 +326,16 @@ pub async fn receipts_queue(url: &QueueUrl, data_dir: &Path) -> anyhow::Result<A
 
 /// The receipts ledger the URL names.
 pub async fn receipts_ledger(
-    url: &StoreUrl,
+    ledger: &Configured<StoreUrl>,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<dyn TransactionLedger>> {
-    Ok(match url {
-        StoreUrl::Redb { .. } => {
+    let what = || format!("receipts ledger from {}", ledger.option);
+    Ok(match &ledger.url {
+        url @ StoreUrl::Redb { .. } => {
             let path = url.redb_file(data_dir, "receipts");
-            Arc::new(RedbLedger::open(&path).context("opening the embedded receipts ledger")?)
+            Arc::new(RedbLedger::open(&path).with_context(what)?)
         }
-        StoreUrl::Postgres(url) => Arc::new(
-            PostgresLedger::connect(url)
-                .await
-                .context("connecting the receipts ledger to PostgreSQL")?,
-        ),
+        StoreUrl::Postgres(url) => Arc::new(PostgresLedger::connect(url).await.with_context(what)?),
         StoreUrl::DynamoDb {
             table,
             settings,
@@ -323,7 +343,7 @@ pub async fn receipts_ledger(
         } => Arc::new(
             DynamoLedger::connect(settings, table, *create)
                 .await
-                .context("connecting the receipts ledger to DynamoDB")?,
+                .with_context(what)?,
         ),
     })
 }
@@ -435,21 +455,20 @@ fn valid_subject(subject: &str) -> bool {
 
 /// calc's event log as the URL names it (`None`: events are off).
 pub async fn calc_event_log(
-    url: &EventsUrl,
+    events: &Configured<EventsUrl>,
     data_dir: &Path,
 ) -> anyhow::Result<Option<Arc<dyn EventLog>>> {
-    Ok(match url {
+    let what = || format!("calc event log from {}", events.option);
+    Ok(match &events.url {
         EventsUrl::Off => None,
         EventsUrl::Store(store @ StoreUrl::Redb { .. }) => {
             let path = store.redb_file(data_dir, "calc-events");
             Some(Arc::new(RedbEventLog::open(&path).with_context(|| {
-                format!("opening the calc event log {}", path.display())
+                format!("{}: {}", what(), path.display())
             })?))
         }
         EventsUrl::Store(StoreUrl::Postgres(url)) => Some(Arc::new(
-            PostgresEventLog::connect(url)
-                .await
-                .context("connecting the calc event log to PostgreSQL")?,
+            PostgresEventLog::connect(url).await.with_context(what)?,
         )),
         EventsUrl::Store(other) => return Err(other.unsupported("calc")),
         EventsUrl::Nats {
@@ -459,7 +478,7 @@ pub async fn calc_event_log(
         } => Some(Arc::new(
             NatsEventLog::connect(server, stream, subject)
                 .await
-                .context("connecting the calc event log to NATS JetStream")?,
+                .with_context(what)?,
         )),
     })
 }

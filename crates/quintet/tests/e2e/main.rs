@@ -5,6 +5,7 @@ mod calc;
 mod calc_events;
 mod cli;
 mod counters;
+mod errors;
 mod kv;
 mod kv_aws;
 mod kv_seed;

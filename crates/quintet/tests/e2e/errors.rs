@@ -1,0 +1,102 @@
+//! What a user sees when something is wrong at start: one line on stderr
+//! naming the thing at fault and what to do, the right exit code (2 for a
+//! configuration mistake, with `quintet serve`'s usage; 1 for an engine that
+//! cannot be reached), and nothing created before a mistake is found.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::BIN;
+
+/// `quintet serve` in `data_dir` with `args` (on a free port unless they name one).
+fn serve(data_dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(["serve", "--log-format", "json"]);
+    if !args.contains(&"--addr") {
+        command.args(["--addr", "127.0.0.1:0"]);
+    }
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("QUINTET_LOG")
+        .env_remove("PORT");
+    command
+}
+
+/// Stdout, stderr and the exit code of a finished run.
+fn outcome(out: &Output) -> (Option<i32>, String, String) {
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+#[test]
+fn unreachable_postgres_is_named_by_host_port_and_option_never_by_password() {
+    let url = format!("postgres://app:hunter2@127.0.0.1:{}/db", free_port());
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["--store", &url], "--store", "QUINTET_STORE"),
+        (
+            &["--services", "kv", "--kv-store", &url],
+            "--kv-store",
+            "QUINTET_KV_STORE",
+        ),
+        (
+            &["--services", "receipts", "--receipts-ledger", &url],
+            "--receipts-ledger",
+            "QUINTET_RECEIPTS_LEDGER",
+        ),
+        (
+            &["--services", "calc", "--calc-events", &url],
+            "--calc-events",
+            "QUINTET_CALC_EVENTS",
+        ),
+    ];
+    let host_port = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port");
+    // Each waits out the connect timeout: run them side by side.
+    let dirs: Vec<_> = cases
+        .iter()
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let children: Vec<_> = cases
+        .iter()
+        .zip(&dirs)
+        .map(|((args, _, _), dir)| {
+            serve(dir.path(), args)
+                .args(["--kv-tcp-addr", "127.0.0.1:0"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for ((args, option, env), child) in cases.iter().zip(children) {
+        let out = child.wait_with_output().expect("run");
+        let (code, stdout, stderr) = outcome(&out);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot reach PostgreSQL at {host_port}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(option) && stderr.contains(env), "{stderr}");
+        assert!(stderr.contains("is it running there"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(!stdout.contains("hunter2"), "{stdout}");
+    }
+}
