@@ -34,12 +34,78 @@ fn outcome(out: &Output) -> (Option<i32>, String, String) {
     )
 }
 
+/// The environment of a machine with no AWS credentials anywhere (and no
+/// waiting on instance metadata, which is not on this machine either).
+fn without_aws_credentials(command: &mut Command) -> &mut Command {
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+}
+
 /// A loopback port nothing listens on (bound, then released).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
+}
+
+#[test]
+fn aws_without_credentials_says_none_were_found_and_where_they_are_looked_for() {
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let provider = format!("aws-kms://alias/x?endpoint={endpoint}");
+    let table = format!("dynamodb://items?endpoint={endpoint}");
+    let queue = format!("sqs://?endpoint={endpoint}");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--services", "kv", "--kv-key-provider", &provider],
+            "--kv-key-provider",
+        ),
+        (&["--services", "kv", "--kv-store", &table], "--kv-store"),
+        (
+            &["--services", "receipts", "--receipts-queue", &queue],
+            "--receipts-queue",
+        ),
+    ];
+    for (args, option) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out =
+            without_aws_credentials(serve(dir.path(), args).args(["--kv-tcp-addr", "127.0.0.1:0"]))
+                .output()
+                .expect("run");
+        let (code, stdout, stderr) = outcome(&out);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(option), "names {option}: {stderr}");
+        assert!(stderr.contains("no AWS credentials found"), "{stderr}");
+        for place in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+            "~/.aws/credentials",
+            "web identity",
+            "ECS or EC2 instance metadata",
+        ] {
+            assert!(stderr.contains(place), "says where: {place}: {stderr}");
+        }
+        // No SDK dump of the instance-metadata lookup, on stderr or in the log.
+        assert!(!stderr.contains("IMDS"), "{stderr}");
+        assert!(!stdout.contains("IMDS"), "{stdout}");
+    }
 }
 
 #[test]
