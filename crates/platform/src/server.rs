@@ -42,6 +42,43 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A listener that could not be bound, named by its address and the
+/// option that set it. The OS error is the source (printed after this).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} (set by {option}){}", hint(.source))]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub option: &'static str,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl BindError {
+    pub fn new(addr: SocketAddr, option: &'static str, source: std::io::Error) -> Self {
+        Self {
+            addr,
+            option,
+            source,
+        }
+    }
+}
+
+/// What to do about the usual bind failures.
+fn hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            ": another process is listening there; stop it or choose another port"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            ": no network interface of this machine has that address"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            ": ports below 1024 need privileges; choose a higher port"
+        }
+        _ => "",
+    }
+}
+
 /// A bound, not yet serving, server.
 pub struct Server {
     listener: TcpListener,
@@ -111,7 +148,7 @@ impl Server {
 
         let listener = TcpListener::bind(config.addr)
             .await
-            .with_context(|| format!("cannot listen on {}", config.addr))?;
+            .map_err(|e| BindError::new(config.addr, "--addr, QUINTET_ADDR or PORT", e))?;
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,

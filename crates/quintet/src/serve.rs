@@ -6,11 +6,20 @@ use platform::{Server, shutdown_signal, telemetry};
 use crate::cli::{Cli, ServeArgs, ServiceName};
 use crate::stores::{self, Configured, EventsUrl, QueueUrl, StoreUrl};
 
-/// Exits 2 with a message naming the option, as clap does for values it refuses.
-fn invalid(message: String) -> ! {
-    Cli::command()
-        .error(clap::error::ErrorKind::ValueValidation, message)
-        .exit()
+/// Exits 2 with a message naming the option, as clap does for values it
+/// refuses: the usage shown is `quintet serve`'s, the command that was run.
+fn invalid(message: impl std::fmt::Display) -> ! {
+    let mut cli = Cli::command();
+    // Gives subcommands their full names (`quintet serve`) for the usage line.
+    cli.build();
+    match cli.find_subcommand_mut("serve") {
+        Some(serve) => serve
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit(),
+        None => cli
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit(),
+    }
 }
 
 const STORE: &str = "--store (QUINTET_STORE)";
@@ -26,7 +35,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args
         .server
         .resolve(port.as_deref())
-        .unwrap_or_else(|e| invalid(e.to_string()));
+        .unwrap_or_else(|e| invalid(e));
     let store: StoreUrl = args
         .store
         .parse()
@@ -39,16 +48,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => Configured::new(store.clone(), STORE),
     };
-    if args.services.contains(&ServiceName::Kv)
-        && args.kv.kv_write_format == kv::WriteFormat::Seed
-        && !matches!(kv_store.url, StoreUrl::DynamoDb { .. })
-    {
-        invalid(format!(
-            "invalid value 'seed' for --kv-write-format: the seed layout is the original \
-             services' DynamoDB table, and kv's store is {}; use --kv-store dynamodb://… or \
-             --kv-write-format quintet",
-            kv_store.url.describe()
-        ));
+    let mut names = args.services.clone();
+    names.sort();
+    names.dedup();
+    if names.contains(&ServiceName::Kv) {
+        args.kv.check().unwrap_or_else(|e| invalid(e));
+        if args.kv.kv_write_format == kv::WriteFormat::Seed
+            && !matches!(kv_store.url, StoreUrl::DynamoDb { .. })
+        {
+            invalid(format!(
+                "invalid value 'seed' for --kv-write-format: the seed layout is the original \
+                 services' DynamoDB table, and kv's store is {}; use --kv-store dynamodb://… or \
+                 --kv-write-format quintet",
+                kv_store.url.describe()
+            ));
+        }
     }
     let receipts_queue = Configured::new(
         args.receipts
@@ -84,9 +98,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let store = Configured::new(store, STORE);
     let mut services = Vec::new();
-    let mut names = args.services.clone();
-    names.sort();
-    names.dedup();
     for name in names {
         match name {
             ServiceName::Messages => {

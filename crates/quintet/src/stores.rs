@@ -73,6 +73,7 @@ impl FromStr for StoreUrl {
                 dir: (!rest.is_empty()).then(|| PathBuf::from(rest)),
             }),
             "postgres" | "postgresql" if !rest.is_empty() => {
+                platform::postgres::parse_url(text).map_err(|e| e.to_string())?;
                 Ok(StoreUrl::Postgres(text.to_owned()))
             }
             "postgres" | "postgresql" => {
@@ -106,12 +107,14 @@ impl StoreUrl {
     fn dynamodb(rest: &str, default_table: &str) -> Result<Self, String> {
         let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (settings, extra) = AwsSettings::from_query(query, &["create"])?;
+        let table = if table.is_empty() {
+            default_table
+        } else {
+            table
+        };
+        platform::aws::dynamodb::validate_table_name(table)?;
         Ok(StoreUrl::DynamoDb {
-            table: if table.is_empty() {
-                default_table.to_owned()
-            } else {
-                table.to_owned()
-            },
+            table: table.to_owned(),
             settings,
             create: create_flag(extra)?,
         })
@@ -382,6 +385,7 @@ impl EventsUrl {
                 if authority.is_empty() || authority.contains('/') {
                     return Err("a NATS URL is nats://host:port[?stream=…&subject=…]".into());
                 }
+                check_nats_host(nats_host(authority))?;
                 let mut stream = calc_nats::DEFAULT_STREAM.to_owned();
                 let mut subject = calc_nats::DEFAULT_SUBJECT.to_owned();
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -435,6 +439,32 @@ impl EventsUrl {
             EventsUrl::Store(store) => store.describe(),
             EventsUrl::Nats { stream, .. } => format!("nats (stream {stream})"),
         }
+    }
+}
+
+/// `host:port` of a NATS URL's authority, without `user:password@`.
+fn nats_host(authority: &str) -> &str {
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+}
+
+/// A NATS server's `host[:port]`: a name or address, and a port number if given.
+fn check_nats_host(host: &str) -> Result<(), String> {
+    let (name, port) = match host.rsplit_once(':') {
+        // An IPv6 address without a port ends in `]`.
+        Some((name, port)) if !port.ends_with(']') => (name, Some(port)),
+        _ => (host, None),
+    };
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err("a NATS URL is nats://host:port[?stream=…&subject=…]".into());
+    }
+    match port {
+        Some(port) if port.parse::<u16>().is_err() => Err(format!(
+            "'{}' is not a port number (0-65535)",
+            port.chars().take(20).collect::<String>()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -500,6 +530,14 @@ mod tests {
         let pg: StoreUrl = "postgres://u:hunter2@db/x".parse().expect("valid");
         assert!(!format!("{pg:?}").contains("hunter2"));
         assert!(!pg.describe().contains("hunter2"));
+        let err = "postgres://u:hunter2@db:port/x"
+            .parse::<StoreUrl>()
+            .expect_err("not a port");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            "dynamodb://a".parse::<StoreUrl>().is_err(),
+            "table names are 3+ chars"
+        );
         let Ok(StoreUrl::DynamoDb {
             table,
             settings,
@@ -511,7 +549,7 @@ mod tests {
         assert_eq!(table, "key_value_table");
         assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert!(create);
-        assert!("dynamodb://t?create=yes".parse::<StoreUrl>().is_err());
+        assert!("dynamodb://tbl?create=yes".parse::<StoreUrl>().is_err());
         let err = "mysql://u:hunter2@db"
             .parse::<StoreUrl>()
             .expect_err("refused");
@@ -565,7 +603,7 @@ mod tests {
             StoreUrl::receipts_ledger("postgres://u:p@db/x"),
             Ok(StoreUrl::Postgres(_))
         ));
-        assert!(StoreUrl::receipts_ledger("dynamodb://t?create=1").is_err());
+        assert!(StoreUrl::receipts_ledger("dynamodb://tbl?create=1").is_err());
     }
 
     #[test]
@@ -580,7 +618,7 @@ mod tests {
             EventsUrl::parse(None, &pg),
             Ok(EventsUrl::Store(StoreUrl::Postgres(_)))
         ));
-        let dynamo: StoreUrl = "dynamodb://t".parse().expect("valid");
+        let dynamo: StoreUrl = "dynamodb://table".parse().expect("valid");
         assert!(matches!(
             EventsUrl::parse(None, &dynamo),
             Ok(EventsUrl::Store(StoreUrl::Redb { dir: None }))
@@ -609,6 +647,10 @@ mod tests {
         assert!(EventsUrl::parse(Some("nats://h?subject=a.*"), &redb).is_err());
         assert!(EventsUrl::parse(Some("nats://h?other=1"), &redb).is_err());
         assert!(EventsUrl::parse(Some("dynamodb://t"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("nats://h:42x"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("nats://u:p@:4222"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("nats://[::1]:4222"), &redb).is_ok());
+        assert!(EventsUrl::parse(Some("nats://nats.svc"), &redb).is_ok());
         assert!(EventsUrl::parse(Some("kafka://x"), &redb).is_err());
     }
 }

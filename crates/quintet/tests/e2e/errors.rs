@@ -166,3 +166,110 @@ fn unreachable_postgres_is_named_by_host_port_and_option_never_by_password() {
         assert!(!stdout.contains("hunter2"), "{stdout}");
     }
 }
+
+#[test]
+fn configuration_mistakes_exit_2_with_the_serve_usage_before_anything_opens() {
+    let cases: [(&[&str], &str); 9] = [
+        (
+            &[
+                "--tls-cert",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+                "/nonexistent/key.pem",
+            ],
+            "--tls-cert",
+        ),
+        (
+            &["--services", "kv", "--kv-key-provider", "aws-kmz://x"],
+            "--kv-key-provider",
+        ),
+        (&["--store", "postgres://app:hunter2@db:port/x"], "--store"),
+        (&["--store", "mysql://app:hunter2@db/x"], "--store"),
+        (
+            &[
+                "--services",
+                "kv",
+                "--kv-store",
+                "dynamodb://x?endpoint=ftp://h",
+            ],
+            "--kv-store",
+        ),
+        (
+            &["--services", "kv", "--kv-store", "dynamodb://a"],
+            "--kv-store",
+        ),
+        (
+            &[
+                "--services",
+                "receipts",
+                "--receipts-queue",
+                "kafka://broker",
+            ],
+            "--receipts-queue",
+        ),
+        (
+            &[
+                "--services",
+                "calc",
+                "--calc-events",
+                "nats://app:hunter2@h:42x",
+            ],
+            "--calc-events",
+        ),
+        (
+            &["--services", "calc", "--calc-events", "nat://h:4222"],
+            "--calc-events",
+        ),
+    ];
+    for (args, option) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = serve(dir.path(), args).output().expect("run");
+        let (code, _, stderr) = outcome(&out);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("error: invalid value for {option}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("Usage: quintet serve [OPTIONS]"),
+            "the usage of the command run: {stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(
+            std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+            "{args:?}: the data dir stays empty"
+        );
+    }
+}
+
+#[test]
+fn a_taken_port_is_reported_once_naming_the_address_and_the_option() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let cases: [(&[&str], &str); 2] = [
+        (&["--addr", &addr], "--addr"),
+        (
+            &["--services", "kv", "--kv-tcp-addr", &addr],
+            "--kv-tcp-addr",
+        ),
+    ];
+    for (args, option) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = serve(dir.path(), args).output().expect("run");
+        let (code, stdout, stderr) = outcome(&out);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot listen on {addr}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(option), "{stderr}");
+        assert!(
+            stderr.contains("another process is listening there"),
+            "{stderr}"
+        );
+        let said = stdout.matches(&addr).count() + stderr.matches(&addr).count();
+        assert_eq!(said, 1, "printed once:\n{stdout}\n{stderr}");
+    }
+}
