@@ -1,6 +1,7 @@
 //! `quintet serve`: resolve config, build each chosen service on its store, serve.
 
 use clap::CommandFactory;
+use clap::ValueEnum;
 use platform::{Server, shutdown_signal, telemetry};
 
 use crate::cli::{Cli, ServeArgs, ServiceName};
@@ -48,10 +49,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => Configured::new(store.clone(), STORE),
     };
-    let mut names = args.services.clone();
-    names.sort();
-    names.dedup();
-    if names.contains(&ServiceName::Kv) {
+    let mut services = args.services.clone();
+    services.sort();
+    services.dedup();
+    if services.contains(&ServiceName::Kv) {
         args.kv.check().unwrap_or_else(|e| invalid(e));
         if args.kv.kv_write_format == kv::WriteFormat::Seed
             && !matches!(kv_store.url, StoreUrl::DynamoDb { .. })
@@ -97,47 +98,98 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init_logging(config.log_format);
 
     let store = Configured::new(store, STORE);
-    let mut services = Vec::new();
-    for name in names {
+    let mut built = Vec::new();
+    // Where each service keeps its data, for the `listening` line.
+    let mut kept = Vec::new();
+    for name in &services {
         match name {
             ServiceName::Messages => {
                 let messages_store = stores::messages_store(&store, &config.data_dir).await?;
-                services.push(messages::service(messages_store, args.messages.clone()));
+                kept.push(format!("messages: {}", store.url.describe()));
+                built.push(messages::service(messages_store, args.messages.clone()));
             }
             ServiceName::Counters => {
                 let counters_store = stores::counters_store(&store, &config.data_dir).await?;
-                services.push(
+                kept.push(format!("counters: {}", store.url.describe()));
+                built.push(
                     counters::service(counters_store, &config.data_dir, args.counters.clone())
                         .await?,
                 );
             }
             ServiceName::Kv => {
                 tracing::info!(store = %kv_store.url.describe(), "kv store");
-                let kv_store = stores::kv_store(&kv_store, &config.data_dir).await?;
-                services.push(kv::service(kv_store, &config.data_dir, args.kv.clone()).await?);
+                let store = stores::kv_store(&kv_store, &config.data_dir).await?;
+                kept.push(format!("kv: {}", kv_store.url.describe()));
+                built.push(kv::service(store, &config.data_dir, args.kv.clone()).await?);
             }
             ServiceName::Calc => {
                 tracing::info!(events = %calc_events.url.describe(), "calc event log");
                 let log = stores::calc_event_log(&calc_events, &config.data_dir).await?;
-                services.push(calc::service(args.calc.clone(), log));
+                kept.push(format!("calc events: {}", calc_events.url.describe()));
+                built.push(calc::service(args.calc.clone(), log));
             }
             ServiceName::Receipts => {
                 tracing::info!(queue = %receipts_queue.url.describe(), ledger = %receipts_ledger.url.describe(), "receipts queue and ledger");
                 let queue = stores::receipts_queue(&receipts_queue, &config.data_dir).await?;
                 let ledger = stores::receipts_ledger(&receipts_ledger, &config.data_dir).await?;
-                services.push(receipts::service(queue, ledger, args.receipts.clone()).await?);
+                kept.push(format!(
+                    "receipts queue: {}; receipts ledger: {}",
+                    receipts_queue.url.describe(),
+                    receipts_ledger.url.describe()
+                ));
+                built.push(receipts::service(queue, ledger, args.receipts.clone()).await?);
             }
         }
     }
 
-    let server = Server::bind(config, services).await?;
+    let server = Server::bind(config, built).await?;
     // Before the `listening` line: a SIGTERM right after it must drain, not kill.
     let shutdown = shutdown_signal();
     let url = server.url();
     // Process start to listening: the twelve-factor "fast start", reported.
     let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
     metrics::gauge!("quintet_startup_seconds").set(startup_ms / 1000.0);
-    tracing::info!(%url, store = %store.url.describe(), services = ?args.services, startup_ms = (startup_ms * 10.0).round() / 10.0, "listening");
+    tracing::info!(
+        %url,
+        services = %names(&args.services),
+        stores = %kept.join("; "),
+        startup_ms = (startup_ms * 10.0).round() / 10.0,
+        "listening"
+    );
     tracing::info!(docs = %format!("{url}/docs"), metrics = %format!("{url}/metrics"), "ops routes");
     server.run(shutdown).await
+}
+
+/// Services by the names `--services` takes, in the order given, each once:
+/// `messages,counters,calc`.
+fn names(services: &[ServiceName]) -> String {
+    let mut seen = Vec::new();
+    for service in services {
+        if !seen.contains(service) {
+            seen.push(*service);
+        }
+    }
+    seen.iter()
+        .filter_map(|s| s.to_possible_value())
+        .map(|v| v.get_name().to_owned())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_are_named_as_the_flag_takes_them_once_each() {
+        assert_eq!(
+            names(&[
+                ServiceName::Messages,
+                ServiceName::Counters,
+                ServiceName::Calc,
+                ServiceName::Counters
+            ]),
+            "messages,counters,calc"
+        );
+    }
 }

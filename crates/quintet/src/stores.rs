@@ -138,7 +138,10 @@ impl StoreUrl {
                 dir.as_deref()
                     .map_or("data dir".into(), |d| d.display().to_string())
             ),
-            StoreUrl::Postgres(_) => "postgres".to_owned(),
+            StoreUrl::Postgres(url) => format!(
+                "postgres ({})",
+                platform::postgres::describe_url(url).unwrap_or_else(|| "invalid URL".into())
+            ),
             StoreUrl::DynamoDb { table, .. } => format!("dynamodb (table {table})"),
         }
     }
@@ -437,7 +440,12 @@ impl EventsUrl {
         match self {
             EventsUrl::Off => "none".to_owned(),
             EventsUrl::Store(store) => store.describe(),
-            EventsUrl::Nats { stream, .. } => format!("nats (stream {stream})"),
+            EventsUrl::Nats { server, stream, .. } => {
+                format!(
+                    "nats ({}, stream {stream})",
+                    nats_host(server.trim_start_matches("nats://"))
+                )
+            }
         }
     }
 }
@@ -529,7 +537,7 @@ mod tests {
         ));
         let pg: StoreUrl = "postgres://u:hunter2@db/x".parse().expect("valid");
         assert!(!format!("{pg:?}").contains("hunter2"));
-        assert!(!pg.describe().contains("hunter2"));
+        assert_eq!(pg.describe(), "postgres (db:5432/x)");
         let err = "postgres://u:hunter2@db:port/x"
             .parse::<StoreUrl>()
             .expect_err("not a port");
@@ -651,6 +659,7 @@ mod tests {
         assert!(EventsUrl::parse(Some("nats://u:p@:4222"), &redb).is_err());
         assert!(EventsUrl::parse(Some("nats://[::1]:4222"), &redb).is_ok());
         assert!(EventsUrl::parse(Some("nats://nats.svc"), &redb).is_ok());
+        assert_eq!(nats.describe(), "nats (h:4222, stream QUINTET_CALC_EVENTS)");
         assert!(EventsUrl::parse(Some("kafka://x"), &redb).is_err());
     }
 }

@@ -7,7 +7,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::BIN;
+use testkit::moto::{moto_endpoint, unique_name};
+
+use crate::support::{BIN, MOTO_AWS_ENV, Start, TestServer};
 
 /// `quintet serve` in `data_dir` with `args` (on a free port unless they name one).
 fn serve(data_dir: &Path, args: &[&str]) -> Command {
@@ -272,4 +274,40 @@ fn a_taken_port_is_reported_once_naming_the_address_and_the_option() {
         let said = stdout.matches(&addr).count() + stderr.matches(&addr).count();
         assert_eq!(said, 1, "printed once:\n{stdout}\n{stderr}");
     }
+}
+
+#[tokio::test]
+async fn the_listening_line_names_the_services_and_where_each_keeps_its_data() {
+    let endpoint = moto_endpoint().await;
+    let table = unique_name("listening");
+    let kv_store = format!("dynamodb://{table}?endpoint={endpoint}&create=true");
+    let server = TestServer::launch(Start {
+        args: vec![
+            "--services",
+            "calc,messages,kv,receipts",
+            "--kv-tcp-addr",
+            "127.0.0.1:0",
+            "--kv-store",
+            &kv_store,
+            "--calc-events",
+            "none",
+        ],
+        env: MOTO_AWS_ENV.to_vec(),
+        data_dir: None,
+    });
+    assert_eq!(
+        server.log_field("listening", "services").as_deref(),
+        Some("calc,messages,kv,receipts")
+    );
+    let stores = server.log_field("listening", "stores").expect("stores");
+    for kept in [
+        "messages: redb",
+        &format!("kv: dynamodb (table {table})"),
+        "receipts queue: redb",
+        "receipts ledger: redb",
+        "calc events: none",
+    ] {
+        assert!(stores.contains(kept), "{kept} in {stores}");
+    }
+    assert!(server.stop().success());
 }
