@@ -491,7 +491,10 @@ fn valid_subject(subject: &str) -> bool {
             .all(|token| !token.is_empty() && !token.contains(['*', '>', ' ', '\t']))
 }
 
-/// calc's event log as the URL names it (`None`: events are off).
+/// calc's event log as the URL names it (`None`: events are off). A NATS
+/// log connects in the background, so an unreachable server does not stop
+/// the start: calc answers, its events wait in the recorder's buffer, and
+/// readiness names the log until it is reached.
 pub async fn calc_event_log(
     events: &Configured<EventsUrl>,
     data_dir: &Path,
@@ -513,11 +516,9 @@ pub async fn calc_event_log(
             server,
             stream,
             subject,
-        } => Some(Arc::new(
-            NatsEventLog::connect(server, stream, subject)
-                .await
-                .with_context(what)?,
-        )),
+        } => Some(Arc::new(NatsEventLog::connect_in_background(
+            server, stream, subject,
+        ))),
     })
 }
 
