@@ -13,6 +13,7 @@ mod lifecycle;
 mod messages_api;
 mod ops;
 mod postgres;
+mod readme;
 mod receipts;
 mod receipts_aws;
 mod security;
