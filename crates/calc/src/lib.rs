@@ -77,12 +77,16 @@ pub fn service(config: CalcConfig, log: Option<Arc<dyn ports::EventLog>>) -> pla
         }
         None => (recorder::Recorder::disabled(), None),
     };
+    let readiness = log.clone().map(ports::EventLogReadiness);
     let calculator = Arc::new(calculator::Calculator::new(limits, recorder, log));
-    let service = platform::Service::new("calc")
+    let mut service = platform::Service::new("calc")
         .routes(api::http::router(calculator.clone()))
         .openapi(api::http::openapi(config.calc_max_n))
         .grpc(api::grpc::server(calculator))
         .grpc_descriptors(proto::DESCRIPTORS);
+    if let Some(readiness) = readiness {
+        service = service.readiness(Arc::new(readiness));
+    }
     match writer {
         Some(writer) => service.background("calc-events", move |stop| {
             Box::pin(async move { writer.run(stop).await })

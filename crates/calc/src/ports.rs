@@ -2,6 +2,8 @@
 //! the calculations it performed. Adapters: redb (embedded, the default),
 //! PostgreSQL, NATS JetStream.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::domain::event::{CalculationPerformed, EventQuery, StoredEvent};
@@ -42,4 +44,20 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Releases the log; later calls fail with `Unavailable`.
     async fn close(&self);
+}
+
+/// Readiness: calc is ready when its event log answers (`calc-event-log`).
+/// Calculations never wait on the log, but a log not reached (NATS down at
+/// start, PostgreSQL gone) means their events only pile up in the buffer.
+pub struct EventLogReadiness(pub Arc<dyn EventLog>);
+
+#[async_trait]
+impl platform::health::ReadinessCheck for EventLogReadiness {
+    fn name(&self) -> &str {
+        "calc-event-log"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
 }

@@ -1,5 +1,7 @@
 //! kv's options and the key provider they name: the one place where
-//! `--kv-key-provider` becomes a provider.
+//! `--kv-key-provider` becomes a provider. [`KvConfig::check`] validates
+//! every option that needs no I/O, so `quintet serve` can refuse a mistake
+//! before any store opens.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -13,6 +15,7 @@ use crate::adapters::local_keys::LocalKeyProvider;
 use crate::adapters::rate_limited::RateLimitedProvider;
 use crate::domain;
 use crate::ports::KeyProvider;
+use platform::config::ConfigError;
 
 /// kv service options.
 #[derive(Debug, Clone, clap::Args)]
@@ -144,20 +147,43 @@ impl ProviderSpec {
 }
 
 impl KvConfig {
+    /// Checks the options that need no I/O — the key provider's spec,
+    /// `QUINTET_KV_MASTER_KEY` and the namespace — naming the option at fault.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.spec()?;
+        self.master_keys()?;
+        domain::Namespace::new(self.kv_namespace.clone())
+            .map_err(|e| ConfigError::new("--kv-namespace", e))?;
+        Ok(())
+    }
+
+    fn spec(&self) -> Result<ProviderSpec, ConfigError> {
+        ProviderSpec::parse(&self.kv_key_provider)
+            .map_err(|e| ConfigError::new("--kv-key-provider", e))
+    }
+
+    /// The local provider from `QUINTET_KV_MASTER_KEY`, when it is set.
+    fn master_keys(&self) -> Result<Option<LocalKeyProvider>, ConfigError> {
+        let Some(keys) = &self.kv_master_key else {
+            return Ok(None);
+        };
+        if !matches!(self.spec()?, ProviderSpec::LocalDefault) {
+            return Err(ConfigError::new(
+                "QUINTET_KV_MASTER_KEY",
+                "it is for the local provider only; unset it or use --kv-key-provider local",
+            ));
+        }
+        LocalKeyProvider::from_env_value(keys)
+            .map(Some)
+            .map_err(|e| ConfigError::new("QUINTET_KV_MASTER_KEY", e))
+    }
+
     /// The key provider the options name; AWS KMS is checked (`DescribeKey`)
     /// so a wrong key or unreachable endpoint fails the start.
     pub(crate) async fn provider(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn KeyProvider>> {
-        let spec = ProviderSpec::parse(&self.kv_key_provider)
-            .map_err(|e| anyhow::anyhow!("--kv-key-provider: {e}"))?;
-        if let Some(keys) = &self.kv_master_key {
-            if !matches!(spec, ProviderSpec::LocalDefault) {
-                anyhow::bail!(
-                    "QUINTET_KV_MASTER_KEY is for the local provider only; unset it or use --kv-key-provider local"
-                );
-            }
-            return LocalKeyProvider::from_env_value(keys)
-                .map(|p| Arc::new(p) as Arc<dyn KeyProvider>)
-                .map_err(|e| anyhow::anyhow!("QUINTET_KV_MASTER_KEY: {e}"));
+        let spec = self.spec()?;
+        if let Some(provider) = self.master_keys()? {
+            return Ok(Arc::new(provider));
         }
         let dir = match spec {
             ProviderSpec::LocalDefault => data_dir.join("kv-keys"),
@@ -207,5 +233,37 @@ mod tests {
         assert!(err.contains("unknown provider 'vault://x'"), "{err}");
         let err = ProviderSpec::parse("aws-kms://alias/x?token=1").expect_err("unknown param");
         assert!(err.contains("unknown parameter 'token'"), "{err}");
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kv: KvConfig,
+    }
+
+    fn config(args: &[&str]) -> KvConfig {
+        use clap::Parser;
+        let mut all = vec!["quintet"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("test arguments parse").kv
+    }
+
+    #[test]
+    fn check_names_the_option_at_fault_without_io() {
+        assert!(config(&[]).check().is_ok());
+        let err = config(&["--kv-key-provider", "aws-kmz://x"])
+            .check()
+            .expect_err("typo");
+        assert_eq!(err.option, "--kv-key-provider");
+        assert!(err.to_string().contains("aws-kms://"), "{err}");
+        let err = config(&["--kv-key-provider", "local:///k", "--kv-master-key", "AAAA"])
+            .check()
+            .expect_err("master key with a key dir");
+        assert_eq!(err.option, "QUINTET_KV_MASTER_KEY");
+        let err = config(&["--kv-master-key", "not base64!"])
+            .check()
+            .expect_err("bad key");
+        assert_eq!(err.option, "QUINTET_KV_MASTER_KEY");
+        assert!(!err.to_string().contains("not base64!"), "{err}");
     }
 }

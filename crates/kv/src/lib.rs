@@ -37,8 +37,6 @@ pub mod proto {
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
-
 pub use config::{KvConfig, WriteFormat};
 use domain::Namespace;
 use vault::{CacheLimits, Vault};
@@ -78,7 +76,13 @@ pub async fn service(
     }
     let listener = tokio::net::TcpListener::bind(config.kv_tcp_addr)
         .await
-        .with_context(|| format!("binding --kv-tcp-addr {}", config.kv_tcp_addr))?;
+        .map_err(|e| {
+            platform::server::BindError::new(
+                config.kv_tcp_addr,
+                "--kv-tcp-addr or QUINTET_KV_TCP_ADDR",
+                e,
+            )
+        })?;
     let tcp_addr = listener.local_addr()?;
     tracing::info!(addr = %tcp_addr, "kv tcp listening");
     let tcp_vault = vault.clone();

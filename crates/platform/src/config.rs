@@ -226,10 +226,15 @@ impl ServerConfig {
                     "'self-signed' cannot be combined with --tls-cert/--tls-key",
                 ));
             }
-            (Some(cert), Some(key), TlsMode::Off) => Some(TlsSource::Files {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
+            (Some(cert), Some(key), TlsMode::Off) => {
+                // Read now, so a wrong path exits before any store opens.
+                crate::tls::server_config(cert, key)
+                    .map_err(|e| ConfigError::new(e.option(), error_chain(&e)))?;
+                Some(TlsSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
             (_, _, TlsMode::SelfSigned) => {
                 if self.tls_names.iter().all(|n| n.trim().is_empty()) {
                     return Err(ConfigError::new(
@@ -316,6 +321,18 @@ impl ServerConfig {
             log_format: self.log_format,
         })
     }
+}
+
+/// An error and its causes on one line (`a: b: c`).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn positive(option: &'static str, value: usize) -> Result<(), ConfigError> {
@@ -421,6 +438,21 @@ mod tests {
             .resolve(None)
             .expect_err("invalid");
         assert!(!err.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn unreadable_tls_files_are_refused_naming_the_option_and_the_file() {
+        let err = parse(&[
+            "--tls-cert",
+            "/nonexistent/c.pem",
+            "--tls-key",
+            "/nonexistent/k.pem",
+        ])
+        .resolve(None)
+        .expect_err("no such file");
+        assert_eq!(err.option, "--tls-cert");
+        assert!(err.reason.contains("/nonexistent/c.pem"), "{err}");
+        assert!(err.reason.contains("No such file"), "{err}");
     }
 
     #[test]

@@ -42,6 +42,43 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A listener that could not be bound, named by its address and the
+/// option that set it. The OS error is the source (printed after this).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} (set by {option}){}", hint(.source))]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub option: &'static str,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl BindError {
+    pub fn new(addr: SocketAddr, option: &'static str, source: std::io::Error) -> Self {
+        Self {
+            addr,
+            option,
+            source,
+        }
+    }
+}
+
+/// What to do about the usual bind failures.
+fn hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            ": another process is listening there; stop it or choose another port"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            ": no network interface of this machine has that address"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            ": ports below 1024 need privileges; choose a higher port"
+        }
+        _ => "",
+    }
+}
+
 /// A bound, not yet serving, server.
 pub struct Server {
     listener: TcpListener,
@@ -117,7 +154,7 @@ impl Server {
 
         let listener = TcpListener::bind(config.addr)
             .await
-            .with_context(|| format!("cannot listen on {}", config.addr))?;
+            .map_err(|e| BindError::new(config.addr, "--addr, QUINTET_ADDR or PORT", e))?;
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,
@@ -333,31 +370,40 @@ async fn metrics_upkeep(shutdown: CancellationToken) {
     }
 }
 
-/// A token cancelled on the first SIGTERM or SIGINT.
+/// A token cancelled on the first SIGTERM or SIGINT. The handlers are
+/// installed before this returns, so a signal sent as soon as the caller
+/// says it is ready (e.g. after the `listening` line) is not lost to the
+/// default action, which would end the process without draining.
 pub fn shutdown_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGTERM");
-                    std::future::pending::<()>().await;
-                }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+                        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+                    }
+                    trigger.cancel();
+                });
             }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
-            _ = term => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot listen for SIGTERM and SIGINT");
+            }
         }
-        trigger.cancel();
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!(signal = "SIGINT", "shutdown requested");
+            trigger.cancel();
+        }
     });
     token
 }

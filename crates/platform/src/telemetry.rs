@@ -2,10 +2,13 @@
 //!
 //! Logs go to stdout (an event stream, twelve-factor style): JSON lines when
 //! stdout is not a terminal, human-readable when it is. The filter comes from
-//! `QUINTET_LOG` (or `RUST_LOG`), default `info,rustls=error` (rustls warns
-//! about every client that sends an IP address as its TLS server name, which
-//! lets any client flood the log). Request bodies and
-//! credentials are never logged.
+//! `QUINTET_LOG` (or `RUST_LOG`), default [`DEFAULT_FILTER`]: `info`, with
+//! rustls at `error` (it warns about every client that sends an IP address
+//! as its TLS server name, which lets any client flood the log) and the AWS
+//! SDK's instance-metadata and credentials-chain lookups at `error` (off EC2
+//! each start printed a multi-line IMDS response dump; a call that finds no
+//! credentials reports it as its own one-line error, see
+//! `aws::describe_error`). Request bodies and credentials are never logged.
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -16,7 +19,8 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// The log filter when neither `QUINTET_LOG` nor `RUST_LOG` is set.
-pub const DEFAULT_FILTER: &str = "info,rustls=error";
+pub const DEFAULT_FILTER: &str =
+    "info,rustls=error,aws_config::imds=error,aws_config::meta::credentials::chain=error";
 
 /// Latency buckets, in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -19,6 +19,68 @@ use crate::config::TlsSource;
 pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = data_dir.join("tls");
     (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// Why certificate or key files cannot serve TLS; each names its file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFileError {
+    #[error("cannot read TLS certificate {}", .path.display())]
+    ReadCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("no certificate found in {}", .path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("cannot read TLS private key {}", .path.display())]
+    ReadKey {
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("TLS certificate and key do not form a usable pair")]
+    Mismatch(#[source] rustls::Error),
+}
+
+impl TlsFileError {
+    /// The option that names the file at fault.
+    pub fn option(&self) -> &'static str {
+        match self {
+            TlsFileError::ReadCertificate { .. } | TlsFileError::NoCertificate { .. } => {
+                "--tls-cert"
+            }
+            TlsFileError::ReadKey { .. } | TlsFileError::Mismatch(_) => "--tls-key",
+        }
+    }
+}
+
+/// The rustls configuration for a certificate chain and key in PEM files.
+pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsFileError> {
+    let certs = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsFileError::ReadCertificate {
+            path: cert_path.to_path_buf(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsFileError::NoCertificate {
+            path: cert_path.to_path_buf(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsFileError::ReadKey {
+        path: key_path.to_path_buf(),
+        source,
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsFileError::Mismatch)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(TlsFileError::Mismatch)?;
+    // h2 first: gRPC needs HTTP/2; browsers and curl fall back to HTTP/1.1.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Builds the acceptor, creating the self-signed certificate if it is asked for and missing.
@@ -34,25 +96,7 @@ pub fn acceptor(source: &TlsSource, data_dir: &Path) -> anyhow::Result<TlsAccept
             (cert, key)
         }
     };
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .with_context(|| format!("cannot read TLS certificate {}", cert_path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("cannot parse TLS certificate {}", cert_path.display()))?;
-    if certs.is_empty() {
-        bail!("no certificate found in {}", cert_path.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .with_context(|| format!("cannot read TLS private key {}", key_path.display()))?;
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("TLS certificate and key do not form a usable pair")?;
-    // h2 first: gRPC needs HTTP/2; browsers and curl fall back to HTTP/1.1.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let config = server_config(&cert_path, &key_path)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

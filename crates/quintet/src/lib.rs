@@ -35,6 +35,8 @@ pub fn main() -> ExitCode {
             Command::Receipts(args) => receipts::api::cli::run_receipts(args).await,
             Command::Queue(args) => receipts::api::cli::run_queue(args).await,
             Command::AppleSim(args) => {
+                // Its only output is the log: where it listens and what it is.
+                platform::telemetry::init_logging(platform::config::LogFormat::Auto);
                 let stop = platform::shutdown_signal();
                 args.run(async move { stop.cancelled().await })
                     .await

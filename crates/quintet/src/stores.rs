@@ -73,6 +73,7 @@ impl FromStr for StoreUrl {
                 dir: (!rest.is_empty()).then(|| PathBuf::from(rest)),
             }),
             "postgres" | "postgresql" if !rest.is_empty() => {
+                platform::postgres::parse_url(text).map_err(|e| e.to_string())?;
                 Ok(StoreUrl::Postgres(text.to_owned()))
             }
             "postgres" | "postgresql" => {
@@ -106,12 +107,14 @@ impl StoreUrl {
     fn dynamodb(rest: &str, default_table: &str) -> Result<Self, String> {
         let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (settings, extra) = AwsSettings::from_query(query, &["create"])?;
+        let table = if table.is_empty() {
+            default_table
+        } else {
+            table
+        };
+        platform::aws::dynamodb::validate_table_name(table)?;
         Ok(StoreUrl::DynamoDb {
-            table: if table.is_empty() {
-                default_table.to_owned()
-            } else {
-                table.to_owned()
-            },
+            table: table.to_owned(),
             settings,
             create: create_flag(extra)?,
         })
@@ -135,7 +138,10 @@ impl StoreUrl {
                 dir.as_deref()
                     .map_or("data dir".into(), |d| d.display().to_string())
             ),
-            StoreUrl::Postgres(_) => "postgres".to_owned(),
+            StoreUrl::Postgres(url) => format!(
+                "postgres ({})",
+                platform::postgres::describe_url(url).unwrap_or_else(|| "invalid URL".into())
+            ),
             StoreUrl::DynamoDb { table, .. } => format!("dynamodb (table {table})"),
         }
     }
@@ -159,56 +165,75 @@ impl StoreUrl {
     }
 }
 
+/// A configured URL and the option (with its environment variable) that
+/// set it, so an error about the engine names what to change.
+#[derive(Debug, Clone)]
+pub struct Configured<T> {
+    pub url: T,
+    /// e.g. `--store (QUINTET_STORE)`.
+    pub option: &'static str,
+}
+
+impl<T> Configured<T> {
+    pub fn new(url: T, option: &'static str) -> Self {
+        Self { url, option }
+    }
+}
+
 /// The messages store the URL names.
 pub async fn messages_store(
-    url: &StoreUrl,
+    store: &Configured<StoreUrl>,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<dyn MessageStore>> {
-    Ok(match url {
-        StoreUrl::Redb { .. } => {
+    let what = || format!("messages store from {}", store.option);
+    Ok(match &store.url {
+        url @ StoreUrl::Redb { .. } => {
             let path = url.redb_file(data_dir, "messages");
-            Arc::new(RedbMessageStore::open(&path).context("opening the embedded messages store")?)
+            Arc::new(RedbMessageStore::open(&path).with_context(what)?)
         }
         StoreUrl::Postgres(url) => Arc::new(
             PostgresMessageStore::connect(url)
                 .await
-                .context("connecting the messages store to PostgreSQL")?,
+                .with_context(what)?,
         ),
-        StoreUrl::DynamoDb { .. } => return Err(url.unsupported("messages")),
+        url @ StoreUrl::DynamoDb { .. } => return Err(url.unsupported("messages")),
     })
 }
 
 /// The counters store the URL names.
 pub async fn counters_store(
-    url: &StoreUrl,
+    store: &Configured<StoreUrl>,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<dyn CounterStore>> {
-    Ok(match url {
-        StoreUrl::Redb { .. } => {
+    let what = || format!("counters store from {}", store.option);
+    Ok(match &store.url {
+        url @ StoreUrl::Redb { .. } => {
             let path = url.redb_file(data_dir, "counters");
-            Arc::new(RedbCounterStore::open(&path).context("opening the embedded counters store")?)
+            Arc::new(RedbCounterStore::open(&path).with_context(what)?)
         }
         StoreUrl::Postgres(url) => Arc::new(
             PostgresCounterStore::connect(url)
                 .await
-                .context("connecting the counters store to PostgreSQL")?,
+                .with_context(what)?,
         ),
-        StoreUrl::DynamoDb { .. } => return Err(url.unsupported("counters")),
+        url @ StoreUrl::DynamoDb { .. } => return Err(url.unsupported("counters")),
     })
 }
 
 /// The kv store the URL names.
-pub async fn kv_store(url: &StoreUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn KvStore>> {
-    Ok(match url {
-        StoreUrl::Redb { .. } => {
+pub async fn kv_store(
+    store: &Configured<StoreUrl>,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn KvStore>> {
+    let what = || format!("kv store from {}", store.option);
+    Ok(match &store.url {
+        url @ StoreUrl::Redb { .. } => {
             let path = url.redb_file(data_dir, "kv");
-            Arc::new(RedbKvStore::open(&path).context("opening the embedded kv store")?)
+            Arc::new(RedbKvStore::open(&path).with_context(what)?)
         }
-        StoreUrl::Postgres(url) => Arc::new(
-            PostgresKvStore::connect(url)
-                .await
-                .context("connecting the kv store to PostgreSQL")?,
-        ),
+        StoreUrl::Postgres(url) => {
+            Arc::new(PostgresKvStore::connect(url).await.with_context(what)?)
+        }
         StoreUrl::DynamoDb {
             table,
             settings,
@@ -216,7 +241,7 @@ pub async fn kv_store(url: &StoreUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn
         } => Arc::new(
             DynamoKvStore::connect(settings, table, *create)
                 .await
-                .context("connecting the kv store to DynamoDB")?,
+                .with_context(what)?,
         ),
     })
 }
@@ -283,19 +308,23 @@ impl QueueUrl {
 }
 
 /// The receipts service's queue the URL names.
-pub async fn receipts_queue(url: &QueueUrl, data_dir: &Path) -> anyhow::Result<Arc<dyn JobQueue>> {
-    Ok(match url {
+pub async fn receipts_queue(
+    queue: &Configured<QueueUrl>,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn JobQueue>> {
+    let what = || format!("receipts queue from {}", queue.option);
+    Ok(match &queue.url {
         QueueUrl::Redb { dir } => {
             let path = dir
                 .as_deref()
                 .unwrap_or(data_dir)
                 .join("receipts-queue.redb");
-            Arc::new(RedbJobQueue::open(&path).context("opening the embedded receipts queue")?)
+            Arc::new(RedbJobQueue::open(&path).with_context(what)?)
         }
         QueueUrl::Sqs { settings, create } => Arc::new(
             SqsJobQueue::connect(settings)
                 .await
-                .context("connecting the receipts queue to SQS")?
+                .with_context(what)?
                 .create_queues(*create),
         ),
     })
@@ -303,19 +332,16 @@ pub async fn receipts_queue(url: &QueueUrl, data_dir: &Path) -> anyhow::Result<A
 
 /// The receipts ledger the URL names.
 pub async fn receipts_ledger(
-    url: &StoreUrl,
+    ledger: &Configured<StoreUrl>,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<dyn TransactionLedger>> {
-    Ok(match url {
-        StoreUrl::Redb { .. } => {
+    let what = || format!("receipts ledger from {}", ledger.option);
+    Ok(match &ledger.url {
+        url @ StoreUrl::Redb { .. } => {
             let path = url.redb_file(data_dir, "receipts");
-            Arc::new(RedbLedger::open(&path).context("opening the embedded receipts ledger")?)
+            Arc::new(RedbLedger::open(&path).with_context(what)?)
         }
-        StoreUrl::Postgres(url) => Arc::new(
-            PostgresLedger::connect(url)
-                .await
-                .context("connecting the receipts ledger to PostgreSQL")?,
-        ),
+        StoreUrl::Postgres(url) => Arc::new(PostgresLedger::connect(url).await.with_context(what)?),
         StoreUrl::DynamoDb {
             table,
             settings,
@@ -323,7 +349,7 @@ pub async fn receipts_ledger(
         } => Arc::new(
             DynamoLedger::connect(settings, table, *create)
                 .await
-                .context("connecting the receipts ledger to DynamoDB")?,
+                .with_context(what)?,
         ),
     })
 }
@@ -362,6 +388,7 @@ impl EventsUrl {
                 if authority.is_empty() || authority.contains('/') {
                     return Err("a NATS URL is nats://host:port[?stream=…&subject=…]".into());
                 }
+                check_nats_host(nats_host(authority))?;
                 let mut stream = calc_nats::DEFAULT_STREAM.to_owned();
                 let mut subject = calc_nats::DEFAULT_SUBJECT.to_owned();
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -413,8 +440,39 @@ impl EventsUrl {
         match self {
             EventsUrl::Off => "none".to_owned(),
             EventsUrl::Store(store) => store.describe(),
-            EventsUrl::Nats { stream, .. } => format!("nats (stream {stream})"),
+            EventsUrl::Nats { server, stream, .. } => {
+                format!(
+                    "nats ({}, stream {stream})",
+                    nats_host(server.trim_start_matches("nats://"))
+                )
+            }
         }
+    }
+}
+
+/// `host:port` of a NATS URL's authority, without `user:password@`.
+fn nats_host(authority: &str) -> &str {
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+}
+
+/// A NATS server's `host[:port]`: a name or address, and a port number if given.
+fn check_nats_host(host: &str) -> Result<(), String> {
+    let (name, port) = match host.rsplit_once(':') {
+        // An IPv6 address without a port ends in `]`.
+        Some((name, port)) if !port.ends_with(']') => (name, Some(port)),
+        _ => (host, None),
+    };
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err("a NATS URL is nats://host:port[?stream=…&subject=…]".into());
+    }
+    match port {
+        Some(port) if port.parse::<u16>().is_err() => Err(format!(
+            "'{}' is not a port number (0-65535)",
+            port.chars().take(20).collect::<String>()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -433,34 +491,34 @@ fn valid_subject(subject: &str) -> bool {
             .all(|token| !token.is_empty() && !token.contains(['*', '>', ' ', '\t']))
 }
 
-/// calc's event log as the URL names it (`None`: events are off).
+/// calc's event log as the URL names it (`None`: events are off). A NATS
+/// log connects in the background, so an unreachable server does not stop
+/// the start: calc answers, its events wait in the recorder's buffer, and
+/// readiness names the log until it is reached.
 pub async fn calc_event_log(
-    url: &EventsUrl,
+    events: &Configured<EventsUrl>,
     data_dir: &Path,
 ) -> anyhow::Result<Option<Arc<dyn EventLog>>> {
-    Ok(match url {
+    let what = || format!("calc event log from {}", events.option);
+    Ok(match &events.url {
         EventsUrl::Off => None,
         EventsUrl::Store(store @ StoreUrl::Redb { .. }) => {
             let path = store.redb_file(data_dir, "calc-events");
             Some(Arc::new(RedbEventLog::open(&path).with_context(|| {
-                format!("opening the calc event log {}", path.display())
+                format!("{}: {}", what(), path.display())
             })?))
         }
         EventsUrl::Store(StoreUrl::Postgres(url)) => Some(Arc::new(
-            PostgresEventLog::connect(url)
-                .await
-                .context("connecting the calc event log to PostgreSQL")?,
+            PostgresEventLog::connect(url).await.with_context(what)?,
         )),
         EventsUrl::Store(other) => return Err(other.unsupported("calc")),
         EventsUrl::Nats {
             server,
             stream,
             subject,
-        } => Some(Arc::new(
-            NatsEventLog::connect(server, stream, subject)
-                .await
-                .context("connecting the calc event log to NATS JetStream")?,
-        )),
+        } => Some(Arc::new(NatsEventLog::connect_in_background(
+            server, stream, subject,
+        ))),
     })
 }
 
@@ -480,7 +538,15 @@ mod tests {
         ));
         let pg: StoreUrl = "postgres://u:hunter2@db/x".parse().expect("valid");
         assert!(!format!("{pg:?}").contains("hunter2"));
-        assert!(!pg.describe().contains("hunter2"));
+        assert_eq!(pg.describe(), "postgres (db:5432/x)");
+        let err = "postgres://u:hunter2@db:port/x"
+            .parse::<StoreUrl>()
+            .expect_err("not a port");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            "dynamodb://a".parse::<StoreUrl>().is_err(),
+            "table names are 3+ chars"
+        );
         let Ok(StoreUrl::DynamoDb {
             table,
             settings,
@@ -492,7 +558,7 @@ mod tests {
         assert_eq!(table, "key_value_table");
         assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert!(create);
-        assert!("dynamodb://t?create=yes".parse::<StoreUrl>().is_err());
+        assert!("dynamodb://tbl?create=yes".parse::<StoreUrl>().is_err());
         let err = "mysql://u:hunter2@db"
             .parse::<StoreUrl>()
             .expect_err("refused");
@@ -546,7 +612,7 @@ mod tests {
             StoreUrl::receipts_ledger("postgres://u:p@db/x"),
             Ok(StoreUrl::Postgres(_))
         ));
-        assert!(StoreUrl::receipts_ledger("dynamodb://t?create=1").is_err());
+        assert!(StoreUrl::receipts_ledger("dynamodb://tbl?create=1").is_err());
     }
 
     #[test]
@@ -561,7 +627,7 @@ mod tests {
             EventsUrl::parse(None, &pg),
             Ok(EventsUrl::Store(StoreUrl::Postgres(_)))
         ));
-        let dynamo: StoreUrl = "dynamodb://t".parse().expect("valid");
+        let dynamo: StoreUrl = "dynamodb://table".parse().expect("valid");
         assert!(matches!(
             EventsUrl::parse(None, &dynamo),
             Ok(EventsUrl::Store(StoreUrl::Redb { dir: None }))
@@ -590,6 +656,11 @@ mod tests {
         assert!(EventsUrl::parse(Some("nats://h?subject=a.*"), &redb).is_err());
         assert!(EventsUrl::parse(Some("nats://h?other=1"), &redb).is_err());
         assert!(EventsUrl::parse(Some("dynamodb://t"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("nats://h:42x"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("nats://u:p@:4222"), &redb).is_err());
+        assert!(EventsUrl::parse(Some("nats://[::1]:4222"), &redb).is_ok());
+        assert!(EventsUrl::parse(Some("nats://nats.svc"), &redb).is_ok());
+        assert_eq!(nats.describe(), "nats (h:4222, stream QUINTET_CALC_EVENTS)");
         assert!(EventsUrl::parse(Some("kafka://x"), &redb).is_err());
     }
 }

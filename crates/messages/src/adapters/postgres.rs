@@ -4,12 +4,8 @@
 //! Table `messages(seq, digest, body, created_at)`; `body` is `bytea` so any
 //! UTF-8 text (NUL included) is stored byte for byte.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
 use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMessage};
@@ -34,25 +30,10 @@ const SELECT: &str = "SELECT seq, digest, body, (extract(epoch FROM created_at) 
 impl PostgresMessageStore {
     /// Connects to `url` (a `postgres://` URL) and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
-        Self::connect_with(options).await
-    }
-
-    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(store_error)?;
-        let mut migrator = sqlx::migrate!("./migrations");
-        // Other services keep their own migrations in the same database.
-        migrator.set_ignore_missing(true);
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migrating the messages schema: {e}")))?;
+        let pool =
+            platform::postgres::connect_pool(url, sqlx::migrate!("./migrations"), "messages", 16)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self { pool })
     }
 }

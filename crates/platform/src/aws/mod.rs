@@ -23,6 +23,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -210,9 +211,17 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         .build()
 }
 
+/// Where the SDK's standard chain looks for credentials, in its order: what
+/// a user is told when a call found none.
+pub const CREDENTIALS_HELP: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+     or AWS_PROFILE with ~/.aws/credentials and ~/.aws/config, or a web identity token \
+     (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN), or run where ECS or EC2 instance \
+     metadata provides a role";
+
 /// A one-line description of a failed SDK call for logs and errors: the
 /// operation, then the service's error code and message, or what failed on
-/// the way (connect, timeout). Never the request, so never credentials.
+/// the way (no credentials, connect, timeout). Never the request, so never
+/// credentials.
 ///
 /// Generic over the smithy runtime's error types, which every service SDK
 /// re-exports as its own `error::SdkError` and `error::ProvideErrorMetadata`.
@@ -221,6 +230,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: fmt::Debug,
 {
+    // Credentials are resolved before the request is sent, so their failure
+    // arrives as a dispatch failure whose causes end in an IMDS or profile
+    // dump: say what is missing and where it is looked for instead.
+    if let Some(problem) = credentials_problem(error) {
+        return format!("{operation}: {problem}");
+    }
     let text = match error {
         SdkError::ServiceError(service) => {
             let err = service.err();
@@ -257,6 +272,55 @@ where
         text.push('…');
     }
     text
+}
+
+/// What the credentials chain reported, when that is why a call failed.
+fn credentials_problem<E, R>(error: &SdkError<E, R>) -> Option<String>
+where
+    E: std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(credentials) = cause.downcast_ref::<CredentialsError>() {
+            return Some(match credentials {
+                // Every provider of the chain said "not configured here".
+                CredentialsError::CredentialsNotLoaded(_) => {
+                    format!("no AWS credentials found: {CREDENTIALS_HELP}")
+                }
+                // A provider was configured (or reachable, like IMDS) and failed.
+                other => format!(
+                    "AWS credentials could not be loaded ({}): {CREDENTIALS_HELP}",
+                    causes(other, 200)
+                ),
+            });
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// An error and its causes as one line, each cause once, at most `limit` bytes.
+fn causes(error: &(dyn std::error::Error + 'static), limit: usize) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    let text = text.replace('\n', " ");
+    if text.len() <= limit {
+        return text;
+    }
+    let mut cut = limit;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
 }
 
 #[cfg(test)]
@@ -326,5 +390,43 @@ mod tests {
         let failed: SdkError<Refused, ()> = SdkError::construction_failure(long);
         let text = describe_error("Op", &failed);
         assert!(text.chars().count() <= 401 && text.ends_with('…'), "{text}");
+    }
+
+    fn dispatch_failure(cause: CredentialsError) -> SdkError<Refused, ()> {
+        SdkError::dispatch_failure(
+            aws_smithy_runtime_api::client::result::ConnectorError::other(Box::new(cause), None),
+        )
+    }
+
+    #[test]
+    fn missing_credentials_say_where_they_are_looked_for() {
+        let text = describe_error(
+            "DescribeKey",
+            &dispatch_failure(CredentialsError::not_loaded(
+                "no providers in chain provided credentials",
+            )),
+        );
+        assert!(
+            text.starts_with("DescribeKey: no AWS credentials found: set AWS_ACCESS_KEY_ID"),
+            "{text}"
+        );
+        for place in ["AWS_PROFILE", "~/.aws/credentials", "web identity", "EC2"] {
+            assert!(text.contains(place), "{text}");
+        }
+        assert!(!text.contains('\n'), "{text}");
+
+        let text = describe_error(
+            "DescribeTable",
+            &dispatch_failure(CredentialsError::provider_error(
+                "failed to load IMDS session token: 403",
+            )),
+        );
+        assert!(
+            text.starts_with(
+                "DescribeTable: AWS credentials could not be loaded (an error occurred while \
+                 loading credentials: failed to load IMDS session token: 403): set"
+            ),
+            "{text}"
+        );
     }
 }

@@ -461,3 +461,115 @@ async fn grpc_health_turns_not_serving_while_draining() {
     }
     assert_eq!(server.wait(Duration::from_secs(15)).code(), Some(0));
 }
+
+/// `nats-server` with JetStream on `port`, storing in `dir`; killed on drop.
+struct NatsServer(std::process::Child);
+
+impl NatsServer {
+    fn start(port: u16, dir: &std::path::Path) -> Self {
+        let child = std::process::Command::new("/usr/sbin/nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn /usr/sbin/nats-server (Debian's nats-server package)");
+        Self(child)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_down_calc_starts_not_ready_and_turns_ready_once_nats_is_up() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let nats = format!("nats://127.0.0.1:{port}?stream=QT_LATE_{id}&subject=qt.late.{id}");
+    let server = TestServer::start(&["--services", "calc", "--calc-events", &nats]);
+    let client = http();
+    let readyz = || async {
+        let response = client
+            .get(format!("{}/readyz", server.url))
+            .send()
+            .await
+            .expect("readyz");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("json"))
+    };
+
+    // Up and answering, but not ready: the check names the log and the server.
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503, "{body}");
+    let check = body["checks"]["calc-event-log"].as_str().expect("a check");
+    assert!(
+        check.contains(&format!("127.0.0.1:{port}")) && check.contains("retrying"),
+        "{check}"
+    );
+    let added = client
+        .post(format!("{}/calc/add", server.url))
+        .json(&json!({"a": 20, "b": 22}))
+        .send()
+        .await
+        .expect("add");
+    assert_eq!(added.status(), 200);
+    assert_eq!(
+        added.json::<Value>().await.expect("json"),
+        json!({"result": 42})
+    );
+    let retrying = server.logs().lines().any(|line| {
+        serde_json::from_str::<Value>(line).is_ok_and(|v| {
+            v["level"] == "WARN"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("NATS unreachable"))
+        })
+    });
+    assert!(retrying, "a warning says it retries:\n{}", server.logs());
+
+    // NATS comes up on that port: calc turns ready and the buffered event arrives.
+    let store = tempfile::tempdir().expect("tempdir");
+    let _nats = NatsServer::start(port, store.path());
+    let started = Instant::now();
+    loop {
+        let (status, body) = readyz().await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "still not ready: {body}\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    let events = loop {
+        let page: Value = client
+            .get(format!("{}/calc/history", server.url))
+            .send()
+            .await
+            .expect("history")
+            .json()
+            .await
+            .expect("json");
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        if !events.is_empty() || started.elapsed() > Duration::from_secs(15) {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (&events[0]["method"], &events[0]["result"]),
+        (&json!("add"), &json!(42))
+    );
+    assert!(server.stop().success());
+}

@@ -29,7 +29,9 @@ async fn health_readiness_openapi_and_docs_are_served() {
         .expect("json");
     assert_eq!(
         ready,
-        json!({"status": "ready", "checks": {"counters-store": "ok", "messages-store": "ok"}})
+        json!({"status": "ready", "checks": {
+            "calc-event-log": "ok", "counters-store": "ok", "messages-store": "ok"
+        }})
     );
 
     let doc: Value = http()

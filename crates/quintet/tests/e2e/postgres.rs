@@ -120,7 +120,8 @@ async fn an_unreachable_database_fails_start_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("connecting the messages store to PostgreSQL"),
+        stderr.contains("messages store from --store (QUINTET_STORE)")
+            && stderr.contains("cannot reach PostgreSQL at 127.0.0.1:1"),
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");

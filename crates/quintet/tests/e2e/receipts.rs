@@ -640,3 +640,55 @@ async fn sigterm_lets_in_flight_jobs_finish_before_the_process_exits() {
     let expected: Vec<String> = ids.iter().map(u64::to_string).collect();
     assert_eq!(got, expected, "{}", server.logs());
 }
+
+#[tokio::test]
+async fn apple_sim_says_where_it_listens_and_that_it_is_not_apple() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args(["apple-sim", "--addr", "127.0.0.1:0"])
+        .env_remove("QUINTET_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn apple-sim");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Some(Ok(line)) = BufReader::new(stdout).lines().next() {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("apple-sim prints a line when it starts");
+    let v: Value = serde_json::from_str(&line).expect("a JSON log line");
+    let message = v["message"].as_str().expect("message");
+    assert!(
+        message.contains("simulator of Apple's legacy verifyReceipt")
+            && message.contains("not Apple"),
+        "{line}"
+    );
+    let production = v["production_url"].as_str().expect("production_url");
+    assert!(
+        production.starts_with("http://127.0.0.1:")
+            && !production.starts_with("http://127.0.0.1:0/")
+            && production.ends_with("/verifyReceipt"),
+        "{line}"
+    );
+    assert!(
+        message.contains(
+            production
+                .trim_start_matches("http://")
+                .trim_end_matches("/verifyReceipt")
+        ),
+        "{line}"
+    );
+    assert!(
+        v["sandbox_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/sandbox/verifyReceipt")),
+        "{line}"
+    );
+}

@@ -148,12 +148,12 @@ async fn bad_receipts_queue_or_ledger_urls_exit_2_naming_the_option() {
         ("--receipts-queue", "sqs://jobs", "--receipts-queue"),
         (
             "--receipts-ledger",
-            "dynamodb://t?create=maybe",
+            "dynamodb://ledger?create=maybe",
             "--receipts-ledger",
         ),
         (
             "--receipts-ledger",
-            "dynamodb://t?secret_key=hunter2",
+            "dynamodb://ledger?secret_key=hunter2",
             "--receipts-ledger",
         ),
     ];

@@ -76,13 +76,16 @@ impl TestServer {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                        && v["message"] == "listening"
-                        && let Some(url) = v["url"].as_str()
-                    {
-                        let _ = tx.send(url.to_owned());
-                    }
+                    let url = serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .filter(|v| v["message"] == "listening")
+                        .and_then(|v| v["url"].as_str().map(str::to_owned));
+                    // Kept before the URL is handed over, so the listening
+                    // line is in `logs()` once `launch` returns.
                     logs.lock().expect("logs").push(line);
+                    if let Some(url) = url {
+                        let _ = tx.send(url);
+                    }
                 }
             });
         }

@@ -517,7 +517,17 @@ impl SimArgs {
     ) -> Result<(), SimError> {
         let sim = Arc::new(Simulator::new(self.config())?);
         let listener = tokio::net::TcpListener::bind(self.addr).await?;
-        tracing::info!(addr = %listener.local_addr()?, config = ?self.config(), "apple-sim listening");
+        let addr = listener.local_addr()?;
+        // Said at start, so nobody mistakes it for Apple: it trusts every
+        // receipt's text and checks no signature.
+        tracing::info!(
+            production_url = %format!("http://{addr}/verifyReceipt"),
+            sandbox_url = %format!("http://{addr}/sandbox/verifyReceipt"),
+            config = ?self.config(),
+            "apple-sim listening on {addr}: a simulator of Apple's legacy verifyReceipt API \
+             for tests and demos, not Apple (receipts are not verified); point \
+             --apple-production-url and --apple-sandbox-url at the URLs here"
+        );
         serve(listener, sim, shutdown).await?;
         Ok(())
     }
