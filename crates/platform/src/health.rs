@@ -24,6 +24,9 @@ pub trait ReadinessCheck: Send + Sync + 'static {
 /// The process-wide health state.
 pub struct Health {
     draining: AtomicBool,
+    /// Held while gRPC statuses are written, so a readiness sync never
+    /// writes SERVING over the NOT_SERVING of a shutdown that began meanwhile.
+    grpc_writes: tokio::sync::Mutex<()>,
     checks: Vec<Arc<dyn ReadinessCheck>>,
     grpc: tonic_health::server::HealthReporter,
     grpc_services: Vec<&'static str>,
@@ -47,6 +50,7 @@ impl Health {
     ) -> Self {
         Self {
             draining: AtomicBool::new(false),
+            grpc_writes: tokio::sync::Mutex::new(()),
             checks,
             grpc,
             grpc_services,
@@ -55,12 +59,36 @@ impl Health {
 
     /// Marks the process as shutting down: readiness false, gRPC health NOT_SERVING.
     pub async fn start_draining(&self) {
+        let _writing = self.grpc_writes.lock().await;
         self.draining.store(true, Ordering::SeqCst);
         for name in std::iter::once("").chain(self.grpc_services.iter().copied()) {
             self.grpc
                 .set_service_status(name, tonic_health::ServingStatus::NotServing)
                 .await;
         }
+    }
+
+    /// Makes each service's gRPC health status follow readiness: SERVING
+    /// when every check passes, NOT_SERVING otherwise, so a probe of a
+    /// service's status (Kubernetes' gRPC readiness probe) holds traffic back
+    /// exactly when `/readyz` does. The overall status (`""`) is liveness
+    /// and stays SERVING until shutdown: a pod waiting for its engine must
+    /// not be restarted for it.
+    pub async fn sync_grpc(&self) -> bool {
+        let ready = self.readiness().await.status == "ready";
+        let _writing = self.grpc_writes.lock().await;
+        if self.is_draining() {
+            return false;
+        }
+        let status = if ready {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for name in &self.grpc_services {
+            self.grpc.set_service_status(name, status).await;
+        }
+        ready
     }
 
     pub fn is_draining(&self) -> bool {

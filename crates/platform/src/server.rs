@@ -195,6 +195,7 @@ impl Server {
             ..
         } = self;
         let upkeep = tokio::spawn(metrics_upkeep(shutdown.clone()));
+        let grpc_readiness = tokio::spawn(grpc_follows_readiness(health.clone(), shutdown.clone()));
         // Background tasks stop after the listener drains, so work that
         // in-flight requests handed them is still done (e.g. a final flush).
         let stop_background = CancellationToken::new();
@@ -334,6 +335,7 @@ impl Server {
             hook.await;
         }
         upkeep.abort();
+        grpc_readiness.abort();
         tracing::info!("stopped");
         Ok(())
     }
@@ -366,6 +368,34 @@ async fn metrics_upkeep(shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
+/// How often each gRPC service's health status is set from readiness
+/// (Kubernetes probes every 5 s by default).
+const GRPC_READINESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Keeps each gRPC service's health status equal to readiness (see
+/// [`Health::sync_grpc`]) until shutdown, logging when it changes.
+async fn grpc_follows_readiness(health: Arc<Health>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(GRPC_READINESS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_ready = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let ready = health.sync_grpc().await;
+                if ready != was_ready && !health.is_draining() {
+                    if ready {
+                        tracing::info!("ready: gRPC services report SERVING");
+                    } else {
+                        tracing::warn!("not ready: gRPC services report NOT_SERVING until /readyz passes");
+                    }
+                }
+                was_ready = ready;
+            }
         }
     }
 }

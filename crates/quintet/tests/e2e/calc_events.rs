@@ -485,6 +485,25 @@ impl Drop for NatsServer {
     }
 }
 
+/// The gRPC health status of `service` (`""`: overall) on the server at `url`.
+async fn grpc_health(url: &str, service: &str) -> i32 {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("check")
+        .into_inner()
+        .status
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_nats_down_calc_starts_not_ready_and_turns_ready_once_nats_is_up() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -504,6 +523,30 @@ async fn with_nats_down_calc_starts_not_ready_and_turns_ready_once_nats_is_up() 
         let status = response.status().as_u16();
         (status, response.json::<Value>().await.expect("json"))
     };
+
+    // gRPC health for the Calculator follows readiness (Kubernetes' readiness
+    // probe asks it); the overall status is liveness and stays SERVING.
+    let calculator_health = || async {
+        (
+            grpc_health(&server.url, "").await,
+            grpc_health(&server.url, "quintet.calc.v1.Calculator").await,
+        )
+    };
+    const SERVING: i32 = 1;
+    const NOT_SERVING: i32 = 2;
+    let started = Instant::now();
+    loop {
+        let (overall, calculator) = calculator_health().await;
+        assert_eq!(overall, SERVING, "liveness stays SERVING");
+        if calculator == NOT_SERVING {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the Calculator should report NOT_SERVING while NATS is down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Up and answering, but not ready: the check names the log and the server.
     let (status, body) = readyz().await;
@@ -547,6 +590,14 @@ async fn with_nats_down_calc_starts_not_ready_and_turns_ready_once_nats_is_up() 
             started.elapsed() < Duration::from_secs(40),
             "still not ready: {body}\n{}",
             server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    while calculator_health().await.1 != SERVING {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the Calculator should report SERVING once ready"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
