@@ -177,15 +177,28 @@ impl DynamoKvStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
+        self.applied("UpdateItem", result)
+    }
+
+    /// `true` if a conditional write happened, `false` if its condition failed.
+    fn applied<T, E, R>(
+        &self,
+        operation: &str,
+        result: Result<T, SdkError<E, R>>,
+    ) -> Result<bool, StoreError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
         match result {
             Ok(_) => Ok(true),
             Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                if e.as_service_error().and_then(ProvideErrorMetadata::code)
+                    == Some("ConditionalCheckFailedException") =>
             {
                 Ok(false)
             }
-            Err(e) => Err(self.unavailable("UpdateItem", &e)),
+            Err(e) => Err(self.unavailable(operation, &e)),
         }
     }
 }
@@ -675,16 +688,7 @@ impl KvStore for DynamoKvStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.unavailable("PutItem", &e)),
-        }
+        self.applied("PutItem", result)
     }
 
     fn keeps_seed_layout(&self) -> bool {
