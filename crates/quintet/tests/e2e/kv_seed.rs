@@ -20,6 +20,11 @@ use crate::support::{BIN, MOTO_AWS_ENV, Start, TestServer, cli, http};
 /// The alias the Erlang server encrypts under.
 const SEED_ALIAS: &str = "alias/key_value_table_kms";
 const SEED_WRITER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/seed_kv.py");
+/// The seed's TCP protocol, which `seed_kv.py` compiles with protoc.
+const SEED_PROTO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../proto/seed/key_value.proto"
+);
 const BIG_FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../kv/tests/fixtures/big_content_value.txt"
@@ -168,6 +173,17 @@ async fn read_everywhere(server: &TestServer, key: &str, expected: &str) {
         (1, expected.to_owned()),
         "{key} over TCP"
     );
+    // And by a client protoc generated from the seed's proto, not our build.
+    let addr = server
+        .log_field("kv tcp listening", "addr")
+        .expect("tcp addr logged");
+    let reply: serde_json::Value =
+        serde_json::from_slice(&python(&["tcp-get", SEED_PROTO, &addr, key])).expect("json");
+    assert_eq!(
+        reply,
+        serde_json::json!({"type": "get_response_t", "error": "ok", "value": expected}),
+        "{key} over TCP from the protoc-generated client"
+    );
 }
 
 fn values() -> Vec<(&'static str, String)> {
@@ -267,6 +283,26 @@ async fn kv_seed_items_written_by_either_original_are_served_everywhere_and_surv
     for (_, key, value) in &written {
         read_everywhere(&server, key, value).await;
     }
+
+    // A value set by the protoc-generated client reads everywhere.
+    let file = dir.path().join("tcp-set.txt");
+    std::fs::write(&file, "set over the seed's protocol ✓").expect("value file");
+    let addr = server
+        .log_field("kv tcp listening", "addr")
+        .expect("tcp addr logged");
+    let reply: serde_json::Value = serde_json::from_slice(&python(&[
+        "tcp-set",
+        SEED_PROTO,
+        &addr,
+        "tcp/set",
+        file.to_str().expect("utf8"),
+    ]))
+    .expect("json");
+    assert_eq!(
+        reply,
+        serde_json::json!({"type": "set_response_t", "error": "ok"})
+    );
+    read_everywhere(&server, "tcp/set", "set over the seed's protocol ✓").await;
 
     // A flipped ciphertext byte is detected and named, never served.
     python(&["flip", &endpoint, &table, "php/hundred"]);
