@@ -180,6 +180,20 @@ impl DynamoKvStore {
         self.applied("UpdateItem", result)
     }
 
+    /// The whole item under `key` as stored (strongly consistent), `None` if absent.
+    async fn stored_item(&self, key: &KvKey) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, s(key.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("GetItem", &e))?;
+        Ok(out.item.filter(|item| !item.is_empty()))
+    }
+
     /// `true` if a conditional write happened, `false` if its condition failed.
     fn applied<T, E, R>(
         &self,
@@ -296,6 +310,20 @@ fn data_key_like(stored: &AttributeValue, reading: &SeedKeyReading, blob: &[u8])
         AttributeValue::S(_) => s(String::from_utf8_lossy(&encoded).into_owned()),
         _ => b(encoded),
     }
+}
+
+/// The item for `record` under `key`, refused as [`StoreError::TooLarge`]
+/// over [`MAX_ITEM_BYTES`] before DynamoDB is called.
+fn sized_item(key: &KvKey, record: &SealedRecord) -> Result<Item, StoreError> {
+    let item = item_of(key, record);
+    let size = item_size(&item);
+    if size > MAX_ITEM_BYTES {
+        return Err(StoreError::TooLarge {
+            size,
+            limit: MAX_ITEM_BYTES,
+        });
+    }
+    Ok(item)
 }
 
 /// Bytes from a B attribute, or from an S attribute holding base64 (seed values).
@@ -417,14 +445,7 @@ fn entry_of(item: &Item) -> Result<Entry, StoreError> {
 impl KvStore for DynamoKvStore {
     async fn put(&self, key: &KvKey, record: &SealedRecord) -> Result<(), StoreError> {
         self.ensure_open()?;
-        let item = item_of(key, record);
-        let size = item_size(&item);
-        if size > MAX_ITEM_BYTES {
-            return Err(StoreError::TooLarge {
-                size,
-                limit: MAX_ITEM_BYTES,
-            });
-        }
+        let item = sized_item(key, record)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -437,18 +458,9 @@ impl KvStore for DynamoKvStore {
 
     async fn get(&self, key: &KvKey) -> Result<Option<SealedRecord>, StoreError> {
         self.ensure_open()?;
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(KEY, s(key.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.unavailable("GetItem", &e))?;
-        match out.item {
-            Some(item) if !item.is_empty() => record_of(key, &item).map(Some),
-            _ => Ok(None),
+        match self.stored_item(key).await? {
+            Some(item) => record_of(key, &item).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -636,27 +648,11 @@ impl KvStore for DynamoKvStore {
         new: &SealedRecord,
     ) -> Result<bool, StoreError> {
         self.ensure_open()?;
-        let item = item_of(key, new);
-        let size = item_size(&item);
-        if size > MAX_ITEM_BYTES {
-            return Err(StoreError::TooLarge {
-                size,
-                limit: MAX_ITEM_BYTES,
-            });
-        }
+        let item = sized_item(key, new)?;
         // Compare-and-set on the attributes as stored (a seed item's may be
         // S or B, base64 once or twice): read them, check they still are
         // `old`, and put only if none of them changed since.
-        let stored = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(KEY, s(key.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.unavailable("GetItem", &e))?;
-        let Some(stored) = stored.item.filter(|i| !i.is_empty()) else {
+        let Some(stored) = self.stored_item(key).await? else {
             return Ok(false);
         };
         if record_of(key, &stored).ok().as_ref() != Some(old) {

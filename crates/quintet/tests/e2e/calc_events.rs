@@ -109,14 +109,7 @@ async fn every_calculation_lands_in_the_embedded_log_and_survives_a_restart() {
     let startup_ms = listening["startup_ms"].as_f64().expect("startup_ms");
     assert!(startup_ms > 0.0 && startup_ms < 10_000.0, "{startup_ms}");
     // Metrics count what was appended.
-    let metrics = http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("quintet_calc_events_appended_total{engine=\"redb\"} 3"),
         "{metrics}"

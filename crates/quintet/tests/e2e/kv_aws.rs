@@ -60,14 +60,7 @@ async fn dynamodb_and_kms_selected_from_serve_store_encrypted_values_that_surviv
         .await
         .expect("put");
     assert_eq!(put.status(), StatusCode::NO_CONTENT, "{}", server.logs());
-    let metrics = client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     assert!(
         metrics
             .lines()

@@ -237,14 +237,7 @@ async fn kv_seed_items_written_by_either_original_are_served_everywhere_and_surv
         read_everywhere(&server, key, value).await;
     }
     // Each reading was the right one the first time: no Decrypt was refused.
-    let metrics = http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     assert_eq!(
         metric(
             &metrics,

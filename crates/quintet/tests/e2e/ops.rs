@@ -92,14 +92,7 @@ async fn metrics_count_requests_by_route_and_status() {
         .send()
         .await
         .expect("get");
-    let text = http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let text = server.metrics().await;
     for needle in [
         r#"quintet_messages_http_requests_total{method="POST",route="/messages",status="201"} 1"#,
         r#"quintet_messages_http_requests_total{method="GET",route="/messages/{digest}",status="404"} 1"#,

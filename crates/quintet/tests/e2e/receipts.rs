@@ -257,14 +257,7 @@ async fn fixture_receipts_are_ok_once_then_invalid_and_a_malformed_one_is_dead_l
         .await
         .expect("json");
     assert_eq!(nothing["messages"], json!([]), "{nothing}");
-    let metrics = http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("quintet_receipts_dead_lettered_total{reason=\"no_transaction\"} 1"),
         "{metrics}"
@@ -466,14 +459,7 @@ async fn fields_the_worker_does_not_read_are_accepted_logged_at_debug_and_counte
     );
     assert!(drain_now(&server, "receipts-dlq").await.is_empty());
 
-    let metrics = client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("quintet_receipts_job_unknown_fields_total 3"),
         "{metrics}"

@@ -35,6 +35,18 @@ pub struct Start<'a> {
 }
 
 impl TestServer {
+    /// The server's Prometheus text from `/metrics`.
+    pub async fn metrics(&self) -> String {
+        http()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Starts a server with a fresh data directory and the given extra flags.
     pub fn start(args: &[&str]) -> Self {
         Self::launch(Start {
