@@ -129,8 +129,9 @@ async fn send_one(state: &AppState, queue: &QueueRef, body: Vec<u8>) -> Result<S
 /// producers add some, such as `"source"`); the job is queued as it came.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 struct JobBody {
-    /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
-    #[schema(min_length = 1)]
+    /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS);
+    /// at least one character that is not ASCII whitespace.
+    #[schema(min_length = 1, pattern = "[^\\t\\n\\f\\r ]")]
     receipt: String,
     #[schema(schema_with = user_id_schema)]
     user_id: UserId,
@@ -205,7 +206,7 @@ pub struct Sent {
         (status = 202, body = Sent, description = "queued on the input queue"),
         (status = 400, body = ErrorBody, description = "not a job; the message names the field"),
         (status = 413, body = ErrorBody, description = "receipt over the size limit"),
-        (status = 422, body = ErrorBody, description = "empty receipt"),
+        (status = 422, body = ErrorBody, description = "the receipt is only ASCII whitespace"),
         (status = 503, body = ErrorBody, description = "queue unavailable"),
     ))]
 async fn submit(

@@ -202,7 +202,7 @@ impl JwsVerifier {
 
     /// Verifies one signed transaction; see the module doc for the checks.
     pub fn verify(&self, jws: &str) -> Validation {
-        match self.check(jws.trim()) {
+        match self.check(jws.trim_ascii()) {
             Ok(verified) => Validation::Valid {
                 environment: verified.environment,
                 transactions: vec![Transaction {

@@ -23,7 +23,7 @@ pub struct LegacyReceipt {
 impl LegacyReceipt {
     /// Decodes base64 `text`; `None` when it is not a legacy receipt.
     pub fn decode(text: &str) -> Option<Self> {
-        let outer = STANDARD.decode(text.trim()).ok()?;
+        let outer = STANDARD.decode(text.trim_ascii()).ok()?;
         let outer = parse_dictionary(std::str::from_utf8(&outer).ok()?)?;
         let info = STANDARD.decode(outer.get("purchase-info")?).ok()?;
         let purchase = parse_dictionary(std::str::from_utf8(&info).ok()?)?;

@@ -163,7 +163,9 @@ impl Job {
     }
 
     fn check(&self) -> Result<(), JobError> {
-        if self.receipt.trim().is_empty() {
+        // Receipts are ASCII (base64 or a JWS): only ASCII whitespace is
+        // padding, as the document's pattern for `receipt` says.
+        if self.receipt.trim_ascii().is_empty() {
             return Err(JobError::EmptyReceipt);
         }
         if self.receipt.len() > MAX_RECEIPT_BYTES {
@@ -181,7 +183,7 @@ impl Job {
 /// Whether a receipt is a JWS in compact serialization (three non-empty
 /// dot-separated parts); legacy receipts are plain base64, which never holds a dot.
 pub fn is_jws(receipt: &str) -> bool {
-    let mut parts = receipt.trim().split('.');
+    let mut parts = receipt.trim_ascii().split('.');
     parts.clone().count() == 3 && parts.all(|part| !part.is_empty())
 }
 
@@ -273,7 +275,7 @@ mod tests {
         assert_eq!(job.post_queue.to_string(), "results");
         assert!(!job.is_jws());
 
-        let cases: [(&[u8], &str); 6] = [
+        let cases: [(&[u8], &str); 7] = [
             (b"not json", "expected"),
             (b"[1, 2]", "expected a job object"),
             (
@@ -289,7 +291,18 @@ mod tests {
                 "missing field `receipt`",
             ),
             (br#"{"receipt":" ","user_id":1,"post_queue":"q"}"#, "empty"),
+            (
+                b"{\"receipt\":\"\\t\\r\\n\\f \",\"user_id\":1,\"post_queue\":\"q\"}",
+                "empty",
+            ),
         ];
+        // Only ASCII whitespace is padding, as the document's pattern for
+        // `receipt` says: a receipt of U+0085 is queued (the worker then
+        // finds it is no receipt), not refused as empty.
+        assert!(
+            Job::parse("{\"receipt\":\"\u{85}\",\"user_id\":1,\"post_queue\":\"q\"}".as_bytes())
+                .is_ok()
+        );
         for (body, expected) in cases {
             let err = Job::parse(body).expect_err("refused").to_string();
             assert!(
