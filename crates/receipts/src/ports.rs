@@ -25,6 +25,12 @@ pub enum QueueError {
     TooManyEntries(usize),
     #[error("queue unavailable: {0}")]
     Unavailable(String),
+    /// The embedded queue's bound on queues ([`MAX_QUEUES`](crate::adapters::redb_queue::MAX_QUEUES)).
+    #[error(
+        "the embedded queue already holds {0} queues, its limit: send results to an existing \
+         queue, or use SQS (--receipts-queue sqs://…) for more"
+    )]
+    TooManyQueues(u64),
 }
 
 /// One message as received: `message_id` stays the same across

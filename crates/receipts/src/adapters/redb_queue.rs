@@ -39,7 +39,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use platform::group_commit::{CommitError, GroupCommit};
-use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
+};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -48,6 +50,9 @@ use crate::domain::{QueueName, QueueRef};
 use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
 
 /// queue → (next seq, stored messages). A queue exists once it is here.
+/// Most queues the embedded queue holds; creating one more is refused.
+pub const MAX_QUEUES: u64 = 1000;
+
 const QUEUES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queue_queues");
 /// A message's metadata: (message id, sent_at_ms, receive_count,
 /// visible_at_ms, token, reason); see [`Meta`].
@@ -328,6 +333,11 @@ impl<'txn> Tables<'txn> {
         match op {
             Op::Ensure { queue } => {
                 if self.queue(queue)?.is_none() {
+                    // Jobs name their result queues: without a bound, a producer
+                    // could fill the disk and /metrics with queues.
+                    if self.queues.len().map_err(unavailable)? >= MAX_QUEUES {
+                        return Ok(Err(QueueError::TooManyQueues(MAX_QUEUES)));
+                    }
                     self.set_queue(queue, 0, 0)?;
                 }
                 Ok(Ok(Reply::Done))
@@ -822,6 +832,30 @@ impl JobQueue for RedbJobQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_number_of_queues_is_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let queue = RedbJobQueue::open(&dir.path().join("q.redb")).expect("open");
+        let name = |i: u64| QueueRef::from(QueueName::new(format!("q{i}")).expect("name"));
+        for i in 0..MAX_QUEUES {
+            queue.ensure(&name(i)).await.expect("within the bound");
+        }
+        queue
+            .ensure(&name(0))
+            .await
+            .expect("an existing queue is fine");
+        let err = queue
+            .ensure(&name(MAX_QUEUES))
+            .await
+            .expect_err("one too many");
+        assert!(
+            matches!(err, QueueError::TooManyQueues(MAX_QUEUES)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("sqs://"), "{err}");
+        queue.close().await;
+    }
 
     #[test]
     fn handles_round_trip_and_junk_is_refused() {

@@ -96,7 +96,17 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Queue(QueueError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Queue(QueueError::TooManyQueues(_)) => StatusCode::CONFLICT,
         };
+        if let ApiError::Queue(QueueError::Unavailable(detail)) = &self {
+            // Logged with the request id by the observe layer, never sent.
+            return ErrorResponse::hidden(
+                status,
+                "receipts queue unavailable; retry later",
+                detail,
+            )
+            .into_response();
+        }
         if status.is_server_error() {
             tracing::error!(error = %self, "receipts request failed");
         }
@@ -207,6 +217,7 @@ pub struct Sent {
         (status = 400, body = ErrorBody, description = "not a job; the message names the field"),
         (status = 413, body = ErrorBody, description = "receipt over the size limit"),
         (status = 422, body = ErrorBody, description = "the receipt is only ASCII whitespace"),
+        (status = 409, body = ErrorBody, description = "post_queue names a new queue and the embedded queue holds its limit of 1000 queues"),
         (status = 503, body = ErrorBody, description = "queue unavailable"),
     ))]
 async fn submit(
