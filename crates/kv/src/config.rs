@@ -183,6 +183,10 @@ impl KvConfig {
     pub(crate) async fn provider(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn KeyProvider>> {
         let spec = self.spec()?;
         if let Some(provider) = self.master_keys()? {
+            tracing::info!(
+                source = "QUINTET_KV_MASTER_KEY",
+                "kv key provider: local, master keys from the environment"
+            );
             return Ok(Arc::new(provider));
         }
         let dir = match spec {
@@ -202,6 +206,12 @@ impl KvConfig {
         };
         let provider = LocalKeyProvider::open_dir(&dir)
             .map_err(|e| anyhow::anyhow!("--kv-key-provider: {e}"))?;
+        tracing::info!(
+            source = %dir.display(),
+            "kv key provider: local, master keys from files (they protect data at rest only \
+             where this directory is not copied with it: keep it off the data volume's backups, \
+             or use QUINTET_KV_MASTER_KEY or aws-kms)"
+        );
         Ok(Arc::new(provider))
     }
 }

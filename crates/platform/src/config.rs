@@ -80,8 +80,10 @@ pub struct ServerConfig {
     )]
     pub tls_names: Vec<String>,
 
-    /// Bearer tokens accepted by the service routes, comma separated. With no
-    /// tokens configured (here or in --tokens-file) the service routes are open.
+    /// Bearer tokens accepted by the service routes, comma separated: each `secret`,
+    /// `name:secret`, or `name:secret:admin` for a token that may also call the admin
+    /// routes (`/admin/…`). With no tokens configured (here or in --tokens-file) the
+    /// service routes are open.
     #[arg(
         long,
         env = "QUINTET_TOKENS",
@@ -106,9 +108,30 @@ pub struct ServerConfig {
     #[arg(long, env = "QUINTET_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
     pub max_concurrent_requests: usize,
 
-    /// Open connections at once; the listener stops accepting while at the limit.
+    /// Open connections at once. At the limit, a new connection closes the one that
+    /// has waited longest with no request in flight; when every connection is busy,
+    /// the listener stops accepting until one ends.
     #[arg(long, env = "QUINTET_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Time a new connection has to finish its TLS handshake and start its first
+    /// request; a connection silent for longer is closed.
+    #[arg(long, env = "QUINTET_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub handshake_timeout: Duration,
+
+    /// Time an HTTP/1.1 client has to send a request's headers once it started them.
+    #[arg(long, env = "QUINTET_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub header_timeout: Duration,
+
+    /// A connection with no request in flight for this long is closed (HTTP/2 with
+    /// GOAWAY, so clients reconnect cleanly).
+    #[arg(long, env = "QUINTET_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
+
+    /// Failed authentications each client IP may make per second (burst: 10 × this)
+    /// before it gets 429 instead of 401; 0 turns the limit off.
+    #[arg(long, env = "QUINTET_AUTH_FAILURE_LIMIT", default_value_t = 5)]
+    pub auth_failure_limit: u32,
 
     /// Requests per second each client may make to the service routes (a client is
     /// its bearer token, or its IP address when unauthenticated); 0 turns the limit off.
@@ -185,10 +208,20 @@ pub struct ResolvedConfig {
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
     pub max_connections: usize,
+    pub timeouts: ConnectionTimeouts,
     pub rate_limit: Option<RateLimit>,
+    pub auth_failure_limit: Option<RateLimit>,
     pub shutdown_timeout: Duration,
     pub shutdown_delay: Duration,
     pub log_format: LogFormat,
+}
+
+/// The deadlines of a connection's stages (a request's own is `request_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionTimeouts {
+    pub handshake: Duration,
+    pub header: Duration,
+    pub idle: Duration,
 }
 
 /// A per-client rate: `per_second` sustained, `burst` at once.
@@ -269,26 +302,22 @@ impl ServerConfig {
                     .map(str::to_owned),
             );
         }
-        if let Some(bad) = tokens.iter().find(|t| !is_token68(t)) {
-            // Never echo the token itself: it is a secret even when malformed.
-            return Err(ConfigError::new(
-                "--tokens",
-                format!(
-                    "a token of {} characters holds characters not allowed in a bearer token \
-                     (use letters, digits and -._~+/=)",
-                    bad.len()
-                ),
-            ));
-        }
+        // The error never echoes a secret: it is one even when malformed.
+        let tokens = TokenSet::parse(tokens.iter().map(String::as_str))
+            .map_err(|e| ConfigError::new("--tokens", e.to_string()))?;
 
         positive("--max-body-bytes", self.max_body_bytes)?;
         positive("--max-concurrent-requests", self.max_concurrent_requests)?;
         positive("--max-connections", self.max_connections)?;
-        if self.request_timeout.is_zero() {
-            return Err(ConfigError::new(
-                "--request-timeout",
-                "must be greater than zero",
-            ));
+        for (option, value) in [
+            ("--request-timeout", self.request_timeout),
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--header-timeout", self.header_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(option, "must be greater than zero"));
+            }
         }
         let rate_limit = match self.rate_limit {
             0 => None,
@@ -310,12 +339,21 @@ impl ServerConfig {
             addr,
             data_dir: self.data_dir.clone(),
             tls,
-            tokens: TokenSet::new(tokens),
+            tokens,
             max_body_bytes: self.max_body_bytes,
             request_timeout: self.request_timeout,
             max_concurrent_requests: self.max_concurrent_requests,
             max_connections: self.max_connections,
+            timeouts: ConnectionTimeouts {
+                handshake: self.handshake_timeout,
+                header: self.header_timeout,
+                idle: self.idle_timeout,
+            },
             rate_limit,
+            auth_failure_limit: (self.auth_failure_limit > 0).then(|| RateLimit {
+                per_second: self.auth_failure_limit,
+                burst: self.auth_failure_limit.saturating_mul(10),
+            }),
             shutdown_timeout: self.shutdown_timeout,
             shutdown_delay: self.shutdown_delay,
             log_format: self.log_format,
@@ -340,13 +378,6 @@ fn positive(option: &'static str, value: usize) -> Result<(), ConfigError> {
         return Err(ConfigError::new(option, "must be greater than zero"));
     }
     Ok(())
-}
-
-/// RFC 6750 `b64token` characters: what may follow `Bearer ` in a header.
-fn is_token68(token: &str) -> bool {
-    token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
 }
 
 /// Parses durations like `30s`, `500ms`, `2m`.

@@ -1,16 +1,22 @@
 //! Embedded stores' files: every service's redb adapter opens its database
-//! the same way (parent directory created, a clear error naming the path,
-//! a file held by another process refused by redb's own lock).
+//! the same way (parent directory created owner-only, a new file made
+//! owner-only, a clear error naming the path, a file held by another
+//! process refused by redb's own lock).
 
 use std::path::Path;
 
 /// Opens the redb database at `path`, creating it and its directory if needed.
 pub fn create_database(path: &Path) -> Result<redb::Database, String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        crate::private::create_dir(dir).map_err(|e| e.to_string())?;
     }
-    redb::Database::create(path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+    let new = !path.exists();
+    let db =
+        redb::Database::create(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    if new {
+        crate::private::restrict_file(path).map_err(|e| e.to_string())?;
+    }
+    Ok(db)
 }
 
 #[cfg(test)]

@@ -13,6 +13,18 @@ use serde::Serialize;
 pub struct ErrorResponse {
     pub status: StatusCode,
     pub message: String,
+    /// What the caller may not see (a driver's or SDK's text: hosts, SQL,
+    /// request details): logged with the request id, never sent.
+    detail: Option<String>,
+}
+
+/// The hidden detail of a server error, carried from the handler to the
+/// observe layer, which logs it with the request id and puts the request id
+/// in the body (see `layers::observe`).
+#[derive(Debug, Clone)]
+pub struct HiddenDetail {
+    pub class: String,
+    pub detail: String,
 }
 
 /// The body of every error answer.
@@ -27,6 +39,18 @@ impl ErrorResponse {
         Self {
             status,
             message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// A failure behind the service (store, queue, key provider): the body
+    /// says only `class` (e.g. `messages store unavailable; retry later`) and
+    /// the request id; `detail` goes to the log under that request id.
+    pub fn hidden(status: StatusCode, class: impl Into<String>, detail: impl ToString) -> Self {
+        Self {
+            status,
+            message: class.into(),
+            detail: Some(detail.to_string()),
         }
     }
 
@@ -49,10 +73,17 @@ impl ErrorResponse {
 impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
         let unavailable = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let hidden = self.detail.map(|detail| HiddenDetail {
+            class: self.message.clone(),
+            detail,
+        });
         let body = Json(ErrorBody {
             error: self.message,
         });
         let mut response = (self.status, body).into_response();
+        if let Some(hidden) = hidden {
+            response.extensions_mut().insert(hidden);
+        }
         if unavailable {
             // Every 503 here is transient (a store, a queue, a limit): say when to come back.
             response.headers_mut().insert(

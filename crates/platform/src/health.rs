@@ -30,6 +30,9 @@ pub struct Health {
     checks: Vec<Arc<dyn ReadinessCheck>>,
     grpc: tonic_health::server::HealthReporter,
     grpc_services: Vec<&'static str>,
+    /// Each check's last failure reason, so a failure is logged when it
+    /// starts or changes, not at every probe.
+    last_failures: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 /// The outcome of a readiness probe.
@@ -37,7 +40,8 @@ pub struct Health {
 pub struct Readiness {
     /// `ready`, `not_ready` or `draining`.
     pub status: &'static str,
-    /// Each check by name: `ok` or what failed.
+    /// Each check by name: `ok`, `unavailable` or `timeout` (`/readyz` is
+    /// public: why a check failed is in the server's log, not here).
     pub checks: BTreeMap<String, String>,
 }
 
@@ -54,6 +58,7 @@ impl Health {
             checks,
             grpc,
             grpc_services,
+            last_failures: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -95,15 +100,36 @@ impl Health {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// Logs a check's failure when it starts or its reason changes, and its recovery.
+    fn note_failure(&self, name: &str, reason: Option<String>) {
+        let mut last = self.last_failures.lock().unwrap_or_else(|p| p.into_inner());
+        match reason {
+            Some(reason) if last.get(name) != Some(&reason) => {
+                tracing::warn!(check = name, %reason, "readiness check failed");
+                last.insert(name.to_owned(), reason);
+            }
+            Some(_) => {}
+            None => {
+                if last.remove(name).is_some() {
+                    tracing::info!(check = name, "readiness check passes again");
+                }
+            }
+        }
+    }
+
     /// Runs every check concurrently, each bounded by a timeout.
     pub async fn readiness(&self) -> Readiness {
         let results = futures_util::future::join_all(self.checks.iter().map(|check| async move {
-            let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check.check()).await {
-                Ok(Ok(())) => "ok".to_owned(),
-                Ok(Err(reason)) => reason,
-                Err(_) => format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
+            let (outcome, reason) = match tokio::time::timeout(CHECK_TIMEOUT, check.check()).await {
+                Ok(Ok(())) => ("ok", None),
+                Ok(Err(reason)) => ("unavailable", Some(reason)),
+                Err(_) => (
+                    "timeout",
+                    Some(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
+                ),
             };
-            (check.name().to_owned(), outcome)
+            self.note_failure(check.name(), reason);
+            (check.name().to_owned(), outcome.to_owned())
         }))
         .await;
         let all_ok = results.iter().all(|(_, outcome)| outcome == "ok");

@@ -29,9 +29,12 @@ impl Journal {
     /// Opens (or creates) the journal and returns the intact records it holds, oldest first.
     pub fn open(path: &Path) -> io::Result<(Self, Vec<Vec<u8>>)> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::private::create_dir(dir).map_err(io::Error::other)?;
         }
-        let mut file = OpenOptions::new()
+        let mut options = OpenOptions::new();
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
             .read(true)
             .write(true)
             .create(true)

@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod embedded;
 pub mod error;
 pub mod group_commit;
@@ -18,6 +19,7 @@ pub mod layers;
 pub mod ops;
 pub mod paging;
 pub mod postgres;
+pub mod private;
 pub mod server;
 pub mod service;
 pub mod telemetry;

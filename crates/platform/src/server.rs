@@ -18,25 +18,30 @@ use http::{HeaderName, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::config::ResolvedConfig;
+use crate::connections::{self, Closed};
 use crate::health::Health;
 use crate::layers::{self, LayerState};
 use crate::service::{BackgroundTask, Service, grpc_router};
 use crate::{ops, telemetry, tls};
 
-/// Time a client has to finish the TLS handshake or send its request headers.
 /// HTTP/2 receive window per stream and per connection.
 const H2_STREAM_WINDOW: u32 = 2 << 20;
 const H2_CONNECTION_WINDOW: u32 = 8 << 20;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an HTTP/2 peer is pinged, and how long its answer may take
+/// before the connection is closed as dead.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a connection over the limit waits for a slot another one gives up.
+const SLOT_WAIT: Duration = Duration::from_millis(100);
 /// How often histogram samples are folded into buckets when nobody scrapes.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
@@ -207,18 +212,23 @@ impl Server {
                 name
             });
         }
-        let graceful = GracefulShutdown::new();
-        let connections = Arc::new(Semaphore::new(config.max_connections));
+        let registry = connections::Registry::new(config.timeouts);
+        let drain = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(config.max_connections));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HANDSHAKE_TIMEOUT)
+            .header_read_timeout(config.timeouts.header)
             .keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(30)))
+            // Pings find peers that vanished without a FIN; the idle deadline
+            // (connections::drive) closes peers that are there but quiet.
+            .keep_alive_interval(Some(H2_PING_INTERVAL))
+            .keep_alive_timeout(H2_PING_TIMEOUT)
             .max_concurrent_streams(256)
             // Flow-control windows sized for MiB-scale bodies: at the 64 KiB
             // protocol default a 1 MiB request body waits on ~16 window
@@ -247,10 +257,6 @@ impl Server {
         });
 
         loop {
-            let permit = tokio::select! {
-                _ = stop_accepting.cancelled() => break,
-                permit = connections.clone().acquire_owned() => permit.context("connection limit closed")?,
-            };
             let (stream, peer) = tokio::select! {
                 _ = stop_accepting.cancelled() => break,
                 accepted = listener.accept() => match accepted {
@@ -263,43 +269,69 @@ impl Server {
                     }
                 },
             };
+            let Some(permit) = (tokio::select! {
+                _ = stop_accepting.cancelled() => break,
+                permit = take_slot(&slots, &registry) => permit,
+            }) else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
+            let registered = registry.open();
+            let conn_state = registered.conn().clone();
             let app = app.clone();
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(req)
+                let activity = conn_state.begin();
+                let response = app.clone().oneshot(req);
+                async move {
+                    let response = response.await?;
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| connections::Tracked::new(body, activity)),
+                    )
+                }
             });
-            let watcher = graceful.watcher();
             let builder = builder.clone();
             let tls = tls.clone();
-            tokio::spawn(async move {
+            let drain = drain.clone();
+            let handshake = config.timeouts.handshake;
+            tracker.spawn(async move {
                 let _permit = permit;
                 let result = match tls {
                     None => {
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn).await
+                        connections::drive(conn, |c| c.graceful_shutdown(), &registered, &drain)
+                                    .await
                     }
                     Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                        {
+                        let accepted = tokio::select! {
+                            accepted = tokio::time::timeout(handshake, acceptor.accept(stream)) => accepted,
+                            () = registered.evicted() => {
+                                Closed::Evicted.count();
+                                return;
+                            }
+                        };
+                        match accepted {
                             Ok(Ok(stream)) => {
                                 let conn = builder
                                     .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                                watcher.watch(conn).await
+                                connections::drive(conn, |c| c.graceful_shutdown(), &registered, &drain)
+                                    .await
                             }
                             Ok(Err(error)) => {
+                                Closed::TlsFailed.count();
                                 tracing::debug!(%peer, %error, "TLS handshake failed");
                                 return;
                             }
                             Err(_) => {
+                                Closed::HandshakeTimeout.count();
                                 tracing::debug!(%peer, "TLS handshake timed out");
                                 return;
                             }
                         }
                     }
                 };
-                if let Err(error) = result {
+                if let Some(Err(error)) = result {
                     tracing::debug!(%peer, %error, "connection ended with an error");
                 }
             });
@@ -308,11 +340,13 @@ impl Server {
         // Refuse new connections by closing the listener, then drain.
         drop(listener);
         tracing::info!(
-            open_connections = graceful.count(),
+            open_connections = registry.len(),
             timeout = %humantime::format_duration(config.shutdown_timeout),
             "shutting down: listener closed, draining in-flight requests"
         );
-        match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
+        drain.cancel();
+        tracker.close();
+        match tokio::time::timeout(config.shutdown_timeout, tracker.wait()).await {
             Ok(()) => tracing::info!("all connections drained"),
             Err(_) => tracing::warn!("shutdown timeout passed; cutting the remaining connections"),
         }
@@ -338,6 +372,34 @@ impl Server {
         grpc_readiness.abort();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// A slot for a connection just accepted. At the limit, the connection that
+/// has been quiet longest is asked to close, and this one waits briefly for
+/// its slot; when every connection is busy, it waits until one ends (the
+/// listener accepts nothing meanwhile, as before the limit existed).
+/// `None`: the connection is refused (no slot came free while others were
+/// being closed).
+async fn take_slot(
+    slots: &Arc<Semaphore>,
+    registry: &connections::Registry,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let evicted = registry.evict_longest_quiet();
+        match tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => return Some(permit),
+            Ok(Err(_)) => return None,
+            Err(_) if evicted => {
+                Closed::Refused.count();
+                return None;
+            }
+            // Every connection was busy: keep waiting (one may go quiet).
+            Err(_) => {}
+        }
     }
 }
 

@@ -92,7 +92,11 @@ pub fn acceptor(source: &TlsSource, data_dir: &Path) -> anyhow::Result<TlsAccept
             if !(cert.exists() && key.exists()) {
                 create_self_signed(names, &cert, &key)?;
                 tracing::info!(cert = %cert.display(), "created a self-signed TLS certificate");
+            } else if due_for_renewal(&cert) {
+                create_self_signed(names, &cert, &key)?;
+                tracing::warn!(cert = %cert.display(), "the self-signed TLS certificate was due to expire; created a new one (clients that pinned the old one must trust the new one)");
             }
+            crate::private::file(&key, "--tls self-signed key")?;
             (cert, key)
         }
     };
@@ -106,19 +110,39 @@ fn create_self_signed(names: &[String], cert_path: &Path, key_path: &Path) -> an
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty())
         .collect();
-    let certified = rcgen::generate_simple_self_signed(names)
+    let mut params = rcgen::CertificateParams::new(names)
+        .context("the names for the self-signed certificate")?;
+    let now = time::OffsetDateTime::now_utc();
+    // A day back for clocks that lag; valid for a year, renewed on a start
+    // in its last month (see `due_for_renewal`).
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + SELF_SIGNED_VALIDITY;
+    let key_pair = rcgen::KeyPair::generate().context("generating a key pair")?;
+    let cert = params
+        .self_signed(&key_pair)
         .context("generating a self-signed certificate")?;
     let dir = cert_path
         .parent()
         .context("certificate path has a directory")?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_file(
-        key_path,
-        certified.key_pair.serialize_pem().as_bytes(),
-        0o600,
-    )?;
-    write_file(cert_path, certified.cert.pem().as_bytes(), 0o644)?;
+    crate::private::create_dir(dir)?;
+    write_file(key_path, key_pair.serialize_pem().as_bytes(), 0o600)?;
+    write_file(cert_path, cert.pem().as_bytes(), 0o644)?;
     Ok(())
+}
+
+/// How long a self-signed certificate is valid.
+const SELF_SIGNED_VALIDITY: time::Duration = time::Duration::days(365);
+/// A self-signed certificate this old is renewed at start (a month early).
+const RENEW_AFTER: std::time::Duration = std::time::Duration::from_secs(335 * 24 * 3600);
+
+/// Whether the self-signed certificate quintet wrote is in its last month
+/// (its file's age tells: quintet writes it only when it creates it).
+fn due_for_renewal(cert: &Path) -> bool {
+    fs::metadata(cert)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|written| written.elapsed().ok())
+        .is_some_and(|age| age >= RENEW_AFTER)
 }
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a key.

@@ -96,6 +96,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     telemetry::init_logging(config.log_format);
+    // An existing data directory must be owner-only (a new one is created so).
+    if config.data_dir.exists() {
+        platform::private::dir(&config.data_dir, "--data-dir")?;
+    }
 
     let store = Configured::new(store, STORE);
     let mut built = Vec::new();

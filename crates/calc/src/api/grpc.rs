@@ -34,7 +34,10 @@ pub fn status(error: CalcError) -> Status {
     let message = error.to_string();
     match error {
         CalcError::Cancelled => Status::cancelled(message),
-        CalcError::Internal(_) => Status::internal(message),
+        CalcError::Internal(detail) => {
+            tracing::error!(error = %detail, "calculation failed");
+            Status::internal("calculation failed")
+        }
         e if e.is_invalid_argument() => Status::invalid_argument(message),
         _ => Status::out_of_range(message),
     }
@@ -45,7 +48,10 @@ pub fn history_status(error: HistoryError) -> Status {
     let message = error.to_string();
     match error {
         HistoryError::Disabled => Status::failed_precondition(message),
-        HistoryError::Log(EventLogError::Unavailable(_)) => Status::unavailable(message),
+        HistoryError::Log(EventLogError::Unavailable(detail)) => {
+            tracing::error!(error = %detail, "calc history read failed");
+            Status::unavailable(super::http::HISTORY_UNAVAILABLE)
+        }
         HistoryError::Log(EventLogError::Corrupt { .. }) => {
             tracing::error!(error = %message, "calc event log holds an unreadable event");
             Status::data_loss(message)

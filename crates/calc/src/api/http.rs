@@ -88,6 +88,9 @@ pub enum ApiError {
     History(#[from] HistoryError),
 }
 
+/// What a caller is told when the event log fails; the cause is logged.
+pub const HISTORY_UNAVAILABLE: &str = "calc history unavailable; retry later";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -104,6 +107,13 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
+        if let ApiError::History(HistoryError::Log(EventLogError::Unavailable(detail))) = &self {
+            // Logged with the request id by the observe layer, never sent.
+            return ErrorResponse::hidden(status, HISTORY_UNAVAILABLE, detail).into_response();
+        }
+        if let ApiError::Calc(CalcError::Internal(detail)) = &self {
+            return ErrorResponse::hidden(status, "calculation failed", detail).into_response();
+        }
         if status.is_server_error() {
             tracing::error!(error = %self, "calc request failed");
         }

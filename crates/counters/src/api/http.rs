@@ -117,6 +117,14 @@ impl IntoResponse for ApiError {
                 | EngineError::Journal(_),
             ) => StatusCode::SERVICE_UNAVAILABLE,
         };
+        if let ApiError::Engine(
+            EngineError::Store(StoreError::Unavailable(_)) | EngineError::Journal(_),
+        ) = &self
+        {
+            // Logged with the request id by the observe layer, never sent.
+            return ErrorResponse::hidden(status, "counters store unavailable; retry later", &self)
+                .into_response();
+        }
         if status.is_server_error() {
             tracing::error!(error = %self, "counters request failed");
         }

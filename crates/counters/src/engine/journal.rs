@@ -83,7 +83,7 @@ impl Segments {
     /// Opens the directory: every existing segment is closed (its records are
     /// returned for replay) and a new one is started.
     pub fn open(dir: &Path) -> std::io::Result<(Self, Vec<Record>)> {
-        std::fs::create_dir_all(dir)?;
+        platform::private::create_dir(dir).map_err(std::io::Error::other)?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -122,7 +122,7 @@ fn instance_id(data_dir: &Path) -> std::io::Result<String> {
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
         _ => {
-            std::fs::create_dir_all(data_dir)?;
+            platform::private::create_dir(data_dir).map_err(std::io::Error::other)?;
             let id = uuid::Uuid::new_v4().to_string();
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, &id)?;

@@ -60,9 +60,10 @@ pub struct LocalKeyProvider {
 
 impl LocalKeyProvider {
     /// Keys from `dir` (`master-v<N>.key`), creating `master-v1.key` if there is none.
+    /// The directory and every key file must be owner-only (refused, with
+    /// the `chmod` that fixes it, otherwise).
     pub fn open_dir(dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        platform::private::dir(dir, "--kv-key-provider directory").map_err(|e| e.to_string())?;
         let mut versions = Vec::new();
         let entries =
             std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
@@ -81,6 +82,7 @@ impl LocalKeyProvider {
         let mut keys = Vec::with_capacity(versions.len());
         for version in versions {
             let path = dir.join(format!("master-v{version}.key"));
+            platform::private::file(&path, "master key file").map_err(|e| e.to_string())?;
             let text = Zeroizing::new(
                 std::fs::read_to_string(&path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?,

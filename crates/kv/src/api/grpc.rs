@@ -24,7 +24,10 @@ pub fn status(error: &KvError) -> Status {
         KvError::Unsupported(_) => Status::failed_precondition(message),
         KvError::NotFound(_) => Status::not_found(message),
         KvError::TooLarge { .. } => Status::resource_exhausted(message),
-        KvError::Unavailable(_) => Status::unavailable(message),
+        KvError::Unavailable(detail) => {
+            tracing::error!(error = %detail, "kv rpc failed");
+            Status::unavailable(super::http::UNAVAILABLE)
+        }
         KvError::Integrity { .. } => {
             tracing::error!(error = %message, "kv rpc failed");
             Status::data_loss(message)

@@ -58,6 +58,10 @@ pub enum ApiError {
     Kv(#[from] KvError),
 }
 
+/// What a caller is told when the store or the key provider fails; the
+/// cause is logged with the request id.
+pub const UNAVAILABLE: &str = "kv store or key provider unavailable; retry later";
+
 /// The HTTP status of each kv error.
 pub fn status(error: &KvError) -> StatusCode {
     match error {
@@ -77,6 +81,10 @@ impl IntoResponse for ApiError {
             ApiError::Body(e) => e.status,
             ApiError::Kv(e) => status(e),
         };
+        if let ApiError::Kv(KvError::Unavailable(detail)) = &self {
+            // Logged with the request id by the observe layer, never sent.
+            return ErrorResponse::hidden(status, UNAVAILABLE, detail).into_response();
+        }
         if status.is_server_error() {
             tracing::error!(error = %self, "kv request failed");
         } else if status == StatusCode::PAYLOAD_TOO_LARGE {

@@ -117,6 +117,15 @@ impl IntoResponse for ApiError {
                 return ErrorResponse::new(status, "stored message failed its integrity check")
                     .into_response();
             }
+            ApiError::Store(StoreError::Unavailable(detail)) => {
+                // Logged with the request id by the observe layer, never sent.
+                return ErrorResponse::hidden(
+                    status,
+                    "messages store unavailable; retry later",
+                    detail,
+                )
+                .into_response();
+            }
             ApiError::Store(e) => tracing::error!(error = %e, "messages store error"),
             _ => {}
         }

@@ -22,6 +22,7 @@ use crate::config::ResolvedConfig;
 pub struct LayerState {
     pub config: Arc<ResolvedConfig>,
     pub limiter: Option<Arc<rate_limit::ClientRateLimiter>>,
+    pub auth_failures: Option<Arc<rate_limit::ClientRateLimiter>>,
     pub concurrency: Arc<Semaphore>,
 }
 
@@ -30,10 +31,14 @@ impl LayerState {
         let limiter = config
             .rate_limit
             .map(|rl| Arc::new(rate_limit::ClientRateLimiter::new(rl)));
+        let auth_failures = config
+            .auth_failure_limit
+            .map(|rl| Arc::new(rate_limit::ClientRateLimiter::new(rl)));
         let concurrency = Arc::new(Semaphore::new(config.max_concurrent_requests));
         Self {
             config,
             limiter,
+            auth_failures,
             concurrency,
         }
     }
@@ -41,13 +46,17 @@ impl LayerState {
 
 /// Wraps a service's routes, outermost first: observe (metrics and access
 /// log, so every answer below is counted, 401 and 429 included), then the
-/// guard (bearer auth, per-client rate limit, and the request timeout around
-/// the rest), concurrency limit, body limit, then the handler.
+/// guard (size limits of the URI and the announced body, bearer auth with
+/// failed attempts rate-limited per address, the admin scope on admin
+/// routes, the per-client rate limit, and the request timeout around the
+/// rest), concurrency limit, body limit, then the handler.
 pub fn service_stack(service: &'static str, router: Router, state: &LayerState) -> Router {
     let guard = Arc::new(Guard {
         tokens: state.config.tokens.clone(),
         limiter: state.limiter.clone(),
+        auth_failures: state.auth_failures.clone(),
         timeout: state.config.request_timeout,
+        max_body_bytes: state.config.max_body_bytes,
     });
     router
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -65,7 +74,9 @@ pub fn service_stack(service: &'static str, router: Router, state: &LayerState) 
 struct Guard {
     tokens: auth::TokenSet,
     limiter: Option<Arc<rate_limit::ClientRateLimiter>>,
+    auth_failures: Option<Arc<rate_limit::ClientRateLimiter>>,
     timeout: std::time::Duration,
+    max_body_bytes: usize,
 }
 
 /// Auth, then the caller's rate limit, then the rest of the stack within the
@@ -80,7 +91,13 @@ async fn guard_request(
     if let Some(refused) = uri_too_long(&req) {
         return refused;
     }
+    if let Some(refused) = body_too_large(&req, guard.max_body_bytes) {
+        return refused;
+    }
     if let Some(refused) = auth::authenticate(&guard.tokens, &mut req) {
+        return rate_limit::throttle_failure(guard.auth_failures.as_deref(), &req, refused);
+    }
+    if let Some(refused) = auth::require_admin(&guard.tokens, &req) {
         return refused;
     }
     if let Some(refused) = rate_limit::admit(guard.limiter.as_deref(), &req) {
@@ -107,6 +124,36 @@ fn uri_too_long(req: &axum::extract::Request) -> Option<axum::response::Response
         )
         .into_response()
     })
+}
+
+/// A body announced (`Content-Length`) over the server's limit is refused
+/// before a byte of it is read; the connection is closed after the answer,
+/// since the rest of the body is not read.
+fn body_too_large(req: &axum::extract::Request, limit: usize) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let announced = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
+    if announced <= limit as u64 {
+        return None;
+    }
+    let message = format!(
+        "the request body is {announced} bytes; the limit is {limit} bytes (--max-body-bytes)"
+    );
+    let mut response = if is_grpc(req.headers()) {
+        tonic::Status::resource_exhausted(message).into_http()
+    } else {
+        crate::ErrorResponse::new(http::StatusCode::PAYLOAD_TOO_LARGE, message).into_response()
+    };
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    Some(response)
 }
 
 /// Ops routes are public and unthrottled: they are only observed.

@@ -3,7 +3,9 @@
 //! Metrics: `quintet_<service>_http_requests_total{method,route,status}`,
 //! `quintet_<service>_http_request_duration_seconds{method,route,status}` and
 //! `quintet_<service>_http_requests_in_flight{method,route}`, labelled by the
-//! route template (never the raw path, so label cardinality stays bounded).
+//! route template (never the raw path) and by the method when it is one of
+//! the nine of RFC 9110 and RFC 5789, else `OTHER`: nothing a client sends
+//! becomes a label value, so label cardinality stays bounded.
 //! Metric handles are cached per label set, so the hot path allocates nothing.
 //!
 //! Logs: a `request` span and a completion line at `debug` (off by default:
@@ -11,7 +13,7 @@
 //! always logged at `error` with its method, route, status and request id.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{LazyLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -117,6 +119,39 @@ impl RouteMetrics {
     }
 }
 
+/// Rewrites the body of an error whose detail was kept back to its class and
+/// the request id, which is what the caller quotes to find the detail in the log.
+fn reveal_request_id(response: &mut Response, class: &str, request_id: &str) {
+    let body = crate::error::ErrorBody {
+        error: format!("{class} (request id {request_id})"),
+    };
+    if let Ok(bytes) = serde_json::to_vec(&body) {
+        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+        *response.body_mut() = axum::body::Body::from(bytes);
+    }
+}
+
+/// Every method that is not a standard one, as one label value.
+static OTHER: LazyLock<Method> = LazyLock::new(|| {
+    Method::from_bytes(b"OTHER").unwrap_or(Method::GET) // a valid token: never the fallback
+});
+
+/// The method as a label: a standard method as itself, any other as `OTHER`.
+pub fn method_label(method: &Method) -> &Method {
+    match *method {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::OPTIONS
+        | Method::CONNECT
+        | Method::TRACE => method,
+        _ => &OTHER,
+    }
+}
+
 /// Decrements the in-flight gauge even when the request future is dropped
 /// (client gone, timeout).
 struct InFlight(Gauge);
@@ -134,7 +169,7 @@ pub async fn record(
 ) -> Response {
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let method = req.method().clone();
+    let method = method_label(req.method()).clone();
     let request_id = req.headers().get("x-request-id").cloned();
     let request_id = request_id
         .as_ref()
@@ -146,7 +181,7 @@ pub async fn record(
     let in_flight = InFlight(gauge);
     let started = Instant::now();
     let span = tracing::debug_span!("request", %method, route, request_id);
-    let response = next.run(req).instrument(span).await;
+    let mut response = next.run(req).instrument(span).await;
     drop(in_flight);
     let elapsed = started.elapsed();
 
@@ -155,7 +190,13 @@ pub async fn record(
     total.increment(1);
     duration.record(elapsed.as_secs_f64());
     let latency_ms = elapsed.as_millis() as u64;
-    if response.status().is_server_error() {
+    if let Some(hidden) = response
+        .extensions_mut()
+        .remove::<crate::error::HiddenDetail>()
+    {
+        tracing::error!(%method, route, status, request_id, latency_ms, error = %hidden.detail, "request failed");
+        reveal_request_id(&mut response, &hidden.class, request_id);
+    } else if response.status().is_server_error() {
         tracing::error!(%method, route, status, request_id, latency_ms, "request failed");
     } else {
         tracing::debug!(%method, route, status, request_id, latency_ms, "request");

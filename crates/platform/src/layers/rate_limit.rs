@@ -68,11 +68,8 @@ impl ClientRateLimiter {
 pub fn admit(limiter: Option<&ClientRateLimiter>, req: &Request) -> Option<Response> {
     let limiter = limiter?;
     let key = match req.extensions().get::<Caller>() {
-        Some(Caller::Token(id)) => ClientKey::Token(*id),
-        _ => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(peer)) => ClientKey::Ip(peer.ip()),
-            None => ClientKey::Unknown,
-        },
+        Some(Caller::Token { id, .. }) => ClientKey::Token(*id),
+        _ => peer_key(req),
     };
     let retry_after = limiter.check(key).err()?;
     metrics::counter!("quintet_rate_limited_total").increment(1);
@@ -80,6 +77,41 @@ pub fn admit(limiter: Option<&ClientRateLimiter>, req: &Request) -> Option<Respo
         "rate limit exceeded: {} requests/s per client (burst {}); retry after {retry_after}s",
         limiter.config.per_second, limiter.config.burst
     );
+    Some(too_many(req, message, retry_after))
+}
+
+fn peer_key(req: &Request) -> ClientKey {
+    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => ClientKey::Ip(peer.ip()),
+        None => ClientKey::Unknown,
+    }
+}
+
+/// A failed authentication spends a token of its address's bucket: within
+/// the burst the answer stays `refused` (401), past it 429, so guessing
+/// tokens from one address is slowed to the configured rate.
+pub fn throttle_failure(
+    limiter: Option<&ClientRateLimiter>,
+    req: &Request,
+    refused: Response,
+) -> Response {
+    let Some(limiter) = limiter else {
+        return refused;
+    };
+    let Err(retry_after) = limiter.check(peer_key(req)) else {
+        return refused;
+    };
+    metrics::counter!("quintet_auth_failures_throttled_total").increment(1);
+    let message = format!(
+        "too many failed authentications from this address ({} per second, burst {}); retry \
+         after {retry_after}s with a valid token",
+        limiter.config.per_second, limiter.config.burst
+    );
+    too_many(req, message, retry_after)
+}
+
+/// The 429 (or gRPC RESOURCE_EXHAUSTED) answer with its Retry-After.
+fn too_many(req: &Request, message: String, retry_after: u64) -> Response {
     let mut response = if super::is_grpc(req.headers()) {
         tonic::Status::resource_exhausted(message).into_http()
     } else {
@@ -88,7 +120,7 @@ pub fn admit(limiter: Option<&ClientRateLimiter>, req: &Request) -> Option<Respo
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
-    Some(response)
+    response
 }
 
 #[cfg(test)]

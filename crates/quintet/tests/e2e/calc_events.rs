@@ -89,7 +89,7 @@ async fn calculations_are_replayed(server: &TestServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_calculation_lands_in_the_embedded_log_and_survives_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let start = || {
         TestServer::launch(Start {
             args: vec!["--services", "calc"],
@@ -541,13 +541,19 @@ async fn with_nats_down_calc_starts_not_ready_and_turns_ready_once_nats_is_up() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Up and answering, but not ready: the check names the log and the server.
+    // Up and answering, but not ready: the check names the log, the log
+    // line names the server (the public /readyz body does not).
     let (status, body) = readyz().await;
     assert_eq!(status, 503, "{body}");
     let check = body["checks"]["calc-event-log"].as_str().expect("a check");
+    assert_eq!(check, "unavailable", "{body}");
+    assert!(!body.to_string().contains("127.0.0.1"), "{body}");
+    let reason = server
+        .log_field("readiness check failed", "reason")
+        .expect("the failure is logged");
     assert!(
-        check.contains(&format!("127.0.0.1:{port}")) && check.contains("retrying"),
-        "{check}"
+        reason.contains(&format!("127.0.0.1:{port}")) && reason.contains("retrying"),
+        "{reason}"
     );
     let added = client
         .post(format!("{}/calc/add", server.url))
@@ -571,7 +577,7 @@ async fn with_nats_down_calc_starts_not_ready_and_turns_ready_once_nats_is_up() 
     assert!(retrying, "a warning says it retries:\n{}", server.logs());
 
     // NATS comes up on that port: calc turns ready and the buffered event arrives.
-    let store = tempfile::tempdir().expect("tempdir");
+    let store = crate::support::private_tempdir();
     let _nats = NatsServer::start(port, store.path());
     let started = Instant::now();
     loop {

@@ -23,7 +23,7 @@ async fn post_get_and_list_print_the_servers_json() {
         digest.as_str()
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let file = dir.path().join("msg.txt");
     std::fs::write(&file, "from a file\n").expect("write");
     let at_file = format!("@{}", file.display());

@@ -317,7 +317,7 @@ fn merge(into: &mut HashMap<String, Sums>, from: HashMap<String, Sums>) {
 
 #[tokio::test]
 async fn kill_9_at_random_moments_loses_no_acknowledged_increment() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let mut sums = HashMap::new();
     for round in 0..4u64 {
         let server = TestServer::launch(Start {

@@ -84,7 +84,7 @@ fn aws_without_credentials_says_none_were_found_and_where_they_are_looked_for() 
         ),
     ];
     for (args, option) in cases {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::support::private_tempdir();
         let out =
             without_aws_credentials(serve(dir.path(), args).args(["--kv-tcp-addr", "127.0.0.1:0"]))
                 .output()
@@ -139,7 +139,7 @@ fn unreachable_postgres_is_named_by_host_port_and_option_never_by_password() {
     // Each waits out the connect timeout: run them side by side.
     let dirs: Vec<_> = cases
         .iter()
-        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .map(|_| crate::support::private_tempdir())
         .collect();
     let children: Vec<_> = cases
         .iter()
@@ -224,7 +224,7 @@ fn configuration_mistakes_exit_2_with_the_serve_usage_before_anything_opens() {
         ),
     ];
     for (args, option) in cases {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::support::private_tempdir();
         let out = serve(dir.path(), args).output().expect("run");
         let (code, _, stderr) = outcome(&out);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
@@ -257,7 +257,7 @@ fn a_taken_port_is_reported_once_naming_the_address_and_the_option() {
         ),
     ];
     for (args, option) in cases {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::support::private_tempdir();
         let out = serve(dir.path(), args).output().expect("run");
         let (code, stdout, stderr) = outcome(&out);
         assert_eq!(code, Some(1), "{args:?}: {stderr}");

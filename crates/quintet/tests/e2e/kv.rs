@@ -202,7 +202,7 @@ async fn the_seed_rest_twin_and_tcp_protocol_share_the_store() {
 
 #[tokio::test]
 async fn rotation_rewraps_under_a_new_master_key_and_values_survive_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let args = ["--services", "kv", "--kv-tcp-addr", "127.0.0.1:0"];
     let server = TestServer::launch(crate::support::Start {
         args: args.to_vec(),

@@ -48,7 +48,7 @@ async fn dynamodb_and_kms_selected_from_serve_store_encrypted_values_that_surviv
     let key_id = kms_key(&endpoint).await;
     let store = format!("dynamodb://{table}?endpoint={endpoint}&create=true");
     let provider = format!("aws-kms://{key_id}?endpoint={endpoint}");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let client = http();
 
     let server = start_on_aws(dir.path(), &store, &provider);
@@ -114,7 +114,7 @@ async fn dynamodb_and_kms_selected_from_serve_store_encrypted_values_that_surviv
 #[tokio::test]
 async fn dynamodb_misconfiguration_fails_the_start_naming_what_is_wrong() {
     let endpoint = moto_endpoint().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let data = dir.path().to_str().expect("utf8");
     let missing_table = format!("dynamodb://{}?endpoint={endpoint}", unique_name("absent"));
     let missing_key = format!(

@@ -212,7 +212,7 @@ async fn kv_seed_items_written_by_either_original_are_served_everywhere_and_surv
     let table = unique_name("seed");
     let store = format!("dynamodb://{table}?endpoint={endpoint}&create=true");
     let provider = format!("aws-kms://{SEED_ALIAS}?endpoint={endpoint}");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let server = start(dir.path(), &store, &provider, &[]);
 
     let mut written = Vec::new();
@@ -321,7 +321,7 @@ async fn kv_seed_write_format_is_read_by_python_the_php_way_and_converts_both_wa
     let table = unique_name("seedfmt");
     let store = format!("dynamodb://{table}?endpoint={endpoint}&create=true");
     let provider = format!("aws-kms://{SEED_ALIAS}?endpoint={endpoint}");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let server = start(
         dir.path(),
         &store,
@@ -388,7 +388,7 @@ async fn kv_seed_write_format_is_read_by_python_the_php_way_and_converts_both_wa
 
 #[test]
 fn kv_seed_write_format_without_dynamodb_exits_2_naming_the_option() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let out = Command::new(BIN)
         .args(["serve", "--addr", "127.0.0.1:0", "--services", "kv"])
         .args(["--kv-tcp-addr", "127.0.0.1:0", "--kv-write-format", "seed"])

@@ -12,7 +12,7 @@ use crate::support::{BIN, Start, TestServer, http, sha256_hex};
 
 #[tokio::test]
 async fn messages_survive_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let server = TestServer::launch(Start {
         data_dir: Some(dir.path()),
         ..Start::default()
@@ -121,7 +121,7 @@ async fn the_port_env_var_sets_the_port() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
         probe.local_addr().expect("addr").port()
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let mut child = Command::new(BIN)
         .args(["serve", "--data-dir"])
         .arg(dir.path())
@@ -153,7 +153,7 @@ async fn the_port_env_var_sets_the_port() {
 
 #[test]
 fn invalid_configuration_exits_2_naming_the_option() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let data = dir.path().to_str().expect("utf8");
     /// (flags, environment, the option the error must name)
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
@@ -263,7 +263,7 @@ async fn a_request_slower_than_the_timeout_gets_503() {
 
 #[tokio::test]
 async fn kill_9_under_load_loses_no_acknowledged_message() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let mut acknowledged = Vec::new();
     for round in 0..3 {
         let server = TestServer::launch(Start {

@@ -5,6 +5,7 @@ mod calc;
 mod calc_events;
 mod cli;
 mod counters;
+mod edge_attacks;
 mod errors;
 mod kv;
 mod kv_aws;

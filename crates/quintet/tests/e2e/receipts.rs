@@ -510,7 +510,7 @@ fn synthetic_receipt(id: u64) -> String {
 #[tokio::test]
 async fn kill_9_mid_load_leaves_every_acknowledged_job_with_its_ok_result() {
     let sim = Sim::start_with(&["--latency", "40ms"]);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let args = server_args(&sim, &["--receipts-visibility", "2s"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let launch = || {
@@ -590,7 +590,7 @@ async fn kill_9_mid_load_leaves_every_acknowledged_job_with_its_ok_result() {
 async fn sigterm_lets_in_flight_jobs_finish_before_the_process_exits() {
     // Apple answers after 700 ms (two answers per sandbox receipt): jobs are in flight at SIGTERM.
     let sim = Sim::start_with(&["--latency", "700ms"]);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let args = server_args(&sim, &[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let launch = || {

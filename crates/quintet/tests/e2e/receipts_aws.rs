@@ -141,7 +141,7 @@ async fn sqs_and_dynamodb_selected_from_serve_validate_once_then_refuse_the_same
 
 #[tokio::test]
 async fn bad_receipts_queue_or_ledger_urls_exit_2_naming_the_option() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let data = dir.path().to_str().expect("utf8");
     let cases: [(&str, &str, &str); 4] = [
         ("--receipts-queue", "kafka://broker", "--receipts-queue"),

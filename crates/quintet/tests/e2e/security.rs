@@ -79,7 +79,7 @@ async fn bearer_tokens_guard_service_routes_but_not_ops_routes() {
 
 #[tokio::test]
 async fn tokens_can_come_from_a_file() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::support::private_tempdir();
     let file = dir.path().join("tokens");
     std::fs::write(&file, "# one per line\nfile-token-1\n\nfile-token-2\n").expect("write");
     let path = file.to_str().expect("utf8 path");

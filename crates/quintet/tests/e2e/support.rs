@@ -58,12 +58,20 @@ impl TestServer {
     pub fn launch(opts: Start<'_>) -> Self {
         let tmp = match opts.data_dir {
             Some(_) => None,
-            None => Some(tempfile::tempdir().expect("tempdir")),
+            None => Some(private_tempdir()),
         };
         let data_dir = opts
             .data_dir
             .map(Path::to_path_buf)
             .unwrap_or_else(|| tmp.as_ref().expect("tempdir").path().to_path_buf());
+        // The server refuses a data directory group or others can reach (as
+        // an operator would, the harness makes its directories owner-only).
+        #[cfg(unix)]
+        if data_dir.exists() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+                .expect("chmod 700 the data directory");
+        }
         let mut command = Command::new(BIN);
         command
             .arg("serve")
@@ -196,6 +204,19 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A temporary directory only its owner can reach, as the server requires
+/// of a data directory (tempfile's default mode follows the umask).
+pub fn private_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod 700");
+    }
+    dir
 }
 
 /// A plain HTTP client for tests.
