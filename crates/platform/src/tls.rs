@@ -180,6 +180,31 @@ mod tests {
         let first = fs::read(&cert).expect("cert");
         acceptor(&source, dir.path()).expect("second start reuses it");
         assert_eq!(first, fs::read(&cert).expect("cert"));
+
+        // Valid for a year, read by a tool quintet did not write (openssl).
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-checkend"])
+            .arg((366 * 24 * 3600).to_string())
+            .arg("-in")
+            .arg(&cert)
+            .output()
+            .expect("openssl (Debian package openssl) runs");
+        assert!(
+            !out.status.success(),
+            "the certificate must expire within 366 days: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-checkend"])
+            .arg((364 * 24 * 3600).to_string())
+            .arg("-in")
+            .arg(&cert)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "the certificate is valid for 364 days"
+        );
     }
 
     #[test]

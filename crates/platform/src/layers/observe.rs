@@ -203,3 +203,66 @@ pub async fn record(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::ErrorResponse;
+
+    #[tokio::test]
+    async fn a_hidden_detail_reaches_the_log_and_only_the_class_and_request_id_the_caller() {
+        let app = Router::new()
+            .route(
+                "/x",
+                get(|| async {
+                    ErrorResponse::hidden(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "x store unavailable; retry later",
+                        "error connecting to db.internal:5432 as user app: password authentication failed",
+                    )
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                RouteMetrics::for_service("observe_test"),
+                record,
+            ));
+        let response = app
+            .oneshot(
+                Request::get("/x")
+                    .header("x-request-id", "rid-7")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "x store unavailable; retry later (request id rid-7)"})
+        );
+    }
+
+    #[test]
+    fn only_standard_methods_are_labels() {
+        assert_eq!(method_label(&Method::PATCH), &Method::PATCH);
+        let odd = Method::from_bytes(b"M1234Z").expect("method");
+        assert_eq!(method_label(&odd).as_str(), "OTHER");
+    }
+}
