@@ -136,13 +136,49 @@ async fn silent_and_idle_connections_are_closed_at_their_deadlines() {
         ) >= 2.0,
         "{metrics}"
     );
-    assert!(
+    let idle_closed = |metrics: &str| {
         sample(
-            &metrics,
-            "quintet_http_connections_closed_total{reason=\"idle\"}"
-        ) >= 1.0,
-        "{metrics}"
+            metrics,
+            "quintet_http_connections_closed_total{reason=\"idle\"}",
+        )
+    };
+    let idle_before = idle_closed(&metrics);
+    assert!(idle_before >= 1.0, "{metrics}");
+
+    // HTTP/2 (h2c): an idle connection is sent a GOAWAY frame, then closed.
+    let addr = server.addr;
+    let frames = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        // The client preface, an empty SETTINGS frame, and one request:
+        // HEADERS on stream 1 (END_STREAM | END_HEADERS) with HPACK's static
+        // :method GET, :scheme http and :path "/healthz" as a literal.
+        let mut hello =
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00".to_vec();
+        hello.extend_from_slice(b"\x00\x00\x0c\x01\x05\x00\x00\x00\x01\x82\x86\x04\x08/healthz");
+        stream.write_all(&hello).expect("write preface and request");
+        let started = Instant::now();
+        read_to_close(&mut stream, Duration::from_secs(15)).map(|got| (got, started.elapsed()))
+    })
+    .await
+    .expect("socket");
+    let (bytes, after) = frames.expect("an idle HTTP/2 connection is closed");
+    let mut types = Vec::new();
+    let mut rest = &bytes[..];
+    while rest.len() >= 9 {
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        types.push(rest[3]);
+        rest = &rest[(9 + len).min(rest.len())..];
+    }
+    assert!(
+        types.contains(&0x7),
+        "a GOAWAY frame (type 7) before the close: {types:?}"
     );
+    assert!(
+        after >= Duration::from_secs(1),
+        "not before the idle timeout: {after:?}"
+    );
+    let metrics = server.metrics().await;
+    assert!(idle_closed(&metrics) > idle_before, "{metrics}");
 }
 
 #[tokio::test]
