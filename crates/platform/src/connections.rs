@@ -62,6 +62,8 @@ pub struct Conn {
     quiet_since_ms: AtomicU64,
     epoch: Instant,
     evict: Notify,
+    /// Set once the registry asked it to close, so it is not picked twice.
+    evicting: std::sync::atomic::AtomicBool,
 }
 
 impl Conn {
@@ -134,6 +136,7 @@ impl Registry {
             quiet_since_ms: AtomicU64::new(0),
             epoch: self.epoch,
             evict: Notify::new(),
+            evicting: std::sync::atomic::AtomicBool::new(false),
         });
         conn.quiet_since_ms.store(conn.now_ms(), Ordering::Release);
         self.lock().insert(conn.id, conn.clone());
@@ -162,10 +165,11 @@ impl Registry {
         let conns = self.lock();
         let victim = conns
             .values()
-            .filter(|c| c.is_quiet())
+            .filter(|c| c.is_quiet() && !c.evicting.load(Ordering::Acquire))
             .min_by_key(|c| c.quiet_since_ms.load(Ordering::Acquire));
         match victim {
             Some(conn) => {
+                conn.evicting.store(true, Ordering::Release);
                 conn.evict.notify_one();
                 true
             }
@@ -295,5 +299,72 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeouts() -> ConnectionTimeouts {
+        ConnectionTimeouts {
+            handshake: Duration::from_secs(10),
+            header: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn eviction_picks_the_longest_quiet_connection_never_a_busy_one() {
+        let registry = Registry::new(timeouts());
+        let oldest = registry.open();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let busy = registry.open();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let newer = registry.open();
+        assert_eq!(registry.len(), 3);
+
+        // The oldest is busy: the next-oldest quiet one is asked to close.
+        let request = oldest.conn().begin();
+        let _busy_request = busy.conn().begin();
+        assert!(registry.evict_longest_quiet());
+        tokio::time::timeout(Duration::from_millis(1), newer.evicted())
+            .await
+            .expect("the quiet connection was asked to close");
+        // Not picked twice; the busy ones never.
+        assert!(!registry.evict_longest_quiet());
+        drop(request);
+        assert!(
+            registry.evict_longest_quiet(),
+            "quiet again once its answer is sent"
+        );
+        tokio::time::timeout(Duration::from_millis(1), oldest.evicted())
+            .await
+            .expect("asked to close");
+        drop((oldest, busy, newer));
+        assert!(registry.is_empty());
+    }
+
+    #[tokio::test]
+    async fn deadlines_are_the_handshake_before_a_request_and_idle_after() {
+        let registry = Registry::new(timeouts());
+        let before = Instant::now();
+        let conn = registry.open();
+        let first = conn.conn().deadline(&timeouts()).expect("quiet");
+        assert!(
+            first >= before + Duration::from_millis(9_990)
+                && first <= Instant::now() + Duration::from_secs(10),
+            "the handshake deadline"
+        );
+        let request = conn.conn().begin();
+        assert_eq!(conn.conn().deadline(&timeouts()), None, "busy: no deadline");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answered = Instant::now();
+        drop(request);
+        let deadline = conn.conn().deadline(&timeouts()).expect("quiet");
+        assert!(
+            deadline >= answered + Duration::from_millis(59_990),
+            "the idle deadline counts from the answer"
+        );
     }
 }
