@@ -205,6 +205,18 @@ mod tests {
             out.status.success(),
             "the certificate is valid for 364 days"
         );
+
+        // In its last month (its file says it was written 340 days ago), a
+        // start writes a new one.
+        let touched = std::process::Command::new("touch")
+            .args(["-d", "340 days ago"])
+            .arg(&cert)
+            .status()
+            .expect("touch");
+        assert!(touched.success());
+        acceptor(&source, dir.path()).expect("a start renews it");
+        assert_ne!(first, fs::read(&cert).expect("cert"), "renewed");
+        assert!(!due_for_renewal(&cert));
     }
 
     #[test]
