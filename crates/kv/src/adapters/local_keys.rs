@@ -271,6 +271,17 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+            let mode = std::fs::metadata(&keys).expect("dir").permissions().mode();
+            assert_eq!(
+                mode & 0o777,
+                0o700,
+                "the key directory is created owner-only"
+            );
+            // A key directory group or others can reach is refused, with the fix.
+            std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+            let err = LocalKeyProvider::open_dir(&keys).err().expect("refused");
+            assert!(err.contains("chmod 700"), "{err}");
+            std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         }
         assert!(!wrapped.bytes.windows(32).any(|w| w == dek.expose()));
         let reopened = LocalKeyProvider::open_dir(&keys).expect("reopen");
@@ -281,7 +292,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_key_becomes_current_and_old_wraps_still_open() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let provider = LocalKeyProvider::open_dir(dir.path()).expect("open");
+        let provider = LocalKeyProvider::open_dir(&dir.path().join("kv-keys")).expect("open");
         let (dek, old) = provider.generate().await.expect("generate");
         assert!(provider.add_key().await.expect("add"));
         let current = provider.current_key_id().await.expect("current");
@@ -300,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn tampered_or_foreign_wrapped_keys_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let provider = LocalKeyProvider::open_dir(dir.path()).expect("open");
+        let provider = LocalKeyProvider::open_dir(&dir.path().join("kv-keys")).expect("open");
         let (_, wrapped) = provider.generate().await.expect("generate");
         for i in 0..wrapped.bytes.len() {
             let mut bad = wrapped.clone();
