@@ -75,9 +75,11 @@ pub fn quarantine(
     table: &str,
     key: &str,
     stored: &[u8],
-) -> Result<(), redb::Error> {
-    let mut quarantine = txn.open_table(QUARANTINE)?;
-    quarantine.insert(format!("{table}/{key}").as_str(), stored)?;
+) -> Result<(), String> {
+    let mut quarantine = txn.open_table(QUARANTINE).map_err(|e| e.to_string())?;
+    quarantine
+        .insert(format!("{table}/{key}").as_str(), stored)
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -175,7 +175,7 @@ impl ProgressLine {
         let tenth = done * 10 / total;
         let mut err = std::io::stderr().lock();
         if self.tty {
-            if done % 256 == 0 || done == total {
+            if done.is_multiple_of(256) || done == total {
                 let _ = write!(err, "\r{}: {done}/{total} records", self.store);
                 self.shown = true;
             }

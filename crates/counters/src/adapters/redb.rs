@@ -162,6 +162,8 @@ impl RedbCounterStore {
 /// Rewrites a store of the unchecked layout into the checked tables (in the
 /// caller's transaction) and drops the old tables. Its records are trusted
 /// as they are: they carry nothing to check them against.
+// redb's own error, once per open: its size does not matter here.
+#[allow(clippy::result_large_err)]
 fn upgrade(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     let names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
     let mut rewritten = 0u64;

@@ -301,7 +301,7 @@ pub fn verify(
         {
             let mut table = txn.open_table(ITEMS).map_err(|e| text(e.into()))?;
             for (key, stored) in &bad {
-                integrity::quarantine(&txn, ITEMS.name(), key, stored).map_err(text)?;
+                integrity::quarantine(&txn, ITEMS.name(), key, stored)?;
                 table.remove(key.as_str()).map_err(|e| text(e.into()))?;
                 report.quarantined += 1;
             }

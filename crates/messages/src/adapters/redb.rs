@@ -331,7 +331,7 @@ pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<S
             let mut by_seq = txn.open_table(BY_SEQ).map_err(|e| text(e.into()))?;
             for (key, seq, stored) in &bad_messages {
                 let name = integrity_text::printable_digest(key);
-                integrity::quarantine(&txn, MESSAGES.name(), &name, stored).map_err(text)?;
+                integrity::quarantine(&txn, MESSAGES.name(), &name, stored)?;
                 messages
                     .remove(key.as_slice())
                     .map_err(|e| text(e.into()))?;
@@ -346,8 +346,7 @@ pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<S
                 report.quarantined += 1;
             }
             for (seq, digest) in &bad_seqs {
-                integrity::quarantine(&txn, BY_SEQ.name(), &seq.to_string(), digest)
-                    .map_err(text)?;
+                integrity::quarantine(&txn, BY_SEQ.name(), &seq.to_string(), digest)?;
                 by_seq.remove(seq).map_err(|e| text(e.into()))?;
                 report.quarantined += 1;
             }
