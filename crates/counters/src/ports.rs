@@ -16,6 +16,9 @@ pub enum StoreError {
     /// Applying a batch would take a total out of the i64 range.
     #[error("counter '{key}' would overflow")]
     Overflow { key: String },
+    /// The stored record of `key` failed its check: its total cannot be trusted.
+    #[error("the stored total of counter '{key}' is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
 }
 
 /// The increments one instance flushes at once: one delta per key, covering
@@ -32,6 +35,9 @@ pub struct FlushBatch {
 pub struct Page {
     pub items: Vec<Counter>,
     pub next: Option<CounterKey>,
+    /// Keys in this page's range whose stored record failed its check: left
+    /// out of `items`, named here.
+    pub corrupt: Vec<String>,
 }
 
 /// Durable counter totals.

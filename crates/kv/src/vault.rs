@@ -35,6 +35,10 @@ impl CacheLimits {
     }
 }
 
+/// Stored records found corrupt when read: an answer of 500 / DATA_LOSS, or
+/// a listing that skipped one.
+pub const CORRUPT_RECORDS: &str = "quintet_kv_corrupt_records_total";
+
 /// Why a kv operation failed; mapped to HTTP, gRPC and TCP answers in `api`.
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {

@@ -30,6 +30,9 @@ pub enum PutOutcome {
 pub struct Page {
     pub items: Vec<StoredMessage>,
     pub next: Option<Cursor>,
+    /// Digests in this page's range the store could not return (their record
+    /// is missing or unreadable): left out of `items`, named here.
+    pub corrupt: Vec<String>,
 }
 
 /// Durable, content-addressed message storage.

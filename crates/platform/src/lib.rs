@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod error;
 pub mod group_commit;
 pub mod health;
+pub mod integrity;
 pub mod journal;
 pub mod layers;
 pub mod ops;

@@ -30,6 +30,9 @@ pub enum Command {
     Queue(receipts::api::cli::QueueCli),
     /// Client for the calc service (gRPC calculator).
     Calc(calc::api::cli::CalcCli),
+    /// Check every record of the embedded stores in a data directory (server stopped); exit 0
+    /// when all pass, 1 when corrupt records were found, 2 when a store could not be read.
+    Verify(crate::verify::VerifyArgs),
     /// A verifyReceipt simulator (Apple's legacy receipt validation API) for tests and demos.
     AppleSim(receipts::apple::sim::SimArgs),
 }

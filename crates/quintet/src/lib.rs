@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod serve;
 pub mod stores;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -15,6 +16,11 @@ use crate::cli::{Cli, Command};
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.command {
+        // Synchronous file scans: no runtime.
+        Command::Verify(args) => return verify::run(args),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,6 +40,7 @@ pub fn main() -> ExitCode {
             Command::Calc(args) => calc::api::cli::run(args).await,
             Command::Receipts(args) => receipts::api::cli::run_receipts(args).await,
             Command::Queue(args) => receipts::api::cli::run_queue(args).await,
+            Command::Verify(_) => unreachable!("verify runs before the runtime starts"),
             Command::AppleSim(args) => {
                 // Its only output is the log: where it listens and what it is.
                 platform::telemetry::init_logging(platform::config::LogFormat::Auto);

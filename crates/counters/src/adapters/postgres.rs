@@ -163,7 +163,11 @@ impl CounterStore for PostgresCounterStore {
         } else {
             None
         };
-        Ok(Page { items, next })
+        Ok(Page {
+            items,
+            next,
+            corrupt: Vec::new(),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -2,21 +2,125 @@
 //!
 //! A flush is one durable write transaction; point reads run inline (see the
 //! messages store for why: a cached read costs less than a thread hand-off).
+//!
+//! Every stored total and flushed sequence carries a CRC-32 over its key and
+//! fields ([`TotalRecord`], [`FlushRecord`]): a flipped bit in the file is a
+//! [`StoreError::Corrupt`] naming the key, never a wrong total. Stores written
+//! before the checksum (tables `counters` and `counter_flushes`, plain
+//! tuples) are read once, unchecked, when the store opens, and rewritten in
+//! the checked tables in the same transaction.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableTable, TableDefinition};
+use platform::integrity::{self, CorruptRecord, Progress, ScanReport};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
 use crate::domain::{Counter, CounterKey, KeyPrefix, PageLimit};
 use crate::ports::{CounterStore, FlushBatch, Page, StoreError};
 
-/// key → (total, updated_at_ms)
-const COUNTERS: TableDefinition<&str, (i64, i64)> = TableDefinition::new("counters");
-/// instance id → highest flushed sequence
-const FLUSHES: TableDefinition<&str, u64> = TableDefinition::new("counter_flushes");
+/// key → [`TotalRecord`]
+const COUNTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("counter_totals");
+/// instance id → [`FlushRecord`]
+const FLUSHES: TableDefinition<&str, &[u8]> = TableDefinition::new("counter_flushed_seqs");
+/// The unchecked layout of releases before the checksum: key → (total, updated_at_ms).
+const LEGACY_COUNTERS: TableDefinition<&str, (i64, i64)> = TableDefinition::new("counters");
+/// The unchecked layout of releases before the checksum: instance → sequence.
+const LEGACY_FLUSHES: TableDefinition<&str, u64> = TableDefinition::new("counter_flushes");
+
+/// The first byte of every checked record.
+const FORMAT_V1: u8 = 1;
+
+/// A stored total: `format = 1 | total i64 LE | updated_at_ms i64 LE | crc32 LE`,
+/// the CRC over the key's bytes and the 17 bytes before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TotalRecord {
+    total: i64,
+    updated_at_ms: i64,
+}
+
+const TOTAL_LEN: usize = 1 + 8 + 8 + 4;
+
+impl TotalRecord {
+    fn encode(&self, key: &str) -> [u8; TOTAL_LEN] {
+        let mut out = [0u8; TOTAL_LEN];
+        out[0] = FORMAT_V1;
+        out[1..9].copy_from_slice(&self.total.to_le_bytes());
+        out[9..17].copy_from_slice(&self.updated_at_ms.to_le_bytes());
+        let sum = integrity::checksum(&[key.as_bytes(), &out[..17]]);
+        out[17..].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    fn decode(key: &str, bytes: &[u8]) -> Result<Self, String> {
+        let body = checked(key, bytes, TOTAL_LEN)?;
+        Ok(Self {
+            total: i64::from_le_bytes(body[1..9].try_into().expect("8 bytes by length check")),
+            updated_at_ms: i64::from_le_bytes(
+                body[9..17].try_into().expect("8 bytes by length check"),
+            ),
+        })
+    }
+}
+
+/// A flushed sequence: `format = 1 | seq u64 LE | crc32 LE`, the CRC over the
+/// instance id's bytes and the 9 bytes before it.
+struct FlushRecord;
+
+const FLUSH_LEN: usize = 1 + 8 + 4;
+
+impl FlushRecord {
+    fn encode(instance: &str, seq: u64) -> [u8; FLUSH_LEN] {
+        let mut out = [0u8; FLUSH_LEN];
+        out[0] = FORMAT_V1;
+        out[1..9].copy_from_slice(&seq.to_le_bytes());
+        let sum = integrity::checksum(&[instance.as_bytes(), &out[..9]]);
+        out[9..].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    fn decode(instance: &str, bytes: &[u8]) -> Result<u64, String> {
+        let body = checked(instance, bytes, FLUSH_LEN)?;
+        Ok(u64::from_le_bytes(
+            body[1..9].try_into().expect("8 bytes by length check"),
+        ))
+    }
+}
+
+/// The record's bytes when its length, format and checksum hold.
+fn checked<'a>(key: &str, bytes: &'a [u8], len: usize) -> Result<&'a [u8], String> {
+    if bytes.len() != len {
+        return Err(format!("record is {} bytes, expected {len}", bytes.len()));
+    }
+    if bytes[0] != FORMAT_V1 {
+        return Err(format!("unknown record format {}", bytes[0]));
+    }
+    let (body, sum) = bytes.split_at(len - 4);
+    let stored = u32::from_le_bytes(sum.try_into().expect("4 bytes by split"));
+    if integrity::checksum(&[key.as_bytes(), body]) != stored {
+        return Err("checksum mismatch: the record or its key was altered".into());
+    }
+    Ok(body)
+}
+
+fn corrupt(key: &str, reason: String) -> StoreError {
+    StoreError::Corrupt {
+        key: key.chars().take(300).collect(),
+        reason,
+    }
+}
+
+fn read_total(key: &str, bytes: &[u8]) -> Result<i64, StoreError> {
+    TotalRecord::decode(key, bytes)
+        .map(|r| r.total)
+        .map_err(|reason| corrupt(key, reason))
+}
+
+fn read_flushed(instance: &str, bytes: &[u8]) -> Result<u64, StoreError> {
+    FlushRecord::decode(instance, bytes).map_err(|reason| corrupt(instance, reason))
+}
 
 pub struct RedbCounterStore {
     db: Arc<Database>,
@@ -39,6 +143,7 @@ impl RedbCounterStore {
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(COUNTERS).map_err(unavailable)?;
         txn.open_table(FLUSHES).map_err(unavailable)?;
+        upgrade(&txn).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(Self {
             db: Arc::new(db),
@@ -54,24 +159,69 @@ impl RedbCounterStore {
     }
 }
 
+/// Rewrites a store of the unchecked layout into the checked tables (in the
+/// caller's transaction) and drops the old tables. Its records are trusted
+/// as they are: they carry nothing to check them against.
+// redb's own error, once per open: its size does not matter here.
+#[allow(clippy::result_large_err)]
+fn upgrade(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
+    let mut rewritten = 0u64;
+    if names.iter().any(|n| n == LEGACY_COUNTERS.name()) {
+        let legacy = txn.open_table(LEGACY_COUNTERS)?;
+        let mut counters = txn.open_table(COUNTERS)?;
+        for entry in legacy.iter()? {
+            let (key, value) = entry?;
+            let (total, updated_at_ms) = value.value();
+            let record = TotalRecord {
+                total,
+                updated_at_ms,
+            };
+            counters.insert(key.value(), record.encode(key.value()).as_slice())?;
+            rewritten += 1;
+        }
+        drop(legacy);
+        txn.delete_table(LEGACY_COUNTERS)?;
+    }
+    if names.iter().any(|n| n == LEGACY_FLUSHES.name()) {
+        let legacy = txn.open_table(LEGACY_FLUSHES)?;
+        let mut flushes = txn.open_table(FLUSHES)?;
+        for entry in legacy.iter()? {
+            let (instance, seq) = entry?;
+            let record = FlushRecord::encode(instance.value(), seq.value());
+            flushes.insert(instance.value(), record.as_slice())?;
+        }
+        drop(legacy);
+        txn.delete_table(LEGACY_FLUSHES)?;
+    }
+    if rewritten > 0 {
+        tracing::info!(
+            totals = rewritten,
+            "rewrote counter totals of an earlier release with checksums"
+        );
+    }
+    Ok(())
+}
+
 fn apply_batch(db: &Database, batch: &FlushBatch) -> Result<Vec<Counter>, StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     let mut totals = Vec::with_capacity(batch.deltas.len());
     {
         let mut counters = txn.open_table(COUNTERS).map_err(unavailable)?;
         let mut flushes = txn.open_table(FLUSHES).map_err(unavailable)?;
-        let done = flushes
-            .get(batch.instance.as_str())
-            .map_err(unavailable)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let done = match flushes.get(batch.instance.as_str()).map_err(unavailable)? {
+            Some(v) => read_flushed(&batch.instance, v.value())?,
+            None => 0,
+        };
         let replay = batch.seq <= done;
         let now = now_ms();
         for (key, delta) in &batch.deltas {
-            let current = counters
-                .get(key.as_str())
-                .map_err(unavailable)?
-                .map(|v| v.value().0);
+            // A corrupt total fails the flush, naming the key: adding to a
+            // value that cannot be trusted would make it look trustworthy.
+            let current = match counters.get(key.as_str()).map_err(unavailable)? {
+                Some(v) => Some(read_total(key.as_str(), v.value())?),
+                None => None,
+            };
             let value = if replay {
                 current.unwrap_or(0)
             } else {
@@ -80,8 +230,12 @@ fn apply_batch(db: &Database, batch: &FlushBatch) -> Result<Vec<Counter>, StoreE
                         key: key.to_string(),
                     }
                 })?;
+                let record = TotalRecord {
+                    total: value,
+                    updated_at_ms: now,
+                };
                 counters
-                    .insert(key.as_str(), (value, now))
+                    .insert(key.as_str(), record.encode(key.as_str()).as_slice())
                     .map_err(unavailable)?;
                 value
             };
@@ -91,8 +245,9 @@ fn apply_batch(db: &Database, batch: &FlushBatch) -> Result<Vec<Counter>, StoreE
             });
         }
         if !replay {
+            let record = FlushRecord::encode(&batch.instance, batch.seq);
             flushes
-                .insert(batch.instance.as_str(), batch.seq)
+                .insert(batch.instance.as_str(), record.as_slice())
                 .map_err(unavailable)?;
         }
     }
@@ -105,10 +260,10 @@ impl CounterStore for RedbCounterStore {
     async fn load(&self, key: &CounterKey) -> Result<Option<i64>, StoreError> {
         let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(COUNTERS).map_err(unavailable)?;
-        Ok(table
-            .get(key.as_str())
-            .map_err(unavailable)?
-            .map(|v| v.value().0))
+        match table.get(key.as_str()).map_err(unavailable)? {
+            Some(v) => read_total(key.as_str(), v.value()).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn load_with_flushed(
@@ -120,15 +275,14 @@ impl CounterStore for RedbCounterStore {
         let txn = self.db()?.begin_read().map_err(unavailable)?;
         let counters = txn.open_table(COUNTERS).map_err(unavailable)?;
         let flushes = txn.open_table(FLUSHES).map_err(unavailable)?;
-        let total = counters
-            .get(key.as_str())
-            .map_err(unavailable)?
-            .map(|v| v.value().0);
-        let flushed = flushes
-            .get(instance)
-            .map_err(unavailable)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let total = match counters.get(key.as_str()).map_err(unavailable)? {
+            Some(v) => Some(read_total(key.as_str(), v.value())?),
+            None => None,
+        };
+        let flushed = match flushes.get(instance).map_err(unavailable)? {
+            Some(v) => read_flushed(instance, v.value())?,
+            None => 0,
+        };
         Ok((total, flushed))
     }
 
@@ -145,11 +299,10 @@ impl CounterStore for RedbCounterStore {
     async fn flushed_seq(&self, instance: &str) -> Result<u64, StoreError> {
         let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(FLUSHES).map_err(unavailable)?;
-        Ok(table
-            .get(instance)
-            .map_err(unavailable)?
-            .map(|v| v.value())
-            .unwrap_or(0))
+        match table.get(instance).map_err(unavailable)? {
+            Some(v) => read_flushed(instance, v.value()),
+            None => Ok(0),
+        }
     }
 
     async fn page(
@@ -165,6 +318,7 @@ impl CounterStore for RedbCounterStore {
             _ => prefix.as_str(),
         };
         let mut items = Vec::new();
+        let mut corrupt = Vec::new();
         let mut next = None;
         for entry in table.range(start..).map_err(unavailable)? {
             let (key, value) = entry.map_err(unavailable)?;
@@ -179,13 +333,24 @@ impl CounterStore for RedbCounterStore {
                 next = items.last().map(|c: &Counter| c.key.clone());
                 break;
             }
-            let key = CounterKey::parse(key.to_owned(), usize::MAX).map_err(unavailable)?;
-            items.push(Counter {
-                key,
-                value: value.value().0,
-            });
+            // A corrupt record is skipped and named, not a failed page.
+            let parsed = CounterKey::parse(key.to_owned(), usize::MAX).map_err(|e| e.to_string());
+            match parsed.and_then(|k| TotalRecord::decode(key, value.value()).map(|r| (k, r))) {
+                Ok((key, record)) => items.push(Counter {
+                    key,
+                    value: record.total,
+                }),
+                Err(reason) => {
+                    tracing::error!(key, reason, "skipped a corrupt counter total in a listing");
+                    corrupt.push(key.to_owned());
+                }
+            }
         }
-        Ok(Page { items, next })
+        Ok(Page {
+            items,
+            next,
+            corrupt,
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -194,5 +359,237 @@ impl CounterStore for RedbCounterStore {
 
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+}
+
+/// Scans every stored total and flushed sequence of the store file at
+/// `path` (which no server may hold) and checks each; with `quarantine`,
+/// moves the corrupt ones into the `quarantine` table, after which the
+/// service answers 404 for their keys.
+pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<ScanReport, String> {
+    let db = integrity::open_existing(path)?;
+    let mut report = ScanReport::default();
+    let mut bad: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
+    {
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
+        let names: Vec<String> = txn
+            .list_tables()
+            .map_err(|e| e.to_string())?
+            .map(|t| t.name().to_owned())
+            .collect();
+        let has = |name: &str| names.iter().any(|n| n == name);
+        if has(LEGACY_COUNTERS.name()) || has(LEGACY_FLUSHES.name()) {
+            // Never started by this release: nothing is checked yet.
+            let legacy = txn.open_table(LEGACY_COUNTERS).map_err(|e| e.to_string())?;
+            report.unchecked = legacy.len().map_err(|e| e.to_string())?;
+        }
+        let tables = [
+            (COUNTERS, COUNTERS.name(), TOTAL_LEN),
+            (FLUSHES, FLUSHES.name(), FLUSH_LEN),
+        ];
+        let mut total = 0;
+        for (definition, name, _) in tables {
+            if has(name) {
+                let table = txn.open_table(definition).map_err(|e| e.to_string())?;
+                total += table.len().map_err(|e| e.to_string())?;
+            }
+        }
+        for (definition, name, len) in tables {
+            if !has(name) {
+                continue;
+            }
+            let table = txn.open_table(definition).map_err(|e| e.to_string())?;
+            for entry in table.iter().map_err(|e| e.to_string())? {
+                let (key, value) = entry.map_err(|e| e.to_string())?;
+                report.scanned += 1;
+                progress(report.scanned, total);
+                if let Err(problem) = checked(key.value(), value.value(), len) {
+                    report.corrupt.push(CorruptRecord {
+                        table: name,
+                        key: key.value().chars().take(300).collect(),
+                        problem,
+                    });
+                    bad.push((name, key.value().to_owned(), value.value().to_vec()));
+                }
+            }
+        }
+    }
+    if quarantine && !bad.is_empty() {
+        let txn = db.begin_write().map_err(|e| e.to_string())?;
+        for (name, key, stored) in &bad {
+            integrity::quarantine(&txn, name, key, stored).map_err(|e| e.to_string())?;
+            let definition = if *name == COUNTERS.name() {
+                COUNTERS
+            } else {
+                FLUSHES
+            };
+            let mut table = txn.open_table(definition).map_err(|e| e.to_string())?;
+            table.remove(key.as_str()).map_err(|e| e.to_string())?;
+            report.quarantined += 1;
+        }
+        txn.commit().map_err(|e| e.to_string())?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flipped_bit_of_a_total_or_its_key_is_seen() {
+        let record = TotalRecord {
+            total: 42,
+            updated_at_ms: 7,
+        };
+        let bytes = record.encode("hits");
+        assert_eq!(TotalRecord::decode("hits", &bytes), Ok(record));
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut flipped = bytes;
+                flipped[i] ^= 1 << bit;
+                assert!(
+                    TotalRecord::decode("hits", &flipped).is_err(),
+                    "byte {i} bit {bit}"
+                );
+            }
+        }
+        assert!(TotalRecord::decode("hitz", &bytes).is_err(), "moved key");
+        assert!(TotalRecord::decode("hits", &bytes[..20]).is_err());
+        let flushed = FlushRecord::encode("instance", 9);
+        assert_eq!(FlushRecord::decode("instance", &flushed), Ok(9));
+        let mut flipped = flushed;
+        flipped[3] ^= 0x10;
+        assert!(FlushRecord::decode("instance", &flipped).is_err());
+    }
+
+    fn key(text: &str) -> CounterKey {
+        CounterKey::parse(text.to_owned(), 256).expect("valid key")
+    }
+
+    fn batch(seq: u64, deltas: &[(&str, i64)]) -> FlushBatch {
+        FlushBatch {
+            instance: "i".into(),
+            seq,
+            deltas: deltas.iter().map(|(k, d)| (key(k), *d)).collect(),
+        }
+    }
+
+    /// Overwrites a stored total's bytes with a flipped copy, as disk rot would.
+    fn flip_total(path: &Path, name: &str) {
+        let db = Database::create(path).expect("open");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut table = txn.open_table(COUNTERS).expect("table");
+            let mut bytes = table
+                .get(name)
+                .expect("get")
+                .expect("stored")
+                .value()
+                .to_vec();
+            bytes[3] ^= 0x01;
+            table.insert(name, bytes.as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_total_is_named_on_read_skipped_in_a_page_and_quarantined_by_verify() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("counters.redb");
+        let store = RedbCounterStore::open(&path).expect("open");
+        store
+            .apply(&batch(1, &[("a", 1), ("b", 2), ("c", 3)]))
+            .await
+            .expect("applied");
+        drop(store);
+        flip_total(&path, "b");
+
+        let store = RedbCounterStore::open(&path).expect("reopen");
+        assert_eq!(store.load(&key("a")).await.expect("a"), Some(1));
+        match store.load(&key("b")).await {
+            Err(StoreError::Corrupt { key, reason }) => {
+                assert_eq!(key, "b");
+                assert!(reason.contains("checksum"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(matches!(
+            store.load_with_flushed(&key("b"), "i").await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(
+            matches!(
+                store.apply(&batch(2, &[("b", 1)])).await,
+                Err(StoreError::Corrupt { .. })
+            ),
+            "a flush never adds to a corrupt total"
+        );
+        let page = store
+            .page(
+                &KeyPrefix::default(),
+                None,
+                PageLimit::parse(None).expect("the default limit"),
+            )
+            .await
+            .expect("page");
+        let keys: Vec<&str> = page.items.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["a", "c"]);
+        assert_eq!(page.corrupt, ["b"]);
+        let err = verify(&path, false, &mut |_, _| {}).expect_err("held by the store");
+        assert!(err.contains("stop the quintet server"), "{err}");
+        drop(store);
+
+        let mut seen = 0;
+        let report = verify(&path, false, &mut |done, _| seen = done).expect("verify");
+        assert_eq!(report.scanned, 4, "3 totals and 1 flushed sequence");
+        assert_eq!(seen, 4);
+        assert_eq!(report.corrupt.len(), 1);
+        assert_eq!(report.corrupt[0].key, "b");
+        assert_eq!(report.quarantined, 0);
+        let report = verify(&path, true, &mut |_, _| {}).expect("quarantine");
+        assert_eq!(report.quarantined, 1);
+        let report = verify(&path, false, &mut |_, _| {}).expect("verify again");
+        assert!(report.corrupt.is_empty());
+        assert_eq!(report.scanned, 3);
+
+        let store = RedbCounterStore::open(&path).expect("reopen");
+        assert_eq!(store.load(&key("b")).await.expect("b"), None);
+        let db = &store.db;
+        let txn = db.begin_read().expect("read");
+        let kept = txn.open_table(integrity::QUARANTINE).expect("quarantine");
+        assert!(kept.get("counter_totals/b").expect("get").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_store_of_the_unchecked_layout_opens_and_is_rewritten_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("counters.redb");
+        {
+            let db = Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut counters = txn.open_table(LEGACY_COUNTERS).expect("table");
+                counters.insert("old", (41, 5)).expect("insert");
+                let mut flushes = txn.open_table(LEGACY_FLUSHES).expect("table");
+                flushes.insert("i", 3).expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        let report = verify(&path, false, &mut |_, _| {}).expect("verify");
+        assert_eq!(report.unchecked, 1);
+
+        let store = RedbCounterStore::open(&path).expect("opens the earlier layout");
+        assert_eq!(store.load(&key("old")).await.expect("load"), Some(41));
+        assert_eq!(store.flushed_seq("i").await.expect("seq"), 3);
+        let totals = store
+            .apply(&batch(4, &[("old", 1)]))
+            .await
+            .expect("applied");
+        assert_eq!(totals[0].value, 42);
+        drop(store);
+        let report = verify(&path, false, &mut |_, _| {}).expect("verify");
+        assert_eq!((report.unchecked, report.scanned), (0, 2));
+        assert!(report.corrupt.is_empty());
     }
 }

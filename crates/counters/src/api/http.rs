@@ -80,6 +80,10 @@ pub fn openapi(max_key_bytes: usize) -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// Stored records found corrupt when read (a read answered 500, or a page
+/// skipped one).
+pub const CORRUPT_RECORDS: &str = "quintet_counters_corrupt_records_total";
+
 /// Everything a counters route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -107,9 +111,9 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Body(e) => e.status,
             ApiError::Engine(EngineError::NotFound) => StatusCode::NOT_FOUND,
-            ApiError::Engine(EngineError::Store(StoreError::Overflow { .. })) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Engine(EngineError::Store(
+                StoreError::Overflow { .. } | StoreError::Corrupt { .. },
+            )) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Engine(
                 EngineError::Store(_)
                 | EngineError::TooManyPending(_)
@@ -124,6 +128,19 @@ impl IntoResponse for ApiError {
             // Logged with the request id by the observe layer, never sent.
             return ErrorResponse::hidden(status, "counters store unavailable; retry later", &self)
                 .into_response();
+        }
+        if let ApiError::Engine(EngineError::Store(StoreError::Corrupt { key, reason })) = &self {
+            metrics::counter!(CORRUPT_RECORDS).increment(1);
+            tracing::error!(key, reason, "refused to serve a corrupt counter total");
+            return ErrorResponse::new(
+                status,
+                format!(
+                    "the stored total of counter '{key}' failed its integrity check and is not \
+                     served; {}",
+                    platform::integrity::VERIFY_HINT
+                ),
+            )
+            .into_response();
         }
         if status.is_server_error() {
             tracing::error!(error = %self, "counters request failed");
@@ -163,6 +180,10 @@ pub struct PageBody {
     pub items: Vec<CounterBody>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next: Option<String>,
+    /// Keys in this page's range whose stored total failed its integrity check:
+    /// left out of `items` (run `quintet verify`). Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -262,6 +283,7 @@ async fn increment(
         (status = 200, description = "The total", body = CounterBody),
         (status = 400, description = "Key empty or too long", body = ErrorBody),
         (status = 404, description = "Never incremented", body = ErrorBody),
+        (status = 500, description = "The stored total failed its integrity check (named in the error; run `quintet verify`)", body = ErrorBody),
         (status = 503, description = "Store unreachable; retry", body = ErrorBody)
     )
 )]
@@ -285,7 +307,7 @@ async fn fetch(
     tag = "counters",
     params(ListParams),
     responses(
-        (status = 200, description = "A page; follow `next` for more", body = PageBody),
+        (status = 200, description = "A page; follow `next` for more. Corrupt stored totals are left out and named in `corrupt`", body = PageBody),
         (status = 400, description = "Bad limit, prefix or cursor", body = ErrorBody),
         (status = 503, description = "Store unreachable; retry", body = ErrorBody)
     )
@@ -305,6 +327,9 @@ async fn list(
         .transpose()
         .map_err(|_| ApiError::BadRequest("cursor is not one this server handed out".into()))?;
     let page = state.engine.page(&prefix, after.as_ref(), limit).await?;
+    if !page.corrupt.is_empty() {
+        metrics::counter!(CORRUPT_RECORDS).increment(page.corrupt.len() as u64);
+    }
     Ok(Json(PageBody {
         items: page
             .items
@@ -315,5 +340,6 @@ async fn list(
             })
             .collect(),
         next: page.next.map(CounterKey::into_string),
+        corrupt: page.corrupt,
     }))
 }

@@ -349,7 +349,10 @@ impl Engine {
         for shard in self.shards.iter() {
             let shard = lock(shard);
             for (key, entry) in shard.iter().filter(|(k, e)| e.dirty() && prefix.matches(k)) {
-                if after.is_some_and(|a| key <= a) || horizon.as_ref().is_some_and(|h| key > h) {
+                if after.is_some_and(|a| key <= a)
+                    || horizon.as_ref().is_some_and(|h| key > h)
+                    || stored.corrupt.iter().any(|c| c == key.as_str())
+                {
                     continue;
                 }
                 let delta = i128::from(entry.inflight) + i128::from(entry.pending);
@@ -369,7 +372,11 @@ impl Engine {
         } else {
             None
         };
-        Ok(Page { items, next })
+        Ok(Page {
+            items,
+            next,
+            corrupt: stored.corrupt,
+        })
     }
 
     /// Takes every pending delta into one batch, up to the current sequence.

@@ -545,7 +545,11 @@ impl KvStore for DynamoKvStore {
         } else {
             None
         };
-        Ok(Page { entries, next })
+        Ok(Page {
+            entries,
+            next,
+            corrupt: Vec::new(),
+        })
     }
 
     async fn rewrap(

@@ -130,7 +130,11 @@ impl KvStore for PostgresKvStore {
         } else {
             None
         };
-        Ok(Page { entries, next })
+        Ok(Page {
+            entries,
+            next,
+            corrupt: Vec::new(),
+        })
     }
 
     async fn rewrap(

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use platform::group_commit::{CommitError, GroupCommit};
-use redb::{Database, ReadableTable, Table, TableDefinition};
+use platform::integrity::{self, CorruptRecord, Progress, ScanReport};
+use redb::{Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle};
 
 use crate::domain::{Entry, KeyPrefix, KvKey, Page, PageLimit, SealedRecord, WrappedKey};
 use crate::ports::{KvStore, StoreError};
@@ -179,6 +180,7 @@ impl KvStore for RedbKvStore {
             _ => prefix.as_str(),
         };
         let mut entries = Vec::new();
+        let mut corrupt = Vec::new();
         let mut next = None;
         for item in table.range(start..).map_err(unavailable)? {
             let (key, value) = item.map_err(unavailable)?;
@@ -193,17 +195,29 @@ impl KvStore for RedbKvStore {
                 next = entries.last().map(|e: &Entry| e.key.clone());
                 break;
             }
-            let record = decode(key, value.value())?;
-            let key = KvKey::new(key).map_err(|e| StoreError::Corrupt {
-                key: key.chars().take(64).collect(),
-                reason: e.to_string(),
-            })?;
-            entries.push(Entry {
-                key,
-                size: record.plaintext_len(),
+            // An unreadable record is skipped and named, not a failed page.
+            let parsed = KvKey::new(key).map_err(|e| e.to_string()).and_then(|k| {
+                SealedRecord::decode(value.value())
+                    .map(|r| (k, r))
+                    .map_err(|e| e.to_string())
             });
+            match parsed {
+                Ok((key, record)) => entries.push(Entry {
+                    key,
+                    size: record.plaintext_len(),
+                }),
+                Err(reason) => {
+                    let key: String = key.chars().take(300).collect();
+                    tracing::error!(key, reason, "skipped a corrupt kv record in a listing");
+                    corrupt.push(key);
+                }
+            }
         }
-        Ok(Page { entries, next })
+        Ok(Page {
+            entries,
+            next,
+            corrupt,
+        })
     }
 
     async fn rewrap(
@@ -229,4 +243,70 @@ impl KvStore for RedbKvStore {
         self.closed.store(true, Ordering::Release);
         self.writer.close().await;
     }
+}
+
+/// Scans every record of the store file at `path` (which no server may
+/// hold): each key must be a valid key and each record must parse, with
+/// `authenticate` (given the key and the record) deciding whether its
+/// ciphertext is authentic under that key — only the key provider can say,
+/// and only that check sees an altered value or a record moved to another
+/// key (its associated data names the key it was sealed under). With
+/// `quarantine`, moves the failures into the `quarantine` table, after
+/// which the service answers 404 for their keys.
+pub fn verify(
+    path: &Path,
+    quarantine: bool,
+    progress: Progress<'_>,
+    authenticate: &mut dyn FnMut(&KvKey, &SealedRecord) -> Result<(), String>,
+) -> Result<ScanReport, String> {
+    let text = |e: redb::Error| e.to_string();
+    let db = integrity::open_existing(path)?;
+    let mut report = ScanReport::default();
+    let mut bad: Vec<(String, Vec<u8>)> = Vec::new();
+    {
+        let txn = db.begin_read().map_err(|e| text(e.into()))?;
+        let has_table = txn
+            .list_tables()
+            .map_err(|e| text(e.into()))?
+            .any(|t| t.name() == ITEMS.name());
+        if !has_table {
+            return Ok(report);
+        }
+        let table = txn.open_table(ITEMS).map_err(|e| text(e.into()))?;
+        let total = table.len().map_err(|e| text(e.into()))?;
+        for item in table.iter().map_err(|e| text(e.into()))? {
+            let (key, value) = item.map_err(|e| text(e.into()))?;
+            report.scanned += 1;
+            progress(report.scanned, total);
+            let problem = match KvKey::new(key.value()) {
+                Err(e) => Some(format!("stored key is not a valid key: {e}")),
+                Ok(parsed) => match SealedRecord::decode(value.value()) {
+                    Err(e) => Some(e.to_string()),
+                    Ok(record) => authenticate(&parsed, &record).err(),
+                },
+            };
+            if let Some(problem) = problem {
+                let name: String = key.value().chars().take(300).collect();
+                report.corrupt.push(CorruptRecord {
+                    table: ITEMS.name(),
+                    key: name,
+                    problem,
+                });
+                bad.push((key.value().to_owned(), value.value().to_vec()));
+            }
+        }
+    }
+    if quarantine && !bad.is_empty() {
+        let txn = db.begin_write().map_err(|e| text(e.into()))?;
+        {
+            let mut table = txn.open_table(ITEMS).map_err(|e| text(e.into()))?;
+            for (key, stored) in &bad {
+                integrity::quarantine(&txn, ITEMS.name(), key, stored)?;
+                table.remove(key.as_str()).map_err(|e| text(e.into()))?;
+                report.quarantined += 1;
+            }
+        }
+        txn.commit().map_err(|e| text(e.into()))?;
+    }
+    Ok(report)
 }

@@ -29,8 +29,9 @@ pub fn status(error: &KvError) -> Status {
             Status::unavailable(super::http::UNAVAILABLE)
         }
         KvError::Integrity { .. } => {
+            metrics::counter!(crate::vault::CORRUPT_RECORDS).increment(1);
             tracing::error!(error = %message, "kv rpc failed");
-            Status::data_loss(message)
+            Status::data_loss(format!("{message}; {}", platform::integrity::VERIFY_HINT))
         }
     }
 }

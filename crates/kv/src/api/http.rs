@@ -85,6 +85,19 @@ impl IntoResponse for ApiError {
             // Logged with the request id by the observe layer, never sent.
             return ErrorResponse::hidden(status, UNAVAILABLE, detail).into_response();
         }
+        if let ApiError::Kv(KvError::Integrity { key, reason }) = &self {
+            metrics::counter!(crate::vault::CORRUPT_RECORDS).increment(1);
+            tracing::error!(
+                key,
+                reason,
+                "refused to serve a kv record that failed its check"
+            );
+            return ErrorResponse::new(
+                status,
+                format!("{self}; {}", platform::integrity::VERIFY_HINT),
+            )
+            .into_response();
+        }
         if status.is_server_error() {
             tracing::error!(error = %self, "kv request failed");
         } else if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -174,6 +187,10 @@ pub struct EntryBody {
 pub struct PageBody {
     pub items: Vec<EntryBody>,
     pub next_cursor: Option<String>,
+    /// Keys in this page's range whose stored record cannot be read: left out
+    /// of `items` (run `quintet verify`). Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt: Vec<String>,
 }
 
 /// Keys starting with `prefix`, one page at a time (values are not returned).
@@ -195,6 +212,9 @@ async fn list(
     let limit = PageLimit::parse(query.limit.as_deref())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let page = vault.list(&prefix, after.as_ref(), limit).await?;
+    if !page.corrupt.is_empty() {
+        metrics::counter!(crate::vault::CORRUPT_RECORDS).increment(page.corrupt.len() as u64);
+    }
     Ok(Json(PageBody {
         items: page
             .entries
@@ -205,6 +225,7 @@ async fn list(
             })
             .collect(),
         next_cursor: page.next.map(KvKey::into_string),
+        corrupt: page.corrupt,
     }))
 }
 

@@ -128,6 +128,9 @@ pub struct Entry {
 pub struct Page {
     pub entries: Vec<Entry>,
     pub next: Option<KvKey>,
+    /// Keys in this page's range whose stored record cannot be read: left
+    /// out of `entries`, named here.
+    pub corrupt: Vec<String>,
 }
 
 #[cfg(test)]

@@ -101,7 +101,11 @@ impl MessageStore for PostgresMessageStore {
             }
             items.push(message);
         }
-        Ok(Page { items, next })
+        Ok(Page {
+            items,
+            next,
+            corrupt: Vec::new(),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

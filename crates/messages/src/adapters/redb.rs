@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use platform::group_commit::{CommitError, GroupCommit};
-use redb::{Database, ReadableTable, TableDefinition};
+use platform::integrity::{self, CorruptRecord, Progress, ScanReport};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
 use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMessage};
 use crate::ports::{MessageStore, Page, PutOutcome, StoreError};
@@ -171,6 +172,7 @@ impl MessageStore for RedbMessageStore {
             let messages = txn.open_table(MESSAGES).map_err(unavailable)?;
             let start = after.map_or(0, |c| c.seq().saturating_add(1));
             let mut items = Vec::new();
+            let mut corrupt = Vec::new();
             let mut bytes = 0usize;
             let mut next = None;
             for entry in by_seq.range(start..).map_err(unavailable)? {
@@ -180,10 +182,23 @@ impl MessageStore for RedbMessageStore {
                     break;
                 }
                 let digest = digest.value();
-                let value = messages.get(digest).map_err(unavailable)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("sequence {} names a missing message", seq.value()))
-                })?;
-                let message = stored(digest, value.value())?;
+                // A record that cannot be read is skipped and named, not a failed page.
+                let message = match messages.get(digest).map_err(unavailable)? {
+                    Some(value) => stored(digest, value.value()),
+                    None => Err(StoreError::Corrupt(format!(
+                        "sequence {} names a message that is not stored",
+                        seq.value()
+                    ))),
+                };
+                let message = match message {
+                    Ok(message) => message,
+                    Err(error) => {
+                        let name = integrity_text::printable_digest(digest);
+                        tracing::error!(digest = %name, %error, "skipped an unreadable message in a listing");
+                        corrupt.push(name);
+                        continue;
+                    }
+                };
                 bytes += message.body.len();
                 if !items.is_empty() && bytes > PAGE_MAX_BYTES {
                     next = items.last().map(|m: &StoredMessage| Cursor::new(m.seq));
@@ -191,7 +206,11 @@ impl MessageStore for RedbMessageStore {
                 }
                 items.push(message);
             }
-            Ok(Page { items, next })
+            Ok(Page {
+                items,
+                next,
+                corrupt,
+            })
         })
     }
 
@@ -202,5 +221,242 @@ impl MessageStore for RedbMessageStore {
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.writer.close().await;
+    }
+}
+
+/// A stored digest as text: lowercase hex (whatever its length).
+mod integrity_names {
+    pub fn printable_digest(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+use integrity_names as integrity_text;
+
+/// Scans every message and every insertion-order entry of the store file at
+/// `path` (which no server may hold): each body must hash to the digest it
+/// is stored under, be UTF-8 and be named by its sequence entry; each
+/// sequence entry must name a stored message. With `quarantine`, moves the
+/// failures into the `quarantine` table, after which a get of those digests
+/// answers 404 and listings stop naming them.
+///
+/// Not covered by any check: `created_at`, which the digest does not cover.
+pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<ScanReport, String> {
+    let text = |e: redb::Error| e.to_string();
+    let db = integrity::open_existing(path)?;
+    let mut report = ScanReport::default();
+    // (table, key bytes, stored bytes)
+    let mut bad_messages: Vec<(Vec<u8>, u64, Vec<u8>)> = Vec::new();
+    let mut bad_seqs: Vec<(u64, Vec<u8>)> = Vec::new();
+    {
+        let txn = db.begin_read().map_err(|e| text(e.into()))?;
+        let has_tables = txn
+            .list_tables()
+            .map_err(|e| text(e.into()))?
+            .any(|t| t.name() == MESSAGES.name());
+        if !has_tables {
+            return Ok(report);
+        }
+        let messages = txn.open_table(MESSAGES).map_err(|e| text(e.into()))?;
+        let by_seq = txn.open_table(BY_SEQ).map_err(|e| text(e.into()))?;
+        let total = messages.len().map_err(|e| text(e.into()))?
+            + by_seq.len().map_err(|e| text(e.into()))?;
+        for entry in messages.iter().map_err(|e| text(e.into()))? {
+            let (key, value) = entry.map_err(|e| text(e.into()))?;
+            report.scanned += 1;
+            progress(report.scanned, total);
+            let key = key.value();
+            let (seq, _, body) = value.value();
+            let problem = if key.len() != 32 {
+                Some(format!(
+                    "key of {} bytes is not a SHA-256 digest",
+                    key.len()
+                ))
+            } else if Digest::of(body).as_bytes() != key {
+                Some("body does not hash to its digest (body or key altered)".to_owned())
+            } else if std::str::from_utf8(body).is_err() {
+                Some("body is not UTF-8".to_owned())
+            } else {
+                match by_seq.get(seq).map_err(|e| text(e.into()))? {
+                    Some(named) if named.value() == key => None,
+                    _ => Some(format!(
+                        "its sequence number {seq} does not name it (sequence altered)"
+                    )),
+                }
+            };
+            if let Some(problem) = problem {
+                report.corrupt.push(CorruptRecord {
+                    table: MESSAGES.name(),
+                    key: integrity_text::printable_digest(key),
+                    problem,
+                });
+                let stored = <(u64, i64, &[u8]) as redb::Value>::as_bytes(&value.value());
+                bad_messages.push((key.to_vec(), seq, AsRef::<[u8]>::as_ref(&stored).to_vec()));
+            }
+        }
+        for entry in by_seq.iter().map_err(|e| text(e.into()))? {
+            let (seq, digest) = entry.map_err(|e| text(e.into()))?;
+            report.scanned += 1;
+            progress(report.scanned, total);
+            let digest = digest.value();
+            let named = messages.get(digest).map_err(|e| text(e.into()))?;
+            let problem = match named {
+                None => Some(format!(
+                    "sequence {} names message {} that is not stored (its record was lost or \
+                     moved to another key)",
+                    seq.value(),
+                    integrity_text::printable_digest(digest)
+                )),
+                Some(value) if value.value().0 != seq.value() => Some(format!(
+                    "sequence {} names message {} stored with sequence {}",
+                    seq.value(),
+                    integrity_text::printable_digest(digest),
+                    value.value().0
+                )),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                report.corrupt.push(CorruptRecord {
+                    table: BY_SEQ.name(),
+                    key: seq.value().to_string(),
+                    problem,
+                });
+                bad_seqs.push((seq.value(), digest.to_vec()));
+            }
+        }
+    }
+    if quarantine && !(bad_messages.is_empty() && bad_seqs.is_empty()) {
+        let txn = db.begin_write().map_err(|e| text(e.into()))?;
+        {
+            let mut messages = txn.open_table(MESSAGES).map_err(|e| text(e.into()))?;
+            let mut by_seq = txn.open_table(BY_SEQ).map_err(|e| text(e.into()))?;
+            for (key, seq, stored) in &bad_messages {
+                let name = integrity_text::printable_digest(key);
+                integrity::quarantine(&txn, MESSAGES.name(), &name, stored)?;
+                messages
+                    .remove(key.as_slice())
+                    .map_err(|e| text(e.into()))?;
+                // Its place in the order goes with it, so listings do not name it.
+                let names_it = by_seq
+                    .get(seq)
+                    .map_err(|e| text(e.into()))?
+                    .is_some_and(|named| named.value() == key.as_slice());
+                if names_it {
+                    by_seq.remove(seq).map_err(|e| text(e.into()))?;
+                }
+                report.quarantined += 1;
+            }
+            for (seq, digest) in &bad_seqs {
+                integrity::quarantine(&txn, BY_SEQ.name(), &seq.to_string(), digest)?;
+                by_seq.remove(seq).map_err(|e| text(e.into()))?;
+                report.quarantined += 1;
+            }
+        }
+        txn.commit().map_err(|e| text(e.into()))?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &str) -> Message {
+        Message::new(text.to_owned(), 1024).expect("valid")
+    }
+
+    /// Rewrites one stored record as disk rot would: `edit` changes its key or body.
+    fn tamper(path: &Path, digest: Digest, edit: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) {
+        let db = Database::create(path).expect("open");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut table = txn.open_table(MESSAGES).expect("table");
+            let (seq, at, body) = {
+                let value = table
+                    .get(digest.as_bytes().as_slice())
+                    .expect("get")
+                    .expect("stored");
+                let (seq, at, body) = value.value();
+                (seq, at, body.to_vec())
+            };
+            table.remove(digest.as_bytes().as_slice()).expect("remove");
+            let mut key = digest.as_bytes().to_vec();
+            let mut body = body;
+            edit(&mut key, &mut body);
+            table
+                .insert(key.as_slice(), (seq, at, body.as_slice()))
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+
+    #[tokio::test]
+    async fn altered_bodies_and_moved_keys_are_skipped_in_pages_and_found_by_verify() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("messages.redb");
+        let (a, b, c) = (message("alpha"), message("bravo"), message("charlie"));
+        let store = RedbMessageStore::open(&path).expect("open");
+        for m in [&a, &b, &c] {
+            store.put(m, 1).await.expect("put");
+        }
+        store.close().await;
+        drop(store);
+        tamper(&path, b.digest(), |_, body| body[0] ^= 0x20);
+        tamper(&path, c.digest(), |key, _| key[5] ^= 0x01);
+
+        let store = RedbMessageStore::open(&path).expect("reopen");
+        let got = store
+            .get(&b.digest())
+            .await
+            .expect("get")
+            .expect("still stored");
+        assert!(got.verify().is_err(), "an altered body never verifies");
+        assert_eq!(
+            store.get(&c.digest()).await.expect("get"),
+            None,
+            "a record whose key moved is not under its digest any more"
+        );
+        let page = store
+            .page(None, PageLimit::parse(None).expect("default"))
+            .await
+            .expect("the page is served");
+        let served: Vec<Digest> = page.items.iter().map(|m| m.digest).collect();
+        assert_eq!(
+            served,
+            [a.digest(), b.digest()],
+            "b is returned to be verified by the edge"
+        );
+        assert_eq!(page.corrupt, [c.digest().to_string()]);
+        store.close().await;
+        drop(store);
+
+        let report = verify(&path, false, &mut |_, _| {}).expect("verify");
+        assert_eq!(report.scanned, 6);
+        let mut keys: Vec<&str> = report.corrupt.iter().map(|c| c.key.as_str()).collect();
+        keys.sort();
+        let mut moved = c.digest().as_bytes().to_vec();
+        moved[5] ^= 0x01;
+        let mut want = vec![
+            b.digest().to_string(),
+            integrity_text::printable_digest(&moved),
+            "3".to_owned(),
+        ];
+        want.sort();
+        assert_eq!(keys, want);
+
+        let report = verify(&path, true, &mut |_, _| {}).expect("quarantine");
+        assert_eq!(report.quarantined, 3);
+        let report = verify(&path, false, &mut |_, _| {}).expect("verify again");
+        assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
+        assert_eq!(report.scanned, 2);
+
+        let store = RedbMessageStore::open(&path).expect("reopen");
+        assert_eq!(store.get(&b.digest()).await.expect("get"), None);
+        let page = store
+            .page(None, PageLimit::parse(None).expect("default"))
+            .await
+            .expect("page");
+        assert_eq!(page.items.len(), 1);
+        assert!(page.corrupt.is_empty());
+        store.close().await;
     }
 }

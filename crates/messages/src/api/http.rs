@@ -70,6 +70,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     MessagesApi::openapi()
 }
 
+/// Stored records found corrupt when read (a get answered 500, or a page
+/// skipped one).
+pub const CORRUPT_RECORDS: &str = "quintet_messages_corrupt_records_total";
+
 /// Everything a messages route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -112,10 +116,18 @@ impl IntoResponse for ApiError {
         };
         match &self {
             ApiError::Integrity(e) => {
-                metrics::counter!("quintet_messages_integrity_failures_total").increment(1);
+                metrics::counter!(CORRUPT_RECORDS).increment(1);
                 tracing::error!(digest = %e.digest, "stored message failed its integrity check; refusing to serve it");
-                return ErrorResponse::new(status, "stored message failed its integrity check")
-                    .into_response();
+                return ErrorResponse::new(
+                    status,
+                    format!(
+                        "stored message {} failed its integrity check (its bytes do not hash to \
+                         its digest) and is not served; {}",
+                        e.digest,
+                        platform::integrity::VERIFY_HINT
+                    ),
+                )
+                .into_response();
             }
             ApiError::Store(StoreError::Unavailable(detail)) => {
                 // Logged with the request id by the observe layer, never sent.
@@ -185,6 +197,10 @@ pub struct PageBody {
     pub items: Vec<MessageBody>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next: Option<String>,
+    /// Digests in this page's range whose stored record failed its integrity
+    /// check: left out of `items` (run `quintet verify`). Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -419,7 +435,7 @@ fn if_none_match(headers: &HeaderMap, digest: &Digest) -> bool {
     tag = "messages",
     params(ListParams),
     responses(
-        (status = 200, description = "A page; follow `next` for more", body = PageBody),
+        (status = 200, description = "A page; follow `next` for more. Messages that fail their integrity check are left out and named in `corrupt`", body = PageBody),
         (status = 400, description = "Bad limit or cursor", body = ErrorBody),
         (status = 503, description = "Store unavailable; retry", body = ErrorBody)
     )
@@ -439,14 +455,26 @@ async fn list(
     let started = Instant::now();
     let page = state.store.page(after, limit).await?;
     observe("page", started);
-    let items = page
-        .items
-        .into_iter()
-        .map(|stored| stored.verify().map(MessageBody::from))
-        .collect::<Result<Vec<_>, _>>()?;
+    // A corrupt message is left out and named: one bad record must not fail
+    // every page that covers it.
+    let mut corrupt = page.corrupt;
+    let mut items = Vec::with_capacity(page.items.len());
+    for stored in page.items {
+        match stored.verify() {
+            Ok(message) => items.push(MessageBody::from(message)),
+            Err(e) => {
+                tracing::error!(digest = %e.digest, "skipped a message that failed its integrity check in a listing");
+                corrupt.push(e.digest.to_string());
+            }
+        }
+    }
+    if !corrupt.is_empty() {
+        metrics::counter!(CORRUPT_RECORDS).increment(corrupt.len() as u64);
+    }
     Ok(Json(PageBody {
         items,
         next: page.next.map(|c| c.to_string()),
+        corrupt,
     }))
 }
 

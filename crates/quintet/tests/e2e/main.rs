@@ -7,6 +7,7 @@ mod cli;
 mod counters;
 mod edge_attacks;
 mod errors;
+mod integrity;
 mod kv;
 mod kv_aws;
 mod kv_seed;
