@@ -10,6 +10,7 @@ mod errors;
 mod kv;
 mod kv_aws;
 mod kv_seed;
+mod kv_tcp_security;
 mod lifecycle;
 mod messages_api;
 mod ops;
