@@ -50,6 +50,8 @@ pub const REQUEST_OVERHEAD: usize = 64 * 1024;
 const FIRST_READ: usize = 1024;
 /// Most bytes read at once beyond what the request is known to need.
 const READ_CHUNK: usize = 16 * 1024;
+/// On shutdown, how long the reply to the request in flight may take to send.
+const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(1);
 /// At most one WARN line per this interval for garbage and decode errors.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How many rate-limit checks pass between two prunings of idle buckets.
@@ -406,7 +408,8 @@ where
 {
     let limits = &shared.limits;
     let mut buf = BytesMut::new();
-    // Bytes of the shared budget this connection holds: always at least what `buf` may hold.
+    // Bytes of the shared budget this connection holds: what `buf` may be filled to
+    // (its allocation may round up; the RSS test bounds the whole).
     let mut held: Option<OwnedSemaphorePermit> = None;
     // When the request being received must be whole (set at its first byte).
     let mut deadline: Option<Instant> = None;
@@ -426,13 +429,18 @@ where
                     }
                 };
                 release(shared, &mut held, buf.len());
-                // A client that does not read its replies cannot hold the connection.
-                match tokio::time::timeout(
-                    limits.frame_timeout,
-                    stream.write_all(&reply.encode_to_vec()),
-                )
-                .await
-                {
+                // A client that does not read its replies cannot hold the
+                // connection, nor the shutdown for longer than its grace.
+                let reply = reply.encode_to_vec();
+                let write = stream.write_all(&reply);
+                tokio::pin!(write);
+                let written = tokio::select! {
+                    written = tokio::time::timeout(limits.frame_timeout, &mut write) => written,
+                    () = shared.stop.cancelled() => {
+                        tokio::time::timeout(SHUTDOWN_WRITE_GRACE, &mut write).await
+                    }
+                };
+                match written {
                     // Stopping: the request in flight was answered; the rest waits for no one.
                     Ok(Ok(())) if shared.stop.is_cancelled() => break Closed::Quietly,
                     Ok(Ok(())) => continue,
