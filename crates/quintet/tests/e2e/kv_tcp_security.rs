@@ -468,6 +468,32 @@ async fn a_request_sent_a_byte_at_a_time_is_closed_at_the_frame_deadline() {
     assert_eq!(got.status(), reqwest::StatusCode::NOT_FOUND);
 }
 
+#[tokio::test]
+async fn a_connection_quiet_between_requests_is_closed_at_the_idle_timeout() {
+    let server = kv_server(&["--kv-tcp-idle-timeout", "1s"]);
+    let mut stream = TcpStream::connect(tcp_addr(&server))
+        .await
+        .expect("connect");
+    assert_eq!(
+        call(&mut stream, &get_request("k")).await,
+        Reply::Get(2, String::new())
+    );
+    assert!(closed_without_reply(&mut stream).await, "closed when idle");
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "quintet_kv_tcp_timeouts_total",
+            &["stage=\"idle\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "quintet_kv_tcp_connections_open", &[]),
+        Some(0.0)
+    );
+}
+
 /// The server's resident set, in KiB, from /proc.
 fn vm_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
