@@ -24,6 +24,77 @@ pub struct KvConfig {
     #[arg(long, env = "QUINTET_KV_TCP_ADDR", default_value = "127.0.0.1:50051")]
     pub kv_tcp_addr: SocketAddr,
 
+    /// PEM certificate chain the raw-TCP port presents: with it (and --kv-tcp-tls-key) the
+    /// port speaks TLS only.
+    #[arg(
+        long,
+        env = "QUINTET_KV_TCP_TLS_CERT",
+        requires = "kv_tcp_tls_key",
+        value_name = "FILE"
+    )]
+    pub kv_tcp_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --kv-tcp-tls-cert.
+    #[arg(
+        long,
+        env = "QUINTET_KV_TCP_TLS_KEY",
+        requires = "kv_tcp_tls_cert",
+        value_name = "FILE"
+    )]
+    pub kv_tcp_tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): every raw-TCP client must present a certificate signed by one
+    /// (mutual TLS); a client without one is refused at the handshake. Needs --kv-tcp-tls-cert.
+    #[arg(
+        long,
+        env = "QUINTET_KV_TCP_CLIENT_CA",
+        requires = "kv_tcp_tls_cert",
+        value_name = "FILE"
+    )]
+    pub kv_tcp_client_ca: Option<PathBuf>,
+
+    /// Serve the raw-TCP port beyond loopback without client certificates although bearer
+    /// tokens guard HTTP and gRPC: any client that reaches the port reads and writes every key.
+    #[arg(long, env = "QUINTET_KV_TCP_INSECURE_NO_AUTH")]
+    pub kv_tcp_insecure_no_auth: bool,
+
+    /// Client networks the raw-TCP port accepts, comma separated CIDRs or addresses
+    /// (e.g. `10.0.0.0/8,192.168.1.7`); others are closed at accept. Empty accepts all.
+    #[arg(long, env = "QUINTET_KV_TCP_ALLOW", value_delimiter = ',', value_parser = parse_network, value_name = "CIDR")]
+    pub kv_tcp_allow: Vec<ipnet::IpNet>,
+
+    /// Open raw-TCP connections at once; beyond it a new connection is closed at accept.
+    #[arg(long, env = "QUINTET_KV_TCP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub kv_tcp_max_connections: usize,
+
+    /// A raw-TCP connection with no request under way for this long is closed.
+    #[arg(long, env = "QUINTET_KV_TCP_IDLE_TIMEOUT", value_parser = platform::config::parse_duration, default_value = "5m")]
+    pub kv_tcp_idle_timeout: Duration,
+
+    /// Time a raw-TCP request has from its first byte to its last (and the TLS handshake from
+    /// connect); a slower one closes the connection.
+    #[arg(long, env = "QUINTET_KV_TCP_FRAME_TIMEOUT", value_parser = platform::config::parse_duration, default_value = "30s")]
+    pub kv_tcp_frame_timeout: Duration,
+
+    /// Bytes of partly received requests all raw-TCP connections may hold together; a
+    /// connection waits for room at most --kv-tcp-budget-wait, then is closed. At least the
+    /// largest request (--kv-max-value-bytes + 64 KiB).
+    #[arg(long, env = "QUINTET_KV_TCP_BUFFER_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub kv_tcp_buffer_bytes: usize,
+
+    /// How long a raw-TCP connection waits for room in --kv-tcp-buffer-bytes before it is closed.
+    #[arg(long, env = "QUINTET_KV_TCP_BUDGET_WAIT", value_parser = platform::config::parse_duration, default_value = "5s")]
+    pub kv_tcp_budget_wait: Duration,
+
+    /// Raw-TCP requests per second each client IP may make (answered `internal` past it);
+    /// 0 turns the limit off.
+    #[arg(long, env = "QUINTET_KV_TCP_RATE_LIMIT", default_value_t = 1000)]
+    pub kv_tcp_rate_limit: u32,
+
+    /// Raw-TCP requests a client IP may make in a burst above the rate [default: 2 × the rate].
+    #[arg(long, env = "QUINTET_KV_TCP_RATE_LIMIT_BURST")]
+    pub kv_tcp_rate_limit_burst: Option<u32>,
+
     /// Largest value, in bytes (0-byte values are allowed).
     #[arg(long, env = "QUINTET_KV_MAX_VALUE_BYTES", default_value_t = domain::DEFAULT_MAX_VALUE_BYTES)]
     pub kv_max_value_bytes: usize,
@@ -146,15 +217,119 @@ impl ProviderSpec {
     }
 }
 
+/// `--kv-tcp-allow`'s values: a CIDR, or one address (a /32 or /128).
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("'{text}' is neither a CIDR (10.0.0.0/8, fd00::/8) nor an IP address"))
+}
+
 impl KvConfig {
-    /// Checks the options that need no I/O — the key provider's spec,
-    /// `QUINTET_KV_MASTER_KEY` and the namespace — naming the option at fault.
-    pub fn check(&self) -> Result<(), ConfigError> {
+    /// Checks the options that need no I/O but reading the raw-TCP port's
+    /// certificate files — the key provider's spec, `QUINTET_KV_MASTER_KEY`,
+    /// the namespace, the TCP bounds and TLS files — naming the option at
+    /// fault. `tokens_configured` says whether bearer tokens guard HTTP and
+    /// gRPC: then the raw-TCP port may listen beyond loopback only with
+    /// client certificates or the explicit `--kv-tcp-insecure-no-auth`.
+    pub fn check(&self, tokens_configured: bool) -> Result<(), ConfigError> {
         self.spec()?;
         self.master_keys()?;
         domain::Namespace::new(self.kv_namespace.clone())
             .map_err(|e| ConfigError::new("--kv-namespace", e))?;
-        Ok(())
+        self.tcp_limits()?;
+        self.tcp_tls()?;
+        self.check_tcp_exposure(tokens_configured)
+    }
+
+    /// The start-up policy of the raw-TCP port, which carries no credential.
+    fn check_tcp_exposure(&self, tokens_configured: bool) -> Result<(), ConfigError> {
+        let addr = self.kv_tcp_addr;
+        if !tokens_configured
+            || addr.ip().is_loopback()
+            || self.kv_tcp_client_ca.is_some()
+            || self.kv_tcp_insecure_no_auth
+        {
+            return Ok(());
+        }
+        Err(ConfigError::new(
+            "--kv-tcp-addr",
+            format!(
+                "bearer tokens guard HTTP and gRPC (--tokens), but the raw-TCP port would listen \
+                 on {addr} beyond loopback, where the seed protocol carries no credential and any \
+                 client could read and overwrite every key. Choose one: require client \
+                 certificates (--kv-tcp-tls-cert, --kv-tcp-tls-key and --kv-tcp-client-ca), \
+                 listen on loopback only (--kv-tcp-addr 127.0.0.1:50051, e.g. behind stunnel), \
+                 or accept the risk with --kv-tcp-insecure-no-auth"
+            ),
+        ))
+    }
+
+    /// The raw-TCP port's bounds, checked.
+    pub(crate) fn tcp_limits(&self) -> Result<crate::api::seed_tcp::Limits, ConfigError> {
+        use crate::api::seed_tcp::{Limits, REQUEST_OVERHEAD};
+        let max_request = self.kv_max_value_bytes.saturating_add(REQUEST_OVERHEAD);
+        if self.kv_tcp_max_connections == 0 {
+            return Err(ConfigError::new(
+                "--kv-tcp-max-connections",
+                "must be greater than zero",
+            ));
+        }
+        for (option, value) in [
+            ("--kv-tcp-idle-timeout", self.kv_tcp_idle_timeout),
+            ("--kv-tcp-frame-timeout", self.kv_tcp_frame_timeout),
+            ("--kv-tcp-budget-wait", self.kv_tcp_budget_wait),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(option, "must be greater than zero"));
+            }
+        }
+        // Permits of a tokio semaphore are counted in a usize with 3 bits spare.
+        const MAX_BUDGET: usize = usize::MAX >> 4;
+        if self.kv_tcp_buffer_bytes < max_request || self.kv_tcp_buffer_bytes > MAX_BUDGET {
+            return Err(ConfigError::new(
+                "--kv-tcp-buffer-bytes",
+                format!(
+                    "{} bytes cannot hold one request of the largest value: use at least {max_request} \
+                     (--kv-max-value-bytes + 64 KiB)",
+                    self.kv_tcp_buffer_bytes
+                ),
+            ));
+        }
+        let rate = match self.kv_tcp_rate_limit {
+            0 => None,
+            per_second => {
+                let burst = self
+                    .kv_tcp_rate_limit_burst
+                    .unwrap_or(per_second.saturating_mul(2));
+                let burst = NonZeroU32::new(burst).ok_or_else(|| {
+                    ConfigError::new("--kv-tcp-rate-limit-burst", "must be greater than zero")
+                })?;
+                Some((NonZeroU32::new(per_second).expect("matched nonzero"), burst))
+            }
+        };
+        Ok(Limits {
+            max_request,
+            max_connections: self.kv_tcp_max_connections,
+            idle_timeout: self.kv_tcp_idle_timeout,
+            frame_timeout: self.kv_tcp_frame_timeout,
+            buffer_bytes: self.kv_tcp_buffer_bytes,
+            budget_wait: self.kv_tcp_budget_wait,
+            rate,
+            allow: self.kv_tcp_allow.clone(),
+        })
+    }
+
+    /// The raw-TCP port's TLS configuration, when it has one; the files are
+    /// read here, so a wrong path or a key that does not match exits 2.
+    pub(crate) fn tcp_tls(&self) -> Result<Option<crate::api::tcp_tls::TcpTls>, ConfigError> {
+        let (Some(cert), Some(key)) = (&self.kv_tcp_tls_cert, &self.kv_tcp_tls_key) else {
+            return Ok(None);
+        };
+        crate::api::tcp_tls::TcpTls::load(cert, key, self.kv_tcp_client_ca.as_deref()).map(Some)
     }
 
     fn spec(&self) -> Result<ProviderSpec, ConfigError> {
@@ -260,20 +435,104 @@ mod tests {
 
     #[test]
     fn check_names_the_option_at_fault_without_io() {
-        assert!(config(&[]).check().is_ok());
+        assert!(config(&[]).check(false).is_ok());
         let err = config(&["--kv-key-provider", "aws-kmz://x"])
-            .check()
+            .check(false)
             .expect_err("typo");
         assert_eq!(err.option, "--kv-key-provider");
         assert!(err.to_string().contains("aws-kms://"), "{err}");
         let err = config(&["--kv-key-provider", "local:///k", "--kv-master-key", "AAAA"])
-            .check()
+            .check(false)
             .expect_err("master key with a key dir");
         assert_eq!(err.option, "QUINTET_KV_MASTER_KEY");
         let err = config(&["--kv-master-key", "not base64!"])
-            .check()
+            .check(false)
             .expect_err("bad key");
         assert_eq!(err.option, "QUINTET_KV_MASTER_KEY");
         assert!(!err.to_string().contains("not base64!"), "{err}");
+    }
+
+    #[test]
+    fn tokens_and_a_tcp_port_beyond_loopback_need_client_certificates_or_the_ack() {
+        let open = config(&["--kv-tcp-addr", "0.0.0.0:50051"]);
+        let err = open.check(true).expect_err("refused");
+        assert_eq!(err.option, "--kv-tcp-addr");
+        for choice in [
+            "--kv-tcp-client-ca",
+            "127.0.0.1",
+            "--kv-tcp-insecure-no-auth",
+        ] {
+            assert!(err.to_string().contains(choice), "{choice}: {err}");
+        }
+        // Without tokens there is nothing to bypass; on loopback it stays local.
+        assert!(open.check(false).is_ok());
+        assert!(
+            config(&["--kv-tcp-addr", "[::1]:50051"])
+                .check(true)
+                .is_ok()
+        );
+        assert!(
+            config(&[
+                "--kv-tcp-addr",
+                "0.0.0.0:50051",
+                "--kv-tcp-insecure-no-auth"
+            ])
+            .check(true)
+            .is_ok()
+        );
+        let mut mutual = open.clone();
+        mutual.kv_tcp_client_ca = Some("/ca.pem".into());
+        assert!(mutual.check_tcp_exposure(true).is_ok());
+    }
+
+    #[test]
+    fn tcp_bounds_are_checked_and_named() {
+        let err = config(&["--kv-tcp-buffer-bytes", "1000"])
+            .check(false)
+            .expect_err("budget below one request");
+        assert_eq!(err.option, "--kv-tcp-buffer-bytes");
+        assert!(err.to_string().contains("at least"), "{err}");
+        let err = config(&["--kv-tcp-max-connections", "0"])
+            .check(false)
+            .expect_err("no connections");
+        assert_eq!(err.option, "--kv-tcp-max-connections");
+        let err = config(&["--kv-tcp-frame-timeout", "0s"])
+            .check(false)
+            .expect_err("zero deadline");
+        assert_eq!(err.option, "--kv-tcp-frame-timeout");
+        let err = config(&["--kv-tcp-rate-limit-burst", "0"])
+            .check(false)
+            .expect_err("zero burst");
+        assert_eq!(err.option, "--kv-tcp-rate-limit-burst");
+        let err = config(&[
+            "--kv-tcp-tls-cert",
+            "/nonexistent.pem",
+            "--kv-tcp-tls-key",
+            "/k.pem",
+        ])
+        .check(false)
+        .err()
+        .map(|e| e.option);
+        assert_eq!(err, Some("--kv-tcp-tls-cert"));
+    }
+
+    #[test]
+    fn allowlist_entries_are_networks_or_addresses() {
+        assert_eq!(
+            parse_network("10.1.2.3/8").map(|n| n.to_string()),
+            Ok("10.0.0.0/8".to_owned())
+        );
+        assert_eq!(
+            parse_network("192.168.1.7").map(|n| n.to_string()),
+            Ok("192.168.1.7/32".to_owned())
+        );
+        assert_eq!(
+            parse_network("::1").map(|n| n.to_string()),
+            Ok("::1/128".to_owned())
+        );
+        let err = parse_network("10.0.0.0/33").expect_err("bad prefix");
+        assert!(err.contains("neither a CIDR"), "{err}");
+        let allow = config(&["--kv-tcp-allow", "10.0.0.0/8,127.0.0.1"]).kv_tcp_allow;
+        assert_eq!(allow.len(), 2);
     }
 }

@@ -84,7 +84,25 @@ pub async fn service(
             )
         })?;
     let tcp_addr = listener.local_addr()?;
-    tracing::info!(addr = %tcp_addr, "kv tcp listening");
+    let limits = config.tcp_limits()?;
+    let tls = config.tcp_tls()?;
+    let mutual = tls.as_ref().is_some_and(|tls| tls.mutual);
+    tracing::info!(
+        addr = %tcp_addr,
+        tls = tls.is_some(),
+        client_certificates = mutual,
+        allow = %config.kv_tcp_allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        "kv tcp listening"
+    );
+    if !mutual {
+        tracing::warn!(
+            addr = %tcp_addr,
+            "kv's raw-TCP port requires no credential (the seed protocol has none): any client \
+             that reaches it reads and overwrites every key, whatever --tokens says. Require \
+             client certificates (--kv-tcp-client-ca with --kv-tcp-tls-cert/--kv-tcp-tls-key), \
+             keep it on loopback behind a TLS tunnel, or limit it with --kv-tcp-allow"
+        );
+    }
     let tcp_vault = vault.clone();
     let closing = store.clone();
     Ok(platform::Service::new("kv")
@@ -94,7 +112,7 @@ pub async fn service(
         .openapi(api::http::openapi())
         .readiness(Arc::new(ports::StoreReadiness(store)))
         .background("kv-tcp", move |stop| {
-            Box::pin(api::seed_tcp::serve(listener, tcp_vault, stop))
+            Box::pin(api::seed_tcp::serve(listener, tcp_vault, limits, tls, stop))
         })
         .on_shutdown(Box::pin(async move { closing.close().await })))
 }

@@ -41,9 +41,21 @@ async fn start() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
+    let limits = kv::api::seed_tcp::Limits {
+        max_request: (4 << 20) + kv::api::seed_tcp::REQUEST_OVERHEAD,
+        max_connections: 16,
+        idle_timeout: Duration::from_secs(60),
+        frame_timeout: Duration::from_secs(30),
+        buffer_bytes: 16 << 20,
+        budget_wait: Duration::from_secs(5),
+        rate: None,
+        allow: Vec::new(),
+    };
     tokio::spawn(kv::api::seed_tcp::serve(
         listener,
         Arc::new(vault),
+        limits,
+        None,
         stop.clone(),
     ));
     Server {

@@ -53,7 +53,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     services.sort();
     services.dedup();
     if services.contains(&ServiceName::Kv) {
-        args.kv.check().unwrap_or_else(|e| invalid(e));
+        args.kv
+            .check(!config.tokens.is_empty())
+            .unwrap_or_else(|e| invalid(e));
         if args.kv.kv_write_format == kv::WriteFormat::Seed
             && !matches!(kv_store.url, StoreUrl::DynamoDb { .. })
         {

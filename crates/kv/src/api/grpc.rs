@@ -47,11 +47,64 @@ pub struct KvGrpc {
 
 /// The service, with message limits sized to the value limit (tonic's
 /// default of 4 MiB would refuse the largest values).
-pub fn server(vault: Arc<Vault>) -> KeyValueServer<KvGrpc> {
+pub fn server(vault: Arc<Vault>) -> ExhaustedOverLimit<KeyValueServer<KvGrpc>> {
     let limit = vault.max_value_bytes().saturating_add(MESSAGE_OVERHEAD);
-    KeyValueServer::new(KvGrpc { vault })
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit)
+    ExhaustedOverLimit(
+        KeyValueServer::new(KvGrpc { vault })
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+    )
+}
+
+/// tonic refuses a request message over its decoding limit with
+/// OUT_OF_RANGE before kv sees it; kv answers a value over the limit with
+/// RESOURCE_EXHAUSTED (as [`status`] does for one just over it), so this
+/// wrapper gives the larger ones the same code. kv itself never answers
+/// OUT_OF_RANGE, so the code names only that refusal here.
+#[derive(Clone)]
+pub struct ExhaustedOverLimit<S>(S);
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for ExhaustedOverLimit<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B, R> tonic::codegen::Service<http::Request<B>> for ExhaustedOverLimit<S>
+where
+    S: tonic::codegen::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future =
+        futures_util::future::MapOk<S::Future, fn(http::Response<R>) -> http::Response<R>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        use futures_util::TryFutureExt;
+        self.0.call(request).map_ok(out_of_range_to_exhausted::<R>)
+    }
+}
+
+/// A trailers-only answer (the one tonic gives a refused request) carries
+/// its status in the headers.
+fn out_of_range_to_exhausted<R>(mut response: http::Response<R>) -> http::Response<R> {
+    let headers = response.headers_mut();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|code| code.as_bytes() == b"11")
+    {
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from_static("8"), // RESOURCE_EXHAUSTED
+        );
+    }
+    response
 }
 
 #[tonic::async_trait]

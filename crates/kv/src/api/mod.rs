@@ -5,3 +5,4 @@ pub mod cli;
 pub mod grpc;
 pub mod http;
 pub mod seed_tcp;
+pub mod tcp_tls;

@@ -24,9 +24,13 @@ pub enum KeyError {
     Empty,
     #[error("key is {0} bytes; the limit is {MAX_KEY_BYTES} bytes of UTF-8")]
     TooLong(usize),
+    /// NUL ends strings in C clients, logs and some stores' tools, so a key
+    /// with one would not be the same key everywhere.
+    #[error("key contains a NUL byte (\\0), which keys may not contain")]
+    Nul,
 }
 
-/// A key: 1..=1024 bytes of UTF-8.
+/// A key: 1..=1024 bytes of UTF-8 without NUL.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KvKey(String);
 
@@ -36,6 +40,7 @@ impl KvKey {
         match key.len() {
             0 => Err(KeyError::Empty),
             n if n > MAX_KEY_BYTES => Err(KeyError::TooLong(n)),
+            _ if key.contains('\0') => Err(KeyError::Nul),
             _ => Ok(Self(key)),
         }
     }
@@ -146,5 +151,7 @@ mod tests {
         assert!(KvKey::new("é".repeat(512)).is_ok());
         assert!(KvKey::new("é".repeat(513)).is_err());
         assert!(KvKey::from_utf8(vec![0xff]).is_err());
+        assert_eq!(KvKey::new("a\0b"), Err(KeyError::Nul));
+        assert_eq!(KvKey::new("\0"), Err(KeyError::Nul));
     }
 }

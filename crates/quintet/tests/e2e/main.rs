@@ -11,6 +11,7 @@ mod integrity;
 mod kv;
 mod kv_aws;
 mod kv_seed;
+mod kv_tcp_security;
 mod lifecycle;
 mod messages_api;
 mod ops;
