@@ -5,3 +5,6 @@ pub mod cli;
 pub mod grpc;
 pub mod http;
 pub mod seed_tcp;
+
+#[cfg(test)]
+mod seed_tcp_fuzz;
