@@ -463,7 +463,7 @@ mod tests {
             candidate += 1;
             if (2..candidate)
                 .take_while(|d| d * d <= candidate)
-                .all(|d| candidate % d != 0)
+                .all(|d| !candidate.is_multiple_of(d))
             {
                 found += 1;
             }
