@@ -712,3 +712,215 @@ static FIXTURE: std::sync::LazyLock<(JwsVerifier, String)> = std::sync::LazyLock
     assert!(matches!(verifier.verify(&jws), Validation::Valid { .. }));
     (verifier, jws)
 });
+
+/// One chain for the fuzz targets below, which sign payloads with its leaf.
+static SIGNER: std::sync::LazyLock<Chain> = std::sync::LazyLock::new(Chain::new);
+
+/// The validity of every certificate of [`Chain::new`], in ms since the epoch.
+const VALID_FROM_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+const VALID_TO_MS: i64 = 2_019_686_400_000; // 2034-01-01T00:00:00Z
+
+mod fuzz_targets {
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use testkit::fuzz;
+
+    use super::*;
+
+    fn verifier() -> JwsVerifier {
+        SIGNER.verifier(EnvironmentRule::Production)
+    }
+
+    fn is_invalid(validation: &Validation) -> bool {
+        matches!(validation, Validation::Invalid { transactions, .. } if transactions.is_empty())
+    }
+
+    /// A JWS part: base64url of JSON, of any bytes, or any text.
+    fn part() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => fuzz::json_bytes(fuzz::json_value()).prop_map(|b| fuzz::base64url(&b)),
+            1 => fuzz::bytes(64).prop_map(|b| fuzz::base64url(&b)),
+            1 => fuzz::text(24),
+        ]
+    }
+
+    /// An `x5c` entry: one of the chain's certificates, base64 of other
+    /// bytes, or any text.
+    fn certificate() -> BoxedStrategy<Value> {
+        prop_oneof![
+            2 => proptest::sample::select(SIGNER.x5c()).prop_map(|der| Value::from(STANDARD.encode(der))),
+            1 => fuzz::bytes(300).prop_map(|b| Value::from(STANDARD.encode(b))),
+            1 => fuzz::json_scalar(),
+        ]
+        .boxed()
+    }
+
+    /// A header close to a real one: alg, x5c and crit of any value.
+    fn header() -> BoxedStrategy<Value> {
+        fuzz::object_with(vec![
+            (
+                "alg",
+                fuzz::plausible(
+                    prop_oneof![Just("ES256"), Just("RS256"), Just("none")]
+                        .prop_map(Value::from)
+                        .boxed(),
+                ),
+            ),
+            (
+                "x5c",
+                fuzz::plausible(
+                    proptest::collection::vec(certificate(), 0..5)
+                        .prop_map(Value::from)
+                        .boxed(),
+                ),
+            ),
+            ("crit", fuzz::json_value()),
+        ])
+    }
+
+    /// A transaction payload: each field most often the value a valid one
+    /// has, else another plausible value, null, any text or any JSON.
+    fn payload() -> BoxedStrategy<Value> {
+        let field = |good: Value, others: BoxedStrategy<Value>| {
+            prop_oneof![
+                6 => Just(good),
+                1 => others,
+                1 => Just(Value::Null),
+                1 => fuzz::text(8).prop_map(Value::from),
+                1 => fuzz::json_value(),
+            ]
+            .boxed()
+        };
+        let strings = |values: Vec<&'static str>| {
+            proptest::sample::select(values)
+                .prop_map(Value::from)
+                .boxed()
+        };
+        fuzz::object_with(vec![
+            (
+                "transactionId",
+                field(TRANSACTION.into(), strings(vec!["", "1"])),
+            ),
+            ("productId", field(PRODUCT.into(), strings(vec![""]))),
+            (
+                "bundleId",
+                field(BUNDLE.into(), strings(vec!["com.example.other", ""])),
+            ),
+            (
+                "environment",
+                field(
+                    "Production".into(),
+                    strings(vec!["Sandbox", "Xcode", "production"]),
+                ),
+            ),
+            (
+                "signedDate",
+                field(
+                    SIGNED_DATE.into(),
+                    prop_oneof![
+                        Just(VALID_FROM_MS),
+                        Just(VALID_FROM_MS - 1),
+                        Just(VALID_TO_MS),
+                        Just(VALID_TO_MS + 1),
+                        any::<i64>(),
+                    ]
+                    .prop_map(Value::from)
+                    .boxed(),
+                ),
+            ),
+        ])
+    }
+
+    /// A payload field as the verifier reads it: absent or null is none,
+    /// a string is itself, and any other type makes the payload unreadable.
+    fn string_field(payload: &Value, name: &str) -> Result<Option<String>, ()> {
+        match payload.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(()),
+        }
+    }
+
+    /// What a signed, chained `payload` (an object) must verify to: the
+    /// transaction it names, or `None` for INVALID.
+    fn expected(payload: &Value) -> Option<Transaction> {
+        let transaction_id = string_field(payload, "transactionId").ok()?;
+        let product_id = string_field(payload, "productId").ok()?;
+        let bundle_id = string_field(payload, "bundleId").ok()?;
+        let environment = string_field(payload, "environment").ok()?;
+        let signed_date = match payload.get("signedDate") {
+            None | Some(Value::Null) => return None,
+            Some(date) => date.as_i64()?,
+        };
+        let in_validity = (VALID_FROM_MS..=VALID_TO_MS).contains(&signed_date);
+        let transaction_id = transaction_id.filter(|id| !id.is_empty())?;
+        (in_validity
+            && bundle_id.as_deref() == Some(BUNDLE)
+            && environment.as_deref() == Some("Production"))
+        .then_some(Transaction {
+            transaction_id,
+            product_id,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any text, and any three base64url parts (JSON, bytes or text):
+        /// never a panic, always INVALID naming no transaction.
+        #[test]
+        fn fuzz_jws_any_text(
+            text in fuzz::text(300),
+            (header, payload, signature) in (part(), part(), part()),
+        ) {
+            let verifier = verifier();
+            let verdict = verifier.verify(&text);
+            prop_assert!(is_invalid(&verdict), "{:?}", verdict);
+            let verdict = verifier.verify(&format!("{header}.{payload}.{signature}"));
+            prop_assert!(is_invalid(&verdict), "{:?}", verdict);
+        }
+
+        /// A header close to a real one (the chain's own certificates among
+        /// others), any payload, a signature that is not the leaf's: never
+        /// a panic, always INVALID.
+        #[test]
+        fn fuzz_jws_unsigned_headers(
+            header in header(),
+            payload in prop_oneof![payload(), fuzz::json_value()],
+            signature in prop_oneof![fuzz::bytes(80), Just(vec![0u8; 64])],
+        ) {
+            let jws = format!(
+                "{}.{}.{}",
+                fuzz::base64url(&serde_json::to_vec(&header).expect("json")),
+                fuzz::base64url(&serde_json::to_vec(&payload).expect("json")),
+                fuzz::base64url(&signature),
+            );
+            let verdict = verifier().verify(&jws);
+            prop_assert!(is_invalid(&verdict), "{:?}", verdict);
+        }
+
+        /// Payloads of any shape, signed by the leaf of a chain the verifier
+        /// trusts: never a panic; VALID exactly when the payload is a
+        /// transaction of the configured app, in production, signed while
+        /// the chain was valid, naming a transaction id, and then with that
+        /// transaction.
+        #[test]
+        fn fuzz_jws_signed_payloads(payload in prop_oneof![4 => payload(), 1 => fuzz::json_value()]) {
+            let verdict = verifier().verify(&SIGNER.sign(&payload));
+            match (payload.is_object().then(|| expected(&payload)), verdict) {
+                (Some(Some(transaction)), Validation::Valid { environment, transactions }) => {
+                    prop_assert_eq!(environment, "Production");
+                    prop_assert_eq!(transactions, vec![transaction]);
+                }
+                (Some(None), verdict) => prop_assert!(is_invalid(&verdict), "{} gave {:?}", payload, verdict),
+                // serde also reads a struct from an array of its fields; only
+                // Apple's key can sign one, so other shapes are held to not
+                // panicking.
+                (None, _) => {}
+                (Some(expected), verdict) => {
+                    prop_assert!(false, "{} gave {:?}, expected {:?}", payload, verdict, expected);
+                }
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! own so they run in parallel. They never skip: with no PostgreSQL, they fail.
 //! AWS adapter tests use the moto server from [`moto`].
 
+pub mod fuzz;
 pub mod moto;
 
 /// The PostgreSQL server the tests use.

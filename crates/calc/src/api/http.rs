@@ -391,3 +391,172 @@ async fn history(
     };
     Ok(Json(HistoryPage { events, next_after }))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+    use testkit::fuzz;
+
+    use super::*;
+    use crate::domain::{self, MAX_VALUES, primes};
+
+    fn read<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        body(&headers, Ok(Bytes::copy_from_slice(raw)), "{}")
+    }
+
+    /// The fields of a body read with `deny_unknown_fields`, in order: from
+    /// an object holding no other field, or from serde's array form.
+    fn fields<'v>(value: &'v Value, names: &[&str]) -> Option<Vec<&'v Value>> {
+        match value {
+            Value::Object(object) => {
+                if object.keys().any(|key| !names.contains(&key.as_str())) {
+                    return None;
+                }
+                names.iter().map(|name| object.get(*name)).collect()
+            }
+            Value::Array(items) if items.len() == names.len() => Some(items.iter().collect()),
+            _ => None,
+        }
+    }
+
+    fn int_array(value: &Value) -> Option<Vec<i64>> {
+        value.as_array()?.iter().map(Value::as_i64).collect()
+    }
+
+    fn body_object() -> BoxedStrategy<Value> {
+        let ints = || {
+            fuzz::plausible(
+                proptest::collection::vec(fuzz::json_number(), 0..6)
+                    .prop_map(Value::from)
+                    .boxed(),
+            )
+        };
+        let small_n = || {
+            fuzz::plausible(
+                proptest::collection::vec(
+                    prop_oneof![4 => (0u64..=1200).prop_map(Value::from), 1 => fuzz::json_number()],
+                    0..6,
+                )
+                .prop_map(Value::from)
+                .boxed(),
+            )
+        };
+        prop_oneof![
+            fuzz::object_with(vec![
+                ("a", fuzz::plausible(fuzz::json_number().boxed())),
+                ("b", fuzz::plausible(fuzz::json_number().boxed())),
+            ]),
+            fuzz::object_with(vec![("values", ints())]),
+            fuzz::object_with(vec![("n", small_n())]),
+            // The valid shapes without an extra field, which deny_unknown_fields refuses.
+            (fuzz::json_number(), fuzz::json_number()).prop_map(|(a, b)| {
+                Value::Object(Map::from_iter([("a".into(), a), ("b".into(), b)]))
+            }),
+            (ints(), small_n()).prop_map(|(values, n)| {
+                Value::Object(Map::from_iter([("values".into(), values), ("n".into(), n)]))
+            }),
+        ]
+        .boxed()
+    }
+
+    /// The nth prime for n up to 1200, by trial division.
+    fn naive_nth_prime(n: u64) -> u64 {
+        let mut found = 0;
+        let mut candidate = 1u64;
+        while found < n {
+            candidate += 1;
+            if (2..candidate)
+                .take_while(|d| d * d <= candidate)
+                .all(|d| !candidate.is_multiple_of(d))
+            {
+                found += 1;
+            }
+        }
+        candidate
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any body to calc's routes, read as each of its three body types:
+        /// never a panic; bytes that are not one JSON text are refused; a
+        /// JSON text is read exactly when it has the type's fields and no
+        /// other, each an integer of the right range; what is read is then
+        /// computed without a panic, refusing what the domain refuses.
+        #[test]
+        fn fuzz_calc_bodies(
+            (raw, _mutation) in fuzz::mutated(prop_oneof![
+                1 => fuzz::bytes(48),
+                1 => fuzz::json_bytes(fuzz::json_value()),
+                4 => fuzz::json_bytes(body_object()),
+            ]),
+        ) {
+            let operands = read::<Operands>(&raw);
+            let values = read::<Values>(&raw);
+            let nth = read::<NthPrimesBody>(&raw);
+            let Some(value) = fuzz::json(&raw) else {
+                if !fuzz::is_json(&raw) {
+                    prop_assert!(operands.is_err() && values.is_err() && nth.is_err());
+                }
+                return Ok(());
+            };
+
+            let expected = fields(&value, &["a", "b"])
+                .and_then(|f| Some((f[0].as_i64()?, f[1].as_i64()?)));
+            match (expected, operands) {
+                (Some((a, b)), Ok(read)) => {
+                    prop_assert_eq!((read.a, read.b), (a, b));
+                    for op in [Operation::Add, Operation::Subtract, Operation::Multiply, Operation::Divide] {
+                        let _ = op.apply(a, b);
+                    }
+                }
+                (None, Err(_)) => {}
+                (expected, read) => prop_assert!(false, "{} gave {:?}, expected {:?}", value, read, expected),
+            }
+
+            let expected = fields(&value, &["values"]).and_then(|f| int_array(f[0]));
+            match (expected, values) {
+                (Some(expected), Ok(read)) => {
+                    prop_assert_eq!(&read.values, &expected);
+                    let max = domain::fold(Operation::Max, &read.values);
+                    let min = domain::fold(Operation::Min, &read.values);
+                    if (1..=MAX_VALUES).contains(&expected.len()) {
+                        prop_assert_eq!(max, Ok(*expected.iter().max().expect("values")));
+                        prop_assert_eq!(min, Ok(*expected.iter().min().expect("values")));
+                    } else {
+                        prop_assert!(max.is_err() && min.is_err());
+                    }
+                }
+                (None, Err(_)) => {}
+                (expected, read) => prop_assert!(false, "{} gave {:?}, expected {:?}", value, read, expected),
+            }
+
+            let expected = fields(&value, &["n"]).and_then(|f| {
+                f[0].as_array()?.iter().map(Value::as_u64).collect::<Option<Vec<_>>>()
+            });
+            match (expected, nth) {
+                (Some(expected), Ok(read)) => {
+                    prop_assert_eq!(&read.n, &expected);
+                    const MAX_N: u64 = 1000;
+                    let answer = primes::nth_primes(&read.n, MAX_N, &|| false);
+                    if read.n.iter().all(|n| (1..=MAX_N).contains(n)) {
+                        let primes = answer.expect("every n in range");
+                        for (n, prime) in read.n.iter().zip(primes) {
+                            prop_assert_eq!(prime, naive_nth_prime(*n), "n = {}", n);
+                        }
+                    } else {
+                        prop_assert!(answer.is_err());
+                    }
+                }
+                (None, Err(_)) => {}
+                (expected, read) => prop_assert!(false, "{} gave {:?}, expected {:?}", value, read, expected),
+            }
+        }
+    }
+}

@@ -87,14 +87,10 @@ pub const CORRUPT_RECORDS: &str = "quintet_counters_corrupt_records_total";
 /// Everything a counters route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("invalid JSON: {0}")]
-    BadJson(String),
     #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("{0}")]
-    UnsupportedMediaType(String),
     #[error("{}", .0.message)]
     Body(ErrorResponse),
     #[error(transparent)]
@@ -104,11 +100,10 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::BadJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) | ApiError::Engine(EngineError::Invalid(_)) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Body(e) => e.status,
             ApiError::Engine(EngineError::NotFound) => StatusCode::NOT_FOUND,
             ApiError::Engine(EngineError::Store(
@@ -200,17 +195,24 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-fn is_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    match platform::error::media_type(headers).as_deref() {
-        Some("application/json") => Ok(()),
-        Some(other) => Err(ApiError::UnsupportedMediaType(format!(
-            "unsupported Content-Type '{}': send application/json {{\"key\": \"...\", \"value\": 1}}",
-            other.chars().take(100).collect::<String>()
-        ))),
-        None => Err(ApiError::UnsupportedMediaType(
-            "missing Content-Type: send application/json {\"key\": \"...\", \"value\": 1}".into(),
-        )),
-    }
+/// Reads an increment body: one JSON text read as every JSON body is
+/// ([`platform::error::json_body`]: 415, 413, 400 or 422 naming the field),
+/// and its key checked against `max_key_bytes`.
+pub fn increment_request(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    max_key_bytes: usize,
+) -> Result<(CounterKey, i64), ApiError> {
+    let parsed: IncrementBody = platform::error::json_body(
+        headers,
+        body,
+        body_limit(max_key_bytes),
+        r#"{"key": "...", "value": 1}"#,
+    )
+    .map_err(ApiError::Body)?;
+    let key = CounterKey::parse(parsed.key, max_key_bytes)
+        .map_err(|e| ApiError::Unprocessable(format!("key: {e}")))?;
+    Ok((key, parsed.value))
 }
 
 /// Add to a key's total and get the new total.
@@ -236,35 +238,8 @@ async fn increment(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Incremented>, ApiError> {
-    is_json(&headers)?;
-    let body = body.map_err(|r| {
-        ApiError::Body(ErrorResponse::from_body_rejection(
-            r,
-            body_limit(state.max_key_bytes),
-        ))
-    })?;
-    let deserializer = &mut serde_json::Deserializer::from_slice(&body);
-    let parsed: IncrementBody = match serde_path_to_error::deserialize(deserializer) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            return Err(if inner.is_data() {
-                // Name the field: `value: invalid type: floating point ...`.
-                let field = if path == "." {
-                    String::new()
-                } else {
-                    format!("{path}: ")
-                };
-                ApiError::Unprocessable(format!("{field}{inner}"))
-            } else {
-                ApiError::BadJson(inner.to_string())
-            });
-        }
-    };
-    let key = CounterKey::parse(parsed.key, state.max_key_bytes)
-        .map_err(|e| ApiError::Unprocessable(format!("key: {e}")))?;
-    let total = state.engine.increment(key.clone(), parsed.value).await?;
+    let (key, value) = increment_request(&headers, body, state.max_key_bytes)?;
+    let total = state.engine.increment(key.clone(), value).await?;
     Ok(Json(Incremented {
         data: CounterBody {
             key: key.into_string(),
@@ -342,4 +317,125 @@ async fn list(
         next: page.next.map(CounterKey::into_string),
         corrupt: page.corrupt,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use testkit::fuzz;
+
+    use super::*;
+
+    const MAX_KEY_BYTES: usize = 16;
+
+    fn read(body: &[u8]) -> Result<(CounterKey, i64), ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        increment_request(&headers, Ok(Bytes::copy_from_slice(body)), MAX_KEY_BYTES)
+    }
+
+    fn status(error: ApiError) -> StatusCode {
+        error.into_response().status()
+    }
+
+    /// The increment a JSON value asks for, if it is one (an object, or
+    /// serde's array form `[key, value]`).
+    fn expected(value: &Value) -> Option<(String, i64)> {
+        let (key, delta) = match value {
+            Value::Object(object) => (object.get("key")?, object.get("value")?),
+            Value::Array(items) if items.len() == 2 => (&items[0], &items[1]),
+            _ => return None,
+        };
+        let key = key.as_str()?;
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return None;
+        }
+        Some((key.to_owned(), delta.as_i64()?))
+    }
+
+    #[test]
+    fn a_body_with_trailing_data_or_bytes_that_are_not_utf8_is_refused() {
+        for body in [
+            &br#"{"key": "k", "value": 1} x"#[..],
+            br#"{"key": "k", "value": 1}{"key": "k", "value": 1}"#,
+            b"{\"key\": \"k\", \"value\": 1, \"note\": \"\xff\"}",
+        ] {
+            let error = read(body).expect_err("not one JSON text");
+            assert_eq!(status(error), StatusCode::BAD_REQUEST);
+        }
+        assert_eq!(
+            read(br#"{"key": "k", "value": -2}"#).expect("an increment"),
+            (
+                CounterKey::parse("k".into(), MAX_KEY_BYTES).expect("key"),
+                -2
+            )
+        );
+    }
+
+    fn increment_object() -> BoxedStrategy<Value> {
+        fuzz::object_with(vec![
+            (
+                "key",
+                fuzz::plausible(
+                    prop_oneof![fuzz::text(6), fuzz::text(24)]
+                        .prop_map(Value::from)
+                        .boxed(),
+                ),
+            ),
+            ("value", fuzz::plausible(fuzz::json_number().boxed())),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any body: never a panic; bytes that are not one JSON text are
+        /// refused with 400 (or 422 when a field is wrong before the text
+        /// goes bad); a JSON text is an increment exactly when it has a key
+        /// of 1..=max bytes and an int64 value, else 422.
+        #[test]
+        fn fuzz_increment_body(
+            (body, _mutation) in fuzz::mutated(prop_oneof![
+                1 => fuzz::bytes(48),
+                1 => fuzz::json_bytes(fuzz::json_value()),
+                4 => fuzz::json_bytes(increment_object()),
+            ]),
+        ) {
+            let answer = read(&body);
+            match fuzz::json(&body) {
+                None if fuzz::is_json(&body) => {
+                    // A JSON text with a number beyond f64's range: held to
+                    // nothing but not panicking.
+                }
+                None => {
+                    let status = status(answer.expect_err("not one JSON text"));
+                    prop_assert!(
+                        status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY,
+                        "{}", status
+                    );
+                }
+                Some(value) => match (expected(&value), answer) {
+                    (Some((key, delta)), Ok((read_key, read_delta))) => {
+                        prop_assert_eq!(read_key.as_str(), key.as_str());
+                        prop_assert_eq!(read_delta, delta);
+                    }
+                    (None, Err(error)) => {
+                        let status = status(error);
+                        prop_assert!(
+                            status == StatusCode::UNPROCESSABLE_ENTITY
+                                || (value.is_array() && status == StatusCode::BAD_REQUEST),
+                            "{} gave {}", value, status
+                        );
+                    }
+                    (expected, answer) => {
+                        prop_assert!(false, "{} gave {:?}, expected {:?}", value, answer, expected);
+                    }
+                },
+            }
+        }
+    }
 }

@@ -710,7 +710,119 @@ impl KvStore for DynamoKvStore {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use testkit::fuzz;
+
     use super::*;
+
+    /// An attribute of any type, or one close to what a kv item holds.
+    fn attribute() -> impl Strategy<Value = AttributeValue> {
+        prop_oneof![
+            fuzz::text(30).prop_map(AttributeValue::S),
+            fuzz::bytes(80).prop_map(|b| AttributeValue::S(fuzz::base64(&b))),
+            fuzz::bytes(60)
+                .prop_map(|b| AttributeValue::S(fuzz::base64(fuzz::base64(&b).as_bytes()))),
+            fuzz::bytes(80).prop_map(b),
+            fuzz::bytes(60).prop_map(|bytes| b(fuzz::base64(&bytes).into_bytes())),
+            any::<[u8; NONCE_LEN]>().prop_map(|nonce| b(nonce.to_vec())),
+            prop_oneof![
+                Just("1".to_owned()),
+                Just("2".to_owned()),
+                fuzz::text(8),
+                any::<i64>().prop_map(|n| n.to_string())
+            ]
+            .prop_map(AttributeValue::N),
+            any::<bool>().prop_map(AttributeValue::Bool),
+            Just(AttributeValue::Null(true)),
+            Just(AttributeValue::L(Vec::new())),
+        ]
+    }
+
+    /// An item with some of kv's attribute names (and another), each of
+    /// any attribute type.
+    fn item() -> impl Strategy<Value = Item> {
+        let names = vec![
+            KEY, FORMAT, KEY_ID, DATA_KEY, NONCE, CIPHERTEXT, SIZE, VALUE, "other",
+        ];
+        proptest::collection::vec((proptest::sample::select(names), attribute()), 0..9).prop_map(
+            |pairs| {
+                pairs
+                    .into_iter()
+                    .map(|(name, value)| (name.to_owned(), value))
+                    .collect()
+            },
+        )
+    }
+
+    fn sealed(format: RecordFormat) -> impl Strategy<Value = SealedRecord> {
+        (
+            fuzz::text(20),
+            fuzz::bytes(100),
+            any::<[u8; NONCE_LEN]>(),
+            proptest::collection::vec(any::<u8>(), TAG_LEN..80),
+        )
+            .prop_map(move |(key_id, bytes, nonce, ciphertext)| SealedRecord {
+                format,
+                wrapped: WrappedKey { key_id, bytes },
+                wrapped_alternates: Vec::new(),
+                nonce,
+                ciphertext,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any item a table hands back: never a panic; a record read from
+        /// it has a whole tag, and a listed entry a valid key.
+        #[test]
+        fn fuzz_dynamodb_item(item in item()) {
+            if let Ok(record) = record_of(&key("k"), &item) {
+                prop_assert!(record.ciphertext.len() >= TAG_LEN);
+            }
+            if let Ok(entry) = entry_of(&item) {
+                prop_assert!(matches!(item.get(KEY), Some(AttributeValue::S(k)) if k == entry.key.as_str()));
+            }
+        }
+
+        /// Every record, in either layout, as an item with one attribute
+        /// changed: never a panic; unchanged, a format-1 item reads back as
+        /// its record, and a seed item as its value and data key.
+        #[test]
+        fn fuzz_dynamodb_record_items(
+            record in prop_oneof![sealed(RecordFormat::V1), sealed(RecordFormat::SeedLegacy)],
+            change in proptest::option::of((
+                proptest::sample::select(&[FORMAT, KEY_ID, DATA_KEY, NONCE, CIPHERTEXT, SIZE, VALUE][..]),
+                proptest::option::of(attribute()),
+            )),
+        ) {
+            let mut item = item_of(&key("k"), &record);
+            let changed = change.is_some();
+            if let Some((name, value)) = change {
+                match value {
+                    Some(value) => item.insert(name.to_owned(), value),
+                    None => item.remove(name),
+                };
+            }
+            let read = record_of(&key("k"), &item);
+            let _ = entry_of(&item);
+            if !changed {
+                let read = read.expect("an unchanged item is read");
+                prop_assert_eq!(read.nonce, record.nonce);
+                prop_assert_eq!(&read.ciphertext, &record.ciphertext);
+                prop_assert_eq!(&read.wrapped.key_id, &record.wrapped.key_id);
+                if record.format == RecordFormat::V1 {
+                    prop_assert_eq!(read, record);
+                } else {
+                    // The stored data key is one of its readings.
+                    prop_assert!(
+                        read.wrapped.bytes == record.wrapped.bytes
+                            || read.wrapped_alternates.contains(&record.wrapped.bytes)
+                    );
+                }
+            }
+        }
+    }
 
     fn key(name: &str) -> KvKey {
         KvKey::new(name).expect("valid key")

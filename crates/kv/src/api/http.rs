@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -19,12 +19,7 @@ use crate::domain::{KeyPrefix, KvKey, PageLimit, RecordFormat};
 use crate::vault::{KvError, RotateReport, Vault};
 
 pub fn router(vault: Arc<Vault>) -> Router {
-    // Bodies may exceed the value limit a little (JSON escaping in the seed
-    // twin); the vault refuses values over it with a 413 that names the limit.
-    let body_limit = vault
-        .max_value_bytes()
-        .saturating_mul(2)
-        .saturating_add(64 * 1024);
+    let body_limit = body_limit(vault.max_value_bytes());
     Router::new()
         .route("/kv", get(list))
         .route("/kv/{*key}", put(set).get(fetch).delete(remove))
@@ -33,6 +28,13 @@ pub fn router(vault: Arc<Vault>) -> Router {
         .route("/admin/kv/rotate", post(rotate))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(vault)
+}
+
+/// Largest request body: bodies may exceed the value limit a little (JSON
+/// escaping in the seed twin); the vault refuses values over it with a 413
+/// that names the limit.
+fn body_limit(max_value_bytes: usize) -> usize {
+    max_value_bytes.saturating_mul(2).saturating_add(64 * 1024)
 }
 
 #[derive(OpenApi)]
@@ -246,22 +248,32 @@ pub struct SeedPair {
         (status = 503, body = ErrorBody)))]
 async fn seed_save(
     State(vault): State<Arc<Vault>>,
-    pair: Result<Json<SeedPair>, JsonRejection>,
+    headers: http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SeedPair>), ApiError> {
-    let Json(pair) = pair.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::Body(ErrorResponse::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body is larger than the limit",
-        )),
-        _ => ApiError::BadRequest(format!(
-            "expected {{\"key\": string, \"value\": string}}: {}",
-            e.body_text()
-        )),
-    })?;
-    vault
-        .set(&key(pair.key.clone())?, pair.value.as_bytes())
-        .await?;
+    let (key, pair) = seed_pair(&headers, body, body_limit(vault.max_value_bytes()))?;
+    vault.set(&key, pair.value.as_bytes()).await?;
     Ok((StatusCode::CREATED, Json(pair)))
+}
+
+/// Reads the seed twin's `{"key", "value"}` body as every JSON body is read
+/// ([`platform::error::json_body`]: one UTF-8 JSON text) and checks its key:
+/// 415 for another media type, 413 over `limit`, 400 for anything else.
+pub fn seed_pair(
+    headers: &http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<(KvKey, SeedPair), ApiError> {
+    const EXAMPLE: &str = r#"{"key": "...", "value": "..."}"#;
+    let pair: SeedPair =
+        platform::error::json_body(headers, body, limit, EXAMPLE).map_err(|e| match e.status {
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::Body(e),
+            _ => ApiError::BadRequest(format!(
+                "expected {{\"key\": string, \"value\": string}}: {}",
+                e.message
+            )),
+        })?;
+    Ok((key(pair.key.clone())?, pair))
 }
 
 /// The seed's `GET /api/get/{key}`: 200 `{"key","value"}` or 404 `{"error":"not_found"}`.
@@ -338,5 +350,113 @@ pub fn parse_format(name: &str) -> Result<RecordFormat, String> {
             "convert must be quintet or seed, not '{}'",
             other.chars().take(40).collect::<String>()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use testkit::fuzz;
+
+    use super::*;
+
+    fn read(body: &[u8]) -> Result<(KvKey, SeedPair), ApiError> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        seed_pair(&headers, Ok(Bytes::copy_from_slice(body)), 1 << 20)
+    }
+
+    fn status(error: ApiError) -> StatusCode {
+        error.into_response().status()
+    }
+
+    /// The pair a JSON value is, if it is one (an object, or serde's array
+    /// form `[key, value]`) with a valid key.
+    fn expected(value: &Value) -> Option<(String, String)> {
+        let (key, text) = match value {
+            Value::Object(object) => (object.get("key")?, object.get("value")?),
+            Value::Array(items) if items.len() == 2 => (&items[0], &items[1]),
+            _ => return None,
+        };
+        let key = KvKey::new(key.as_str()?).ok()?;
+        Some((key.into_string(), text.as_str()?.to_owned()))
+    }
+
+    #[test]
+    fn a_seed_pair_with_trailing_data_or_bytes_that_are_not_utf8_is_refused() {
+        for body in [
+            &br#"{"key": "k", "value": "v"} x"#[..],
+            b"{\"key\": \"k\", \"value\": \"v\", \"note\": \"\xff\"}",
+        ] {
+            assert_eq!(
+                status(read(body).expect_err("not one JSON text")),
+                StatusCode::BAD_REQUEST
+            );
+        }
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain"),
+        );
+        let refused = seed_pair(&headers, Ok(Bytes::from_static(b"{}")), 1 << 20);
+        assert_eq!(
+            status(refused.expect_err("not JSON")),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+
+    fn pair_object() -> BoxedStrategy<Value> {
+        fuzz::object_with(vec![
+            (
+                "key",
+                fuzz::plausible(
+                    prop_oneof![
+                        fuzz::text(12).prop_map(Value::from),
+                        Just(Value::from("k".repeat(crate::domain::MAX_KEY_BYTES + 1))),
+                    ]
+                    .boxed(),
+                ),
+            ),
+            (
+                "value",
+                fuzz::plausible(fuzz::text(40).prop_map(Value::from).boxed()),
+            ),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any body to the seed twin's save: never a panic; bytes that are
+        /// not one JSON text are a 400; a JSON text is a pair exactly when
+        /// it holds a string key of 1..=1024 bytes and a string value.
+        #[test]
+        fn fuzz_seed_pair_body(
+            (body, _mutation) in fuzz::mutated(prop_oneof![
+                1 => fuzz::bytes(48),
+                1 => fuzz::json_bytes(fuzz::json_value()),
+                4 => fuzz::json_bytes(pair_object()),
+            ]),
+        ) {
+            let answer = read(&body);
+            match fuzz::json(&body) {
+                None if fuzz::is_json(&body) => {}
+                None => prop_assert_eq!(status(answer.expect_err("not one JSON text")), StatusCode::BAD_REQUEST),
+                Some(value) => match (expected(&value), answer) {
+                    (Some((key, text)), Ok((read_key, pair))) => {
+                        prop_assert_eq!(read_key.as_str(), key.as_str());
+                        prop_assert_eq!(pair.value, text);
+                    }
+                    (None, Err(error)) => prop_assert_eq!(status(error), StatusCode::BAD_REQUEST),
+                    (expected, answer) => {
+                        prop_assert!(false, "{} gave {:?}, expected {:?}", value, answer, expected);
+                    }
+                },
+            }
+        }
     }
 }

@@ -6,3 +6,6 @@ pub mod grpc;
 pub mod http;
 pub mod seed_tcp;
 pub mod tcp_tls;
+
+#[cfg(test)]
+mod seed_tcp_fuzz;

@@ -238,7 +238,120 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use testkit::fuzz;
+
     use super::*;
+
+    fn record() -> impl Strategy<Value = SealedRecord> {
+        (
+            fuzz::text(40),
+            fuzz::bytes(300),
+            any::<[u8; NONCE_LEN]>(),
+            proptest::collection::vec(any::<u8>(), TAG_LEN..200),
+        )
+            .prop_map(|(key_id, bytes, nonce, ciphertext)| SealedRecord {
+                format: RecordFormat::V1,
+                wrapped: WrappedKey { key_id, bytes },
+                wrapped_alternates: Vec::new(),
+                nonce,
+                ciphertext,
+            })
+    }
+
+    /// A blob that is never base64 text (a NUL is neither the alphabet
+    /// nor whitespace), as a KMS ciphertext blob practically never is.
+    fn binary_blob() -> impl Strategy<Value = Vec<u8>> {
+        (fuzz::bytes(200), any::<prop::sample::Index>()).prop_map(|(mut blob, at)| {
+            blob.insert(at.index(blob.len() + 1), 0);
+            blob
+        })
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any stored bytes: never a panic; a record is read only from
+        /// exactly its own encoding (nothing dropped, nothing ignored),
+        /// with a whole tag; every valid record's encoding is read back.
+        #[test]
+        fn fuzz_sealed_record_decode(
+            (stored, original, mutation) in prop_oneof![
+                1 => fuzz::bytes(120).prop_map(|b| (b, None, fuzz::Mutation::None)),
+                4 => (record(), fuzz::mutation()).prop_map(|(record, mutation)| {
+                    (mutation.apply(record.encode()), Some(record), mutation)
+                }),
+            ],
+        ) {
+            match SealedRecord::decode(&stored) {
+                Ok(read) => {
+                    prop_assert_eq!(read.encode(), stored);
+                    prop_assert!(read.ciphertext.len() >= TAG_LEN);
+                    prop_assert!(read.wrapped_alternates.is_empty());
+                }
+                Err(CorruptRecord(reason)) => {
+                    prop_assert!(!reason.is_empty());
+                    prop_assert!(
+                        !(original.is_some() && matches!(mutation, fuzz::Mutation::None)),
+                        "an unchanged encoding was refused: {}", reason
+                    );
+                }
+            }
+        }
+
+        /// Any seed `value`: never a panic; a record exactly when it holds
+        /// an iv and a tag, the tag moved after the ciphertext.
+        #[test]
+        fn fuzz_seed_layout(value in fuzz::bytes(80), data_key in fuzz::bytes(40)) {
+            match SealedRecord::from_seed(&value, data_key.clone()) {
+                Ok(record) => {
+                    prop_assert!(value.len() >= NONCE_LEN + TAG_LEN);
+                    prop_assert_eq!(&record.nonce[..], &value[..NONCE_LEN]);
+                    let mut expected = value[NONCE_LEN + TAG_LEN..].to_vec();
+                    expected.extend_from_slice(&value[NONCE_LEN..NONCE_LEN + TAG_LEN]);
+                    prop_assert_eq!(record.ciphertext, expected);
+                    prop_assert_eq!(record.wrapped.bytes, data_key);
+                    prop_assert_eq!(record.format, RecordFormat::SeedLegacy);
+                }
+                Err(_) => prop_assert!(value.len() < NONCE_LEN + TAG_LEN),
+            }
+        }
+
+        /// Any stored `data_key`: never a panic; at most three readings,
+        /// deepest first, none shallower than asked; a binary blob under
+        /// 0, 1 or 2 layers of base64 is read back first, at its depth.
+        #[test]
+        fn fuzz_seed_key_readings(
+            stored in prop_oneof![
+                fuzz::bytes(120),
+                fuzz::bytes(90).prop_map(|b| fuzz::base64(&b).into_bytes()),
+                fuzz::bytes(60).prop_map(|b| fuzz::base64(fuzz::base64(&b).as_bytes()).into_bytes()),
+                fuzz::text(60).prop_map(String::into_bytes),
+            ],
+            min_layers in 0u8..=1,
+            blob in binary_blob(),
+            layers in 0..=MAX_SEED_KEY_LAYERS,
+        ) {
+            let readings = seed_key_readings(&stored, min_layers);
+            prop_assert!(readings.len() <= usize::from(MAX_SEED_KEY_LAYERS) + 1);
+            for pair in readings.windows(2) {
+                prop_assert!(pair[0].layers > pair[1].layers);
+            }
+            for reading in &readings {
+                prop_assert!(reading.layers >= min_layers);
+            }
+            if min_layers == 0 {
+                prop_assert_eq!(readings.last().map(|r| &r.blob), Some(&stored));
+            }
+
+            let readings = seed_key_readings(&encode_seed_key(&blob, layers), min_layers);
+            if layers >= min_layers {
+                prop_assert_eq!(readings.first(), Some(&SeedKeyReading { layers, blob }));
+            } else {
+                prop_assert!(readings.is_empty());
+            }
+        }
+    }
 
     fn sample() -> SealedRecord {
         SealedRecord {

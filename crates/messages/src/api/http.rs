@@ -41,17 +41,12 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// The routes, with their state applied.
 pub fn router(store: Arc<dyn MessageStore>, config: MessagesConfig) -> Router {
-    // A JSON body may spell each byte of the text as up to 6 (`\u0000`), plus the envelope.
-    let body_limit = config
-        .max_message_bytes
-        .saturating_mul(6)
-        .saturating_add(4096);
     Router::new()
         .route("/messages", post(create).get(list))
         .route("/messages/{digest}", get(fetch))
         .route("/message/{digest}", get(fetch_seed))
         .route("/all-messages", get(list_seed))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit(config.max_message_bytes)))
         .with_state(AppState {
             store,
             max_message_bytes: config.max_message_bytes,
@@ -248,27 +243,7 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let text = match content_kind(&headers)? {
-        ContentKind::Json => {
-            let body = body.map_err(|r| {
-                ApiError::Body(ErrorResponse::from_body_rejection(r, state.body_limit()))
-            })?;
-            match serde_json::from_slice::<NewMessage>(&body) {
-                Ok(new) => new.message,
-                Err(e) if e.is_data() => return Err(ApiError::Unprocessable(e.to_string())),
-                Err(e) => return Err(ApiError::BadJson(e.to_string())),
-            }
-        }
-        ContentKind::Text => {
-            let body = body.map_err(|r| {
-                ApiError::Body(ErrorResponse::from_body_rejection(r, state.body_limit()))
-            })?;
-            String::from_utf8(body.to_vec()).map_err(|e| {
-                ApiError::BadBody(format!("text/plain body is not valid UTF-8: {e}"))
-            })?
-        }
-    };
-    let message = Message::new(text, state.max_message_bytes)?;
+    let message = new_message(&headers, body, state.max_message_bytes)?;
     let started = Instant::now();
     let outcome = state.store.put(&message, now_ms()).await?;
     observe("put", started);
@@ -300,12 +275,40 @@ async fn create(
     Ok(response)
 }
 
-impl AppState {
-    fn body_limit(&self) -> usize {
-        self.max_message_bytes
-            .saturating_mul(6)
-            .saturating_add(4096)
-    }
+/// Reads a new message from a request body: `{"message": "<text>"}` as
+/// one UTF-8 JSON text, or the text itself as `text/plain`; then checked
+/// against `max_bytes` (415, 413, 400 or 422 naming what was wrong).
+pub fn new_message(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    max_bytes: usize,
+) -> Result<Message, ApiError> {
+    let kind = content_kind(headers)?;
+    let body = body.map_err(|r| {
+        ApiError::Body(ErrorResponse::from_body_rejection(r, body_limit(max_bytes)))
+    })?;
+    let text = match kind {
+        ContentKind::Json => {
+            // JSON is UTF-8 (RFC 8259 §8.1); serde_json checks only the
+            // strings it keeps, so a skipped field could carry any bytes.
+            let json = std::str::from_utf8(&body)
+                .map_err(|e| ApiError::BadJson(format!("the body is not UTF-8 ({e})")))?;
+            match serde_json::from_str::<NewMessage>(json) {
+                Ok(new) => new.message,
+                Err(e) if e.is_data() => return Err(ApiError::Unprocessable(e.to_string())),
+                Err(e) => return Err(ApiError::BadJson(e.to_string())),
+            }
+        }
+        ContentKind::Text => String::from_utf8(body.to_vec())
+            .map_err(|e| ApiError::BadBody(format!("text/plain body is not valid UTF-8: {e}")))?,
+    };
+    Ok(Message::new(text, max_bytes)?)
+}
+
+/// Largest `POST /messages` body: a JSON body may spell each byte of the
+/// text as up to 6 (`\u0000`), plus the envelope.
+fn body_limit(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_mul(6).saturating_add(4096)
 }
 
 enum ContentKind {
@@ -498,7 +501,161 @@ async fn list_seed(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use testkit::fuzz;
+
     use super::*;
+
+    const MAX_BYTES: usize = 24;
+
+    fn read(content_type: &'static str, body: &[u8]) -> Result<Message, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        new_message(&headers, Ok(Bytes::copy_from_slice(body)), MAX_BYTES)
+    }
+
+    fn status(error: ApiError) -> StatusCode {
+        error.into_response().status()
+    }
+
+    /// The text a JSON value is a new message of, valid or not (an object,
+    /// or serde's array form `[text]`).
+    fn text_of(value: &Value) -> Option<&str> {
+        match value {
+            Value::Object(object) => object.get("message")?.as_str(),
+            Value::Array(items) if items.len() == 1 => items[0].as_str(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_json_body_with_trailing_data_or_bytes_that_are_not_utf8_is_refused() {
+        for body in [
+            &br#"{"message": "hi"} x"#[..],
+            b"{\"message\": \"hi\", \"note\": \"\xff\"}",
+        ] {
+            let error = read("application/json", body).expect_err("not one JSON text");
+            assert_eq!(status(error), StatusCode::BAD_REQUEST);
+        }
+        let message = read("application/json", br#"{"message": "hi"}"#).expect("a message");
+        assert_eq!(message.text(), "hi");
+    }
+
+    fn message_object() -> BoxedStrategy<Value> {
+        fuzz::object_with(vec![(
+            "message",
+            fuzz::plausible(
+                prop_oneof![fuzz::text(8), fuzz::text(40)]
+                    .prop_map(Value::from)
+                    .boxed(),
+            ),
+        )])
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any JSON body: never a panic; bytes that are not one JSON text
+        /// are refused (400, or 422 when a field is wrong before the text
+        /// goes bad); a JSON text is a message exactly when its `message`
+        /// is a string of 1..=max bytes: 413 over it, 422 otherwise.
+        #[test]
+        fn fuzz_new_message_json(
+            (body, _mutation) in fuzz::mutated(prop_oneof![
+                1 => fuzz::bytes(48),
+                1 => fuzz::json_bytes(fuzz::json_value()),
+                4 => fuzz::json_bytes(message_object()),
+            ]),
+        ) {
+            let answer = read("application/json", &body);
+            match fuzz::json(&body) {
+                None if fuzz::is_json(&body) => {
+                    // A JSON text with a number beyond f64's range: held to
+                    // nothing but not panicking.
+                }
+                None => {
+                    let status = status(answer.expect_err("not one JSON text"));
+                    prop_assert!(
+                        status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY,
+                        "{}", status
+                    );
+                }
+                Some(value) => match (text_of(&value), answer) {
+                    (Some(text), Ok(message)) => {
+                        prop_assert!(!text.is_empty() && text.len() <= MAX_BYTES);
+                        prop_assert_eq!(message.text(), text);
+                        prop_assert_eq!(message.digest(), Digest::of(text.as_bytes()));
+                    }
+                    (Some(text), Err(error)) => {
+                        let expected = if text.is_empty() {
+                            StatusCode::UNPROCESSABLE_ENTITY
+                        } else {
+                            prop_assert!(text.len() > MAX_BYTES, "{:?} refused: {}", text, error);
+                            StatusCode::PAYLOAD_TOO_LARGE
+                        };
+                        prop_assert_eq!(status(error), expected);
+                    }
+                    (None, Err(error)) => {
+                        let status = status(error);
+                        prop_assert!(
+                            status == StatusCode::UNPROCESSABLE_ENTITY
+                                || (value.is_array() && status == StatusCode::BAD_REQUEST),
+                            "{} gave {}", value, status
+                        );
+                    }
+                    (None, Ok(message)) => {
+                        prop_assert!(false, "{} gave {:?}", value, message);
+                    }
+                },
+            }
+        }
+
+        /// Any text/plain body: a message exactly when it is UTF-8 of
+        /// 1..=max bytes.
+        #[test]
+        fn fuzz_new_message_text(body in prop_oneof![
+            fuzz::bytes(40),
+            fuzz::text(30).prop_map(String::into_bytes),
+        ]) {
+            let answer = read("text/plain", &body);
+            match std::str::from_utf8(&body) {
+                Ok(text) if !text.is_empty() && text.len() <= MAX_BYTES => {
+                    let message = answer.expect("a message");
+                    prop_assert_eq!(message.text(), text);
+                }
+                _ => prop_assert!(answer.is_err()),
+            }
+        }
+
+        /// Any path segment as a digest: never a panic; a digest exactly
+        /// when it is 64 hex digits, printed back in lowercase.
+        #[test]
+        fn fuzz_digest_parse(text in prop_oneof![
+            fuzz::text(70),
+            "[0-9a-fA-F]{62,66}",
+            "[0-9a-fA-F]{60}[\\PC]{1,4}",
+        ]) {
+            let hex = text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
+            match Digest::parse(&text) {
+                Ok(digest) => {
+                    prop_assert!(hex, "{:?} accepted", text);
+                    prop_assert_eq!(digest.to_string(), text.to_ascii_lowercase());
+                }
+                Err(_) => prop_assert!(!hex, "{:?} refused", text),
+            }
+        }
+
+        /// Any cursor text: never a panic; one that is accepted names the
+        /// position it reads back as.
+        #[test]
+        fn fuzz_cursor_parse(text in prop_oneof![fuzz::text(24), "s[+-]?[0-9]{0,22}"]) {
+            if let Ok(cursor) = crate::domain::Cursor::parse(&text) {
+                prop_assert!(text.starts_with('s'));
+                prop_assert_eq!(crate::domain::Cursor::parse(&cursor.to_string()), Ok(cursor));
+            }
+        }
+    }
 
     #[test]
     fn if_none_match_accepts_quoted_weak_bare_and_star() {

@@ -100,6 +100,13 @@ async fn bad_increments_get_clear_errors_and_apply_nothing() {
             "invalid JSON",
         ),
         (
+            "trailing data",
+            Some("application/json"),
+            r#"{"key": "k", "value": 1} {"key": "k", "value": 1}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "trailing characters",
+        ),
+        (
             "missing key",
             Some("application/json"),
             r#"{"value": 1}"#.into(),

@@ -135,6 +135,48 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
         .await
         .expect("save");
     assert_eq!(bad_json.status(), StatusCode::BAD_REQUEST);
+    // The seed twin reads one UTF-8 JSON text, as every JSON body is read.
+    for (content_type, body, status) in [
+        (
+            "application/json",
+            &b"{\"key\": \"k\", \"value\": \"v\"} x"[..],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "application/json",
+            b"{\"key\": \"k\", \"value\": \"v\", \"note\": \"\xff\"}",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "text/plain",
+            br#"{"key": "k", "value": "v"}"#,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        let refused = client
+            .post(format!("{}/api/save", server.url))
+            .header("content-type", content_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("save");
+        assert_eq!(
+            refused.status(),
+            status,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let missing = client
+        .get(format!("{}/api/get/k", server.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        missing.status(),
+        StatusCode::NOT_FOUND,
+        "nothing was stored"
+    );
 }
 
 #[tokio::test]

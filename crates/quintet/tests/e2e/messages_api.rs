@@ -102,6 +102,20 @@ async fn bad_bodies_get_clear_errors_and_store_nothing() {
             "invalid JSON",
         ),
         (
+            "trailing data",
+            Some("application/json"),
+            b"{\"message\": \"x\"} x".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "trailing characters",
+        ),
+        (
+            "JSON that is not UTF-8",
+            Some("application/json"),
+            b"{\"message\": \"x\", \"note\": \"\xff\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "not UTF-8",
+        ),
+        (
             "missing field",
             Some("application/json"),
             b"{\"text\": \"x\"}".to_vec(),

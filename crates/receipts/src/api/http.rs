@@ -354,6 +354,22 @@ pub struct Deleted {
     pub failed: Vec<String>,
 }
 
+/// Reads a delete body: one UTF-8 JSON text holding 1 to [`MAX_BATCH`] handles.
+pub fn delete_request(bytes: &[u8]) -> Result<DeleteBody, ApiError> {
+    // JSON is UTF-8 (RFC 8259 §8.1); serde_json checks only the strings it
+    // keeps, so a skipped field could otherwise carry any bytes.
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON: the body is not UTF-8 ({e})")))?;
+    let request: DeleteBody = serde_json::from_str(text)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    if request.handles.is_empty() || request.handles.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "handles: give 1 to {MAX_BATCH}"
+        )));
+    }
+    Ok(request)
+}
+
 /// Delete received messages by handle.
 #[utoipa::path(post, path = "/queues/{name}/delete", tag = "receipts",
     params(("name" = String, Path, pattern = "^([A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\\.fifo)$", description = "queue name: 1 to 80 ASCII letters, digits, - or _, optionally ending in .fifo")),
@@ -370,13 +386,7 @@ async fn delete(
 ) -> Result<Json<Deleted>, ApiError> {
     let queue = queue_name(name)?;
     let bytes = body(bytes)?;
-    let request: DeleteBody = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
-    if request.handles.is_empty() || request.handles.len() > MAX_BATCH {
-        return Err(ApiError::BadRequest(format!(
-            "handles: give 1 to {MAX_BATCH}"
-        )));
-    }
+    let request = delete_request(&bytes)?;
     let outcomes = state.queue.delete_batch(&queue, &request.handles).await?;
     let mut deleted = 0;
     let mut failed = Vec::new();
@@ -387,4 +397,80 @@ async fn delete(
         }
     }
     Ok(Json(Deleted { deleted, failed }))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use testkit::fuzz;
+
+    use super::*;
+
+    /// The handles a JSON value holds, if it is a valid delete body (an
+    /// object, or serde's array form `[handles]`).
+    fn expected(value: &Value) -> Option<Vec<String>> {
+        let handles = match value {
+            Value::Object(object) => object.get("handles")?,
+            Value::Array(items) if items.len() == 1 => &items[0],
+            _ => return None,
+        };
+        let handles = handles
+            .as_array()?
+            .iter()
+            .map(|handle| handle.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()?;
+        (1..=MAX_BATCH).contains(&handles.len()).then_some(handles)
+    }
+
+    #[test]
+    fn a_delete_body_that_is_not_utf8_is_refused_even_in_a_skipped_field() {
+        let body = b"{\"handles\": [\"h\"], \"note\": \"\xff\"}";
+        assert!(matches!(delete_request(body), Err(ApiError::BadRequest(_))));
+        let read = delete_request(br#"{"handles": ["h"]}"#).expect("a delete body");
+        assert_eq!(read.handles, ["h"]);
+    }
+
+    fn delete_object() -> BoxedStrategy<Value> {
+        fuzz::object_with(vec![(
+            "handles",
+            fuzz::plausible(
+                proptest::collection::vec(
+                    fuzz::plausible(fuzz::text(12).prop_map(Value::from).boxed()),
+                    0..=MAX_BATCH + 1,
+                )
+                .prop_map(Value::from)
+                .boxed(),
+            ),
+        )])
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any delete body: never a panic; bytes that are not one JSON text
+        /// are refused; a JSON text is read exactly when it holds 1 to 10
+        /// string handles.
+        #[test]
+        fn fuzz_queue_delete_body(
+            (body, _mutation) in fuzz::mutated(prop_oneof![
+                1 => fuzz::bytes(48),
+                1 => fuzz::json_bytes(fuzz::json_value()),
+                4 => fuzz::json_bytes(delete_object()),
+            ]),
+        ) {
+            let answer = delete_request(&body);
+            match fuzz::json(&body) {
+                None if fuzz::is_json(&body) => {}
+                None => prop_assert!(answer.is_err()),
+                Some(value) => match (expected(&value), answer) {
+                    (Some(handles), Ok(read)) => prop_assert_eq!(read.handles, handles),
+                    (None, Err(ApiError::BadRequest(_))) => {}
+                    (expected, answer) => {
+                        prop_assert!(false, "{} gave {:?}, expected {:?}", value, answer, expected);
+                    }
+                },
+            }
+        }
+    }
 }

@@ -646,7 +646,114 @@ fn full_jitter(ceiling: Duration, rng: &mut impl Rng) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+    use testkit::fuzz;
+
+    fn id() -> BoxedStrategy<Value> {
+        fuzz::plausible(
+            prop_oneof![
+                "[0-9]{0,16}".prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                Just(Value::from("")),
+            ]
+            .boxed(),
+        )
+    }
+
+    fn purchase() -> BoxedStrategy<Value> {
+        fuzz::object_with(vec![("transaction_id", id()), ("product_id", id())])
+    }
+
+    /// A verifyReceipt answer with every field of any type.
+    fn answer() -> BoxedStrategy<Value> {
+        fuzz::object_with(vec![
+            (
+                "status",
+                fuzz::plausible(
+                    prop_oneof![Just(0i64), 21000i64..=21010, 21100i64..=21199, any::<i64>()]
+                        .prop_map(Value::from)
+                        .boxed(),
+                ),
+            ),
+            (
+                "environment",
+                fuzz::plausible(
+                    prop_oneof![Just("Sandbox"), Just("Production")]
+                        .prop_map(Value::from)
+                        .boxed(),
+                ),
+            ),
+            ("is-retryable", fuzz::json_scalar().boxed()),
+            (
+                "receipt",
+                fuzz::plausible(
+                    (
+                        purchase(),
+                        proptest::collection::vec(purchase(), 0..4),
+                        any::<bool>(),
+                    )
+                        .prop_map(|(mut receipt, in_app, with_in_app)| {
+                            if with_in_app && let Some(object) = receipt.as_object_mut() {
+                                object.insert("in_app".into(), Value::from(in_app));
+                            }
+                            receipt
+                        })
+                        .boxed(),
+                ),
+            ),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any verifyReceipt body: never a panic; read exactly when it is a
+        /// JSON object with an integer status; its transactions have ids
+        /// and are named once each; and a verdict is VALID only for status
+        /// 0 with a transaction.
+        #[test]
+        fn fuzz_verify_receipt_response(
+            (body, _mutation) in fuzz::mutated(prop_oneof![
+                1 => fuzz::bytes(48),
+                1 => fuzz::json_bytes(fuzz::json_value()),
+                4 => fuzz::json_bytes(answer()),
+            ]),
+            sandbox in any::<bool>(),
+        ) {
+            let parsed = parse_response(&body);
+            let status = fuzz::json(&body)
+                .as_ref()
+                .and_then(Value::as_object)
+                .and_then(|object| object.get("status"))
+                .and_then(Value::as_i64);
+            let response = match (status, parsed) {
+                (Some(status), Ok(response)) => {
+                    prop_assert_eq!(response.status, status);
+                    response
+                }
+                (None, Err(_)) => return Ok(()),
+                (status, parsed) => {
+                    return Err(TestCaseError::fail(format!("status {status:?} but {parsed:?}")));
+                }
+            };
+            let mut ids = HashSet::new();
+            for transaction in &response.transactions {
+                prop_assert!(!transaction.transaction_id.is_empty());
+                prop_assert!(ids.insert(transaction.transaction_id.clone()), "named twice");
+            }
+            let endpoint = if sandbox { Endpoint::Sandbox } else { Endpoint::Production };
+            let transactions = response.transactions.clone();
+            let _ = Answer::Apple(response.clone()).metric_label();
+            if let Step::Done(Validation::Valid { transactions: valid, .. }) =
+                step(endpoint, Answer::Apple(response.clone()))
+            {
+                prop_assert_eq!(response.status, 0);
+                prop_assert!(!valid.is_empty());
+                prop_assert_eq!(valid, transactions);
+            }
+        }
+    }
 
     fn apple(body: Value) -> Answer {
         Answer::Apple(parse_response(body.to_string().as_bytes()).expect("parses"))

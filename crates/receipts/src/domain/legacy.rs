@@ -95,7 +95,89 @@ fn quoted(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<String
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use testkit::fuzz;
+
     use super::*;
+
+    /// `map` as an old-style text dictionary, `space` between its tokens.
+    fn dictionary(map: &BTreeMap<String, String>, space: &str) -> String {
+        let quote = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut out = format!("{{{space}");
+        for (key, value) in map {
+            out.push_str(&format!(
+                "\"{}\"{space}={space}\"{}\";{space}",
+                quote(key),
+                quote(value)
+            ));
+        }
+        out.push('}');
+        out
+    }
+
+    fn space() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec!["", " ", "\n\t", " \r\n  "])
+    }
+
+    fn purchase() -> impl Strategy<Value = BTreeMap<String, String>> {
+        (
+            proptest::collection::btree_map(fuzz::text(10), fuzz::text(16), 0..4),
+            "[0-9]{1,20}",
+        )
+            .prop_map(|(mut map, id)| {
+                map.insert("transaction-id".into(), id);
+                map
+            })
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any receipt text, and base64 of any bytes or of a receipt with
+        /// one change: never a panic; a receipt read names its transaction.
+        #[test]
+        fn fuzz_legacy_receipt_decode(
+            text in prop_oneof![
+                fuzz::text(80),
+                fuzz::bytes(120).prop_map(|b| fuzz::base64(&b)),
+                (purchase(), space(), fuzz::mutation()).prop_map(|(map, space, mutation)| {
+                    let inner = fuzz::base64(&mutation.apply(dictionary(&map, space).into_bytes()));
+                    let outer = BTreeMap::from([("purchase-info".to_owned(), inner)]);
+                    fuzz::base64(dictionary(&outer, space).as_bytes())
+                }),
+                (fuzz::text(60), fuzz::mutation()).prop_map(|(text, mutation)| {
+                    fuzz::base64(&mutation.apply(format!("{{ \"purchase-info\" = \"{text}\"; }}").into_bytes()))
+                }),
+            ],
+        ) {
+            if let Some(receipt) = LegacyReceipt::decode(&text) {
+                prop_assert!(receipt.purchase.contains_key("transaction-id"));
+            }
+            let _ = parse_dictionary(&text);
+        }
+
+        /// Every well-formed legacy receipt (any keys and values, escapes
+        /// included, any spacing) reads back as what it holds.
+        #[test]
+        fn fuzz_legacy_receipt_round_trip(
+            purchase in purchase(),
+            environment in proptest::option::of(prop_oneof![Just("Sandbox".to_owned()), fuzz::text(10)]),
+            extra in proptest::collection::btree_map("[a-z]{1,8}", fuzz::text(10), 0..3),
+            space in space(),
+        ) {
+            let mut outer = extra;
+            outer.insert("purchase-info".into(), fuzz::base64(dictionary(&purchase, space).as_bytes()));
+            match &environment {
+                Some(environment) => outer.insert("environment".into(), environment.clone()),
+                None => outer.remove("environment"),
+            };
+            let text = fuzz::base64(dictionary(&outer, space).as_bytes());
+            let receipt = LegacyReceipt::decode(&text).expect("a well-formed receipt");
+            prop_assert_eq!(receipt.transaction_id(), purchase["transaction-id"].as_str());
+            prop_assert_eq!(receipt.purchase, purchase);
+            prop_assert_eq!(receipt.environment, environment.unwrap_or_else(|| "Production".into()));
+        }
+    }
 
     fn fixture(n: u8) -> String {
         let path = format!(

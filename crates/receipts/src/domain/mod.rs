@@ -146,7 +146,11 @@ pub enum JobError {
 impl Job {
     /// Parses a queue message body, naming what is wrong (field and reason).
     pub fn parse(body: &[u8]) -> Result<Self, JobError> {
-        let mut de = serde_json::Deserializer::from_slice(body);
+        // JSON is UTF-8 (RFC 8259 §8.1); serde_json checks only the strings
+        // it keeps, so a skipped field could otherwise carry any bytes.
+        let body = std::str::from_utf8(body)
+            .map_err(|e| JobError::Malformed(format!("job body is not UTF-8: {e}")))?;
+        let mut de = serde_json::Deserializer::from_str(body);
         let job: Job = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -265,7 +269,112 @@ impl Validation {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use testkit::fuzz;
+
     use super::*;
+
+    /// The job a JSON value is, if it is a valid one.
+    fn expected_job(value: &Value) -> Option<(String, UserId, QueueRef)> {
+        let object = value.as_object()?;
+        let receipt = object.get("receipt")?.as_str()?;
+        if receipt.trim_ascii().is_empty() || receipt.len() > MAX_RECEIPT_BYTES {
+            return None;
+        }
+        let user_id = match object.get("user_id")? {
+            Value::Number(n) => UserId::Int(n.as_i64()?),
+            Value::String(text) => UserId::text(text.clone()).ok()?,
+            _ => return None,
+        };
+        let post_queue = QueueRef::parse(object.get("post_queue")?.as_str()?).ok()?;
+        Some((receipt.to_owned(), user_id, post_queue))
+    }
+
+    fn job_object() -> BoxedStrategy<Value> {
+        fuzz::object_with(vec![
+            (
+                "receipt",
+                fuzz::plausible(
+                    prop_oneof![
+                        fuzz::bytes(60).prop_map(|b| fuzz::base64(&b)),
+                        Just(" \t\n".to_owned()),
+                        Just("\u{85}".to_owned()),
+                        "[A-Za-z0-9_-]{1,20}\\.[A-Za-z0-9_-]{1,20}\\.[A-Za-z0-9_-]{1,20}",
+                        fuzz::text(20),
+                    ]
+                    .prop_map(Value::from)
+                    .boxed(),
+                ),
+            ),
+            (
+                "user_id",
+                fuzz::plausible(
+                    prop_oneof![
+                        fuzz::json_number(),
+                        fuzz::text(10).prop_map(Value::from),
+                        Just(Value::from("u".repeat(MAX_USER_ID_CHARS + 1))),
+                    ]
+                    .boxed(),
+                ),
+            ),
+            (
+                "post_queue",
+                fuzz::plausible(
+                    prop_oneof![
+                        "[A-Za-z0-9_-]{0,82}(\\.fifo)?",
+                        "https?://[a-z][a-z0-9.-]{0,20}(:[0-9]{1,5})?/[0-9]{12}/[A-Za-z0-9_.-]{0,12}",
+                        fuzz::text(20),
+                    ]
+                    .prop_map(Value::from)
+                    .boxed(),
+                ),
+            ),
+        ])
+    }
+
+    #[test]
+    fn a_job_body_that_is_not_utf8_is_malformed_even_in_a_skipped_field() {
+        let body = b"{\"receipt\":\"ewo=\",\"user_id\":1,\"post_queue\":\"q\",\"source\":\"\xff\"}";
+        match Job::parse(body) {
+            Err(JobError::Malformed(reason)) => assert!(reason.contains("UTF-8"), "{reason}"),
+            other => panic!("expected a malformed job, got {other:?}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(256))]
+
+        /// Any queue message body: never a panic; bytes that are not one
+        /// JSON text are malformed; a JSON text is a job exactly when it is
+        /// an object with a non-blank receipt of at most 1 MiB, an integer
+        /// or valid string user id and a queue name or URL, read as given.
+        #[test]
+        fn fuzz_job_parse(
+            (body, _mutation) in fuzz::mutated(prop_oneof![
+                1 => fuzz::bytes(48),
+                1 => fuzz::json_bytes(fuzz::json_value()),
+                4 => fuzz::json_bytes(job_object()),
+            ]),
+        ) {
+            let answer = Job::parse(&body);
+            match fuzz::json(&body) {
+                None if fuzz::is_json(&body) => {}
+                None => prop_assert!(answer.is_err(), "{:?}", answer),
+                Some(value) => match (expected_job(&value), answer) {
+                    (Some((receipt, user_id, post_queue)), Ok(job)) => {
+                        prop_assert_eq!(job.receipt, receipt);
+                        prop_assert_eq!(job.user_id, user_id);
+                        prop_assert_eq!(job.post_queue, post_queue);
+                    }
+                    (None, Err(_)) => {}
+                    (expected, answer) => {
+                        prop_assert!(false, "{} gave {:?}, expected {:?}", value, answer, expected);
+                    }
+                },
+            }
+        }
+    }
 
     #[test]
     fn jobs_parse_and_errors_name_the_field() {
