@@ -7,17 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::{Start, TestServer, http};
-
-/// The server's resident memory in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
+use crate::support::{Start, TestServer, http, vm_rss_kib};
 
 /// The value of one unlabelled (or fully labelled) sample in Prometheus text.
 fn sample(metrics: &str, series: &str) -> f64 {
@@ -249,10 +239,10 @@ async fn a_method_and_path_flood_adds_no_metric_series() {
     flood(30, 0).await;
     server.metrics().await; // the scrape's own series
     let before = server.metrics().await;
-    let rss_before = rss_kib(server.pid());
+    let rss_before = vm_rss_kib(server.pid());
     flood(20_000, 1_000_000).await;
     let after = server.metrics().await;
-    let rss_after = rss_kib(server.pid());
+    let rss_after = vm_rss_kib(server.pid());
     let series = |text: &str| -> std::collections::BTreeSet<String> {
         text.lines()
             .filter(|l| !l.starts_with('#'))

@@ -494,16 +494,6 @@ async fn a_connection_quiet_between_requests_is_closed_at_the_idle_timeout() {
     );
 }
 
-/// The server's resident set, in KiB, from /proc.
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[tokio::test]
 async fn many_partial_large_requests_stay_within_the_byte_budget() {
     const BUDGET: usize = 16 * 1024 * 1024;
@@ -518,7 +508,7 @@ async fn many_partial_large_requests_stay_within_the_byte_budget() {
         "1m",
     ]);
     let addr = tcp_addr(&server);
-    let before = vm_rss_kib(server.pid());
+    let before = crate::support::vm_rss_kib(server.pid());
     // Each announces a value of 4 MiB - 1 (under the limit) and sends all but its last byte:
     // 120 MiB that the finding saw held in memory.
     let whole = set_request("big", &"v".repeat(4 * 1024 * 1024 - 1));
@@ -542,7 +532,7 @@ async fn many_partial_large_requests_stay_within_the_byte_budget() {
         let buffered =
             metric(&metrics, "quintet_kv_tcp_buffered_bytes", &[]).expect("buffered gauge");
         peak_buffered = peak_buffered.max(buffered);
-        peak_rss = peak_rss.max(vm_rss_kib(server.pid()));
+        peak_rss = peak_rss.max(crate::support::vm_rss_kib(server.pid()));
     }
     let mut streams = Vec::new();
     for writer in writers {

@@ -219,6 +219,16 @@ pub fn private_tempdir() -> tempfile::TempDir {
     dir
 }
 
+/// A process's resident set in KiB, from /proc.
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
 /// A plain HTTP client for tests.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
