@@ -353,6 +353,19 @@ impl KvConfig {
             .map_err(|e| ConfigError::new("QUINTET_KV_MASTER_KEY", e))
     }
 
+    /// The directory local master keys are read from, when the provider is
+    /// the local one with files (not `QUINTET_KV_MASTER_KEY`, not KMS).
+    pub(crate) fn local_key_dir(&self, data_dir: &Path) -> Result<Option<PathBuf>, ConfigError> {
+        if self.kv_master_key.is_some() {
+            return Ok(None);
+        }
+        Ok(match self.spec()? {
+            ProviderSpec::LocalDefault => Some(data_dir.join("kv-keys")),
+            ProviderSpec::LocalDir(dir) => Some(dir),
+            ProviderSpec::AwsKms { .. } => None,
+        })
+    }
+
     /// The key provider the options name; AWS KMS is checked (`DescribeKey`)
     /// so a wrong key or unreachable endpoint fails the start.
     pub(crate) async fn provider(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn KeyProvider>> {

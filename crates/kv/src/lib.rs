@@ -18,6 +18,7 @@ mod config;
 pub mod domain;
 pub mod ports;
 pub mod vault;
+pub mod verify;
 
 /// Generated protobuf types: quintet's gRPC API and the seed's TCP envelope.
 pub mod proto {

@@ -58,6 +58,11 @@ pub struct VerifyArgs {
     /// deleted): the service then answers 404 for it, and it can be inspected.
     #[arg(long)]
     pub quarantine: bool,
+
+    /// kv's options, read as `quintet serve` reads them: the key provider and namespace
+    /// decide whether each kv record is authentic.
+    #[command(flatten)]
+    pub kv: kv::KvConfig,
 }
 
 /// Runs verify and returns the process exit code.
@@ -86,14 +91,7 @@ pub fn run(args: VerifyArgs) -> ExitCode {
                     progress.show(d, t)
                 })
             }
-            // Record structure and key validity only: whether a value is
-            // authentic takes the key provider, and a get checks it.
-            VerifyService::Kv => kv::adapters::redb::verify(
-                &path,
-                args.quarantine,
-                &mut |d, t| progress.show(d, t),
-                &mut |_, _| Ok(()),
-            ),
+            VerifyService::Kv => verify_kv(&path, &args, &mut |d, t| progress.show(d, t)),
         };
         progress.finish();
         match result {
@@ -123,6 +121,39 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         println!("all records passed their checks");
         ExitCode::SUCCESS
     }
+}
+
+/// kv's records, each authenticated with the server's key provider. A scan
+/// in which no record authenticates says the keys or the namespace are not
+/// the server's (nothing is quarantined then); with `--quarantine`, a second
+/// pass moves what the first found.
+fn verify_kv(
+    path: &std::path::Path,
+    args: &VerifyArgs,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ScanReport, String> {
+    let mut checker = kv::verify::RecordChecker::new(&args.kv, &args.data_dir)?;
+    let mut scan = |quarantine: bool, checker: &mut kv::verify::RecordChecker| {
+        kv::adapters::redb::verify(path, quarantine, &mut *progress, &mut |key, record| {
+            checker.check(key, record)
+        })
+    };
+    let report = scan(false, &mut checker)?;
+    if let Some(failure) = checker.failure() {
+        return Err(format!("{failure}; nothing was quarantined"));
+    }
+    if report.scanned > 0 && checker.authentic() == 0 {
+        return Err(format!(
+            "none of the {} records authenticates: the master keys (--kv-key-provider, \
+             QUINTET_KV_MASTER_KEY) or --kv-namespace are not the ones the server used; nothing \
+             was quarantined",
+            report.scanned
+        ));
+    }
+    if args.quarantine && !report.corrupt.is_empty() {
+        return scan(true, &mut checker);
+    }
+    Ok(report)
 }
 
 fn print_report(service: &str, path: &std::path::Path, report: &ScanReport) {

@@ -82,14 +82,16 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
             .status();
         assert_eq!(status, StatusCode::OK);
     }
-    let status = client
-        .put(format!("{url}/kv/vault/secret-q"))
-        .body("hidden value")
-        .send()
-        .await
-        .expect("put")
-        .status();
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    for (key, value) in [("vault/secret-q", "hidden value"), ("vault/kept", "stays")] {
+        let status = client
+            .put(format!("{url}/kv/{key}"))
+            .body(value)
+            .send()
+            .await
+            .expect("put")
+            .status();
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
     // A clean stop flushes the counters.
     assert!(server.stop().success());
 
@@ -227,6 +229,14 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
     // The digest sits in both the record's key and its sequence entry: both
     // moved, so the record under the new key is what fails.
     assert_eq!(out.matches("CORRUPT messages").count(), 2, "{out}");
+    // kv: the record moved under another key is found by verify too (its
+    // value is authenticated with the server's keys), the intact one is not.
+    assert!(
+        out.contains("CORRUPT kv table=kv_items key=vault/secret-p")
+            && out.contains("fails authentication"),
+        "{out}"
+    );
+    assert_eq!(out.matches("CORRUPT kv").count(), 1, "{out}");
     assert!(err.contains("records"), "progress on stderr: {err}");
 
     let (code, out, _) = cli(&["verify", "--data-dir", data_dir, "--quarantine"], None);
@@ -240,7 +250,11 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
 
     let server = start(dir.path());
     let url = server.url.clone();
-    for path in [format!("/messages/{victim}"), "/counters/victim".to_owned()] {
+    for path in [
+        format!("/messages/{victim}"),
+        "/counters/victim".to_owned(),
+        "/kv/vault/secret-p".to_owned(),
+    ] {
         let status = client
             .get(format!("{url}{path}"))
             .send()
@@ -259,5 +273,39 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
         .expect("json");
     assert!(page.get("corrupt").is_none(), "{page}");
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    let kept = client
+        .get(format!("{url}/kv/vault/kept"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(kept.text().await.expect("text"), "stays");
     assert!(server.stop().success());
+
+    // With keys that are not the server's, verify says so and condemns nothing.
+    let (code, out, err) = cli(
+        &[
+            "verify",
+            "--data-dir",
+            data_dir,
+            "--services",
+            "kv",
+            "--kv-namespace",
+            "another",
+            "--quarantine",
+        ],
+        None,
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("none of the") && err.contains("nothing was quarantined"),
+        "{err}"
+    );
+    let (code, out, err) = cli(
+        &["verify", "--data-dir", data_dir, "--services", "kv"],
+        None,
+    );
+    assert_eq!(
+        code, 0,
+        "the intact record is still there and authentic: {out}{err}"
+    );
 }
