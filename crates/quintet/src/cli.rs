@@ -32,7 +32,7 @@ pub enum Command {
     Calc(calc::api::cli::CalcCli),
     /// Check every record of the embedded stores in a data directory (server stopped); exit 0
     /// when all pass, 1 when corrupt records were found, 2 when a store could not be read.
-    Verify(crate::verify::VerifyArgs),
+    Verify(Box<crate::verify::VerifyArgs>),
     /// A verifyReceipt simulator (Apple's legacy receipt validation API) for tests and demos.
     AppleSim(receipts::apple::sim::SimArgs),
 }
