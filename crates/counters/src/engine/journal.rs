@@ -84,7 +84,10 @@ impl Segments {
     /// returned for replay) and a new one is started.
     pub fn open(dir: &Path) -> std::io::Result<(Self, Vec<Record>)> {
         platform::private::create_dir(dir).map_err(std::io::Error::other)?;
-        let lock = std::fs::OpenOptions::new()
+        let mut options = std::fs::OpenOptions::new();
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let lock = options
             .create(true)
             .truncate(false)
             .write(true)

@@ -125,7 +125,18 @@ fn instance_id(data_dir: &Path) -> std::io::Result<String> {
             platform::private::create_dir(data_dir).map_err(std::io::Error::other)?;
             let id = uuid::Uuid::new_v4().to_string();
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &id)?;
+            {
+                use std::io::Write as _;
+                let mut options = std::fs::OpenOptions::new();
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                options
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)?
+                    .write_all(id.as_bytes())?;
+            }
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &path)?;
             Ok(id)

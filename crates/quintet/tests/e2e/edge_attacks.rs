@@ -359,16 +359,34 @@ fn the_data_directory_is_owner_only_and_an_open_one_is_refused() {
         |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
     {
         let server = TestServer::launch(Start {
-            args: vec!["--services", "messages,kv", "--kv-tcp-addr", "127.0.0.1:0"],
+            args: vec![
+                "--services",
+                "messages,counters,kv",
+                "--kv-tcp-addr",
+                "127.0.0.1:0",
+            ],
             data_dir: Some(&data),
             ..Start::default()
         });
         assert_eq!(mode(&data), 0o700, "a new data directory is owner-only");
-        for entry in std::fs::read_dir(&data).expect("read dir") {
-            let entry = entry.expect("entry");
-            let m = mode(&entry.path());
-            assert_eq!(m & 0o077, 0, "{} is {m:o}", entry.path().display());
+        // Everything below it too (stores, journal, locks, keys).
+        let mut dirs = vec![data.clone()];
+        let mut seen = 0;
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read dir") {
+                let path = entry.expect("entry").path();
+                let m = mode(&path);
+                assert_eq!(m & 0o077, 0, "{} is {m:o}", path.display());
+                seen += 1;
+                if path.is_dir() {
+                    dirs.push(path);
+                }
+            }
         }
+        assert!(
+            seen >= 5,
+            "stores, journal and keys were written ({seen} entries)"
+        );
         server.stop();
     }
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
