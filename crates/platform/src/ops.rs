@@ -36,6 +36,8 @@ pub struct Enforced {
     pub auth: bool,
     /// A per-client rate limit is on: service routes may answer 429.
     pub rate_limit: bool,
+    /// Failed authentications are rate-limited: with `auth`, 429 too.
+    pub auth_failure_limit: bool,
 }
 
 /// The OpenAPI document of the ops routes merged with every service's.
@@ -125,7 +127,8 @@ fn service_document(
         })
     };
     if let Some(paths) = value["paths"].as_object_mut() {
-        for item in paths.values_mut() {
+        for (path, item) in paths.iter_mut() {
+            let admin = path.starts_with("/admin/");
             for method in METHODS {
                 let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) else {
                     continue;
@@ -150,11 +153,18 @@ fn service_document(
                 };
                 if enforced.auth {
                     add("401", "No bearer token, or one this server does not accept");
+                    if admin {
+                        add(
+                            "403",
+                            "The token lacks the admin scope (configure it as name:secret:admin)",
+                        );
+                    }
                 }
-                if enforced.rate_limit {
+                if enforced.rate_limit || (enforced.auth && enforced.auth_failure_limit) {
                     add(
                         "429",
-                        "Over this client's rate limit; retry after Retry-After seconds",
+                        "Over this client's rate limit, or too many failed authentications from \
+                         its address; retry after Retry-After seconds",
                     );
                 }
                 if has_body {

@@ -144,6 +144,7 @@ impl Server {
             ops::Enforced {
                 auth: !config.tokens.is_empty(),
                 rate_limit: config.rate_limit.is_some(),
+                auth_failure_limit: config.auth_failure_limit.is_some(),
             },
         );
         let reflection = reflection(&descriptors)?;
