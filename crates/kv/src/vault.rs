@@ -253,9 +253,7 @@ impl Vault {
             }
         }
         Self::cache_metric("decrypt", false);
-        let readings: Vec<&[u8]> = std::iter::once(&wrapped.bytes[..])
-            .chain(record.wrapped_alternates.iter().map(|b| &b[..]))
-            .collect();
+        let readings = record.wrapped_readings();
         let hint = self.seed_reading_hint.load(Ordering::Relaxed);
         let order = std::iter::once(hint)
             .filter(|&i| i < readings.len())
@@ -263,10 +261,7 @@ impl Vault {
         let mut refused = None;
         let mut opened = None;
         for index in order {
-            let candidate = WrappedKey {
-                key_id: wrapped.key_id.clone(),
-                bytes: readings[index].to_vec(),
-            };
+            let candidate = readings[index].clone();
             let result = self.provider.unwrap(&candidate).await;
             match self.provider_call("unwrap", result) {
                 Ok(dek) => {

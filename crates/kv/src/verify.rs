@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::KvConfig;
-use crate::domain::{DataKey, KvKey, Namespace, SealedRecord, WrappedKey, envelope};
+use crate::domain::{DataKey, KvKey, Namespace, SealedRecord, envelope};
 use crate::ports::{KeyProvider, ProviderError};
 
 /// Checks records one by one (synchronously: verify runs no server).
@@ -101,13 +101,7 @@ impl RecordChecker {
         if let Some(dek) = self.keys.get(&record.wrapped.bytes) {
             return Ok(Some(dek.clone()));
         }
-        let readings = std::iter::once(record.wrapped.bytes.clone())
-            .chain(record.wrapped_alternates.iter().cloned());
-        for bytes in readings {
-            let candidate = WrappedKey {
-                key_id: record.wrapped.key_id.clone(),
-                bytes,
-            };
+        for candidate in record.wrapped_readings() {
             match self.runtime.block_on(self.provider.unwrap(&candidate)) {
                 Ok(dek) => {
                     self.keys.insert(record.wrapped.bytes.clone(), dek.clone());

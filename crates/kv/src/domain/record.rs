@@ -55,6 +55,18 @@ const MAX_WRAPPED: usize = 64 * 1024;
 pub struct CorruptRecord(pub String);
 
 impl SealedRecord {
+    /// Every reading of the wrapped data key, to offer the provider in turn:
+    /// the stored one, then [`Self::wrapped_alternates`].
+    pub fn wrapped_readings(&self) -> Vec<WrappedKey> {
+        std::iter::once(&self.wrapped.bytes)
+            .chain(&self.wrapped_alternates)
+            .map(|bytes| WrappedKey {
+                key_id: self.wrapped.key_id.clone(),
+                bytes: bytes.clone(),
+            })
+            .collect()
+    }
+
     /// Plaintext length of the value.
     pub fn plaintext_len(&self) -> u64 {
         self.ciphertext.len().saturating_sub(TAG_LEN) as u64
