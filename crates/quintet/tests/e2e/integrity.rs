@@ -8,7 +8,7 @@ use std::path::Path;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Start, TestServer, cli, http, sha256_hex};
+use crate::support::{Start, TestServer, cli, get_json, http, sha256_hex};
 
 /// Flips one bit at `offset` (from the start of `needle`) in every
 /// occurrence of `needle` in the file; returns how many it flipped. Every
@@ -137,14 +137,7 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
         .await
         .expect("increment");
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let counters: Value = client
-        .get(format!("{url}/counters"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let counters: Value = get_json(&format!("{url}/counters")).await;
     assert_eq!(counters["items"], json!([{ "key": "hits", "value": 5 }]));
     assert_eq!(counters["corrupt"], json!(["victim"]));
 
@@ -170,14 +163,7 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
         .expect("get");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     // The listing serves the good message and names both bad ones.
-    let page: Value = client
-        .get(format!("{url}/messages"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let page: Value = get_json(&format!("{url}/messages")).await;
     let items = page["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{page}");
     assert_eq!(items[0]["message"], "good message one");
@@ -263,14 +249,7 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
             .status();
         assert_eq!(status, StatusCode::NOT_FOUND, "{path} after quarantine");
     }
-    let page: Value = client
-        .get(format!("{url}/messages"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let page: Value = get_json(&format!("{url}/messages")).await;
     assert!(page.get("corrupt").is_none(), "{page}");
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
     let kept = client

@@ -229,6 +229,18 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
+/// GETs `url` and reads its JSON answer, whatever its status.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
 /// A plain HTTP client for tests.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
