@@ -7,6 +7,7 @@
 //! Nothing in here knows about any particular service.
 
 pub mod aws;
+pub mod backend;
 pub mod client;
 pub mod config;
 pub mod connections;

@@ -18,6 +18,14 @@ use crate::health::ReadinessCheck;
 /// flush, its in-flight jobs) and returns.
 pub type BackgroundTask = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
 
+/// What every service's `service()` constructor is given beside its own
+/// config and backends: where the process keeps local state.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The data directory (owner-only, created by the binary).
+    pub data_dir: std::path::PathBuf,
+}
+
 /// One service, ready to mount.
 pub struct Service {
     pub(crate) name: &'static str,

@@ -274,6 +274,31 @@ where
     text
 }
 
+/// Whether a failed call failed because no usable credentials were found.
+pub fn is_credentials_problem<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    credentials_problem(error).is_some()
+}
+
+/// Whether an AWS error code asks the caller to slow down.
+#[must_use]
+pub fn is_throttling_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException"
+            | "Throttling"
+            | "ThrottledException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "ProvisionedThroughputExceededException"
+            | "LimitExceededException"
+            | "SlowDown"
+    )
+}
+
 /// What the credentials chain reported, when that is why a call failed.
 fn credentials_problem<E, R>(error: &SdkError<E, R>) -> Option<String>
 where
