@@ -206,7 +206,15 @@ impl BackendError {
             _ => FailureKind::Other,
         };
         let text = crate::aws::describe_error(operation, &error);
-        Self::new(engine, operation, kind, Described { text, source: error.into() })
+        Self::new(
+            engine,
+            operation,
+            kind,
+            Described {
+                text,
+                source: error.into(),
+            },
+        )
     }
 }
 
@@ -221,6 +229,33 @@ impl StdError for BackendError {
         self.source
             .as_deref()
             .map(|source| source as &(dyn StdError + 'static))
+    }
+}
+
+/// Whether an adapter was closed by this process; every adapter checks it
+/// before a call, so a call after `close()` fails as [`FailureKind::Closed`].
+#[derive(Debug, Default)]
+pub struct CloseGate(std::sync::atomic::AtomicBool);
+
+impl CloseGate {
+    /// Closes the gate; `true` the first time (so closing work runs once).
+    pub fn close(&self) -> bool {
+        !self.0.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Whether [`CloseGate::close`] was called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// `Ok` while open; a [`FailureKind::Closed`] error of `engine` once closed.
+    pub fn check(&self, engine: &'static str) -> Result<(), BackendError> {
+        if self.is_closed() {
+            Err(BackendError::closed(engine))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -276,6 +311,17 @@ mod tests {
         assert_eq!(chain(&err), "nats publish: unreachable: refused");
         assert!(err.is_transient());
         assert!(!BackendError::closed("redb").is_transient());
+    }
+
+    #[test]
+    fn a_close_gate_closes_once_and_then_refuses() {
+        let gate = CloseGate::default();
+        assert!(gate.check("redb").is_ok());
+        assert!(gate.close());
+        assert!(!gate.close());
+        let err = gate.check("redb").expect_err("closed");
+        assert_eq!(err.kind(), FailureKind::Closed);
+        assert_eq!(err.to_string(), "redb call: closed");
     }
 
     #[cfg(feature = "postgres")]
