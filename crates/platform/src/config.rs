@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::layers::auth::TokenSet;
+use crate::tls::TlsSource;
+use crate::tokens::TokenSet;
 
 /// The port used when neither `--addr` nor `PORT` says otherwise.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -171,13 +172,6 @@ pub enum LogFormat {
     Auto,
     Json,
     Text,
-}
-
-/// Where the TLS certificate comes from, once resolved.
-#[derive(Debug, Clone)]
-pub enum TlsSource {
-    SelfSigned { names: Vec<String> },
-    Files { cert: PathBuf, key: PathBuf },
 }
 
 /// A configuration error, reported as `invalid value for <option>: <reason>`.

@@ -182,7 +182,7 @@ pub async fn not_found(method: http::Method, uri: http::Uri) -> ErrorResponse {
 
 /// Fallback for unrouted requests: gRPC callers get UNIMPLEMENTED, others a JSON 404.
 pub async fn not_found_or_unimplemented(req: axum::extract::Request) -> Response {
-    if crate::layers::is_grpc(req.headers()) {
+    if crate::grpc::is_grpc(req.headers()) {
         return tonic::Status::unimplemented(format!("no gRPC method {}", req.uri().path()))
             .into_http();
     }

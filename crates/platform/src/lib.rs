@@ -14,10 +14,13 @@ pub mod connections;
 pub mod embedded;
 pub mod error;
 pub mod group_commit;
+pub mod grpc;
 pub mod health;
 pub mod integrity;
 pub mod journal;
 pub mod layers;
+#[cfg(test)]
+mod module_graph;
 pub mod ops;
 pub mod paging;
 pub mod postgres;
@@ -26,6 +29,7 @@ pub mod server;
 pub mod service;
 pub mod telemetry;
 pub mod tls;
+pub mod tokens;
 
 pub use config::{ResolvedConfig, ServerConfig};
 pub use error::ErrorResponse;

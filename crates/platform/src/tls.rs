@@ -13,7 +13,12 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsSource;
+/// Where the TLS certificate comes from, once resolved.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    SelfSigned { names: Vec<String> },
+    Files { cert: PathBuf, key: PathBuf },
+}
 
 /// Paths of the self-signed certificate and key inside a data directory.
 pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {

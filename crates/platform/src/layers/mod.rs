@@ -72,7 +72,7 @@ pub fn service_stack(service: &'static str, router: Router, state: &LayerState) 
 
 /// What every service request is checked against before it runs.
 struct Guard {
-    tokens: auth::TokenSet,
+    tokens: crate::tokens::TokenSet,
     limiter: Option<Arc<rate_limit::ClientRateLimiter>>,
     auth_failures: Option<Arc<rate_limit::ClientRateLimiter>>,
     timeout: std::time::Duration,
@@ -144,7 +144,7 @@ fn body_too_large(req: &axum::extract::Request, limit: usize) -> Option<axum::re
     let message = format!(
         "the request body is {announced} bytes; the limit is {limit} bytes (--max-body-bytes)"
     );
-    let mut response = if is_grpc(req.headers()) {
+    let mut response = if crate::grpc::is_grpc(req.headers()) {
         tonic::Status::resource_exhausted(message).into_http()
     } else {
         crate::ErrorResponse::new(http::StatusCode::PAYLOAD_TOO_LARGE, message).into_response()
@@ -162,12 +162,4 @@ pub fn ops_stack(router: Router) -> Router {
         observe::RouteMetrics::for_service("ops"),
         observe::record,
     ))
-}
-
-/// True for gRPC requests, whose errors must travel as `grpc-status`, not HTTP status.
-pub fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }

@@ -14,9 +14,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{HeaderValue, StatusCode, header};
 
-use super::auth::Caller;
 use crate::config::RateLimit;
 use crate::error::ErrorResponse;
+use crate::tokens::Caller;
 
 /// How many checks pass between two prunings of idle buckets.
 const PRUNE_EVERY: u64 = 8192;
@@ -112,7 +112,7 @@ pub fn throttle_failure(
 
 /// The 429 (or gRPC RESOURCE_EXHAUSTED) answer with its Retry-After.
 fn too_many(req: &Request, message: String, retry_after: u64) -> Response {
-    let mut response = if super::is_grpc(req.headers()) {
+    let mut response = if crate::grpc::is_grpc(req.headers()) {
         tonic::Status::resource_exhausted(message).into_http()
     } else {
         ErrorResponse::new(StatusCode::TOO_MANY_REQUESTS, message).into_response()

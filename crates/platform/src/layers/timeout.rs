@@ -12,7 +12,7 @@ use crate::error::ErrorResponse;
 
 /// Runs the rest of the stack within `limit`, or answers 503 (gRPC DEADLINE_EXCEEDED).
 pub async fn run(limit: Duration, req: Request, next: Next) -> Response {
-    let grpc = super::is_grpc(req.headers());
+    let grpc = crate::grpc::is_grpc(req.headers());
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
