@@ -261,18 +261,21 @@ impl CloseGate {
 
 /// An error with a better one-line description than its own `Display`
 /// (the AWS SDK's says only "service error"), keeping the original as source.
+#[cfg(feature = "aws")]
 #[derive(Debug)]
 struct Described {
     text: String,
     source: BoxError,
 }
 
+#[cfg(feature = "aws")]
 impl fmt::Display for Described {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
 }
 
+#[cfg(feature = "aws")]
 impl StdError for Described {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         // The description already says what the source would; stopping here

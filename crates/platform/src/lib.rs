@@ -5,17 +5,25 @@
 //! hooks); the platform serves all of them on one listener with the same
 //! configuration, telemetry, TLS, limits, authentication and lifecycle.
 //! Nothing in here knows about any particular service.
+//!
+//! The engines are features, so a service crate pulls in only the drivers it
+//! uses: `aws` (the AWS SDK set-up in `aws`, DynamoDB tables), `postgres`
+//! (sqlx: `postgres`), `embedded` (redb: `embedded`, `integrity`). Each
+//! brings its [`backend::BackendError`] constructor.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod backend;
 pub mod client;
 pub mod config;
 pub mod connections;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
 pub mod group_commit;
 pub mod grpc;
 pub mod health;
+#[cfg(feature = "embedded")]
 pub mod integrity;
 pub mod journal;
 pub mod layers;
@@ -23,6 +31,7 @@ pub mod layers;
 mod module_graph;
 pub mod ops;
 pub mod paging;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod private;
 pub mod server;

@@ -1,8 +1,8 @@
 //! `quintet counters …`: the command-line client of the counters service.
 
 use clap::{Args, Subcommand};
+use http::Method;
 use platform::client::{ClientArgs, page_query, print_json};
-use reqwest::Method;
 
 #[derive(Debug, Args)]
 pub struct CountersCli {

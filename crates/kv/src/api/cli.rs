@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use clap::{Args, Subcommand};
+use http::Method;
 use platform::client::{ClientArgs, page_query, print_json, value_arg};
-use reqwest::Method;
 
 #[derive(Debug, Args)]
 pub struct KvCli {

@@ -4,8 +4,8 @@ use std::io::Read;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use http::Method;
 use platform::client::{ClientArgs, print_json};
-use reqwest::Method;
 
 #[derive(Debug, Args)]
 pub struct MessagesCli {
