@@ -88,7 +88,10 @@ impl platform::health::ReadinessCheck for StoreReadiness {
         "counters-store"
     }
 
-    async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|e| e.to_string())
+    async fn check(&self) -> Result<(), platform::health::ReadinessError> {
+        self.0
+            .ping()
+            .await
+            .map_err(platform::health::ReadinessError::new)
     }
 }

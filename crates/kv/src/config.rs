@@ -209,7 +209,7 @@ impl ProviderSpec {
                 "aws-kms:// needs a key: aws-kms://alias/name or aws-kms://<key id or ARN>".into(),
             );
         }
-        let (settings, _) = AwsSettings::from_query(query, &[])?;
+        let (settings, _) = AwsSettings::from_query(query, &[]).map_err(|e| e.to_string())?;
         Ok(Self::AwsKms {
             key_id: key_id.to_owned(),
             settings,

@@ -162,60 +162,6 @@ impl BackendError {
     pub fn redb(operation: impl Into<Cow<'static, str>>, error: impl Into<redb::Error>) -> Self {
         Self::new("redb", operation, FailureKind::Other, error.into())
     }
-
-    /// A failed AWS SDK call, classified from the SDK's error: timeouts,
-    /// connection failures, throttling and missing credentials each their
-    /// own kind. The message ([`crate::aws::describe_error`]) never holds
-    /// credentials.
-    #[cfg(feature = "aws")]
-    pub fn aws<E, R>(
-        engine: &'static str,
-        operation: &'static str,
-        error: aws_smithy_runtime_api::client::result::SdkError<E, R>,
-    ) -> Self
-    where
-        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-            + StdError
-            + Send
-            + Sync
-            + 'static,
-        R: fmt::Debug + Send + Sync + 'static,
-    {
-        use aws_smithy_runtime_api::client::result::SdkError;
-        let kind = match &error {
-            SdkError::TimeoutError(_) => FailureKind::Timeout,
-            SdkError::DispatchFailure(failure) if failure.is_timeout() => FailureKind::Timeout,
-            SdkError::DispatchFailure(_) => {
-                if crate::aws::is_credentials_problem(&error) {
-                    FailureKind::Rejected
-                } else {
-                    FailureKind::Unreachable
-                }
-            }
-            SdkError::ServiceError(service) => match service.err().code() {
-                Some(code) if crate::aws::is_throttling_code(code) => FailureKind::Throttled,
-                Some(
-                    "InternalServerError"
-                    | "InternalFailure"
-                    | "ServiceUnavailable"
-                    | "KMSInternalException"
-                    | "DependencyTimeoutException",
-                ) => FailureKind::Unreachable,
-                _ => FailureKind::Rejected,
-            },
-            _ => FailureKind::Other,
-        };
-        let text = crate::aws::describe_error(operation, &error);
-        Self::new(
-            engine,
-            operation,
-            kind,
-            Described {
-                text,
-                source: error.into(),
-            },
-        )
-    }
 }
 
 impl fmt::Display for BackendError {
@@ -256,32 +202,6 @@ impl CloseGate {
         } else {
             Ok(())
         }
-    }
-}
-
-/// An error with a better one-line description than its own `Display`
-/// (the AWS SDK's says only "service error"), keeping the original as source.
-#[cfg(feature = "aws")]
-#[derive(Debug)]
-struct Described {
-    text: String,
-    source: BoxError,
-}
-
-#[cfg(feature = "aws")]
-impl fmt::Display for Described {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-#[cfg(feature = "aws")]
-impl StdError for Described {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        // The description already says what the source would; stopping here
-        // keeps the chain free of the SDK's request dumps.
-        let _ = &self.source;
-        None
     }
 }
 

@@ -21,14 +21,19 @@ pub enum ListenAddr {
     Host(IpAddr),
 }
 
-fn parse_listen_addr(text: &str) -> Result<ListenAddr, String> {
+/// An `--addr` that is neither a socket address nor an IP address.
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}' is neither HOST:PORT (0.0.0.0:8080, [::]:8080) nor an IP address")]
+pub struct ListenAddrError(String);
+
+fn parse_listen_addr(text: &str) -> Result<ListenAddr, ListenAddrError> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(ListenAddr::Socket(addr));
     }
     let host = text.trim_start_matches('[').trim_end_matches(']');
-    host.parse::<IpAddr>().map(ListenAddr::Host).map_err(|_| {
-        format!("'{text}' is neither HOST:PORT (0.0.0.0:8080, [::]:8080) nor an IP address")
-    })
+    host.parse::<IpAddr>()
+        .map(ListenAddr::Host)
+        .map_err(|_| ListenAddrError(text.to_owned()))
 }
 
 /// Options shared by every service served from `quintet serve`.
@@ -374,9 +379,14 @@ fn positive(option: &'static str, value: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Parses durations like `30s`, `500ms`, `2m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 500ms, 2m)"))
+/// A duration option that does not parse, with examples of ones that do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (examples: 30s, 500ms, 2m)")]
+pub struct DurationError(humantime::DurationError);
+
+/// Parses durations like `30s`, `500ms`, `2m` (a clap value parser).
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(text).map_err(DurationError)
 }
 
 #[cfg(test)]

@@ -14,20 +14,53 @@
 //! to enqueue: backpressure) and one transaction holds at most `max_batch`.
 //! Batch sizes go to `quintet_store_commit_batch_size{store}`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::backend::{BackendError, FailureKind, chain};
+
 /// Why an operation was not applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CommitError {
     /// The writer was closed (the store is shutting down).
     #[error("store is closed")]
     Closed,
-    /// The transaction holding the operation failed; nothing in it was applied.
-    #[error("{0}")]
-    Failed(String),
+    /// The transaction holding the operation failed; nothing in it was
+    /// applied. Every operation of the batch shares the one cause.
+    #[error(transparent)]
+    Failed(Arc<BackendError>),
+}
+
+impl CommitError {
+    /// What kind of failure it is.
+    #[must_use]
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Closed => FailureKind::Closed,
+            Self::Failed(error) => error.kind(),
+        }
+    }
+}
+
+/// The backend failure a port error wraps: a closed writer is a closed
+/// backend; a failed batch keeps its engine, operation and kind, with the
+/// shared cause as source.
+impl From<CommitError> for BackendError {
+    fn from(error: CommitError) -> Self {
+        match error {
+            CommitError::Closed => {
+                BackendError::bare("group commit", "submit", FailureKind::Closed)
+            }
+            CommitError::Failed(cause) => BackendError::new(
+                cause.engine(),
+                cause.operation().to_owned(),
+                cause.kind(),
+                cause,
+            ),
+        }
+    }
 }
 
 struct Job<Op, Out> {
@@ -51,7 +84,7 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
         mut commit: F,
     ) -> std::io::Result<Self>
     where
-        F: FnMut(&[Op]) -> Result<Vec<Out>, String> + Send + 'static,
+        F: FnMut(&[Op]) -> Result<Vec<Out>, BackendError> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::channel::<Job<Op, Out>>(queue_depth.max(1));
         let max_batch = max_batch.max(1);
@@ -73,18 +106,24 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                             }
                         }
                         Ok(outcomes) => {
-                            let error = format!(
-                                "{store} commit returned {} outcomes for {} operations",
-                                outcomes.len(),
-                                ops.len()
-                            );
-                            tracing::error!(%error, "store commit failed");
+                            let error = Arc::new(BackendError::new(
+                                store,
+                                "commit",
+                                FailureKind::Other,
+                                format!(
+                                    "commit returned {} outcomes for {} operations",
+                                    outcomes.len(),
+                                    ops.len()
+                                ),
+                            ));
+                            tracing::error!(error = %chain(&*error), "store commit failed");
                             for reply in replies {
                                 let _ = reply.send(Err(CommitError::Failed(error.clone())));
                             }
                         }
                         Err(error) => {
-                            tracing::error!(%error, store, operations = ops.len(), "store commit failed");
+                            let error = Arc::new(error);
+                            tracing::error!(error = %chain(&*error), store, operations = ops.len(), "store commit failed");
                             for reply in replies {
                                 let _ = reply.send(Err(CommitError::Failed(error.clone())));
                             }
@@ -153,12 +192,12 @@ mod tests {
             .collect();
         for task in tasks {
             let (n, outcome) = task.await.expect("task");
-            assert_eq!(outcome, Ok(n * 2));
+            assert_eq!(outcome.expect("committed"), n * 2);
         }
         let commits = commits.load(Ordering::SeqCst);
         assert!(commits < 200, "200 operations took {commits} commits");
         writer.close().await;
-        assert_eq!(writer.submit(1).await, Err(CommitError::Closed));
+        assert!(matches!(writer.submit(1).await, Err(CommitError::Closed)));
     }
 
     #[tokio::test]
@@ -166,16 +205,23 @@ mod tests {
         let mut fail_next = true;
         let writer = GroupCommit::spawn("test", 8, 8, move |ops: &[u32]| {
             if std::mem::take(&mut fail_next) {
-                return Err("disk full".to_owned());
+                let full = std::io::Error::other("disk full");
+                return Err(BackendError::new(
+                    "redb",
+                    "commit",
+                    FailureKind::Other,
+                    full,
+                ));
             }
             Ok(ops.to_vec())
         })
         .expect("spawn");
-        assert_eq!(
-            writer.submit(1).await,
-            Err(CommitError::Failed("disk full".into()))
-        );
-        assert_eq!(writer.submit(2).await, Ok(2));
+        let error = writer.submit(1).await.expect_err("the batch failed");
+        assert_eq!(error.kind(), FailureKind::Other);
+        let backend = BackendError::from(error);
+        assert_eq!(backend.to_string(), "redb commit: error");
+        assert_eq!(chain(&backend), "redb commit: error: disk full");
+        assert_eq!(writer.submit(2).await.expect("committed"), 2);
         writer.close().await;
     }
 }

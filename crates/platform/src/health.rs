@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::backend::{BackendError, BoxError, chain};
+
 /// How long one readiness check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -17,8 +19,28 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub trait ReadinessCheck: Send + Sync + 'static {
     /// A short name shown in `/readyz` (e.g. `messages-store`).
     fn name(&self) -> &str;
-    /// `Ok` when reachable; the error says what is wrong (no secrets).
-    async fn check(&self) -> Result<(), String>;
+    /// `Ok` when reachable; the error's chain says what is wrong (no
+    /// secrets). It goes to the log, never to `/readyz`.
+    async fn check(&self) -> Result<(), ReadinessError>;
+}
+
+/// Why a readiness check failed: the dependency's own error (a port's
+/// error, a [`BackendError`]) kept as the source, for the log.
+#[derive(Debug, thiserror::Error)]
+#[error("not ready")]
+pub struct ReadinessError(#[source] BoxError);
+
+impl ReadinessError {
+    /// A failed check, caused by `source`.
+    pub fn new(source: impl Into<BoxError>) -> Self {
+        Self(source.into())
+    }
+}
+
+impl From<BackendError> for ReadinessError {
+    fn from(error: BackendError) -> Self {
+        Self::new(error)
+    }
 }
 
 /// The process-wide health state.
@@ -122,7 +144,7 @@ impl Health {
         let results = futures_util::future::join_all(self.checks.iter().map(|check| async move {
             let (outcome, reason) = match tokio::time::timeout(CHECK_TIMEOUT, check.check()).await {
                 Ok(Ok(())) => ("ok", None),
-                Ok(Err(reason)) => ("unavailable", Some(reason)),
+                Ok(Err(error)) => ("unavailable", Some(chain(&error))),
                 Err(_) => (
                     "timeout",
                     Some(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),

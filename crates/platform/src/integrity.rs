@@ -5,9 +5,11 @@
 //! Not here: what a record looks like (each adapter owns its format) and how
 //! an answer is rendered (each service's edges).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redb::{Database, TableDefinition, WriteTransaction};
+
+use crate::backend::BackendError;
 
 /// Where `quintet verify --quarantine` moves a corrupt record, in the same
 /// database: `<table>/<key>` → the record's stored bytes, untouched, for an
@@ -45,26 +47,58 @@ pub struct ScanReport {
 /// Told how far a scan is: `(records done, records in all)`.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
+/// Why a store file could not be opened for a scan; each case names it.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanOpenError {
+    /// This process or another already holds the file open.
+    #[error(
+        "{} is in use by another process: stop the quintet server that uses this data \
+         directory, then run verify again",
+        path.display()
+    )]
+    InUse {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// Another process holds the file's lock.
+    #[error(
+        "{} is locked by another process: stop the quintet server that uses this data \
+         directory, then run verify again",
+        path.display()
+    )]
+    Locked {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// Anything else redb refused (missing, not a database, I/O).
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        /// The store file.
+        path: PathBuf,
+        /// redb's reason.
+        #[source]
+        source: redb::DatabaseError,
+    },
+}
+
 /// Opens an existing store file for a scan. redb's lock refuses a file a
 /// running server holds; the error then says so.
-pub fn open_existing(path: &Path) -> Result<Database, String> {
+pub fn open_existing(path: &Path) -> Result<Database, ScanOpenError> {
+    let path_buf = || path.to_path_buf();
     match Database::open(path) {
         Ok(db) => Ok(db),
-        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(format!(
-            "{} is in use by another process: stop the quintet server that uses this data \
-             directory, then run verify again",
-            path.display()
-        )),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            Err(ScanOpenError::InUse { path: path_buf() })
+        }
         Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
             if e.kind() == std::io::ErrorKind::WouldBlock =>
         {
-            Err(format!(
-                "{} is locked by another process: stop the quintet server that uses this data \
-                 directory, then run verify again",
-                path.display()
-            ))
+            Err(ScanOpenError::Locked { path: path_buf() })
         }
-        Err(e) => Err(format!("cannot open {}: {e}", path.display())),
+        Err(source) => Err(ScanOpenError::Open {
+            path: path_buf(),
+            source,
+        }),
     }
 }
 
@@ -75,11 +109,13 @@ pub fn quarantine(
     table: &str,
     key: &str,
     stored: &[u8],
-) -> Result<(), String> {
-    let mut quarantine = txn.open_table(QUARANTINE).map_err(|e| e.to_string())?;
+) -> Result<(), BackendError> {
+    let mut quarantine = txn
+        .open_table(QUARANTINE)
+        .map_err(|e| BackendError::redb("open quarantine table", e))?;
     quarantine
         .insert(format!("{table}/{key}").as_str(), stored)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| BackendError::redb("quarantine record", e))?;
     Ok(())
 }
 
@@ -123,11 +159,12 @@ mod tests {
         let path = dir.path().join("s.redb");
         let held = Database::create(&path).expect("create");
         let err = open_existing(&path).expect_err("held");
-        assert!(err.contains("stop the quintet server"), "{err}");
+        assert!(matches!(err, ScanOpenError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("stop the quintet server"), "{err}");
         drop(held);
         open_existing(&path).expect("free again");
         let err = open_existing(&dir.path().join("missing.redb")).expect_err("missing");
-        assert!(err.contains("missing.redb"), "{err}");
+        assert!(err.to_string().contains("missing.redb"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
+use crate::backend::{BackendError, FailureKind};
+
 /// How long opening a pool waits for its first connection. sqlx retries a
 /// refused connection within it, so a server still starting up is waited for.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +53,26 @@ pub enum ConnectError {
         #[source]
         source: MigrateError,
     },
+}
+
+impl ConnectError {
+    /// What kind of failure it is, for retry policies and readiness.
+    #[must_use]
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Unreachable { .. } => FailureKind::Unreachable,
+            Self::InvalidUrl(_) | Self::Refused { .. } => FailureKind::Rejected,
+            Self::Migration { .. } => FailureKind::Other,
+        }
+    }
+}
+
+/// "postgres connect: <kind>", with the whole [`ConnectError`] (the endpoint
+/// and the cause, never the URL) as its source.
+impl From<ConnectError> for BackendError {
+    fn from(error: ConnectError) -> Self {
+        BackendError::new("postgres", "connect", error.kind(), error)
+    }
 }
 
 /// A sqlx error in a few words: the I/O or server message, not the wrapper.
@@ -134,12 +156,9 @@ fn classify(endpoint: String, source: sqlx::Error) -> ConnectError {
     }
 }
 
-/// [`connect_pool`] with 8 connections, its error as text (for adapters
-/// whose store error carries a message).
-pub async fn connect(url: &str, migrator: Migrator, service: &str) -> Result<PgPool, String> {
-    connect_pool(url, migrator, service, 8)
-        .await
-        .map_err(|e| e.to_string())
+/// [`connect_pool`] with 8 connections.
+pub async fn connect(url: &str, migrator: Migrator, service: &str) -> Result<PgPool, ConnectError> {
+    connect_pool(url, migrator, service, 8).await
 }
 
 /// A LIKE pattern matching strings that start with `prefix` taken literally
@@ -192,6 +211,12 @@ mod tests {
         );
         assert!(text.to_lowercase().contains("refused"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
+        let backend = BackendError::from(err);
+        assert_eq!(backend.kind(), FailureKind::Unreachable);
+        assert!(
+            crate::backend::chain(&backend).contains("cannot reach PostgreSQL at 127.0.0.1:1"),
+            "{backend}"
+        );
     }
 
     #[test]

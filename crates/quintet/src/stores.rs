@@ -90,10 +90,10 @@ impl FromStr for StoreUrl {
 }
 
 /// `create=true|false` from a URL query's extra pairs (default false).
-fn create_flag(extra: Vec<(&str, &str)>) -> Result<bool, String> {
+fn create_flag(extra: Vec<(String, String)>) -> Result<bool, String> {
     let mut create = false;
     for (_, value) in extra {
-        create = match value {
+        create = match value.as_str() {
             "true" => true,
             "false" => false,
             _ => return Err("create= must be true or false".into()),
@@ -106,13 +106,14 @@ impl StoreUrl {
     /// A `dynamodb://` URL's rest (`[table][?query]`), `default_table` when none is named.
     fn dynamodb(rest: &str, default_table: &str) -> Result<Self, String> {
         let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (settings, extra) = AwsSettings::from_query(query, &["create"])?;
+        let (settings, extra) =
+            AwsSettings::from_query(query, &["create"]).map_err(|e| e.to_string())?;
         let table = if table.is_empty() {
             default_table
         } else {
             table
         };
-        platform::aws::dynamodb::validate_table_name(table)?;
+        platform::aws::dynamodb::validate_table_name(table).map_err(|e| e.to_string())?;
         Ok(StoreUrl::DynamoDb {
             table: table.to_owned(),
             settings,
@@ -276,7 +277,8 @@ impl FromStr for QueueUrl {
                          post_queue): sqs://?region=…&endpoint=…"
                         .into());
                 }
-                let (settings, extra) = AwsSettings::from_query(query, &["create"])?;
+                let (settings, extra) =
+                    AwsSettings::from_query(query, &["create"]).map_err(|e| e.to_string())?;
                 Ok(QueueUrl::Sqs {
                     settings,
                     create: create_flag(extra)?,

@@ -171,8 +171,9 @@ impl platform::health::ReadinessCheck for Readiness {
         "receipts-queue-and-ledger"
     }
 
-    async fn check(&self) -> Result<(), String> {
-        self.queue.ping().await.map_err(|e| e.to_string())?;
-        self.ledger.ping().await.map_err(|e| e.to_string())
+    async fn check(&self) -> Result<(), platform::health::ReadinessError> {
+        use platform::health::ReadinessError;
+        self.queue.ping().await.map_err(ReadinessError::new)?;
+        self.ledger.ping().await.map_err(ReadinessError::new)
     }
 }

@@ -24,7 +24,7 @@ impl PostgresEventLog {
     pub async fn connect(url: &str) -> Result<Self, EventLogError> {
         let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "calc")
             .await
-            .map_err(EventLogError::Unavailable)?;
+            .map_err(|e| EventLogError::Unavailable(e.to_string()))?;
         Ok(Self { pool })
     }
 }

@@ -55,7 +55,7 @@ impl PostgresCounterStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "counters")
             .await
-            .map_err(StoreError::Unavailable)?;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self { pool })
     }
 

@@ -367,7 +367,7 @@ impl CounterStore for RedbCounterStore {
 /// moves the corrupt ones into the `quarantine` table, after which the
 /// service answers 404 for their keys.
 pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<ScanReport, String> {
-    let db = integrity::open_existing(path)?;
+    let db = integrity::open_existing(path).map_err(|e| e.to_string())?;
     let mut report = ScanReport::default();
     let mut bad: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
     {
@@ -417,7 +417,8 @@ pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<S
     if quarantine && !bad.is_empty() {
         let txn = db.begin_write().map_err(|e| e.to_string())?;
         for (name, key, stored) in &bad {
-            integrity::quarantine(&txn, name, key, stored).map_err(|e| e.to_string())?;
+            integrity::quarantine(&txn, name, key, stored)
+                .map_err(|e| platform::backend::chain(&e))?;
             let definition = if *name == COUNTERS.name() {
                 COUNTERS
             } else {

@@ -123,7 +123,7 @@ impl DynamoKvStore {
         };
         let client = open_table(settings, &spec, create_if_missing)
             .await
-            .map_err(StoreError::Unavailable)?;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self {
             client,
             table: table.to_owned(),

@@ -25,7 +25,7 @@ impl PostgresKvStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "kv")
             .await
-            .map_err(StoreError::Unavailable)?;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self { pool })
     }
 }

@@ -70,7 +70,14 @@ impl RedbKvStore {
         let db = Arc::new(db);
         let writer_db = db.clone();
         let writer = GroupCommit::spawn("kv", QUEUE_DEPTH, MAX_BATCH, move |writes: &[Write]| {
-            commit(&writer_db, writes).map_err(|e| e.to_string())
+            commit(&writer_db, writes).map_err(|e| {
+                platform::backend::BackendError::new(
+                    "redb",
+                    "commit",
+                    platform::backend::FailureKind::Other,
+                    e,
+                )
+            })
         })
         .map_err(unavailable)?;
         Ok(Self {
@@ -91,7 +98,7 @@ impl RedbKvStore {
         self.check_open()?;
         self.writer.submit(write).await.map_err(|e| match e {
             CommitError::Closed => unavailable("store is closed"),
-            CommitError::Failed(error) => unavailable(error),
+            CommitError::Failed(error) => unavailable(platform::backend::chain(&*error)),
         })?
     }
 }
@@ -260,7 +267,7 @@ pub fn verify(
     authenticate: &mut dyn FnMut(&KvKey, &SealedRecord) -> Result<(), String>,
 ) -> Result<ScanReport, String> {
     let text = |e: redb::Error| e.to_string();
-    let db = integrity::open_existing(path)?;
+    let db = integrity::open_existing(path).map_err(|e| e.to_string())?;
     let mut report = ScanReport::default();
     let mut bad: Vec<(String, Vec<u8>)> = Vec::new();
     {
@@ -301,7 +308,8 @@ pub fn verify(
         {
             let mut table = txn.open_table(ITEMS).map_err(|e| text(e.into()))?;
             for (key, stored) in &bad {
-                integrity::quarantine(&txn, ITEMS.name(), key, stored)?;
+                integrity::quarantine(&txn, ITEMS.name(), key, stored)
+                    .map_err(|e| platform::backend::chain(&e))?;
                 table.remove(key.as_str()).map_err(|e| text(e.into()))?;
                 report.quarantined += 1;
             }

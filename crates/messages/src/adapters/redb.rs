@@ -60,7 +60,14 @@ impl RedbMessageStore {
         let writer_db = db.clone();
         let writer =
             GroupCommit::spawn("messages", QUEUE_DEPTH, MAX_BATCH, move |puts: &[Put]| {
-                write_batch(&writer_db, puts).map_err(|e| e.to_string())
+                write_batch(&writer_db, puts).map_err(|e| {
+                    platform::backend::BackendError::new(
+                        "redb",
+                        "commit",
+                        platform::backend::FailureKind::Other,
+                        e,
+                    )
+                })
             })
             .map_err(unavailable)?;
         Ok(Self {
@@ -148,7 +155,7 @@ impl MessageStore for RedbMessageStore {
         };
         self.writer.submit(put).await.map_err(|e| match e {
             CommitError::Closed => unavailable("store is closed"),
-            CommitError::Failed(error) => unavailable(error),
+            CommitError::Failed(error) => unavailable(platform::backend::chain(&*error)),
         })
     }
 
@@ -242,7 +249,7 @@ use integrity_names as integrity_text;
 /// Not covered by any check: `created_at`, which the digest does not cover.
 pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<ScanReport, String> {
     let text = |e: redb::Error| e.to_string();
-    let db = integrity::open_existing(path)?;
+    let db = integrity::open_existing(path).map_err(|e| e.to_string())?;
     let mut report = ScanReport::default();
     // (table, key bytes, stored bytes)
     let mut bad_messages: Vec<(Vec<u8>, u64, Vec<u8>)> = Vec::new();
@@ -331,7 +338,8 @@ pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<S
             let mut by_seq = txn.open_table(BY_SEQ).map_err(|e| text(e.into()))?;
             for (key, seq, stored) in &bad_messages {
                 let name = integrity_text::printable_digest(key);
-                integrity::quarantine(&txn, MESSAGES.name(), &name, stored)?;
+                integrity::quarantine(&txn, MESSAGES.name(), &name, stored)
+                    .map_err(|e| platform::backend::chain(&e))?;
                 messages
                     .remove(key.as_slice())
                     .map_err(|e| text(e.into()))?;
@@ -346,7 +354,8 @@ pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<S
                 report.quarantined += 1;
             }
             for (seq, digest) in &bad_seqs {
-                integrity::quarantine(&txn, BY_SEQ.name(), &seq.to_string(), digest)?;
+                integrity::quarantine(&txn, BY_SEQ.name(), &seq.to_string(), digest)
+                    .map_err(|e| platform::backend::chain(&e))?;
                 by_seq.remove(seq).map_err(|e| text(e.into()))?;
                 report.quarantined += 1;
             }

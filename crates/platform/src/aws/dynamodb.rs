@@ -4,8 +4,8 @@
 //! (`PAY_PER_REQUEST`), checking its key schema and waiting while it is
 //! `CREATING`. Not here: anything about items, which each adapter owns.
 //!
-//! Errors are one-line `String`s naming the table, for each adapter to wrap
-//! in its own "unavailable" error.
+//! Errors are [`TableError`]s naming the table; each converts into the
+//! [`BackendError`] an adapter's "unavailable" case wraps.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,90 @@ use aws_sdk_dynamodb::types::{
     TableDescription, TableStatus,
 };
 
-use super::{AwsSettings, describe_error, sdk_config};
+use super::{AwsSettings, sdk_config};
+use crate::backend::{BackendError, FailureKind};
+
+/// A name DynamoDB would refuse (3 to 255 of `a-z A-Z 0-9 _ - .`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a DynamoDB table name (3..=255 of a-z A-Z 0-9 _ - .)")]
+pub struct TableNameError(String);
+
+/// Why a table could not be opened; every case names the table.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The name is not one DynamoDB takes.
+    #[error(transparent)]
+    Name(#[from] TableNameError),
+    /// The table does not exist and was not to be created.
+    #[error(
+        "dynamodb table '{table}' does not exist (region {region}); create it with partition \
+         key '{partition_key}' (S) or let quintet create it"
+    )]
+    Missing {
+        /// The table.
+        table: String,
+        /// The region it was looked for in.
+        region: String,
+        /// The partition key it needs.
+        partition_key: String,
+    },
+    /// The table's key schema is not the one the adapter needs.
+    #[error(
+        "dynamodb table '{table}' has key schema [{found}]; {needed_by} needs partition key \
+         '{partition_key}' (S) and no sort key"
+    )]
+    WrongSchema {
+        /// The table.
+        table: String,
+        /// Its key schema, as `name TYPE` items.
+        found: String,
+        /// Who needs the shape.
+        needed_by: String,
+        /// The partition key needed.
+        partition_key: String,
+    },
+    /// The table is in a state it cannot be used in (or stayed `CREATING`).
+    #[error("dynamodb table '{table}' is {status}")]
+    NotUsable {
+        /// The table.
+        table: String,
+        /// Its status.
+        status: String,
+    },
+    /// A `CreateTable` request could not be built.
+    #[error("dynamodb CreateTable request: {0}")]
+    Request(#[from] aws_sdk_dynamodb::error::BuildError),
+    /// A call to DynamoDB failed.
+    #[error("dynamodb table '{table}': {}", crate::backend::chain(.source))]
+    Call {
+        /// The table.
+        table: String,
+        /// The failed call, classified.
+        #[source]
+        source: BackendError,
+    },
+}
+
+impl TableError {
+    /// What kind of failure it is: a failed call's own, else a refusal.
+    #[must_use]
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Call { source, .. } => source.kind(),
+            Self::NotUsable { .. } | Self::Request(_) => FailureKind::Other,
+            Self::Name(_) | Self::Missing { .. } | Self::WrongSchema { .. } => {
+                FailureKind::Rejected
+            }
+        }
+    }
+}
+
+/// "dynamodb open table: <kind>", with the whole [`TableError`] as source.
+impl From<TableError> for BackendError {
+    fn from(error: TableError) -> Self {
+        BackendError::new("dynamodb", "open table", error.kind(), error)
+    }
+}
 
 /// Longest wait for a table being created to become active.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -44,7 +127,7 @@ pub async fn open_table(
     settings: &AwsSettings,
     table: &KeyedTable<'_>,
     create_if_missing: bool,
-) -> Result<Client, String> {
+) -> Result<Client, TableError> {
     // Before any SDK set-up, which may reach the network (IMDS) for a region.
     validate_table_name(table.name)?;
     let config = sdk_config(settings).await;
@@ -56,17 +139,15 @@ pub async fn open_table(
                 .is_some_and(|e| e.is_resource_not_found_exception()) =>
         {
             if !create_if_missing {
-                return Err(format!(
-                    "dynamodb table '{}' does not exist (region {}); create it with \
-                     partition key '{}' (S) or let quintet create it",
-                    table.name,
-                    config.region().map_or("unset", |r| r.as_ref()),
-                    table.partition_key,
-                ));
+                return Err(TableError::Missing {
+                    table: table.name.to_owned(),
+                    region: config.region().map_or("unset", |r| r.as_ref()).to_owned(),
+                    partition_key: table.partition_key.to_owned(),
+                });
             }
             create_table(&client, table).await?
         }
-        Err(e) => return Err(unavailable(table.name, "DescribeTable", &e)),
+        Err(e) => return Err(unavailable(table.name, "DescribeTable", e)),
     };
     check_key_schema(table, &description)?;
     wait_active(&client, table.name, description).await?;
@@ -75,7 +156,7 @@ pub async fn open_table(
 
 /// `Ok` if `table` is a valid DynamoDB table name: 3 to 255 of
 /// `a-z A-Z 0-9 _ - .`.
-pub fn validate_table_name(table: &str) -> Result<(), String> {
+pub fn validate_table_name(table: &str) -> Result<(), TableNameError> {
     let valid = (3..=255).contains(&table.len())
         && table
             .bytes()
@@ -83,10 +164,7 @@ pub fn validate_table_name(table: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "'{}' is not a DynamoDB table name (3..=255 of a-z A-Z 0-9 _ - .)",
-            table.chars().take(64).collect::<String>()
-        ))
+        Err(TableNameError(table.chars().take(64).collect()))
     }
 }
 
@@ -102,19 +180,18 @@ pub async fn describe_table(
         .unwrap_or_else(|| TableDescription::builder().build()))
 }
 
-async fn create_table(client: &Client, table: &KeyedTable<'_>) -> Result<TableDescription, String> {
-    let build =
-        |e: aws_sdk_dynamodb::error::BuildError| format!("dynamodb CreateTable request: {e}");
+async fn create_table(
+    client: &Client,
+    table: &KeyedTable<'_>,
+) -> Result<TableDescription, TableError> {
     let key = KeySchemaElement::builder()
         .attribute_name(table.partition_key)
         .key_type(KeyType::Hash)
-        .build()
-        .map_err(build)?;
+        .build()?;
     let definition = AttributeDefinition::builder()
         .attribute_name(table.partition_key)
         .attribute_type(ScalarAttributeType::S)
-        .build()
-        .map_err(build)?;
+        .build()?;
     let created = client
         .create_table()
         .table_name(table.name)
@@ -141,9 +218,9 @@ async fn create_table(client: &Client, table: &KeyedTable<'_>) -> Result<TableDe
         {
             describe_table(client, table.name)
                 .await
-                .map_err(|e| unavailable(table.name, "DescribeTable", &e))
+                .map_err(|e| unavailable(table.name, "DescribeTable", e))
         }
-        Err(e) => Err(unavailable(table.name, "CreateTable", &e)),
+        Err(e) => Err(unavailable(table.name, "CreateTable", e)),
     }
 }
 
@@ -153,24 +230,30 @@ async fn wait_active(
     client: &Client,
     table: &str,
     mut description: TableDescription,
-) -> Result<(), String> {
+) -> Result<(), TableError> {
     let deadline = Instant::now() + TABLE_ACTIVE_TIMEOUT;
     loop {
         match description.table_status {
             Some(TableStatus::Active) | Some(TableStatus::Updating) | None => return Ok(()),
             Some(TableStatus::Creating) if Instant::now() < deadline => {}
             Some(status) => {
-                return Err(format!("dynamodb table '{table}' is {}", status.as_str()));
+                return Err(TableError::NotUsable {
+                    table: table.to_owned(),
+                    status: status.as_str().to_owned(),
+                });
             }
         }
         tokio::time::sleep(TABLE_ACTIVE_POLL).await;
         description = describe_table(client, table)
             .await
-            .map_err(|e| unavailable(table, "DescribeTable", &e))?;
+            .map_err(|e| unavailable(table, "DescribeTable", e))?;
     }
 }
 
-fn check_key_schema(table: &KeyedTable<'_>, description: &TableDescription) -> Result<(), String> {
+fn check_key_schema(
+    table: &KeyedTable<'_>,
+    description: &TableDescription,
+) -> Result<(), TableError> {
     let schema = description.key_schema.as_deref().unwrap_or_default();
     let hash_ok = matches!(schema, [only]
         if only.attribute_name == table.partition_key && only.key_type == KeyType::Hash);
@@ -190,25 +273,23 @@ fn check_key_schema(table: &KeyedTable<'_>, description: &TableDescription) -> R
         .iter()
         .map(|k| format!("{} {}", k.attribute_name, k.key_type.as_str()))
         .collect();
-    Err(format!(
-        "dynamodb table '{}' has key schema [{}]; {} needs partition key '{}' (S) \
-         and no sort key",
-        table.name,
-        found.join(", "),
-        table.needed_by,
-        table.partition_key,
-    ))
+    Err(TableError::WrongSchema {
+        table: table.name.to_owned(),
+        found: found.join(", "),
+        needed_by: table.needed_by.to_owned(),
+        partition_key: table.partition_key.to_owned(),
+    })
 }
 
-fn unavailable<E, R>(table: &str, operation: &str, error: &SdkError<E, R>) -> String
+fn unavailable<E, R>(table: &str, operation: &'static str, error: SdkError<E, R>) -> TableError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    format!(
-        "dynamodb table '{table}': {}",
-        describe_error(operation, error)
-    )
+    TableError::Call {
+        table: table.to_owned(),
+        source: BackendError::aws("dynamodb", operation, error),
+    }
 }
 
 #[cfg(test)]
@@ -244,7 +325,9 @@ mod tests {
         assert!(validate_table_name(&"t".repeat(255)).is_ok());
         assert!(validate_table_name("ab").is_err());
         assert!(validate_table_name(&"t".repeat(256)).is_err());
-        let err = validate_table_name("bad name").expect_err("space");
+        let err = validate_table_name("bad name")
+            .expect_err("space")
+            .to_string();
         assert!(
             err.contains("'bad name' is not a DynamoDB table name"),
             "{err}"
@@ -273,8 +356,9 @@ mod tests {
             .attribute_definitions(definition("TransactionId", ScalarAttributeType::S))
             .build();
         let err = check_key_schema(&LEDGER, &with_sort_key).expect_err("sort key");
+        assert_eq!(err.kind(), FailureKind::Rejected);
         assert_eq!(
-            err,
+            err.to_string(),
             "dynamodb table 'TransactionIdTable' has key schema [TransactionId HASH, At RANGE]; \
              the receipts ledger needs partition key 'TransactionId' (S) and no sort key"
         );

@@ -16,6 +16,7 @@
 
 pub mod dynamodb;
 
+use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::backend::{BackendError, BoxError, FailureKind};
 
 /// The region used when none is configured anywhere (settings, environment, profile).
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -83,53 +86,91 @@ impl AwsSettings {
     }
 }
 
-/// One `key=value` of a URL query.
-pub type QueryPair<'q> = (&'q str, &'q str);
+/// One `key=value` of a URL query, percent-decoded.
+pub type QueryPair = (String, String);
+
+/// A URL query parameter [`AwsSettings::from_query`] cannot take; never
+/// repeats a value (a mistyped parameter may hold a secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsQueryError {
+    /// `endpoint=` is not an `http://` or `https://` URL with a host.
+    #[error("endpoint= must be an http:// or https:// URL")]
+    Endpoint,
+    /// `endpoint=` carries a user or password: credentials never come from a URL.
+    #[error(
+        "endpoint= must not carry a user or password: credentials come from the AWS SDK's \
+         standard chain"
+    )]
+    EndpointCredentials,
+    /// `region=` is empty or too long.
+    #[error("region= must name a region, e.g. us-east-1")]
+    Region,
+    /// `max_attempts=` is not a number from 1 to 20.
+    #[error("max_attempts= must be a number from 1 to 20")]
+    MaxAttempts,
+    /// A parameter nobody takes.
+    #[error("unknown parameter '{name}' (known: {known})")]
+    Unknown {
+        /// The parameter's name (at most 40 characters of it).
+        name: String,
+        /// The parameters that are taken, comma separated.
+        known: String,
+    },
+}
 
 impl AwsSettings {
-    /// Settings from the query of a `dynamodb://…`, `aws-kms://…` or `sqs://…` URL:
-    /// `endpoint=<url>`, `region=<name>`, `max_attempts=<n>`. The pairs whose
+    /// Settings from the query of a `dynamodb://…`, `aws-kms://…` or `sqs://…` URL
+    /// (`url::Url::query`, without the `?`): `endpoint=<url>`, `region=<name>`,
+    /// `max_attempts=<n>`, percent-encoded as in any URL query. The pairs whose
     /// key is in `extra` are returned for the caller; any other key is an
     /// error naming it. Credentials are never taken from a URL: they come
     /// from the SDK's standard chain.
-    pub fn from_query<'q>(
-        query: &'q str,
+    pub fn from_query(
+        query: &str,
         extra: &[&str],
-    ) -> Result<(Self, Vec<QueryPair<'q>>), String> {
+    ) -> Result<(Self, Vec<QueryPair>), AwsQueryError> {
         let mut settings = Self::default();
         let mut rest = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
-                "endpoint" if value.starts_with("http://") || value.starts_with("https://") => {
-                    settings.endpoint = Some(value.trim_end_matches('/').to_owned());
-                }
-                "endpoint" => return Err("endpoint= must be an http:// or https:// URL".into()),
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "endpoint" => settings.endpoint = Some(endpoint(&value)?),
                 "region" if !value.is_empty() && value.len() <= 64 => {
-                    settings.region = Some(value.to_owned());
+                    settings.region = Some(value.into_owned());
                 }
-                "region" => return Err("region= must name a region, e.g. us-east-1".into()),
+                "region" => return Err(AwsQueryError::Region),
                 "max_attempts" => {
                     settings.max_attempts = value
                         .parse()
                         .ok()
                         .filter(|n| (1..=20).contains(n))
-                        .ok_or("max_attempts= must be a number from 1 to 20")?;
+                        .ok_or(AwsQueryError::MaxAttempts)?;
                 }
-                key if extra.contains(&key) => rest.push((key, value)),
+                key if extra.contains(&key) => rest.push((key.to_owned(), value.into_owned())),
                 other => {
                     let mut known = vec!["endpoint", "region", "max_attempts"];
                     known.extend_from_slice(extra);
-                    return Err(format!(
-                        "unknown parameter '{}' (known: {})",
-                        other.chars().take(40).collect::<String>(),
-                        known.join(", ")
-                    ));
+                    return Err(AwsQueryError::Unknown {
+                        name: other.chars().take(40).collect(),
+                        known: known.join(", "),
+                    });
                 }
             }
         }
         Ok((settings, rest))
     }
+}
+
+/// An `endpoint=` value: an `http(s)://` URL with a host and no user or
+/// password, without a trailing `/`.
+fn endpoint(value: &str) -> Result<String, AwsQueryError> {
+    let url = url::Url::parse(value).map_err(|_| AwsQueryError::Endpoint)?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(AwsQueryError::Endpoint);
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(AwsQueryError::EndpointCredentials);
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 impl fmt::Debug for AwsSettings {
@@ -209,6 +250,84 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         .to_builder()
         .region(Region::from_static(DEFAULT_REGION))
         .build()
+}
+
+impl BackendError {
+    /// A failed AWS SDK call, classified from the SDK's error: timeouts,
+    /// connection failures, throttling and missing credentials each their
+    /// own kind. The message ([`describe_error`]) never holds
+    /// credentials.
+    pub fn aws<E, R>(
+        engine: &'static str,
+        operation: &'static str,
+        error: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> Self
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+            + StdError
+            + Send
+            + Sync
+            + 'static,
+        R: fmt::Debug + Send + Sync + 'static,
+    {
+        use aws_smithy_runtime_api::client::result::SdkError;
+        let kind = match &error {
+            SdkError::TimeoutError(_) => FailureKind::Timeout,
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => FailureKind::Timeout,
+            SdkError::DispatchFailure(_) => {
+                if is_credentials_problem(&error) {
+                    FailureKind::Rejected
+                } else {
+                    FailureKind::Unreachable
+                }
+            }
+            SdkError::ServiceError(service) => match service.err().code() {
+                Some(code) if is_throttling_code(code) => FailureKind::Throttled,
+                Some(
+                    "InternalServerError"
+                    | "InternalFailure"
+                    | "ServiceUnavailable"
+                    | "KMSInternalException"
+                    | "DependencyTimeoutException",
+                ) => FailureKind::Unreachable,
+                _ => FailureKind::Rejected,
+            },
+            _ => FailureKind::Other,
+        };
+        let text = describe_error(operation, &error);
+        Self::new(
+            engine,
+            operation,
+            kind,
+            Described {
+                text,
+                source: error.into(),
+            },
+        )
+    }
+}
+
+/// An error with a better one-line description than its own `Display`
+/// (the AWS SDK's says only "service error"), keeping the original as source.
+#[derive(Debug)]
+struct Described {
+    text: String,
+    source: BoxError,
+}
+
+impl fmt::Display for Described {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl StdError for Described {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        // The description already says what the source would; stopping here
+        // keeps the chain free of the SDK's request dumps.
+        let _ = &self.source;
+        None
+    }
 }
 
 /// Where the SDK's standard chain looks for credentials, in its order: what
@@ -361,15 +480,32 @@ mod tests {
         .expect("valid");
         assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(rest, vec![("create", "true")]);
+        assert_eq!(rest, vec![("create".to_owned(), "true".to_owned())]);
         let (settings, rest) = AwsSettings::from_query("", &[]).expect("empty is fine");
         assert_eq!(settings, AwsSettings::default());
         assert!(rest.is_empty());
 
-        let err = AwsSettings::from_query("secret_key=hunter2", &[]).expect_err("unknown");
+        let err = AwsSettings::from_query("secret_key=hunter2", &[])
+            .expect_err("unknown")
+            .to_string();
         assert!(err.contains("unknown parameter 'secret_key'"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
-        assert!(AwsSettings::from_query("endpoint=ftp://x", &[]).is_err());
+        assert_eq!(
+            AwsSettings::from_query("endpoint=ftp://x", &[]).err(),
+            Some(AwsQueryError::Endpoint)
+        );
+        assert_eq!(
+            AwsSettings::from_query("endpoint=http://", &[]).err(),
+            Some(AwsQueryError::Endpoint)
+        );
+        let err =
+            AwsSettings::from_query("endpoint=http://ak:hunter2@h:1", &[]).expect_err("creds");
+        assert_eq!(err, AwsQueryError::EndpointCredentials);
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        // Percent-encoded values are decoded, as in any URL query.
+        let (settings, _) =
+            AwsSettings::from_query("endpoint=http%3A%2F%2Flocalhost%3A4566", &[]).expect("valid");
+        assert_eq!(settings.endpoint.as_deref(), Some("http://localhost:4566"));
         assert!(AwsSettings::from_query("region=", &[]).is_err());
         assert!(AwsSettings::from_query("max_attempts=0", &[]).is_err());
     }

@@ -78,7 +78,7 @@ impl DynamoLedger {
         };
         let client = open_table(settings, &spec, create_if_missing)
             .await
-            .map_err(LedgerError::Unavailable)?;
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
         Ok(Self {
             client,
             table: table.to_owned(),

@@ -41,7 +41,7 @@ impl PostgresLedger {
     pub async fn connect(url: &str) -> Result<Self, LedgerError> {
         let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "receipts")
             .await
-            .map_err(LedgerError::Unavailable)?;
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
         Ok(Self { pool })
     }
 }

@@ -68,7 +68,14 @@ impl RedbLedger {
         let db = Arc::new(db);
         let writer_db = db.clone();
         let writer = GroupCommit::spawn("receipts-ledger", QUEUE_DEPTH, MAX_BATCH, move |claims| {
-            commit(&writer_db, claims).map_err(|e| e.to_string())
+            commit(&writer_db, claims).map_err(|e| {
+                platform::backend::BackendError::new(
+                    "redb",
+                    "commit",
+                    platform::backend::FailureKind::Other,
+                    e,
+                )
+            })
         })
         .map_err(unavailable)?;
         Ok(Self {
@@ -156,7 +163,7 @@ impl TransactionLedger for RedbLedger {
         };
         self.writer.submit(claim).await.map_err(|e| match e {
             CommitError::Closed => closed(),
-            CommitError::Failed(error) => unavailable(error),
+            CommitError::Failed(error) => unavailable(platform::backend::chain(&*error)),
         })
     }
 

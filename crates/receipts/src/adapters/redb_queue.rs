@@ -189,7 +189,14 @@ impl RedbJobQueue {
         let db = Arc::new(db);
         let writer_db = db.clone();
         let writer = GroupCommit::spawn("receipts-queue", QUEUE_DEPTH, MAX_OPS, move |ops| {
-            commit(&writer_db, ops).map_err(|e| e.to_string())
+            commit(&writer_db, ops).map_err(|e| {
+                platform::backend::BackendError::new(
+                    "redb",
+                    "commit",
+                    platform::backend::FailureKind::Other,
+                    e,
+                )
+            })
         })
         .map_err(unavailable)?;
         Ok(Self {
@@ -211,7 +218,7 @@ impl RedbJobQueue {
         self.check_open()?;
         self.writer.submit(op).await.map_err(|e| match e {
             CommitError::Closed => closed(),
-            CommitError::Failed(error) => unavailable(error),
+            CommitError::Failed(error) => unavailable(platform::backend::chain(&*error)),
         })?
     }
 
