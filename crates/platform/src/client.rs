@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Connection options of every client subcommand.
 #[derive(Debug, Clone, Args)]
@@ -21,8 +22,8 @@ pub struct ClientArgs {
     pub url: String,
 
     /// Bearer token to present.
-    #[arg(long, env = "QUINTET_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "QUINTET_TOKEN", hide_env_values = true, global = true, value_parser = crate::config::parse_secret)]
+    pub token: Option<SecretString>,
 
     /// PEM certificate to trust for HTTPS (e.g. the server's `data/tls/cert.pem`).
     #[arg(long, env = "QUINTET_CA_CERT", global = true, value_name = "FILE")]
@@ -41,10 +42,15 @@ pub struct ClientArgs {
 pub struct HttpClient {
     http: reqwest::Client,
     base: String,
-    token: Option<String>,
+    token: Option<SecretString>,
 }
 
 impl ClientArgs {
+    /// The bearer token to present, exposed for the one header it goes in.
+    pub fn bearer_token(&self) -> Option<&str> {
+        self.token.as_ref().map(ExposeSecret::expose_secret)
+    }
+
     pub fn http(&self) -> anyhow::Result<HttpClient> {
         let mut builder = reqwest::Client::builder()
             .timeout(self.timeout)
@@ -61,10 +67,15 @@ impl ClientArgs {
         if self.insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }
-        let base = self.url.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            bail!("--url must start with http:// or https:// (got '{base}')");
+        let url = reqwest::Url::parse(&self.url)
+            .with_context(|| format!("--url '{}' is not a URL", self.url))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            bail!(
+                "--url must start with http:// or https:// (got '{}')",
+                self.url
+            );
         }
+        let base = url.as_str().trim_end_matches('/').to_owned();
         Ok(HttpClient {
             http: builder.build().context("building the HTTP client")?,
             base,
@@ -78,7 +89,7 @@ impl HttpClient {
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let builder = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
-            Some(token) => builder.bearer_auth(token),
+            Some(token) => builder.bearer_auth(token.expose_secret()),
             None => builder,
         }
     }
@@ -97,7 +108,7 @@ impl HttpClient {
             .extend(segments);
         let builder = self.http.request(method, url);
         Ok(match &self.token {
-            Some(token) => builder.bearer_auth(token),
+            Some(token) => builder.bearer_auth(token.expose_secret()),
             None => builder,
         })
     }
@@ -169,4 +180,39 @@ pub fn value_arg(value: &str) -> anyhow::Result<Vec<u8>> {
         return std::fs::read(path).with_context(|| format!("reading the value from {path}"));
     }
     Ok(value.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        client: ClientArgs,
+    }
+
+    fn parse(args: &[&str]) -> ClientArgs {
+        let mut all = vec!["quintet"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parses").client
+    }
+
+    #[test]
+    fn debug_of_the_client_options_shows_no_token() {
+        let args = parse(&["--token", "cl1entsecret"]);
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("cl1entsecret"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+    }
+
+    #[test]
+    fn the_url_must_be_http_or_https_with_a_host() {
+        assert!(parse(&["--url", "http://127.0.0.1:8080/"]).http().is_ok());
+        for bad in ["ftp://x", "127.0.0.1:8080", "http://", "not a url"] {
+            assert!(parse(&["--url", bad]).http().is_err(), "{bad}");
+        }
+    }
 }

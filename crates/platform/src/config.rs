@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::tls::TlsSource;
 use crate::tokens::TokenSet;
@@ -94,9 +95,10 @@ pub struct ServerConfig {
         long,
         env = "QUINTET_TOKENS",
         value_delimiter = ',',
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = parse_secret
     )]
-    pub tokens: Vec<String>,
+    pub tokens: Vec<SecretString>,
 
     /// File with one bearer token per line (blank lines and `#` comments ignored).
     #[arg(long, env = "QUINTET_TOKENS_FILE", value_name = "FILE")]
@@ -281,10 +283,10 @@ impl ServerConfig {
             _ => None,
         };
 
-        let mut tokens: Vec<String> = self
+        let mut tokens: Vec<SecretString> = self
             .tokens
             .iter()
-            .filter(|t| !t.is_empty())
+            .filter(|t| !t.expose_secret().is_empty())
             .cloned()
             .collect();
         if let Some(path) = &self.tokens_file {
@@ -298,11 +300,11 @@ impl ServerConfig {
                 text.lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_owned),
+                    .map(SecretString::from),
             );
         }
         // The error never echoes a secret: it is one even when malformed.
-        let tokens = TokenSet::parse(tokens.iter().map(String::as_str))
+        let tokens = TokenSet::parse(tokens.iter().map(ExposeSecret::expose_secret))
             .map_err(|e| ConfigError::new("--tokens", e.to_string()))?;
 
         positive("--max-body-bytes", self.max_body_bytes)?;
@@ -377,6 +379,12 @@ fn positive(option: &'static str, value: usize) -> Result<(), ConfigError> {
         return Err(ConfigError::new(option, "must be greater than zero"));
     }
     Ok(())
+}
+
+/// A secret option's value (a clap value parser): held redacted from here on.
+#[allow(clippy::unnecessary_wraps)] // reason: clap's value parsers return a Result
+pub fn parse_secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text))
 }
 
 /// A duration option that does not parse, with examples of ones that do.
@@ -488,6 +496,27 @@ mod tests {
         assert_eq!(err.option, "--tls-cert");
         assert!(err.reason.contains("/nonexistent/c.pem"), "{err}");
         assert!(err.reason.contains("No such file"), "{err}");
+    }
+
+    #[test]
+    fn debug_of_the_configuration_shows_no_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "# ops\nops:f1lesecret:admin\n").expect("write");
+        let path = file.to_str().expect("utf-8 path");
+        let server = parse(&[
+            "--tokens",
+            "ci:s3cretvalue,plainsecret",
+            "--tokens-file",
+            path,
+        ]);
+        let resolved = server.resolve(None).expect("valid");
+        assert!(!resolved.tokens.is_empty());
+        let shown = format!("{server:?} {resolved:?} {server:#?} {resolved:#?}");
+        for secret in ["s3cretvalue", "plainsecret", "f1lesecret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("REDACTED"), "{shown}");
     }
 
     #[test]

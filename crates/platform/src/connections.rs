@@ -46,7 +46,7 @@ impl Closed {
     }
 
     pub fn count(self) {
-        metrics::counter!("quintet_http_connections_closed_total", "reason" => self.label())
+        metrics::counter!(crate::metrics::HTTP_CONNECTIONS_CLOSED_TOTAL, "reason" => self.label())
             .increment(1);
     }
 }
@@ -140,7 +140,7 @@ impl Registry {
         });
         conn.quiet_since_ms.store(conn.now_ms(), Ordering::Release);
         self.lock().insert(conn.id, conn.clone());
-        metrics::gauge!("quintet_http_connections_open").increment(1.0);
+        metrics::gauge!(crate::metrics::HTTP_CONNECTIONS_OPEN).increment(1.0);
         Registered {
             registry: self.clone(),
             conn,
@@ -198,7 +198,7 @@ impl Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.conn.id);
-        metrics::gauge!("quintet_http_connections_open").decrement(1.0);
+        metrics::gauge!(crate::metrics::HTTP_CONNECTIONS_OPEN).decrement(1.0);
     }
 }
 

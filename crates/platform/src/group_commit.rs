@@ -97,7 +97,7 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                     let (batch_ops, replies): (Vec<Op>, Vec<_>) =
                         jobs.drain(..).map(|job| (job.op, job.reply)).unzip();
                     ops.extend(batch_ops);
-                    metrics::histogram!("quintet_store_commit_batch_size", "store" => store)
+                    metrics::histogram!(crate::metrics::STORE_COMMIT_BATCH_SIZE, "store" => store)
                         .record(ops.len() as f64);
                     match commit(&ops) {
                         Ok(outcomes) if outcomes.len() == ops.len() => {

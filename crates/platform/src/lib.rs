@@ -27,6 +27,7 @@ pub mod health;
 pub mod integrity;
 pub mod journal;
 pub mod layers;
+pub mod metrics;
 #[cfg(test)]
 mod module_graph;
 pub mod ops;

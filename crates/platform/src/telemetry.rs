@@ -67,7 +67,9 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may already be installed (e.g. by a test harness);
             // then this handle renders only what this recorder sees, which is fine.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                crate::metrics::describe();
+            }
             handle
         })
         .clone()

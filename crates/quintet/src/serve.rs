@@ -98,6 +98,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     telemetry::init_logging(config.log_format);
+    // The metrics recorder before any service, so their descriptions reach it.
+    telemetry::metrics_handle();
     // An existing data directory must be owner-only (a new one is created so).
     if config.data_dir.exists() {
         platform::private::dir(&config.data_dir, "--data-dir")?;

@@ -175,8 +175,7 @@ fn failed(status: tonic::Status) -> anyhow::Error {
 }
 
 pub async fn run(cli: CalcCli) -> anyhow::Result<()> {
-    let token = cli.client.token.clone();
-    let token = token.as_deref();
+    let token = cli.client.bearer_token();
     let mut calc = CalculatorClient::new(channel(&cli.client).await?);
     match cli.command {
         CalcCommand::Add { a, b } => {

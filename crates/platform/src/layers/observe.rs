@@ -41,11 +41,11 @@ struct MethodHandles {
 impl RouteMetrics {
     /// Leaked on purpose: one small value per service for the life of the process.
     pub fn for_service(service: &str) -> &'static RouteMetrics {
-        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let names = crate::metrics::RouteNames::for_service(service);
         Box::leak(Box::new(RouteMetrics {
-            total: leak(format!("quintet_{service}_http_requests_total")),
-            duration: leak(format!("quintet_{service}_http_request_duration_seconds")),
-            in_flight: leak(format!("quintet_{service}_http_requests_in_flight")),
+            total: names.requests_total,
+            duration: names.request_duration_seconds,
+            in_flight: names.requests_in_flight,
             handles: RwLock::new(HashMap::new()),
         }))
     }

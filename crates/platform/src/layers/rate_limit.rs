@@ -54,7 +54,7 @@ impl ClientRateLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
-            metrics::gauge!("quintet_rate_limit_clients").set(self.limiter.len() as f64);
+            metrics::gauge!(crate::metrics::RATE_LIMIT_CLIENTS).set(self.limiter.len() as f64);
         }
         self.limiter.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
@@ -72,7 +72,7 @@ pub fn admit(limiter: Option<&ClientRateLimiter>, req: &Request) -> Option<Respo
         _ => peer_key(req),
     };
     let retry_after = limiter.check(key).err()?;
-    metrics::counter!("quintet_rate_limited_total").increment(1);
+    metrics::counter!(crate::metrics::RATE_LIMITED_TOTAL).increment(1);
     let message = format!(
         "rate limit exceeded: {} requests/s per client (burst {}); retry after {retry_after}s",
         limiter.config.per_second, limiter.config.burst
@@ -101,7 +101,7 @@ pub fn throttle_failure(
     let Err(retry_after) = limiter.check(peer_key(req)) else {
         return refused;
     };
-    metrics::counter!("quintet_auth_failures_throttled_total").increment(1);
+    metrics::counter!(crate::metrics::AUTH_FAILURES_THROTTLED_TOTAL).increment(1);
     let message = format!(
         "too many failed authentications from this address ({} per second, burst {}); retry \
          after {retry_after}s with a valid token",

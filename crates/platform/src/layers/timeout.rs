@@ -16,7 +16,7 @@ pub async fn run(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
-            metrics::counter!("quintet_request_timeouts_total").increment(1);
+            metrics::counter!(crate::metrics::REQUEST_TIMEOUTS_TOTAL).increment(1);
             let message = format!(
                 "request timed out after {}",
                 humantime::format_duration(limit)
