@@ -97,7 +97,7 @@ impl RouteNames {
             names.request_duration_seconds,
             Unit::Seconds,
             format!(
-                "Time from a {service} request's headers to its response, by method, route and \
+                "Time from the headers of a {service} request to its response, by method, route and \
                  status."
             )
         );
