@@ -1,8 +1,11 @@
 //! The quintet binary: parses the command line, builds adapters from config
 //! URLs ([`stores`]), hands them to the services and serves them ([`serve`]),
 //! or runs a service's client. Wiring only; no business logic lives here.
+//! [`app::Application`] is the server as a value, for `serve` and for tests.
 
+pub mod app;
 pub mod cli;
+pub mod metrics;
 pub mod serve;
 pub mod stores;
 pub mod verify;

@@ -779,32 +779,3 @@ async fn a_nul_byte_in_a_key_is_refused_on_rest_grpc_and_tcp() {
         .expect("json");
     assert_eq!(listed["items"], serde_json::json!([]), "nothing stored");
 }
-
-#[tokio::test]
-async fn a_grpc_value_over_the_message_limit_is_resource_exhausted() {
-    use kv::proto::v1::SetRequest as GrpcSet;
-    use kv::proto::v1::key_value_client::KeyValueClient;
-    let server = kv_server(&["--kv-max-value-bytes", "1000000"]);
-    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let mut client = KeyValueClient::new(channel);
-    // Just over the value limit (kv refuses it) and far over it (tonic's
-    // message limit refuses it before kv sees it): the same code.
-    for size in [1_000_001, 3_000_000] {
-        let refused = client
-            .set(GrpcSet {
-                key: "big".into(),
-                value: vec![0; size],
-            })
-            .await
-            .expect_err("over the limit");
-        assert_eq!(
-            refused.code(),
-            tonic::Code::ResourceExhausted,
-            "{size}: {refused:?}"
-        );
-    }
-}

@@ -4,6 +4,8 @@
 mod calc;
 mod calc_events;
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 mod counters;
 mod edge_attacks;
 mod errors;
@@ -13,7 +15,6 @@ mod kv_aws;
 mod kv_seed;
 mod kv_tcp_security;
 mod lifecycle;
-mod messages_api;
 mod ops;
 mod postgres;
 mod readme;

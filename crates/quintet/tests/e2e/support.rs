@@ -206,19 +206,6 @@ impl Drop for TestServer {
     }
 }
 
-/// A temporary directory only its owner can reach, as the server requires
-/// of a data directory (tempfile's default mode follows the umask).
-pub fn private_tempdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-            .expect("chmod 700");
-    }
-    dir
-}
-
 /// A process's resident set in KiB, from /proc.
 pub fn vm_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -227,26 +214,6 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
-}
-
-/// GETs `url` and reads its JSON answer, whatever its status.
-pub async fn get_json(url: &str) -> serde_json::Value {
-    http()
-        .get(url)
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("a JSON answer")
-}
-
-/// A plain HTTP client for tests.
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
 }
 
 /// Runs the CLI and returns (exit code, stdout, stderr).
@@ -275,30 +242,20 @@ pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     )
 }
 
-pub use testkit::{drop_schema, postgres_schema, postgres_url};
-
-/// SHA-256 of a text as lowercase hex, computed independently of the server.
-pub fn sha256_hex(text: &str) -> String {
-    let out = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(text.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .expect("digest")
-        .to_owned()
+pub use crate::common::{http, private_tempdir, read_to_close, sha256_hex};
+/// GETs `url` and reads its JSON answer, whatever its status.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON answer")
 }
+
+pub use testkit::{drop_schema, postgres_schema, postgres_url};
 
 /// A TCP proxy to PostgreSQL that a test can take down (refusing new
 /// connections and cutting open ones) and bring back, to stage an outage.
