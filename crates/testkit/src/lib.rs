@@ -5,6 +5,10 @@
 //! own so they run in parallel. They never skip: with no PostgreSQL, they fail.
 //! AWS adapter tests use the moto server from [`moto`].
 
+// Only tests call these helpers: a setup that fails panics, failing the
+// test that called it (as the integration test roots allow).
+#![allow(clippy::expect_used, clippy::missing_panics_doc)]
+
 pub mod fuzz;
 pub mod moto;
 

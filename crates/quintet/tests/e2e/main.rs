@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `quintet` binary on port 0, driven over HTTP,
 //! HTTPS, gRPC, raw TCP and its own CLI.
 
+// A failed expectation is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod calc;
 mod calc_events;
 mod cli;
