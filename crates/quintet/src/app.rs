@@ -136,7 +136,9 @@ impl Application {
             receipts_ledger,
             calc_events,
         };
-        let (built, kept) = serve::build_services(&args, services, &config, stores).await?;
+        // Boxed: building holds every service's constructor future at once.
+        let (built, kept) =
+            Box::pin(serve::build_services(&args, services, &config, stores)).await?;
         let server = Server::bind(config, built).await?;
         Ok(Self {
             server,

@@ -64,7 +64,7 @@ pub struct ServeArgs {
     pub services: Vec<ServiceName>,
 
     /// Where services keep their data: `redb` (embedded files in --data-dir), `redb:///some/dir`,
-    /// or a PostgreSQL URL `postgres://user:password@host:5432/db`.
+    /// or a `PostgreSQL` URL `postgres://user:password@host:5432/db`.
     // A String, parsed in `serve`, so a refused URL is never echoed with its password.
     #[arg(
         long,
@@ -74,7 +74,7 @@ pub struct ServeArgs {
     )]
     pub store: String,
 
-    /// kv's own store, in place of --store: any --store value, or DynamoDB in the seed's table
+    /// kv's own store, in place of --store: any --store value, or `DynamoDB` in the seed's table
     /// shape, `dynamodb://[table][?region=…&endpoint=…&create=true]` (table `key_value_table`
     /// by default; credentials from the AWS SDK's standard chain).
     #[arg(long, env = "QUINTET_KV_STORE", hide_env_values = true)]

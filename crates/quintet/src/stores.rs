@@ -56,8 +56,8 @@ pub enum UrlError {
     #[error(transparent)]
     Postgres(#[from] platform::postgres::ConnectError),
     /// A `dynamodb://` table name or an AWS `?region=…&endpoint=…` option.
-    #[error("{0}")]
-    Aws(String),
+    #[error(transparent)]
+    Aws(Box<dyn std::error::Error + Send + Sync>),
     #[error("create= must be true or false")]
     Create,
     #[error(
@@ -148,9 +148,9 @@ fn redb_dir(given: &Given) -> Result<Option<PathBuf>, UrlError> {
 pub enum StoreUrl {
     /// Embedded redb files, in the data dir unless a directory is given.
     Redb { dir: Option<PathBuf> },
-    /// A PostgreSQL connection URL (may hold a password: never printed).
+    /// A `PostgreSQL` connection URL (may hold a password: never printed).
     Postgres(SecretString),
-    /// An Amazon DynamoDB table (kv, the receipts ledger), in the seed's table shape.
+    /// An Amazon `DynamoDB` table (kv, the receipts ledger), in the seed's table shape.
     DynamoDb {
         table: String,
         settings: AwsSettings,
@@ -198,7 +198,7 @@ fn create_flag(extra: Vec<(&str, &str)>) -> Result<bool, UrlError> {
 }
 
 impl StoreUrl {
-    /// A store URL, a DynamoDB table defaulting to `default_table`.
+    /// A store URL, a `DynamoDB` table defaulting to `default_table`.
     fn parse(text: &str, default_table: &str) -> Result<Self, UrlError> {
         let given = Given::parse(text)?;
         match (given.scheme(), &given) {
@@ -226,7 +226,7 @@ impl StoreUrl {
     fn dynamodb(url: Option<&Url>, default_table: &str) -> Result<Self, UrlError> {
         let (settings, extra) =
             AwsSettings::from_query(url.and_then(Url::query).unwrap_or_default(), &["create"])
-                .map_err(|e| UrlError::Aws(e.to_string()))?;
+                .map_err(|e| UrlError::Aws(e.into()))?;
         let table = url.map_or_else(String::new, |url| {
             format!("{}{}", url.host_str().unwrap_or_default(), url.path())
         });
@@ -236,7 +236,7 @@ impl StoreUrl {
             table
         };
         platform::aws::dynamodb::validate_table_name(&table)
-            .map_err(|e| UrlError::Aws(e.to_string()))?;
+            .map_err(|e| UrlError::Aws(e.into()))?;
         Ok(StoreUrl::DynamoDb {
             table,
             settings,
@@ -245,7 +245,7 @@ impl StoreUrl {
     }
 
     /// A `--receipts-ledger` value (or the `--store` value standing in for
-    /// it): any store URL, a DynamoDB table defaulting to the seed's
+    /// it): any store URL, a `DynamoDB` table defaulting to the seed's
     /// `TransactionIdTable`.
     pub fn receipts_ledger(text: &str) -> Result<Self, UrlError> {
         Self::parse(text, dynamodb_ledger::DEFAULT_TABLE)
@@ -404,7 +404,7 @@ impl FromStr for QueueUrl {
                     url.and_then(Url::query).unwrap_or_default(),
                     &["create"],
                 )
-                .map_err(|e| UrlError::Aws(e.to_string()))?;
+                .map_err(|e| UrlError::Aws(e.into()))?;
                 Ok(QueueUrl::Sqs {
                     settings,
                     create: create_flag(extra)?,
@@ -488,9 +488,9 @@ pub async fn receipts_ledger(
 pub enum EventsUrl {
     /// Calculations are not recorded.
     Off,
-    /// A redb file or a PostgreSQL table.
+    /// A redb file or a `PostgreSQL` table.
     Store(StoreUrl),
-    /// A NATS JetStream stream.
+    /// A NATS `JetStream` stream.
     Nats {
         /// `nats://[user:password@]host[:port]`: may hold credentials.
         server: SecretString,
@@ -502,7 +502,7 @@ pub enum EventsUrl {
 }
 
 impl EventsUrl {
-    /// `--calc-events`, or without it the `--store` engine (a DynamoDB
+    /// `--calc-events`, or without it the `--store` engine (a `DynamoDB`
     /// `--store` is for kv and the ledger: events then go to redb).
     pub fn parse(text: Option<&str>, store: &StoreUrl) -> Result<Self, UrlError> {
         let Some(text) = text else {

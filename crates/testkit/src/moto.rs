@@ -1,5 +1,5 @@
 //! A moto server (`PyPI` `moto[server]`) for tests of the AWS adapters:
-//! DynamoDB, KMS and SQS on one local endpoint. One server per test process,
+//! `DynamoDB`, KMS and SQS on one local endpoint. One server per test process,
 //! started on first use on a free loopback port; tests share it and keep
 //! apart by using their own table names and KMS keys.
 //!

@@ -133,7 +133,7 @@ async fn self_signed_tls_serves_https_over_http1_and_http2() {
         .get(format!("http://{}/healthz", server.addr))
         .send()
         .await;
-    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+    assert!(plain.map_or(true, |r| !r.status().is_success()));
 }
 
 #[tokio::test]

@@ -8,11 +8,11 @@ use quintet::app::Application;
 use quintet::cli::{Cli, Command};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::common::{http, private_tempdir, read_to_close, sha256_hex};
+pub(crate) use crate::common::{http, private_tempdir, read_to_close, sha256_hex};
 
 /// A running application, stopped (and its data directory removed) when
 /// dropped.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub url: String,
     pub addr: SocketAddr,
     /// A client for the application's URL (30 s timeout).
@@ -25,7 +25,7 @@ pub struct TestApp {
 /// Builds the application as `quintet serve --addr 127.0.0.1:0` with a
 /// fresh owner-only data directory and the given extra flags, and serves it
 /// on a task of the current runtime.
-pub async fn spawn_app(args: &[&str]) -> TestApp {
+pub(crate) async fn spawn_app(args: &[&str]) -> TestApp {
     let dir = private_tempdir();
     let data_dir = dir.path().to_path_buf();
     let mut argv = vec!["quintet", "serve", "--addr", "127.0.0.1:0", "--data-dir"];

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// A temporary directory only its owner can reach, as the server requires
 /// of a data directory (tempfile's default mode follows the umask).
-pub fn private_tempdir() -> tempfile::TempDir {
+pub(crate) fn private_tempdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     #[cfg(unix)]
     {
@@ -18,7 +18,7 @@ pub fn private_tempdir() -> tempfile::TempDir {
 }
 
 /// A plain HTTP client for tests.
-pub fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -26,7 +26,7 @@ pub fn http() -> reqwest::Client {
 }
 
 /// SHA-256 of a text as lowercase hex, computed independently of the server.
-pub fn sha256_hex(text: &str) -> String {
+pub(crate) fn sha256_hex(text: &str) -> String {
     let out = Command::new("sha256sum")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -49,7 +49,7 @@ pub fn sha256_hex(text: &str) -> String {
 }
 
 /// Reads until the server closes the connection; the bytes it sent.
-pub fn read_to_close(stream: &mut std::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+pub(crate) fn read_to_close(stream: &mut std::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
     stream.set_read_timeout(Some(limit)).expect("timeout");
     let mut got = Vec::new();
     match std::io::Read::read_to_end(stream, &mut got) {

@@ -1,5 +1,5 @@
 //! calc end to end, beyond the arithmetic: every calculation lands in the
-//! event log (redb, PostgreSQL, NATS JetStream) and `quintet calc history`
+//! event log (redb, `PostgreSQL`, NATS `JetStream`) and `quintet calc history`
 //! replays it; the REST mapping; gRPC reflection; startup time; and SIGTERM
 //! cutting an open stream at the drain deadline.
 //!
@@ -262,7 +262,7 @@ async fn grpc_health_turns_not_serving_while_draining() {
     assert_eq!(server.wait(Duration::from_secs(15)).code(), Some(0));
 }
 
-/// `nats-server` with JetStream on `port`, storing in `dir`; killed on drop.
+/// `nats-server` with `JetStream` on `port`, storing in `dir`; killed on drop.
 struct NatsServer(std::process::Child);
 
 impl NatsServer {

@@ -34,7 +34,7 @@ async fn the_cli_increments_reads_and_lists() {
     };
     let args = |a: &[&str]| {
         a.iter()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .chain(["--url".to_string(), url.clone()])
             .collect::<Vec<_>>()
     };

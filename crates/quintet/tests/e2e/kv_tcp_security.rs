@@ -53,9 +53,9 @@ fn get_request(key: &str) -> Vec<u8> {
 /// What came back for one request.
 #[derive(Debug, PartialEq)]
 enum Reply {
-    /// set_response error code (1 ok, 2 internal).
+    /// `set_response` error code (1 ok, 2 internal).
     Set(i32),
-    /// get_response error code (1 ok, 2 not found, 3 internal) and value.
+    /// `get_response` error code (1 ok, 2 not found, 3 internal) and value.
     Get(i32, String),
     /// The connection closed (or failed) before a whole reply.
     Closed,
@@ -206,7 +206,7 @@ impl Pki {
     /// (certificate PEM, key PEM) for `names`, for a server or a client.
     fn issue(&self, names: &[&str], client: bool) -> (String, String) {
         let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            rcgen::CertificateParams::new(names.iter().map(std::string::ToString::to_string).collect::<Vec<_>>())
                 .expect("params");
         params.extended_key_usages = vec![if client {
             rcgen::ExtendedKeyUsagePurpose::ClientAuth

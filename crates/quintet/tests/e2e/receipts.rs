@@ -85,9 +85,9 @@ fn server_args(sim: &Sim, extra: &[&str]) -> Vec<String> {
         &format!("{}/sandbox/verifyReceipt", sim.url),
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(std::string::ToString::to_string)
     .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(std::string::ToString::to_string));
     args
 }
 
@@ -555,7 +555,7 @@ async fn kill_9_mid_load_leaves_every_acknowledged_job_with_its_ok_result() {
     // A last start finishes the work: every acknowledged job has its OK result.
     let server = launch();
     let mut results: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     while Instant::now() < deadline && !acknowledged.keys().all(|id| results.contains_key(id)) {
         for body in bodies(&drain(&server, "results", 1).await) {
             let id = body["transaction_id"]
