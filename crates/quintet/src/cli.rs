@@ -2,6 +2,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Parser)]
 #[command(
     name = "quintet",
@@ -14,6 +16,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the services on one listener (REST, gRPC and ops routes).
@@ -38,6 +42,8 @@ pub enum Command {
 }
 
 /// Services `quintet serve` can run.
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum ServiceName {
     Messages,
@@ -47,6 +53,8 @@ pub enum ServiceName {
     Calc,
 }
 
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]

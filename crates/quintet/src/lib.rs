@@ -21,7 +21,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let cli = match cli.command {
         // Synchronous file scans: no runtime.
-        Command::Verify(args) => return verify::run(*args),
+        Command::Verify(args) => return verify::run(&args),
         command => Cli { command },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -39,17 +39,21 @@ pub enum UrlError {
     /// Not a URL at all (a bad port, an empty host, a space).
     #[error("not a valid URL: {0}")]
     Syntax(#[source] url::ParseError),
+    /// A `--store` engine there is no adapter for (the scheme, shortened).
     #[error(
         "unknown store '{0}': use redb, redb:///dir, postgres://… or (kv, receipts ledger) \
          dynamodb://table"
     )]
     UnknownStore(String),
+    /// A `--receipts-queue` engine there is no adapter for.
     #[error("unknown queue engine '{0}': use redb, redb:///dir or sqs://[?region=…&endpoint=…]")]
     UnknownQueue(String),
+    /// A `--calc-events` engine there is no adapter for.
     #[error(
         "unknown event log '{0}': use redb, redb:///dir, postgres://…, nats://host:4222 or none"
     )]
     UnknownEventLog(String),
+    /// `postgres://` with nothing after it.
     #[error("a PostgreSQL URL needs a host: postgres://user@host:5432/db")]
     PostgresHost,
     /// sqlx refused the URL (its text is not repeated).
@@ -58,21 +62,28 @@ pub enum UrlError {
     /// A `dynamodb://` table name or an AWS `?region=…&endpoint=…` option.
     #[error(transparent)]
     Aws(Box<dyn std::error::Error + Send + Sync>),
+    /// `create=` other than `true` or `false`.
     #[error("create= must be true or false")]
     Create,
+    /// `sqs://` with a host or path (queues are named by other options).
     #[error(
         "sqs:// takes no host or path (queues are named by --receipts-input-queue, \
          --receipts-dead-letter-queue and each job's post_queue): sqs://?region=…&endpoint=…"
     )]
     SqsPath,
+    /// A NATS URL without a host, or with a path.
     #[error("a NATS URL is nats://host:port[?stream=…&subject=…]")]
     Nats,
+    /// `stream=` that is not a stream name.
     #[error("stream= must be letters, digits, - or _")]
     NatsStream,
+    /// `subject=` that is not a plain subject.
     #[error("subject= must be dot-separated tokens without spaces or wildcards")]
     NatsSubject,
+    /// A NATS URL option other than `stream=` and `subject=`.
     #[error("unknown NATS URL option '{0}': use stream= and subject=")]
     NatsOption(String),
+    /// `--calc-events dynamodb://…`.
     #[error("calc events cannot go to DynamoDB")]
     EventsInDynamoDb,
 }
@@ -147,12 +158,17 @@ fn redb_dir(given: &Given) -> Result<Option<PathBuf>, UrlError> {
 #[derive(Clone)]
 pub enum StoreUrl {
     /// Embedded redb files, in the data dir unless a directory is given.
-    Redb { dir: Option<PathBuf> },
+    Redb {
+        /// The directory, when not the data dir.
+        dir: Option<PathBuf>,
+    },
     /// A `PostgreSQL` connection URL (may hold a password: never printed).
     Postgres(SecretString),
     /// An Amazon `DynamoDB` table (kv, the receipts ledger), in the seed's table shape.
     DynamoDb {
+        /// The table name.
         table: String,
+        /// Region, endpoint and retries (the SDK's defaults when not given).
         settings: AwsSettings,
         /// Create the table (on-demand billing) when it does not exist.
         create: bool,
@@ -289,12 +305,14 @@ impl StoreUrl {
 /// set it, so an error about the engine names what to change.
 #[derive(Debug, Clone)]
 pub struct Configured<T> {
+    /// The parsed value.
     pub url: T,
     /// e.g. `--store (QUINTET_STORE)`.
     pub option: &'static str,
 }
 
 impl<T> Configured<T> {
+    /// `url`, set by `option`.
     pub fn new(url: T, option: &'static str) -> Self {
         Self { url, option }
     }
@@ -372,9 +390,13 @@ pub async fn kv_store(
 #[derive(Debug, Clone)]
 pub enum QueueUrl {
     /// The embedded queue, `receipts-queue.redb` in the data dir unless a directory is given.
-    Redb { dir: Option<PathBuf> },
+    Redb {
+        /// The directory, when not the data dir.
+        dir: Option<PathBuf>,
+    },
     /// Amazon SQS, queues by name.
     Sqs {
+        /// Region, endpoint and retries (the SDK's defaults when not given).
         settings: AwsSettings,
         /// Create missing queues (development, tests).
         create: bool,
@@ -496,7 +518,9 @@ pub enum EventsUrl {
         server: SecretString,
         /// `host[:port]`, for logs.
         host: String,
+        /// The stream events are kept in.
         stream: String,
+        /// The subject events are published on.
         subject: String,
     },
 }

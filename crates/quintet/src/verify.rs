@@ -7,6 +7,7 @@
 //! when `--quarantine` moved them: run verify again to see a clean store);
 //! 2 a store could not be scanned (in use by a running server, unreadable).
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum VerifyError {
 }
 
 /// The services whose embedded stores verify can scan.
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VerifyService {
     Messages,
@@ -51,6 +54,8 @@ impl VerifyService {
     }
 }
 
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The data directory whose store files (`messages.redb`, `counters.redb`, `kv.redb`) to
@@ -85,7 +90,7 @@ pub struct VerifyArgs {
 }
 
 /// Runs verify and returns the process exit code.
-pub fn run(args: VerifyArgs) -> ExitCode {
+pub fn run(args: &VerifyArgs) -> ExitCode {
     let mut found = 0usize;
     let mut failed = false;
     for service in &args.services {
@@ -112,7 +117,7 @@ pub fn run(args: VerifyArgs) -> ExitCode {
                 })
                 .map_err(|e| VerifyError::Store(e.into()))
             }
-            VerifyService::Kv => verify_kv(&path, &args, &mut |d, t| progress.show(d, t)),
+            VerifyService::Kv => verify_kv(&path, args, &mut |d, t| progress.show(d, t)),
         };
         progress.finish();
         match result {
@@ -192,14 +197,15 @@ fn print_report(service: &str, path: &std::path::Path, report: &ScanReport) {
         report.corrupt.len()
     );
     if report.unchecked > 0 {
-        summary.push_str(&format!(
+        let _ = write!(
+            summary,
             ", {} written by an earlier release without a checksum (checked once the server \
              has opened the store)",
             report.unchecked
-        ));
+        );
     }
     if report.quarantined > 0 {
-        summary.push_str(&format!(", {} quarantined", report.quarantined));
+        let _ = write!(summary, ", {} quarantined", report.quarantined);
     }
     println!("{summary}");
 }

@@ -81,10 +81,10 @@ async fn increments_answer_the_original_shape_and_totals_add_up() {
 
 #[tokio::test]
 async fn bad_increments_get_clear_errors_and_apply_nothing() {
+    type Case<'a> = (&'a str, Option<&'a str>, String, StatusCode, &'a str);
     let server = spawn_app(&["--counter-max-key-bytes", "8"]).await;
     let client = server.client.clone();
     incr(&client, &server.url, "big", i64::MAX).await;
-    type Case<'a> = (&'a str, Option<&'a str>, String, StatusCode, &'a str);
     let cases: Vec<Case> = vec![
         (
             "invalid JSON",

@@ -93,10 +93,10 @@ async fn text_plain_bodies_are_accepted() {
 
 #[tokio::test]
 async fn bad_bodies_get_clear_errors_and_store_nothing() {
-    let server = spawn_app(&["--max-message-bytes", "16"]).await;
-    let url = format!("{}/messages", server.url);
     /// (case, content type, body, expected status, words the error must contain)
     type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
+    let server = spawn_app(&["--max-message-bytes", "16"]).await;
+    let url = format!("{}/messages", server.url);
     let cases: Vec<Case> = vec![
         (
             "invalid JSON",

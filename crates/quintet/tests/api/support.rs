@@ -28,10 +28,10 @@ pub(crate) struct TestApp {
 pub(crate) async fn spawn_app(args: &[&str]) -> TestApp {
     let dir = private_tempdir();
     let data_dir = dir.path().to_path_buf();
-    let mut argv = vec!["quintet", "serve", "--addr", "127.0.0.1:0", "--data-dir"];
-    argv.push(data_dir.to_str().expect("a UTF-8 temporary path"));
-    argv.extend_from_slice(args);
-    let Command::Serve(serve) = Cli::try_parse_from(argv)
+    let mut command_line = vec!["quintet", "serve", "--addr", "127.0.0.1:0", "--data-dir"];
+    command_line.push(data_dir.to_str().expect("a UTF-8 temporary path"));
+    command_line.extend_from_slice(args);
+    let Command::Serve(serve) = Cli::try_parse_from(command_line)
         .expect("valid serve flags")
         .command
     else {

@@ -209,7 +209,7 @@ async fn sigterm_cuts_an_open_stream_at_the_drain_deadline() {
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match stream.message().await {
-                Ok(Some(_)) => continue,
+                Ok(Some(_)) => {}
                 other => return other.map(|_| ()),
             }
         }
@@ -306,6 +306,8 @@ async fn grpc_health(url: &str, service: &str) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_nats_down_calc_starts_not_ready_and_turns_ready_once_nats_is_up() {
+    const SERVING: i32 = 1;
+    const NOT_SERVING: i32 = 2;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -332,8 +334,6 @@ async fn with_nats_down_calc_starts_not_ready_and_turns_ready_once_nats_is_up() 
             grpc_health(&server.url, "quintet.calc.v1.Calculator").await,
         )
     };
-    const SERVING: i32 = 1;
-    const NOT_SERVING: i32 = 2;
     let started = Instant::now();
     loop {
         let (overall, calculator) = calculator_health().await;

@@ -83,7 +83,7 @@ async fn drive(url: String, keys: usize, writer: usize, until: Instant) -> HashM
     let mut n = 0usize;
     while Instant::now() < until {
         let key = format!("key-{}", (writer * 7 + n) % keys);
-        let delta = (n % 5 + 1) as i64;
+        let delta = i64::try_from(n % 5 + 1).unwrap();
         n += 1;
         let entry = sums.entry(key.clone()).or_default();
         entry.sent += delta;

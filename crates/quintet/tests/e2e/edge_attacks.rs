@@ -197,6 +197,7 @@ async fn silence_after_a_tls_handshake_is_closed_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_method_and_path_flood_adds_no_metric_series() {
+    use futures_util::StreamExt;
     let server = TestServer::start(&["--services", "messages,counters", "--rate-limit", "0"]);
     let client = http();
     let flood = |count: usize, seed: usize| {
@@ -223,7 +224,6 @@ async fn a_method_and_path_flood_adds_no_metric_series() {
             while requests.next().await.is_some() {}
         }
     };
-    use futures_util::StreamExt;
     // Warm up: every label set an unusual request can produce exists now.
     flood(30, 0).await;
     server.metrics().await; // the scrape's own series

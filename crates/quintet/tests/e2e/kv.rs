@@ -56,9 +56,9 @@ async fn the_seed_rest_twin_and_tcp_protocol_share_the_store() {
         .expect("tcp addr logged");
     let mut stream = tokio::net::TcpStream::connect(&tcp).await.expect("connect");
     let key = b"greeting";
-    let mut get_req = vec![0x0a, key.len() as u8];
+    let mut get_req = vec![0x0a, u8::try_from(key.len()).unwrap()];
     get_req.extend_from_slice(key);
-    let mut request = vec![0x08, 0x03, 0x22, get_req.len() as u8];
+    let mut request = vec![0x08, 0x03, 0x22, u8::try_from(get_req.len()).unwrap()];
     request.extend_from_slice(&get_req);
     stream.write_all(&request).await.expect("write");
     let mut reply = vec![0u8; 256];

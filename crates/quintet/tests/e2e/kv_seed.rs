@@ -243,8 +243,9 @@ async fn kv_seed_items_written_by_either_original_are_served_everywhere_and_surv
             &metrics,
             "quintet_kv_provider_calls_total",
             &["op=\"unwrap\"", "outcome=\"refused\""]
-        ),
-        0.0,
+        )
+        .to_bits(),
+        0.0_f64.to_bits(),
         "{metrics}"
     );
 

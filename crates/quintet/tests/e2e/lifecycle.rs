@@ -153,10 +153,10 @@ async fn the_port_env_var_sets_the_port() {
 
 #[test]
 fn invalid_configuration_exits_2_naming_the_option() {
-    let dir = crate::support::private_tempdir();
-    let data = dir.path().to_str().expect("utf8");
     /// (flags, environment, the option the error must name)
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let dir = crate::support::private_tempdir();
+    let data = dir.path().to_str().expect("utf8");
     let cases: Vec<Case> = vec![
         (vec!["--max-connections", "0"], vec![], "--max-connections"),
         (vec!["--addr", "not-an-address"], vec![], "--addr"),

@@ -60,8 +60,10 @@ impl TestServer {
             Some(_) => None,
             None => Some(private_tempdir()),
         };
-        let data_dir = opts
-            .data_dir.map_or_else(|| tmp.as_ref().expect("tempdir").path().to_path_buf(), Path::to_path_buf);
+        let data_dir = opts.data_dir.map_or_else(
+            || tmp.as_ref().expect("tempdir").path().to_path_buf(),
+            Path::to_path_buf,
+        );
         // The server refuses a data directory group or others can reach (as
         // an operator would, the harness makes its directories owner-only).
         #[cfg(unix)]
@@ -76,13 +78,13 @@ impl TestServer {
             .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(&opts.args)
+            .args(opts.args)
             .env_remove("PORT")
             .env("QUINTET_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (key, value) in &opts.env {
+        for (key, value) in opts.env {
             command.env(key, value);
         }
         let mut child = command.spawn().expect("spawn quintet");
@@ -115,7 +117,7 @@ impl TestServer {
                 }
             });
         }
-        let url = if let Ok(url) = rx.recv_timeout(Duration::from_secs(30)) { url } else {
+        let Ok(url) = rx.recv_timeout(Duration::from_secs(30)) else {
             let _ = child.kill();
             panic!(
                 "server did not report listening; output:\n{}",
