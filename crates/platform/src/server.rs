@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use http::{HeaderName, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::server::conn::auto::{self, UpgradeableConnection};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -52,13 +52,17 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr} (set by {option}){}", hint(.source))]
 pub struct BindError {
+    /// The address asked for.
     pub addr: SocketAddr,
+    /// The option (and variables) that set it.
     pub option: &'static str,
+    /// Why the OS refused.
     #[source]
     pub source: std::io::Error,
 }
 
 impl BindError {
+    /// `addr`, set by `option`, refused with `source`.
     pub fn new(addr: SocketAddr, option: &'static str, source: std::io::Error) -> Self {
         Self {
             addr,
@@ -174,6 +178,7 @@ impl Server {
         })
     }
 
+    /// The bound address (the port chosen when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -184,6 +189,7 @@ impl Server {
         format!("{scheme}://{}", self.local_addr)
     }
 
+    /// Liveness and readiness, as the ops routes report them.
     pub fn health(&self) -> Arc<Health> {
         self.health.clone()
     }
@@ -397,7 +403,7 @@ impl Connections {
             let result = match tls {
                 None => {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    connections::drive(conn, |c| c.graceful_shutdown(), &registered, &drain).await
+                    connections::drive(conn, UpgradeableConnection::graceful_shutdown, &registered, &drain).await
                 }
                 Some(acceptor) => {
                     let accepted = tokio::select! {
@@ -411,7 +417,7 @@ impl Connections {
                         Ok(Ok(stream)) => {
                             let conn =
                                 builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                            connections::drive(conn, |c| c.graceful_shutdown(), &registered, &drain)
+                            connections::drive(conn, UpgradeableConnection::graceful_shutdown, &registered, &drain)
                                 .await
                         }
                         Ok(Err(error)) => {
@@ -443,9 +449,13 @@ impl Connections {
         );
         self.drain.cancel();
         self.tracker.close();
-        match tokio::time::timeout(timeout, self.tracker.wait()).await {
-            Ok(()) => tracing::info!("all connections drained"),
-            Err(_) => tracing::warn!("shutdown timeout passed; cutting the remaining connections"),
+        if tokio::time::timeout(timeout, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            tracing::info!("all connections drained");
+        } else {
+            tracing::warn!("shutdown timeout passed; cutting the remaining connections");
         }
     }
 }
@@ -503,7 +513,7 @@ async fn metrics_upkeep(shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(METRICS_UPKEEP);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             _ = tick.tick() => handle.run_upkeep(),
         }
     }
@@ -521,7 +531,7 @@ async fn grpc_follows_readiness(health: Arc<Health>, shutdown: CancellationToken
     let mut was_ready = true;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             _ = tick.tick() => {
                 let ready = health.sync_grpc().await;
                 if ready != was_ready && !health.is_draining() {
