@@ -7,6 +7,7 @@
 // top to bottom, however long.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
+mod app;
 mod calc;
 mod calc_events;
 #[path = "../common/mod.rs"]
