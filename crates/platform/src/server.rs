@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use http::{HeaderName, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::server::conn::auto::{self, UpgradeableConnection};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -52,13 +52,17 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr} (set by {option}){}", hint(.source))]
 pub struct BindError {
+    /// The address asked for.
     pub addr: SocketAddr,
+    /// The option (and variables) that set it.
     pub option: &'static str,
+    /// Why the OS refused.
     #[source]
     pub source: std::io::Error,
 }
 
 impl BindError {
+    /// `addr`, set by `option`, refused with `source`.
     pub fn new(addr: SocketAddr, option: &'static str, source: std::io::Error) -> Self {
         Self {
             addr,
@@ -174,6 +178,7 @@ impl Server {
         })
     }
 
+    /// The bound address (the port chosen when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -184,11 +189,15 @@ impl Server {
         format!("{scheme}://{}", self.local_addr)
     }
 
+    /// Liveness and readiness, as the ops routes report them.
     pub fn health(&self) -> Arc<Health> {
         self.health.clone()
     }
 
-    /// Serves until `shutdown` is cancelled, then drains and closes.
+    /// Serves until `shutdown` is cancelled, then drains and closes: readiness
+    /// turns false, the listener closes after `--shutdown-delay`, open
+    /// connections finish (bounded by `--shutdown-timeout`), background tasks
+    /// stop, and the services' shutdown hooks run.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Server {
             listener,
@@ -202,64 +211,145 @@ impl Server {
         } = self;
         let upkeep = tokio::spawn(metrics_upkeep(shutdown.clone()));
         let grpc_readiness = tokio::spawn(grpc_follows_readiness(health.clone(), shutdown.clone()));
-        // Background tasks stop after the listener drains, so work that
-        // in-flight requests handed them is still done (e.g. a final flush).
-        let stop_background = CancellationToken::new();
+        let background = Background::start(background);
+        let stop_accepting = stop_accepting_after_delay(&shutdown, health, config.shutdown_delay);
+        let connections = Connections::new(&config, tls, app);
+        connections.accept_until(listener, &stop_accepting).await;
+        connections.drain(config.shutdown_timeout).await;
+        background.stop(config.shutdown_timeout).await;
+        for hook in on_shutdown {
+            hook.await;
+        }
+        upkeep.abort();
+        grpc_readiness.abort();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The services' background tasks, running until the listener has drained.
+struct Background {
+    stop: CancellationToken,
+    tasks: tokio::task::JoinSet<&'static str>,
+}
+
+impl Background {
+    /// Starts every task. They stop after the listener drains, so work that
+    /// in-flight requests handed them is still done (e.g. a final flush).
+    fn start(background: Vec<(&'static str, BackgroundTask)>) -> Self {
+        let stop = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         for (name, task) in background {
-            let future = task(stop_background.clone());
+            let future = task(stop.clone());
             tasks.spawn(async move {
                 future.await;
                 name
             });
         }
-        let registry = connections::Registry::new(config.timeouts);
-        let drain = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let slots = Arc::new(Semaphore::new(config.max_connections));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.timeouts.header)
-            .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            // Pings find peers that vanished without a FIN; the idle deadline
-            // (connections::drive) closes peers that are there but quiet.
-            .keep_alive_interval(Some(H2_PING_INTERVAL))
-            .keep_alive_timeout(H2_PING_TIMEOUT)
-            .max_concurrent_streams(256)
-            // Flow-control windows sized for MiB-scale bodies: at the 64 KiB
-            // protocol default a 1 MiB request body waits on ~16 window
-            // updates. Windows are permissions, not buffers; the body limits
-            // still bound what is held per request.
-            .initial_stream_window_size(H2_STREAM_WINDOW)
-            .initial_connection_window_size(H2_CONNECTION_WINDOW);
-        let builder = Arc::new(builder);
+        Self { stop, tasks }
+    }
 
-        // SIGTERM turns readiness false at once; the listener keeps accepting for
-        // --shutdown-delay so load balancers notice before connections are refused.
-        let stop_accepting = CancellationToken::new();
-        tokio::spawn({
-            let (shutdown, stop_accepting, health) =
-                (shutdown.clone(), stop_accepting.clone(), health.clone());
-            let delay = config.shutdown_delay;
-            async move {
-                shutdown.cancelled().await;
-                health.start_draining().await;
-                if !delay.is_zero() {
-                    tracing::info!(delay = %humantime::format_duration(delay), "readiness is false; still accepting");
-                    tokio::time::sleep(delay).await;
+    /// Tells every task to stop and waits for them, at most `timeout`.
+    async fn stop(mut self, timeout: Duration) {
+        self.stop.cancel();
+        let stopping = async {
+            while let Some(done) = self.tasks.join_next().await {
+                match done {
+                    Ok(name) => tracing::info!(task = name, "background task stopped"),
+                    Err(error) => tracing::error!(%error, "background task failed"),
                 }
-                stop_accepting.cancel();
             }
-        });
+        };
+        if tokio::time::timeout(timeout, stopping).await.is_err() {
+            tracing::warn!("shutdown timeout passed; abandoning background tasks still running");
+        }
+    }
+}
 
+/// A token cancelled once the listener should stop accepting. `shutdown`
+/// turns readiness false at once; the listener keeps accepting for `delay`
+/// (`--shutdown-delay`) so load balancers notice before connections are refused.
+fn stop_accepting_after_delay(
+    shutdown: &CancellationToken,
+    health: Arc<Health>,
+    delay: Duration,
+) -> CancellationToken {
+    let stop_accepting = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, stop_accepting) = (shutdown.clone(), stop_accepting.clone());
+        async move {
+            shutdown.cancelled().await;
+            health.start_draining().await;
+            if !delay.is_zero() {
+                tracing::info!(delay = %humantime::format_duration(delay), "readiness is false; still accepting");
+                tokio::time::sleep(delay).await;
+            }
+            stop_accepting.cancel();
+        }
+    });
+    stop_accepting
+}
+
+/// The HTTP/1.1 and HTTP/2 connection settings.
+fn connection_builder(config: &ResolvedConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.timeouts.header)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Pings find peers that vanished without a FIN; the idle deadline
+        // (connections::drive) closes peers that are there but quiet.
+        .keep_alive_interval(Some(H2_PING_INTERVAL))
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .max_concurrent_streams(256)
+        // Flow-control windows sized for MiB-scale bodies: at the 64 KiB
+        // protocol default a 1 MiB request body waits on ~16 window
+        // updates. Windows are permissions, not buffers; the body limits
+        // still bound what is held per request.
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW);
+    builder
+}
+
+/// The accepted connections: what each is served with, and what tracks them
+/// until they drain.
+struct Connections {
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    handshake: Duration,
+    registry: Arc<connections::Registry>,
+    slots: Arc<Semaphore>,
+    /// Cancelled when the listener has closed: connections finish their
+    /// in-flight requests and close.
+    drain: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Connections {
+    fn new(config: &ResolvedConfig, tls: Option<TlsAcceptor>, app: Router) -> Self {
+        Self {
+            app,
+            tls,
+            builder: Arc::new(connection_builder(config)),
+            handshake: config.timeouts.handshake,
+            registry: connections::Registry::new(config.timeouts),
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            drain: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Accepts and serves connections until `stop_accepting` is cancelled,
+    /// then closes the listener (new connections are refused).
+    async fn accept_until(&self, listener: TcpListener, stop_accepting: &CancellationToken) {
         loop {
             let (stream, peer) = tokio::select! {
-                _ = stop_accepting.cancelled() => break,
+                () = stop_accepting.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -271,108 +361,102 @@ impl Server {
                 },
             };
             let Some(permit) = (tokio::select! {
-                _ = stop_accepting.cancelled() => break,
-                permit = take_slot(&slots, &registry) => permit,
+                () = stop_accepting.cancelled() => break,
+                permit = take_slot(&self.slots, &self.registry) => permit,
             }) else {
                 continue;
             };
-            let _ = stream.set_nodelay(true);
-            let registered = registry.open();
-            let conn_state = registered.conn().clone();
-            let app = app.clone();
-            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                let activity = conn_state.begin();
-                let response = app.clone().oneshot(req);
-                async move {
-                    let response = response.await?;
-                    Ok::<_, std::convert::Infallible>(
-                        response.map(|body| connections::Tracked::new(body, activity)),
-                    )
+            self.serve(stream, peer, permit);
+        }
+        drop(listener);
+    }
+
+    /// Serves one accepted connection on its own task (TLS handshake first,
+    /// when configured), holding its slot until it ends.
+    fn serve(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let registered = self.registry.open();
+        let conn_state = registered.conn().clone();
+        let app = self.app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let activity = conn_state.begin();
+            let response = app.clone().oneshot(req);
+            async move {
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| connections::Tracked::new(body, activity)),
+                )
+            }
+        });
+        let builder = self.builder.clone();
+        let tls = self.tls.clone();
+        let drain = self.drain.clone();
+        let handshake = self.handshake;
+        self.tracker.spawn(async move {
+            let _permit = permit;
+            let result = match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    connections::drive(conn, UpgradeableConnection::graceful_shutdown, &registered, &drain).await
                 }
-            });
-            let builder = builder.clone();
-            let tls = tls.clone();
-            let drain = drain.clone();
-            let handshake = config.timeouts.handshake;
-            tracker.spawn(async move {
-                let _permit = permit;
-                let result = match tls {
-                    None => {
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        connections::drive(conn, |c| c.graceful_shutdown(), &registered, &drain)
-                                    .await
-                    }
-                    Some(acceptor) => {
-                        let accepted = tokio::select! {
-                            accepted = tokio::time::timeout(handshake, acceptor.accept(stream)) => accepted,
-                            () = registered.evicted() => {
-                                Closed::Evicted.count();
-                                return;
-                            }
-                        };
-                        match accepted {
-                            Ok(Ok(stream)) => {
-                                let conn = builder
-                                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                                connections::drive(conn, |c| c.graceful_shutdown(), &registered, &drain)
-                                    .await
-                            }
-                            Ok(Err(error)) => {
-                                Closed::TlsFailed.count();
-                                tracing::debug!(%peer, %error, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                Closed::HandshakeTimeout.count();
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
+                Some(acceptor) => {
+                    let accepted = tokio::select! {
+                        accepted = tokio::time::timeout(handshake, acceptor.accept(stream)) => accepted,
+                        () = registered.evicted() => {
+                            Closed::Evicted.count();
+                            return;
+                        }
+                    };
+                    match accepted {
+                        Ok(Ok(stream)) => {
+                            let conn =
+                                builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            connections::drive(conn, UpgradeableConnection::graceful_shutdown, &registered, &drain)
+                                .await
+                        }
+                        Ok(Err(error)) => {
+                            Closed::TlsFailed.count();
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            Closed::HandshakeTimeout.count();
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
                         }
                     }
-                };
-                if let Some(Err(error)) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
                 }
-            });
-        }
+            };
+            if let Some(Err(error)) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
 
-        // Refuse new connections by closing the listener, then drain.
-        drop(listener);
+    /// Lets open connections finish their in-flight requests, then cuts
+    /// what remains after `timeout`.
+    async fn drain(&self, timeout: Duration) {
         tracing::info!(
-            open_connections = registry.len(),
-            timeout = %humantime::format_duration(config.shutdown_timeout),
+            open_connections = self.registry.len(),
+            timeout = %humantime::format_duration(timeout),
             "shutting down: listener closed, draining in-flight requests"
         );
-        drain.cancel();
-        tracker.close();
-        match tokio::time::timeout(config.shutdown_timeout, tracker.wait()).await {
-            Ok(()) => tracing::info!("all connections drained"),
-            Err(_) => tracing::warn!("shutdown timeout passed; cutting the remaining connections"),
-        }
-        stop_background.cancel();
-        let stopping = async {
-            while let Some(done) = tasks.join_next().await {
-                match done {
-                    Ok(name) => tracing::info!(task = name, "background task stopped"),
-                    Err(error) => tracing::error!(%error, "background task failed"),
-                }
-            }
-        };
-        if tokio::time::timeout(config.shutdown_timeout, stopping)
+        self.drain.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(timeout, self.tracker.wait())
             .await
-            .is_err()
+            .is_ok()
         {
-            tracing::warn!("shutdown timeout passed; abandoning background tasks still running");
+            tracing::info!("all connections drained");
+        } else {
+            tracing::warn!("shutdown timeout passed; cutting the remaining connections");
         }
-        for hook in on_shutdown {
-            hook.await;
-        }
-        upkeep.abort();
-        grpc_readiness.abort();
-        tracing::info!("stopped");
-        Ok(())
     }
 }
 
@@ -429,7 +513,7 @@ async fn metrics_upkeep(shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(METRICS_UPKEEP);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             _ = tick.tick() => handle.run_upkeep(),
         }
     }
@@ -447,7 +531,7 @@ async fn grpc_follows_readiness(health: Arc<Health>, shutdown: CancellationToken
     let mut was_ready = true;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             _ = tick.tick() => {
                 let ready = health.sync_grpc().await;
                 if ready != was_ready && !health.is_draining() {

@@ -2,6 +2,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Parser)]
 #[command(
     name = "quintet",
@@ -14,6 +16,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the services on one listener (REST, gRPC and ops routes).
@@ -38,6 +42,8 @@ pub enum Command {
 }
 
 /// Services `quintet serve` can run.
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum ServiceName {
     Messages,
@@ -47,6 +53,8 @@ pub enum ServiceName {
     Calc,
 }
 
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -64,7 +72,7 @@ pub struct ServeArgs {
     pub services: Vec<ServiceName>,
 
     /// Where services keep their data: `redb` (embedded files in --data-dir), `redb:///some/dir`,
-    /// or a PostgreSQL URL `postgres://user:password@host:5432/db`.
+    /// or a `PostgreSQL` URL `postgres://user:password@host:5432/db`.
     // A String, parsed in `serve`, so a refused URL is never echoed with its password.
     #[arg(
         long,
@@ -74,7 +82,7 @@ pub struct ServeArgs {
     )]
     pub store: String,
 
-    /// kv's own store, in place of --store: any --store value, or DynamoDB in the seed's table
+    /// kv's own store, in place of --store: any --store value, or `DynamoDB` in the seed's table
     /// shape, `dynamodb://[table][?region=…&endpoint=…&create=true]` (table `key_value_table`
     /// by default; credentials from the AWS SDK's standard chain).
     #[arg(long, env = "QUINTET_KV_STORE", hide_env_values = true)]

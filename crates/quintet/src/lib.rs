@@ -1,8 +1,11 @@
 //! The quintet binary: parses the command line, builds adapters from config
 //! URLs ([`stores`]), hands them to the services and serves them ([`serve`]),
 //! or runs a service's client. Wiring only; no business logic lives here.
+//! [`app::Application`] is the server as a value, for `serve` and for tests.
 
+pub mod app;
 pub mod cli;
+pub mod metrics;
 pub mod serve;
 pub mod stores;
 pub mod verify;
@@ -18,7 +21,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let cli = match cli.command {
         // Synchronous file scans: no runtime.
-        Command::Verify(args) => return verify::run(*args),
+        Command::Verify(args) => return verify::run(&args),
         command => Cli { command },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -29,17 +29,146 @@ use receipts::adapters::redb_ledger::RedbLedger;
 use receipts::adapters::redb_queue::RedbJobQueue;
 use receipts::adapters::sqs::SqsJobQueue;
 use receipts::ports::{JobQueue, TransactionLedger};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// A store, queue or event-log URL `serve` refuses. The text never repeats
+/// the URL (it may hold a password); it says what is wrong and what is taken.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL at all (a bad port, an empty host, a space).
+    #[error("not a valid URL: {0}")]
+    Syntax(#[source] url::ParseError),
+    /// A `--store` engine there is no adapter for (the scheme, shortened).
+    #[error(
+        "unknown store '{0}': use redb, redb:///dir, postgres://… or (kv, receipts ledger) \
+         dynamodb://table"
+    )]
+    UnknownStore(String),
+    /// A `--receipts-queue` engine there is no adapter for.
+    #[error("unknown queue engine '{0}': use redb, redb:///dir or sqs://[?region=…&endpoint=…]")]
+    UnknownQueue(String),
+    /// A `--calc-events` engine there is no adapter for.
+    #[error(
+        "unknown event log '{0}': use redb, redb:///dir, postgres://…, nats://host:4222 or none"
+    )]
+    UnknownEventLog(String),
+    /// `postgres://` with nothing after it.
+    #[error("a PostgreSQL URL needs a host: postgres://user@host:5432/db")]
+    PostgresHost,
+    /// sqlx refused the URL (its text is not repeated).
+    #[error(transparent)]
+    Postgres(#[from] platform::postgres::ConnectError),
+    /// A `dynamodb://` table name or an AWS `?region=…&endpoint=…` option.
+    #[error(transparent)]
+    Aws(Box<dyn std::error::Error + Send + Sync>),
+    /// `create=` other than `true` or `false`.
+    #[error("create= must be true or false")]
+    Create,
+    /// `sqs://` with a host or path (queues are named by other options).
+    #[error(
+        "sqs:// takes no host or path (queues are named by --receipts-input-queue, \
+         --receipts-dead-letter-queue and each job's post_queue): sqs://?region=…&endpoint=…"
+    )]
+    SqsPath,
+    /// A NATS URL without a host, or with a path.
+    #[error("a NATS URL is nats://host:port[?stream=…&subject=…]")]
+    Nats,
+    /// `stream=` that is not a stream name.
+    #[error("stream= must be letters, digits, - or _")]
+    NatsStream,
+    /// `subject=` that is not a plain subject.
+    #[error("subject= must be dot-separated tokens without spaces or wildcards")]
+    NatsSubject,
+    /// A NATS URL option other than `stream=` and `subject=`.
+    #[error("unknown NATS URL option '{0}': use stream= and subject=")]
+    NatsOption(String),
+    /// `--calc-events dynamodb://…`.
+    #[error("calc events cannot go to DynamoDB")]
+    EventsInDynamoDb,
+}
+
+impl UrlError {
+    /// At most 40 characters of what the user wrote, for "unknown …" errors.
+    fn short(text: &str) -> String {
+        text.chars().take(40).collect()
+    }
+}
+
+/// A service asked to keep its data in an engine that has no adapter for it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{service} cannot keep its data in {store}; DynamoDB is for kv only (and the receipts \
+     ledger): give kv its own store with --kv-store, the ledger --receipts-ledger, and keep \
+     --store redb or postgres://…"
+)]
+pub struct Unsupported {
+    service: &'static str,
+    store: String,
+}
+
+/// An engine-only value (`redb`, `none`) or a URL. Bare words have no `:`.
+enum Given {
+    Word(String),
+    Url(Url),
+}
+
+impl Given {
+    fn parse(text: &str) -> Result<Self, UrlError> {
+        match Url::parse(text) {
+            Ok(url) => Ok(Given::Url(url)),
+            Err(url::ParseError::RelativeUrlWithoutBase) => Ok(Given::Word(text.to_owned())),
+            Err(error) => Err(UrlError::Syntax(error)),
+        }
+    }
+
+    fn scheme(&self) -> &str {
+        match self {
+            Given::Word(word) => word,
+            Given::Url(url) => url.scheme(),
+        }
+    }
+}
+
+/// The directory of `redb:///dir` (absolute) or `redb://dir` (relative);
+/// `None` for `redb` or `redb://` alone, the data directory then.
+fn redb_dir(given: &Given) -> Result<Option<PathBuf>, UrlError> {
+    let Given::Url(url) = given else {
+        return Ok(None);
+    };
+    let host = url.host_str().unwrap_or_default();
+    if host.is_empty() && url.path().is_empty() {
+        return Ok(None);
+    }
+    // Percent-decoded as a file URL's path is.
+    let path = Url::parse("file:///")
+        .and_then(|root| root.join(url.path()))
+        .map_err(UrlError::Syntax)?
+        .to_file_path()
+        .unwrap_or_else(|()| PathBuf::from(url.path()));
+    Ok(Some(if host.is_empty() {
+        path
+    } else {
+        let relative = path.strip_prefix("/").unwrap_or(&path);
+        PathBuf::from(host).join(relative)
+    }))
+}
 
 /// A parsed `--store` value.
 #[derive(Clone)]
 pub enum StoreUrl {
     /// Embedded redb files, in the data dir unless a directory is given.
-    Redb { dir: Option<PathBuf> },
-    /// A PostgreSQL connection URL (may hold a password: never printed).
-    Postgres(String),
-    /// An Amazon DynamoDB table (kv, the receipts ledger), in the seed's table shape.
+    Redb {
+        /// The directory, when not the data dir.
+        dir: Option<PathBuf>,
+    },
+    /// A `PostgreSQL` connection URL (may hold a password: never printed).
+    Postgres(SecretString),
+    /// An Amazon `DynamoDB` table (kv, the receipts ledger), in the seed's table shape.
     DynamoDb {
+        /// The table name.
         table: String,
+        /// Region, endpoint and retries (the SDK's defaults when not given).
         settings: AwsSettings,
         /// Create the table (on-demand billing) when it does not exist.
         create: bool,
@@ -64,71 +193,78 @@ impl fmt::Debug for StoreUrl {
 }
 
 impl FromStr for StoreUrl {
-    type Err = String;
+    type Err = UrlError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (scheme, rest) = text.split_once("://").unwrap_or((text, ""));
-        match scheme {
-            "redb" | "embedded" => Ok(StoreUrl::Redb {
-                dir: (!rest.is_empty()).then(|| PathBuf::from(rest)),
-            }),
-            "postgres" | "postgresql" if !rest.is_empty() => {
-                platform::postgres::parse_url(text).map_err(|e| e.to_string())?;
-                Ok(StoreUrl::Postgres(text.to_owned()))
-            }
-            "postgres" | "postgresql" => {
-                Err("a PostgreSQL URL needs a host: postgres://user@host:5432/db".into())
-            }
-            "dynamodb" => Self::dynamodb(rest, DEFAULT_TABLE),
-            other => Err(format!(
-                "unknown store '{}': use redb, redb:///dir, postgres://… or (kv, receipts ledger) \
-                 dynamodb://table",
-                other.chars().take(40).collect::<String>()
-            )),
-        }
+        Self::parse(text, DEFAULT_TABLE)
     }
 }
 
 /// `create=true|false` from a URL query's extra pairs (default false).
-fn create_flag(extra: Vec<(String, String)>) -> Result<bool, String> {
+fn create_flag(extra: Vec<platform::aws::QueryPair>) -> Result<bool, UrlError> {
     let mut create = false;
     for (_, value) in extra {
         create = match value.as_str() {
             "true" => true,
             "false" => false,
-            _ => return Err("create= must be true or false".into()),
+            _ => return Err(UrlError::Create),
         };
     }
     Ok(create)
 }
 
 impl StoreUrl {
-    /// A `dynamodb://` URL's rest (`[table][?query]`), `default_table` when none is named.
-    fn dynamodb(rest: &str, default_table: &str) -> Result<Self, String> {
-        let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
+    /// A store URL, a `DynamoDB` table defaulting to `default_table`.
+    fn parse(text: &str, default_table: &str) -> Result<Self, UrlError> {
+        let given = Given::parse(text)?;
+        match (given.scheme(), &given) {
+            ("redb" | "embedded", _) => Ok(StoreUrl::Redb {
+                dir: redb_dir(&given)?,
+            }),
+            // A host, or a path or query naming a socket directory.
+            ("postgres" | "postgresql", Given::Url(url))
+                if url.host_str().is_some_and(|host| !host.is_empty())
+                    || !url.path().is_empty()
+                    || url.query().is_some() =>
+            {
+                platform::postgres::parse_url(text)?;
+                Ok(StoreUrl::Postgres(SecretString::from(text)))
+            }
+            ("postgres" | "postgresql", _) => Err(UrlError::PostgresHost),
+            ("dynamodb", Given::Url(url)) => Self::dynamodb(Some(url), default_table),
+            ("dynamodb", Given::Word(_)) => Self::dynamodb(None, default_table),
+            (other, _) => Err(UrlError::UnknownStore(UrlError::short(other))),
+        }
+    }
+
+    /// A `dynamodb://[table][?query]` URL, `default_table` when none is named.
+    /// `dynamodb` alone is the default table with the SDK's settings.
+    fn dynamodb(url: Option<&Url>, default_table: &str) -> Result<Self, UrlError> {
         let (settings, extra) =
-            AwsSettings::from_query(query, &["create"]).map_err(|e| e.to_string())?;
+            AwsSettings::from_query(url.and_then(Url::query).unwrap_or_default(), &["create"])
+                .map_err(|e| UrlError::Aws(e.into()))?;
+        let table = url.map_or_else(String::new, |url| {
+            format!("{}{}", url.host_str().unwrap_or_default(), url.path())
+        });
         let table = if table.is_empty() {
-            default_table
+            default_table.to_owned()
         } else {
             table
         };
-        platform::aws::dynamodb::validate_table_name(table).map_err(|e| e.to_string())?;
+        platform::aws::dynamodb::validate_table_name(&table)
+            .map_err(|e| UrlError::Aws(e.into()))?;
         Ok(StoreUrl::DynamoDb {
-            table: table.to_owned(),
+            table,
             settings,
             create: create_flag(extra)?,
         })
     }
 
     /// A `--receipts-ledger` value (or the `--store` value standing in for
-    /// it): any store URL, a DynamoDB table defaulting to the seed's
+    /// it): any store URL, a `DynamoDB` table defaulting to the seed's
     /// `TransactionIdTable`.
-    pub fn receipts_ledger(text: &str) -> Result<Self, String> {
-        match text.split_once("://") {
-            Some(("dynamodb", rest)) => Self::dynamodb(rest, dynamodb_ledger::DEFAULT_TABLE),
-            _ => text.parse(),
-        }
+    pub fn receipts_ledger(text: &str) -> Result<Self, UrlError> {
+        Self::parse(text, dynamodb_ledger::DEFAULT_TABLE)
     }
 
     /// A short description for logs, without credentials.
@@ -141,20 +277,19 @@ impl StoreUrl {
             ),
             StoreUrl::Postgres(url) => format!(
                 "postgres ({})",
-                platform::postgres::describe_url(url).unwrap_or_else(|| "invalid URL".into())
+                platform::postgres::describe_url(url.expose_secret())
+                    .unwrap_or_else(|| "invalid URL".into())
             ),
             StoreUrl::DynamoDb { table, .. } => format!("dynamodb (table {table})"),
         }
     }
 
     /// The error for a service that has no adapter for this store.
-    fn unsupported(&self, service: &str) -> anyhow::Error {
-        anyhow::anyhow!(
-            "{service} cannot keep its data in {}; DynamoDB is for kv only (and the receipts \
-             ledger): give kv its own store with --kv-store, the ledger --receipts-ledger, \
-             and keep --store redb or postgres://…",
-            self.describe()
-        )
+    fn unsupported(&self, service: &'static str) -> Unsupported {
+        Unsupported {
+            service,
+            store: self.describe(),
+        }
     }
 
     fn redb_file(&self, data_dir: &Path, service: &str) -> PathBuf {
@@ -170,12 +305,14 @@ impl StoreUrl {
 /// set it, so an error about the engine names what to change.
 #[derive(Debug, Clone)]
 pub struct Configured<T> {
+    /// The parsed value.
     pub url: T,
     /// e.g. `--store (QUINTET_STORE)`.
     pub option: &'static str,
 }
 
 impl<T> Configured<T> {
+    /// `url`, set by `option`.
     pub fn new(url: T, option: &'static str) -> Self {
         Self { url, option }
     }
@@ -193,11 +330,11 @@ pub async fn messages_store(
             Arc::new(RedbMessageStore::open(&path).with_context(what)?)
         }
         StoreUrl::Postgres(url) => Arc::new(
-            PostgresMessageStore::connect(url)
+            PostgresMessageStore::connect(url.expose_secret())
                 .await
                 .with_context(what)?,
         ),
-        url @ StoreUrl::DynamoDb { .. } => return Err(url.unsupported("messages")),
+        url @ StoreUrl::DynamoDb { .. } => return Err(url.unsupported("messages").into()),
     })
 }
 
@@ -213,11 +350,11 @@ pub async fn counters_store(
             Arc::new(RedbCounterStore::open(&path).with_context(what)?)
         }
         StoreUrl::Postgres(url) => Arc::new(
-            PostgresCounterStore::connect(url)
+            PostgresCounterStore::connect(url.expose_secret())
                 .await
                 .with_context(what)?,
         ),
-        url @ StoreUrl::DynamoDb { .. } => return Err(url.unsupported("counters")),
+        url @ StoreUrl::DynamoDb { .. } => return Err(url.unsupported("counters").into()),
     })
 }
 
@@ -232,9 +369,11 @@ pub async fn kv_store(
             let path = url.redb_file(data_dir, "kv");
             Arc::new(RedbKvStore::open(&path).with_context(what)?)
         }
-        StoreUrl::Postgres(url) => {
-            Arc::new(PostgresKvStore::connect(url).await.with_context(what)?)
-        }
+        StoreUrl::Postgres(url) => Arc::new(
+            PostgresKvStore::connect(url.expose_secret())
+                .await
+                .with_context(what)?,
+        ),
         StoreUrl::DynamoDb {
             table,
             settings,
@@ -251,9 +390,13 @@ pub async fn kv_store(
 #[derive(Debug, Clone)]
 pub enum QueueUrl {
     /// The embedded queue, `receipts-queue.redb` in the data dir unless a directory is given.
-    Redb { dir: Option<PathBuf> },
+    Redb {
+        /// The directory, when not the data dir.
+        dir: Option<PathBuf>,
+    },
     /// Amazon SQS, queues by name.
     Sqs {
+        /// Region, endpoint and retries (the SDK's defaults when not given).
         settings: AwsSettings,
         /// Create missing queues (development, tests).
         create: bool,
@@ -261,33 +404,35 @@ pub enum QueueUrl {
 }
 
 impl FromStr for QueueUrl {
-    type Err = String;
+    type Err = UrlError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (scheme, rest) = text.split_once("://").unwrap_or((text, ""));
-        match scheme {
-            "redb" | "embedded" => Ok(QueueUrl::Redb {
-                dir: (!rest.is_empty()).then(|| PathBuf::from(rest)),
+        let given = Given::parse(text)?;
+        match (given.scheme(), &given) {
+            ("redb" | "embedded", _) => Ok(QueueUrl::Redb {
+                dir: redb_dir(&given)?,
             }),
-            "sqs" => {
-                let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-                if !path.is_empty() {
-                    return Err("sqs:// takes no host or path (queues are named by \
-                         --receipts-input-queue, --receipts-dead-letter-queue and each job's \
-                         post_queue): sqs://?region=…&endpoint=…"
-                        .into());
+            ("sqs", _) => {
+                let url = match &given {
+                    Given::Url(url) => Some(url),
+                    Given::Word(_) => None,
+                };
+                if url.is_some_and(|url| {
+                    url.host_str().is_some_and(|host| !host.is_empty()) || !url.path().is_empty()
+                }) {
+                    return Err(UrlError::SqsPath);
                 }
-                let (settings, extra) =
-                    AwsSettings::from_query(query, &["create"]).map_err(|e| e.to_string())?;
+                let (settings, extra) = AwsSettings::from_query(
+                    url.and_then(Url::query).unwrap_or_default(),
+                    &["create"],
+                )
+                .map_err(|e| UrlError::Aws(e.into()))?;
                 Ok(QueueUrl::Sqs {
                     settings,
                     create: create_flag(extra)?,
                 })
             }
-            other => Err(format!(
-                "unknown queue engine '{}': use redb, redb:///dir or sqs://[?region=…&endpoint=…]",
-                other.chars().take(40).collect::<String>()
-            )),
+            (other, _) => Err(UrlError::UnknownQueue(UrlError::short(other))),
         }
     }
 }
@@ -343,7 +488,11 @@ pub async fn receipts_ledger(
             let path = url.redb_file(data_dir, "receipts");
             Arc::new(RedbLedger::open(&path).with_context(what)?)
         }
-        StoreUrl::Postgres(url) => Arc::new(PostgresLedger::connect(url).await.with_context(what)?),
+        StoreUrl::Postgres(url) => Arc::new(
+            PostgresLedger::connect(url.expose_secret())
+                .await
+                .with_context(what)?,
+        ),
         StoreUrl::DynamoDb {
             table,
             settings,
@@ -361,120 +510,86 @@ pub async fn receipts_ledger(
 pub enum EventsUrl {
     /// Calculations are not recorded.
     Off,
-    /// A redb file or a PostgreSQL table.
+    /// A redb file or a `PostgreSQL` table.
     Store(StoreUrl),
-    /// A NATS JetStream stream (the URL may hold credentials: never printed).
+    /// A NATS `JetStream` stream.
     Nats {
-        server: String,
+        /// `nats://[user:password@]host[:port]`: may hold credentials.
+        server: SecretString,
+        /// `host[:port]`, for logs.
+        host: String,
+        /// The stream events are kept in.
         stream: String,
+        /// The subject events are published on.
         subject: String,
     },
 }
 
 impl EventsUrl {
-    /// `--calc-events`, or without it the `--store` engine (a DynamoDB
+    /// `--calc-events`, or without it the `--store` engine (a `DynamoDB`
     /// `--store` is for kv and the ledger: events then go to redb).
-    pub fn parse(text: Option<&str>, store: &StoreUrl) -> Result<Self, String> {
+    pub fn parse(text: Option<&str>, store: &StoreUrl) -> Result<Self, UrlError> {
         let Some(text) = text else {
             return Ok(match store {
                 StoreUrl::DynamoDb { .. } => EventsUrl::Store(StoreUrl::Redb { dir: None }),
                 other => EventsUrl::Store(other.clone()),
             });
         };
-        let (scheme, rest) = text.split_once("://").unwrap_or((text, ""));
-        match scheme {
-            "none" | "off" if rest.is_empty() => Ok(EventsUrl::Off),
-            "nats" => {
-                let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
-                let authority = authority.trim_end_matches('/');
-                if authority.is_empty() || authority.contains('/') {
-                    return Err("a NATS URL is nats://host:port[?stream=…&subject=…]".into());
-                }
-                check_nats_host(nats_host(authority))?;
-                let mut stream = calc_nats::DEFAULT_STREAM.to_owned();
-                let mut subject = calc_nats::DEFAULT_SUBJECT.to_owned();
-                for pair in query.split('&').filter(|p| !p.is_empty()) {
-                    match pair.split_once('=') {
-                        Some(("stream", v)) if valid_stream_name(v) => stream = v.to_owned(),
-                        Some(("stream", _)) => {
-                            return Err("stream= must be letters, digits, - or _".into());
-                        }
-                        Some(("subject", v)) if valid_subject(v) => subject = v.to_owned(),
-                        Some(("subject", _)) => {
-                            return Err(
-                                "subject= must be dot-separated tokens without spaces or wildcards"
-                                    .into(),
-                            );
-                        }
-                        _ => {
-                            return Err(format!(
-                                "unknown NATS URL option '{}': use stream= and subject=",
-                                pair.split('=')
-                                    .next()
-                                    .unwrap_or("")
-                                    .chars()
-                                    .take(40)
-                                    .collect::<String>()
-                            ));
-                        }
+        let given = Given::parse(text)?;
+        match (given.scheme(), &given) {
+            ("none" | "off", Given::Word(_)) => Ok(EventsUrl::Off),
+            ("nats", Given::Url(url)) => Self::nats(url.clone()),
+            ("nats", Given::Word(_)) => Err(UrlError::Nats),
+            ("redb" | "embedded" | "postgres" | "postgresql", _) => {
+                match text.parse::<StoreUrl>()? {
+                    store @ (StoreUrl::Redb { .. } | StoreUrl::Postgres(_)) => {
+                        Ok(EventsUrl::Store(store))
                     }
+                    StoreUrl::DynamoDb { .. } => Err(UrlError::EventsInDynamoDb),
                 }
-                Ok(EventsUrl::Nats {
-                    server: format!("nats://{authority}"),
-                    stream,
-                    subject,
-                })
             }
-            "redb" | "embedded" | "postgres" | "postgresql" => match text.parse::<StoreUrl>()? {
-                store @ (StoreUrl::Redb { .. } | StoreUrl::Postgres(_)) => {
-                    Ok(EventsUrl::Store(store))
-                }
-                StoreUrl::DynamoDb { .. } => Err("calc events cannot go to DynamoDB".into()),
-            },
-            other => Err(format!(
-                "unknown event log '{}': use redb, redb:///dir, postgres://…, nats://host:4222 or none",
-                other.chars().take(40).collect::<String>()
-            )),
+            (other, _) => Err(UrlError::UnknownEventLog(UrlError::short(other))),
         }
     }
 
+    /// `nats://[user:password@]host[:port][?stream=…&subject=…]`.
+    fn nats(mut url: Url) -> Result<Self, UrlError> {
+        let host = match url.host_str() {
+            Some(host) if !host.is_empty() && matches!(url.path(), "" | "/") => host,
+            _ => return Err(UrlError::Nats),
+        };
+        let host = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let mut stream = calc_nats::DEFAULT_STREAM.to_owned();
+        let mut subject = calc_nats::DEFAULT_SUBJECT.to_owned();
+        for (key, value) in url.query_pairs() {
+            match key.as_ref() {
+                "stream" if valid_stream_name(&value) => stream = value.into_owned(),
+                "stream" => return Err(UrlError::NatsStream),
+                "subject" if valid_subject(&value) => subject = value.into_owned(),
+                "subject" => return Err(UrlError::NatsSubject),
+                other => return Err(UrlError::NatsOption(UrlError::short(other))),
+            }
+        }
+        url.set_query(None);
+        url.set_path("");
+        Ok(EventsUrl::Nats {
+            server: SecretString::from(url.as_str()),
+            host,
+            stream,
+            subject,
+        })
+    }
+
+    /// A short description for logs, without credentials.
     pub fn describe(&self) -> String {
         match self {
             EventsUrl::Off => "none".to_owned(),
             EventsUrl::Store(store) => store.describe(),
-            EventsUrl::Nats { server, stream, .. } => {
-                format!(
-                    "nats ({}, stream {stream})",
-                    nats_host(server.trim_start_matches("nats://"))
-                )
-            }
+            EventsUrl::Nats { host, stream, .. } => format!("nats ({host}, stream {stream})"),
         }
-    }
-}
-
-/// `host:port` of a NATS URL's authority, without `user:password@`.
-fn nats_host(authority: &str) -> &str {
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-}
-
-/// A NATS server's `host[:port]`: a name or address, and a port number if given.
-fn check_nats_host(host: &str) -> Result<(), String> {
-    let (name, port) = match host.rsplit_once(':') {
-        // An IPv6 address without a port ends in `]`.
-        Some((name, port)) if !port.ends_with(']') => (name, Some(port)),
-        _ => (host, None),
-    };
-    if name.is_empty() || name.contains(char::is_whitespace) {
-        return Err("a NATS URL is nats://host:port[?stream=…&subject=…]".into());
-    }
-    match port {
-        Some(port) if port.parse::<u16>().is_err() => Err(format!(
-            "'{}' is not a port number (0-65535)",
-            port.chars().take(20).collect::<String>()
-        )),
-        _ => Ok(()),
     }
 }
 
@@ -511,15 +626,20 @@ pub async fn calc_event_log(
             })?))
         }
         EventsUrl::Store(StoreUrl::Postgres(url)) => Some(Arc::new(
-            PostgresEventLog::connect(url).await.with_context(what)?,
+            PostgresEventLog::connect(url.expose_secret())
+                .await
+                .with_context(what)?,
         )),
-        EventsUrl::Store(other) => return Err(other.unsupported("calc")),
+        EventsUrl::Store(other) => return Err(other.unsupported("calc").into()),
         EventsUrl::Nats {
             server,
             stream,
             subject,
+            ..
         } => Some(Arc::new(NatsEventLog::connect_in_background(
-            server, stream, subject,
+            server.expose_secret(),
+            stream,
+            subject,
         ))),
     })
 }
@@ -544,7 +664,7 @@ mod tests {
         let err = "postgres://u:hunter2@db:port/x"
             .parse::<StoreUrl>()
             .expect_err("not a port");
-        assert!(!err.contains("hunter2"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(
             "dynamodb://a".parse::<StoreUrl>().is_err(),
             "table names are 3+ chars"
@@ -561,10 +681,30 @@ mod tests {
         assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert!(create);
         assert!("dynamodb://tbl?create=yes".parse::<StoreUrl>().is_err());
+        assert!(matches!(
+            "dynamodb".parse::<StoreUrl>(),
+            Ok(StoreUrl::DynamoDb { table, .. }) if table == "key_value_table"
+        ));
+        assert!(matches!(
+            "redb:///var/my%20data".parse::<StoreUrl>(),
+            Ok(StoreUrl::Redb { dir: Some(dir) }) if dir == Path::new("/var/my data")
+        ));
+        assert!(matches!(
+            "redb://data/q".parse::<StoreUrl>(),
+            Ok(StoreUrl::Redb { dir: Some(dir) }) if dir == Path::new("data/q")
+        ));
+        assert!(matches!(
+            "postgres:///db?host=/run/postgresql".parse::<StoreUrl>(),
+            Ok(StoreUrl::Postgres(_))
+        ));
+        assert!(matches!(
+            "postgres://".parse::<StoreUrl>(),
+            Err(UrlError::PostgresHost)
+        ));
         let err = "mysql://u:hunter2@db"
             .parse::<StoreUrl>()
             .expect_err("refused");
-        assert!(!err.contains("hunter2"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
@@ -642,6 +782,7 @@ mod tests {
             server,
             stream,
             subject,
+            ..
         }) = EventsUrl::parse(
             Some("nats://u:hunter2@127.0.0.1:4222?stream=S1&subject=a.b"),
             &redb,
@@ -649,7 +790,7 @@ mod tests {
         else {
             panic!("a NATS URL parses");
         };
-        assert_eq!(server, "nats://u:hunter2@127.0.0.1:4222");
+        assert_eq!(server.expose_secret(), "nats://u:hunter2@127.0.0.1:4222");
         assert_eq!((stream.as_str(), subject.as_str()), ("S1", "a.b"));
         let nats = EventsUrl::parse(Some("nats://u:hunter2@h:4222"), &redb).expect("valid");
         assert!(!nats.describe().contains("hunter2"));

@@ -7,6 +7,7 @@
 //! when `--quarantine` moved them: run verify again to see a clean store);
 //! 2 a store could not be scanned (in use by a running server, unreadable).
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +15,28 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use platform::integrity::ScanReport;
 
+/// Why a store could not be verified (exit code 2).
+#[derive(Debug, thiserror::Error)]
+enum VerifyError {
+    /// The store could not be opened or scanned (in use, unreadable), or
+    /// kv's key provider could not be set up.
+    #[error(transparent)]
+    Store(Box<dyn std::error::Error + Send + Sync>),
+    /// The key provider failed during the scan.
+    #[error("{0}; nothing was quarantined")]
+    KeyProvider(String),
+    /// Not one record authenticates: the keys or namespace are not the server's.
+    #[error(
+        "none of the {0} records authenticates: the master keys (--kv-key-provider, \
+         QUINTET_KV_MASTER_KEY) or --kv-namespace are not the ones the server used; nothing \
+         was quarantined"
+    )]
+    NoneAuthentic(u64),
+}
+
 /// The services whose embedded stores verify can scan.
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VerifyService {
     Messages,
@@ -32,6 +54,8 @@ impl VerifyService {
     }
 }
 
+// clap turns doc comments into help text: these would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The data directory whose store files (`messages.redb`, `counters.redb`, `kv.redb`) to
@@ -66,7 +90,7 @@ pub struct VerifyArgs {
 }
 
 /// Runs verify and returns the process exit code.
-pub fn run(args: VerifyArgs) -> ExitCode {
+pub fn run(args: &VerifyArgs) -> ExitCode {
     let mut found = 0usize;
     let mut failed = false;
     for service in &args.services {
@@ -83,15 +107,17 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         let result = match service {
             VerifyService::Messages => {
                 messages::adapters::redb::verify(&path, args.quarantine, &mut |d, t| {
-                    progress.show(d, t)
+                    progress.show(d, t);
                 })
+                .map_err(|e| VerifyError::Store(e.into()))
             }
             VerifyService::Counters => {
                 counters::adapters::redb::verify(&path, args.quarantine, &mut |d, t| {
-                    progress.show(d, t)
+                    progress.show(d, t);
                 })
+                .map_err(|e| VerifyError::Store(e.into()))
             }
-            VerifyService::Kv => verify_kv(&path, &args, &mut |d, t| progress.show(d, t)),
+            VerifyService::Kv => verify_kv(&path, args, &mut |d, t| progress.show(d, t)),
         };
         progress.finish();
         match result {
@@ -100,7 +126,11 @@ pub fn run(args: VerifyArgs) -> ExitCode {
                 print_report(service.name(), &path, &report);
             }
             Err(error) => {
-                eprintln!("error: {}: {error}", service.name());
+                eprintln!(
+                    "error: {}: {}",
+                    service.name(),
+                    platform::backend::chain(&error)
+                );
                 failed = true;
             }
         }
@@ -131,24 +161,21 @@ fn verify_kv(
     path: &std::path::Path,
     args: &VerifyArgs,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<ScanReport, String> {
-    let mut checker = kv::verify::RecordChecker::new(&args.kv, &args.data_dir)?;
+) -> Result<ScanReport, VerifyError> {
+    let mut checker = kv::verify::RecordChecker::new(&args.kv, &args.data_dir)
+        .map_err(|e| VerifyError::Store(e.into()))?;
     let mut scan = |quarantine: bool, checker: &mut kv::verify::RecordChecker| {
         kv::adapters::redb::verify(path, quarantine, &mut *progress, &mut |key, record| {
             checker.check(key, record)
         })
+        .map_err(|e| VerifyError::Store(e.into()))
     };
     let report = scan(false, &mut checker)?;
     if let Some(failure) = checker.failure() {
-        return Err(format!("{failure}; nothing was quarantined"));
+        return Err(VerifyError::KeyProvider(failure.to_string()));
     }
     if report.scanned > 0 && checker.authentic() == 0 {
-        return Err(format!(
-            "none of the {} records authenticates: the master keys (--kv-key-provider, \
-             QUINTET_KV_MASTER_KEY) or --kv-namespace are not the ones the server used; nothing \
-             was quarantined",
-            report.scanned
-        ));
+        return Err(VerifyError::NoneAuthentic(report.scanned));
     }
     if args.quarantine && !report.corrupt.is_empty() {
         return scan(true, &mut checker);
@@ -170,14 +197,15 @@ fn print_report(service: &str, path: &std::path::Path, report: &ScanReport) {
         report.corrupt.len()
     );
     if report.unchecked > 0 {
-        summary.push_str(&format!(
+        let _ = write!(
+            summary,
             ", {} written by an earlier release without a checksum (checked once the server \
              has opened the store)",
             report.unchecked
-        ));
+        );
     }
     if report.quarantined > 0 {
-        summary.push_str(&format!(", {} quarantined", report.quarantined));
+        let _ = write!(summary, ", {} quarantined", report.quarantined);
     }
     println!("{summary}");
 }

@@ -131,11 +131,17 @@ pub fn json_bytes(value: impl Strategy<Value = Value>) -> impl Strategy<Value = 
 /// One change to an encoding.
 #[derive(Debug, Clone)]
 pub enum Mutation {
+    /// The encoding as it is.
     None,
+    /// Cut at a position.
     Truncate(Index),
+    /// A byte flipped by a XOR mask.
     Flip(Index, u8),
+    /// A byte inserted at a position.
     Insert(Index, u8),
+    /// The byte at a position removed.
     Remove(Index),
+    /// Bytes added at the end.
     Append(Vec<u8>),
 }
 
@@ -143,7 +149,6 @@ impl Mutation {
     /// `bytes` with this change made.
     pub fn apply(&self, mut bytes: Vec<u8>) -> Vec<u8> {
         match self {
-            Self::None => {}
             Self::Truncate(at) => bytes.truncate(at.index(bytes.len() + 1)),
             Self::Flip(at, mask) if !bytes.is_empty() => {
                 let at = at.index(bytes.len());
@@ -154,7 +159,8 @@ impl Mutation {
                 bytes.remove(at.index(bytes.len()));
             }
             Self::Append(tail) => bytes.extend_from_slice(tail),
-            Self::Flip(..) | Self::Remove(_) => {}
+            // Flip and Remove change nothing in an empty encoding.
+            Self::None | Self::Flip(..) | Self::Remove(_) => {}
         }
         bytes
     }

@@ -1,14 +1,18 @@
 //! Test helpers shared by quintet's crates (dev-dependency only).
 //!
-//! PostgreSQL tests run against the server at `QUINTET_TEST_POSTGRES_URL`
+//! `PostgreSQL` tests run against the server at `QUINTET_TEST_POSTGRES_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/test`), each in a schema of its
-//! own so they run in parallel. They never skip: with no PostgreSQL, they fail.
+//! own so they run in parallel. They never skip: with no `PostgreSQL`, they fail.
 //! AWS adapter tests use the moto server from [`moto`].
+
+// Only tests call these helpers: a setup that fails panics, failing the
+// test that called it (as the integration test roots allow).
+#![allow(clippy::expect_used, clippy::missing_panics_doc)]
 
 pub mod fuzz;
 pub mod moto;
 
-/// The PostgreSQL server the tests use.
+/// The `PostgreSQL` server the tests use.
 pub fn postgres_url() -> String {
     std::env::var("QUINTET_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
@@ -48,7 +52,7 @@ pub async fn drop_schema(schema: &str) {
 /// Generates the two modules of a store contract suite: `on_redb` and
 /// `on_postgres`, each running every listed test. The suite's file defines
 /// `async fn redb() -> Subject`, `async fn postgres() -> (Subject, schema)`
-/// and one `async fn <test>(Subject)` per name; a PostgreSQL test's schema is
+/// and one `async fn <test>(Subject)` per name; a `PostgreSQL` test's schema is
 /// dropped once it has passed.
 ///
 /// `store_contract!(also on_dynamodb = dynamodb; tests…)` adds a module for an

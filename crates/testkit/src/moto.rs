@@ -1,5 +1,5 @@
-//! A moto server (PyPI `moto[server]`) for tests of the AWS adapters:
-//! DynamoDB, KMS and SQS on one local endpoint. One server per test process,
+//! A moto server (`PyPI` `moto[server]`) for tests of the AWS adapters:
+//! `DynamoDB`, KMS and SQS on one local endpoint. One server per test process,
 //! started on first use on a free loopback port; tests share it and keep
 //! apart by using their own table names and KMS keys.
 //!
@@ -101,7 +101,7 @@ async fn start_on(port: u16) -> Result<String, Failure> {
     let (events, received) = mpsc::channel();
     std::thread::Builder::new()
         .name(format!("moto-server-{port}"))
-        .spawn(move || keep(port, child_log, events))
+        .spawn(move || keep(port, child_log, &events))
         .map_err(|e| Failure::Fatal(format!("starting the moto keeper thread: {e}")))?;
 
     let url = format!("http://127.0.0.1:{port}");
@@ -136,9 +136,11 @@ async fn start_on(port: u16) -> Result<String, Failure> {
 }
 
 /// Runs moto and waits for it, for the life of the process.
-fn keep(port: u16, log: File, events: mpsc::Sender<Event>) {
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
+// The one unsafe block in the workspace: moto must die with the test process
+// (prctl in the child between fork and exec), which std has no call for.
+#[allow(unsafe_code)]
+fn keep(port: u16, log: File, events: &mpsc::Sender<Event>) {
+    let parent = std::process::id();
     let mut command = Command::new("moto_server");
     command
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -152,7 +154,7 @@ fn keep(port: u16, log: File, events: mpsc::Sender<Event>) {
                 return Err(std::io::Error::last_os_error());
             }
             // The test process ended before prctl took effect.
-            if libc::getppid() != parent {
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
                 return Err(std::io::Error::other("the test process is gone"));
             }
             Ok(())

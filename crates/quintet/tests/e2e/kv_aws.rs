@@ -1,4 +1,4 @@
-//! kv on AWS end to end: the real binary with its store in DynamoDB and its
+//! kv on AWS end to end: the real binary with its store in `DynamoDB` and its
 //! data keys from KMS, both on the moto server the tests start (see
 //! `testkit::moto`), selected the way an operator would: `--kv-store
 //! dynamodb://…` and `--kv-key-provider aws-kms://…`.

@@ -1,4 +1,4 @@
-//! The server on PostgreSQL: same behaviour, shared by replicas, and an
+//! The server on `PostgreSQL`: same behaviour, shared by replicas, and an
 //! integrity check that refuses tampered rows.
 
 use reqwest::StatusCode;

@@ -85,9 +85,9 @@ fn server_args(sim: &Sim, extra: &[&str]) -> Vec<String> {
         &format!("{}/sandbox/verifyReceipt", sim.url),
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(std::string::ToString::to_string)
     .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(std::string::ToString::to_string));
     args
 }
 
@@ -529,7 +529,7 @@ async fn kill_9_mid_load_leaves_every_acknowledged_job_with_its_ok_result() {
             .map(|i| {
                 next_id += 1;
                 let (id, url, client) = (next_id, server.url.clone(), client.clone());
-                let user_id = (round * 1000 + i) as i64;
+                let user_id = i64::try_from(round * 1000 + i).unwrap();
                 tokio::spawn(async move {
                     let job = json!({ "receipt": synthetic_receipt(id), "user_id": user_id, "post_queue": "results" });
                     let sent = client.post(format!("{url}/receipts/jobs")).json(&job).send().await;
@@ -554,8 +554,9 @@ async fn kill_9_mid_load_leaves_every_acknowledged_job_with_its_ok_result() {
 
     // A last start finishes the work: every acknowledged job has its OK result.
     let server = launch();
-    let mut results: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut results: std::collections::BTreeMap<String, Vec<Value>> =
+        std::collections::BTreeMap::default();
+    let deadline = Instant::now() + Duration::from_mins(1);
     while Instant::now() < deadline && !acknowledged.keys().all(|id| results.contains_key(id)) {
         for body in bodies(&drain(&server, "results", 1).await) {
             let id = body["transaction_id"]
@@ -603,7 +604,13 @@ async fn sigterm_lets_in_flight_jobs_finish_before_the_process_exits() {
     let mut server = launch();
     let ids: Vec<u64> = (1..=5).map(|n| 5_000_000_000_000_000 + n).collect();
     for (user, id) in ids.iter().enumerate() {
-        let status = submit(&server, &synthetic_receipt(*id), user as i64, "results").await;
+        let status = submit(
+            &server,
+            &synthetic_receipt(*id),
+            i64::try_from(user).unwrap(),
+            "results",
+        )
+        .await;
         assert_eq!(status, StatusCode::ACCEPTED);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -1,5 +1,5 @@
 //! receipts on AWS end to end: the real binary with its queues on SQS and
-//! its ledger in DynamoDB, both on the moto server the tests start (see
+//! its ledger in `DynamoDB`, both on the moto server the tests start (see
 //! `testkit::moto`), selected the way an operator would (`--receipts-queue
 //! sqs://…`, `--receipts-ledger dynamodb://…`), Apple played by `quintet
 //! apple-sim`. Queue and table names are unique per test, as moto is shared.
@@ -97,7 +97,7 @@ async fn sqs_and_dynamodb_selected_from_serve_validate_once_then_refuse_the_same
     // Nothing went to the embedded queue or ledger.
     let files: Vec<String> = std::fs::read_dir(&server.data_dir)
         .expect("data dir")
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert!(

@@ -7,17 +7,17 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_quintet");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_quintet");
 
 /// Credentials for moto (it accepts any), given the way the AWS SDK's standard chain reads them.
-pub const MOTO_AWS_ENV: [(&str, &str); 3] = [
+pub(crate) const MOTO_AWS_ENV: [(&str, &str); 3] = [
     ("AWS_ACCESS_KEY_ID", "testing"),
     ("AWS_SECRET_ACCESS_KEY", "testing"),
     ("AWS_REGION", "us-east-1"),
 ];
 
 /// A running `quintet serve` child process.
-pub struct TestServer {
+pub(crate) struct TestServer {
     child: Child,
     pub url: String,
     pub addr: SocketAddr,
@@ -28,7 +28,7 @@ pub struct TestServer {
 
 /// Options for one server start.
 #[derive(Default)]
-pub struct Start<'a> {
+pub(crate) struct Start<'a> {
     pub args: Vec<&'a str>,
     pub env: Vec<(&'a str, &'a str)>,
     pub data_dir: Option<&'a Path>,
@@ -36,7 +36,7 @@ pub struct Start<'a> {
 
 impl TestServer {
     /// The server's Prometheus text from `/metrics`.
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         http()
             .get(format!("{}/metrics", self.url))
             .send()
@@ -48,22 +48,22 @@ impl TestServer {
     }
 
     /// Starts a server with a fresh data directory and the given extra flags.
-    pub fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         Self::launch(Start {
             args: args.to_vec(),
             ..Start::default()
         })
     }
 
-    pub fn launch(opts: Start<'_>) -> Self {
+    pub(crate) fn launch(opts: Start<'_>) -> Self {
         let tmp = match opts.data_dir {
             Some(_) => None,
             None => Some(private_tempdir()),
         };
-        let data_dir = opts
-            .data_dir
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| tmp.as_ref().expect("tempdir").path().to_path_buf());
+        let data_dir = opts.data_dir.map_or_else(
+            || tmp.as_ref().expect("tempdir").path().to_path_buf(),
+            Path::to_path_buf,
+        );
         // The server refuses a data directory group or others can reach (as
         // an operator would, the harness makes its directories owner-only).
         #[cfg(unix)]
@@ -78,13 +78,13 @@ impl TestServer {
             .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(&opts.args)
+            .args(opts.args)
             .env_remove("PORT")
             .env("QUINTET_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (key, value) in &opts.env {
+        for (key, value) in opts.env {
             command.env(key, value);
         }
         let mut child = command.spawn().expect("spawn quintet");
@@ -117,15 +117,12 @@ impl TestServer {
                 }
             });
         }
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "server did not report listening; output:\n{}",
-                    logs.lock().expect("logs").join("\n")
-                );
-            }
+        let Ok(url) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!(
+                "server did not report listening; output:\n{}",
+                logs.lock().expect("logs").join("\n")
+            );
         };
         let addr = url
             .rsplit("://")
@@ -144,17 +141,17 @@ impl TestServer {
     }
 
     /// The server's process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Everything the server printed so far.
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs.lock().expect("logs").join("\n")
     }
 
     /// A field of the first JSON log line whose message is `message`.
-    pub fn log_field(&self, message: &str, field: &str) -> Option<String> {
+    pub(crate) fn log_field(&self, message: &str, field: &str) -> Option<String> {
         self.logs.lock().expect("logs").iter().find_map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).ok()?;
             (v["message"] == message).then(|| v[field].as_str().map(str::to_owned))?
@@ -162,7 +159,7 @@ impl TestServer {
     }
 
     /// Sends SIGTERM.
-    pub fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -171,13 +168,13 @@ impl TestServer {
     }
 
     /// Kills the process with SIGKILL, as a crash would, and reaps it.
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }
 
     /// Waits for the process to exit.
-    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+    pub(crate) fn wait(&mut self, limit: Duration) -> ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -193,7 +190,7 @@ impl TestServer {
     }
 
     /// SIGTERM, then the exit status.
-    pub fn stop(mut self) -> ExitStatus {
+    pub(crate) fn stop(mut self) -> ExitStatus {
         self.sigterm();
         self.wait(Duration::from_secs(30))
     }
@@ -206,21 +203,8 @@ impl Drop for TestServer {
     }
 }
 
-/// A temporary directory only its owner can reach, as the server requires
-/// of a data directory (tempfile's default mode follows the umask).
-pub fn private_tempdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-            .expect("chmod 700");
-    }
-    dir
-}
-
 /// A process's resident set in KiB, from /proc.
-pub fn vm_rss_kib(pid: u32) -> u64 {
+pub(crate) fn vm_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
@@ -229,28 +213,8 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-/// GETs `url` and reads its JSON answer, whatever its status.
-pub async fn get_json(url: &str) -> serde_json::Value {
-    http()
-        .get(url)
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("a JSON answer")
-}
-
-/// A plain HTTP client for tests.
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
-}
-
 /// Runs the CLI and returns (exit code, stdout, stderr).
-pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+pub(crate) fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     use std::io::Write;
     let mut child = Command::new(BIN)
         .args(args)
@@ -275,34 +239,24 @@ pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     )
 }
 
-pub use testkit::{drop_schema, postgres_schema, postgres_url};
-
-/// SHA-256 of a text as lowercase hex, computed independently of the server.
-pub fn sha256_hex(text: &str) -> String {
-    let out = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(text.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .expect("digest")
-        .to_owned()
+pub(crate) use crate::common::{http, private_tempdir, read_to_close, sha256_hex};
+/// GETs `url` and reads its JSON answer, whatever its status.
+pub(crate) async fn get_json(url: &str) -> serde_json::Value {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON answer")
 }
 
-/// A TCP proxy to PostgreSQL that a test can take down (refusing new
+pub(crate) use testkit::{drop_schema, postgres_schema, postgres_url};
+
+/// A TCP proxy to `PostgreSQL` that a test can take down (refusing new
 /// connections and cutting open ones) and bring back, to stage an outage.
-pub struct PgProxy {
+pub(crate) struct PgProxy {
     pub port: u16,
     up: Arc<std::sync::atomic::AtomicBool>,
     cut: Arc<tokio::sync::Notify>,
@@ -310,7 +264,7 @@ pub struct PgProxy {
 }
 
 impl PgProxy {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         use std::sync::atomic::{AtomicBool, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -341,7 +295,7 @@ impl PgProxy {
                         };
                         tokio::select! {
                             _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                            _ = cut.notified() => {}
+                            () = cut.notified() => {}
                         }
                     });
                 }
@@ -356,19 +310,19 @@ impl PgProxy {
     }
 
     /// The store URL through the proxy, into `schema`.
-    pub fn url(&self, schema: &str) -> String {
+    pub(crate) fn url(&self, schema: &str) -> String {
         format!(
             "postgres://postgres@127.0.0.1:{}/test?options[search_path]={schema}",
             self.port
         )
     }
 
-    pub fn down(&self) {
+    pub(crate) fn down(&self) {
         self.up.store(false, std::sync::atomic::Ordering::SeqCst);
         self.cut.notify_waiters();
     }
 
-    pub fn up(&self) {
+    pub(crate) fn up(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

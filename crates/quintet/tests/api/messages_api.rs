@@ -3,10 +3,11 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, http, sha256_hex};
+use crate::support::{TestApp, sha256_hex, spawn_app};
 
-async fn post_json(server: &TestServer, body: &Value) -> reqwest::Response {
-    http()
+async fn post_json(server: &TestApp, body: &Value) -> reqwest::Response {
+    server
+        .client
         .post(format!("{}/messages", server.url))
         .json(body)
         .send()
@@ -16,7 +17,7 @@ async fn post_json(server: &TestServer, body: &Value) -> reqwest::Response {
 
 #[tokio::test]
 async fn post_answers_the_sha256_digest_and_get_returns_the_message() {
-    let server = TestServer::start(&[]);
+    let server = spawn_app(&[]).await;
     let response = post_json(&server, &json!({"message": "hello, quintet"})).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let digest = sha256_hex("hello, quintet");
@@ -27,7 +28,8 @@ async fn post_answers_the_sha256_digest_and_get_returns_the_message() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body, json!({"digest": digest}));
 
-    let response = http()
+    let response = server
+        .client
         .get(format!("{}/messages/{digest}", server.url))
         .send()
         .await
@@ -51,7 +53,7 @@ async fn post_answers_the_sha256_digest_and_get_returns_the_message() {
 
 #[tokio::test]
 async fn posting_the_same_text_again_answers_200_with_the_same_digest() {
-    let server = TestServer::start(&[]);
+    let server = spawn_app(&[]).await;
     let first = post_json(&server, &json!({"message": "twice"})).await;
     assert_eq!(first.status(), StatusCode::CREATED);
     let second = post_json(&server, &json!({"message": "twice"})).await;
@@ -61,7 +63,8 @@ async fn posting_the_same_text_again_answers_200_with_the_same_digest() {
         second.json().await.expect("json"),
     );
     assert_eq!(a, b);
-    let page: Value = http()
+    let page: Value = server
+        .client
         .get(format!("{}/messages", server.url))
         .send()
         .await
@@ -74,8 +77,9 @@ async fn posting_the_same_text_again_answers_200_with_the_same_digest() {
 
 #[tokio::test]
 async fn text_plain_bodies_are_accepted() {
-    let server = TestServer::start(&[]);
-    let response = http()
+    let server = spawn_app(&[]).await;
+    let response = server
+        .client
         .post(format!("{}/messages", server.url))
         .header("content-type", "text/plain; charset=utf-8")
         .body("plain text ✓")
@@ -89,10 +93,10 @@ async fn text_plain_bodies_are_accepted() {
 
 #[tokio::test]
 async fn bad_bodies_get_clear_errors_and_store_nothing() {
-    let server = TestServer::start(&["--max-message-bytes", "16"]);
-    let url = format!("{}/messages", server.url);
     /// (case, content type, body, expected status, words the error must contain)
     type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
+    let server = spawn_app(&["--max-message-bytes", "16"]).await;
+    let url = format!("{}/messages", server.url);
     let cases: Vec<Case> = vec![
         (
             "invalid JSON",
@@ -173,7 +177,7 @@ async fn bad_bodies_get_clear_errors_and_store_nothing() {
         ),
     ];
     for (name, content_type, body, status, needle) in cases {
-        let mut request = http().post(&url).body(body);
+        let mut request = server.client.post(&url).body(body);
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
@@ -189,7 +193,8 @@ async fn bad_bodies_get_clear_errors_and_store_nothing() {
             "{name}: {message:?} should mention {needle:?}"
         );
     }
-    let page: Value = http()
+    let page: Value = server
+        .client
         .get(&url)
         .send()
         .await
@@ -202,9 +207,10 @@ async fn bad_bodies_get_clear_errors_and_store_nothing() {
 
 #[tokio::test]
 async fn unknown_digest_is_404_and_malformed_is_400() {
-    let server = TestServer::start(&[]);
+    let server = spawn_app(&[]).await;
     let unknown = "0".repeat(64);
-    let response = http()
+    let response = server
+        .client
         .get(format!("{}/messages/{unknown}", server.url))
         .send()
         .await
@@ -216,7 +222,8 @@ async fn unknown_digest_is_404_and_malformed_is_400() {
     );
 
     for bad in ["abc", &"z".repeat(64), &"a".repeat(65)] {
-        let response = http()
+        let response = server
+            .client
             .get(format!("{}/messages/{bad}", server.url))
             .send()
             .await
@@ -235,22 +242,23 @@ async fn unknown_digest_is_404_and_malformed_is_400() {
 
 #[tokio::test]
 async fn uppercase_digests_head_and_conditional_gets_work() {
-    let server = TestServer::start(&[]);
+    let server = spawn_app(&[]).await;
     post_json(&server, &json!({"message": "cache me"})).await;
     let digest = sha256_hex("cache me");
     let upper = format!("{}/messages/{}", server.url, digest.to_uppercase());
 
-    let response = http().get(&upper).send().await.expect("get");
+    let response = server.client.get(&upper).send().await.expect("get");
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["digest"], digest.as_str(), "normalized to lowercase");
 
-    let head = http().head(&upper).send().await.expect("head");
+    let head = server.client.head(&upper).send().await.expect("head");
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(head.headers()["etag"], format!("\"{digest}\"").as_str());
     assert!(head.bytes().await.expect("body").is_empty());
 
-    let conditional = http()
+    let conditional = server
+        .client
         .get(&upper)
         .header("if-none-match", format!("\"{digest}\""))
         .send()
@@ -262,7 +270,8 @@ async fn uppercase_digests_head_and_conditional_gets_work() {
         format!("\"{digest}\"").as_str()
     );
 
-    let other = http()
+    let other = server
+        .client
         .get(&upper)
         .header("if-none-match", "\"something-else\"")
         .send()
@@ -273,14 +282,15 @@ async fn uppercase_digests_head_and_conditional_gets_work() {
 
 #[tokio::test]
 async fn listing_pages_with_a_cursor_and_refuses_bad_parameters() {
-    let server = TestServer::start(&[]);
+    let server = spawn_app(&[]).await;
     for i in 0..5 {
         post_json(&server, &json!({"message": format!("m{i}")})).await;
     }
     let mut seen = Vec::new();
     let mut next: Option<String> = None;
     loop {
-        let mut request = http()
+        let mut request = server
+            .client
             .get(format!("{}/messages", server.url))
             .query(&[("limit", "2")]);
         if let Some(cursor) = &next {
@@ -304,7 +314,8 @@ async fn listing_pages_with_a_cursor_and_refuses_bad_parameters() {
     assert_eq!(seen, ["m0", "m1", "m2", "m3", "m4"]);
 
     for query in ["limit=0", "limit=1001", "limit=ten", "cursor=bogus"] {
-        let response = http()
+        let response = server
+            .client
             .get(format!("{}/messages?{query}", server.url))
             .send()
             .await
@@ -316,10 +327,11 @@ async fn listing_pages_with_a_cursor_and_refuses_bad_parameters() {
 
 #[tokio::test]
 async fn the_seed_paths_keep_working() {
-    let server = TestServer::start(&[]);
+    let server = spawn_app(&[]).await;
     post_json(&server, &json!({"message": "from the seed"})).await;
     let digest = sha256_hex("from the seed");
-    let one: Value = http()
+    let one: Value = server
+        .client
         .get(format!("{}/message/{digest}", server.url))
         .send()
         .await
@@ -328,7 +340,8 @@ async fn the_seed_paths_keep_working() {
         .await
         .expect("json");
     assert_eq!(one["message"], "from the seed");
-    let all: Value = http()
+    let all: Value = server
+        .client
         .get(format!("{}/all-messages", server.url))
         .send()
         .await
@@ -341,8 +354,9 @@ async fn the_seed_paths_keep_working() {
 
 #[tokio::test]
 async fn unknown_routes_answer_json_404() {
-    let server = TestServer::start(&[]);
-    let response = http()
+    let server = spawn_app(&[]).await;
+    let response = server
+        .client
         .get(format!("{}/nope", server.url))
         .send()
         .await
