@@ -107,12 +107,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut built = Vec::new();
     // Where each service keeps its data, for the `listening` line.
     let mut kept = Vec::new();
+    let ctx = platform::service::Context {
+        data_dir: config.data_dir.clone(),
+    };
     for name in &services {
         match name {
             ServiceName::Messages => {
                 let messages_store = stores::messages_store(&store, &config.data_dir).await?;
                 kept.push(format!("messages: {}", store.url.describe()));
-                built.push(messages::service(messages_store, args.messages.clone()));
+                let backends = messages::ports::Backends {
+                    store: messages_store,
+                };
+                built.push(messages::service(args.messages.clone(), backends, &ctx).await?);
             }
             ServiceName::Counters => {
                 let counters_store = stores::counters_store(&store, &config.data_dir).await?;

@@ -85,11 +85,13 @@ pub fn run(args: VerifyArgs) -> ExitCode {
                 messages::adapters::redb::verify(&path, args.quarantine, &mut |d, t| {
                     progress.show(d, t)
                 })
+                .map_err(|e| platform::backend::chain(&e))
             }
             VerifyService::Counters => {
                 counters::adapters::redb::verify(&path, args.quarantine, &mut |d, t| {
                     progress.show(d, t)
                 })
+                .map_err(|e| platform::backend::chain(&e))
             }
             VerifyService::Kv => verify_kv(&path, &args, &mut |d, t| progress.show(d, t)),
         };

@@ -113,16 +113,24 @@ impl IntoResponse for ApiError {
                 EngineError::Store(_)
                 | EngineError::TooManyPending(_)
                 | EngineError::JournalBusy
-                | EngineError::Journal(_),
+                | EngineError::Journal(_)
+                | EngineError::BaseUnreadable,
             ) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if let ApiError::Engine(
-            EngineError::Store(StoreError::Unavailable(_)) | EngineError::Journal(_),
+            EngineError::Store(StoreError::Unavailable(_))
+            | EngineError::Journal(_)
+            | EngineError::BaseUnreadable,
         ) = &self
         {
-            // Logged with the request id by the observe layer, never sent.
-            return ErrorResponse::hidden(status, "counters store unavailable; retry later", &self)
-                .into_response();
+            // The chain is logged with the request id by the observe layer,
+            // never sent.
+            return ErrorResponse::hidden(
+                status,
+                "counters store unavailable; retry later",
+                platform::backend::chain(&self),
+            )
+            .into_response();
         }
         if let ApiError::Engine(EngineError::Store(StoreError::Corrupt { key, reason })) = &self {
             metrics::counter!(CORRUPT_RECORDS).increment(1);
