@@ -98,3 +98,9 @@ impl platform::health::ReadinessCheck for StoreReadiness {
             .map_err(|e| platform::backend::chain(&e))
     }
 }
+
+/// The ports [`crate::service`] is built on.
+pub struct Backends {
+    /// Where flushed totals are kept.
+    pub store: Arc<dyn CounterStore>,
+}

@@ -123,10 +123,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ServiceName::Counters => {
                 let counters_store = stores::counters_store(&store, &config.data_dir).await?;
                 kept.push(format!("counters: {}", store.url.describe()));
-                built.push(
-                    counters::service(counters_store, &config.data_dir, args.counters.clone())
-                        .await?,
-                );
+                let backends = counters::ports::Backends {
+                    store: counters_store,
+                };
+                built.push(counters::service(args.counters.clone(), backends, &ctx).await?);
             }
             ServiceName::Kv => {
                 tracing::info!(store = %kv_store.url.describe(), "kv store");

@@ -48,8 +48,8 @@ pub fn history_status(error: HistoryError) -> Status {
     let message = error.to_string();
     match error {
         HistoryError::Disabled => Status::failed_precondition(message),
-        HistoryError::Log(EventLogError::Unavailable(detail)) => {
-            tracing::error!(error = %detail, "calc history read failed");
+        HistoryError::Log(error @ EventLogError::Unavailable(_)) => {
+            tracing::error!(error = %platform::backend::chain(&error), "calc history read failed");
             Status::unavailable(super::http::HISTORY_UNAVAILABLE)
         }
         HistoryError::Log(EventLogError::Corrupt { .. }) => {

@@ -107,9 +107,15 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        if let ApiError::History(HistoryError::Log(EventLogError::Unavailable(detail))) = &self {
-            // Logged with the request id by the observe layer, never sent.
-            return ErrorResponse::hidden(status, HISTORY_UNAVAILABLE, detail).into_response();
+        if let ApiError::History(HistoryError::Log(error @ EventLogError::Unavailable(_))) = &self {
+            // The chain is logged with the request id by the observe layer,
+            // never sent.
+            return ErrorResponse::hidden(
+                status,
+                HISTORY_UNAVAILABLE,
+                platform::backend::chain(error),
+            )
+            .into_response();
         }
         if let ApiError::Calc(CalcError::Internal(detail)) = &self {
             return ErrorResponse::hidden(status, "calculation failed", detail).into_response();

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::domain::{CounterKey, DomainError, KeyPrefix, PageLimit};
 use crate::engine::{Engine, EngineError};
+use crate::metrics::CORRUPT_RECORDS;
 use crate::ports::StoreError;
 
 /// Largest `POST /increment` body: a key of the maximum size, JSON-escaped, and a number.
@@ -79,10 +80,6 @@ pub fn openapi(max_key_bytes: usize) -> utoipa::openapi::OpenApi {
     }
     doc
 }
-
-/// Stored records found corrupt when read (a read answered 500, or a page
-/// skipped one).
-pub const CORRUPT_RECORDS: &str = "quintet_counters_corrupt_records_total";
 
 /// Everything a counters route can answer besides success.
 #[derive(Debug, thiserror::Error)]

@@ -198,9 +198,9 @@ impl Segments {
             .active
             .append(buffers.iter().map(Vec::as_slice))
             .map_err(|e| JournalError::Append(Arc::new(e)));
-        metrics::histogram!("quintet_counters_journal_sync_seconds")
+        metrics::histogram!(crate::metrics::JOURNAL_SYNC_DURATION)
             .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("quintet_counters_journal_group_size").record(appends.len() as f64);
+        metrics::histogram!(crate::metrics::JOURNAL_GROUP_SIZE).record(appends.len() as f64);
         if let Err(error) = &result {
             tracing::error!(error = %platform::backend::chain(error), "counters journal append failed");
         }

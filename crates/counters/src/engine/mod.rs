@@ -277,8 +277,8 @@ impl Engine {
                     ack.await.map_err(|_| JournalError::Stopped)??;
                 }
                 let dirty = self.dirty_keys.load(Ordering::Relaxed);
-                metrics::gauge!("quintet_counters_pending_keys").set(dirty as f64);
-                metrics::counter!("quintet_counters_increments_total").increment(1);
+                metrics::gauge!(crate::metrics::PENDING_KEYS).set(dirty as f64);
+                metrics::counter!(crate::metrics::INCREMENTS).increment(1);
                 if dirty >= self.config.flush_max_keys {
                     self.flush_now.notify_one();
                 }
@@ -485,17 +485,16 @@ impl Engine {
         let started = Instant::now();
         match self.store.apply(&batch).await {
             Ok(totals) => {
-                metrics::histogram!("quintet_counters_flush_seconds")
+                metrics::histogram!(crate::metrics::FLUSH_DURATION)
                     .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("quintet_counters_flush_keys")
-                    .record(batch.deltas.len() as f64);
+                metrics::histogram!(crate::metrics::FLUSH_KEYS).record(batch.deltas.len() as f64);
                 self.settle(&batch, &totals);
-                metrics::gauge!("quintet_counters_pending_keys")
+                metrics::gauge!(crate::metrics::PENDING_KEYS)
                     .set(self.dirty_keys.load(Ordering::Relaxed) as f64);
                 Ok(batch.deltas.len())
             }
             Err(error) => {
-                metrics::counter!("quintet_counters_flush_failures_total").increment(1);
+                metrics::counter!(crate::metrics::FLUSH_FAILURES).increment(1);
                 *retry = Some(batch);
                 Err(error)
             }
