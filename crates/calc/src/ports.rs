@@ -67,3 +67,9 @@ impl platform::health::ReadinessCheck for EventLogReadiness {
             .map_err(|e| platform::backend::chain(&e))
     }
 }
+
+/// The ports [`crate::service`] is built on.
+pub struct Backends {
+    /// Where every calculation is recorded; `None`: events are not kept.
+    pub events: Option<Arc<dyn EventLog>>,
+}

@@ -138,7 +138,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 tracing::info!(events = %calc_events.url.describe(), "calc event log");
                 let log = stores::calc_event_log(&calc_events, &config.data_dir).await?;
                 kept.push(format!("calc events: {}", calc_events.url.describe()));
-                built.push(calc::service(args.calc.clone(), log));
+                let backends = calc::ports::Backends { events: log };
+                built.push(calc::service(args.calc.clone(), backends, &ctx).await?);
             }
             ServiceName::Receipts => {
                 tracing::info!(queue = %receipts_queue.url.describe(), ledger = %receipts_ledger.url.describe(), "receipts queue and ledger");

@@ -13,9 +13,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tonic::{Request, Response, Status};
 
-use crate::calculator::{Calculator, HistoryError};
 use crate::domain::event::{DEFAULT_PAGE, EventQuery, Outcome, StoredEvent};
 use crate::domain::{CalcError, Operation};
+use crate::engine::calculator::{Calculator, HistoryError};
 use crate::ports::EventLogError;
 use crate::proto::v1::calculator_server::{Calculator as CalculatorRpc, CalculatorServer};
 use crate::proto::v1::{

@@ -19,9 +19,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::calculator::{Calculator, HistoryError};
 use crate::domain::event::{DEFAULT_PAGE, EventQuery, MAX_PAGE, StoredEvent};
 use crate::domain::{CalcError, Operation};
+use crate::engine::calculator::{Calculator, HistoryError};
 use crate::ports::EventLogError;
 
 /// Largest request body: 10,000 values of up to 20 digits, with commas.
