@@ -5,15 +5,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use platform::backend::BackendError;
 
 use crate::domain::event::{CalculationPerformed, EventQuery, StoredEvent};
 
 /// Why the event log could not do what was asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
-    /// The log cannot be reached or is closed; worth retrying later.
-    #[error("event log unavailable: {0}")]
-    Unavailable(String),
+    /// The backend failed (unreachable, closed, an I/O error); its kind says
+    /// whether retrying later may help. The cause is the error's source, for
+    /// the log ([`platform::backend::chain`]).
+    #[error("event log unavailable")]
+    Unavailable(#[from] BackendError),
     /// A stored event cannot be read back (damaged or foreign data).
     #[error("event {seq} cannot be read: {reason}")]
     Corrupt { seq: u64, reason: String },
@@ -63,4 +66,10 @@ impl platform::health::ReadinessCheck for EventLogReadiness {
             .await
             .map_err(platform::health::ReadinessError::new)
     }
+}
+
+/// The ports [`crate::service`] is built on.
+pub struct Backends {
+    /// Where every calculation is recorded; `None`: events are not kept.
+    pub events: Option<Arc<dyn EventLog>>,
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use calc::adapters::postgres::PostgresEventLog;
 use calc::adapters::redb::RedbEventLog;
 use calc::domain::event::{CalculationPerformed, EventQuery, Outcome};
+use calc::engine::recorder::Recorder;
 use calc::ports::EventLog;
-use calc::recorder::Recorder;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

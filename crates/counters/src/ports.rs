@@ -4,15 +4,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use platform::backend::BackendError;
 
 use crate::domain::{Counter, CounterKey, KeyPrefix, PageLimit};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot be reached or is closed; worth retrying later.
-    #[error("counter store unavailable: {0}")]
-    Unavailable(String),
+    /// The backend failed (unreachable, closed, an I/O error); its kind says
+    /// whether retrying later may help. The cause is the error's source, for
+    /// the log ([`platform::backend::chain`]).
+    #[error("counter store unavailable")]
+    Unavailable(#[from] BackendError),
     /// Applying a batch would take a total out of the i64 range.
     #[error("counter '{key}' would overflow")]
     Overflow { key: String },
@@ -94,4 +97,10 @@ impl platform::health::ReadinessCheck for StoreReadiness {
             .await
             .map_err(platform::health::ReadinessError::new)
     }
+}
+
+/// The ports [`crate::service`] is built on.
+pub struct Backends {
+    /// Where flushed totals are kept.
+    pub store: Arc<dyn CounterStore>,
 }

@@ -3,25 +3,35 @@
 //! returns it; `GET /messages` pages through them. The seed's paths
 //! `GET /message/{sha}` and `GET /all-messages` keep working.
 //!
-//! Rooms: [`domain`] (valid-by-construction types, no I/O), [`ports`] (what
-//! the service needs from storage), [`adapters`] (redb, PostgreSQL) and
-//! [`api`] (HTTP routes and the CLI client).
+//! Rooms: [`config`] (the service's options), [`domain`] (valid-by-construction
+//! types, no I/O), [`ports`] (what the service needs from storage, and
+//! [`ports::Backends`]), [`adapters`] (redb, PostgreSQL), [`api`] (HTTP routes
+//! and the CLI client) and [`metrics`] (every metric it emits). It has no
+//! engine: the routes call the store directly.
 
 pub mod adapters;
 pub mod api;
+pub mod config;
 pub mod domain;
+pub mod metrics;
 pub mod ports;
 
 use std::sync::Arc;
 
-pub use api::http::MessagesConfig;
+pub use config::MessagesConfig;
 
-/// Builds the service the platform mounts, on the given store.
-pub fn service(store: Arc<dyn ports::MessageStore>, config: MessagesConfig) -> platform::Service {
+/// Builds the service the platform mounts, on the given backends.
+pub async fn service(
+    config: MessagesConfig,
+    backends: ports::Backends,
+    _ctx: &platform::service::Context,
+) -> anyhow::Result<platform::Service> {
+    metrics::describe();
+    let store = backends.store;
     let closing = store.clone();
-    platform::Service::new("messages")
+    Ok(platform::Service::new("messages")
         .routes(api::http::router(store.clone(), config))
         .openapi(api::http::openapi())
         .readiness(Arc::new(ports::StoreReadiness(store)))
-        .on_shutdown(Box::pin(async move { closing.close().await }))
+        .on_shutdown(Box::pin(async move { closing.close().await })))
 }

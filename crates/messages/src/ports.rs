@@ -4,18 +4,41 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use platform::backend::BackendError;
 
 use crate::domain::{Cursor, Digest, Message, PageLimit, StoredMessage};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot be reached or is closed; worth retrying later.
-    #[error("message store unavailable: {0}")]
-    Unavailable(String),
+    /// The backend failed (unreachable, closed, an I/O error); its kind says
+    /// whether retrying later may help.
+    /// (The cause is the error's source, for the log: [`platform::backend::chain`].)
+    #[error("message store unavailable")]
+    Unavailable(#[from] BackendError),
     /// The store answered something it should never hold.
     #[error("message store is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(Corruption),
+}
+
+/// A stored record that cannot be what it claims: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct Corruption {
+    /// The record's key as text (a digest in hex, or a sequence number).
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Corruption {
+    /// The record under `key` is corrupt because of `reason`.
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Whether a put stored something new.
@@ -66,4 +89,10 @@ impl platform::health::ReadinessCheck for StoreReadiness {
             .await
             .map_err(platform::health::ReadinessError::new)
     }
+}
+
+/// The ports [`crate::service`] is built on.
+pub struct Backends {
+    /// Where messages are kept.
+    pub store: Arc<dyn MessageStore>,
 }

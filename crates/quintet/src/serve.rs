@@ -68,20 +68,26 @@ pub(crate) async fn build_services(
     let mut built = Vec::new();
     // Where each service keeps its data, for the `listening` line.
     let mut kept = Vec::new();
+    let ctx = platform::service::Context {
+        data_dir: config.data_dir.clone(),
+    };
     for name in &services {
         match name {
             ServiceName::Messages => {
                 let messages_store = stores::messages_store(&store, &config.data_dir).await?;
                 kept.push(format!("messages: {}", store.url.describe()));
-                built.push(messages::service(messages_store, args.messages.clone()));
+                let backends = messages::ports::Backends {
+                    store: messages_store,
+                };
+                built.push(messages::service(args.messages.clone(), backends, &ctx).await?);
             }
             ServiceName::Counters => {
                 let counters_store = stores::counters_store(&store, &config.data_dir).await?;
                 kept.push(format!("counters: {}", store.url.describe()));
-                built.push(
-                    counters::service(counters_store, &config.data_dir, args.counters.clone())
-                        .await?,
-                );
+                let backends = counters::ports::Backends {
+                    store: counters_store,
+                };
+                built.push(counters::service(args.counters.clone(), backends, &ctx).await?);
             }
             ServiceName::Kv => {
                 tracing::info!(store = %kv_store.url.describe(), "kv store");
@@ -93,7 +99,8 @@ pub(crate) async fn build_services(
                 tracing::info!(events = %calc_events.url.describe(), "calc event log");
                 let log = stores::calc_event_log(&calc_events, &config.data_dir).await?;
                 kept.push(format!("calc events: {}", calc_events.url.describe()));
-                built.push(calc::service(args.calc.clone(), log));
+                let backends = calc::ports::Backends { events: log };
+                built.push(calc::service(args.calc.clone(), backends, &ctx).await?);
             }
             ServiceName::Receipts => {
                 tracing::info!(queue = %receipts_queue.url.describe(), ledger = %receipts_ledger.url.describe(), "receipts queue and ledger");

@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use platform::backend::{BackendError, FailureKind};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -62,8 +63,14 @@ struct Connection {
     js: jetstream::Context,
 }
 
-fn unavailable(error: impl std::fmt::Display) -> EventLogError {
-    EventLogError::Unavailable(error.to_string())
+/// Maps a failure met during `operation` on NATS to the port's error, as
+/// `kind` (the client's errors do not say more than that the server was not
+/// reached or did not answer).
+fn failed<E: Into<platform::backend::BoxError>>(
+    operation: &'static str,
+    kind: FailureKind,
+) -> impl FnOnce(E) -> EventLogError {
+    move |error| EventLogError::Unavailable(BackendError::new("nats", operation, kind, error))
 }
 
 /// `host:port` of `nats://[user:password@]host:port`.
@@ -106,7 +113,7 @@ async fn open(
         .connect(server)
         .await
         .map_err(|e| {
-            unavailable(format!(
+            failed("connect", FailureKind::Unreachable)(format!(
                 "cannot connect to NATS at {}: {e}",
                 endpoint(server)
             ))
@@ -120,7 +127,11 @@ async fn open(
         ..Default::default()
     })
     .await
-    .map_err(|e| unavailable(format!("cannot create JetStream stream {stream}: {e}")))?;
+    .map_err(|e| {
+        failed("create stream", FailureKind::Unreachable)(format!(
+            "cannot create JetStream stream {stream}: {e}"
+        ))
+    })?;
     Ok((client, js))
 }
 
@@ -168,10 +179,10 @@ impl NatsEventLog {
     async fn js(&self) -> Result<jetstream::Context, EventLogError> {
         match &*self.state.read().await {
             State::Open(connection) => Ok(connection.js.clone()),
-            State::Connecting { last_error } => Err(unavailable(format!(
-                "not connected to NATS yet, retrying: {last_error}"
-            ))),
-            State::Closed => Err(unavailable("event log is closed")),
+            State::Connecting { last_error } => Err(failed("call", FailureKind::Unreachable)(
+                format!("not connected to NATS yet, retrying: {last_error}"),
+            )),
+            State::Closed => Err(BackendError::closed("nats").into()),
         }
     }
 }
@@ -204,10 +215,7 @@ async fn connect_until_done(
                 return;
             }
             Err(error) => {
-                let reason = match error {
-                    EventLogError::Unavailable(reason) => reason,
-                    other => other.to_string(),
-                };
+                let reason = platform::backend::chain(&error);
                 attempt += 1;
                 let wait = retry_delay(attempt);
                 tracing::warn!(
@@ -239,26 +247,31 @@ impl EventLog for NatsEventLog {
         let js = self.js().await?;
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
-            let payload = serde_json::to_vec(event).map_err(unavailable)?;
+            let payload =
+                serde_json::to_vec(event).map_err(failed("encode event", FailureKind::Other))?;
             let ack = js
                 .publish(self.subject.clone(), payload.into())
                 .await
-                .map_err(unavailable)?;
+                .map_err(failed("append", FailureKind::Unreachable))?;
             acks.push(ack);
         }
         for ack in acks {
-            ack.await.map_err(unavailable)?;
+            ack.await
+                .map_err(failed("append", FailureKind::Unreachable))?;
         }
         Ok(())
     }
 
     async fn read(&self, query: EventQuery) -> Result<Vec<StoredEvent>, EventLogError> {
         let js = self.js().await?;
-        let mut stream = js.get_stream(&self.stream).await.map_err(unavailable)?;
+        let mut stream = js
+            .get_stream(&self.stream)
+            .await
+            .map_err(failed("read", FailureKind::Unreachable))?;
         let last = stream
             .info()
             .await
-            .map_err(unavailable)?
+            .map_err(failed("read", FailureKind::Unreachable))?
             .state
             .last_sequence;
         if query.after >= last {
@@ -281,7 +294,7 @@ impl EventLog for NatsEventLog {
                 ..Default::default()
             })
             .await
-            .map_err(unavailable)?;
+            .map_err(failed("read", FailureKind::Unreachable))?;
         let name = reader.cached_info().name.clone();
         let page = read_page(&reader, query).await;
         if let Err(error) = stream.delete_consumer(&name).await {
@@ -296,7 +309,9 @@ impl EventLog for NatsEventLog {
             .get_stream(&self.stream)
             .await
             .map(|_| ())
-            .map_err(|e| unavailable(format!("NATS at {}: {e}", self.endpoint)))
+            .map_err(|e| {
+                failed("ping", FailureKind::Unreachable)(format!("NATS at {}: {e}", self.endpoint))
+            })
     }
 
     async fn close(&self) {
@@ -321,13 +336,15 @@ async fn read_page(
             .expires(TIMEOUT)
             .messages()
             .await
-            .map_err(unavailable)?;
+            .map_err(failed("read", FailureKind::Unreachable))?;
         let mut fetched = 0;
         let mut pending = 0;
         while let Some(message) = batch.next().await {
-            let message = message.map_err(unavailable)?;
+            let message = message.map_err(failed("read", FailureKind::Unreachable))?;
             fetched += 1;
-            let info = message.info().map_err(unavailable)?;
+            let info = message
+                .info()
+                .map_err(failed("read", FailureKind::Unreachable))?;
             let seq = info.stream_sequence;
             pending = info.pending;
             let event = decode_event(seq, &message.payload)?;
@@ -376,7 +393,7 @@ mod tests {
         let log = NatsEventLog::connect_in_background("nats://127.0.0.1:1", "S", "s.x");
         tokio::time::sleep(Duration::from_millis(100)).await;
         let err = log.ping().await.expect_err("nothing listens on port 1");
-        let text = err.to_string();
+        let text = platform::backend::chain(&err);
         assert!(
             text.contains("not connected to NATS yet, retrying"),
             "{text}"
@@ -384,9 +401,10 @@ mod tests {
         assert!(text.contains("127.0.0.1:1"), "{text}");
         assert!(log.append(&[]).await.is_err());
         log.close().await;
-        assert_eq!(
-            log.ping().await,
-            Err(EventLogError::Unavailable("event log is closed".into()))
+        let err = log.ping().await.expect_err("closed");
+        assert!(
+            matches!(&err, EventLogError::Unavailable(e) if e.kind() == FailureKind::Closed),
+            "{err:?}"
         );
     }
 }

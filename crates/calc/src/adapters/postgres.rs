@@ -9,22 +9,33 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::domain::event::{CalculationPerformed, EventQuery, Outcome, StoredEvent};
+use platform::backend::{BackendError, FailureKind};
+
 use crate::ports::{EventLog, EventLogError};
 
 pub struct PostgresEventLog {
     pool: PgPool,
 }
 
-fn unavailable(error: impl std::fmt::Display) -> EventLogError {
-    EventLogError::Unavailable(error.to_string())
+/// Maps a sqlx error met during `operation` to the port's error.
+fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> EventLogError {
+    move |error| EventLogError::Unavailable(BackendError::postgres(operation, error))
 }
 
 impl PostgresEventLog {
     /// Connects and applies calc's migrations.
     pub async fn connect(url: &str) -> Result<Self, EventLogError> {
-        let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "calc")
+        let pool = platform::postgres::connect_pool(url, sqlx::migrate!("./migrations"), "calc", 8)
             .await
-            .map_err(|e| EventLogError::Unavailable(e.to_string()))?;
+            .map_err(|e| {
+                let kind = match e {
+                    platform::postgres::ConnectError::Unreachable { .. } => {
+                        FailureKind::Unreachable
+                    }
+                    _ => FailureKind::Rejected,
+                };
+                BackendError::new("postgres", "connect", kind, e)
+            })?;
         Ok(Self { pool })
     }
 }
@@ -44,7 +55,11 @@ impl EventLog for PostgresEventLog {
         let mut error_kind = Vec::with_capacity(events.len());
         let mut error_message = Vec::with_capacity(events.len());
         for event in events {
-            at.push(event.at.format(&Rfc3339).map_err(unavailable)?);
+            at.push(
+                event.at.format(&Rfc3339).map_err(|e| {
+                    BackendError::new("postgres", "append", FailureKind::Rejected, e)
+                })?,
+            );
             request_id.push(event.request_id.clone());
             method.push(event.method.clone());
             input.push(event.input.to_string());
@@ -77,7 +92,7 @@ impl EventLog for PostgresEventLog {
         .bind(error_message)
         .execute(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(failed("append"))?;
         Ok(())
     }
 
@@ -87,7 +102,7 @@ impl EventLog for PostgresEventLog {
             .since
             .map(|since| since.format(&Rfc3339))
             .transpose()
-            .map_err(unavailable)?;
+            .map_err(|e| BackendError::new("postgres", "read", FailureKind::Rejected, e))?;
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let rows = sqlx::query(
             "SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS at, \
@@ -102,7 +117,7 @@ impl EventLog for PostgresEventLog {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(failed("read"))?;
         rows.iter().map(decode).collect()
     }
 
@@ -111,7 +126,7 @@ impl EventLog for PostgresEventLog {
             .execute(&self.pool)
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(failed("ping"))
     }
 
     async fn close(&self) {
@@ -120,15 +135,15 @@ impl EventLog for PostgresEventLog {
 }
 
 fn decode(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, EventLogError> {
-    let seq: i64 = row.try_get("seq").map_err(unavailable)?;
+    let seq: i64 = row.try_get("seq").map_err(failed("read"))?;
     let seq = u64::try_from(seq).unwrap_or_default();
     let corrupt = |reason: String| EventLogError::Corrupt { seq, reason };
-    let at: String = row.try_get("at").map_err(unavailable)?;
+    let at: String = row.try_get("at").map_err(failed("read"))?;
     let at = OffsetDateTime::parse(&at, &Rfc3339).map_err(|e| corrupt(e.to_string()))?;
-    let input: String = row.try_get("input").map_err(unavailable)?;
-    let result: Option<String> = row.try_get("result").map_err(unavailable)?;
-    let error_kind: Option<String> = row.try_get("error_kind").map_err(unavailable)?;
-    let error_message: Option<String> = row.try_get("error_message").map_err(unavailable)?;
+    let input: String = row.try_get("input").map_err(failed("read"))?;
+    let result: Option<String> = row.try_get("result").map_err(failed("read"))?;
+    let error_kind: Option<String> = row.try_get("error_kind").map_err(failed("read"))?;
+    let error_message: Option<String> = row.try_get("error_message").map_err(failed("read"))?;
     let outcome = match (result, error_kind) {
         (Some(result), None) => {
             Outcome::Result(serde_json::from_str(&result).map_err(|e| corrupt(e.to_string()))?)
@@ -143,8 +158,8 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, EventLogError> {
         seq,
         event: CalculationPerformed {
             at,
-            request_id: row.try_get("request_id").map_err(unavailable)?,
-            method: row.try_get("method").map_err(unavailable)?,
+            request_id: row.try_get("request_id").map_err(failed("read"))?,
+            method: row.try_get("method").map_err(failed("read"))?,
             input: serde_json::from_str(&input).map_err(|e| corrupt(e.to_string()))?,
             outcome,
         },

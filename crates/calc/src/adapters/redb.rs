@@ -9,12 +9,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::domain::event::{CalculationPerformed, EventQuery, StoredEvent};
+use platform::backend::{BackendError, CloseGate, FailureKind};
+
 use crate::ports::{EventLog, EventLogError, decode_event};
 
 /// first position → (events in the batch, their JSON, one per line)
@@ -22,61 +23,70 @@ const BATCHES: TableDefinition<u64, (u32, &[u8])> = TableDefinition::new("calc_e
 
 pub struct RedbEventLog {
     db: Arc<Database>,
-    closed: AtomicBool,
+    closed: CloseGate,
 }
 
-fn unavailable(error: impl std::fmt::Display) -> EventLogError {
-    EventLogError::Unavailable(error.to_string())
+/// Maps a failure met during `operation` to the port's error (redb's own
+/// errors, and the few local ones around them: all of kind `Other`).
+fn failed<E: Into<platform::backend::BoxError>>(
+    operation: &'static str,
+) -> impl FnOnce(E) -> EventLogError {
+    move |error| {
+        EventLogError::Unavailable(BackendError::new(
+            "redb",
+            operation,
+            FailureKind::Other,
+            error,
+        ))
+    }
 }
 
 impl RedbEventLog {
     /// Opens (or creates) the log file; fails if another process holds it.
     pub fn open(path: &Path) -> Result<Self, EventLogError> {
-        let db = platform::embedded::create_database(path).map_err(unavailable)?;
-        let txn = db.begin_write().map_err(unavailable)?;
-        txn.open_table(BATCHES).map_err(unavailable)?;
-        txn.commit().map_err(unavailable)?;
+        let db = platform::embedded::create_database(path).map_err(failed("open"))?;
+        let txn = db.begin_write().map_err(failed("open"))?;
+        txn.open_table(BATCHES).map_err(failed("open"))?;
+        txn.commit().map_err(failed("open"))?;
         Ok(Self {
             db: Arc::new(db),
-            closed: AtomicBool::new(false),
+            closed: CloseGate::default(),
         })
     }
 
     fn db(&self) -> Result<Arc<Database>, EventLogError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(unavailable("event log is closed"));
-        }
+        self.closed.check("redb")?;
         Ok(self.db.clone())
     }
 }
 
 fn append(db: &Database, count: u32, lines: Vec<u8>) -> Result<(), EventLogError> {
-    let txn = db.begin_write().map_err(unavailable)?;
+    let txn = db.begin_write().map_err(failed("append"))?;
     {
-        let mut table = txn.open_table(BATCHES).map_err(unavailable)?;
-        let first = match table.last().map_err(unavailable)? {
+        let mut table = txn.open_table(BATCHES).map_err(failed("append"))?;
+        let first = match table.last().map_err(failed("append"))? {
             Some((key, value)) => key.value() + u64::from(value.value().0),
             None => 1,
         };
         table
             .insert(first, (count, lines.as_slice()))
-            .map_err(unavailable)?;
+            .map_err(failed("append"))?;
     }
-    txn.commit().map_err(unavailable)
+    txn.commit().map_err(failed("append"))
 }
 
 fn read(db: &Database, query: EventQuery) -> Result<Vec<StoredEvent>, EventLogError> {
-    let txn = db.begin_read().map_err(unavailable)?;
-    let table = txn.open_table(BATCHES).map_err(unavailable)?;
+    let txn = db.begin_read().map_err(failed("read"))?;
+    let table = txn.open_table(BATCHES).map_err(failed("read"))?;
     let wanted = query.after.saturating_add(1);
     // The row holding `wanted` starts at or before it.
-    let from = match table.range(..=wanted).map_err(unavailable)?.next_back() {
-        Some(row) => row.map_err(unavailable)?.0.value(),
+    let from = match table.range(..=wanted).map_err(failed("read"))?.next_back() {
+        Some(row) => row.map_err(failed("read"))?.0.value(),
         None => wanted,
     };
     let mut events = Vec::new();
-    for row in table.range(from..).map_err(unavailable)? {
-        let (first, value) = row.map_err(unavailable)?;
+    for row in table.range(from..).map_err(failed("read"))? {
+        let (first, value) = row.map_err(failed("read"))?;
         let (first, (_, lines)) = (first.value(), value.value());
         for (seq, json) in (first..).zip(lines.split(|&b| b == b'\n')) {
             if seq < wanted || json.is_empty() {
@@ -105,23 +115,23 @@ impl EventLog for RedbEventLog {
             return Ok(());
         }
         let db = self.db()?;
-        let count = u32::try_from(events.len()).map_err(unavailable)?;
+        let count = u32::try_from(events.len()).map_err(failed("append"))?;
         let mut lines = Vec::with_capacity(events.len() * 192);
         for event in events {
             // JSON has no raw newlines: a line is exactly one event.
-            serde_json::to_writer(&mut lines, event).map_err(unavailable)?;
+            serde_json::to_writer(&mut lines, event).map_err(failed("append"))?;
             lines.push(b'\n');
         }
         tokio::task::spawn_blocking(move || append(&db, count, lines))
             .await
-            .map_err(unavailable)?
+            .map_err(failed("append"))?
     }
 
     async fn read(&self, query: EventQuery) -> Result<Vec<StoredEvent>, EventLogError> {
         let db = self.db()?;
         tokio::task::spawn_blocking(move || read(&db, query))
             .await
-            .map_err(unavailable)?
+            .map_err(failed("read"))?
     }
 
     async fn ping(&self) -> Result<(), EventLogError> {
@@ -129,6 +139,6 @@ impl EventLog for RedbEventLog {
     }
 
     async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
     }
 }

@@ -84,20 +84,26 @@ enum CalcCommand {
     },
 }
 
+/// Why a `--since` value was refused.
+#[derive(Debug, thiserror::Error)]
+enum SinceError {
+    #[error("'{0}' is neither an RFC 3339 time (2026-12-03T08:00:00Z) nor a duration (15m, 2h)")]
+    Unreadable(String),
+    #[error("'{0}' reaches back too far")]
+    TooFar(String),
+}
+
 /// `--since`: an RFC 3339 time, or a duration before now.
-fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
+fn parse_since(text: &str) -> Result<OffsetDateTime, SinceError> {
     if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(at);
     }
-    let ago = humantime::parse_duration(text).map_err(|_| {
-        format!(
-            "'{text}' is neither an RFC 3339 time (2026-12-03T08:00:00Z) nor a duration (15m, 2h)"
-        )
-    })?;
-    let ago = time::Duration::try_from(ago).map_err(|e| e.to_string())?;
+    let ago =
+        humantime::parse_duration(text).map_err(|_| SinceError::Unreadable(text.to_owned()))?;
+    let ago = time::Duration::try_from(ago).map_err(|_| SinceError::TooFar(text.to_owned()))?;
     OffsetDateTime::now_utc()
         .checked_sub(ago)
-        .ok_or_else(|| format!("'{text}' reaches back too far"))
+        .ok_or_else(|| SinceError::TooFar(text.to_owned()))
 }
 
 /// One event as a JSON line, fields in the order `GET /calc/history` gives them.

@@ -13,9 +13,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tonic::{Request, Response, Status};
 
-use crate::calculator::{Calculator, HistoryError};
 use crate::domain::event::{DEFAULT_PAGE, EventQuery, Outcome, StoredEvent};
 use crate::domain::{CalcError, Operation};
+use crate::engine::calculator::{Calculator, HistoryError};
 use crate::ports::EventLogError;
 use crate::proto::v1::calculator_server::{Calculator as CalculatorRpc, CalculatorServer};
 use crate::proto::v1::{
@@ -48,8 +48,8 @@ pub fn history_status(error: HistoryError) -> Status {
     let message = error.to_string();
     match error {
         HistoryError::Disabled => Status::failed_precondition(message),
-        HistoryError::Log(EventLogError::Unavailable(detail)) => {
-            tracing::error!(error = %detail, "calc history read failed");
+        HistoryError::Log(error @ EventLogError::Unavailable(_)) => {
+            tracing::error!(error = %platform::backend::chain(&error), "calc history read failed");
             Status::unavailable(super::http::HISTORY_UNAVAILABLE)
         }
         HistoryError::Log(EventLogError::Corrupt { .. }) => {

@@ -19,9 +19,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::calculator::{Calculator, HistoryError};
 use crate::domain::event::{DEFAULT_PAGE, EventQuery, MAX_PAGE, StoredEvent};
 use crate::domain::{CalcError, Operation};
+use crate::engine::calculator::{Calculator, HistoryError};
 use crate::ports::EventLogError;
 
 /// Largest request body: 10,000 values of up to 20 digits, with commas.
@@ -107,9 +107,15 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        if let ApiError::History(HistoryError::Log(EventLogError::Unavailable(detail))) = &self {
-            // Logged with the request id by the observe layer, never sent.
-            return ErrorResponse::hidden(status, HISTORY_UNAVAILABLE, detail).into_response();
+        if let ApiError::History(HistoryError::Log(error @ EventLogError::Unavailable(_))) = &self {
+            // The chain is logged with the request id by the observe layer,
+            // never sent.
+            return ErrorResponse::hidden(
+                status,
+                HISTORY_UNAVAILABLE,
+                platform::backend::chain(error),
+            )
+            .into_response();
         }
         if let ApiError::Calc(CalcError::Internal(detail)) = &self {
             return ErrorResponse::hidden(status, "calculation failed", detail).into_response();

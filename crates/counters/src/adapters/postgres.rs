@@ -6,6 +6,7 @@
 //! sequence change together or not at all.
 
 use async_trait::async_trait;
+use platform::backend::{BackendError, FailureKind};
 use sqlx::{PgPool, Row};
 
 use crate::domain::{Counter, CounterKey, KeyPrefix, PageLimit};
@@ -15,16 +16,19 @@ pub struct PostgresCounterStore {
     pool: PgPool,
 }
 
-fn store_error(error: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &error
-        && db.code().as_deref() == Some("22003")
-    {
-        // numeric_value_out_of_range: a total would leave bigint.
-        return StoreError::Overflow {
-            key: "(one of the batch)".to_owned(),
-        };
+/// Maps a sqlx error met during `operation` to the port's error.
+fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| {
+        if let sqlx::Error::Database(db) = &error
+            && db.code().as_deref() == Some("22003")
+        {
+            // numeric_value_out_of_range: a total would leave bigint.
+            return StoreError::Overflow {
+                key: "(one of the batch)".to_owned(),
+            };
+        }
+        StoreError::Unavailable(BackendError::postgres(operation, error))
     }
-    StoreError::Unavailable(error.to_string())
 }
 
 /// One round trip per flush. `guard` advances the instance's flushed sequence
@@ -53,9 +57,18 @@ SELECT key, value FROM applied
 impl PostgresCounterStore {
     /// Connects to `url` (a `postgres://` URL) and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "counters")
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let pool =
+            platform::postgres::connect_pool(url, sqlx::migrate!("./migrations"), "counters", 8)
+                .await
+                .map_err(|e| {
+                    let kind = match e {
+                        platform::postgres::ConnectError::Unreachable { .. } => {
+                            FailureKind::Unreachable
+                        }
+                        _ => FailureKind::Rejected,
+                    };
+                    BackendError::new("postgres", "connect", kind, e)
+                })?;
         Ok(Self { pool })
     }
 
@@ -64,17 +77,20 @@ impl PostgresCounterStore {
             .bind(keys)
             .fetch_all(&self.pool)
             .await
-            .map_err(store_error)?;
+            .map_err(failed("totals"))?;
         rows.iter().map(counter).collect()
     }
 }
 
 fn counter(row: &sqlx::postgres::PgRow) -> Result<Counter, StoreError> {
-    let key: String = row.try_get("key").map_err(store_error)?;
+    let key: String = row.try_get("key").map_err(failed("read"))?;
+    let value = row.try_get("value").map_err(failed("read"))?;
     Ok(Counter {
-        key: CounterKey::parse(key, usize::MAX)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-        value: row.try_get("value").map_err(store_error)?,
+        key: CounterKey::parse(key.clone(), usize::MAX).map_err(|e| StoreError::Corrupt {
+            key: key.chars().take(300).collect(),
+            reason: format!("not a counter key: {e}"),
+        })?,
+        value,
     })
 }
 
@@ -85,7 +101,7 @@ impl CounterStore for PostgresCounterStore {
             .bind(key.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(store_error)
+            .map_err(failed("load"))
     }
 
     async fn load_with_flushed(
@@ -102,7 +118,7 @@ impl CounterStore for PostgresCounterStore {
         .bind(instance)
         .fetch_one(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(failed("load"))?;
         Ok((total, flushed.map_or(0, |s| u64::try_from(s).unwrap_or(0))))
     }
 
@@ -114,7 +130,7 @@ impl CounterStore for PostgresCounterStore {
             .collect();
         let deltas: Vec<i64> = batch.deltas.iter().map(|(_, d)| *d).collect();
         let seq = i64::try_from(batch.seq)
-            .map_err(|_| StoreError::Unavailable("sequence out of range".into()))?;
+            .map_err(|e| BackendError::new("postgres", "apply", FailureKind::Rejected, e))?;
         let rows = sqlx::query(APPLY)
             .bind(&batch.instance)
             .bind(seq)
@@ -122,7 +138,7 @@ impl CounterStore for PostgresCounterStore {
             .bind(&deltas)
             .fetch_all(&self.pool)
             .await
-            .map_err(store_error)?;
+            .map_err(failed("apply"))?;
         if rows.is_empty() && !keys.is_empty() {
             // Already applied (a replay after a crash): report the current totals.
             return self.totals(&keys).await;
@@ -136,7 +152,7 @@ impl CounterStore for PostgresCounterStore {
                 .bind(instance)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(store_error)?;
+                .map_err(failed("flushed seq"))?;
         Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
     }
 
@@ -155,7 +171,7 @@ impl CounterStore for PostgresCounterStore {
         .bind(i64::from(limit.get()) + 1)
         .fetch_all(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(failed("page"))?;
         let mut items = rows.iter().map(counter).collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() > limit.as_usize() {
             items.truncate(limit.as_usize());
@@ -175,7 +191,7 @@ impl CounterStore for PostgresCounterStore {
             .execute(&self.pool)
             .await
             .map(|_| ())
-            .map_err(store_error)
+            .map_err(failed("ping"))
     }
 
     async fn close(&self) {

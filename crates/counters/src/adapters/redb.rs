@@ -12,9 +12,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use platform::backend::{BackendError, CloseGate, FailureKind};
 use platform::integrity::{self, CorruptRecord, Progress, ScanReport};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
@@ -54,7 +54,7 @@ impl TotalRecord {
         out
     }
 
-    fn decode(key: &str, bytes: &[u8]) -> Result<Self, String> {
+    fn decode(key: &str, bytes: &[u8]) -> Result<Self, BadRecord> {
         let body = checked(key, bytes, TOTAL_LEN)?;
         Ok(Self {
             total: i64::from_le_bytes(body[1..9].try_into().expect("8 bytes by length check")),
@@ -81,7 +81,7 @@ impl FlushRecord {
         out
     }
 
-    fn decode(instance: &str, bytes: &[u8]) -> Result<u64, String> {
+    fn decode(instance: &str, bytes: &[u8]) -> Result<u64, BadRecord> {
         let body = checked(instance, bytes, FLUSH_LEN)?;
         Ok(u64::from_le_bytes(
             body[1..9].try_into().expect("8 bytes by length check"),
@@ -89,46 +89,77 @@ impl FlushRecord {
     }
 }
 
+/// Why a stored record failed its check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BadRecord {
+    #[error("record is {found} bytes, expected {expected}")]
+    Length { found: usize, expected: usize },
+    #[error("unknown record format {0}")]
+    Format(u8),
+    #[error("checksum mismatch: the record or its key was altered")]
+    Checksum,
+    #[error("key is not a counter key: {0}")]
+    Key(String),
+}
+
 /// The record's bytes when its length, format and checksum hold.
-fn checked<'a>(key: &str, bytes: &'a [u8], len: usize) -> Result<&'a [u8], String> {
+fn checked<'a>(key: &str, bytes: &'a [u8], len: usize) -> Result<&'a [u8], BadRecord> {
     if bytes.len() != len {
-        return Err(format!("record is {} bytes, expected {len}", bytes.len()));
+        return Err(BadRecord::Length {
+            found: bytes.len(),
+            expected: len,
+        });
     }
     if bytes[0] != FORMAT_V1 {
-        return Err(format!("unknown record format {}", bytes[0]));
+        return Err(BadRecord::Format(bytes[0]));
     }
     let (body, sum) = bytes.split_at(len - 4);
     let stored = u32::from_le_bytes(sum.try_into().expect("4 bytes by split"));
     if integrity::checksum(&[key.as_bytes(), body]) != stored {
-        return Err("checksum mismatch: the record or its key was altered".into());
+        return Err(BadRecord::Checksum);
     }
     Ok(body)
 }
 
-fn corrupt(key: &str, reason: String) -> StoreError {
+fn corrupt(key: &str, reason: &BadRecord) -> StoreError {
     StoreError::Corrupt {
         key: key.chars().take(300).collect(),
-        reason,
+        reason: reason.to_string(),
     }
 }
 
 fn read_total(key: &str, bytes: &[u8]) -> Result<i64, StoreError> {
     TotalRecord::decode(key, bytes)
         .map(|r| r.total)
-        .map_err(|reason| corrupt(key, reason))
+        .map_err(|reason| corrupt(key, &reason))
 }
 
 fn read_flushed(instance: &str, bytes: &[u8]) -> Result<u64, StoreError> {
-    FlushRecord::decode(instance, bytes).map_err(|reason| corrupt(instance, reason))
+    FlushRecord::decode(instance, bytes).map_err(|reason| corrupt(instance, &reason))
 }
 
 pub struct RedbCounterStore {
     db: Arc<Database>,
-    closed: AtomicBool,
+    closed: CloseGate,
 }
 
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(error.to_string())
+/// Maps a redb error met during `operation` to the port's error.
+fn failed<E: Into<redb::Error>>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |error| StoreError::Unavailable(BackendError::redb(operation, error))
+}
+
+/// Maps a failure of the platform's file helpers (opening, quarantining).
+fn failed_text<E: Into<platform::backend::BoxError>>(
+    operation: &'static str,
+) -> impl FnOnce(E) -> StoreError {
+    move |text| {
+        StoreError::Unavailable(BackendError::new(
+            "redb",
+            operation,
+            FailureKind::Other,
+            text,
+        ))
+    }
 }
 
 fn now_ms() -> i64 {
@@ -139,22 +170,20 @@ fn now_ms() -> i64 {
 impl RedbCounterStore {
     /// Opens (or creates) the store file; fails if another process holds it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = platform::embedded::create_database(path).map_err(unavailable)?;
-        let txn = db.begin_write().map_err(unavailable)?;
-        txn.open_table(COUNTERS).map_err(unavailable)?;
-        txn.open_table(FLUSHES).map_err(unavailable)?;
-        upgrade(&txn).map_err(unavailable)?;
-        txn.commit().map_err(unavailable)?;
+        let db = platform::embedded::create_database(path).map_err(failed_text("open"))?;
+        let txn = db.begin_write().map_err(failed("open"))?;
+        txn.open_table(COUNTERS).map_err(failed("open"))?;
+        txn.open_table(FLUSHES).map_err(failed("open"))?;
+        upgrade(&txn).map_err(failed("open"))?;
+        txn.commit().map_err(failed("open"))?;
         Ok(Self {
             db: Arc::new(db),
-            closed: AtomicBool::new(false),
+            closed: CloseGate::default(),
         })
     }
 
     fn db(&self) -> Result<&Database, StoreError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(unavailable("store is closed"));
-        }
+        self.closed.check("redb")?;
         Ok(&self.db)
     }
 }
@@ -204,12 +233,15 @@ fn upgrade(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
 }
 
 fn apply_batch(db: &Database, batch: &FlushBatch) -> Result<Vec<Counter>, StoreError> {
-    let txn = db.begin_write().map_err(unavailable)?;
+    let txn = db.begin_write().map_err(failed("apply"))?;
     let mut totals = Vec::with_capacity(batch.deltas.len());
     {
-        let mut counters = txn.open_table(COUNTERS).map_err(unavailable)?;
-        let mut flushes = txn.open_table(FLUSHES).map_err(unavailable)?;
-        let done = match flushes.get(batch.instance.as_str()).map_err(unavailable)? {
+        let mut counters = txn.open_table(COUNTERS).map_err(failed("apply"))?;
+        let mut flushes = txn.open_table(FLUSHES).map_err(failed("apply"))?;
+        let done = match flushes
+            .get(batch.instance.as_str())
+            .map_err(failed("apply"))?
+        {
             Some(v) => read_flushed(&batch.instance, v.value())?,
             None => 0,
         };
@@ -218,7 +250,7 @@ fn apply_batch(db: &Database, batch: &FlushBatch) -> Result<Vec<Counter>, StoreE
         for (key, delta) in &batch.deltas {
             // A corrupt total fails the flush, naming the key: adding to a
             // value that cannot be trusted would make it look trustworthy.
-            let current = match counters.get(key.as_str()).map_err(unavailable)? {
+            let current = match counters.get(key.as_str()).map_err(failed("apply"))? {
                 Some(v) => Some(read_total(key.as_str(), v.value())?),
                 None => None,
             };
@@ -236,7 +268,7 @@ fn apply_batch(db: &Database, batch: &FlushBatch) -> Result<Vec<Counter>, StoreE
                 };
                 counters
                     .insert(key.as_str(), record.encode(key.as_str()).as_slice())
-                    .map_err(unavailable)?;
+                    .map_err(failed("apply"))?;
                 value
             };
             totals.push(Counter {
@@ -248,19 +280,19 @@ fn apply_batch(db: &Database, batch: &FlushBatch) -> Result<Vec<Counter>, StoreE
             let record = FlushRecord::encode(&batch.instance, batch.seq);
             flushes
                 .insert(batch.instance.as_str(), record.as_slice())
-                .map_err(unavailable)?;
+                .map_err(failed("apply"))?;
         }
     }
-    txn.commit().map_err(unavailable)?;
+    txn.commit().map_err(failed("apply"))?;
     Ok(totals)
 }
 
 #[async_trait]
 impl CounterStore for RedbCounterStore {
     async fn load(&self, key: &CounterKey) -> Result<Option<i64>, StoreError> {
-        let txn = self.db()?.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(COUNTERS).map_err(unavailable)?;
-        match table.get(key.as_str()).map_err(unavailable)? {
+        let txn = self.db()?.begin_read().map_err(failed("load"))?;
+        let table = txn.open_table(COUNTERS).map_err(failed("load"))?;
+        match table.get(key.as_str()).map_err(failed("load"))? {
             Some(v) => read_total(key.as_str(), v.value()).map(Some),
             None => Ok(None),
         }
@@ -272,14 +304,14 @@ impl CounterStore for RedbCounterStore {
         instance: &str,
     ) -> Result<(Option<i64>, u64), StoreError> {
         // One read transaction: one snapshot of both tables.
-        let txn = self.db()?.begin_read().map_err(unavailable)?;
-        let counters = txn.open_table(COUNTERS).map_err(unavailable)?;
-        let flushes = txn.open_table(FLUSHES).map_err(unavailable)?;
-        let total = match counters.get(key.as_str()).map_err(unavailable)? {
+        let txn = self.db()?.begin_read().map_err(failed("load"))?;
+        let counters = txn.open_table(COUNTERS).map_err(failed("load"))?;
+        let flushes = txn.open_table(FLUSHES).map_err(failed("load"))?;
+        let total = match counters.get(key.as_str()).map_err(failed("load"))? {
             Some(v) => Some(read_total(key.as_str(), v.value())?),
             None => None,
         };
-        let flushed = match flushes.get(instance).map_err(unavailable)? {
+        let flushed = match flushes.get(instance).map_err(failed("load"))? {
             Some(v) => read_flushed(instance, v.value())?,
             None => 0,
         };
@@ -293,13 +325,13 @@ impl CounterStore for RedbCounterStore {
         // A durable commit fsyncs: off the async workers.
         tokio::task::spawn_blocking(move || apply_batch(&db, &batch))
             .await
-            .map_err(unavailable)?
+            .map_err(|e| BackendError::new("redb", "apply", FailureKind::Other, e))?
     }
 
     async fn flushed_seq(&self, instance: &str) -> Result<u64, StoreError> {
-        let txn = self.db()?.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(FLUSHES).map_err(unavailable)?;
-        match table.get(instance).map_err(unavailable)? {
+        let txn = self.db()?.begin_read().map_err(failed("flushed seq"))?;
+        let table = txn.open_table(FLUSHES).map_err(failed("flushed seq"))?;
+        match table.get(instance).map_err(failed("flushed seq"))? {
             Some(v) => read_flushed(instance, v.value()),
             None => Ok(0),
         }
@@ -311,8 +343,8 @@ impl CounterStore for RedbCounterStore {
         after: Option<&CounterKey>,
         limit: PageLimit,
     ) -> Result<Page, StoreError> {
-        let txn = self.db()?.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(COUNTERS).map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(failed("page"))?;
+        let table = txn.open_table(COUNTERS).map_err(failed("page"))?;
         let start = match after {
             Some(after) if after.as_str() >= prefix.as_str() => after.as_str(),
             _ => prefix.as_str(),
@@ -320,8 +352,8 @@ impl CounterStore for RedbCounterStore {
         let mut items = Vec::new();
         let mut corrupt = Vec::new();
         let mut next = None;
-        for entry in table.range(start..).map_err(unavailable)? {
-            let (key, value) = entry.map_err(unavailable)?;
+        for entry in table.range(start..).map_err(failed("page"))? {
+            let (key, value) = entry.map_err(failed("page"))?;
             let key = key.value();
             if !key.starts_with(prefix.as_str()) {
                 break;
@@ -334,14 +366,15 @@ impl CounterStore for RedbCounterStore {
                 break;
             }
             // A corrupt record is skipped and named, not a failed page.
-            let parsed = CounterKey::parse(key.to_owned(), usize::MAX).map_err(|e| e.to_string());
+            let parsed = CounterKey::parse(key.to_owned(), usize::MAX)
+                .map_err(|e| BadRecord::Key(e.to_string()));
             match parsed.and_then(|k| TotalRecord::decode(key, value.value()).map(|r| (k, r))) {
                 Ok((key, record)) => items.push(Counter {
                     key,
                     value: record.total,
                 }),
                 Err(reason) => {
-                    tracing::error!(key, reason, "skipped a corrupt counter total in a listing");
+                    tracing::error!(key, %reason, "skipped a corrupt counter total in a listing");
                     corrupt.push(key.to_owned());
                 }
             }
@@ -354,11 +387,11 @@ impl CounterStore for RedbCounterStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.db()?.begin_read().map(|_| ()).map_err(unavailable)
+        self.db()?.begin_read().map(|_| ()).map_err(failed("ping"))
     }
 
     async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
     }
 }
 
@@ -366,22 +399,26 @@ impl CounterStore for RedbCounterStore {
 /// `path` (which no server may hold) and checks each; with `quarantine`,
 /// moves the corrupt ones into the `quarantine` table, after which the
 /// service answers 404 for their keys.
-pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<ScanReport, String> {
-    let db = integrity::open_existing(path).map_err(|e| e.to_string())?;
+pub fn verify(
+    path: &Path,
+    quarantine: bool,
+    progress: Progress<'_>,
+) -> Result<ScanReport, StoreError> {
+    let db = integrity::open_existing(path).map_err(failed_text("open"))?;
     let mut report = ScanReport::default();
     let mut bad: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
     {
-        let txn = db.begin_read().map_err(|e| e.to_string())?;
+        let txn = db.begin_read().map_err(failed("verify"))?;
         let names: Vec<String> = txn
             .list_tables()
-            .map_err(|e| e.to_string())?
+            .map_err(failed("verify"))?
             .map(|t| t.name().to_owned())
             .collect();
         let has = |name: &str| names.iter().any(|n| n == name);
         if has(LEGACY_COUNTERS.name()) || has(LEGACY_FLUSHES.name()) {
             // Never started by this release: nothing is checked yet.
-            let legacy = txn.open_table(LEGACY_COUNTERS).map_err(|e| e.to_string())?;
-            report.unchecked = legacy.len().map_err(|e| e.to_string())?;
+            let legacy = txn.open_table(LEGACY_COUNTERS).map_err(failed("verify"))?;
+            report.unchecked = legacy.len().map_err(failed("verify"))?;
         }
         let tables = [
             (COUNTERS, COUNTERS.name(), TOTAL_LEN),
@@ -390,24 +427,24 @@ pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<S
         let mut total = 0;
         for (definition, name, _) in tables {
             if has(name) {
-                let table = txn.open_table(definition).map_err(|e| e.to_string())?;
-                total += table.len().map_err(|e| e.to_string())?;
+                let table = txn.open_table(definition).map_err(failed("verify"))?;
+                total += table.len().map_err(failed("verify"))?;
             }
         }
         for (definition, name, len) in tables {
             if !has(name) {
                 continue;
             }
-            let table = txn.open_table(definition).map_err(|e| e.to_string())?;
-            for entry in table.iter().map_err(|e| e.to_string())? {
-                let (key, value) = entry.map_err(|e| e.to_string())?;
+            let table = txn.open_table(definition).map_err(failed("verify"))?;
+            for entry in table.iter().map_err(failed("verify"))? {
+                let (key, value) = entry.map_err(failed("verify"))?;
                 report.scanned += 1;
                 progress(report.scanned, total);
                 if let Err(problem) = checked(key.value(), value.value(), len) {
                     report.corrupt.push(CorruptRecord {
                         table: name,
                         key: key.value().chars().take(300).collect(),
-                        problem,
+                        problem: problem.to_string(),
                     });
                     bad.push((name, key.value().to_owned(), value.value().to_vec()));
                 }
@@ -415,20 +452,19 @@ pub fn verify(path: &Path, quarantine: bool, progress: Progress<'_>) -> Result<S
         }
     }
     if quarantine && !bad.is_empty() {
-        let txn = db.begin_write().map_err(|e| e.to_string())?;
+        let txn = db.begin_write().map_err(failed("verify"))?;
         for (name, key, stored) in &bad {
-            integrity::quarantine(&txn, name, key, stored)
-                .map_err(|e| platform::backend::chain(&e))?;
+            integrity::quarantine(&txn, name, key, stored).map_err(failed_text("quarantine"))?;
             let definition = if *name == COUNTERS.name() {
                 COUNTERS
             } else {
                 FLUSHES
             };
-            let mut table = txn.open_table(definition).map_err(|e| e.to_string())?;
-            table.remove(key.as_str()).map_err(|e| e.to_string())?;
+            let mut table = txn.open_table(definition).map_err(failed("verify"))?;
+            table.remove(key.as_str()).map_err(failed("verify"))?;
             report.quarantined += 1;
         }
-        txn.commit().map_err(|e| e.to_string())?;
+        txn.commit().map_err(failed("verify"))?;
     }
     Ok(report)
 }
@@ -538,6 +574,7 @@ mod tests {
         assert_eq!(keys, ["a", "c"]);
         assert_eq!(page.corrupt, ["b"]);
         let err = verify(&path, false, &mut |_, _| {}).expect_err("held by the store");
+        let err = platform::backend::chain(&err);
         assert!(err.contains("stop the quintet server"), "{err}");
         drop(store);
 

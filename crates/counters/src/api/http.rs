@@ -17,6 +17,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::domain::{CounterKey, DomainError, KeyPrefix, PageLimit};
 use crate::engine::{Engine, EngineError};
+use crate::metrics::CORRUPT_RECORDS;
 use crate::ports::StoreError;
 
 /// Largest `POST /increment` body: a key of the maximum size, JSON-escaped, and a number.
@@ -80,10 +81,6 @@ pub fn openapi(max_key_bytes: usize) -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// Stored records found corrupt when read (a read answered 500, or a page
-/// skipped one).
-pub const CORRUPT_RECORDS: &str = "quintet_counters_corrupt_records_total";
-
 /// Everything a counters route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -113,16 +110,24 @@ impl IntoResponse for ApiError {
                 EngineError::Store(_)
                 | EngineError::TooManyPending(_)
                 | EngineError::JournalBusy
-                | EngineError::Journal(_),
+                | EngineError::Journal(_)
+                | EngineError::BaseUnreadable,
             ) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if let ApiError::Engine(
-            EngineError::Store(StoreError::Unavailable(_)) | EngineError::Journal(_),
+            EngineError::Store(StoreError::Unavailable(_))
+            | EngineError::Journal(_)
+            | EngineError::BaseUnreadable,
         ) = &self
         {
-            // Logged with the request id by the observe layer, never sent.
-            return ErrorResponse::hidden(status, "counters store unavailable; retry later", &self)
-                .into_response();
+            // The chain is logged with the request id by the observe layer,
+            // never sent.
+            return ErrorResponse::hidden(
+                status,
+                "counters store unavailable; retry later",
+                platform::backend::chain(&self),
+            )
+            .into_response();
         }
         if let ApiError::Engine(EngineError::Store(StoreError::Corrupt { key, reason })) = &self {
             metrics::counter!(CORRUPT_RECORDS).increment(1);

@@ -8,6 +8,7 @@
 //! `Truncate { upto }` deletes those segments.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use platform::journal::Journal;
@@ -46,10 +47,22 @@ impl Record {
     }
 }
 
+/// Why an increment could not be journaled.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    /// Writing or syncing the active segment failed (shared by every append
+    /// of the group that failed with it).
+    #[error("journal append failed")]
+    Append(#[source] Arc<std::io::Error>),
+    /// The journal thread is gone (the engine is stopping).
+    #[error("journal thread stopped")]
+    Stopped,
+}
+
 pub enum Op {
     Append {
         record: Record,
-        ack: oneshot::Sender<Result<(), String>>,
+        ack: oneshot::Sender<Result<(), JournalError>>,
     },
     Rotate {
         upto: u64,
@@ -169,7 +182,7 @@ impl Segments {
     }
 
     /// Makes the buffered appends durable and answers their callers.
-    fn commit(&mut self, appends: &mut Vec<(Record, oneshot::Sender<Result<(), String>>)>) {
+    fn commit(&mut self, appends: &mut Vec<(Record, oneshot::Sender<Result<(), JournalError>>)>) {
         if appends.is_empty() {
             return;
         }
@@ -184,12 +197,12 @@ impl Segments {
         let result = self
             .active
             .append(buffers.iter().map(Vec::as_slice))
-            .map_err(|e| e.to_string());
-        metrics::histogram!("quintet_counters_journal_sync_seconds")
+            .map_err(|e| JournalError::Append(Arc::new(e)));
+        metrics::histogram!(crate::metrics::JOURNAL_SYNC_DURATION)
             .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("quintet_counters_journal_group_size").record(appends.len() as f64);
+        metrics::histogram!(crate::metrics::JOURNAL_GROUP_SIZE).record(appends.len() as f64);
         if let Err(error) = &result {
-            tracing::error!(%error, "counters journal append failed");
+            tracing::error!(error = %platform::backend::chain(error), "counters journal append failed");
         }
         for (_, ack) in appends.drain(..) {
             let _ = ack.send(result.clone());

@@ -22,18 +22,34 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{self, Counter, CounterKey, DomainError, KeyPrefix, PageLimit};
 use crate::ports::{CounterStore, FlushBatch, Page, StoreError};
-use journal::{Op, Record, Segments};
+use journal::{JournalError, Op, Record, Segments};
 
 const SHARDS: usize = 64;
 /// Journal operations waiting for the journal thread; beyond it, 503.
 const JOURNAL_QUEUE: usize = 65_536;
+/// First wait before retrying a failed flush.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between two flush attempts while the store is failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The flusher's waits between attempts while the store fails: 100 ms,
+/// doubling up to 5 s, no jitter, never giving up. A flush retries every
+/// failure, transient or not: the batch holds acknowledged increments, and
+/// giving up on it would lose them.
+fn flush_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::new()
+        .with_min_delay(FIRST_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+}
 
 /// When an increment counts as safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -67,8 +83,12 @@ pub enum EngineError {
     TooManyPending(usize),
     #[error("the journal is not keeping up; retry shortly")]
     JournalBusy,
-    #[error("the journal could not be written: {0}")]
-    Journal(String),
+    #[error("the journal could not be written")]
+    Journal(#[from] JournalError),
+    /// The key's stored total kept changing under the read (evicted between
+    /// reading and using it); worth retrying.
+    #[error("the key's stored total could not be read")]
+    BaseUnreadable,
 }
 
 #[derive(Debug, Default)]
@@ -254,22 +274,18 @@ impl Engine {
             if let Some(outcome) = self.try_increment(&key, delta) {
                 let (total, ack) = outcome?;
                 if let Some(ack) = ack {
-                    ack.await
-                        .map_err(|_| EngineError::Journal("journal thread stopped".into()))?
-                        .map_err(EngineError::Journal)?;
+                    ack.await.map_err(|_| JournalError::Stopped)??;
                 }
                 let dirty = self.dirty_keys.load(Ordering::Relaxed);
-                metrics::gauge!("quintet_counters_pending_keys").set(dirty as f64);
-                metrics::counter!("quintet_counters_increments_total").increment(1);
+                metrics::gauge!(crate::metrics::PENDING_KEYS).set(dirty as f64);
+                metrics::counter!(crate::metrics::INCREMENTS).increment(1);
                 if dirty >= self.config.flush_max_keys {
                     self.flush_now.notify_one();
                 }
                 return Ok(total);
             }
         }
-        Err(EngineError::Store(StoreError::Unavailable(
-            "the key's stored total could not be read".into(),
-        )))
+        Err(EngineError::BaseUnreadable)
     }
 
     /// Sequences and applies one increment in memory; `None` if the key's base is unknown.
@@ -278,7 +294,8 @@ impl Engine {
         &self,
         key: &CounterKey,
         delta: i64,
-    ) -> Option<Result<(i64, Option<oneshot::Receiver<Result<(), String>>>), EngineError>> {
+    ) -> Option<Result<(i64, Option<oneshot::Receiver<Result<(), JournalError>>>), EngineError>>
+    {
         let _cut = self.barrier.read().unwrap_or_else(|p| p.into_inner());
         let mut shard = lock(self.shard(key));
         let entry = shard.entry(key.clone()).or_default();
@@ -468,17 +485,16 @@ impl Engine {
         let started = Instant::now();
         match self.store.apply(&batch).await {
             Ok(totals) => {
-                metrics::histogram!("quintet_counters_flush_seconds")
+                metrics::histogram!(crate::metrics::FLUSH_DURATION)
                     .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("quintet_counters_flush_keys")
-                    .record(batch.deltas.len() as f64);
+                metrics::histogram!(crate::metrics::FLUSH_KEYS).record(batch.deltas.len() as f64);
                 self.settle(&batch, &totals);
-                metrics::gauge!("quintet_counters_pending_keys")
+                metrics::gauge!(crate::metrics::PENDING_KEYS)
                     .set(self.dirty_keys.load(Ordering::Relaxed) as f64);
                 Ok(batch.deltas.len())
             }
             Err(error) => {
-                metrics::counter!("quintet_counters_flush_failures_total").increment(1);
+                metrics::counter!(crate::metrics::FLUSH_FAILURES).increment(1);
                 *retry = Some(batch);
                 Err(error)
             }
@@ -490,10 +506,11 @@ impl Engine {
     /// time when `stop` is cancelled.
     pub async fn run_flusher(self: Arc<Self>, stop: CancellationToken) {
         let mut retry = None;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = flush_backoff();
+        let mut retry_in = FIRST_BACKOFF;
         loop {
             let wait = if retry.is_some() {
-                backoff
+                retry_in
             } else {
                 self.config.flush_interval
             };
@@ -503,10 +520,15 @@ impl Engine {
                 _ = stop.cancelled() => true,
             };
             match self.flush_once(&mut retry).await {
-                Ok(_) => backoff = Duration::from_millis(100),
+                Ok(_) => backoff = flush_backoff(),
                 Err(error) => {
-                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "counters flush failed; will retry");
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    retry_in = backoff.next().unwrap_or(MAX_BACKOFF);
+                    tracing::warn!(
+                        error = %platform::backend::chain(&error),
+                        kind = %error_kind(&error),
+                        retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+                        "counters flush failed; will retry"
+                    );
                 }
             }
             if stopping {
@@ -526,7 +548,7 @@ impl Engine {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!(%error, attempt, "final counters flush failed");
+                    tracing::warn!(error = %platform::backend::chain(&error), attempt, "final counters flush failed");
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
             }
@@ -540,5 +562,15 @@ impl Engine {
             pending_keys = self.dirty_keys.load(Ordering::Relaxed),
             "could not flush every counter before stopping; {kept}"
         );
+    }
+}
+
+/// A store error's kind for the log: the backend's failure kind, or the
+/// domain case.
+fn error_kind(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Unavailable(backend) => backend.kind().as_str(),
+        StoreError::Overflow { .. } => "overflow",
+        StoreError::Corrupt { .. } => "corrupt",
     }
 }

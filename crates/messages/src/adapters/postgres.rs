@@ -6,21 +6,26 @@
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
+use platform::backend::{BackendError, FailureKind};
 use sqlx::{PgPool, Row};
 
 use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMessage};
-use crate::ports::{MessageStore, Page, PutOutcome, StoreError};
+use crate::ports::{Corruption, MessageStore, Page, PutOutcome, StoreError};
 
 pub struct PostgresMessageStore {
     pool: PgPool,
 }
 
-fn store_error(error: sqlx::Error) -> StoreError {
-    match error {
+/// Maps a sqlx error met during `operation` to the port's error: a value
+/// that does not decode is a corrupt record, anything else the backend failing.
+fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| match error {
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(error.to_string()),
-        other => StoreError::Unavailable(other.to_string()),
+        | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(Corruption::new("a messages row", error.to_string()))
+        }
+        other => StoreError::Unavailable(BackendError::postgres(operation, other)),
     }
 }
 
@@ -33,21 +38,37 @@ impl PostgresMessageStore {
         let pool =
             platform::postgres::connect_pool(url, sqlx::migrate!("./migrations"), "messages", 16)
                 .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                .map_err(|e| {
+                    let kind = match e {
+                        platform::postgres::ConnectError::Unreachable { .. } => {
+                            FailureKind::Unreachable
+                        }
+                        _ => FailureKind::Rejected,
+                    };
+                    BackendError::new("postgres", "connect", kind, e)
+                })?;
         Ok(Self { pool })
     }
 }
 
 fn stored(row: &sqlx::postgres::PgRow) -> Result<StoredMessage, StoreError> {
-    let digest: Vec<u8> = row.try_get("digest").map_err(store_error)?;
-    let seq: i64 = row.try_get("seq").map_err(store_error)?;
+    let digest: Vec<u8> = row.try_get("digest").map_err(failed("read"))?;
+    let seq: i64 = row.try_get("seq").map_err(failed("read"))?;
     Ok(StoredMessage {
-        digest: Digest::from_bytes(&digest)
-            .ok_or_else(|| StoreError::Corrupt(format!("a digest of {} bytes", digest.len())))?,
-        body: row.try_get("body").map_err(store_error)?,
-        created_at_ms: row.try_get("created_at_ms").map_err(store_error)?,
-        seq: u64::try_from(seq)
-            .map_err(|_| StoreError::Corrupt(format!("negative sequence {seq}")))?,
+        digest: Digest::from_bytes(&digest).ok_or_else(|| {
+            StoreError::Corrupt(Corruption::new(
+                format!("sequence {seq}"),
+                format!("a digest of {} bytes", digest.len()),
+            ))
+        })?,
+        body: row.try_get("body").map_err(failed("read"))?,
+        created_at_ms: row.try_get("created_at_ms").map_err(failed("read"))?,
+        seq: u64::try_from(seq).map_err(|_| {
+            StoreError::Corrupt(Corruption::new(
+                format!("sequence {seq}"),
+                "a negative sequence",
+            ))
+        })?,
     })
 }
 
@@ -63,7 +84,7 @@ impl MessageStore for PostgresMessageStore {
         .bind(created_at_ms as f64)
         .execute(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(failed("insert message"))?;
         Ok(if result.rows_affected() == 1 {
             PutOutcome::Created
         } else {
@@ -76,7 +97,7 @@ impl MessageStore for PostgresMessageStore {
             .bind(digest.as_bytes().as_slice())
             .fetch_optional(&self.pool)
             .await
-            .map_err(store_error)?;
+            .map_err(failed("get message"))?;
         row.as_ref().map(stored).transpose()
     }
 
@@ -91,7 +112,7 @@ impl MessageStore for PostgresMessageStore {
         let mut items: Vec<StoredMessage> = Vec::new();
         let mut bytes = 0usize;
         let mut next = None;
-        while let Some(row) = rows.try_next().await.map_err(store_error)? {
+        while let Some(row) = rows.try_next().await.map_err(failed("page messages"))? {
             let message = stored(&row)?;
             bytes += message.body.len();
             if items.len() == limit.get() as usize || (!items.is_empty() && bytes > PAGE_MAX_BYTES)
@@ -113,7 +134,7 @@ impl MessageStore for PostgresMessageStore {
             .execute(&self.pool)
             .await
             .map(|_| ())
-            .map_err(store_error)
+            .map_err(failed("ping"))
     }
 
     async fn close(&self) {

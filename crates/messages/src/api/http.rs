@@ -17,18 +17,12 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use crate::config::MessagesConfig;
 use crate::domain::{
     Cursor, Digest, DomainError, IntegrityError, Message, PageLimit, VerifiedMessage,
 };
+use crate::metrics::{CORRUPT_RECORDS, POSTED, STORE_DURATION};
 use crate::ports::{MessageStore, PutOutcome, StoreError};
-
-/// Messages service options.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MessagesConfig {
-    /// Largest message accepted, in bytes of UTF-8 text; larger ones get 413.
-    #[arg(long, env = "QUINTET_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
-    pub max_message_bytes: usize,
-}
 
 #[derive(Clone)]
 struct AppState {
@@ -64,10 +58,6 @@ struct MessagesApi;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     MessagesApi::openapi()
 }
-
-/// Stored records found corrupt when read (a get answered 500, or a page
-/// skipped one).
-pub const CORRUPT_RECORDS: &str = "quintet_messages_corrupt_records_total";
 
 /// Everything a messages route can answer besides success.
 #[derive(Debug, thiserror::Error)]
@@ -124,12 +114,13 @@ impl IntoResponse for ApiError {
                 )
                 .into_response();
             }
-            ApiError::Store(StoreError::Unavailable(detail)) => {
-                // Logged with the request id by the observe layer, never sent.
+            ApiError::Store(error @ StoreError::Unavailable(_)) => {
+                // The chain is logged with the request id by the observe
+                // layer, never sent.
                 return ErrorResponse::hidden(
                     status,
                     "messages store unavailable; retry later",
-                    detail,
+                    platform::backend::chain(error),
                 )
                 .into_response();
             }
@@ -210,8 +201,7 @@ pub struct ListParams {
 }
 
 fn observe(op: &'static str, started: Instant) {
-    metrics::histogram!("quintet_messages_store_duration_seconds", "op" => op)
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!(STORE_DURATION, "op" => op).record(started.elapsed().as_secs_f64());
 }
 
 /// Store a message and get its digest.
@@ -252,7 +242,7 @@ async fn create(
         PutOutcome::Created => "created",
         PutOutcome::AlreadyStored => "already_stored",
     };
-    metrics::counter!("quintet_messages_posted_total", "outcome" => outcome_label).increment(1);
+    metrics::counter!(POSTED, "outcome" => outcome_label).increment(1);
     let mut response = match outcome {
         PutOutcome::Created => (
             StatusCode::CREATED,

@@ -14,11 +14,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use metrics::{counter, gauge, histogram};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::event::CalculationPerformed;
+use crate::metrics::{
+    EVENT_APPEND_DURATION, EVENT_APPEND_FAILURES, EVENT_BUFFER_CAPACITY, EVENT_BUFFER_EVENTS,
+    EVENT_LOG_UP, EVENTS_APPENDED, EVENTS_DROPPED,
+};
 use crate::ports::EventLog;
 
 /// Most events one append carries.
@@ -52,7 +57,7 @@ impl Recorder {
     /// A recorder buffering up to `capacity` events for `log`, and the writer task to run.
     pub fn new(log: Arc<dyn EventLog>, capacity: usize) -> (Self, Writer) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        gauge!("quintet_calc_event_buffer_capacity").set(capacity as f64);
+        gauge!(EVENT_BUFFER_CAPACITY).set(capacity as f64);
         let dropped = Arc::new(AtomicU64::new(0));
         (
             Self {
@@ -89,12 +94,11 @@ impl Recorder {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                counter!("quintet_calc_events_dropped_total", "reason" => "buffer_full")
-                    .increment(1);
+                counter!(EVENTS_DROPPED, "reason" => "buffer_full").increment(1);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                counter!("quintet_calc_events_dropped_total", "reason" => "stopped").increment(1);
+                counter!(EVENTS_DROPPED, "reason" => "stopped").increment(1);
             }
         }
     }
@@ -127,7 +131,7 @@ impl Writer {
                     }
                 }
             }
-            gauge!("quintet_calc_event_buffer_events").set(self.buffer.len() as f64);
+            gauge!(EVENT_BUFFER_EVENTS).set(self.buffer.len() as f64);
             self.write(&batch, engine, &stop).await;
             batch.clear();
         }
@@ -143,11 +147,10 @@ impl Writer {
                 left += batch.len();
             }
         }
-        gauge!("quintet_calc_event_buffer_events").set(0.0);
+        gauge!(EVENT_BUFFER_EVENTS).set(0.0);
         if left > 0 {
             self.dropped.fetch_add(left as u64, Ordering::Relaxed);
-            counter!("quintet_calc_events_dropped_total", "reason" => "shutdown")
-                .increment(left as u64);
+            counter!(EVENTS_DROPPED, "reason" => "shutdown").increment(left as u64);
             tracing::error!(
                 events = left,
                 engine,
@@ -165,30 +168,31 @@ impl Writer {
         engine: &'static str,
         stop: &CancellationToken,
     ) {
-        let mut backoff = FIRST_BACKOFF;
+        // Every failure is retried, whatever its kind: the batch is events
+        // already answered for, and giving up on it would drop them.
+        let mut backoff = append_backoff();
         let mut failing_since: Option<Instant> = None;
         loop {
             if self.append(batch, engine).await {
                 if let Some(since) = failing_since {
                     tracing::info!(engine, down_for = ?since.elapsed(), "event log reachable again");
                 }
-                gauge!("quintet_calc_event_log_up").set(1.0);
+                gauge!(EVENT_LOG_UP).set(1.0);
                 return;
             }
-            gauge!("quintet_calc_event_log_up").set(0.0);
+            gauge!(EVENT_LOG_UP).set(0.0);
             failing_since.get_or_insert_with(Instant::now);
             tokio::select! {
-                _ = tokio::time::sleep(jitter(backoff)) => {}
+                _ = tokio::time::sleep(jitter(backoff.next().unwrap_or(MAX_BACKOFF))) => {}
                 _ = stop.cancelled() => {
                     if !self.write_at_shutdown(batch, engine).await {
                         self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        counter!("quintet_calc_events_dropped_total", "reason" => "shutdown")
+                        counter!(EVENTS_DROPPED, "reason" => "shutdown")
                             .increment(batch.len() as u64);
                     }
                     return;
                 }
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -211,22 +215,32 @@ impl Writer {
     async fn append(&self, batch: &[CalculationPerformed], engine: &'static str) -> bool {
         let started = Instant::now();
         let outcome = self.log.append(batch).await;
-        histogram!("quintet_calc_event_append_seconds", "engine" => engine)
+        histogram!(EVENT_APPEND_DURATION, "engine" => engine)
             .record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(()) => {
-                counter!("quintet_calc_events_appended_total", "engine" => engine)
-                    .increment(batch.len() as u64);
+                counter!(EVENTS_APPENDED, "engine" => engine).increment(batch.len() as u64);
                 true
             }
             Err(error) => {
-                counter!("quintet_calc_event_append_failures_total", "engine" => engine)
-                    .increment(1);
-                tracing::warn!(%error, engine, events = batch.len(), "appending calc events failed; will retry");
+                counter!(EVENT_APPEND_FAILURES, "engine" => engine).increment(1);
+                tracing::warn!(error = %platform::backend::chain(&error), engine, events = batch.len(), "appending calc events failed; will retry");
                 false
             }
         }
     }
+}
+
+/// The waits between failed appends before jitter: 100 ms doubling up to
+/// 5 s, never giving up (shutdown ends the loop). Jitter is [`jitter`]'s
+/// ±25% around each wait.
+fn append_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::new()
+        .with_min_delay(FIRST_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
 }
 
 /// `base` ± up to 25%, so many writers do not retry in step.

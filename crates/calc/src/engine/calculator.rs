@@ -14,8 +14,8 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::domain::event::{CalculationPerformed, EventQuery, Outcome, StoredEvent};
 use crate::domain::{self, CalcError, MAX_VALUES, Operation, primes};
+use crate::engine::recorder::Recorder;
 use crate::ports::{EventLog, EventLogError};
-use crate::recorder::Recorder;
 
 /// The limits the server enforces.
 #[derive(Debug, Clone, Copy)]
@@ -227,7 +227,7 @@ impl Pending {
             Outcome::Result(_) => "ok",
             Outcome::Error { .. } => "error",
         };
-        counter!("quintet_calc_calculations_total", "method" => self.method, "outcome" => label)
+        counter!(crate::metrics::CALCULATIONS, "method" => self.method, "outcome" => label)
             .increment(1);
         self.recorder.record(CalculationPerformed::now(
             self.method,

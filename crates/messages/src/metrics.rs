@@ -1,0 +1,31 @@
+//! Every metric the messages service emits, declared once: its name and,
+//! in [`describe`], its unit and help text.
+
+use ::metrics::{Unit, describe_counter, describe_histogram};
+
+/// Stored records found corrupt when read (a get answered 500, or a page
+/// skipped one).
+pub const CORRUPT_RECORDS: &str = "quintet_messages_corrupt_records_total";
+/// Time one store call took, labelled by `op` (`put`, `get`, `page`).
+pub const STORE_DURATION: &str = "quintet_messages_store_duration_seconds";
+/// Messages posted, labelled by `outcome` (`created`, `already_stored`).
+pub const POSTED: &str = "quintet_messages_posted_total";
+
+/// Describes every metric above to the installed recorder.
+pub fn describe() {
+    describe_counter!(
+        CORRUPT_RECORDS,
+        Unit::Count,
+        "Stored messages found corrupt when read (a get answered 500, or a page skipped one)"
+    );
+    describe_histogram!(
+        STORE_DURATION,
+        Unit::Seconds,
+        "Time one messages store call took, by op"
+    );
+    describe_counter!(
+        POSTED,
+        Unit::Count,
+        "Messages posted, by outcome (created or already_stored)"
+    );
+}
