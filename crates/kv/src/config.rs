@@ -1,21 +1,22 @@
-//! kv's options and the key provider they name: the one place where
-//! `--kv-key-provider` becomes a provider. [`KvConfig::check`] validates
-//! every option that needs no I/O, so `quintet serve` can refuse a mistake
-//! before any store opens.
+//! kv's options and what they name: [`KvConfig::check`] validates every
+//! option that needs no I/O, so `quintet serve` can refuse a mistake before
+//! any store opens. The key provider they name is built in
+//! `adapters::key_provider`.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use crate::adapters::aws::AwsSettings;
-use crate::adapters::aws_kms::AwsKmsProvider;
 use crate::adapters::local_keys::LocalKeyProvider;
-use crate::adapters::rate_limited::RateLimitedProvider;
 use crate::domain;
-use crate::ports::KeyProvider;
 use platform::config::ConfigError;
+
+/// `--kv-kms-rate-limit`'s default.
+const DEFAULT_KMS_RATE_LIMIT: NonZeroU32 = NonZeroU32::new(1000).unwrap();
 
 /// kv service options.
 #[derive(Debug, Clone, clap::Args)]
@@ -122,7 +123,7 @@ pub struct KvConfig {
     /// Most AWS KMS calls per second (GenerateDataKey, Decrypt, Encrypt) from this instance;
     /// past it a call waits up to 1 s, then fails as unavailable (503). KMS's own quota is
     /// shared by every client of the account and region.
-    #[arg(long, env = "QUINTET_KV_KMS_RATE_LIMIT", default_value_t = NonZeroU32::new(1000).expect("nonzero"))]
+    #[arg(long, env = "QUINTET_KV_KMS_RATE_LIMIT", default_value_t = DEFAULT_KMS_RATE_LIMIT)]
     pub kv_kms_rate_limit: NonZeroU32,
 
     /// Master keys for the local provider as comma-separated base64 (32 bytes each; the last
@@ -133,7 +134,7 @@ pub struct KvConfig {
         hide_env_values = true,
         hide = true
     )]
-    pub kv_master_key: Option<String>,
+    pub kv_master_key: Option<SecretString>,
 
     /// Longest a data key is used to encrypt (and kept to decrypt); 0 turns caching off.
     #[arg(long, env = "QUINTET_KV_DEK_MAX_AGE", value_parser = platform::config::parse_duration, default_value = "5m")]
@@ -172,7 +173,7 @@ impl WriteFormat {
 
 /// What `--kv-key-provider` names.
 #[derive(Debug, Clone, PartialEq)]
-enum ProviderSpec {
+pub(crate) enum ProviderSpec {
     /// Master key files in this directory.
     LocalDir(PathBuf),
     /// Master keys from the data dir's `kv-keys` directory.
@@ -239,7 +240,7 @@ impl KvConfig {
         self.spec()?;
         self.master_keys()?;
         domain::Namespace::new(self.kv_namespace.clone())
-            .map_err(|e| ConfigError::new("--kv-namespace", e))?;
+            .map_err(|e| ConfigError::new("--kv-namespace", e.to_string()))?;
         self.tcp_limits()?;
         self.tcp_tls()?;
         self.check_tcp_exposure(tokens_configured)
@@ -308,7 +309,10 @@ impl KvConfig {
                 let burst = NonZeroU32::new(burst).ok_or_else(|| {
                     ConfigError::new("--kv-tcp-rate-limit-burst", "must be greater than zero")
                 })?;
-                Some((NonZeroU32::new(per_second).expect("matched nonzero"), burst))
+                let per_second = NonZeroU32::new(per_second).ok_or_else(|| {
+                    ConfigError::new("--kv-tcp-rate-limit", "must be greater than zero")
+                })?;
+                Some((per_second, burst))
             }
         };
         Ok(Limits {
@@ -332,13 +336,13 @@ impl KvConfig {
         crate::api::tcp_tls::TcpTls::load(cert, key, self.kv_tcp_client_ca.as_deref()).map(Some)
     }
 
-    fn spec(&self) -> Result<ProviderSpec, ConfigError> {
+    pub(crate) fn spec(&self) -> Result<ProviderSpec, ConfigError> {
         ProviderSpec::parse(&self.kv_key_provider)
             .map_err(|e| ConfigError::new("--kv-key-provider", e))
     }
 
     /// The local provider from `QUINTET_KV_MASTER_KEY`, when it is set.
-    fn master_keys(&self) -> Result<Option<LocalKeyProvider>, ConfigError> {
+    pub(crate) fn master_keys(&self) -> Result<Option<LocalKeyProvider>, ConfigError> {
         let Some(keys) = &self.kv_master_key else {
             return Ok(None);
         };
@@ -350,7 +354,7 @@ impl KvConfig {
         }
         LocalKeyProvider::from_env_value(keys)
             .map(Some)
-            .map_err(|e| ConfigError::new("QUINTET_KV_MASTER_KEY", e))
+            .map_err(|e| ConfigError::new("QUINTET_KV_MASTER_KEY", e.to_string()))
     }
 
     /// The directory local master keys are read from, when the provider is
@@ -365,47 +369,7 @@ impl KvConfig {
             ProviderSpec::AwsKms { .. } => None,
         })
     }
-
-    /// The key provider the options name; AWS KMS is checked (`DescribeKey`)
-    /// so a wrong key or unreachable endpoint fails the start.
-    pub(crate) async fn provider(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn KeyProvider>> {
-        let spec = self.spec()?;
-        if let Some(provider) = self.master_keys()? {
-            tracing::info!(
-                source = "QUINTET_KV_MASTER_KEY",
-                "kv key provider: local, master keys from the environment"
-            );
-            return Ok(Arc::new(provider));
-        }
-        let dir = match spec {
-            ProviderSpec::LocalDefault => data_dir.join("kv-keys"),
-            ProviderSpec::LocalDir(dir) => dir,
-            ProviderSpec::AwsKms { key_id, settings } => {
-                let kms = AwsKmsProvider::connect(&settings, &key_id)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("--kv-key-provider: {e}"))?;
-                tracing::info!(key = %key_id, "kv key provider: aws kms");
-                return Ok(Arc::new(RateLimitedProvider::new(
-                    Arc::new(kms),
-                    self.kv_kms_rate_limit,
-                    KMS_MAX_WAIT,
-                )));
-            }
-        };
-        let provider = LocalKeyProvider::open_dir(&dir)
-            .map_err(|e| anyhow::anyhow!("--kv-key-provider: {e}"))?;
-        tracing::info!(
-            source = %dir.display(),
-            "kv key provider: local, master keys from files (they protect data at rest only \
-             where this directory is not copied with it: keep it off the data volume's backups, \
-             or use QUINTET_KV_MASTER_KEY or aws-kms)"
-        );
-        Ok(Arc::new(provider))
-    }
 }
-
-/// How long a KMS call waits for the rate limit before failing.
-const KMS_MAX_WAIT: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -444,6 +408,17 @@ mod tests {
         let mut all = vec!["quintet"];
         all.extend_from_slice(args);
         Cli::try_parse_from(all).expect("test arguments parse").kv
+    }
+
+    #[test]
+    fn debug_shows_no_master_key() {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+        let config = config(&["--kv-master-key", &key]);
+        assert!(config.check(false).is_ok());
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(&key), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
     }
 
     #[test]

@@ -4,21 +4,24 @@
 //! stored beside the value. Served over gRPC, REST (with the seed's REST
 //! twin) and the seed's raw-TCP protobuf protocol.
 //!
-//! Rooms: [`domain`] (keys, records, the envelope crypto; no I/O), [`ports`]
-//! (stores and key providers), [`adapters`] (redb, PostgreSQL and DynamoDB
-//! stores; the local master-key and AWS KMS providers), [`vault`] (sealing
-//! and opening with a bounded data-key cache, rotation) and [`api`] (gRPC,
-//! REST with the seed's REST twin, the seed's raw-TCP protocol, the CLI).
-//! Options and the key provider they name are in `config`; the store is
-//! chosen by the binary (`--kv-store`).
+//! Rooms (as in every service crate, `docs/architecture.md`): `config`
+//! (options and their checks, no I/O), [`domain`] (keys, records, the
+//! envelope crypto; no I/O), [`ports`] (stores and key providers, their
+//! error enums, [`ports::Backends`]), [`adapters`] (redb, PostgreSQL and
+//! DynamoDB stores; the local master-key and AWS KMS providers, the rate
+//! limit in front of KMS, and building the provider the options name),
+//! [`engine`] (the vault: sealing and opening with a bounded data-key cache,
+//! rotation; and the record check `quintet verify` runs), [`api`] (gRPC,
+//! REST with the seed's REST twin, the seed's raw-TCP protocol, the CLI) and
+//! [`metrics`]. The store is chosen by the binary (`--kv-store`).
 
 pub mod adapters;
 pub mod api;
 mod config;
 pub mod domain;
+pub mod engine;
+pub mod metrics;
 pub mod ports;
-pub mod vault;
-pub mod verify;
 
 /// Generated protobuf types: quintet's gRPC API and the seed's TCP envelope.
 pub mod proto {
@@ -35,23 +38,24 @@ pub mod proto {
     }
 }
 
-use std::path::Path;
 use std::sync::Arc;
 
 pub use config::{KvConfig, WriteFormat};
 use domain::Namespace;
-use vault::{CacheLimits, Vault};
+use engine::vault::{CacheLimits, Vault};
 
 /// Builds the service the platform mounts: REST routes, the seed's TCP
 /// listener (bound here, so a taken port fails the start), readiness.
 pub async fn service(
-    store: Arc<dyn ports::KvStore>,
-    data_dir: &Path,
     config: KvConfig,
+    backends: ports::Backends,
+    ctx: &platform::service::Context,
 ) -> anyhow::Result<platform::Service> {
+    metrics::describe();
+    let store = backends.store;
     let namespace = Namespace::new(config.kv_namespace.clone())
         .map_err(|e| anyhow::anyhow!("--kv-namespace: {e}"))?;
-    let provider = config.provider(data_dir).await?;
+    let provider = adapters::key_provider::build(&config, &ctx.data_dir).await?;
     let vault = Arc::new(
         Vault::new(
             store.clone(),

@@ -7,10 +7,10 @@ use std::time::Duration;
 use kv::adapters::local_keys::LocalKeyProvider;
 use kv::adapters::redb::RedbKvStore;
 use kv::domain::Namespace;
+use kv::engine::vault::{CacheLimits, Vault};
 use kv::proto::seed::{
     Data, GetRequest, ReqEnvelope, SetRequest, get_response, req_envelope, set_response,
 };
-use kv::vault::{CacheLimits, Vault};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -132,11 +132,13 @@ fn verify_kv(
     args: &VerifyArgs,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ScanReport, String> {
-    let mut checker = kv::verify::RecordChecker::new(&args.kv, &args.data_dir)?;
-    let mut scan = |quarantine: bool, checker: &mut kv::verify::RecordChecker| {
+    let mut checker = kv::engine::verify::RecordChecker::new(&args.kv, &args.data_dir)
+        .map_err(|e| e.to_string())?;
+    let mut scan = |quarantine: bool, checker: &mut kv::engine::verify::RecordChecker| {
         kv::adapters::redb::verify(path, quarantine, &mut *progress, &mut |key, record| {
             checker.check(key, record)
         })
+        .map_err(|e| e.to_string())
     };
     let report = scan(false, &mut checker)?;
     if let Some(failure) = checker.failure() {

@@ -40,7 +40,6 @@
 //! `Scan`) are strongly consistent, so a listing sees every acknowledged write.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -50,14 +49,18 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use platform::aws::dynamodb::{KeyedTable, describe_table, open_table};
+use platform::backend::{BackendError, CloseGate, FailureKind};
 
-use super::aws::{AwsSettings, describe_error};
+use super::aws::AwsSettings;
 use crate::domain::record::{NONCE_LEN, TAG_LEN};
 use crate::domain::{
     Entry, KeyPrefix, KvKey, Page, PageLimit, RecordFormat, SealedRecord, SeedKeyReading,
     WrappedKey, encode_seed_key, seed_key_readings,
 };
 use crate::ports::{KvStore, StoreError};
+
+/// The engine name in errors.
+const ENGINE: &str = "dynamodb";
 
 /// The seed's table name.
 pub const DEFAULT_TABLE: &str = "key_value_table";
@@ -96,7 +99,7 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoKvStore {
     client: Client,
     table: String,
-    closed: AtomicBool,
+    closed: CloseGate,
 }
 
 impl std::fmt::Debug for DynamoKvStore {
@@ -123,11 +126,11 @@ impl DynamoKvStore {
         };
         let client = open_table(settings, &spec, create_if_missing)
             .await
-            .map_err(StoreError::Unavailable)?;
+            .map_err(|e| BackendError::new(ENGINE, "connect", FailureKind::Other, e))?;
         Ok(Self {
             client,
             table: table.to_owned(),
-            closed: AtomicBool::new(false),
+            closed: CloseGate::default(),
         })
     }
 
@@ -137,25 +140,15 @@ impl DynamoKvStore {
     }
 
     fn ensure_open(&self) -> Result<(), StoreError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(StoreError::Unavailable(format!(
-                "dynamodb store for table '{}' is closed",
-                self.table
-            )));
-        }
-        Ok(())
+        Ok(self.closed.check(ENGINE)?)
     }
 
-    fn unavailable<E, R>(&self, operation: &str, error: &SdkError<E, R>) -> StoreError
+    fn unavailable<E, R>(&self, operation: &'static str, error: SdkError<E, R>) -> StoreError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
-        StoreError::Unavailable(format!(
-            "dynamodb table '{}': {}",
-            self.table,
-            describe_error(operation, error)
-        ))
+        StoreError::Unavailable(BackendError::aws(ENGINE, operation, error))
     }
 
     /// `true` if the update happened, `false` if its condition failed.
@@ -190,19 +183,19 @@ impl DynamoKvStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.unavailable("GetItem", &e))?;
+            .map_err(|e| self.unavailable("GetItem", e))?;
         Ok(out.item.filter(|item| !item.is_empty()))
     }
 
     /// `true` if a conditional write happened, `false` if its condition failed.
     fn applied<T, E, R>(
         &self,
-        operation: &str,
+        operation: &'static str,
         result: Result<T, SdkError<E, R>>,
     ) -> Result<bool, StoreError>
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
         match result {
             Ok(_) => Ok(true),
@@ -212,7 +205,7 @@ impl DynamoKvStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(self.unavailable(operation, &e)),
+            Err(e) => Err(self.unavailable(operation, e)),
         }
     }
 }
@@ -452,7 +445,7 @@ impl KvStore for DynamoKvStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| self.unavailable("PutItem", &e))?;
+            .map_err(|e| self.unavailable("PutItem", e))?;
         Ok(())
     }
 
@@ -474,7 +467,7 @@ impl KvStore for DynamoKvStore {
             .return_values(ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|e| self.unavailable("DeleteItem", &e))?;
+            .map_err(|e| self.unavailable("DeleteItem", e))?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
@@ -520,7 +513,7 @@ impl KvStore for DynamoKvStore {
             let out = request
                 .send()
                 .await
-                .map_err(|e| self.unavailable("Scan", &e))?;
+                .map_err(|e| self.unavailable("Scan", e))?;
             let items = out.items.unwrap_or_default();
             let count = items.len();
             let mut stopped_early = false;
@@ -598,7 +591,7 @@ impl KvStore for DynamoKvStore {
             ])))
             .send()
             .await
-            .map_err(|e| self.unavailable("GetItem", &e))?;
+            .map_err(|e| self.unavailable("GetItem", e))?;
         let Some(item) = out.item.filter(|i| !i.is_empty()) else {
             return Ok(false);
         };
@@ -700,11 +693,11 @@ impl KvStore for DynamoKvStore {
         describe_table(&self.client, &self.table)
             .await
             .map(|_| ())
-            .map_err(|e| self.unavailable("DescribeTable", &e))
+            .map_err(|e| self.unavailable("DescribeTable", e))
     }
 
     async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
     }
 }
 

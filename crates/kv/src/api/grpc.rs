@@ -6,12 +6,12 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{KeyPrefix, KvKey, PageLimit};
+use crate::engine::vault::{KvError, Vault};
 use crate::proto::v1::key_value_server::{KeyValue, KeyValueServer};
 use crate::proto::v1::{
     DeleteRequest, DeleteResponse, Entry, GetRequest, GetResponse, ListRequest, ListResponse,
     SetRequest, SetResponse,
 };
-use crate::vault::{KvError, Vault};
 
 /// Room for the protobuf framing around a value of the largest size.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
@@ -20,16 +20,16 @@ const MESSAGE_OVERHEAD: usize = 64 * 1024;
 pub fn status(error: &KvError) -> Status {
     let message = error.to_string();
     match error {
-        KvError::InvalidArgument(_) => Status::invalid_argument(message),
-        KvError::Unsupported(_) => Status::failed_precondition(message),
+        KvError::InvalidKey(_) => Status::invalid_argument(message),
+        KvError::SeedLayoutUnsupported => Status::failed_precondition(message),
         KvError::NotFound(_) => Status::not_found(message),
         KvError::TooLarge { .. } => Status::resource_exhausted(message),
-        KvError::Unavailable(detail) => {
-            tracing::error!(error = %detail, "kv rpc failed");
+        KvError::Store(_) | KvError::Provider(_) | KvError::Seal(_) => {
+            tracing::error!(error = %platform::backend::chain(error), "kv rpc failed");
             Status::unavailable(super::http::UNAVAILABLE)
         }
         KvError::Integrity { .. } => {
-            metrics::counter!(crate::vault::CORRUPT_RECORDS).increment(1);
+            metrics::counter!(crate::metrics::CORRUPT_RECORDS).increment(1);
             tracing::error!(error = %message, "kv rpc failed");
             Status::data_loss(format!("{message}; {}", platform::integrity::VERIFY_HINT))
         }

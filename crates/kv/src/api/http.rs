@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::domain::{KeyPrefix, KvKey, PageLimit, RecordFormat};
-use crate::vault::{KvError, RotateReport, Vault};
+use crate::engine::vault::{KvError, RotateReport, Vault};
 
 pub fn router(vault: Arc<Vault>) -> Router {
     let body_limit = body_limit(vault.max_value_bytes());
@@ -64,14 +64,18 @@ pub enum ApiError {
 /// cause is logged with the request id.
 pub const UNAVAILABLE: &str = "kv store or key provider unavailable; retry later";
 
-/// The HTTP status of each kv error.
+/// The HTTP status of each kv error: every failure behind the service
+/// (store, key provider, its rate limit, sealing) is a 503 with
+/// `Retry-After`, whatever its kind.
 pub fn status(error: &KvError) -> StatusCode {
     match error {
-        KvError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-        KvError::Unsupported(_) => StatusCode::CONFLICT,
+        KvError::InvalidKey(_) => StatusCode::BAD_REQUEST,
+        KvError::SeedLayoutUnsupported => StatusCode::CONFLICT,
         KvError::NotFound(_) => StatusCode::NOT_FOUND,
         KvError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        KvError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        KvError::Store(_) | KvError::Provider(_) | KvError::Seal(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         KvError::Integrity { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -83,12 +87,15 @@ impl IntoResponse for ApiError {
             ApiError::Body(e) => e.status,
             ApiError::Kv(e) => status(e),
         };
-        if let ApiError::Kv(KvError::Unavailable(detail)) = &self {
+        if let ApiError::Kv(error) = &self
+            && error.is_unavailable()
+        {
             // Logged with the request id by the observe layer, never sent.
+            let detail = platform::backend::chain(error);
             return ErrorResponse::hidden(status, UNAVAILABLE, detail).into_response();
         }
         if let ApiError::Kv(KvError::Integrity { key, reason }) = &self {
-            metrics::counter!(crate::vault::CORRUPT_RECORDS).increment(1);
+            metrics::counter!(crate::metrics::CORRUPT_RECORDS).increment(1);
             tracing::error!(
                 key,
                 reason,
@@ -215,7 +222,8 @@ async fn list(
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let page = vault.list(&prefix, after.as_ref(), limit).await?;
     if !page.corrupt.is_empty() {
-        metrics::counter!(crate::vault::CORRUPT_RECORDS).increment(page.corrupt.len() as u64);
+        metrics::counter!(crate::metrics::CORRUPT_RECORDS)
+            .increment(u64::try_from(page.corrupt.len()).unwrap_or(u64::MAX));
     }
     Ok(Json(PageBody {
         items: page
@@ -336,20 +344,22 @@ async fn rotate(
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let convert = match query.convert.as_deref() {
         None => None,
-        Some(name) => Some(parse_format(name).map_err(ApiError::BadRequest)?),
+        Some(name) => Some(parse_format(name).map_err(|e| ApiError::BadRequest(e.to_string()))?),
     };
     Ok(Json(vault.rotate(convert).await?))
 }
 
+/// A layout name that is neither `quintet` nor `seed` (its first 40 characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("convert must be quintet or seed, not '{0}'")]
+pub struct UnknownFormat(pub String);
+
 /// A layout by name (`quintet` or `seed`), as `convert` and `--kv-write-format` spell it.
-pub fn parse_format(name: &str) -> Result<RecordFormat, String> {
+pub fn parse_format(name: &str) -> Result<RecordFormat, UnknownFormat> {
     match name {
         "quintet" => Ok(RecordFormat::V1),
         "seed" => Ok(RecordFormat::SeedLegacy),
-        other => Err(format!(
-            "convert must be quintet or seed, not '{}'",
-            other.chars().take(40).collect::<String>()
-        )),
+        other => Err(UnknownFormat(other.chars().take(40).collect())),
     }
 }
 

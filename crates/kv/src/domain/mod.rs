@@ -28,6 +28,25 @@ pub enum KeyError {
     /// with one would not be the same key everywhere.
     #[error("key contains a NUL byte (\\0), which keys may not contain")]
     Nul,
+    /// Raw bytes given as a key are not UTF-8.
+    #[error("key is not valid UTF-8")]
+    NotUtf8,
+}
+
+/// Why a namespace was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("namespace must be 1..=128 bytes without NUL")]
+pub struct NamespaceError;
+
+/// Why a record is not authentic under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordProblem {
+    /// No master key of the provider opens its data key.
+    #[error("its data key opens under no master key of the provider (altered wrapped key)")]
+    WrappedKey,
+    /// Its value fails authentication under its key.
+    #[error("its value fails authentication under this key (altered, or moved from another key)")]
+    Value,
 }
 
 /// A key: 1..=1024 bytes of UTF-8 without NUL.
@@ -46,9 +65,9 @@ impl KvKey {
     }
 
     /// Like [`KvKey::new`] from raw bytes, refusing invalid UTF-8.
-    pub fn from_utf8(bytes: Vec<u8>) -> Result<Self, String> {
-        let key = String::from_utf8(bytes).map_err(|_| "key is not valid UTF-8".to_owned())?;
-        Self::new(key).map_err(|e| e.to_string())
+    pub fn from_utf8(bytes: Vec<u8>) -> Result<Self, KeyError> {
+        let key = String::from_utf8(bytes).map_err(|_| KeyError::NotUtf8)?;
+        Self::new(key)
     }
 
     pub fn as_str(&self) -> &str {
@@ -101,10 +120,10 @@ impl KeyPrefix {
 pub struct Namespace(String);
 
 impl Namespace {
-    pub fn new(name: impl Into<String>) -> Result<Self, String> {
+    pub fn new(name: impl Into<String>) -> Result<Self, NamespaceError> {
         let name = name.into();
         if name.is_empty() || name.len() > 128 || name.contains('\0') {
-            return Err("namespace must be 1..=128 bytes without NUL".into());
+            return Err(NamespaceError);
         }
         Ok(Self(name))
     }
