@@ -184,33 +184,46 @@ pub(crate) enum ProviderSpec {
     },
 }
 
+/// Why `--kv-key-provider` names no provider.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ProviderSpecError {
+    /// Not a provider kv knows (its first 40 characters).
+    #[error("unknown provider '{0}'; use local, local:///dir or aws-kms://<key id or alias/name>")]
+    Unknown(String),
+    /// `local://` without a directory.
+    #[error("local:// needs a directory: local:///var/lib/quintet/keys")]
+    NoDirectory,
+    /// `aws-kms://` without a key.
+    #[error("aws-kms:// needs a key: aws-kms://alias/name or aws-kms://<key id or ARN>")]
+    NoKey,
+    /// The AWS parameters after `?` are wrong.
+    #[error("{0}")]
+    Settings(String),
+}
+
 impl ProviderSpec {
-    fn parse(text: &str) -> Result<Self, String> {
-        let unknown = || {
-            format!(
-                "unknown provider '{}'; use local, local:///dir or aws-kms://<key id or alias/name>",
-                text.chars().take(40).collect::<String>()
-            )
-        };
+    /// Parses `--kv-key-provider`. Not with `url`: a key ARN
+    /// (`arn:aws:kms:…:key/…`) is no URL authority, so the query is split
+    /// off at its `?` and the key id is taken as written.
+    fn parse(text: &str) -> Result<Self, ProviderSpecError> {
         if text == "local" {
             return Ok(Self::LocalDefault);
         }
         if let Some(dir) = text.strip_prefix("local://") {
             return match dir {
-                "" => Err("local:// needs a directory: local:///var/lib/quintet/keys".into()),
+                "" => Err(ProviderSpecError::NoDirectory),
                 dir => Ok(Self::LocalDir(dir.into())),
             };
         }
         let Some(rest) = text.strip_prefix("aws-kms://") else {
-            return Err(unknown());
+            return Err(ProviderSpecError::Unknown(text.chars().take(40).collect()));
         };
         let (key_id, query) = rest.split_once('?').unwrap_or((rest, ""));
         if key_id.is_empty() {
-            return Err(
-                "aws-kms:// needs a key: aws-kms://alias/name or aws-kms://<key id or ARN>".into(),
-            );
+            return Err(ProviderSpecError::NoKey);
         }
-        let (settings, _) = AwsSettings::from_query(query, &[])?;
+        let (settings, _) =
+            AwsSettings::from_query(query, &[]).map_err(ProviderSpecError::Settings)?;
         Ok(Self::AwsKms {
             key_id: key_id.to_owned(),
             settings,
@@ -218,15 +231,20 @@ impl ProviderSpec {
     }
 }
 
+/// A `--kv-tcp-allow` value that is neither a network nor an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is neither a CIDR (10.0.0.0/8, fd00::/8) nor an IP address")]
+pub struct NotANetwork(String);
+
 /// `--kv-tcp-allow`'s values: a CIDR, or one address (a /32 or /128).
-fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+fn parse_network(text: &str) -> Result<ipnet::IpNet, NotANetwork> {
     let text = text.trim();
     if let Ok(net) = text.parse::<ipnet::IpNet>() {
         return Ok(net.trunc());
     }
     text.parse::<std::net::IpAddr>()
         .map(ipnet::IpNet::from)
-        .map_err(|_| format!("'{text}' is neither a CIDR (10.0.0.0/8, fd00::/8) nor an IP address"))
+        .map_err(|_| NotANetwork(text.to_owned()))
 }
 
 impl KvConfig {
@@ -338,7 +356,7 @@ impl KvConfig {
 
     pub(crate) fn spec(&self) -> Result<ProviderSpec, ConfigError> {
         ProviderSpec::parse(&self.kv_key_provider)
-            .map_err(|e| ConfigError::new("--kv-key-provider", e))
+            .map_err(|e| ConfigError::new("--kv-key-provider", e.to_string()))
     }
 
     /// The local provider from `QUINTET_KV_MASTER_KEY`, when it is set.
@@ -392,9 +410,15 @@ mod tests {
         assert!(ProviderSpec::parse("aws-kms://").is_err());
         assert!(ProviderSpec::parse("local://").is_err());
         let err = ProviderSpec::parse("vault://x").expect_err("unknown");
-        assert!(err.contains("unknown provider 'vault://x'"), "{err}");
+        assert!(
+            err.to_string().contains("unknown provider 'vault://x'"),
+            "{err}"
+        );
         let err = ProviderSpec::parse("aws-kms://alias/x?token=1").expect_err("unknown param");
-        assert!(err.contains("unknown parameter 'token'"), "{err}");
+        assert!(
+            err.to_string().contains("unknown parameter 'token'"),
+            "{err}"
+        );
     }
 
     #[derive(clap::Parser)]
@@ -519,7 +543,7 @@ mod tests {
             Ok("::1/128".to_owned())
         );
         let err = parse_network("10.0.0.0/33").expect_err("bad prefix");
-        assert!(err.contains("neither a CIDR"), "{err}");
+        assert!(err.to_string().contains("neither a CIDR"), "{err}");
         let allow = config(&["--kv-tcp-allow", "10.0.0.0/8,127.0.0.1"]).kv_tcp_allow;
         assert_eq!(allow.len(), 2);
     }

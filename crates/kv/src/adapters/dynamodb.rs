@@ -282,15 +282,24 @@ fn item_of(key: &KvKey, record: &SealedRecord) -> Item {
     item
 }
 
+/// What is wrong with a stored attribute that should hold bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum AttributeProblem {
+    #[error("is neither binary nor a base64 string")]
+    NeitherBinaryNorString,
+    #[error("is a string but not base64")]
+    NotBase64,
+}
+
 /// The readings of a seed item's stored `data_key`, most likely first.
-fn data_key_readings(value: &AttributeValue) -> Result<Vec<SeedKeyReading>, String> {
+fn data_key_readings(value: &AttributeValue) -> Result<Vec<SeedKeyReading>, AttributeProblem> {
     let readings = match value {
         AttributeValue::B(blob) => seed_key_readings(blob.as_ref(), 0),
         AttributeValue::S(text) => seed_key_readings(text.as_bytes(), 1),
-        _ => return Err("is neither binary nor a base64 string".to_owned()),
+        _ => return Err(AttributeProblem::NeitherBinaryNorString),
     };
     if readings.is_empty() {
-        return Err("is a string but not base64".to_owned());
+        return Err(AttributeProblem::NotBase64);
     }
     Ok(readings)
 }
@@ -320,7 +329,7 @@ fn sized_item(key: &KvKey, record: &SealedRecord) -> Result<Item, StoreError> {
 }
 
 /// Bytes from a B attribute, or from an S attribute holding base64 (seed values).
-fn bytes_or_base64(value: &AttributeValue) -> Result<Vec<u8>, String> {
+fn bytes_or_base64(value: &AttributeValue) -> Result<Vec<u8>, AttributeProblem> {
     match value {
         AttributeValue::B(blob) => Ok(blob.as_ref().to_vec()),
         AttributeValue::S(text) => {
@@ -328,9 +337,9 @@ fn bytes_or_base64(value: &AttributeValue) -> Result<Vec<u8>, String> {
             SEED_BASE64
                 .decode(text)
                 .or_else(|_| SEED_BASE64_URL.decode(text))
-                .map_err(|_| "is a string but not base64".to_owned())
+                .map_err(|_| AttributeProblem::NotBase64)
         }
-        _ => Err("is neither binary nor a base64 string".to_owned()),
+        _ => Err(AttributeProblem::NeitherBinaryNorString),
     }
 }
 
