@@ -106,21 +106,21 @@ pub struct KvConfig {
     pub kv_namespace: String,
 
     /// The key provider: `local` (master keys in <data-dir>/kv-keys, created on first start,
-    /// or from QUINTET_KV_MASTER_KEY), `local:///some/dir`, or AWS KMS:
+    /// or from `QUINTET_KV_MASTER_KEY`), `local:///some/dir`, or AWS KMS:
     /// `aws-kms://<key id, key ARN or alias/name>[?region=…&endpoint=…&max_attempts=…]`
     /// (credentials from the AWS SDK's standard chain).
     #[arg(long, env = "QUINTET_KV_KEY_PROVIDER", default_value = "local")]
     pub kv_key_provider: String,
 
     /// The layout new records are written in: `quintet` (namespace and key bound into each
-    /// record as associated data) or `seed`, the original services' DynamoDB layout (value S =
-    /// base64(iv ‖ tag ‖ ciphertext), data_key B = base64 of the KMS blob), which they can read
-    /// during a rolling migration but which binds no associated data. `seed` needs a DynamoDB
+    /// record as associated data) or `seed`, the original services' `DynamoDB` layout (value S =
+    /// base64(iv ‖ tag ‖ ciphertext), `data_key` B = base64 of the KMS blob), which they can read
+    /// during a rolling migration but which binds no associated data. `seed` needs a `DynamoDB`
     /// store (--kv-store dynamodb://…).
     #[arg(long, env = "QUINTET_KV_WRITE_FORMAT", value_enum, default_value_t = WriteFormat::Quintet)]
     pub kv_write_format: WriteFormat,
 
-    /// Most AWS KMS calls per second (GenerateDataKey, Decrypt, Encrypt) from this instance;
+    /// Most AWS KMS calls per second (`GenerateDataKey`, Decrypt, Encrypt) from this instance;
     /// past it a call waits up to 1 s, then fails as unavailable (503). KMS's own quota is
     /// shared by every client of the account and region.
     #[arg(long, env = "QUINTET_KV_KMS_RATE_LIMIT", default_value_t = DEFAULT_KMS_RATE_LIMIT)]
@@ -158,11 +158,12 @@ pub struct KvConfig {
 pub enum WriteFormat {
     /// quintet's own layout, with associated data.
     Quintet,
-    /// The original services' DynamoDB layout (PHP twin), without associated data.
+    /// The original services' `DynamoDB` layout (PHP twin), without associated data.
     Seed,
 }
 
 impl WriteFormat {
+    /// The record layout this option names.
     pub fn record_format(self) -> domain::RecordFormat {
         match self {
             WriteFormat::Quintet => domain::RecordFormat::V1,
@@ -234,7 +235,7 @@ impl ProviderSpec {
 /// A `--kv-tcp-allow` value that is neither a network nor an address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{0}' is neither a CIDR (10.0.0.0/8, fd00::/8) nor an IP address")]
-pub struct NotANetwork(String);
+pub(crate) struct NotANetwork(String);
 
 /// `--kv-tcp-allow`'s values: a CIDR, or one address (a /32 or /128).
 fn parse_network(text: &str) -> Result<ipnet::IpNet, NotANetwork> {
@@ -289,6 +290,8 @@ impl KvConfig {
 
     /// The raw-TCP port's bounds, checked.
     pub(crate) fn tcp_limits(&self) -> Result<crate::api::seed_tcp::Limits, ConfigError> {
+        // Permits of a tokio semaphore are counted in a usize with 3 bits spare.
+        const MAX_BUDGET: usize = usize::MAX >> 4;
         use crate::api::seed_tcp::{Limits, REQUEST_OVERHEAD};
         let max_request = self.kv_max_value_bytes.saturating_add(REQUEST_OVERHEAD);
         if self.kv_tcp_max_connections == 0 {
@@ -306,8 +309,6 @@ impl KvConfig {
                 return Err(ConfigError::new(option, "must be greater than zero"));
             }
         }
-        // Permits of a tokio semaphore are counted in a usize with 3 bits spare.
-        const MAX_BUDGET: usize = usize::MAX >> 4;
         if self.kv_tcp_buffer_bytes < max_request || self.kv_tcp_buffer_bytes > MAX_BUDGET {
             return Err(ConfigError::new(
                 "--kv-tcp-buffer-bytes",

@@ -54,7 +54,7 @@ pub trait KvStore: Send + Sync + 'static {
     async fn delete(&self, key: &KvKey) -> Result<bool, StoreError>;
 
     /// Keys starting with `prefix` after `after`, with their plaintext sizes.
-    /// Ordered by key, except in stores that cannot (DynamoDB lists in table
+    /// Ordered by key, except in stores that cannot (`DynamoDB` lists in table
     /// order); `next` is always the last key of the page when more may follow.
     async fn page(
         &self,
@@ -88,7 +88,7 @@ pub trait KvStore: Send + Sync + 'static {
         Err(StoreError::LayoutNotKept)
     }
 
-    /// Whether this store keeps records in the seed's layout (DynamoDB, the
+    /// Whether this store keeps records in the seed's layout (`DynamoDB`, the
     /// original services' table) as well as quintet's.
     fn keeps_seed_layout(&self) -> bool {
         false
@@ -192,7 +192,7 @@ pub struct StoreReadiness(pub Arc<dyn KvStore>);
 
 #[async_trait]
 impl platform::health::ReadinessCheck for StoreReadiness {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "kv-store"
     }
 

@@ -1,6 +1,8 @@
-//! The DynamoDB store and the AWS KMS provider against a real moto server
+//! The `DynamoDB` store and the AWS KMS provider against a real moto server
 //! (one per test process, see `testkit::moto`). Nothing is mocked: each test
 //! makes its own table and KMS keys, so they run in parallel.
+// A failed expectation is the test failing: tests may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -48,7 +48,7 @@ pub enum KmsAnswerError {
     /// The configured key is disabled.
     #[error("kms key {0} is disabled")]
     Disabled(String),
-    /// GenerateDataKey returned something that is not a data key.
+    /// `GenerateDataKey` returned something that is not a data key.
     #[error("returned a bad key: {0}")]
     BadKey(crate::domain::EnvelopeError),
 }
@@ -59,7 +59,7 @@ fn bad_answer(operation: &'static str, error: KmsAnswerError) -> ProviderError {
 }
 
 /// How long the resolved ARN of the configured key is reused.
-pub const KEY_ID_TTL: Duration = Duration::from_secs(60);
+pub const KEY_ID_TTL: Duration = Duration::from_mins(1);
 
 /// `Decrypt` error codes meaning "this blob will never unwrap here": altered,
 /// wrapped under another key, or under a key that does not exist or that we

@@ -1,4 +1,4 @@
-//! DynamoDB kv store (aws-sdk-dynamodb) on the seed's table shape: table
+//! `DynamoDB` kv store (aws-sdk-dynamodb) on the seed's table shape: table
 //! `key_value_table` by default, partition key `key` (S), no sort key, so an
 //! existing seed table is used as it is. Not here: the key provider (see
 //! [`super::aws_kms`]), SDK set-up (see [`super::aws`]) and opening the table
@@ -24,13 +24,13 @@
 //! PHP twin's layout: `value` S = base64(iv ‖ tag ‖ ciphertext), `data_key`
 //! B = the base64 text of the blob, plus `key_id` and `size`.
 //!
-//! Item size: DynamoDB refuses items over 400 KB (409,600 bytes, counted as
+//! Item size: `DynamoDB` refuses items over 400 KB (409,600 bytes, counted as
 //! the UTF-8 lengths of attribute names plus the sizes of their values).
 //! `put` computes that size itself, counting numbers as their decimal length
-//! plus one (more than DynamoDB counts), and refuses anything over
+//! plus one (more than `DynamoDB` counts), and refuses anything over
 //! [`MAX_ITEM_BYTES`] = 400,000 bytes with `StoreError::TooLarge` before
-//! calling DynamoDB. The margin below 409,600 covers any difference in how
-//! DynamoDB counts. With a 1 KiB key, a KMS key ARN and wrapped key, the
+//! calling `DynamoDB`. The margin below 409,600 covers any difference in how
+//! `DynamoDB` counts. With a 1 KiB key, a KMS key ARN and wrapped key, the
 //! largest value that fits is about 398 KB.
 //!
 //! Listing is a `Scan` (table order, not key order) with a `begins_with`
@@ -64,7 +64,7 @@ const ENGINE: &str = "dynamodb";
 
 /// The seed's table name.
 pub const DEFAULT_TABLE: &str = "key_value_table";
-/// Largest item `put` sends (DynamoDB's limit is 409,600 bytes; see the module docs).
+/// Largest item `put` sends (`DynamoDB`'s limit is 409,600 bytes; see the module docs).
 pub const MAX_ITEM_BYTES: usize = 400_000;
 /// Most items one `Scan` call evaluates when a prefix filter is set.
 const FILTERED_SCAN_LIMIT: i32 = 1000;
@@ -95,7 +95,7 @@ const SEED_BASE64_URL: GeneralPurpose = GeneralPurpose::new(
 
 type Item = HashMap<String, AttributeValue>;
 
-/// A [`KvStore`] on one DynamoDB table.
+/// A [`KvStore`] on one `DynamoDB` table.
 pub struct DynamoKvStore {
     client: Client,
     table: String,
@@ -143,7 +143,7 @@ impl DynamoKvStore {
         Ok(self.closed.check(ENGINE)?)
     }
 
-    fn unavailable<E, R>(&self, operation: &'static str, error: SdkError<E, R>) -> StoreError
+    fn unavailable<E, R>(operation: &'static str, error: SdkError<E, R>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
@@ -170,7 +170,7 @@ impl DynamoKvStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        self.applied("UpdateItem", result)
+        Self::applied("UpdateItem", result)
     }
 
     /// The whole item under `key` as stored (strongly consistent), `None` if absent.
@@ -183,13 +183,12 @@ impl DynamoKvStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.unavailable("GetItem", e))?;
+            .map_err(|e| Self::unavailable("GetItem", e))?;
         Ok(out.item.filter(|item| !item.is_empty()))
     }
 
     /// `true` if a conditional write happened, `false` if its condition failed.
     fn applied<T, E, R>(
-        &self,
         operation: &'static str,
         result: Result<T, SdkError<E, R>>,
     ) -> Result<bool, StoreError>
@@ -205,13 +204,13 @@ impl DynamoKvStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(self.unavailable(operation, e)),
+            Err(e) => Err(Self::unavailable(operation, e)),
         }
     }
 }
 
-/// The item's size as DynamoDB counts it, rounded up (numbers count their
-/// decimal length plus one; DynamoDB counts about half that).
+/// The item's size as `DynamoDB` counts it, rounded up (numbers count their
+/// decimal length plus one; `DynamoDB` counts about half that).
 fn item_size(item: &Item) -> usize {
     item.iter()
         .map(|(name, value)| {
@@ -315,7 +314,7 @@ fn data_key_like(stored: &AttributeValue, reading: &SeedKeyReading, blob: &[u8])
 }
 
 /// The item for `record` under `key`, refused as [`StoreError::TooLarge`]
-/// over [`MAX_ITEM_BYTES`] before DynamoDB is called.
+/// over [`MAX_ITEM_BYTES`] before `DynamoDB` is called.
 fn sized_item(key: &KvKey, record: &SealedRecord) -> Result<Item, StoreError> {
     let item = item_of(key, record);
     let size = item_size(&item);
@@ -413,14 +412,11 @@ fn record_of(key: &KvKey, item: &Item) -> Result<SealedRecord, StoreError> {
 
 /// A listed item (projected to key, size, value) as an entry.
 fn entry_of(item: &Item) -> Result<Entry, StoreError> {
-    let key = match item.get(KEY) {
-        Some(AttributeValue::S(key)) => key,
-        _ => {
-            return Err(StoreError::Corrupt {
-                key: "?".into(),
-                reason: "listed item without a string key".into(),
-            });
-        }
+    let Some(AttributeValue::S(key)) = item.get(KEY) else {
+        return Err(StoreError::Corrupt {
+            key: "?".into(),
+            reason: "listed item without a string key".into(),
+        });
     };
     let corrupt = |reason: String| StoreError::Corrupt {
         key: key.chars().take(64).collect(),
@@ -454,7 +450,7 @@ impl KvStore for DynamoKvStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| self.unavailable("PutItem", e))?;
+            .map_err(|e| Self::unavailable("PutItem", e))?;
         Ok(())
     }
 
@@ -476,7 +472,7 @@ impl KvStore for DynamoKvStore {
             .return_values(ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|e| self.unavailable("DeleteItem", e))?;
+            .map_err(|e| Self::unavailable("DeleteItem", e))?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
@@ -522,7 +518,7 @@ impl KvStore for DynamoKvStore {
             let out = request
                 .send()
                 .await
-                .map_err(|e| self.unavailable("Scan", e))?;
+                .map_err(|e| Self::unavailable("Scan", e))?;
             let items = out.items.unwrap_or_default();
             let count = items.len();
             let mut stopped_early = false;
@@ -533,7 +529,10 @@ impl KvStore for DynamoKvStore {
                     break;
                 }
             }
-            let table_ended = out.last_evaluated_key.as_ref().is_none_or(|k| k.is_empty());
+            let table_ended = out
+                .last_evaluated_key
+                .as_ref()
+                .is_none_or(std::collections::HashMap::is_empty);
             if entries.len() == limit {
                 break stopped_early || !table_ended;
             }
@@ -600,7 +599,7 @@ impl KvStore for DynamoKvStore {
             ])))
             .send()
             .await
-            .map_err(|e| self.unavailable("GetItem", e))?;
+            .map_err(|e| Self::unavailable("GetItem", e))?;
         let Some(item) = out.item.filter(|i| !i.is_empty()) else {
             return Ok(false);
         };
@@ -690,7 +689,7 @@ impl KvStore for DynamoKvStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        self.applied("PutItem", result)
+        Self::applied("PutItem", result)
     }
 
     fn keeps_seed_layout(&self) -> bool {
@@ -702,7 +701,7 @@ impl KvStore for DynamoKvStore {
         describe_table(&self.client, &self.table)
             .await
             .map(|_| ())
-            .map_err(|e| self.unavailable("DescribeTable", e))
+            .map_err(|e| Self::unavailable("DescribeTable", e))
     }
 
     async fn close(&self) {

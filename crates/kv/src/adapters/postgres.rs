@@ -1,4 +1,4 @@
-//! PostgreSQL kv store (sqlx). Owns its schema: the migrations in
+//! `PostgreSQL` kv store (sqlx). Owns its schema: the migrations in
 //! `crates/kv/migrations` are embedded and applied at start. A row holds the
 //! record's parts in columns (`key_id`, `wrapped_key`, `nonce`,
 //! `ciphertext`, `size`), so an operator can see which key wrapped what.
@@ -13,11 +13,12 @@ use crate::domain::{
 use crate::ports::{KvStore, StoreError};
 use platform::backend::{BackendError, FailureKind};
 
+/// A [`KvStore`] on a `PostgreSQL` table (`kv_items`).
 pub struct PostgresKvStore {
     pool: PgPool,
 }
 
-/// A failed PostgreSQL call of `operation`.
+/// A failed `PostgreSQL` call of `operation`.
 fn failed(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |error| StoreError::Unavailable(BackendError::postgres(operation, error))
 }
@@ -47,7 +48,7 @@ impl KvStore for PostgresKvStore {
         .bind(&record.wrapped.bytes)
         .bind(&record.nonce[..])
         .bind(&record.ciphertext)
-        .bind(record.plaintext_len() as i64)
+        .bind(i64::try_from(record.plaintext_len()).unwrap_or(i64::MAX))
         .execute(&self.pool)
         .await
         .map_err(failed("put"))?;
@@ -123,7 +124,7 @@ impl KvStore for PostgresKvStore {
             })?;
             entries.push(Entry {
                 key,
-                size: size.max(0) as u64,
+                size: u64::try_from(size).unwrap_or(0),
             });
         }
         let next = if entries.len() > limit.as_usize() {

@@ -41,6 +41,7 @@ pub struct RateLimitedProvider {
 }
 
 impl RateLimitedProvider {
+    /// Lets at most `per_second` calls through to `inner`; a call waits up to `max_wait` for its turn.
     pub fn new(inner: Arc<dyn KeyProvider>, per_second: NonZeroU32, max_wait: Duration) -> Self {
         Self {
             inner,

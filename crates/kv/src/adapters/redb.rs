@@ -73,6 +73,7 @@ enum Write {
 /// A write's outcome: `true` when it changed something (a put always does).
 type Outcome = Result<bool, StoreError>;
 
+/// A [`KvStore`] in an embedded redb file, written through a group-commit writer.
 pub struct RedbKvStore {
     db: Arc<Database>,
     writer: GroupCommit<Write, Outcome>,

@@ -40,6 +40,7 @@ fn key(raw: String) -> Result<KvKey, Status> {
     KvKey::new(raw).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
+/// kv's gRPC service (`quintet.kv.v1.KeyValue`) over the vault.
 #[derive(Clone)]
 pub struct KvGrpc {
     vault: Arc<Vault>,
@@ -57,10 +58,10 @@ pub fn server(vault: Arc<Vault>) -> ExhaustedOverLimit<KeyValueServer<KvGrpc>> {
 }
 
 /// tonic refuses a request message over its decoding limit with
-/// OUT_OF_RANGE before kv sees it; kv answers a value over the limit with
-/// RESOURCE_EXHAUSTED (as [`status`] does for one just over it), so this
+/// `OUT_OF_RANGE` before kv sees it; kv answers a value over the limit with
+/// `RESOURCE_EXHAUSTED` (as [`status`] does for one just over it), so this
 /// wrapper gives the larger ones the same code. kv itself never answers
-/// OUT_OF_RANGE, so the code names only that refusal here.
+/// `OUT_OF_RANGE`, so the code names only that refusal here.
 #[derive(Clone)]
 pub struct ExhaustedOverLimit<S>(S);
 
@@ -146,11 +147,10 @@ impl KeyValue for KvGrpc {
         } = request.into_inner();
         let prefix =
             KeyPrefix::new(prefix).map_err(|e| Status::invalid_argument(format!("prefix: {e}")))?;
-        let after = match cursor.is_empty() {
-            true => None,
-            false => Some(
-                KvKey::new(cursor).map_err(|e| Status::invalid_argument(format!("cursor: {e}")))?,
-            ),
+        let after = if cursor.is_empty() {
+            None
+        } else {
+            Some(KvKey::new(cursor).map_err(|e| Status::invalid_argument(format!("cursor: {e}")))?)
         };
         let limit = match limit {
             0 => PageLimit::parse(None),

@@ -18,6 +18,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::domain::{KeyPrefix, KvKey, PageLimit, RecordFormat};
 use crate::engine::vault::{KvError, RotateReport, Vault};
 
+/// kv's REST routes (`/kv/…`, the seed's twin `/api/…`, `/admin/kv/rotate`).
 pub fn router(vault: Arc<Vault>) -> Router {
     let body_limit = body_limit(vault.max_value_bytes());
     Router::new()
@@ -45,6 +46,7 @@ fn body_limit(max_value_bytes: usize) -> usize {
 )]
 struct KvApi;
 
+/// kv's `OpenAPI` document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     KvApi::openapi()
 }
@@ -52,10 +54,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Everything a kv route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request is malformed (a key, a query parameter, a body).
     #[error("{0}")]
     BadRequest(String),
+    /// The body could not be read (too large, wrong media type).
     #[error("{}", .0.message)]
     Body(ErrorResponse),
+    /// The vault refused or failed.
     #[error(transparent)]
     Kv(#[from] KvError),
 }
@@ -187,14 +192,18 @@ struct ListQuery {
 /// A listed key and its value's plaintext size in bytes.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EntryBody {
+    /// The key.
     pub key: String,
+    /// Its value's plaintext size in bytes.
     pub size: u64,
 }
 
 /// One page of keys; `next_cursor` is null on the last page.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PageBody {
+    /// The keys of this page.
     pub items: Vec<EntryBody>,
+    /// The cursor for the next page (the last key of this one), null on the last page.
     pub next_cursor: Option<String>,
     /// Keys in this page's range whose stored record cannot be read: left out
     /// of `items` (run `quintet verify`). Absent when there are none.
@@ -322,7 +331,7 @@ async fn seed_get(
 struct RotateQuery {
     /// Re-encrypt every record not already in this layout into it: `quintet`
     /// (namespace and key bound as associated data) or `seed` (the original
-    /// services' DynamoDB layout; DynamoDB store only). Without it each
+    /// services' `DynamoDB` layout; `DynamoDB` store only). Without it each
     /// record keeps its layout.
     #[param(pattern = "^(quintet|seed)$")]
     convert: Option<String>,

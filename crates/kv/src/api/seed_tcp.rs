@@ -62,6 +62,7 @@ const PRUNE_EVERY: u64 = 4096;
 pub struct Limits {
     /// Largest request, in bytes (the value limit plus framing).
     pub max_request: usize,
+    /// Most connections open at once.
     pub max_connections: usize,
     /// Between requests.
     pub idle_timeout: Duration,
@@ -95,7 +96,10 @@ impl ThrottledLog {
     fn warn(&self, peer: SocketAddr, error: &(dyn std::fmt::Display + Sync)) {
         let now = std::time::Instant::now();
         let due = {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let due = last.is_none_or(|at| now.duration_since(at) >= LOG_INTERVAL);
             if due {
                 *last = Some(now);
@@ -131,6 +135,8 @@ impl Shared {
             .limits
             .buffer_bytes
             .saturating_sub(self.budget.available_permits());
+        // A gauge is an f64; byte counts lose precision only past 2^53 bytes.
+        #[allow(clippy::cast_precision_loss)]
         metrics::gauge!(crate::metrics::TCP_BUFFERED).set(held as f64);
     }
 
@@ -178,7 +184,10 @@ pub enum Frame {
     Complete(usize),
     /// More bytes are needed: at least `need` in all (a lower bound; a
     /// length-delimited field tells its end before its bytes arrive).
-    Incomplete { need: usize },
+    Incomplete {
+        /// Bytes still needed before the frame is whole.
+        need: usize,
+    },
 }
 
 /// The bytes are not a request.
@@ -574,20 +583,21 @@ async fn handle(vault: &Vault, envelope: ReqEnvelope, peer: SocketAddr) -> ReqEn
                 Err(e) => Err(e),
             };
             let (outcome, error, req) = match outcome {
-                Ok(value) => match String::from_utf8(value) {
-                    Ok(value) => (
-                        "ok",
-                        get_response::ErrorT::Ok,
-                        Some(Data {
-                            key: get.key,
-                            value,
-                        }),
-                    ),
-                    Err(_) => {
+                Ok(value) => {
+                    if let Ok(value) = String::from_utf8(value) {
+                        (
+                            "ok",
+                            get_response::ErrorT::Ok,
+                            Some(Data {
+                                key: get.key,
+                                value,
+                            }),
+                        )
+                    } else {
                         tracing::warn!(%peer, "kv tcp get: the value is not UTF-8, which the seed protocol's string cannot carry");
                         ("not_utf8", get_response::ErrorT::Internal, None)
                     }
-                },
+                }
                 Err(KvError::NotFound(_)) => ("not_found", get_response::ErrorT::NotFound, None),
                 Err(error) => (
                     log_error(&error, peer, "get"),

@@ -20,8 +20,10 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 /// Why a key, prefix or cursor was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// The key is empty.
     #[error("key must not be empty")]
     Empty,
+    /// The key is longer than [`MAX_KEY_BYTES`] bytes.
     #[error("key is {0} bytes; the limit is {MAX_KEY_BYTES} bytes of UTF-8")]
     TooLong(usize),
     /// NUL ends strings in C clients, logs and some stores' tools, so a key
@@ -54,6 +56,7 @@ pub enum RecordProblem {
 pub struct KvKey(String);
 
 impl KvKey {
+    /// A key: 1..=1024 bytes of UTF-8 without NUL.
     pub fn new(key: impl Into<String>) -> Result<Self, KeyError> {
         let key = key.into();
         match key.len() {
@@ -70,10 +73,12 @@ impl KvKey {
         Self::new(key)
     }
 
+    /// The key as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The key as an owned string.
     pub fn into_string(self) -> String {
         self.0
     }
@@ -96,6 +101,7 @@ impl fmt::Display for KvKey {
 pub struct KeyPrefix(String);
 
 impl KeyPrefix {
+    /// A prefix: at most [`MAX_KEY_BYTES`] bytes.
     pub fn new(prefix: impl Into<String>) -> Result<Self, KeyError> {
         let prefix = prefix.into();
         if prefix.len() > MAX_KEY_BYTES {
@@ -104,10 +110,12 @@ impl KeyPrefix {
         Ok(Self(prefix))
     }
 
+    /// The prefix as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// Whether `key` starts with this prefix.
     pub fn matches(&self, key: &str) -> bool {
         key.starts_with(&self.0)
     }
@@ -120,6 +128,7 @@ impl KeyPrefix {
 pub struct Namespace(String);
 
 impl Namespace {
+    /// A namespace: 1..=128 bytes without NUL.
     pub fn new(name: impl Into<String>) -> Result<Self, NamespaceError> {
         let name = name.into();
         if name.is_empty() || name.len() > 128 || name.contains('\0') {
@@ -128,6 +137,7 @@ impl Namespace {
         Ok(Self(name))
     }
 
+    /// The namespace as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -142,7 +152,9 @@ impl Default for Namespace {
 /// One listed key and the plaintext size of its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The key.
     pub key: KvKey,
+    /// Its value's plaintext size in bytes.
     pub size: u64,
 }
 
@@ -150,7 +162,9 @@ pub struct Entry {
 /// more may follow and is passed back as the cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Page {
+    /// The keys of this page, with their sizes.
     pub entries: Vec<Entry>,
+    /// The cursor for the next page, when more may follow.
     pub next: Option<KvKey>,
     /// Keys in this page's range whose stored record cannot be read: left
     /// out of `entries`, named here.

@@ -24,8 +24,11 @@ use crate::ports::{BackendError, KeyProvider, KvStore, ProviderError, StoreError
 /// Bounds on how long and how much one data key is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheLimits {
+    /// Longest a data key is used.
     pub max_age: Duration,
+    /// Most values one data key seals (or opens from cache).
     pub max_uses: u64,
+    /// Most plaintext bytes one data key seals (or opens from cache).
     pub max_bytes: u64,
     /// Most unwrapped keys kept for decryption.
     pub max_entries: usize,
@@ -135,7 +138,9 @@ pub struct RotateReport {
     pub key_id: String,
     /// Whether a new master key was made first (local provider with a key dir).
     pub new_key: bool,
+    /// Records looked at.
     pub scanned: u64,
+    /// Records whose data key was rewrapped under the current key.
     pub rewrapped: u64,
     /// Records already wrapped under the current key.
     pub current: u64,
@@ -149,6 +154,7 @@ pub struct RotateReport {
     pub converted_to: Option<&'static str>,
 }
 
+/// Seals values into records and opens them, with a data-key cache in front of the key provider.
 pub struct Vault {
     store: Arc<dyn KvStore>,
     provider: Arc<dyn KeyProvider>,
@@ -166,6 +172,7 @@ pub struct Vault {
 }
 
 impl Vault {
+    /// A vault over `store` and `provider`, writing quintet's layout.
     pub fn new(
         store: Arc<dyn KvStore>,
         provider: Arc<dyn KeyProvider>,
@@ -198,6 +205,7 @@ impl Vault {
         Ok(self)
     }
 
+    /// The largest value accepted, in bytes.
     pub fn max_value_bytes(&self) -> usize {
         self.max_value_bytes
     }
@@ -386,9 +394,10 @@ impl Vault {
         let (dek, _) = self
             .decryption_key(key, &record, record.plaintext_len())
             .await?;
-        envelope::open(&dek, record, &self.namespace, key).map_err(|e| self.open_error(key, e))
+        envelope::open(&dek, record, &self.namespace, key).map_err(|e| Self::open_error(key, e))
     }
 
+    /// Removes `key`; [`KvError::NotFound`] if there was nothing to remove.
     pub async fn delete(&self, key: &KvKey) -> Result<(), KvError> {
         if self.store.delete(key).await? {
             Ok(())
@@ -397,6 +406,7 @@ impl Vault {
         }
     }
 
+    /// One page of the keys starting with `prefix` after `after`.
     pub async fn list(
         &self,
         prefix: &KeyPrefix,
@@ -415,6 +425,7 @@ impl Vault {
     /// into that one under a current data key (compare-and-set: a record
     /// set meanwhile is left as it is).
     pub async fn rotate(&self, convert: Option<RecordFormat>) -> Result<RotateReport, KvError> {
+        type Readings = (WrappedKey, Vec<Vec<u8>>);
         if convert == Some(RecordFormat::SeedLegacy) && !self.store.keeps_seed_layout() {
             return Err(KvError::SeedLayoutUnsupported);
         }
@@ -443,7 +454,6 @@ impl Vault {
         };
         // Each distinct stored wrapped key (with its other readings) → (the
         // reading that opened it, its new wrapping).
-        type Readings = (WrappedKey, Vec<Vec<u8>>);
         let mut rewrapped: HashMap<Readings, (WrappedKey, WrappedKey)> = HashMap::new();
         let prefix = KeyPrefix::default();
         let Ok(limit) = PageLimit::parse(Some("1000")) else {
@@ -471,15 +481,14 @@ impl Vault {
                     continue;
                 }
                 let stored = (record.wrapped.clone(), record.wrapped_alternates.clone());
-                let (old, new) = match rewrapped.get(&stored) {
-                    Some(done) => done.clone(),
-                    None => {
-                        let (dek, old) = self.decryption_key(&entry.key, &record, 0).await?;
-                        let result = self.provider.wrap(&dek).await;
-                        let new = self.provider_call("wrap", result).map_err(provider_error)?;
-                        rewrapped.insert(stored, (old.clone(), new.clone()));
-                        (old, new)
-                    }
+                let (old, new) = if let Some(done) = rewrapped.get(&stored) {
+                    done.clone()
+                } else {
+                    let (dek, old) = self.decryption_key(&entry.key, &record, 0).await?;
+                    let result = self.provider.wrap(&dek).await;
+                    let new = self.provider_call("wrap", result).map_err(provider_error)?;
+                    rewrapped.insert(stored, (old.clone(), new.clone()));
+                    (old, new)
                 };
                 if self.store.rewrap(&entry.key, &old, &new).await? {
                     report.rewrapped += 1;
@@ -508,14 +517,14 @@ impl Vault {
             .decryption_key(key, &record, record.plaintext_len())
             .await?;
         let plaintext = envelope::open(&dek, record.clone(), &self.namespace, key)
-            .map_err(|e| self.open_error(key, e))?;
+            .map_err(|e| Self::open_error(key, e))?;
         let (dek, wrapped) = self.encryption_key(plaintext.len() as u64).await?;
         let converted = envelope::seal(&dek, wrapped, target, &self.namespace, key, &plaintext)
             .map_err(KvError::Seal)?;
         Ok(self.store.replace(key, &record, &converted).await?)
     }
 
-    fn open_error(&self, key: &KvKey, error: EnvelopeError) -> KvError {
+    fn open_error(key: &KvKey, error: EnvelopeError) -> KvError {
         match error {
             EnvelopeError::Authentication => KvError::Integrity {
                 key: key.to_string(),
@@ -613,7 +622,7 @@ mod tests {
 
     fn limits(max_uses: u64) -> CacheLimits {
         CacheLimits {
-            max_age: Duration::from_secs(300),
+            max_age: Duration::from_mins(5),
             max_uses,
             max_bytes: 1 << 30,
             max_entries: 100,

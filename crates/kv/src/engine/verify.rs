@@ -70,15 +70,13 @@ impl RecordChecker {
         if config.kv_master_key.is_none() {
             let dir = config.local_key_dir(data_dir)?;
             if let Some(dir) = dir {
-                let has_key = std::fs::read_dir(&dir)
-                    .map(|entries| {
-                        entries.flatten().any(|e| {
-                            let name = e.file_name();
-                            let name = name.to_string_lossy();
-                            name.starts_with("master-v") && name.ends_with(".key")
-                        })
+                let has_key = std::fs::read_dir(&dir).is_ok_and(|entries| {
+                    entries.flatten().any(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        name.starts_with("master-v") && name.ends_with(".key")
                     })
-                    .unwrap_or(false);
+                });
                 if !has_key {
                     return Err(CheckerError::NoMasterKey { dir });
                 }
