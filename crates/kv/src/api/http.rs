@@ -379,6 +379,44 @@ mod tests {
     use testkit::fuzz;
 
     use super::*;
+    use crate::ports::{BackendError, FailureKind};
+
+    #[tokio::test]
+    async fn backend_failures_of_every_kind_are_503_with_retry_after_and_no_driver_text() {
+        for kind in [
+            FailureKind::Throttled,
+            FailureKind::Timeout,
+            FailureKind::Unreachable,
+            FailureKind::Rejected,
+        ] {
+            let driver = std::io::Error::other("driver secret text");
+            let error = KvError::Provider(BackendError::new("aws-kms", "Decrypt", kind, driver));
+            assert_eq!(
+                super::super::grpc::status(&error).code(),
+                tonic::Code::Unavailable
+            );
+            let response = ApiError::Kv(error).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{kind}");
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            assert!(body.contains(UNAVAILABLE), "{body}");
+            assert!(!body.contains("driver secret text"), "{body}");
+            let store = KvError::Store(BackendError::bare("redb", "get", kind));
+            assert_eq!(super::status(&store), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let integrity = KvError::Integrity {
+            key: "k".into(),
+            reason: "wrapped key failed authentication".into(),
+        };
+        assert_eq!(super::status(&integrity), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            super::super::grpc::status(&integrity).code(),
+            tonic::Code::DataLoss
+        );
+    }
 
     fn read(body: &[u8]) -> Result<(KvKey, SeedPair), ApiError> {
         let mut headers = http::HeaderMap::new();
