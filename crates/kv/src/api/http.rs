@@ -103,7 +103,7 @@ impl IntoResponse for ApiError {
             metrics::counter!(crate::metrics::CORRUPT_RECORDS).increment(1);
             tracing::error!(
                 key,
-                reason,
+                %reason,
                 "refused to serve a kv record that failed its check"
             );
             return ErrorResponse::new(
@@ -409,7 +409,9 @@ mod tests {
         }
         let integrity = KvError::Integrity {
             key: "k".into(),
-            reason: "wrapped key failed authentication".into(),
+            reason: crate::engine::vault::IntegrityFailure::Refused(
+                crate::ports::Refusal::Authentication,
+            ),
         };
         assert_eq!(super::status(&integrity), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(

@@ -19,7 +19,7 @@ use crate::domain::{
     DataKey, KeyPrefix, KvKey, Namespace, Page, PageLimit, RecordFormat, SealedRecord, WrappedKey,
 };
 use crate::metrics;
-use crate::ports::{BackendError, KeyProvider, KvStore, ProviderError, StoreError};
+use crate::ports::{BackendError, KeyProvider, KvStore, ProviderError, Refusal, StoreError};
 
 /// Bounds on how long and how much one data key is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +79,25 @@ pub enum KvError {
         /// The key it is stored under.
         key: String,
         /// What failed.
-        reason: String,
+        reason: IntegrityFailure,
     },
+}
+
+/// What made a record fail its check.
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrityFailure {
+    /// The store could not parse what it holds.
+    #[error("{0}")]
+    Stored(String),
+    /// The key provider refuses the record's wrapped data key.
+    #[error(transparent)]
+    Refused(Refusal),
+    /// The value failed authentication under its data key.
+    #[error(transparent)]
+    Envelope(EnvelopeError),
+    /// The record carries no wrapped key to try.
+    #[error("the record has no wrapped data key")]
+    NoWrappedKey,
 }
 
 impl KvError {
@@ -103,7 +120,10 @@ impl From<StoreError> for KvError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(backend) => KvError::Store(backend),
-            StoreError::Corrupt { key, reason } => KvError::Integrity { key, reason },
+            StoreError::Corrupt { key, reason } => KvError::Integrity {
+                key,
+                reason: IntegrityFailure::Stored(reason),
+            },
             StoreError::TooLarge { size, limit } => KvError::TooLarge { size, limit },
             StoreError::LayoutNotKept => KvError::SeedLayoutUnsupported,
         }
@@ -325,7 +345,7 @@ impl Vault {
                     break;
                 }
                 Err(ProviderError::Refused(reason)) => {
-                    refused.get_or_insert(reason.to_string());
+                    refused.get_or_insert(reason);
                 }
                 Err(other) => return Err(provider_error(other)),
             }
@@ -333,7 +353,7 @@ impl Vault {
         let Some((dek, opened_with)) = opened else {
             return Err(KvError::Integrity {
                 key: key.to_string(),
-                reason: refused.unwrap_or_default(),
+                reason: refused.map_or(IntegrityFailure::NoWrappedKey, IntegrityFailure::Refused),
             });
         };
         if self.limits.enabled() {
@@ -528,7 +548,7 @@ impl Vault {
         match error {
             EnvelopeError::Authentication => KvError::Integrity {
                 key: key.to_string(),
-                reason: error.to_string(),
+                reason: IntegrityFailure::Envelope(error),
             },
             other => KvError::Seal(other),
         }
@@ -548,7 +568,7 @@ fn provider_error(error: ProviderError) -> KvError {
         ProviderError::Unavailable(backend) => KvError::Provider(backend),
         ProviderError::Refused(reason) => KvError::Integrity {
             key: String::new(),
-            reason: reason.to_string(),
+            reason: IntegrityFailure::Refused(reason),
         },
     }
 }
