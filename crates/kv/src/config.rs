@@ -1,21 +1,22 @@
-//! kv's options and the key provider they name: the one place where
-//! `--kv-key-provider` becomes a provider. [`KvConfig::check`] validates
-//! every option that needs no I/O, so `quintet serve` can refuse a mistake
-//! before any store opens.
+//! kv's options and what they name: [`KvConfig::check`] validates every
+//! option that needs no I/O, so `quintet serve` can refuse a mistake before
+//! any store opens. The key provider they name is built in
+//! `adapters::key_provider`.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use crate::adapters::aws::AwsSettings;
-use crate::adapters::aws_kms::AwsKmsProvider;
 use crate::adapters::local_keys::LocalKeyProvider;
-use crate::adapters::rate_limited::RateLimitedProvider;
 use crate::domain;
-use crate::ports::KeyProvider;
 use platform::config::ConfigError;
+
+/// `--kv-kms-rate-limit`'s default.
+const DEFAULT_KMS_RATE_LIMIT: NonZeroU32 = NonZeroU32::new(1000).unwrap();
 
 /// kv service options.
 #[derive(Debug, Clone, clap::Args)]
@@ -105,24 +106,24 @@ pub struct KvConfig {
     pub kv_namespace: String,
 
     /// The key provider: `local` (master keys in <data-dir>/kv-keys, created on first start,
-    /// or from QUINTET_KV_MASTER_KEY), `local:///some/dir`, or AWS KMS:
+    /// or from `QUINTET_KV_MASTER_KEY`), `local:///some/dir`, or AWS KMS:
     /// `aws-kms://<key id, key ARN or alias/name>[?region=…&endpoint=…&max_attempts=…]`
     /// (credentials from the AWS SDK's standard chain).
     #[arg(long, env = "QUINTET_KV_KEY_PROVIDER", default_value = "local")]
     pub kv_key_provider: String,
 
     /// The layout new records are written in: `quintet` (namespace and key bound into each
-    /// record as associated data) or `seed`, the original services' DynamoDB layout (value S =
-    /// base64(iv ‖ tag ‖ ciphertext), data_key B = base64 of the KMS blob), which they can read
-    /// during a rolling migration but which binds no associated data. `seed` needs a DynamoDB
+    /// record as associated data) or `seed`, the original services' `DynamoDB` layout (value S =
+    /// base64(iv ‖ tag ‖ ciphertext), `data_key` B = base64 of the KMS blob), which they can read
+    /// during a rolling migration but which binds no associated data. `seed` needs a `DynamoDB`
     /// store (--kv-store dynamodb://…).
     #[arg(long, env = "QUINTET_KV_WRITE_FORMAT", value_enum, default_value_t = WriteFormat::Quintet)]
     pub kv_write_format: WriteFormat,
 
-    /// Most AWS KMS calls per second (GenerateDataKey, Decrypt, Encrypt) from this instance;
+    /// Most AWS KMS calls per second (`GenerateDataKey`, Decrypt, Encrypt) from this instance;
     /// past it a call waits up to 1 s, then fails as unavailable (503). KMS's own quota is
     /// shared by every client of the account and region.
-    #[arg(long, env = "QUINTET_KV_KMS_RATE_LIMIT", default_value_t = NonZeroU32::new(1000).expect("nonzero"))]
+    #[arg(long, env = "QUINTET_KV_KMS_RATE_LIMIT", default_value_t = DEFAULT_KMS_RATE_LIMIT)]
     pub kv_kms_rate_limit: NonZeroU32,
 
     /// Master keys for the local provider as comma-separated base64 (32 bytes each; the last
@@ -133,7 +134,7 @@ pub struct KvConfig {
         hide_env_values = true,
         hide = true
     )]
-    pub kv_master_key: Option<String>,
+    pub kv_master_key: Option<SecretString>,
 
     /// Longest a data key is used to encrypt (and kept to decrypt); 0 turns caching off.
     #[arg(long, env = "QUINTET_KV_DEK_MAX_AGE", value_parser = platform::config::parse_duration, default_value = "5m")]
@@ -157,11 +158,12 @@ pub struct KvConfig {
 pub enum WriteFormat {
     /// quintet's own layout, with associated data.
     Quintet,
-    /// The original services' DynamoDB layout (PHP twin), without associated data.
+    /// The original services' `DynamoDB` layout (PHP twin), without associated data.
     Seed,
 }
 
 impl WriteFormat {
+    /// The record layout this option names.
     pub fn record_format(self) -> domain::RecordFormat {
         match self {
             WriteFormat::Quintet => domain::RecordFormat::V1,
@@ -172,7 +174,7 @@ impl WriteFormat {
 
 /// What `--kv-key-provider` names.
 #[derive(Debug, Clone, PartialEq)]
-enum ProviderSpec {
+pub(crate) enum ProviderSpec {
     /// Master key files in this directory.
     LocalDir(PathBuf),
     /// Master keys from the data dir's `kv-keys` directory.
@@ -183,33 +185,46 @@ enum ProviderSpec {
     },
 }
 
+/// Why `--kv-key-provider` names no provider.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ProviderSpecError {
+    /// Not a provider kv knows (its first 40 characters).
+    #[error("unknown provider '{0}'; use local, local:///dir or aws-kms://<key id or alias/name>")]
+    Unknown(String),
+    /// `local://` without a directory.
+    #[error("local:// needs a directory: local:///var/lib/quintet/keys")]
+    NoDirectory,
+    /// `aws-kms://` without a key.
+    #[error("aws-kms:// needs a key: aws-kms://alias/name or aws-kms://<key id or ARN>")]
+    NoKey,
+    /// The AWS parameters after `?` are wrong.
+    #[error(transparent)]
+    Settings(platform::aws::AwsQueryError),
+}
+
 impl ProviderSpec {
-    fn parse(text: &str) -> Result<Self, String> {
-        let unknown = || {
-            format!(
-                "unknown provider '{}'; use local, local:///dir or aws-kms://<key id or alias/name>",
-                text.chars().take(40).collect::<String>()
-            )
-        };
+    /// Parses `--kv-key-provider`. Not with `url`: a key ARN
+    /// (`arn:aws:kms:…:key/…`) is no URL authority, so the query is split
+    /// off at its `?` and the key id is taken as written.
+    fn parse(text: &str) -> Result<Self, ProviderSpecError> {
         if text == "local" {
             return Ok(Self::LocalDefault);
         }
         if let Some(dir) = text.strip_prefix("local://") {
             return match dir {
-                "" => Err("local:// needs a directory: local:///var/lib/quintet/keys".into()),
+                "" => Err(ProviderSpecError::NoDirectory),
                 dir => Ok(Self::LocalDir(dir.into())),
             };
         }
         let Some(rest) = text.strip_prefix("aws-kms://") else {
-            return Err(unknown());
+            return Err(ProviderSpecError::Unknown(text.chars().take(40).collect()));
         };
         let (key_id, query) = rest.split_once('?').unwrap_or((rest, ""));
         if key_id.is_empty() {
-            return Err(
-                "aws-kms:// needs a key: aws-kms://alias/name or aws-kms://<key id or ARN>".into(),
-            );
+            return Err(ProviderSpecError::NoKey);
         }
-        let (settings, _) = AwsSettings::from_query(query, &[]).map_err(|e| e.to_string())?;
+        let (settings, _) =
+            AwsSettings::from_query(query, &[]).map_err(ProviderSpecError::Settings)?;
         Ok(Self::AwsKms {
             key_id: key_id.to_owned(),
             settings,
@@ -217,15 +232,20 @@ impl ProviderSpec {
     }
 }
 
+/// A `--kv-tcp-allow` value that is neither a network nor an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is neither a CIDR (10.0.0.0/8, fd00::/8) nor an IP address")]
+pub(crate) struct NotANetwork(String);
+
 /// `--kv-tcp-allow`'s values: a CIDR, or one address (a /32 or /128).
-fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+fn parse_network(text: &str) -> Result<ipnet::IpNet, NotANetwork> {
     let text = text.trim();
     if let Ok(net) = text.parse::<ipnet::IpNet>() {
         return Ok(net.trunc());
     }
     text.parse::<std::net::IpAddr>()
         .map(ipnet::IpNet::from)
-        .map_err(|_| format!("'{text}' is neither a CIDR (10.0.0.0/8, fd00::/8) nor an IP address"))
+        .map_err(|_| NotANetwork(text.to_owned()))
 }
 
 impl KvConfig {
@@ -239,7 +259,7 @@ impl KvConfig {
         self.spec()?;
         self.master_keys()?;
         domain::Namespace::new(self.kv_namespace.clone())
-            .map_err(|e| ConfigError::new("--kv-namespace", e))?;
+            .map_err(|e| ConfigError::new("--kv-namespace", e.to_string()))?;
         self.tcp_limits()?;
         self.tcp_tls()?;
         self.check_tcp_exposure(tokens_configured)
@@ -270,6 +290,8 @@ impl KvConfig {
 
     /// The raw-TCP port's bounds, checked.
     pub(crate) fn tcp_limits(&self) -> Result<crate::api::seed_tcp::Limits, ConfigError> {
+        // Permits of a tokio semaphore are counted in a usize with 3 bits spare.
+        const MAX_BUDGET: usize = usize::MAX >> 4;
         use crate::api::seed_tcp::{Limits, REQUEST_OVERHEAD};
         let max_request = self.kv_max_value_bytes.saturating_add(REQUEST_OVERHEAD);
         if self.kv_tcp_max_connections == 0 {
@@ -287,8 +309,6 @@ impl KvConfig {
                 return Err(ConfigError::new(option, "must be greater than zero"));
             }
         }
-        // Permits of a tokio semaphore are counted in a usize with 3 bits spare.
-        const MAX_BUDGET: usize = usize::MAX >> 4;
         if self.kv_tcp_buffer_bytes < max_request || self.kv_tcp_buffer_bytes > MAX_BUDGET {
             return Err(ConfigError::new(
                 "--kv-tcp-buffer-bytes",
@@ -308,7 +328,10 @@ impl KvConfig {
                 let burst = NonZeroU32::new(burst).ok_or_else(|| {
                     ConfigError::new("--kv-tcp-rate-limit-burst", "must be greater than zero")
                 })?;
-                Some((NonZeroU32::new(per_second).expect("matched nonzero"), burst))
+                let per_second = NonZeroU32::new(per_second).ok_or_else(|| {
+                    ConfigError::new("--kv-tcp-rate-limit", "must be greater than zero")
+                })?;
+                Some((per_second, burst))
             }
         };
         Ok(Limits {
@@ -332,13 +355,13 @@ impl KvConfig {
         crate::api::tcp_tls::TcpTls::load(cert, key, self.kv_tcp_client_ca.as_deref()).map(Some)
     }
 
-    fn spec(&self) -> Result<ProviderSpec, ConfigError> {
+    pub(crate) fn spec(&self) -> Result<ProviderSpec, ConfigError> {
         ProviderSpec::parse(&self.kv_key_provider)
-            .map_err(|e| ConfigError::new("--kv-key-provider", e))
+            .map_err(|e| ConfigError::new("--kv-key-provider", e.to_string()))
     }
 
     /// The local provider from `QUINTET_KV_MASTER_KEY`, when it is set.
-    fn master_keys(&self) -> Result<Option<LocalKeyProvider>, ConfigError> {
+    pub(crate) fn master_keys(&self) -> Result<Option<LocalKeyProvider>, ConfigError> {
         let Some(keys) = &self.kv_master_key else {
             return Ok(None);
         };
@@ -350,7 +373,7 @@ impl KvConfig {
         }
         LocalKeyProvider::from_env_value(keys)
             .map(Some)
-            .map_err(|e| ConfigError::new("QUINTET_KV_MASTER_KEY", e))
+            .map_err(|e| ConfigError::new("QUINTET_KV_MASTER_KEY", e.to_string()))
     }
 
     /// The directory local master keys are read from, when the provider is
@@ -365,47 +388,7 @@ impl KvConfig {
             ProviderSpec::AwsKms { .. } => None,
         })
     }
-
-    /// The key provider the options name; AWS KMS is checked (`DescribeKey`)
-    /// so a wrong key or unreachable endpoint fails the start.
-    pub(crate) async fn provider(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn KeyProvider>> {
-        let spec = self.spec()?;
-        if let Some(provider) = self.master_keys()? {
-            tracing::info!(
-                source = "QUINTET_KV_MASTER_KEY",
-                "kv key provider: local, master keys from the environment"
-            );
-            return Ok(Arc::new(provider));
-        }
-        let dir = match spec {
-            ProviderSpec::LocalDefault => data_dir.join("kv-keys"),
-            ProviderSpec::LocalDir(dir) => dir,
-            ProviderSpec::AwsKms { key_id, settings } => {
-                let kms = AwsKmsProvider::connect(&settings, &key_id)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("--kv-key-provider: {e}"))?;
-                tracing::info!(key = %key_id, "kv key provider: aws kms");
-                return Ok(Arc::new(RateLimitedProvider::new(
-                    Arc::new(kms),
-                    self.kv_kms_rate_limit,
-                    KMS_MAX_WAIT,
-                )));
-            }
-        };
-        let provider = LocalKeyProvider::open_dir(&dir)
-            .map_err(|e| anyhow::anyhow!("--kv-key-provider: {e}"))?;
-        tracing::info!(
-            source = %dir.display(),
-            "kv key provider: local, master keys from files (they protect data at rest only \
-             where this directory is not copied with it: keep it off the data volume's backups, \
-             or use QUINTET_KV_MASTER_KEY or aws-kms)"
-        );
-        Ok(Arc::new(provider))
-    }
 }
-
-/// How long a KMS call waits for the rate limit before failing.
-const KMS_MAX_WAIT: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -428,9 +411,15 @@ mod tests {
         assert!(ProviderSpec::parse("aws-kms://").is_err());
         assert!(ProviderSpec::parse("local://").is_err());
         let err = ProviderSpec::parse("vault://x").expect_err("unknown");
-        assert!(err.contains("unknown provider 'vault://x'"), "{err}");
+        assert!(
+            err.to_string().contains("unknown provider 'vault://x'"),
+            "{err}"
+        );
         let err = ProviderSpec::parse("aws-kms://alias/x?token=1").expect_err("unknown param");
-        assert!(err.contains("unknown parameter 'token'"), "{err}");
+        assert!(
+            err.to_string().contains("unknown parameter 'token'"),
+            "{err}"
+        );
     }
 
     #[derive(clap::Parser)]
@@ -444,6 +433,17 @@ mod tests {
         let mut all = vec!["quintet"];
         all.extend_from_slice(args);
         Cli::try_parse_from(all).expect("test arguments parse").kv
+    }
+
+    #[test]
+    fn debug_shows_no_master_key() {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+        let config = config(&["--kv-master-key", &key]);
+        assert!(config.check(false).is_ok());
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(&key), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
     }
 
     #[test]
@@ -544,7 +544,7 @@ mod tests {
             Ok("::1/128".to_owned())
         );
         let err = parse_network("10.0.0.0/33").expect_err("bad prefix");
-        assert!(err.contains("neither a CIDR"), "{err}");
+        assert!(err.to_string().contains("neither a CIDR"), "{err}");
         let allow = config(&["--kv-tcp-allow", "10.0.0.0/8,127.0.0.1"]).kv_tcp_allow;
         assert_eq!(allow.len(), 2);
     }

@@ -6,21 +6,38 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use platform::backend::{BackendError, FailureKind};
 
-use crate::domain::{DataKey, KeyPrefix, KvKey, Page, PageLimit, SealedRecord, WrappedKey};
+use crate::domain::{
+    DataKey, EnvelopeError, KeyPrefix, KvKey, Page, PageLimit, SealedRecord, WrappedKey,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot be reached or is closed; worth retrying later.
+    /// The store failed, cannot be reached or is closed; its
+    /// [`FailureKind`] says whether retrying later may help.
     #[error("kv store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[from] BackendError),
     /// A stored record could not be parsed.
     #[error("kv store holds a corrupt record for '{key}': {reason}")]
-    Corrupt { key: String, reason: String },
+    Corrupt {
+        /// The key the record is stored under (as stored, possibly invalid).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The record is larger than this store can hold in one item.
     #[error("the sealed record is {size} bytes; this store holds at most {limit} bytes per item")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The sealed record's size in bytes.
+        size: usize,
+        /// The most this store holds in one item.
+        limit: usize,
+    },
+    /// The store keeps quintet's layout only: there is nothing to convert.
+    #[error("this store keeps quintet's layout only: there is nothing to convert")]
+    LayoutNotKept,
 }
 
 /// Durable sealed records by key.
@@ -37,7 +54,7 @@ pub trait KvStore: Send + Sync + 'static {
     async fn delete(&self, key: &KvKey) -> Result<bool, StoreError>;
 
     /// Keys starting with `prefix` after `after`, with their plaintext sizes.
-    /// Ordered by key, except in stores that cannot (DynamoDB lists in table
+    /// Ordered by key, except in stores that cannot (`DynamoDB` lists in table
     /// order); `next` is always the last key of the page when more may follow.
     async fn page(
         &self,
@@ -68,12 +85,10 @@ pub trait KvStore: Send + Sync + 'static {
         new: &SealedRecord,
     ) -> Result<bool, StoreError> {
         let _ = (key, old, new);
-        Err(StoreError::Unavailable(
-            "this store keeps quintet's layout only: there is nothing to convert".into(),
-        ))
+        Err(StoreError::LayoutNotKept)
     }
 
-    /// Whether this store keeps records in the seed's layout (DynamoDB, the
+    /// Whether this store keeps records in the seed's layout (`DynamoDB`, the
     /// original services' table) as well as quintet's.
     fn keeps_seed_layout(&self) -> bool {
         false
@@ -87,16 +102,53 @@ pub trait KvStore: Send + Sync + 'static {
 }
 
 /// Why a key provider call failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
-    /// The provider cannot be reached, is throttling past its retries, or
-    /// refused for a reason worth retrying later.
+    /// The provider failed, cannot be reached or is throttling past its
+    /// retries (or its rate limit); its [`FailureKind`] says whether
+    /// retrying later may help.
     #[error("key provider unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[from] BackendError),
     /// The provider refuses this wrapped key: it was altered, or wrapped by a
     /// key this provider does not have.
     #[error("key provider cannot unwrap this data key: {0}")]
-    Refused(String),
+    Refused(#[from] Refusal),
+}
+
+impl ProviderError {
+    /// The outcome label of this error in metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Refused(_) => "refused",
+        }
+    }
+}
+
+/// Why a provider refuses to unwrap a data key: the same call will never
+/// succeed, so the record it belongs to cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// No master key of this provider has the id the wrapped key names.
+    #[error("no local master key has id '{0}'")]
+    UnknownKeyId(String),
+    /// The wrapped key is not as long as this provider's wrapped keys are.
+    #[error("a wrapped key is {expected} bytes, not {actual}")]
+    Length {
+        /// The length this provider's wrapped keys have.
+        expected: usize,
+        /// The length of the one given.
+        actual: usize,
+    },
+    /// The wrapped key failed authentication under the master key it names.
+    #[error("wrapped key failed authentication")]
+    Authentication,
+    /// What unwrapped is not a data key.
+    #[error("the wrapped blob is not a data key: {0}")]
+    NotADataKey(EnvelopeError),
+    /// The KMS refused the blob (altered, another key's, or a key we may not use).
+    #[error("kms refused it: {0}")]
+    Kms(#[source] BackendError),
 }
 
 /// Makes data keys and unwraps them: a local master key or a KMS.
@@ -126,12 +178,21 @@ pub trait KeyProvider: Send + Sync + 'static {
     }
 }
 
+/// What the kv service needs from outside, built by the binary: the store
+/// records are kept in. The key provider is named by kv's own options
+/// (`--kv-key-provider`) and built by [`crate::service`].
+#[derive(Clone)]
+pub struct Backends {
+    /// Where sealed records are kept.
+    pub store: Arc<dyn KvStore>,
+}
+
 /// Readiness check over a store's `ping`.
 pub struct StoreReadiness(pub Arc<dyn KvStore>);
 
 #[async_trait]
 impl platform::health::ReadinessCheck for StoreReadiness {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "kv-store"
     }
 

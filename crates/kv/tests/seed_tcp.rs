@@ -1,5 +1,7 @@
 //! A client speaking the seed's envelope protocol over a raw socket, against
 //! the real TCP server on port 0 with the local key provider and redb.
+// A failed expectation is the test failing: tests may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,10 +9,10 @@ use std::time::Duration;
 use kv::adapters::local_keys::LocalKeyProvider;
 use kv::adapters::redb::RedbKvStore;
 use kv::domain::Namespace;
+use kv::engine::vault::{CacheLimits, Vault};
 use kv::proto::seed::{
     Data, GetRequest, ReqEnvelope, SetRequest, get_response, req_envelope, set_response,
 };
-use kv::vault::{CacheLimits, Vault};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,7 +34,7 @@ async fn start() -> Server {
         Namespace::default(),
         4 << 20,
         CacheLimits {
-            max_age: Duration::from_secs(300),
+            max_age: Duration::from_mins(5),
             max_uses: 1000,
             max_bytes: 1 << 30,
             max_entries: 100,
@@ -44,7 +46,7 @@ async fn start() -> Server {
     let limits = kv::api::seed_tcp::Limits {
         max_request: (4 << 20) + kv::api::seed_tcp::REQUEST_OVERHEAD,
         max_connections: 16,
-        idle_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_mins(1),
         frame_timeout: Duration::from_secs(30),
         buffer_bytes: 16 << 20,
         budget_wait: Duration::from_secs(5),
@@ -73,8 +75,8 @@ async fn call(stream: &mut TcpStream, request: &ReqEnvelope) -> ReqEnvelope {
         .await
         .expect("write");
     let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 65536];
     loop {
-        let mut chunk = [0u8; 65536];
         let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
             .await
             .expect("reply in time")

@@ -1,7 +1,9 @@
 //! The one contract every `KvStore` adapter must honour, run against the
-//! real engines: redb in a temporary directory, PostgreSQL and DynamoDB on
-//! moto (see `testkit`), each test on a fresh store (PostgreSQL: a schema of
-//! its own; DynamoDB: a table of its own). These tests never skip.
+//! real engines: redb in a temporary directory, `PostgreSQL` and `DynamoDB` on
+//! moto (see `testkit`), each test on a fresh store (`PostgreSQL`: a schema of
+//! its own; `DynamoDB`: a table of its own). These tests never skip.
+// A failed expectation is the test failing: tests may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
@@ -17,6 +19,8 @@ struct Subject {
     _dir: Option<tempfile::TempDir>,
 }
 
+// Every subject is made by an async constructor, awaited alike.
+#[allow(clippy::unused_async)]
 async fn redb() -> Subject {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = RedbKvStore::open(&dir.path().join("kv.redb")).expect("open redb");

@@ -93,7 +93,16 @@ pub(crate) async fn build_services(
                 tracing::info!(store = %kv_store.url.describe(), "kv store");
                 let store = stores::kv_store(&kv_store, &config.data_dir).await?;
                 kept.push(format!("kv: {}", kv_store.url.describe()));
-                built.push(kv::service(store, &config.data_dir, args.kv.clone()).await?);
+                built.push(
+                    kv::service(
+                        args.kv.clone(),
+                        kv::ports::Backends { store },
+                        &platform::service::Context {
+                            data_dir: config.data_dir.clone(),
+                        },
+                    )
+                    .await?,
+                );
             }
             ServiceName::Calc => {
                 tracing::info!(events = %calc_events.url.describe(), "calc event log");

@@ -162,9 +162,9 @@ fn verify_kv(
     args: &VerifyArgs,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ScanReport, VerifyError> {
-    let mut checker = kv::verify::RecordChecker::new(&args.kv, &args.data_dir)
+    let mut checker = kv::engine::verify::RecordChecker::new(&args.kv, &args.data_dir)
         .map_err(|e| VerifyError::Store(e.into()))?;
-    let mut scan = |quarantine: bool, checker: &mut kv::verify::RecordChecker| {
+    let mut scan = |quarantine: bool, checker: &mut kv::engine::verify::RecordChecker| {
         kv::adapters::redb::verify(path, quarantine, &mut *progress, &mut |key, record| {
             checker.check(key, record)
         })

@@ -27,12 +27,39 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use zeroize::Zeroizing;
 
-use super::aws::{AwsSettings, describe_error, sdk_config};
+use platform::backend::{BackendError, FailureKind};
+
+use super::aws::{AwsSettings, sdk_config};
 use crate::domain::{DataKey, WrappedKey};
-use crate::ports::{KeyProvider, ProviderError};
+use crate::ports::{KeyProvider, ProviderError, Refusal};
+
+/// The engine name in errors.
+const ENGINE: &str = "aws-kms";
+
+/// What KMS answered that a call cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsAnswerError {
+    /// The configured key id is empty or too long.
+    #[error("KMS key id must be a key id, key ARN or alias/… (1..=2048 bytes)")]
+    BadKeyId,
+    /// A response lacked a part it must have.
+    #[error("response without {0}")]
+    Missing(&'static str),
+    /// The configured key is disabled.
+    #[error("kms key {0} is disabled")]
+    Disabled(String),
+    /// `GenerateDataKey` returned something that is not a data key.
+    #[error("returned a bad key: {0}")]
+    BadKey(crate::domain::EnvelopeError),
+}
+
+/// A KMS call of `operation` answered something unusable.
+fn bad_answer(operation: &'static str, error: KmsAnswerError) -> ProviderError {
+    BackendError::new(ENGINE, operation, FailureKind::Other, error).into()
+}
 
 /// How long the resolved ARN of the configured key is reused.
-pub const KEY_ID_TTL: Duration = Duration::from_secs(60);
+pub const KEY_ID_TTL: Duration = Duration::from_mins(1);
 
 /// `Decrypt` error codes meaning "this blob will never unwrap here": altered,
 /// wrapped under another key, or under a key that does not exist or that we
@@ -62,12 +89,12 @@ impl std::fmt::Debug for AwsKmsProvider {
     }
 }
 
-fn unavailable<E, R>(operation: &str, error: &SdkError<E, R>) -> ProviderError
+fn unavailable<E, R>(operation: &'static str, error: SdkError<E, R>) -> ProviderError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    ProviderError::Unavailable(format!("kms {}", describe_error(operation, error)))
+    BackendError::aws(ENGINE, operation, error).into()
 }
 
 impl AwsKmsProvider {
@@ -75,9 +102,13 @@ impl AwsKmsProvider {
     /// exists and is usable (`DescribeKey`), so a wrong id fails at start.
     pub async fn connect(settings: &AwsSettings, key_id: &str) -> Result<Self, ProviderError> {
         if key_id.is_empty() || key_id.len() > 2048 {
-            return Err(ProviderError::Unavailable(
-                "KMS key id must be a key id, key ARN or alias/… (1..=2048 bytes)".into(),
-            ));
+            return Err(BackendError::new(
+                ENGINE,
+                "connect",
+                FailureKind::Rejected,
+                KmsAnswerError::BadKeyId,
+            )
+            .into());
         }
         let provider = Self::connect_unchecked(settings, key_id).await;
         provider.current_key_id().await?;
@@ -101,7 +132,10 @@ impl AwsKmsProvider {
     }
 
     fn cached(&self) -> Option<String> {
-        let guard = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match &*guard {
             Some((arn, at)) if at.elapsed() < KEY_ID_TTL => Some(arn.clone()),
             _ => None,
@@ -109,7 +143,10 @@ impl AwsKmsProvider {
     }
 
     fn remember(&self, arn: &str) {
-        *self.resolved.lock().unwrap_or_else(|p| p.into_inner()) =
+        *self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some((arn.to_owned(), Instant::now()));
     }
 }
@@ -130,17 +167,21 @@ impl KeyProvider for AwsKmsProvider {
             .key_id(&self.key_id)
             .send()
             .await
-            .map_err(|e| unavailable("DescribeKey", &e))?;
+            .map_err(|e| unavailable("DescribeKey", e))?;
         let Some(meta) = out.key_metadata else {
-            return Err(ProviderError::Unavailable(
-                "kms DescribeKey: response without key metadata".into(),
+            return Err(bad_answer(
+                "DescribeKey",
+                KmsAnswerError::Missing("key metadata"),
             ));
         };
         if !meta.enabled {
-            return Err(ProviderError::Unavailable(format!(
-                "kms key {} is disabled",
-                self.key_id
-            )));
+            return Err(BackendError::new(
+                ENGINE,
+                "DescribeKey",
+                FailureKind::Rejected,
+                KmsAnswerError::Disabled(self.key_id.clone()),
+            )
+            .into());
         }
         let arn = meta.arn.unwrap_or(meta.key_id);
         self.remember(&arn);
@@ -155,16 +196,16 @@ impl KeyProvider for AwsKmsProvider {
             .key_spec(DataKeySpec::Aes256)
             .send()
             .await
-            .map_err(|e| unavailable("GenerateDataKey", &e))?;
+            .map_err(|e| unavailable("GenerateDataKey", e))?;
         let plaintext = out.plaintext.take().map(|b| Zeroizing::new(b.into_inner()));
         let (Some(plaintext), Some(blob)) = (plaintext, out.ciphertext_blob.take()) else {
-            return Err(ProviderError::Unavailable(
-                "kms GenerateDataKey: response without plaintext or ciphertext".into(),
+            return Err(bad_answer(
+                "GenerateDataKey",
+                KmsAnswerError::Missing("plaintext or ciphertext"),
             ));
         };
-        let dek = DataKey::from_slice(&plaintext).map_err(|e| {
-            ProviderError::Unavailable(format!("kms GenerateDataKey returned a bad key: {e}"))
-        })?;
+        let dek = DataKey::from_slice(&plaintext)
+            .map_err(|e| bad_answer("GenerateDataKey", KmsAnswerError::BadKey(e)))?;
         drop(plaintext);
         let key_id = match out.key_id.take() {
             Some(arn) => arn,
@@ -190,21 +231,15 @@ impl KeyProvider for AwsKmsProvider {
         let mut out = request.send().await.map_err(|e| {
             let code = e.code().unwrap_or_default();
             if matches!(e, SdkError::ServiceError(_)) && REFUSED_CODES.contains(&code) {
-                ProviderError::Refused(format!("kms {}", describe_error("Decrypt", &e)))
+                Refusal::Kms(BackendError::aws(ENGINE, "Decrypt", e)).into()
             } else {
-                unavailable("Decrypt", &e)
+                unavailable("Decrypt", e)
             }
         })?;
         let Some(plaintext) = out.plaintext.take().map(|b| Zeroizing::new(b.into_inner())) else {
-            return Err(ProviderError::Unavailable(
-                "kms Decrypt: response without plaintext".into(),
-            ));
+            return Err(bad_answer("Decrypt", KmsAnswerError::Missing("plaintext")));
         };
-        DataKey::from_slice(&plaintext).map_err(|e| {
-            ProviderError::Refused(format!(
-                "kms Decrypt: the wrapped blob is not a data key: {e}"
-            ))
-        })
+        Ok(DataKey::from_slice(&plaintext).map_err(Refusal::NotADataKey)?)
     }
 
     async fn wrap(&self, key: &DataKey) -> Result<WrappedKey, ProviderError> {
@@ -215,11 +250,9 @@ impl KeyProvider for AwsKmsProvider {
             .plaintext(Blob::new(key.expose().to_vec()))
             .send()
             .await
-            .map_err(|e| unavailable("Encrypt", &e))?;
+            .map_err(|e| unavailable("Encrypt", e))?;
         let Some(blob) = out.ciphertext_blob else {
-            return Err(ProviderError::Unavailable(
-                "kms Encrypt: response without ciphertext".into(),
-            ));
+            return Err(bad_answer("Encrypt", KmsAnswerError::Missing("ciphertext")));
         };
         let key_id = match out.key_id {
             Some(arn) => arn,

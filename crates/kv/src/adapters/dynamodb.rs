@@ -1,4 +1,4 @@
-//! DynamoDB kv store (aws-sdk-dynamodb) on the seed's table shape: table
+//! `DynamoDB` kv store (aws-sdk-dynamodb) on the seed's table shape: table
 //! `key_value_table` by default, partition key `key` (S), no sort key, so an
 //! existing seed table is used as it is. Not here: the key provider (see
 //! [`super::aws_kms`]), SDK set-up (see [`super::aws`]) and opening the table
@@ -24,13 +24,13 @@
 //! PHP twin's layout: `value` S = base64(iv ‖ tag ‖ ciphertext), `data_key`
 //! B = the base64 text of the blob, plus `key_id` and `size`.
 //!
-//! Item size: DynamoDB refuses items over 400 KB (409,600 bytes, counted as
+//! Item size: `DynamoDB` refuses items over 400 KB (409,600 bytes, counted as
 //! the UTF-8 lengths of attribute names plus the sizes of their values).
 //! `put` computes that size itself, counting numbers as their decimal length
-//! plus one (more than DynamoDB counts), and refuses anything over
+//! plus one (more than `DynamoDB` counts), and refuses anything over
 //! [`MAX_ITEM_BYTES`] = 400,000 bytes with `StoreError::TooLarge` before
-//! calling DynamoDB. The margin below 409,600 covers any difference in how
-//! DynamoDB counts. With a 1 KiB key, a KMS key ARN and wrapped key, the
+//! calling `DynamoDB`. The margin below 409,600 covers any difference in how
+//! `DynamoDB` counts. With a 1 KiB key, a KMS key ARN and wrapped key, the
 //! largest value that fits is about 398 KB.
 //!
 //! Listing is a `Scan` (table order, not key order) with a `begins_with`
@@ -40,7 +40,6 @@
 //! `Scan`) are strongly consistent, so a listing sees every acknowledged write.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -50,8 +49,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use platform::aws::dynamodb::{KeyedTable, describe_table, open_table};
+use platform::backend::{BackendError, CloseGate, FailureKind};
 
-use super::aws::{AwsSettings, describe_error};
+use super::aws::AwsSettings;
 use crate::domain::record::{NONCE_LEN, TAG_LEN};
 use crate::domain::{
     Entry, KeyPrefix, KvKey, Page, PageLimit, RecordFormat, SealedRecord, SeedKeyReading,
@@ -59,9 +59,12 @@ use crate::domain::{
 };
 use crate::ports::{KvStore, StoreError};
 
+/// The engine name in errors.
+const ENGINE: &str = "dynamodb";
+
 /// The seed's table name.
 pub const DEFAULT_TABLE: &str = "key_value_table";
-/// Largest item `put` sends (DynamoDB's limit is 409,600 bytes; see the module docs).
+/// Largest item `put` sends (`DynamoDB`'s limit is 409,600 bytes; see the module docs).
 pub const MAX_ITEM_BYTES: usize = 400_000;
 /// Most items one `Scan` call evaluates when a prefix filter is set.
 const FILTERED_SCAN_LIMIT: i32 = 1000;
@@ -92,11 +95,11 @@ const SEED_BASE64_URL: GeneralPurpose = GeneralPurpose::new(
 
 type Item = HashMap<String, AttributeValue>;
 
-/// A [`KvStore`] on one DynamoDB table.
+/// A [`KvStore`] on one `DynamoDB` table.
 pub struct DynamoKvStore {
     client: Client,
     table: String,
-    closed: AtomicBool,
+    closed: CloseGate,
 }
 
 impl std::fmt::Debug for DynamoKvStore {
@@ -123,11 +126,11 @@ impl DynamoKvStore {
         };
         let client = open_table(settings, &spec, create_if_missing)
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| BackendError::new(ENGINE, "connect", FailureKind::Other, e))?;
         Ok(Self {
             client,
             table: table.to_owned(),
-            closed: AtomicBool::new(false),
+            closed: CloseGate::default(),
         })
     }
 
@@ -137,25 +140,15 @@ impl DynamoKvStore {
     }
 
     fn ensure_open(&self) -> Result<(), StoreError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(StoreError::Unavailable(format!(
-                "dynamodb store for table '{}' is closed",
-                self.table
-            )));
-        }
-        Ok(())
+        Ok(self.closed.check(ENGINE)?)
     }
 
-    fn unavailable<E, R>(&self, operation: &str, error: &SdkError<E, R>) -> StoreError
+    fn unavailable<E, R>(operation: &'static str, error: SdkError<E, R>) -> StoreError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
-        StoreError::Unavailable(format!(
-            "dynamodb table '{}': {}",
-            self.table,
-            describe_error(operation, error)
-        ))
+        StoreError::Unavailable(BackendError::aws(ENGINE, operation, error))
     }
 
     /// `true` if the update happened, `false` if its condition failed.
@@ -177,7 +170,7 @@ impl DynamoKvStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        self.applied("UpdateItem", result)
+        Self::applied("UpdateItem", result)
     }
 
     /// The whole item under `key` as stored (strongly consistent), `None` if absent.
@@ -190,19 +183,18 @@ impl DynamoKvStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.unavailable("GetItem", &e))?;
+            .map_err(|e| Self::unavailable("GetItem", e))?;
         Ok(out.item.filter(|item| !item.is_empty()))
     }
 
     /// `true` if a conditional write happened, `false` if its condition failed.
     fn applied<T, E, R>(
-        &self,
-        operation: &str,
+        operation: &'static str,
         result: Result<T, SdkError<E, R>>,
     ) -> Result<bool, StoreError>
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
         match result {
             Ok(_) => Ok(true),
@@ -212,13 +204,13 @@ impl DynamoKvStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(self.unavailable(operation, &e)),
+            Err(e) => Err(Self::unavailable(operation, e)),
         }
     }
 }
 
-/// The item's size as DynamoDB counts it, rounded up (numbers count their
-/// decimal length plus one; DynamoDB counts about half that).
+/// The item's size as `DynamoDB` counts it, rounded up (numbers count their
+/// decimal length plus one; `DynamoDB` counts about half that).
 fn item_size(item: &Item) -> usize {
     item.iter()
         .map(|(name, value)| {
@@ -289,15 +281,24 @@ fn item_of(key: &KvKey, record: &SealedRecord) -> Item {
     item
 }
 
+/// What is wrong with a stored attribute that should hold bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum AttributeProblem {
+    #[error("is neither binary nor a base64 string")]
+    NeitherBinaryNorString,
+    #[error("is a string but not base64")]
+    NotBase64,
+}
+
 /// The readings of a seed item's stored `data_key`, most likely first.
-fn data_key_readings(value: &AttributeValue) -> Result<Vec<SeedKeyReading>, String> {
+fn data_key_readings(value: &AttributeValue) -> Result<Vec<SeedKeyReading>, AttributeProblem> {
     let readings = match value {
         AttributeValue::B(blob) => seed_key_readings(blob.as_ref(), 0),
         AttributeValue::S(text) => seed_key_readings(text.as_bytes(), 1),
-        _ => return Err("is neither binary nor a base64 string".to_owned()),
+        _ => return Err(AttributeProblem::NeitherBinaryNorString),
     };
     if readings.is_empty() {
-        return Err("is a string but not base64".to_owned());
+        return Err(AttributeProblem::NotBase64);
     }
     Ok(readings)
 }
@@ -313,7 +314,7 @@ fn data_key_like(stored: &AttributeValue, reading: &SeedKeyReading, blob: &[u8])
 }
 
 /// The item for `record` under `key`, refused as [`StoreError::TooLarge`]
-/// over [`MAX_ITEM_BYTES`] before DynamoDB is called.
+/// over [`MAX_ITEM_BYTES`] before `DynamoDB` is called.
 fn sized_item(key: &KvKey, record: &SealedRecord) -> Result<Item, StoreError> {
     let item = item_of(key, record);
     let size = item_size(&item);
@@ -327,7 +328,7 @@ fn sized_item(key: &KvKey, record: &SealedRecord) -> Result<Item, StoreError> {
 }
 
 /// Bytes from a B attribute, or from an S attribute holding base64 (seed values).
-fn bytes_or_base64(value: &AttributeValue) -> Result<Vec<u8>, String> {
+fn bytes_or_base64(value: &AttributeValue) -> Result<Vec<u8>, AttributeProblem> {
     match value {
         AttributeValue::B(blob) => Ok(blob.as_ref().to_vec()),
         AttributeValue::S(text) => {
@@ -335,9 +336,9 @@ fn bytes_or_base64(value: &AttributeValue) -> Result<Vec<u8>, String> {
             SEED_BASE64
                 .decode(text)
                 .or_else(|_| SEED_BASE64_URL.decode(text))
-                .map_err(|_| "is a string but not base64".to_owned())
+                .map_err(|_| AttributeProblem::NotBase64)
         }
-        _ => Err("is neither binary nor a base64 string".to_owned()),
+        _ => Err(AttributeProblem::NeitherBinaryNorString),
     }
 }
 
@@ -411,14 +412,11 @@ fn record_of(key: &KvKey, item: &Item) -> Result<SealedRecord, StoreError> {
 
 /// A listed item (projected to key, size, value) as an entry.
 fn entry_of(item: &Item) -> Result<Entry, StoreError> {
-    let key = match item.get(KEY) {
-        Some(AttributeValue::S(key)) => key,
-        _ => {
-            return Err(StoreError::Corrupt {
-                key: "?".into(),
-                reason: "listed item without a string key".into(),
-            });
-        }
+    let Some(AttributeValue::S(key)) = item.get(KEY) else {
+        return Err(StoreError::Corrupt {
+            key: "?".into(),
+            reason: "listed item without a string key".into(),
+        });
     };
     let corrupt = |reason: String| StoreError::Corrupt {
         key: key.chars().take(64).collect(),
@@ -452,7 +450,7 @@ impl KvStore for DynamoKvStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| self.unavailable("PutItem", &e))?;
+            .map_err(|e| Self::unavailable("PutItem", e))?;
         Ok(())
     }
 
@@ -474,7 +472,7 @@ impl KvStore for DynamoKvStore {
             .return_values(ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|e| self.unavailable("DeleteItem", &e))?;
+            .map_err(|e| Self::unavailable("DeleteItem", e))?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
@@ -520,7 +518,7 @@ impl KvStore for DynamoKvStore {
             let out = request
                 .send()
                 .await
-                .map_err(|e| self.unavailable("Scan", &e))?;
+                .map_err(|e| Self::unavailable("Scan", e))?;
             let items = out.items.unwrap_or_default();
             let count = items.len();
             let mut stopped_early = false;
@@ -531,7 +529,10 @@ impl KvStore for DynamoKvStore {
                     break;
                 }
             }
-            let table_ended = out.last_evaluated_key.as_ref().is_none_or(|k| k.is_empty());
+            let table_ended = out
+                .last_evaluated_key
+                .as_ref()
+                .is_none_or(std::collections::HashMap::is_empty);
             if entries.len() == limit {
                 break stopped_early || !table_ended;
             }
@@ -598,7 +599,7 @@ impl KvStore for DynamoKvStore {
             ])))
             .send()
             .await
-            .map_err(|e| self.unavailable("GetItem", &e))?;
+            .map_err(|e| Self::unavailable("GetItem", e))?;
         let Some(item) = out.item.filter(|i| !i.is_empty()) else {
             return Ok(false);
         };
@@ -688,7 +689,7 @@ impl KvStore for DynamoKvStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        self.applied("PutItem", result)
+        Self::applied("PutItem", result)
     }
 
     fn keeps_seed_layout(&self) -> bool {
@@ -700,11 +701,11 @@ impl KvStore for DynamoKvStore {
         describe_table(&self.client, &self.table)
             .await
             .map(|_| ())
-            .map_err(|e| self.unavailable("DescribeTable", &e))
+            .map_err(|e| Self::unavailable("DescribeTable", e))
     }
 
     async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod aws_kms;
 pub mod dynamodb;
+pub mod key_provider;
 pub mod local_keys;
 pub mod postgres;
 pub mod rate_limited;

@@ -1,4 +1,4 @@
-//! PostgreSQL kv store (sqlx). Owns its schema: the migrations in
+//! `PostgreSQL` kv store (sqlx). Owns its schema: the migrations in
 //! `crates/kv/migrations` are embedded and applied at start. A row holds the
 //! record's parts in columns (`key_id`, `wrapped_key`, `nonce`,
 //! `ciphertext`, `size`), so an operator can see which key wrapped what.
@@ -11,13 +11,16 @@ use crate::domain::{
     Entry, KeyPrefix, KvKey, Page, PageLimit, RecordFormat, SealedRecord, WrappedKey,
 };
 use crate::ports::{KvStore, StoreError};
+use platform::backend::BackendError;
 
+/// A [`KvStore`] on a `PostgreSQL` table (`kv_items`).
 pub struct PostgresKvStore {
     pool: PgPool,
 }
 
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(error.to_string())
+/// A failed `PostgreSQL` call of `operation`.
+fn failed(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |error| StoreError::Unavailable(BackendError::postgres(operation, error))
 }
 
 impl PostgresKvStore {
@@ -25,7 +28,7 @@ impl PostgresKvStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "kv")
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(BackendError::from)?;
         Ok(Self { pool })
     }
 }
@@ -45,10 +48,10 @@ impl KvStore for PostgresKvStore {
         .bind(&record.wrapped.bytes)
         .bind(&record.nonce[..])
         .bind(&record.ciphertext)
-        .bind(record.plaintext_len() as i64)
+        .bind(i64::try_from(record.plaintext_len()).unwrap_or(i64::MAX))
         .execute(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(failed("put"))?;
         Ok(())
     }
 
@@ -59,26 +62,26 @@ impl KvStore for PostgresKvStore {
         .bind(key.as_str())
         .fetch_optional(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(failed("get"))?;
         let Some(row) = row else { return Ok(None) };
         let corrupt = |reason: String| StoreError::Corrupt {
             key: key.to_string(),
             reason,
         };
-        let nonce: Vec<u8> = row.try_get("nonce").map_err(unavailable)?;
+        let nonce: Vec<u8> = row.try_get("nonce").map_err(failed("get"))?;
         let nonce: [u8; NONCE_LEN] = nonce
             .as_slice()
             .try_into()
             .map_err(|_| corrupt(format!("nonce of {} bytes", nonce.len())))?;
-        let ciphertext: Vec<u8> = row.try_get("ciphertext").map_err(unavailable)?;
+        let ciphertext: Vec<u8> = row.try_get("ciphertext").map_err(failed("get"))?;
         if ciphertext.len() < crate::domain::record::TAG_LEN {
             return Err(corrupt("ciphertext shorter than its tag".into()));
         }
         Ok(Some(SealedRecord {
             format: RecordFormat::V1,
             wrapped: WrappedKey {
-                key_id: row.try_get("key_id").map_err(unavailable)?,
-                bytes: row.try_get("wrapped_key").map_err(unavailable)?,
+                key_id: row.try_get("key_id").map_err(failed("get"))?,
+                bytes: row.try_get("wrapped_key").map_err(failed("get"))?,
             },
             wrapped_alternates: Vec::new(),
             nonce,
@@ -91,7 +94,7 @@ impl KvStore for PostgresKvStore {
             .bind(key.as_str())
             .execute(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(failed("delete"))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -110,18 +113,18 @@ impl KvStore for PostgresKvStore {
         .bind(i64::from(limit.get()) + 1)
         .fetch_all(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(failed("list"))?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
-            let key: String = row.try_get("key").map_err(unavailable)?;
-            let size: i64 = row.try_get("size").map_err(unavailable)?;
+            let key: String = row.try_get("key").map_err(failed("list"))?;
+            let size: i64 = row.try_get("size").map_err(failed("list"))?;
             let key = KvKey::new(key.clone()).map_err(|e| StoreError::Corrupt {
                 key: key.chars().take(64).collect(),
                 reason: e.to_string(),
             })?;
             entries.push(Entry {
                 key,
-                size: size.max(0) as u64,
+                size: u64::try_from(size).unwrap_or(0),
             });
         }
         let next = if entries.len() > limit.as_usize() {
@@ -154,7 +157,7 @@ impl KvStore for PostgresKvStore {
         .bind(&new.bytes)
         .execute(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(failed("rewrap"))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -163,7 +166,7 @@ impl KvStore for PostgresKvStore {
             .execute(&self.pool)
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(failed("ping"))
     }
 
     async fn close(&self) {

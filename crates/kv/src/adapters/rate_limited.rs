@@ -15,8 +15,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use platform::backend::{BackendError, FailureKind};
+
 use crate::domain::{DataKey, WrappedKey};
+use crate::metrics;
 use crate::ports::{KeyProvider, ProviderError};
+
+/// A call found no token within the wait: this instance's own limit on a
+/// remote provider was reached.
+#[derive(Debug, thiserror::Error)]
+#[error("{provider} rate limit of {per_second}/s reached; retry later")]
+pub struct RateLimitReached {
+    /// The provider limited.
+    pub provider: &'static str,
+    /// The limit.
+    pub per_second: NonZeroU32,
+}
 
 /// A [`KeyProvider`] that lets at most `per_second` calls through to `inner`.
 pub struct RateLimitedProvider {
@@ -27,6 +41,7 @@ pub struct RateLimitedProvider {
 }
 
 impl RateLimitedProvider {
+    /// Lets at most `per_second` calls through to `inner`; a call waits up to `max_wait` for its turn.
     pub fn new(inner: Arc<dyn KeyProvider>, per_second: NonZeroU32, max_wait: Duration) -> Self {
         Self {
             inner,
@@ -45,16 +60,22 @@ impl RateLimitedProvider {
             .await
             .is_ok()
         {
-            metrics::counter!("quintet_kv_provider_throttled_total", "provider" => kind, "outcome" => "waited")
+            ::metrics::counter!(metrics::PROVIDER_THROTTLED, "provider" => kind, "outcome" => "waited")
                 .increment(1);
             return Ok(());
         }
-        metrics::counter!("quintet_kv_provider_throttled_total", "provider" => kind, "outcome" => "refused")
+        ::metrics::counter!(metrics::PROVIDER_THROTTLED, "provider" => kind, "outcome" => "refused")
             .increment(1);
-        Err(ProviderError::Unavailable(format!(
-            "{kind} rate limit of {}/s reached; retry later",
-            self.per_second
-        )))
+        Err(BackendError::new(
+            kind,
+            "rate limit",
+            FailureKind::Throttled,
+            RateLimitReached {
+                provider: kind,
+                per_second: self.per_second,
+            },
+        )
+        .into())
     }
 }
 
@@ -94,7 +115,7 @@ mod tests {
     use crate::adapters::local_keys::LocalKeyProvider;
 
     fn limited(per_second: u32, max_wait: Duration) -> RateLimitedProvider {
-        let inner = LocalKeyProvider::from_env_value(&base64_key()).expect("key");
+        let inner = LocalKeyProvider::from_env_value(&base64_key().into()).expect("key");
         RateLimitedProvider::new(
             Arc::new(inner),
             NonZeroU32::new(per_second).expect("nonzero"),
@@ -113,8 +134,10 @@ mod tests {
         provider.generate().await.expect("first");
         provider.generate().await.expect("second");
         match provider.generate().await {
-            Err(ProviderError::Unavailable(message)) => {
-                assert!(message.contains("rate limit of 2/s"), "{message}")
+            Err(ProviderError::Unavailable(error)) => {
+                assert_eq!(error.kind(), FailureKind::Throttled);
+                let message = platform::backend::chain(&error);
+                assert!(message.contains("rate limit of 2/s"), "{message}");
             }
             other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
         }

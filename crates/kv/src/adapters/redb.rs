@@ -7,20 +7,39 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use platform::backend::{BackendError, CloseGate, FailureKind};
 use platform::group_commit::{CommitError, GroupCommit};
 use platform::integrity::{self, CorruptRecord, Progress, ScanReport};
 use redb::{Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle};
 
-use crate::domain::{Entry, KeyPrefix, KvKey, Page, PageLimit, SealedRecord, WrappedKey};
+use crate::domain::{
+    Entry, KeyPrefix, KvKey, Page, PageLimit, RecordProblem, SealedRecord, WrappedKey,
+};
 use crate::ports::{KvStore, StoreError};
+
+/// Why `quintet verify` could not scan the store.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The store file could not be opened (missing, in use, unreadable).
+    #[error(transparent)]
+    Open(platform::integrity::ScanOpenError),
+    /// Reading or writing the store failed.
+    #[error("{}", platform::backend::chain(.0))]
+    Read(BackendError),
+    /// A record could not be moved to quarantine.
+    #[error("{}", platform::backend::chain(.0))]
+    Quarantine(BackendError),
+}
 
 const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("kv_items");
 
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(error.to_string())
+const ENGINE: &str = "redb";
+
+/// A failed redb call of `operation`.
+fn failed<E: Into<redb::Error>>(operation: &'static str) -> impl Fn(E) -> StoreError {
+    move |error| StoreError::Unavailable(BackendError::redb(operation, error))
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<SealedRecord, StoreError> {
@@ -54,19 +73,21 @@ enum Write {
 /// A write's outcome: `true` when it changed something (a put always does).
 type Outcome = Result<bool, StoreError>;
 
+/// A [`KvStore`] in an embedded redb file, written through a group-commit writer.
 pub struct RedbKvStore {
     db: Arc<Database>,
     writer: GroupCommit<Write, Outcome>,
-    closed: AtomicBool,
+    closed: CloseGate,
 }
 
 impl RedbKvStore {
     /// Opens (or creates) the store file; fails if another process holds it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = platform::embedded::create_database(path).map_err(unavailable)?;
-        let txn = db.begin_write().map_err(unavailable)?;
-        txn.open_table(ITEMS).map_err(unavailable)?;
-        txn.commit().map_err(unavailable)?;
+        let db = platform::embedded::create_database(path)
+            .map_err(|e| BackendError::new(ENGINE, "open", FailureKind::Other, e))?;
+        let txn = db.begin_write().map_err(failed("open"))?;
+        txn.open_table(ITEMS).map_err(failed("open"))?;
+        txn.commit().map_err(failed("open"))?;
         let db = Arc::new(db);
         let writer_db = db.clone();
         let writer = GroupCommit::spawn("kv", QUEUE_DEPTH, MAX_BATCH, move |writes: &[Write]| {
@@ -79,56 +100,56 @@ impl RedbKvStore {
                 )
             })
         })
-        .map_err(unavailable)?;
+        .map_err(|e| BackendError::new(ENGINE, "start writer", FailureKind::Other, e))?;
         Ok(Self {
             db,
             writer,
-            closed: AtomicBool::new(false),
+            closed: CloseGate::default(),
         })
     }
 
     fn check_open(&self) -> Result<(), StoreError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(unavailable("store is closed"));
-        }
-        Ok(())
+        Ok(self.closed.check(ENGINE)?)
     }
 
     async fn write(&self, write: Write) -> Outcome {
         self.check_open()?;
         self.writer.submit(write).await.map_err(|e| match e {
-            CommitError::Closed => unavailable("store is closed"),
-            CommitError::Failed(error) => unavailable(platform::backend::chain(&*error)),
+            CommitError::Closed => BackendError::closed(ENGINE),
+            CommitError::Failed(error) => {
+                BackendError::new(ENGINE, "commit", FailureKind::Other, error)
+            }
         })?
     }
 }
 
 /// Applies `writes` in order in one transaction and commits it.
 fn commit(db: &Database, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
-    let txn = db.begin_write().map_err(unavailable)?;
+    let txn = db.begin_write().map_err(failed("commit"))?;
     let outcomes = {
-        let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+        let mut table = txn.open_table(ITEMS).map_err(failed("commit"))?;
         writes
             .iter()
             .map(|write| apply(&mut table, write))
             .collect::<Result<Vec<_>, StoreError>>()?
     };
-    txn.commit().map_err(unavailable)?;
+    txn.commit().map_err(failed("commit"))?;
     Ok(outcomes)
 }
 
 /// One write: `Err` fails the transaction, `Ok(Err)` only this write.
 fn apply(table: &mut Table<&str, &[u8]>, write: &Write) -> Result<Outcome, StoreError> {
+    let unavailable = failed::<redb::StorageError>("write");
     Ok(match write {
         Write::Put { key, bytes } => {
             table
                 .insert(key.as_str(), bytes.as_slice())
-                .map_err(unavailable)?;
+                .map_err(&unavailable)?;
             Ok(true)
         }
-        Write::Delete { key } => Ok(table.remove(key.as_str()).map_err(unavailable)?.is_some()),
+        Write::Delete { key } => Ok(table.remove(key.as_str()).map_err(&unavailable)?.is_some()),
         Write::Rewrap { key, old, new } => {
-            let current = match table.get(key.as_str()).map_err(unavailable)? {
+            let current = match table.get(key.as_str()).map_err(&unavailable)? {
                 Some(value) => decode(key.as_str(), value.value()),
                 None => return Ok(Ok(false)),
             };
@@ -137,7 +158,7 @@ fn apply(table: &mut Table<&str, &[u8]>, write: &Write) -> Result<Outcome, Store
                     record.wrapped = new.clone();
                     table
                         .insert(key.as_str(), record.encode().as_slice())
-                        .map_err(unavailable)?;
+                        .map_err(&unavailable)?;
                     Ok(true)
                 }
                 Ok(_) => Ok(false),
@@ -160,9 +181,9 @@ impl KvStore for RedbKvStore {
 
     async fn get(&self, key: &KvKey) -> Result<Option<SealedRecord>, StoreError> {
         self.check_open()?;
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(ITEMS).map_err(unavailable)?;
-        match table.get(key.as_str()).map_err(unavailable)? {
+        let txn = self.db.begin_read().map_err(failed("get"))?;
+        let table = txn.open_table(ITEMS).map_err(failed("get"))?;
+        match table.get(key.as_str()).map_err(failed("get"))? {
             Some(value) => decode(key.as_str(), value.value()).map(Some),
             None => Ok(None),
         }
@@ -179,8 +200,8 @@ impl KvStore for RedbKvStore {
         limit: PageLimit,
     ) -> Result<Page, StoreError> {
         self.check_open()?;
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(ITEMS).map_err(unavailable)?;
+        let txn = self.db.begin_read().map_err(failed("list"))?;
+        let table = txn.open_table(ITEMS).map_err(failed("list"))?;
         let limit = limit.get() as usize;
         let start = match after {
             Some(after) if after.as_str() >= prefix.as_str() => after.as_str(),
@@ -189,8 +210,8 @@ impl KvStore for RedbKvStore {
         let mut entries = Vec::new();
         let mut corrupt = Vec::new();
         let mut next = None;
-        for item in table.range(start..).map_err(unavailable)? {
-            let (key, value) = item.map_err(unavailable)?;
+        for item in table.range(start..).map_err(failed("list"))? {
+            let (key, value) = item.map_err(failed("list"))?;
             let key = key.value();
             if !prefix.matches(key) {
                 break;
@@ -243,11 +264,11 @@ impl KvStore for RedbKvStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.check_open()?;
-        self.db.begin_read().map(|_| ()).map_err(unavailable)
+        self.db.begin_read().map(|_| ()).map_err(failed("ping"))
     }
 
     async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         self.writer.close().await;
     }
 }
@@ -264,10 +285,10 @@ pub fn verify(
     path: &Path,
     quarantine: bool,
     progress: Progress<'_>,
-    authenticate: &mut dyn FnMut(&KvKey, &SealedRecord) -> Result<(), String>,
-) -> Result<ScanReport, String> {
-    let text = |e: redb::Error| e.to_string();
-    let db = integrity::open_existing(path).map_err(|e| e.to_string())?;
+    authenticate: &mut dyn FnMut(&KvKey, &SealedRecord) -> Result<(), RecordProblem>,
+) -> Result<ScanReport, ScanError> {
+    let text = |e: redb::Error| ScanError::Read(BackendError::redb("verify", e));
+    let db = integrity::open_existing(path).map_err(ScanError::Open)?;
     let mut report = ScanReport::default();
     let mut bad: Vec<(String, Vec<u8>)> = Vec::new();
     {
@@ -289,7 +310,7 @@ pub fn verify(
                 Err(e) => Some(format!("stored key is not a valid key: {e}")),
                 Ok(parsed) => match SealedRecord::decode(value.value()) {
                     Err(e) => Some(e.to_string()),
-                    Ok(record) => authenticate(&parsed, &record).err(),
+                    Ok(record) => authenticate(&parsed, &record).err().map(|p| p.to_string()),
                 },
             };
             if let Some(problem) = problem {
@@ -309,7 +330,7 @@ pub fn verify(
             let mut table = txn.open_table(ITEMS).map_err(|e| text(e.into()))?;
             for (key, stored) in &bad {
                 integrity::quarantine(&txn, ITEMS.name(), key, stored)
-                    .map_err(|e| platform::backend::chain(&e))?;
+                    .map_err(ScanError::Quarantine)?;
                 table.remove(key.as_str()).map_err(|e| text(e.into()))?;
                 report.quarantined += 1;
             }

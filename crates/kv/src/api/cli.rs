@@ -6,6 +6,8 @@ use clap::{Args, Subcommand};
 use http::Method;
 use platform::client::{ClientArgs, page_query, print_json, value_arg};
 
+// clap turns doc comments into help text: a doc here would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct KvCli {
     #[command(flatten)]
@@ -39,12 +41,13 @@ enum KvCommand {
     /// layout unless --convert names one.
     Rotate {
         /// Re-encrypt records in another layout into this one: `quintet`, or `seed` (the
-        /// original services' DynamoDB layout, for a migration back; DynamoDB store only).
+        /// original services' `DynamoDB` layout, for a migration back; `DynamoDB` store only).
         #[arg(long, value_parser = ["quintet", "seed"])]
         convert: Option<String>,
     },
 }
 
+/// Runs one `quintet kv …` command against a server and prints its answer.
 pub async fn run(cli: KvCli) -> anyhow::Result<()> {
     let client = cli.client.http()?;
     match cli.command {

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{KeyPrefix, KvKey, PageLimit};
+use crate::engine::vault::{KvError, Vault};
 use crate::proto::v1::key_value_server::{KeyValue, KeyValueServer};
 use crate::proto::v1::{
     DeleteRequest, DeleteResponse, Entry, GetRequest, GetResponse, ListRequest, ListResponse,
     SetRequest, SetResponse,
 };
-use crate::vault::{KvError, Vault};
 
 /// Room for the protobuf framing around a value of the largest size.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
@@ -20,16 +20,16 @@ const MESSAGE_OVERHEAD: usize = 64 * 1024;
 pub fn status(error: &KvError) -> Status {
     let message = error.to_string();
     match error {
-        KvError::InvalidArgument(_) => Status::invalid_argument(message),
-        KvError::Unsupported(_) => Status::failed_precondition(message),
+        KvError::InvalidKey(_) => Status::invalid_argument(message),
+        KvError::SeedLayoutUnsupported => Status::failed_precondition(message),
         KvError::NotFound(_) => Status::not_found(message),
         KvError::TooLarge { .. } => Status::resource_exhausted(message),
-        KvError::Unavailable(detail) => {
-            tracing::error!(error = %detail, "kv rpc failed");
+        KvError::Store(_) | KvError::Provider(_) | KvError::Seal(_) => {
+            tracing::error!(error = %platform::backend::chain(error), "kv rpc failed");
             Status::unavailable(super::http::UNAVAILABLE)
         }
         KvError::Integrity { .. } => {
-            metrics::counter!(crate::vault::CORRUPT_RECORDS).increment(1);
+            metrics::counter!(crate::metrics::CORRUPT_RECORDS).increment(1);
             tracing::error!(error = %message, "kv rpc failed");
             Status::data_loss(format!("{message}; {}", platform::integrity::VERIFY_HINT))
         }
@@ -40,6 +40,7 @@ fn key(raw: String) -> Result<KvKey, Status> {
     KvKey::new(raw).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
+/// kv's gRPC service (`quintet.kv.v1.KeyValue`) over the vault.
 #[derive(Clone)]
 pub struct KvGrpc {
     vault: Arc<Vault>,
@@ -57,10 +58,10 @@ pub fn server(vault: Arc<Vault>) -> ExhaustedOverLimit<KeyValueServer<KvGrpc>> {
 }
 
 /// tonic refuses a request message over its decoding limit with
-/// OUT_OF_RANGE before kv sees it; kv answers a value over the limit with
-/// RESOURCE_EXHAUSTED (as [`status`] does for one just over it), so this
+/// `OUT_OF_RANGE` before kv sees it; kv answers a value over the limit with
+/// `RESOURCE_EXHAUSTED` (as [`status`] does for one just over it), so this
 /// wrapper gives the larger ones the same code. kv itself never answers
-/// OUT_OF_RANGE, so the code names only that refusal here.
+/// `OUT_OF_RANGE`, so the code names only that refusal here.
 #[derive(Clone)]
 pub struct ExhaustedOverLimit<S>(S);
 
@@ -146,11 +147,10 @@ impl KeyValue for KvGrpc {
         } = request.into_inner();
         let prefix =
             KeyPrefix::new(prefix).map_err(|e| Status::invalid_argument(format!("prefix: {e}")))?;
-        let after = match cursor.is_empty() {
-            true => None,
-            false => Some(
-                KvKey::new(cursor).map_err(|e| Status::invalid_argument(format!("cursor: {e}")))?,
-            ),
+        let after = if cursor.is_empty() {
+            None
+        } else {
+            Some(KvKey::new(cursor).map_err(|e| Status::invalid_argument(format!("cursor: {e}")))?)
         };
         let limit = match limit {
             0 => PageLimit::parse(None),

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::domain::{KeyPrefix, KvKey, PageLimit, RecordFormat};
-use crate::vault::{KvError, RotateReport, Vault};
+use crate::engine::vault::{KvError, RotateReport, Vault};
 
+/// kv's REST routes (`/kv/…`, the seed's twin `/api/…`, `/admin/kv/rotate`).
 pub fn router(vault: Arc<Vault>) -> Router {
     let body_limit = body_limit(vault.max_value_bytes());
     Router::new()
@@ -45,6 +46,7 @@ fn body_limit(max_value_bytes: usize) -> usize {
 )]
 struct KvApi;
 
+/// kv's `OpenAPI` document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     KvApi::openapi()
 }
@@ -52,10 +54,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Everything a kv route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request is malformed (a key, a query parameter, a body).
     #[error("{0}")]
     BadRequest(String),
+    /// The body could not be read (too large, wrong media type).
     #[error("{}", .0.message)]
     Body(ErrorResponse),
+    /// The vault refused or failed.
     #[error(transparent)]
     Kv(#[from] KvError),
 }
@@ -64,14 +69,18 @@ pub enum ApiError {
 /// cause is logged with the request id.
 pub const UNAVAILABLE: &str = "kv store or key provider unavailable; retry later";
 
-/// The HTTP status of each kv error.
+/// The HTTP status of each kv error: every failure behind the service
+/// (store, key provider, its rate limit, sealing) is a 503 with
+/// `Retry-After`, whatever its kind.
 pub fn status(error: &KvError) -> StatusCode {
     match error {
-        KvError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-        KvError::Unsupported(_) => StatusCode::CONFLICT,
+        KvError::InvalidKey(_) => StatusCode::BAD_REQUEST,
+        KvError::SeedLayoutUnsupported => StatusCode::CONFLICT,
         KvError::NotFound(_) => StatusCode::NOT_FOUND,
         KvError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        KvError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        KvError::Store(_) | KvError::Provider(_) | KvError::Seal(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         KvError::Integrity { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -83,15 +92,18 @@ impl IntoResponse for ApiError {
             ApiError::Body(e) => e.status,
             ApiError::Kv(e) => status(e),
         };
-        if let ApiError::Kv(KvError::Unavailable(detail)) = &self {
+        if let ApiError::Kv(error) = &self
+            && error.is_unavailable()
+        {
             // Logged with the request id by the observe layer, never sent.
+            let detail = platform::backend::chain(error);
             return ErrorResponse::hidden(status, UNAVAILABLE, detail).into_response();
         }
         if let ApiError::Kv(KvError::Integrity { key, reason }) = &self {
-            metrics::counter!(crate::vault::CORRUPT_RECORDS).increment(1);
+            metrics::counter!(crate::metrics::CORRUPT_RECORDS).increment(1);
             tracing::error!(
                 key,
-                reason,
+                %reason,
                 "refused to serve a kv record that failed its check"
             );
             return ErrorResponse::new(
@@ -180,14 +192,18 @@ struct ListQuery {
 /// A listed key and its value's plaintext size in bytes.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EntryBody {
+    /// The key.
     pub key: String,
+    /// Its value's plaintext size in bytes.
     pub size: u64,
 }
 
 /// One page of keys; `next_cursor` is null on the last page.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PageBody {
+    /// The keys of this page.
     pub items: Vec<EntryBody>,
+    /// The cursor for the next page (the last key of this one), null on the last page.
     pub next_cursor: Option<String>,
     /// Keys in this page's range whose stored record cannot be read: left out
     /// of `items` (run `quintet verify`). Absent when there are none.
@@ -215,7 +231,8 @@ async fn list(
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let page = vault.list(&prefix, after.as_ref(), limit).await?;
     if !page.corrupt.is_empty() {
-        metrics::counter!(crate::vault::CORRUPT_RECORDS).increment(page.corrupt.len() as u64);
+        metrics::counter!(crate::metrics::CORRUPT_RECORDS)
+            .increment(u64::try_from(page.corrupt.len()).unwrap_or(u64::MAX));
     }
     Ok(Json(PageBody {
         items: page
@@ -314,7 +331,7 @@ async fn seed_get(
 struct RotateQuery {
     /// Re-encrypt every record not already in this layout into it: `quintet`
     /// (namespace and key bound as associated data) or `seed` (the original
-    /// services' DynamoDB layout; DynamoDB store only). Without it each
+    /// services' `DynamoDB` layout; `DynamoDB` store only). Without it each
     /// record keeps its layout.
     #[param(pattern = "^(quintet|seed)$")]
     convert: Option<String>,
@@ -336,20 +353,22 @@ async fn rotate(
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let convert = match query.convert.as_deref() {
         None => None,
-        Some(name) => Some(parse_format(name).map_err(ApiError::BadRequest)?),
+        Some(name) => Some(parse_format(name).map_err(|e| ApiError::BadRequest(e.to_string()))?),
     };
     Ok(Json(vault.rotate(convert).await?))
 }
 
+/// A layout name that is neither `quintet` nor `seed` (its first 40 characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("convert must be quintet or seed, not '{0}'")]
+pub struct UnknownFormat(pub String);
+
 /// A layout by name (`quintet` or `seed`), as `convert` and `--kv-write-format` spell it.
-pub fn parse_format(name: &str) -> Result<RecordFormat, String> {
+pub fn parse_format(name: &str) -> Result<RecordFormat, UnknownFormat> {
     match name {
         "quintet" => Ok(RecordFormat::V1),
         "seed" => Ok(RecordFormat::SeedLegacy),
-        other => Err(format!(
-            "convert must be quintet or seed, not '{}'",
-            other.chars().take(40).collect::<String>()
-        )),
+        other => Err(UnknownFormat(other.chars().take(40).collect())),
     }
 }
 
@@ -360,6 +379,46 @@ mod tests {
     use testkit::fuzz;
 
     use super::*;
+    use crate::ports::{BackendError, FailureKind};
+
+    #[tokio::test]
+    async fn backend_failures_of_every_kind_are_503_with_retry_after_and_no_driver_text() {
+        for kind in [
+            FailureKind::Throttled,
+            FailureKind::Timeout,
+            FailureKind::Unreachable,
+            FailureKind::Rejected,
+        ] {
+            let driver = std::io::Error::other("driver secret text");
+            let error = KvError::Provider(BackendError::new("aws-kms", "Decrypt", kind, driver));
+            assert_eq!(
+                super::super::grpc::status(&error).code(),
+                tonic::Code::Unavailable
+            );
+            let response = ApiError::Kv(error).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{kind}");
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            assert!(body.contains(UNAVAILABLE), "{body}");
+            assert!(!body.contains("driver secret text"), "{body}");
+            let store = KvError::Store(BackendError::bare("redb", "get", kind));
+            assert_eq!(super::status(&store), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let integrity = KvError::Integrity {
+            key: "k".into(),
+            reason: crate::engine::vault::IntegrityFailure::Refused(
+                crate::ports::Refusal::Authentication,
+            ),
+        };
+        assert_eq!(super::status(&integrity), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            super::super::grpc::status(&integrity).code(),
+            tonic::Code::DataLoss
+        );
+    }
 
     fn read(body: &[u8]) -> Result<(KvKey, SeedPair), ApiError> {
         let mut headers = http::HeaderMap::new();

@@ -39,10 +39,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::tcp_tls::TcpTls;
 use crate::domain::KvKey;
+use crate::engine::vault::{KvError, Vault};
 use crate::proto::seed::{
     Data, GetResponse, ReqEnvelope, SetResponse, get_response, req_envelope, set_response,
 };
-use crate::vault::{KvError, Vault};
 
 /// Room for the protobuf framing around a value of the largest size.
 pub const REQUEST_OVERHEAD: usize = 64 * 1024;
@@ -62,6 +62,7 @@ const PRUNE_EVERY: u64 = 4096;
 pub struct Limits {
     /// Largest request, in bytes (the value limit plus framing).
     pub max_request: usize,
+    /// Most connections open at once.
     pub max_connections: usize,
     /// Between requests.
     pub idle_timeout: Duration,
@@ -75,38 +76,6 @@ pub struct Limits {
     pub rate: Option<(NonZeroU32, NonZeroU32)>,
     /// Client networks accepted; empty accepts all.
     pub allow: Vec<ipnet::IpNet>,
-}
-
-mod metric {
-    pub const OPEN: &str = "quintet_kv_tcp_connections_open";
-    pub const ACCEPTED: &str = "quintet_kv_tcp_connections_total";
-    pub const REFUSED: &str = "quintet_kv_tcp_connections_refused_total";
-    pub const TIMED_OUT: &str = "quintet_kv_tcp_timeouts_total";
-    pub const REQUESTS: &str = "quintet_kv_tcp_requests_total";
-    pub const GARBAGE: &str = "quintet_kv_tcp_garbage_connections_total";
-    pub const BUFFERED: &str = "quintet_kv_tcp_buffered_bytes";
-}
-
-fn describe() {
-    metrics::describe_gauge!(metric::OPEN, "Open kv raw-TCP connections.");
-    metrics::describe_counter!(metric::ACCEPTED, "kv raw-TCP connections accepted.");
-    metrics::describe_counter!(
-        metric::REFUSED,
-        "kv raw-TCP connections closed at accept, by reason: cap, allowlist, tls."
-    );
-    metrics::describe_counter!(
-        metric::TIMED_OUT,
-        "kv raw-TCP connections closed by a deadline: idle, frame, handshake, budget."
-    );
-    metrics::describe_counter!(metric::REQUESTS, "kv raw-TCP requests by type and outcome.");
-    metrics::describe_counter!(
-        metric::GARBAGE,
-        "kv raw-TCP connections closed for bytes that are not a request."
-    );
-    metrics::describe_gauge!(
-        metric::BUFFERED,
-        "Bytes of the kv raw-TCP buffer budget held by partly received requests."
-    );
 }
 
 /// One WARN line per [`LOG_INTERVAL`] at most, with how many were suppressed
@@ -127,7 +96,10 @@ impl ThrottledLog {
     fn warn(&self, peer: SocketAddr, error: &(dyn std::fmt::Display + Sync)) {
         let now = std::time::Instant::now();
         let due = {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let due = last.is_none_or(|at| now.duration_since(at) >= LOG_INTERVAL);
             if due {
                 *last = Some(now);
@@ -163,7 +135,9 @@ impl Shared {
             .limits
             .buffer_bytes
             .saturating_sub(self.budget.available_permits());
-        metrics::gauge!(metric::BUFFERED).set(held as f64);
+        // A gauge is an f64; byte counts lose precision only past 2^53 bytes.
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!(crate::metrics::TCP_BUFFERED).set(held as f64);
     }
 
     /// Whether `ip` may make another request now.
@@ -184,23 +158,23 @@ struct OpenGuard;
 
 impl OpenGuard {
     fn new() -> Self {
-        metrics::gauge!(metric::OPEN).increment(1.0);
+        metrics::gauge!(crate::metrics::TCP_OPEN).increment(1.0);
         Self
     }
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        metrics::gauge!(metric::OPEN).decrement(1.0);
+        metrics::gauge!(crate::metrics::TCP_OPEN).decrement(1.0);
     }
 }
 
 fn refused(reason: &'static str) {
-    metrics::counter!(metric::REFUSED, "reason" => reason).increment(1);
+    metrics::counter!(crate::metrics::TCP_REFUSED, "reason" => reason).increment(1);
 }
 
 fn timed_out(stage: &'static str) {
-    metrics::counter!(metric::TIMED_OUT, "stage" => stage).increment(1);
+    metrics::counter!(crate::metrics::TCP_TIMED_OUT, "stage" => stage).increment(1);
 }
 
 /// Where the next request ends, if it is all here.
@@ -210,7 +184,10 @@ pub enum Frame {
     Complete(usize),
     /// More bytes are needed: at least `need` in all (a lower bound; a
     /// length-delimited field tells its end before its bytes arrive).
-    Incomplete { need: usize },
+    Incomplete {
+        /// Bytes still needed before the frame is whole.
+        need: usize,
+    },
 }
 
 /// The bytes are not a request.
@@ -310,7 +287,6 @@ pub async fn serve(
     tls: Option<TcpTls>,
     stop: CancellationToken,
 ) {
-    describe();
     let rate = limits.rate.map(|(per_second, burst)| {
         RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
     });
@@ -325,7 +301,7 @@ pub async fn serve(
         stop: stop.clone(),
     });
     shared.buffered_changed();
-    metrics::gauge!(metric::OPEN).set(0.0);
+    metrics::gauge!(crate::metrics::TCP_OPEN).set(0.0);
     let tracker = tokio_util::task::TaskTracker::new();
     loop {
         tokio::select! {
@@ -347,7 +323,7 @@ pub async fn serve(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    metrics::counter!(metric::ACCEPTED).increment(1);
+                    metrics::counter!(crate::metrics::TCP_ACCEPTED).increment(1);
                     let shared = shared.clone();
                     let tls = tls.clone();
                     tracker.spawn(async move {
@@ -532,8 +508,8 @@ async fn garbage<S>(
 ) where
     S: AsyncWrite + Unpin,
 {
-    metrics::counter!(metric::GARBAGE).increment(1);
-    metrics::counter!(metric::REQUESTS, "type" => "malformed", "outcome" => "internal")
+    metrics::counter!(crate::metrics::TCP_GARBAGE).increment(1);
+    metrics::counter!(crate::metrics::TCP_REQUESTS, "type" => "malformed", "outcome" => "internal")
         .increment(1);
     shared.garbage.warn(peer, error);
     let _ = tokio::time::timeout(
@@ -552,7 +528,7 @@ async fn respond(shared: &Shared, envelope: ReqEnvelope, peer: SocketAddr) -> Re
             Some(req_envelope::MsgType::GetRequestT) => "get",
             _ => "invalid",
         };
-        metrics::counter!(metric::REQUESTS, "type" => label, "outcome" => "rate_limited")
+        metrics::counter!(crate::metrics::TCP_REQUESTS, "type" => label, "outcome" => "rate_limited")
             .increment(1);
         return internal_reply(kind);
     }
@@ -589,7 +565,7 @@ async fn handle(vault: &Vault, envelope: ReqEnvelope, peer: SocketAddr) -> ReqEn
         (Some(req_envelope::MsgType::SetRequestT), Some(set), _) => {
             let outcome = match KvKey::new(set.req.key) {
                 Ok(key) => vault.set(&key, set.req.value.as_bytes()).await,
-                Err(e) => Err(KvError::InvalidArgument(e.to_string())),
+                Err(e) => Err(KvError::InvalidKey(e)),
             };
             match outcome {
                 Ok(()) => ("set", "ok", set_reply(set_response::ErrorT::Ok)),
@@ -601,27 +577,27 @@ async fn handle(vault: &Vault, envelope: ReqEnvelope, peer: SocketAddr) -> ReqEn
             }
         }
         (Some(req_envelope::MsgType::GetRequestT), _, Some(get)) => {
-            let key =
-                KvKey::new(get.key.clone()).map_err(|e| KvError::InvalidArgument(e.to_string()));
+            let key = KvKey::new(get.key.clone()).map_err(KvError::InvalidKey);
             let outcome = match key {
                 Ok(key) => vault.get(&key).await,
                 Err(e) => Err(e),
             };
             let (outcome, error, req) = match outcome {
-                Ok(value) => match String::from_utf8(value) {
-                    Ok(value) => (
-                        "ok",
-                        get_response::ErrorT::Ok,
-                        Some(Data {
-                            key: get.key,
-                            value,
-                        }),
-                    ),
-                    Err(_) => {
+                Ok(value) => {
+                    if let Ok(value) = String::from_utf8(value) {
+                        (
+                            "ok",
+                            get_response::ErrorT::Ok,
+                            Some(Data {
+                                key: get.key,
+                                value,
+                            }),
+                        )
+                    } else {
                         tracing::warn!(%peer, "kv tcp get: the value is not UTF-8, which the seed protocol's string cannot carry");
                         ("not_utf8", get_response::ErrorT::Internal, None)
                     }
-                },
+                }
                 Err(KvError::NotFound(_)) => ("not_found", get_response::ErrorT::NotFound, None),
                 Err(error) => (
                     log_error(&error, peer, "get"),
@@ -647,7 +623,8 @@ async fn handle(vault: &Vault, envelope: ReqEnvelope, peer: SocketAddr) -> ReqEn
             ("invalid", "internal", internal_reply(kind))
         }
     };
-    metrics::counter!(metric::REQUESTS, "type" => label, "outcome" => outcome).increment(1);
+    metrics::counter!(crate::metrics::TCP_REQUESTS, "type" => label, "outcome" => outcome)
+        .increment(1);
     reply
 }
 
@@ -656,7 +633,7 @@ async fn handle(vault: &Vault, envelope: ReqEnvelope, peer: SocketAddr) -> ReqEn
 /// The seed protocol has one error for everything but "not found": `internal`.
 fn log_error(error: &KvError, peer: SocketAddr, op: &str) -> &'static str {
     match error {
-        KvError::InvalidArgument(_) => {
+        KvError::InvalidKey(_) => {
             tracing::debug!(%peer, op, %error, "kv tcp request refused");
             "invalid_argument"
         }
@@ -669,6 +646,7 @@ fn log_error(error: &KvError, peer: SocketAddr, op: &str) -> &'static str {
             "error"
         }
         _ => {
+            let error = platform::backend::chain(error);
             tracing::warn!(%peer, op, %error, "kv tcp request failed");
             "error"
         }

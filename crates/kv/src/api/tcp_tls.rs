@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 /// The raw-TCP port's TLS acceptor and whether it requires client certificates.
 #[derive(Clone)]
 pub struct TcpTls {
+    /// Accepts TLS connections with the configured certificate (and client CA).
     pub acceptor: TlsAcceptor,
     /// Client certificates are verified against `--kv-tcp-client-ca`.
     pub mutual: bool,
@@ -26,7 +27,7 @@ fn certificates(
     option: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .and_then(std::iter::Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|e| ConfigError::new(option, format!("cannot read {}: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(ConfigError::new(

@@ -26,13 +26,16 @@ pub enum EnvelopeError {
     /// The record was altered, moved to another key, or the data key is wrong.
     #[error("record failed authentication (altered, moved to another key, or wrong data key)")]
     Authentication,
+    /// A data key is not 32 bytes.
     #[error("data key must be 32 bytes, got {0}")]
     KeyLength(usize),
+    /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Random,
 }
 
 impl DataKey {
+    /// A data key from its 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         let array: [u8; 32] = bytes
             .try_into()
@@ -157,7 +160,9 @@ mod tests {
         let dek = DataKey::generate().expect("rng");
         let ns = Namespace::default();
         for size in [0usize, 1, 15, 16, 17, 4096, 65_536, 1 << 20, 8 << 20] {
-            let value: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+            let value: Vec<u8> = (0..size)
+                .map(|i| u8::try_from(i * 31 % 251).unwrap())
+                .collect();
             let record =
                 seal(&dek, wrapped(), RecordFormat::V1, &ns, &key("k"), &value).expect("seal");
             assert_eq!(record.plaintext_len(), size as u64);

@@ -20,14 +20,35 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 /// Why a key, prefix or cursor was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// The key is empty.
     #[error("key must not be empty")]
     Empty,
+    /// The key is longer than [`MAX_KEY_BYTES`] bytes.
     #[error("key is {0} bytes; the limit is {MAX_KEY_BYTES} bytes of UTF-8")]
     TooLong(usize),
     /// NUL ends strings in C clients, logs and some stores' tools, so a key
     /// with one would not be the same key everywhere.
     #[error("key contains a NUL byte (\\0), which keys may not contain")]
     Nul,
+    /// Raw bytes given as a key are not UTF-8.
+    #[error("key is not valid UTF-8")]
+    NotUtf8,
+}
+
+/// Why a namespace was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("namespace must be 1..=128 bytes without NUL")]
+pub struct NamespaceError;
+
+/// Why a record is not authentic under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordProblem {
+    /// No master key of the provider opens its data key.
+    #[error("its data key opens under no master key of the provider (altered wrapped key)")]
+    WrappedKey,
+    /// Its value fails authentication under its key.
+    #[error("its value fails authentication under this key (altered, or moved from another key)")]
+    Value,
 }
 
 /// A key: 1..=1024 bytes of UTF-8 without NUL.
@@ -35,6 +56,7 @@ pub enum KeyError {
 pub struct KvKey(String);
 
 impl KvKey {
+    /// A key: 1..=1024 bytes of UTF-8 without NUL.
     pub fn new(key: impl Into<String>) -> Result<Self, KeyError> {
         let key = key.into();
         match key.len() {
@@ -46,15 +68,17 @@ impl KvKey {
     }
 
     /// Like [`KvKey::new`] from raw bytes, refusing invalid UTF-8.
-    pub fn from_utf8(bytes: Vec<u8>) -> Result<Self, String> {
-        let key = String::from_utf8(bytes).map_err(|_| "key is not valid UTF-8".to_owned())?;
-        Self::new(key).map_err(|e| e.to_string())
+    pub fn from_utf8(bytes: Vec<u8>) -> Result<Self, KeyError> {
+        let key = String::from_utf8(bytes).map_err(|_| KeyError::NotUtf8)?;
+        Self::new(key)
     }
 
+    /// The key as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The key as an owned string.
     pub fn into_string(self) -> String {
         self.0
     }
@@ -77,6 +101,7 @@ impl fmt::Display for KvKey {
 pub struct KeyPrefix(String);
 
 impl KeyPrefix {
+    /// A prefix: at most [`MAX_KEY_BYTES`] bytes.
     pub fn new(prefix: impl Into<String>) -> Result<Self, KeyError> {
         let prefix = prefix.into();
         if prefix.len() > MAX_KEY_BYTES {
@@ -85,10 +110,12 @@ impl KeyPrefix {
         Ok(Self(prefix))
     }
 
+    /// The prefix as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// Whether `key` starts with this prefix.
     pub fn matches(&self, key: &str) -> bool {
         key.starts_with(&self.0)
     }
@@ -101,14 +128,16 @@ impl KeyPrefix {
 pub struct Namespace(String);
 
 impl Namespace {
-    pub fn new(name: impl Into<String>) -> Result<Self, String> {
+    /// A namespace: 1..=128 bytes without NUL.
+    pub fn new(name: impl Into<String>) -> Result<Self, NamespaceError> {
         let name = name.into();
         if name.is_empty() || name.len() > 128 || name.contains('\0') {
-            return Err("namespace must be 1..=128 bytes without NUL".into());
+            return Err(NamespaceError);
         }
         Ok(Self(name))
     }
 
+    /// The namespace as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -123,7 +152,9 @@ impl Default for Namespace {
 /// One listed key and the plaintext size of its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The key.
     pub key: KvKey,
+    /// Its value's plaintext size in bytes.
     pub size: u64,
 }
 
@@ -131,7 +162,9 @@ pub struct Entry {
 /// more may follow and is passed back as the cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Page {
+    /// The keys of this page, with their sizes.
     pub entries: Vec<Entry>,
+    /// The cursor for the next page, when more may follow.
     pub next: Option<KvKey>,
     /// Keys in this page's range whose stored record cannot be read: left
     /// out of `entries`, named here.

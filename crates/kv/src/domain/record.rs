@@ -1,7 +1,7 @@
 //! The record a store keeps for one key: everything needed to decrypt the
 //! value given the key provider, and nothing that would let anyone else.
 //!
-//! Binary layout (format 1), as stored by the redb and PostgreSQL adapters:
+//! Binary layout (format 1), as stored by the redb and `PostgreSQL` adapters:
 //! ```text
 //! u8   format = 1
 //! u16  key-id length (big endian), then the key provider's key id (UTF-8)
@@ -23,25 +23,32 @@ pub enum RecordFormat {
 /// provider key that wrapped it. Safe to store and to log the id of.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WrappedKey {
+    /// The id of the key that wrapped it (empty in seed items).
     pub key_id: String,
+    /// The wrapped data key.
     pub bytes: Vec<u8>,
 }
 
 /// An encrypted value and its wrapped data key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedRecord {
+    /// The layout the record was sealed in.
     pub format: RecordFormat,
+    /// Its wrapped data key.
     pub wrapped: WrappedKey,
     /// Other readings of the wrapped key, tried in order when the provider
     /// refuses `wrapped` (only seed items whose stored `data_key` can be
     /// read more than one way have any; see [`seed_key_readings`]).
     pub wrapped_alternates: Vec<Vec<u8>>,
+    /// The AES-GCM nonce.
     pub nonce: [u8; NONCE_LEN],
     /// Ciphertext followed by the 16-byte tag.
     pub ciphertext: Vec<u8>,
 }
 
+/// Bytes in an AES-GCM nonce.
 pub const NONCE_LEN: usize = 12;
+/// Bytes in an AES-GCM tag.
 pub const TAG_LEN: usize = 16;
 const FORMAT_V1: u8 = 1;
 /// A longest key id (KMS key ARNs are ~80 bytes).
@@ -74,6 +81,9 @@ impl SealedRecord {
 
     /// The stored form (format 1 only; legacy items are rewritten as format 1
     /// when they are set again).
+    // Key ids are at most 2,048 bytes (KMS ARNs; local ids are 20) and
+    // wrapped keys a few hundred: their lengths fit the fields.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn encode(&self) -> Vec<u8> {
         let id = self.wrapped.key_id.as_bytes();
         let mut out = Vec::with_capacity(
@@ -89,6 +99,7 @@ impl SealedRecord {
         out
     }
 
+    /// A record from its stored bytes (quintet's layout).
     pub fn decode(bytes: &[u8]) -> Result<Self, CorruptRecord> {
         let mut reader = Reader(bytes);
         let format = reader.take(1)?[0];
@@ -159,7 +170,9 @@ pub const MAX_SEED_KEY_LAYERS: u8 = 2;
 /// after peeling `layers` of base64 off what is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedKeyReading {
+    /// How many base64 layers were taken off.
     pub layers: u8,
+    /// The wrapped data key as the key provider gave it.
     pub blob: Vec<u8>,
 }
 

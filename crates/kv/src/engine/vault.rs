@@ -13,17 +13,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::domain::KeyError;
 use crate::domain::envelope::{self, EnvelopeError};
 use crate::domain::{
     DataKey, KeyPrefix, KvKey, Namespace, Page, PageLimit, RecordFormat, SealedRecord, WrappedKey,
 };
-use crate::ports::{KeyProvider, KvStore, ProviderError, StoreError};
+use crate::metrics;
+use crate::ports::{BackendError, KeyProvider, KvStore, ProviderError, Refusal, StoreError};
 
 /// Bounds on how long and how much one data key is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheLimits {
+    /// Longest a data key is used.
     pub max_age: Duration,
+    /// Most values one data key seals (or opens from cache).
     pub max_uses: u64,
+    /// Most plaintext bytes one data key seals (or opens from cache).
     pub max_bytes: u64,
     /// Most unwrapped keys kept for decryption.
     pub max_entries: usize,
@@ -35,36 +40,92 @@ impl CacheLimits {
     }
 }
 
-/// Stored records found corrupt when read: an answer of 500 / DATA_LOSS, or
-/// a listing that skipped one.
-pub const CORRUPT_RECORDS: &str = "quintet_kv_corrupt_records_total";
-
 /// Why a kv operation failed; mapped to HTTP, gRPC and TCP answers in `api`.
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// Valid, but not something this server's store can do.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The key is not a valid key.
+    #[error(transparent)]
+    InvalidKey(#[from] KeyError),
+    /// The seed layout was asked of a store that does not keep it.
+    #[error(
+        "the seed layout is kept only by the DynamoDB store (the original services' table): \
+         use --kv-store dynamodb://… or the quintet layout"
+    )]
+    SeedLayoutUnsupported,
+    /// No value is stored under the key.
     #[error("no value for key '{0}'")]
     NotFound(String),
+    /// The value (or its sealed record) is larger than allowed.
     #[error("value is {size} bytes; the limit is {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
-    #[error("{0}")]
-    Unavailable(String),
+    TooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The store failed.
+    #[error("kv store unavailable: {0}")]
+    Store(#[source] BackendError),
+    /// The key provider failed.
+    #[error("key provider unavailable: {0}")]
+    Provider(#[source] BackendError),
+    /// Sealing a value failed (the system random number generator).
+    #[error("sealing the value failed: {0}")]
+    Seal(#[source] EnvelopeError),
     /// A record failed authentication or could not be parsed: altered,
     /// moved, or wrapped by a key the provider does not have.
     #[error("the record for key '{key}' cannot be decrypted: {reason}")]
-    Integrity { key: String, reason: String },
+    Integrity {
+        /// The key it is stored under.
+        key: String,
+        /// What failed.
+        reason: IntegrityFailure,
+    },
+}
+
+/// What made a record fail its check.
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrityFailure {
+    /// The store could not parse what it holds.
+    #[error("{0}")]
+    Stored(String),
+    /// The key provider refuses the record's wrapped data key.
+    #[error(transparent)]
+    Refused(Refusal),
+    /// The value failed authentication under its data key.
+    #[error(transparent)]
+    Envelope(EnvelopeError),
+    /// The record carries no wrapped key to try.
+    #[error("the record has no wrapped data key")]
+    NoWrappedKey,
+}
+
+impl KvError {
+    /// The backend failure behind this error, if it is one.
+    pub fn backend(&self) -> Option<&BackendError> {
+        match self {
+            Self::Store(error) | Self::Provider(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a failure behind the service (store, provider,
+    /// sealing), answered as unavailable without its detail.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Store(_) | Self::Provider(_) | Self::Seal(_))
+    }
 }
 
 impl From<StoreError> for KvError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(_) => KvError::Unavailable(error.to_string()),
-            StoreError::Corrupt { key, reason } => KvError::Integrity { key, reason },
+            StoreError::Unavailable(backend) => KvError::Store(backend),
+            StoreError::Corrupt { key, reason } => KvError::Integrity {
+                key,
+                reason: IntegrityFailure::Stored(reason),
+            },
             StoreError::TooLarge { size, limit } => KvError::TooLarge { size, limit },
+            StoreError::LayoutNotKept => KvError::SeedLayoutUnsupported,
         }
     }
 }
@@ -97,7 +158,9 @@ pub struct RotateReport {
     pub key_id: String,
     /// Whether a new master key was made first (local provider with a key dir).
     pub new_key: bool,
+    /// Records looked at.
     pub scanned: u64,
+    /// Records whose data key was rewrapped under the current key.
     pub rewrapped: u64,
     /// Records already wrapped under the current key.
     pub current: u64,
@@ -111,6 +174,7 @@ pub struct RotateReport {
     pub converted_to: Option<&'static str>,
 }
 
+/// Seals values into records and opens them, with a data-key cache in front of the key provider.
 pub struct Vault {
     store: Arc<dyn KvStore>,
     provider: Arc<dyn KeyProvider>,
@@ -128,6 +192,7 @@ pub struct Vault {
 }
 
 impl Vault {
+    /// A vault over `store` and `provider`, writing quintet's layout.
     pub fn new(
         store: Arc<dyn KvStore>,
         provider: Arc<dyn KeyProvider>,
@@ -154,12 +219,13 @@ impl Vault {
     /// seed layout may be given the latter.
     pub fn with_write_format(mut self, format: RecordFormat) -> Result<Self, KvError> {
         if format == RecordFormat::SeedLegacy && !self.store.keeps_seed_layout() {
-            return Err(KvError::Unsupported(SEED_LAYOUT_STORES.into()));
+            return Err(KvError::SeedLayoutUnsupported);
         }
         self.write_format = format;
         Ok(self)
     }
 
+    /// The largest value accepted, in bytes.
     pub fn max_value_bytes(&self) -> usize {
         self.max_value_bytes
     }
@@ -171,17 +237,15 @@ impl Vault {
     ) -> Result<T, ProviderError> {
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(ProviderError::Unavailable(_)) => "unavailable",
-            Err(ProviderError::Refused(_)) => "refused",
+            Err(error) => error.outcome(),
         };
-        metrics::counter!("quintet_kv_provider_calls_total", "provider" => self.provider.kind(), "op" => op, "outcome" => outcome).increment(1);
+        ::metrics::counter!(metrics::PROVIDER_CALLS, "provider" => self.provider.kind(), "op" => op, "outcome" => outcome).increment(1);
         result
     }
 
     fn cache_metric(cache: &'static str, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
-        metrics::counter!("quintet_kv_dek_cache_total", "cache" => cache, "result" => result)
-            .increment(1);
+        ::metrics::counter!(metrics::DEK_CACHE, "cache" => cache, "result" => result).increment(1);
     }
 
     /// A data key for sealing `len` bytes, from the cache if it still may be used.
@@ -207,14 +271,20 @@ impl Vault {
                 bytes: 0,
             };
             entry.take(&self.limits, len);
-            *self.encrypt.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry);
+            *self
+                .encrypt
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(entry);
             return Ok((dek, wrapped));
         }
         self.generate().await
     }
 
     fn try_cached(&self, len: u64) -> Option<(DataKey, WrappedKey)> {
-        let mut slot = self.encrypt.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self
+            .encrypt
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = slot.as_mut()?;
         entry
             .take(&self.limits, len)
@@ -243,7 +313,10 @@ impl Vault {
     ) -> Result<(DataKey, WrappedKey), KvError> {
         let wrapped = &record.wrapped;
         if self.limits.enabled() {
-            let mut cache = self.decrypt.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cache = self
+                .decrypt
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(entry) = cache.get_mut(&wrapped.bytes) {
                 if entry.wrapped.key_id == wrapped.key_id && entry.take(&self.limits, len) {
                     Self::cache_metric("decrypt", true);
@@ -280,11 +353,14 @@ impl Vault {
         let Some((dek, opened_with)) = opened else {
             return Err(KvError::Integrity {
                 key: key.to_string(),
-                reason: refused.unwrap_or_default(),
+                reason: refused.map_or(IntegrityFailure::NoWrappedKey, IntegrityFailure::Refused),
             });
         };
         if self.limits.enabled() {
-            let mut cache = self.decrypt.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cache = self
+                .decrypt
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if cache.len() >= self.limits.max_entries {
                 let limits = self.limits;
                 cache.retain(|_, e| e.created.elapsed() < limits.max_age);
@@ -323,7 +399,7 @@ impl Vault {
             key,
             value,
         )
-        .map_err(|e| KvError::Unavailable(e.to_string()))?;
+        .map_err(KvError::Seal)?;
         self.store.put(key, &record).await?;
         Ok(())
     }
@@ -338,9 +414,10 @@ impl Vault {
         let (dek, _) = self
             .decryption_key(key, &record, record.plaintext_len())
             .await?;
-        envelope::open(&dek, record, &self.namespace, key).map_err(|e| self.open_error(key, e))
+        envelope::open(&dek, record, &self.namespace, key).map_err(|e| Self::open_error(key, e))
     }
 
+    /// Removes `key`; [`KvError::NotFound`] if there was nothing to remove.
     pub async fn delete(&self, key: &KvKey) -> Result<(), KvError> {
         if self.store.delete(key).await? {
             Ok(())
@@ -349,6 +426,7 @@ impl Vault {
         }
     }
 
+    /// One page of the keys starting with `prefix` after `after`.
     pub async fn list(
         &self,
         prefix: &KeyPrefix,
@@ -367,8 +445,9 @@ impl Vault {
     /// into that one under a current data key (compare-and-set: a record
     /// set meanwhile is left as it is).
     pub async fn rotate(&self, convert: Option<RecordFormat>) -> Result<RotateReport, KvError> {
+        type Readings = (WrappedKey, Vec<Vec<u8>>);
         if convert == Some(RecordFormat::SeedLegacy) && !self.store.keeps_seed_layout() {
-            return Err(KvError::Unsupported(SEED_LAYOUT_STORES.into()));
+            return Err(KvError::SeedLayoutUnsupported);
         }
         let result = self.provider.add_key().await;
         let new_key = self
@@ -379,7 +458,10 @@ impl Vault {
             .current_key_id()
             .await
             .map_err(provider_error)?;
-        *self.encrypt.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .encrypt
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         let mut report = RotateReport {
             key_id: key_id.clone(),
             new_key,
@@ -392,11 +474,11 @@ impl Vault {
         };
         // Each distinct stored wrapped key (with its other readings) → (the
         // reading that opened it, its new wrapping).
-        type Readings = (WrappedKey, Vec<Vec<u8>>);
         let mut rewrapped: HashMap<Readings, (WrappedKey, WrappedKey)> = HashMap::new();
         let prefix = KeyPrefix::default();
-        let limit =
-            PageLimit::parse(Some("1000")).map_err(|e| KvError::InvalidArgument(e.to_string()))?;
+        let Ok(limit) = PageLimit::parse(Some("1000")) else {
+            unreachable!("1000 is PageLimit::MAX, a valid page size")
+        };
         let mut after: Option<KvKey> = None;
         loop {
             let page = self.store.page(&prefix, after.as_ref(), limit).await?;
@@ -419,15 +501,14 @@ impl Vault {
                     continue;
                 }
                 let stored = (record.wrapped.clone(), record.wrapped_alternates.clone());
-                let (old, new) = match rewrapped.get(&stored) {
-                    Some(done) => done.clone(),
-                    None => {
-                        let (dek, old) = self.decryption_key(&entry.key, &record, 0).await?;
-                        let result = self.provider.wrap(&dek).await;
-                        let new = self.provider_call("wrap", result).map_err(provider_error)?;
-                        rewrapped.insert(stored, (old.clone(), new.clone()));
-                        (old, new)
-                    }
+                let (old, new) = if let Some(done) = rewrapped.get(&stored) {
+                    done.clone()
+                } else {
+                    let (dek, old) = self.decryption_key(&entry.key, &record, 0).await?;
+                    let result = self.provider.wrap(&dek).await;
+                    let new = self.provider_call("wrap", result).map_err(provider_error)?;
+                    rewrapped.insert(stored, (old.clone(), new.clone()));
+                    (old, new)
                 };
                 if self.store.rewrap(&entry.key, &old, &new).await? {
                     report.rewrapped += 1;
@@ -456,27 +537,23 @@ impl Vault {
             .decryption_key(key, &record, record.plaintext_len())
             .await?;
         let plaintext = envelope::open(&dek, record.clone(), &self.namespace, key)
-            .map_err(|e| self.open_error(key, e))?;
+            .map_err(|e| Self::open_error(key, e))?;
         let (dek, wrapped) = self.encryption_key(plaintext.len() as u64).await?;
         let converted = envelope::seal(&dek, wrapped, target, &self.namespace, key, &plaintext)
-            .map_err(|e| KvError::Unavailable(e.to_string()))?;
+            .map_err(KvError::Seal)?;
         Ok(self.store.replace(key, &record, &converted).await?)
     }
 
-    fn open_error(&self, key: &KvKey, error: EnvelopeError) -> KvError {
+    fn open_error(key: &KvKey, error: EnvelopeError) -> KvError {
         match error {
             EnvelopeError::Authentication => KvError::Integrity {
                 key: key.to_string(),
-                reason: error.to_string(),
+                reason: IntegrityFailure::Envelope(error),
             },
-            other => KvError::Unavailable(other.to_string()),
+            other => KvError::Seal(other),
         }
     }
 }
-
-/// Why the seed layout was refused for a store.
-const SEED_LAYOUT_STORES: &str = "the seed layout is kept only by the DynamoDB store (the \
-     original services' table): use --kv-store dynamodb://… or the quintet layout";
 
 /// The name of a layout, as `--kv-write-format` and `convert` spell it.
 pub fn format_name(format: RecordFormat) -> &'static str {
@@ -488,10 +565,10 @@ pub fn format_name(format: RecordFormat) -> &'static str {
 
 fn provider_error(error: ProviderError) -> KvError {
     match error {
-        ProviderError::Unavailable(_) => KvError::Unavailable(error.to_string()),
+        ProviderError::Unavailable(backend) => KvError::Provider(backend),
         ProviderError::Refused(reason) => KvError::Integrity {
             key: String::new(),
-            reason,
+            reason: IntegrityFailure::Refused(reason),
         },
     }
 }
@@ -565,7 +642,7 @@ mod tests {
 
     fn limits(max_uses: u64) -> CacheLimits {
         CacheLimits {
-            max_age: Duration::from_secs(300),
+            max_age: Duration::from_mins(5),
             max_uses,
             max_bytes: 1 << 30,
             max_entries: 100,
