@@ -176,3 +176,12 @@ impl platform::health::ReadinessCheck for Readiness {
         self.ledger.ping().await.map_err(|e| e.to_string())
     }
 }
+
+/// The ports [`crate::service`] runs on; the binary decides which engine
+/// backs each.
+pub struct Backends {
+    /// The job, result and dead-letter queues.
+    pub queue: std::sync::Arc<dyn JobQueue>,
+    /// The ledger of claimed transactions.
+    pub ledger: std::sync::Arc<dyn TransactionLedger>,
+}

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use receipts::apple::sim::{self, SimConfig, SimStats, Simulator};
-use receipts::apple::verify_receipt::{AppleConfig, VerifyReceiptClient};
+use receipts::adapters::apple::verify_receipt::{AppleConfig, VerifyReceiptClient};
+use receipts::apple_sim::{self as sim, SimConfig, SimStats, Simulator};
 use receipts::domain::Validation;
 use receipts::ports::{ReceiptValidator, ValidatorError};
 use serde_json::{Value, json};

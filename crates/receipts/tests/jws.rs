@@ -15,8 +15,8 @@ use rcgen::{
     IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
     SignatureAlgorithm,
 };
-use receipts::apple::AnyValidator;
-use receipts::apple::jws::{
+use receipts::adapters::apple::AnyValidator;
+use receipts::adapters::apple::jws::{
     BAD_SIGNATURE, EnvironmentRule, JwsVerifier, NO_BUNDLE_ID_CONFIGURED, NO_ROOT_CONFIGURED,
     NOT_AN_APPLE_ROOT,
 };

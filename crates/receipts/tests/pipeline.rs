@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use receipts::adapters::apple::verify_receipt::{AppleConfig, VerifyReceiptClient};
 use receipts::adapters::redb_ledger::RedbLedger;
 use receipts::adapters::redb_queue::RedbJobQueue;
-use receipts::apple::sim::{self, Fault, SimConfig, Simulator};
-use receipts::apple::verify_receipt::{AppleConfig, VerifyReceiptClient};
+use receipts::apple_sim::{self as sim, Fault, SimConfig, Simulator};
 use receipts::domain::{QueueRef, USER_ID_ACCEPTED, UserId};
-use receipts::pipeline::{Pipeline, PipelineConfig};
+use receipts::engine::{Pipeline, PipelineConfig};
 use receipts::ports::{
     Claim, Delivery, JobQueue, Outgoing, QueueError, ReceiptValidator, TransactionLedger,
 };

@@ -275,7 +275,7 @@ fn first_due(
 }
 
 fn set_gauge(queue: &str, messages: u64) {
-    metrics::gauge!("quintet_receipts_queue_messages", "queue" => queue.to_owned())
+    metrics::gauge!(crate::metrics::QUEUE_MESSAGES, "queue" => queue.to_owned())
         .set(messages as f64);
 }
 
@@ -687,7 +687,7 @@ impl JobQueue for RedbJobQueue {
         };
         let sent = outcomes.iter().filter(|o| o.is_ok()).count();
         if sent > 0 {
-            metrics::counter!("quintet_receipts_queue_sent_total", "queue" => queue.to_string())
+            metrics::counter!(crate::metrics::QUEUE_SENT_TOTAL, "queue" => queue.to_string())
                 .increment(sent as u64);
             self.wake(queue);
         }
@@ -735,7 +735,7 @@ impl JobQueue for RedbJobQueue {
                     return Err(unexpected_reply());
                 };
                 if !deliveries.is_empty() {
-                    metrics::counter!("quintet_receipts_queue_received_total", "queue" => queue.to_string())
+                    metrics::counter!(crate::metrics::QUEUE_RECEIVED_TOTAL, "queue" => queue.to_string())
                         .increment(deliveries.len() as u64);
                     return Ok(deliveries);
                 }
@@ -778,7 +778,7 @@ impl JobQueue for RedbJobQueue {
         };
         let deleted = outcomes.iter().filter(|o| o.is_ok()).count();
         if deleted > 0 {
-            metrics::counter!("quintet_receipts_queue_deleted_total", "queue" => queue.to_string())
+            metrics::counter!(crate::metrics::QUEUE_DELETED_TOTAL, "queue" => queue.to_string())
                 .increment(deleted as u64);
         }
         Ok(outcomes)

@@ -500,7 +500,7 @@ impl JobQueue for SqsJobQueue {
             }
         }
         if sent > 0 {
-            metrics::counter!("quintet_receipts_queue_sent_total", "queue" => queue.name().to_string())
+            metrics::counter!(crate::metrics::QUEUE_SENT_TOTAL, "queue" => queue.name().to_string())
                 .increment(sent);
         }
         Ok(outcomes
@@ -556,7 +556,7 @@ impl JobQueue for SqsJobQueue {
                     tracing::warn!(%queue, dropped = count - deliveries.len(),
                         "sqs answered messages without an id or receipt handle; they return after their visibility timeout");
                 }
-                metrics::counter!("quintet_receipts_queue_received_total", "queue" => queue.name().to_string())
+                metrics::counter!(crate::metrics::QUEUE_RECEIVED_TOTAL, "queue" => queue.name().to_string())
                     .increment(deliveries.len() as u64);
                 return Ok(deliveries);
             }
@@ -617,7 +617,7 @@ impl JobQueue for SqsJobQueue {
                 }
             }
             if deleted > 0 {
-                metrics::counter!("quintet_receipts_queue_deleted_total", "queue" => queue.name().to_string())
+                metrics::counter!(crate::metrics::QUEUE_DELETED_TOTAL, "queue" => queue.name().to_string())
                     .increment(deleted as u64);
             }
         }

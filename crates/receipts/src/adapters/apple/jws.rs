@@ -100,43 +100,6 @@ impl fmt::Display for EnvironmentRule {
     }
 }
 
-/// The worker's options for StoreKit 2 signed transactions (flattened into
-/// the receipts config).
-#[derive(Debug, Clone, clap::Args)]
-pub struct JwsArgs {
-    /// Apple root certificate a signed transaction's chain must end at, PEM
-    /// or DER (Apple's AppleRootCA-G3.cer); repeat the option, or separate
-    /// paths with commas in the environment variable. None: every signed
-    /// transaction is INVALID.
-    #[arg(
-        long = "apple-root-cert",
-        env = "QUINTET_APPLE_ROOT_CERTS",
-        value_delimiter = ','
-    )]
-    pub apple_root_cert: Vec<PathBuf>,
-
-    /// The app's bundle id; a signed transaction for another app is INVALID.
-    #[arg(long, env = "QUINTET_APPLE_BUNDLE_ID")]
-    pub apple_bundle_id: Option<String>,
-
-    /// Environments signed transactions may come from: production, sandbox,
-    /// or any (Xcode and LocalTesting included; for development only).
-    #[arg(long, env = "QUINTET_APPLE_ENVIRONMENT", value_enum, default_value_t = EnvironmentRule::Production)]
-    pub apple_environment: EnvironmentRule,
-}
-
-impl JwsArgs {
-    /// The verifier these options describe; an unreadable root certificate
-    /// file is an error.
-    pub fn verifier(&self) -> Result<JwsVerifier, String> {
-        JwsVerifier::from_pem_files(
-            &self.apple_root_cert,
-            self.apple_bundle_id.clone(),
-            self.apple_environment,
-        )
-    }
-}
-
 /// Verifies StoreKit 2 signed transactions offline (see the module doc).
 #[derive(Clone)]
 pub struct JwsVerifier {
@@ -515,41 +478,6 @@ fn certificates_in(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        jws: JwsArgs,
-    }
-
-    #[test]
-    fn options_default_to_production_and_take_several_roots() {
-        use clap::Parser as _;
-        let cli = Cli::try_parse_from(["quintet"]).expect("parses");
-        assert!(cli.jws.apple_root_cert.is_empty());
-        assert_eq!(cli.jws.apple_bundle_id, None);
-        assert_eq!(cli.jws.apple_environment, EnvironmentRule::Production);
-
-        let cli = Cli::try_parse_from([
-            "quintet",
-            "--apple-root-cert",
-            "a.pem",
-            "--apple-root-cert",
-            "b.cer,c.pem",
-            "--apple-bundle-id",
-            "com.example.app",
-            "--apple-environment",
-            "sandbox",
-        ])
-        .expect("parses");
-        assert_eq!(
-            cli.jws.apple_root_cert,
-            ["a.pem", "b.cer", "c.pem"].map(PathBuf::from)
-        );
-        assert_eq!(cli.jws.apple_bundle_id.as_deref(), Some("com.example.app"));
-        assert_eq!(cli.jws.apple_environment, EnvironmentRule::Sandbox);
-        assert!(Cli::try_parse_from(["quintet", "--apple-environment", "xcode"]).is_err());
-    }
 
     #[test]
     fn environment_rules_follow_apples_spelling() {

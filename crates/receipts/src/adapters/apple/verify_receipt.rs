@@ -82,60 +82,6 @@ impl fmt::Debug for AppleConfig {
     }
 }
 
-/// The worker's `--apple-*` options (flattened into the receipts config).
-/// `Debug` redacts the shared secret.
-#[derive(Clone, clap::Args)]
-pub struct AppleArgs {
-    /// Apple's production verifyReceipt URL (point it at `quintet apple-sim` for tests).
-    #[arg(long, env = "QUINTET_APPLE_PRODUCTION_URL", default_value = PRODUCTION_URL)]
-    pub apple_production_url: String,
-
-    /// Apple's sandbox verifyReceipt URL, asked when production answers 21007.
-    #[arg(long, env = "QUINTET_APPLE_SANDBOX_URL", default_value = SANDBOX_URL)]
-    pub apple_sandbox_url: String,
-
-    /// The app's shared secret, sent as `password` (needed for auto-renewable subscriptions).
-    #[arg(long, env = "QUINTET_APPLE_SHARED_SECRET", hide_env_values = true)]
-    pub apple_shared_secret: Option<String>,
-
-    /// Attempts per receipt on transient answers (21005, 21009, 5xx, timeouts, 21002).
-    #[arg(long, env = "QUINTET_APPLE_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub apple_max_attempts: u32,
-
-    /// Backoff ceiling before the first retry (doubles per retry, full jitter).
-    #[arg(long, env = "QUINTET_APPLE_INITIAL_BACKOFF", default_value = "100ms", value_parser = platform::config::parse_duration)]
-    pub apple_initial_backoff: Duration,
-
-    /// Largest backoff ceiling.
-    #[arg(long, env = "QUINTET_APPLE_MAX_BACKOFF", default_value = "5s", value_parser = platform::config::parse_duration)]
-    pub apple_max_backoff: Duration,
-
-    /// Budget of one request to Apple.
-    #[arg(long, env = "QUINTET_APPLE_REQUEST_TIMEOUT", default_value = "10s", value_parser = platform::config::parse_duration)]
-    pub apple_request_timeout: Duration,
-}
-
-impl fmt::Debug for AppleArgs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.to_config().fmt(f)
-    }
-}
-
-impl AppleArgs {
-    /// The client configuration these options describe.
-    pub fn to_config(&self) -> AppleConfig {
-        AppleConfig {
-            production_url: self.apple_production_url.clone(),
-            sandbox_url: self.apple_sandbox_url.clone(),
-            shared_secret: self.apple_shared_secret.clone(),
-            max_attempts: self.apple_max_attempts,
-            initial_backoff: self.apple_initial_backoff,
-            max_backoff: self.apple_max_backoff,
-            request_timeout: self.apple_request_timeout,
-        }
-    }
-}
-
 /// Which verifyReceipt endpoint answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -276,10 +222,10 @@ impl VerifyReceiptClient {
             Ok(response) => Answer::Http(response.status().as_u16()),
             Err(e) => transport_answer(&e),
         };
-        metrics::histogram!("quintet_receipts_apple_request_seconds", "environment" => endpoint.label())
+        metrics::histogram!(crate::metrics::APPLE_REQUEST_SECONDS, "environment" => endpoint.label())
             .record(started.elapsed().as_secs_f64());
         metrics::counter!(
-            "quintet_receipts_apple_requests_total",
+            crate::metrics::APPLE_REQUESTS_TOTAL,
             "environment" => endpoint.label(),
             "status" => answer.metric_label(),
         )
@@ -340,7 +286,7 @@ impl ReceiptValidator for VerifyReceiptClient {
                         %reason,
                         "verifyReceipt retry"
                     );
-                    metrics::counter!("quintet_receipts_apple_retries_total").increment(1);
+                    metrics::counter!(crate::metrics::APPLE_RETRIES_TOTAL).increment(1);
                     tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
@@ -1003,33 +949,6 @@ mod tests {
             !debug.contains("s3cret") && debug.contains("[redacted]"),
             "{debug}"
         );
-    }
-
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        apple: AppleArgs,
-    }
-
-    #[test]
-    fn options_default_to_apple_and_debug_hides_the_secret() {
-        use clap::Parser as _;
-        let cli = Cli::try_parse_from([
-            "quintet",
-            "--apple-shared-secret",
-            "s3cret",
-            "--apple-initial-backoff",
-            "5ms",
-        ])
-        .expect("parses");
-        let config = cli.apple.to_config();
-        assert_eq!(config.production_url, PRODUCTION_URL);
-        assert_eq!(config.sandbox_url, SANDBOX_URL);
-        assert_eq!(config.initial_backoff, Duration::from_millis(5));
-        assert_eq!(config.max_attempts, AppleConfig::default().max_attempts);
-        assert_eq!(config.shared_secret.as_deref(), Some("s3cret"));
-        assert!(!format!("{:?}", cli.apple).contains("s3cret"));
-        assert!(Cli::try_parse_from(["quintet", "--apple-max-attempts", "0"]).is_err());
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                     }
                 }
                 let (entries, replies): (Vec<T>, Vec<Reply<R>>) = batch.drain(..).unzip();
-                metrics::histogram!("quintet_receipts_batch_size", "call" => name)
+                metrics::histogram!(crate::metrics::BATCH_SIZE, "call" => name)
                     .record(entries.len() as f64);
                 match call(queue.clone(), entries).await {
                     Ok(outcomes) if outcomes.len() == replies.len() => {

@@ -42,28 +42,6 @@ use crate::ports::{
 };
 use batcher::{BatchFn, Batcher};
 
-/// Fields of received jobs that were ignored: a counter, no labels (field
-/// names come from producers and are unbounded).
-pub const JOB_UNKNOWN_FIELDS_TOTAL: &str = "quintet_receipts_job_unknown_fields_total";
-/// Jobs sent to the dead-letter queue, by `reason` ([`DeadLetter::label`]).
-pub const DEAD_LETTERED_TOTAL: &str = "quintet_receipts_dead_lettered_total";
-
-/// Declares the metrics named above (unit and help text). Called when the
-/// pipeline starts, after the process has installed its recorder.
-fn describe_metrics() {
-    metrics::describe_counter!(
-        JOB_UNKNOWN_FIELDS_TOTAL,
-        metrics::Unit::Count,
-        "Fields of received jobs other than receipt, user_id and post_queue, ignored (names logged at debug)"
-    );
-    metrics::describe_counter!(
-        DEAD_LETTERED_TOTAL,
-        metrics::Unit::Count,
-        "Jobs sent to the dead-letter queue, by reason: not_a_job, max_receives, no_post_queue, \
-         apple_config, no_transaction (Apple refused the receipt and named no transaction)"
-    );
-}
-
 /// Why a job went to the dead-letter queue, as the metric's `reason` label
 /// says it (the message's `reason` attribute says it in full).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +158,6 @@ impl Pipeline {
 
     /// Runs until `stop`, then drains (see the module doc).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        describe_metrics();
         for queue in [&self.config.input, &self.config.dead_letter] {
             while let Err(e) = self.queue.ensure(queue).await {
                 tracing::error!(error = %e, %queue, "receipts: queue not ready; retrying");
@@ -249,7 +226,7 @@ impl Pipeline {
                 () = stop.cancelled() => return,
                 received = self.queue.receive(&self.config.input, held.len(), self.config.wait, self.config.visibility) => received,
             };
-            metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "receive")
+            metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "receive")
                 .record(started.elapsed().as_secs_f64());
             let deliveries = match received {
                 Ok(deliveries) => {
@@ -270,14 +247,14 @@ impl Pipeline {
                     }
                 }
             };
-            metrics::counter!("quintet_receipts_received_total").increment(deliveries.len() as u64);
+            metrics::counter!(crate::metrics::RECEIVED_TOTAL).increment(deliveries.len() as u64);
             for delivery in deliveries {
                 let Some(permit) = held.pop() else { break };
                 let (this, hard_stop) = (self.clone(), hard_stop.clone());
                 jobs.spawn(async move {
-                    metrics::gauge!("quintet_receipts_in_flight").increment(1.0);
+                    metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
                     this.run_job(delivery, hard_stop).await;
-                    metrics::gauge!("quintet_receipts_in_flight").decrement(1.0);
+                    metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
                     drop(permit);
                 });
             }
@@ -310,15 +287,15 @@ impl Pipeline {
                 .queue
                 .change_visibility(&self.config.input, &handle, Duration::ZERO)
                 .await;
-            metrics::counter!("quintet_receipts_jobs_total", "outcome" => "returned").increment(1);
+            metrics::counter!(crate::metrics::JOBS_TOTAL, "outcome" => "returned").increment(1);
             return;
         };
-        metrics::counter!("quintet_receipts_jobs_total", "outcome" => outcome.label()).increment(1);
+        metrics::counter!(crate::metrics::JOBS_TOTAL, "outcome" => outcome.label()).increment(1);
         if outcome != Outcome::Retry {
-            metrics::histogram!("quintet_receipts_processing_seconds")
+            metrics::histogram!(crate::metrics::PROCESSING_SECONDS)
                 .record(started.elapsed().as_secs_f64());
             let age_ms = now_ms().saturating_sub(sent_at_ms).max(0);
-            metrics::histogram!("quintet_receipts_job_seconds").record(age_ms as f64 / 1000.0);
+            metrics::histogram!(crate::metrics::JOB_SECONDS).record(age_ms as f64 / 1000.0);
         }
     }
 
@@ -338,7 +315,8 @@ impl Pipeline {
                 fields = ?job.ignored.names(),
                 "receipts: job fields ignored"
             );
-            metrics::counter!(JOB_UNKNOWN_FIELDS_TOTAL).increment(job.ignored.count() as u64);
+            metrics::counter!(crate::metrics::JOB_UNKNOWN_FIELDS_TOTAL)
+                .increment(job.ignored.count() as u64);
         }
         if delivery.receive_count > self.config.max_receives {
             let reason = format!(
@@ -366,7 +344,7 @@ impl Pipeline {
 
         let started = Instant::now();
         let validation = self.validator.validate(&job.receipt).await;
-        metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "apple")
+        metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "apple")
             .record(started.elapsed().as_secs_f64());
         let results = match validation {
             // The original never posts a result without a transaction id,
@@ -410,13 +388,13 @@ impl Pipeline {
                         Err(e) => return self.retry(&delivery, "ledger", &e.to_string()).await,
                     }
                 }
-                metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "ledger")
+                metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "ledger")
                     .record(started.elapsed().as_secs_f64());
                 results
             }
             Err(ValidatorError::Config(reason)) => {
                 tracing::error!(%reason, "receipts: Apple validation is misconfigured; jobs go to the dead-letter queue until it is fixed");
-                metrics::counter!("quintet_receipts_config_errors_total").increment(1);
+                metrics::counter!(crate::metrics::CONFIG_ERRORS_TOTAL).increment(1);
                 return self
                     .dead_letter(&delivery, DeadLetter::AppleConfig, reason)
                     .await;
@@ -437,14 +415,14 @@ impl Pipeline {
                 return self.retry(&delivery, "post", &e.to_string()).await;
             }
         }
-        metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "post")
+        metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "post")
             .record(started.elapsed().as_secs_f64());
         for result in &results {
             let status = match result.status {
                 crate::domain::Status::Ok => "OK",
                 crate::domain::Status::Invalid => "INVALID",
             };
-            metrics::counter!("quintet_receipts_results_total", "status" => status).increment(1);
+            metrics::counter!(crate::metrics::RESULTS_TOTAL, "status" => status).increment(1);
         }
         self.delete(&delivery).await;
         Outcome::Done
@@ -466,7 +444,8 @@ impl Pipeline {
         if let Err(e) = sent {
             return self.retry(delivery, "dead-letter", &e.to_string()).await;
         }
-        metrics::counter!(DEAD_LETTERED_TOTAL, "reason" => why.label()).increment(1);
+        metrics::counter!(crate::metrics::DEAD_LETTERED_TOTAL, "reason" => why.label())
+            .increment(1);
         self.delete(delivery).await;
         Outcome::DeadLettered
     }
@@ -480,7 +459,7 @@ impl Pipeline {
             self.config.visibility,
         );
         tracing::warn!(message_id = %delivery.message_id, stage, %reason, retry_in_s = pause.as_secs(), "receipts: job will be retried");
-        metrics::counter!("quintet_receipts_retries_total", "stage" => stage).increment(1);
+        metrics::counter!(crate::metrics::RETRIES_TOTAL, "stage" => stage).increment(1);
         if let Err(e) = self
             .queue
             .change_visibility(&self.config.input, &delivery.handle, pause)
@@ -501,7 +480,7 @@ impl Pipeline {
             // The results are posted: a redelivery posts identical ones.
             tracing::warn!(message_id = %delivery.message_id, error = %e, "receipts: job delete failed; it will be redelivered");
         }
-        metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "delete")
+        metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "delete")
             .record(started.elapsed().as_secs_f64());
     }
 }

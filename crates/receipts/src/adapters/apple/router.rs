@@ -45,7 +45,7 @@ impl ReceiptValidator for AnyValidator {
                 "invalid"
             }
         };
-        metrics::counter!("quintet_receipts_jws_total", "outcome" => outcome).increment(1);
+        metrics::counter!(crate::metrics::JWS_TOTAL, "outcome" => outcome).increment(1);
         Ok(validation)
     }
 }
