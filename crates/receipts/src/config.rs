@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::adapters::apple::jws::{EnvironmentRule, JwsVerifier};
+use crate::adapters::apple::jws::{EnvironmentRule, JwsVerifier, RootCertError};
 use crate::adapters::apple::verify_receipt::{AppleConfig, PRODUCTION_URL, SANDBOX_URL};
 use crate::domain::QueueName;
 
@@ -148,7 +148,7 @@ pub struct JwsArgs {
 impl JwsArgs {
     /// The verifier these options describe; an unreadable root certificate
     /// file is an error.
-    pub fn verifier(&self) -> Result<JwsVerifier, String> {
+    pub fn verifier(&self) -> Result<JwsVerifier, RootCertError> {
         JwsVerifier::from_pem_files(
             &self.apple_root_cert,
             self.apple_bundle_id.clone(),

@@ -52,7 +52,7 @@ pub async fn service(
     let legacy: Arc<dyn ReceiptValidator> = Arc::new(
         adapters::apple::verify_receipt::VerifyReceiptClient::new(config.apple.to_config())?,
     );
-    let jws = Arc::new(config.jws.verifier().map_err(anyhow::Error::msg)?);
+    let jws = Arc::new(config.jws.verifier()?);
     let validator: Arc<dyn ReceiptValidator> =
         Arc::new(adapters::apple::AnyValidator::new(legacy, jws));
     let pipeline = Arc::new(Pipeline::new(

@@ -1,9 +1,11 @@
 //! What the receipts pipeline needs from the outside: queues, a ledger of
 //! claimed transactions, and a receipt validator (Apple).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use platform::backend::BackendError;
 
 use crate::domain::{QueueName, QueueRef, UserId, Validation};
 
@@ -12,7 +14,9 @@ pub const MAX_BATCH: usize = 10;
 /// Largest message body (SQS's limit).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A queue call that failed. `Clone`: a batched call's failure answers
+/// every caller in the batch (the backend's error is shared).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("queue '{0}' does not exist")]
     NoSuchQueue(QueueName),
@@ -23,8 +27,10 @@ pub enum QueueError {
     /// More than [`MAX_BATCH`] entries (messages, handles) in one call.
     #[error("{0} entries in one call; the limit is {MAX_BATCH}")]
     TooManyEntries(usize),
+    /// The engine failed, or refused this message (see the error's
+    /// [`FailureKind`](platform::backend::FailureKind)).
     #[error("queue unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Arc<BackendError>),
     /// The embedded queue's bound on queues ([`MAX_QUEUES`](crate::adapters::redb_queue::MAX_QUEUES)).
     #[error(
         "the embedded queue already holds {0} queues, its limit: send results to an existing \
@@ -106,10 +112,58 @@ pub trait JobQueue: Send + Sync {
     async fn close(&self) {}
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Two backend failures are equal when the same engine's same operation
+/// failed the same way (the drivers' errors are not comparable).
+fn same_failure(a: &BackendError, b: &BackendError) -> bool {
+    (a.engine(), a.operation(), a.kind()) == (b.engine(), b.operation(), b.kind())
+}
+
+impl PartialEq for QueueError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::NoSuchQueue(a), Self::NoSuchQueue(b)) => a == b,
+            (Self::TooLarge(a), Self::TooLarge(b))
+            | (Self::TooManyEntries(a), Self::TooManyEntries(b)) => a == b,
+            (Self::InvalidHandle, Self::InvalidHandle) => true,
+            (Self::Unavailable(a), Self::Unavailable(b)) => same_failure(a, b),
+            (Self::TooManyQueues(a), Self::TooManyQueues(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for LedgerError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Unavailable(a), Self::Unavailable(b)) => same_failure(a, b),
+            (
+                Self::Inconsistent { transaction_id: a },
+                Self::Inconsistent { transaction_id: b },
+            ) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl From<BackendError> for QueueError {
+    fn from(error: BackendError) -> Self {
+        Self::Unavailable(Arc::new(error))
+    }
+}
+
+/// A ledger call that failed.
+#[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// The engine failed.
     #[error("ledger unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[from] BackendError),
+    /// A claim that the ledger's own rules say cannot be: `transaction_id`
+    /// failed its claim condition yet holds no claim.
+    #[error("transaction {transaction_id} failed its claim condition but is not in the ledger")]
+    Inconsistent {
+        /// The transaction.
+        transaction_id: String,
+    },
 }
 
 /// The outcome of claiming a transaction for a job.
@@ -142,15 +196,18 @@ pub trait TransactionLedger: Send + Sync {
     async fn close(&self) {}
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a receipt could not be validated (a refused receipt is not an
+/// error: it is a [`Validation::Invalid`]). Both cases carry the
+/// validator's own error as the [`BackendError`]'s source.
+#[derive(Debug, thiserror::Error)]
 pub enum ValidatorError {
     /// The validator is misconfigured (Apple 21004: wrong shared secret):
     /// no receipt can be validated until an operator fixes it.
     #[error("validator misconfigured: {0}")]
-    Config(String),
+    Config(#[source] BackendError),
     /// Not reachable or still failing after its retries: try the job later.
     #[error("validator unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] BackendError),
 }
 
 /// Decides whether a receipt is genuine and which transactions it holds.
@@ -172,8 +229,15 @@ impl platform::health::ReadinessCheck for Readiness {
     }
 
     async fn check(&self) -> Result<(), String> {
-        self.queue.ping().await.map_err(|e| e.to_string())?;
-        self.ledger.ping().await.map_err(|e| e.to_string())
+        // The platform's readiness trait takes text: the whole chain, logged there.
+        self.queue
+            .ping()
+            .await
+            .map_err(|e| platform::backend::chain(&e))?;
+        self.ledger
+            .ping()
+            .await
+            .map_err(|e| platform::backend::chain(&e))
     }
 }
 

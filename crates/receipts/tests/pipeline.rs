@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use platform::backend::{BackendError, FailureKind};
 use receipts::adapters::apple::verify_receipt::{AppleConfig, VerifyReceiptClient};
 use receipts::adapters::redb_ledger::RedbLedger;
 use receipts::adapters::redb_queue::RedbJobQueue;
@@ -64,9 +65,12 @@ impl JobQueue for CrashingQueue {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
         {
-            return Err(QueueError::Unavailable(
-                "staged crash before the post".into(),
-            ));
+            return Err(QueueError::from(BackendError::new(
+                "test",
+                "send",
+                FailureKind::Unreachable,
+                "staged crash before the post",
+            )));
         }
         self.inner.send_batch(queue, messages).await
     }

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::domain::UserId;
 use crate::ports::{Claim, LedgerError, TransactionLedger};
+use platform::backend::{BackendError, FailureKind};
 
 /// `(true, our job)` when inserted, `(false, holder)` when the row was there
 /// before the statement began, no row in the race described above.
@@ -32,8 +33,8 @@ pub struct PostgresLedger {
     pool: PgPool,
 }
 
-fn unavailable(error: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Unavailable(error.to_string())
+fn unavailable(operation: &'static str) -> impl FnOnce(sqlx::Error) -> LedgerError {
+    move |error| BackendError::postgres(operation, error).into()
 }
 
 impl PostgresLedger {
@@ -41,7 +42,7 @@ impl PostgresLedger {
     pub async fn connect(url: &str) -> Result<Self, LedgerError> {
         let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "receipts")
             .await
-            .map_err(LedgerError::Unavailable)?;
+            .map_err(|text| BackendError::new("postgres", "connect", FailureKind::Other, text))?;
         Ok(Self { pool })
     }
 }
@@ -71,7 +72,7 @@ impl TransactionLedger for PostgresLedger {
             .bind(user_text)
             .fetch_optional(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable("claim"))?;
         let (new, holder) = match row {
             Some(row) => row,
             None => {
@@ -81,11 +82,9 @@ impl TransactionLedger for PostgresLedger {
                 .bind(transaction_id)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(unavailable)?;
-                let holder = holder.ok_or_else(|| {
-                    unavailable(format!(
-                        "transaction {transaction_id} was claimed concurrently but is not in the ledger"
-                    ))
+                .map_err(unavailable("read claim"))?;
+                let holder = holder.ok_or_else(|| LedgerError::Inconsistent {
+                    transaction_id: transaction_id.to_owned(),
                 })?;
                 (false, holder)
             }
@@ -104,7 +103,7 @@ impl TransactionLedger for PostgresLedger {
             .execute(&self.pool)
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(unavailable("ping"))
     }
 
     async fn close(&self) {

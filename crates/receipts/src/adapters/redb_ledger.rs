@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use platform::backend::{BackendError, FailureKind};
 use platform::group_commit::{CommitError, GroupCommit};
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -36,12 +37,18 @@ const QUEUE_DEPTH: usize = 4096;
 /// Most claims one transaction decides.
 const MAX_BATCH: usize = 512;
 
-fn unavailable(error: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Unavailable(error.to_string())
+/// A failed redb call.
+fn unavailable(error: impl Into<redb::Error>) -> LedgerError {
+    BackendError::redb("ledger", error).into()
+}
+
+/// A failure reported as text (opening the file, the group commit).
+fn failed(operation: &'static str, text: String) -> LedgerError {
+    BackendError::new("redb", operation, FailureKind::Other, text).into()
 }
 
 fn closed() -> LedgerError {
-    unavailable("ledger is closed")
+    BackendError::closed("redb").into()
 }
 
 struct ClaimOp {
@@ -60,7 +67,7 @@ pub struct RedbLedger {
 impl RedbLedger {
     /// Opens (or creates) the ledger file; fails if another process holds it.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
-        let db = platform::embedded::create_database(path).map_err(unavailable)?;
+        let db = platform::embedded::create_database(path).map_err(|e| failed("open", e))?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(CLAIMS).map_err(unavailable)?;
         txn.open_table(TEXT_USERS).map_err(unavailable)?;
@@ -68,9 +75,9 @@ impl RedbLedger {
         let db = Arc::new(db);
         let writer_db = db.clone();
         let writer = GroupCommit::spawn("receipts-ledger", QUEUE_DEPTH, MAX_BATCH, move |claims| {
-            commit(&writer_db, claims).map_err(|e| e.to_string())
+            commit(&writer_db, claims).map_err(|e| platform::backend::chain(&e))
         })
-        .map_err(unavailable)?;
+        .map_err(|e| BackendError::new("redb", "start writer", FailureKind::Other, e))?;
         Ok(Self {
             db,
             writer,
@@ -156,7 +163,7 @@ impl TransactionLedger for RedbLedger {
         };
         self.writer.submit(claim).await.map_err(|e| match e {
             CommitError::Closed => closed(),
-            CommitError::Failed(error) => unavailable(error),
+            CommitError::Failed(error) => failed("commit", error),
         })
     }
 
@@ -180,10 +187,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = RedbLedger::open(&dir.path().join("ledger.redb")).expect("open");
         let user = UserId::text("user-8").expect("valid user id");
-        assert_eq!(ledger.claim("1", "job-a", &user).await, Ok(Claim::New));
         assert_eq!(
-            ledger.claim("2", "job-b", &UserId::Int(42)).await,
-            Ok(Claim::New)
+            ledger.claim("1", "job-a", &user).await.expect("claim"),
+            Claim::New
+        );
+        assert_eq!(
+            ledger
+                .claim("2", "job-b", &UserId::Int(42))
+                .await
+                .expect("claim"),
+            Claim::New
         );
         let txn = ledger.db.begin_read().expect("read");
         let claims = txn.open_table(CLAIMS).expect("claims");
@@ -223,11 +236,14 @@ mod tests {
         let ledger = RedbLedger::open(&path).expect("opens as it is");
         let user = UserId::text("user-8").expect("valid user id");
         assert_eq!(
-            ledger.claim("1", "job-new", &user).await,
-            Ok(Claim::OtherJob {
+            ledger.claim("1", "job-new", &user).await.expect("claim"),
+            Claim::OtherJob {
                 job_id: "job-old".into()
-            })
+            }
         );
-        assert_eq!(ledger.claim("2", "job-new", &user).await, Ok(Claim::New));
+        assert_eq!(
+            ledger.claim("2", "job-new", &user).await.expect("claim"),
+            Claim::New
+        );
     }
 }

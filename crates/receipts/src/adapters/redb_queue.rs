@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use platform::backend::{BackendError, FailureKind};
 use platform::group_commit::{CommitError, GroupCommit};
 use redb::{
     Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
@@ -74,12 +75,18 @@ const MAX_OPS: usize = 64;
 /// The longest a receive waits, whatever it asks (a year: "forever").
 const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
-fn unavailable(error: impl std::fmt::Display) -> QueueError {
-    QueueError::Unavailable(error.to_string())
+/// A failed redb call.
+fn unavailable(error: impl Into<redb::Error>) -> QueueError {
+    BackendError::redb("queue", error).into()
+}
+
+/// A failure reported as text (opening the file, the group commit).
+fn failed(operation: &'static str, text: String) -> QueueError {
+    BackendError::new("redb", operation, FailureKind::Other, text).into()
 }
 
 fn closed() -> QueueError {
-    unavailable("queue store is closed")
+    BackendError::closed("redb").into()
 }
 
 fn now_ms() -> u64 {
@@ -153,7 +160,10 @@ enum Reply {
 type Outcome = Result<Reply, QueueError>;
 
 fn unexpected_reply() -> QueueError {
-    unavailable("internal: the queue writer answered another operation")
+    failed(
+        "write",
+        "the queue writer answered another operation".into(),
+    )
 }
 
 /// What a receiver sees without writing.
@@ -174,7 +184,7 @@ pub struct RedbJobQueue {
 impl RedbJobQueue {
     /// Opens (or creates) the queue file; fails if another process holds it.
     pub fn open(path: &Path) -> Result<Self, QueueError> {
-        let db = platform::embedded::create_database(path).map_err(unavailable)?;
+        let db = platform::embedded::create_database(path).map_err(|e| failed("open", e))?;
         let txn = db.begin_write().map_err(unavailable)?;
         Tables::open(&txn)?;
         txn.commit().map_err(unavailable)?;
@@ -189,9 +199,9 @@ impl RedbJobQueue {
         let db = Arc::new(db);
         let writer_db = db.clone();
         let writer = GroupCommit::spawn("receipts-queue", QUEUE_DEPTH, MAX_OPS, move |ops| {
-            commit(&writer_db, ops).map_err(|e| e.to_string())
+            commit(&writer_db, ops).map_err(|e| platform::backend::chain(&e))
         })
-        .map_err(unavailable)?;
+        .map_err(|e| BackendError::new("redb", "start writer", FailureKind::Other, e))?;
         Ok(Self {
             db,
             writer,
@@ -211,7 +221,7 @@ impl RedbJobQueue {
         self.check_open()?;
         self.writer.submit(op).await.map_err(|e| match e {
             CommitError::Closed => closed(),
-            CommitError::Failed(error) => unavailable(error),
+            CommitError::Failed(error) => failed("commit", error),
         })?
     }
 
@@ -476,7 +486,10 @@ impl<'txn> Tables<'txn> {
             };
             let seq = next_seq;
             next_seq = seq.checked_add(1).ok_or_else(|| {
-                unavailable(format!("queue '{queue}' ran out of sequence numbers"))
+                failed(
+                    "send",
+                    format!("queue '{queue}' ran out of sequence numbers"),
+                )
             })?;
             let id = Uuid::new_v4();
             let meta = Meta {

@@ -68,7 +68,8 @@ use aws_sdk_sqs::types::{
     BatchResultErrorEntry, DeleteMessageBatchRequestEntry, Message, MessageAttributeValue,
     MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
-use platform::aws::{AwsSettings, describe_error, sdk_config};
+use platform::aws::{AwsSettings, sdk_config};
+use platform::backend::{BackendError, BoxError, FailureKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{QueueName, QueueRef};
@@ -123,12 +124,37 @@ impl std::fmt::Debug for SqsJobQueue {
     }
 }
 
-fn unavailable(text: impl std::fmt::Display) -> QueueError {
-    QueueError::Unavailable(format!("sqs: {text}"))
+/// A failure of `operation` that SQS's SDK did not report as its error:
+/// an answer without what it must hold, a request that cannot be built, a
+/// message SQS would refuse.
+fn failure(operation: &'static str, kind: FailureKind, why: impl Into<BoxError>) -> QueueError {
+    BackendError::new("sqs", operation, kind, why).into()
 }
 
 fn closed() -> QueueError {
-    unavailable("the queue client is closed")
+    BackendError::closed("sqs").into()
+}
+
+/// A message body SQS does not carry; sending it again will not help.
+#[derive(Debug, thiserror::Error)]
+enum BodyRefusal {
+    #[error("SQS carries text only and this body is not UTF-8 (byte {valid_up_to})")]
+    NotUtf8 { valid_up_to: usize },
+    #[error("the body holds U+{code:04X}, which SQS does not carry")]
+    Character { code: u32 },
+}
+
+/// One entry of a batch call that SQS refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", if *.sender_fault {
+    format!("SQS refused this message ({code}: {message}); sending it again will not help")
+} else {
+    format!("{code}: {message}")
+})]
+struct EntryFailure {
+    code: String,
+    message: String,
+    sender_fault: bool,
 }
 
 /// The service error's code, if SQS answered one.
@@ -164,16 +190,20 @@ fn sqs_char(c: char) -> bool {
 /// The body as SQS text, or why SQS would refuse it.
 fn text_body(body: &[u8]) -> Result<String, QueueError> {
     let text = std::str::from_utf8(body).map_err(|e| {
-        unavailable(format!(
-            "SQS carries text only and this body is not UTF-8 (byte {})",
-            e.valid_up_to()
-        ))
+        failure(
+            "SendMessageBatch",
+            FailureKind::Rejected,
+            BodyRefusal::NotUtf8 {
+                valid_up_to: e.valid_up_to(),
+            },
+        )
     })?;
     if let Some(c) = text.chars().find(|c| !sqs_char(*c)) {
-        return Err(unavailable(format!(
-            "the body holds U+{:04X}, which SQS does not carry",
-            u32::from(c)
-        )));
+        return Err(failure(
+            "SendMessageBatch",
+            FailureKind::Rejected,
+            BodyRefusal::Character { code: u32::from(c) },
+        ));
     }
     Ok(text.to_owned())
 }
@@ -189,16 +219,23 @@ fn reason_text(reason: &str) -> Option<String> {
 }
 
 /// A refused batch entry as the caller's error.
-fn entry_error(failed: &BatchResultErrorEntry) -> QueueError {
-    let message = failed.message.as_deref().unwrap_or("no message");
-    if failed.sender_fault {
-        unavailable(format!(
-            "SQS refused this message ({}: {message}); sending it again will not help",
-            failed.code
-        ))
+fn entry_error(operation: &'static str, failed: &BatchResultErrorEntry) -> QueueError {
+    let kind = if failed.sender_fault {
+        FailureKind::Rejected
+    } else if platform::aws::is_throttling_code(&failed.code) {
+        FailureKind::Throttled
     } else {
-        unavailable(format!("{}: {message}", failed.code))
-    }
+        FailureKind::Other
+    };
+    failure(
+        operation,
+        kind,
+        EntryFailure {
+            code: failed.code.clone(),
+            message: failed.message.as_deref().unwrap_or("no message").to_owned(),
+            sender_fault: failed.sender_fault,
+        },
+    )
 }
 
 /// A received message as a [`Delivery`]; `None` without id or handle.
@@ -281,19 +318,21 @@ impl SqsJobQueue {
 
     /// A failed call on `queue`: `NoSuchQueue` (and its URL forgotten) if
     /// SQS says the queue is gone, else `Unavailable` with what SQS said.
-    fn failed<E, R>(&self, queue: &QueueRef, operation: &str, error: &SdkError<E, R>) -> QueueError
+    fn failed<E, R>(
+        &self,
+        queue: &QueueRef,
+        operation: &'static str,
+        error: SdkError<E, R>,
+    ) -> QueueError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
-        if code(error).is_some_and(|c| MISSING_QUEUE.contains(&c)) {
+        if code(&error).is_some_and(|c| MISSING_QUEUE.contains(&c)) {
             self.forget(queue);
             return QueueError::NoSuchQueue(queue.name().clone());
         }
-        unavailable(format!(
-            "queue '{queue}': {}",
-            describe_error(operation, error)
-        ))
+        BackendError::aws("sqs", operation, error).into()
     }
 
     /// The queue's URL: from the cache, else `GetQueueUrl` for a name, or
@@ -311,10 +350,14 @@ impl SqsJobQueue {
                     .queue_name(name.as_str())
                     .send()
                     .await
-                    .map_err(|e| self.failed(queue, "GetQueueUrl", &e))?;
-                out.queue_url
-                    .filter(|u| !u.is_empty())
-                    .ok_or_else(|| unavailable(format!("GetQueueUrl gave no URL for '{queue}'")))?
+                    .map_err(|e| self.failed(queue, "GetQueueUrl", e))?;
+                out.queue_url.filter(|u| !u.is_empty()).ok_or_else(|| {
+                    failure(
+                        "GetQueueUrl",
+                        FailureKind::Other,
+                        format!("no URL for '{queue}' in the answer"),
+                    )
+                })?
             }
             QueueRef::Url(url) => {
                 let answer = self
@@ -331,7 +374,7 @@ impl SqsJobQueue {
                     Err(e) if code(&e).is_some_and(|c| ACCESS_DENIED.contains(&c)) => {
                         tracing::debug!(%queue, "sqs: not allowed to check the queue; using its URL unchecked");
                     }
-                    Err(e) => return Err(self.failed(queue, "GetQueueAttributes", &e)),
+                    Err(e) => return Err(self.failed(queue, "GetQueueAttributes", e)),
                 }
                 url.as_str().to_owned()
             }
@@ -352,11 +395,14 @@ impl SqsJobQueue {
         let out = request
             .send()
             .await
-            .map_err(|e| self.failed(queue, "CreateQueue", &e))?;
-        let url = out
-            .queue_url
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| unavailable(format!("CreateQueue gave no URL for '{queue}'")))?;
+            .map_err(|e| self.failed(queue, "CreateQueue", e))?;
+        let url = out.queue_url.filter(|u| !u.is_empty()).ok_or_else(|| {
+            failure(
+                "CreateQueue",
+                FailureKind::Other,
+                format!("no URL for '{queue}' in the answer"),
+            )
+        })?;
         tracing::info!(queue = %name, "sqs queue created");
         self.remember(&QueueRef::Name(name.clone()), &url);
         if queue.url().is_some() {
@@ -398,7 +444,7 @@ impl SqsJobQueue {
                     .data_type("String")
                     .string_value(reason)
                     .build()
-                    .map_err(|e| unavailable(format!("building a message attribute: {e}")))?;
+                    .map_err(|e| failure("SendMessageBatch", FailureKind::Other, e))?;
                 entry = entry.message_attributes(REASON, value);
             }
             if fifo {
@@ -409,7 +455,7 @@ impl SqsJobQueue {
             }
             let entry = entry
                 .build()
-                .map_err(|e| unavailable(format!("building a batch entry: {e}")))?;
+                .map_err(|e| failure("SendMessageBatch", FailureKind::Other, e))?;
             if !call.is_empty() && call_bytes + size > CALL_BYTES {
                 calls.push(std::mem::take(&mut call));
                 call_bytes = 0;
@@ -475,7 +521,7 @@ impl JobQueue for SqsJobQueue {
             let out = match answer {
                 Ok(out) => out,
                 Err(e) => {
-                    let error = self.failed(queue, "SendMessageBatch", &e);
+                    let error = self.failed(queue, "SendMessageBatch", e);
                     // Nothing sent yet: the whole batch failed. Else each
                     // message keeps its own outcome, so none is sent twice.
                     if n == 0 {
@@ -495,7 +541,7 @@ impl JobQueue for SqsJobQueue {
             }
             for failed in &out.failed {
                 if let Some(i) = entry_index(&failed.id, messages.len()) {
-                    outcomes[i] = Some(Err(entry_error(failed)));
+                    outcomes[i] = Some(Err(entry_error("SendMessageBatch", failed)));
                 }
             }
         }
@@ -505,7 +551,15 @@ impl JobQueue for SqsJobQueue {
         }
         Ok(outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(unavailable("SQS did not answer for this message"))))
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(failure(
+                        "SendMessageBatch",
+                        FailureKind::Other,
+                        "SQS did not answer for this message",
+                    ))
+                })
+            })
             .collect())
     }
 
@@ -546,7 +600,7 @@ impl JobQueue for SqsJobQueue {
                 .send();
             let out = tokio::select! {
                 () = self.closed.cancelled() => return Err(closed()),
-                out = call => out.map_err(|e| self.failed(queue, "ReceiveMessage", &e))?,
+                out = call => out.map_err(|e| self.failed(queue, "ReceiveMessage", e))?,
             };
             let messages = out.messages.unwrap_or_default();
             if !messages.is_empty() {
@@ -587,7 +641,7 @@ impl JobQueue for SqsJobQueue {
                 .id(i.to_string())
                 .receipt_handle(handle)
                 .build()
-                .map_err(|e| unavailable(format!("building a batch entry: {e}")))?;
+                .map_err(|e| failure("DeleteMessageBatch", FailureKind::Other, e))?;
             entries.push(entry);
         }
         if !entries.is_empty() {
@@ -598,7 +652,7 @@ impl JobQueue for SqsJobQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| self.failed(queue, "DeleteMessageBatch", &e))?;
+                .map_err(|e| self.failed(queue, "DeleteMessageBatch", e))?;
             let deleted = out.successful.len();
             for ok in out.successful {
                 if let Some(i) = entry_index(&ok.id, handles.len()) {
@@ -611,7 +665,7 @@ impl JobQueue for SqsJobQueue {
                         if is_bad_handle(&failed.code, failed.message.as_deref()) {
                             QueueError::InvalidHandle
                         } else {
-                            entry_error(failed)
+                            entry_error("DeleteMessageBatch", failed)
                         },
                     ));
                 }
@@ -623,7 +677,15 @@ impl JobQueue for SqsJobQueue {
         }
         Ok(outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(unavailable("SQS did not answer for this handle"))))
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(failure(
+                        "DeleteMessageBatch",
+                        FailureKind::Other,
+                        "SQS did not answer for this handle",
+                    ))
+                })
+            })
             .collect())
     }
 
@@ -654,7 +716,7 @@ impl JobQueue for SqsJobQueue {
             {
                 Err(QueueError::InvalidHandle)
             }
-            Err(e) => Err(self.failed(queue, "ChangeMessageVisibility", &e)),
+            Err(e) => Err(self.failed(queue, "ChangeMessageVisibility", e)),
         }
     }
 
@@ -664,7 +726,7 @@ impl JobQueue for SqsJobQueue {
         match self.client.list_queues().max_results(1).send().await {
             Ok(_) => Ok(()),
             Err(e) if code(&e).is_some_and(|c| ACCESS_DENIED.contains(&c)) => Ok(()),
-            Err(e) => Err(unavailable(describe_error("ListQueues", &e))),
+            Err(e) => Err(BackendError::aws("sqs", "ListQueues", e).into()),
         }
     }
 
@@ -678,6 +740,7 @@ impl JobQueue for SqsJobQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platform::backend::chain;
 
     #[test]
     fn waits_and_timeouts_round_up_to_whole_seconds_within_sqs_limits() {
@@ -701,15 +764,15 @@ mod tests {
     #[test]
     fn bodies_sqs_cannot_carry_are_refused_and_reasons_are_cleaned() {
         assert_eq!(
-            text_body(b"{\"a\": 1}\n\t\r").as_deref(),
-            Ok("{\"a\": 1}\n\t\r")
+            text_body(b"{\"a\": 1}\n\t\r").expect("text"),
+            "{\"a\": 1}\n\t\r"
         );
-        assert_eq!(text_body("ключ 🔑".as_bytes()).as_deref(), Ok("ключ 🔑"));
+        assert_eq!(text_body("ключ 🔑".as_bytes()).expect("text"), "ключ 🔑");
         assert!(
-            matches!(text_body(&[0xff, 0x00]), Err(QueueError::Unavailable(e)) if e.contains("UTF-8"))
+            matches!(text_body(&[0xff, 0x00]), Err(e @ QueueError::Unavailable(_)) if chain(&e).contains("UTF-8"))
         );
         assert!(
-            matches!(text_body(b"a\x00b"), Err(QueueError::Unavailable(e)) if e.contains("U+0000"))
+            matches!(text_body(b"a\x00b"), Err(e @ QueueError::Unavailable(_)) if chain(&e).contains("U+0000"))
         );
         assert!(matches!(
             text_body("\u{FFFE}".as_bytes()),
@@ -753,10 +816,10 @@ mod tests {
             .collect();
         assert_eq!(indexes, vec![vec![0], vec![2, 3]]);
         assert!(matches!(outcomes[1], Some(Err(QueueError::Unavailable(_)))));
-        assert_eq!(
+        assert!(matches!(
             outcomes[4],
-            Some(Err(QueueError::TooLarge(MAX_BODY_BYTES + 1)))
-        );
+            Some(Err(QueueError::TooLarge(n))) if n == MAX_BODY_BYTES + 1
+        ));
         assert!(outcomes[0].is_none() && outcomes[2].is_none() && outcomes[3].is_none());
         let small = &calls[1][1].1;
         assert_eq!(small.id, "3");

@@ -34,6 +34,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::domain::{Job, JobError, MAX_USER_ID_CHARS, QueueName, QueueRef, UserId};
 use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
+use platform::backend::{BackendError, FailureKind};
 
 /// Longest long-polling wait a REST receive may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -98,12 +99,12 @@ impl IntoResponse for ApiError {
             ApiError::Queue(QueueError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Queue(QueueError::TooManyQueues(_)) => StatusCode::CONFLICT,
         };
-        if let ApiError::Queue(QueueError::Unavailable(detail)) = &self {
+        if let ApiError::Queue(error @ QueueError::Unavailable(_)) = &self {
             // Logged with the request id by the observe layer, never sent.
             return ErrorResponse::hidden(
                 status,
                 "receipts queue unavailable; retry later",
-                detail,
+                platform::backend::chain(error),
             )
             .into_response();
         }
@@ -130,9 +131,15 @@ async fn send_one(state: &AppState, queue: &QueueRef, body: Vec<u8>) -> Result<S
         .queue
         .send_batch(queue, &[Outgoing { body, reason: None }])
         .await?;
-    Ok(outcomes
-        .pop()
-        .ok_or_else(|| QueueError::Unavailable("empty send answer".into()))??)
+    let engine = state.queue.kind();
+    Ok(outcomes.pop().ok_or_else(|| {
+        QueueError::from(BackendError::new(
+            engine,
+            "send",
+            FailureKind::Other,
+            "no outcome for the message sent",
+        ))
+    })??)
 }
 
 /// A validation job. Other fields are accepted and ignored (the original

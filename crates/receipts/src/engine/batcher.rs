@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use platform::backend::{BackendError, FailureKind};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::QueueRef;
@@ -26,6 +27,26 @@ pub type BatchFn<T, R> = Arc<
         + Send
         + Sync,
 >;
+
+/// What went wrong in the batching itself (not in the queue it calls).
+#[derive(Debug, thiserror::Error)]
+enum BatchFailure {
+    #[error("the batch call answered no outcome")]
+    NoOutcome,
+    #[error("the batcher stopped")]
+    Stopped,
+    #[error("the batch call answered {answered} outcomes for {entries} entries")]
+    Outcomes { answered: usize, entries: usize },
+}
+
+/// A batching failure of the `call` batcher as the callers' error.
+fn failed(call: &'static str, failure: BatchFailure) -> QueueError {
+    let kind = match failure {
+        BatchFailure::Stopped => FailureKind::Closed,
+        BatchFailure::NoOutcome | BatchFailure::Outcomes { .. } => FailureKind::Other,
+    };
+    BackendError::new("batcher", call, kind, failure).into()
+}
 
 /// Entries waiting per destination before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 1024;
@@ -68,15 +89,15 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
             let mut outcomes = (self.call)(queue.clone(), vec![entry]).await?;
             return outcomes
                 .pop()
-                .unwrap_or_else(|| Err(QueueError::Unavailable("empty batch answer".into())));
+                .unwrap_or_else(|| Err(failed(self.name, BatchFailure::NoOutcome)));
         };
         let (reply, answer) = oneshot::channel();
         lane.send((entry, reply))
             .await
-            .map_err(|_| QueueError::Unavailable(format!("{} batcher stopped", self.name)))?;
+            .map_err(|_| failed(self.name, BatchFailure::Stopped))?;
         answer
             .await
-            .map_err(|_| QueueError::Unavailable(format!("{} batcher stopped", self.name)))?
+            .map_err(|_| failed(self.name, BatchFailure::Stopped))?
     }
 
     fn spawn_lane(&self, queue: QueueRef) -> Lane<T, R> {
@@ -107,11 +128,13 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                         }
                     }
                     Ok(outcomes) => {
-                        let error = QueueError::Unavailable(format!(
-                            "{name} answered {} outcomes for {} entries",
-                            outcomes.len(),
-                            replies.len()
-                        ));
+                        let error = failed(
+                            name,
+                            BatchFailure::Outcomes {
+                                answered: outcomes.len(),
+                                entries: replies.len(),
+                            },
+                        );
                         for reply in replies {
                             let _ = reply.send(Err(error.clone()));
                         }
@@ -165,9 +188,12 @@ mod tests {
         for task in tasks {
             let (n, outcome) = task.await.expect("task");
             if n == 13 {
-                assert_eq!(outcome, Err(QueueError::InvalidHandle));
+                assert!(
+                    matches!(outcome, Err(QueueError::InvalidHandle)),
+                    "{outcome:?}"
+                );
             } else {
-                assert_eq!(outcome, Ok(n + 1));
+                assert_eq!(outcome.expect("sent"), n + 1);
             }
         }
         let calls = calls.load(Ordering::SeqCst);

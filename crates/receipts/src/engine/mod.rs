@@ -41,6 +41,7 @@ use crate::ports::{
     ValidatorError,
 };
 use batcher::{BatchFn, Batcher};
+use platform::backend::chain;
 
 /// Why a job went to the dead-letter queue, as the metric's `reason` label
 /// says it (the message's `reason` attribute says it in full).
@@ -336,9 +337,7 @@ impl Pipeline {
                     .await;
             }
             Err(e) => {
-                return self
-                    .retry(&delivery, "post queue check", &e.to_string())
-                    .await;
+                return self.retry(&delivery, "post queue check", &e).await;
             }
         }
 
@@ -385,22 +384,23 @@ impl Pipeline {
                             id,
                             "transaction already validated",
                         )),
-                        Err(e) => return self.retry(&delivery, "ledger", &e.to_string()).await,
+                        Err(e) => return self.retry(&delivery, "ledger", &e).await,
                     }
                 }
                 metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "ledger")
                     .record(started.elapsed().as_secs_f64());
                 results
             }
-            Err(ValidatorError::Config(reason)) => {
+            Err(ValidatorError::Config(error)) => {
+                let reason = chain(&error);
                 tracing::error!(%reason, "receipts: Apple validation is misconfigured; jobs go to the dead-letter queue until it is fixed");
                 metrics::counter!(crate::metrics::CONFIG_ERRORS_TOTAL).increment(1);
                 return self
                     .dead_letter(&delivery, DeadLetter::AppleConfig, reason)
                     .await;
             }
-            Err(ValidatorError::Unavailable(reason)) => {
-                return self.retry(&delivery, "apple", &reason).await;
+            Err(ValidatorError::Unavailable(error)) => {
+                return self.retry(&delivery, "apple", &error).await;
             }
         };
 
@@ -412,7 +412,7 @@ impl Pipeline {
         });
         for posted in join_all(posts).await {
             if let Err(e) = posted {
-                return self.retry(&delivery, "post", &e.to_string()).await;
+                return self.retry(&delivery, "post", &e).await;
             }
         }
         metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "post")
@@ -442,7 +442,7 @@ impl Pipeline {
             )
             .await;
         if let Err(e) = sent {
-            return self.retry(delivery, "dead-letter", &e.to_string()).await;
+            return self.retry(delivery, "dead-letter", &e).await;
         }
         metrics::counter!(crate::metrics::DEAD_LETTERED_TOTAL, "reason" => why.label())
             .increment(1);
@@ -452,7 +452,13 @@ impl Pipeline {
 
     /// Leaves the job on the queue, visible again after a backoff that
     /// grows with its receive count.
-    async fn retry(&self, delivery: &Delivery, stage: &'static str, reason: &str) -> Outcome {
+    async fn retry(
+        &self,
+        delivery: &Delivery,
+        stage: &'static str,
+        error: &(dyn std::error::Error + Send + Sync + 'static),
+    ) -> Outcome {
+        let reason = chain(error);
         let pause = backoff(
             delivery.receive_count,
             Duration::from_secs(1),

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use platform::backend::{BackendError, FailureKind};
 
 use super::jws::{JwsVerifier, is_jws};
 use crate::domain::Validation;
@@ -37,7 +38,14 @@ impl ReceiptValidator for AnyValidator {
         let (verifier, receipt) = (self.jws.clone(), receipt.to_owned());
         let validation = tokio::task::spawn_blocking(move || verifier.verify(&receipt))
             .await
-            .map_err(|e| ValidatorError::Unavailable(format!("JWS verification task: {e}")))?;
+            .map_err(|e| {
+                ValidatorError::Unavailable(BackendError::new(
+                    "jws",
+                    "verification task",
+                    FailureKind::Other,
+                    e,
+                ))
+            })?;
         let outcome = match &validation {
             Validation::Valid { .. } => "valid",
             Validation::Invalid { reason, .. } => {
