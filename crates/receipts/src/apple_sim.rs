@@ -87,16 +87,15 @@ impl SimConfig {
         let mut total = 0.0;
         for (share, fault) in self.shares() {
             if !(0.0..=1.0).contains(&share) {
-                return Err(SimError::InvalidConfig(format!(
-                    "the share of {fault} faults is {share}; shares are between 0 and 1"
-                )));
+                return Err(SimError::InvalidConfig(ShareProblem::OutOfRange {
+                    fault,
+                    share,
+                }));
             }
             total += share;
         }
         if total > 1.0 + f64::EPSILON {
-            return Err(SimError::InvalidConfig(format!(
-                "fault shares add up to {total}; at most 1"
-            )));
+            return Err(SimError::InvalidConfig(ShareProblem::Total(total)));
         }
         Ok(())
     }
@@ -114,11 +113,33 @@ impl SimConfig {
     }
 }
 
+/// What is wrong with the configured fault shares.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareProblem {
+    /// One share is outside 0..=1.
+    #[error("the share of {fault} faults is {share}; shares are between 0 and 1")]
+    OutOfRange {
+        /// The fault.
+        fault: Fault,
+        /// Its share.
+        share: f64,
+    },
+    /// The shares add up to more than 1.
+    #[error("fault shares add up to {0}; at most 1")]
+    Total(f64),
+    /// Not a number.
+    #[error("{0} (a share is a number between 0 and 1, e.g. 0.05)")]
+    NotANumber(#[source] std::num::ParseFloatError),
+    /// A number outside 0..=1.
+    #[error("{0} is not between 0 and 1")]
+    NotAShare(f64),
+}
+
 /// Why the simulator could not start or take a script.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("apple-sim configuration: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(#[source] ShareProblem),
     #[error(
         "unknown fault '{0}' (expected an Apple status like \"21005\", \"N-retryable\", \"503\", \"http-NNN\" or \"timeout\")"
     )]
@@ -533,14 +554,12 @@ impl SimArgs {
     }
 }
 
-fn parse_share(text: &str) -> Result<f64, String> {
-    let share: f64 = text
-        .parse()
-        .map_err(|e| format!("{e} (a share is a number between 0 and 1, e.g. 0.05)"))?;
+fn parse_share(text: &str) -> Result<f64, ShareProblem> {
+    let share: f64 = text.parse().map_err(ShareProblem::NotANumber)?;
     if (0.0..=1.0).contains(&share) {
         Ok(share)
     } else {
-        Err(format!("{share} is not between 0 and 1"))
+        Err(ShareProblem::NotAShare(share))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::adapters::apple::jws::{EnvironmentRule, JwsVerifier, RootCertError};
 use crate::adapters::apple::verify_receipt::{AppleConfig, PRODUCTION_URL, SANDBOX_URL};
-use crate::domain::QueueName;
+use crate::domain::{QueueName, QueueNameError};
 
 /// receipts service options.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,7 +62,7 @@ pub struct ReceiptsConfig {
     pub jws: JwsArgs,
 }
 
-fn parse_queue(text: &str) -> Result<QueueName, String> {
+fn parse_queue(text: &str) -> Result<QueueName, QueueNameError> {
     QueueName::new(text)
 }
 

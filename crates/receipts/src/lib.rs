@@ -38,7 +38,6 @@ pub async fn service(
     backends: ports::Backends,
     _ctx: &platform::service::Context,
 ) -> anyhow::Result<platform::Service> {
-    metrics::describe();
     let ports::Backends { queue, ledger } = backends;
     // The input and dead-letter queues exist before the first job can be submitted.
     let input = QueueRef::from(config.receipts_input_queue.clone());
@@ -75,6 +74,9 @@ pub async fn service(
         .openapi(api::http::openapi())
         .readiness(Arc::new(ports::Readiness { queue, ledger }))
         .background("receipts-pipeline", move |stop| {
+            // Described when the server starts: the process installs its
+            // metrics recorder after the services are built.
+            metrics::describe();
             Box::pin(pipeline.run(stop))
         })
         .on_shutdown(Box::pin(async move {

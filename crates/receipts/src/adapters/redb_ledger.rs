@@ -10,11 +10,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use platform::backend::{BackendError, FailureKind};
+use platform::backend::{BackendError, CloseGate, FailureKind};
 use platform::group_commit::{CommitError, GroupCommit};
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -61,7 +60,7 @@ struct ClaimOp {
 pub struct RedbLedger {
     db: Arc<Database>,
     writer: GroupCommit<ClaimOp, Claim>,
-    closed: AtomicBool,
+    closed: CloseGate,
 }
 
 impl RedbLedger {
@@ -81,14 +80,12 @@ impl RedbLedger {
         Ok(Self {
             db,
             writer,
-            closed: AtomicBool::new(false),
+            closed: CloseGate::default(),
         })
     }
 
     fn check_open(&self) -> Result<(), LedgerError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed());
-        }
+        self.closed.check("redb")?;
         Ok(())
     }
 }
@@ -173,7 +170,7 @@ impl TransactionLedger for RedbLedger {
     }
 
     async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         self.writer.close().await;
     }
 }

@@ -33,12 +33,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use platform::backend::{BackendError, FailureKind};
+use platform::backend::{BackendError, CloseGate, FailureKind};
 use platform::group_commit::{CommitError, GroupCommit};
 use redb::{
     Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
@@ -178,7 +177,7 @@ pub struct RedbJobQueue {
     db: Arc<Database>,
     writer: GroupCommit<Op, Outcome>,
     wakers: Mutex<HashMap<QueueName, Arc<Notify>>>,
-    closed: AtomicBool,
+    closed: CloseGate,
 }
 
 impl RedbJobQueue {
@@ -206,14 +205,12 @@ impl RedbJobQueue {
             db,
             writer,
             wakers: Mutex::new(HashMap::new()),
-            closed: AtomicBool::new(false),
+            closed: CloseGate::default(),
         })
     }
 
     fn check_open(&self) -> Result<(), QueueError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed());
-        }
+        self.closed.check("redb")?;
         Ok(())
     }
 
@@ -831,7 +828,7 @@ impl JobQueue for RedbJobQueue {
     /// Stops taking calls, wakes long-polling receivers (they answer
     /// `Unavailable`) and lets the writer commit what is queued.
     async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         {
             let wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
             for waker in wakers.values() {
@@ -868,6 +865,256 @@ mod tests {
         );
         assert!(err.to_string().contains("sqs://"), "{err}");
         queue.close().await;
+    }
+
+    fn open() -> (tempfile::TempDir, RedbJobQueue, QueueRef) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let queue = RedbJobQueue::open(&dir.path().join("q.redb")).expect("open");
+        let name = QueueRef::from(QueueName::new("jobs").expect("name"));
+        (dir, queue, name)
+    }
+
+    fn outgoing(body: &str, reason: Option<&str>) -> Outgoing {
+        Outgoing {
+            body: body.as_bytes().to_vec(),
+            reason: reason.map(str::to_owned),
+        }
+    }
+
+    /// The rows `jobs` has in each index: (ready, hidden, messages, bodies),
+    /// and the count its `QUEUES` row keeps.
+    fn rows(queue: &RedbJobQueue) -> (usize, usize, usize, usize, u64) {
+        let txn = queue.db.begin_read().expect("read");
+        let count = |len: u64| usize::try_from(len).expect("small");
+        let ready = txn.open_table(READY).expect("ready").len().expect("len");
+        let hidden = txn.open_table(HIDDEN).expect("hidden").len().expect("len");
+        let messages = txn
+            .open_table(MESSAGES)
+            .expect("messages")
+            .len()
+            .expect("len");
+        let bodies = txn.open_table(BODIES).expect("bodies").len().expect("len");
+        let kept = txn
+            .open_table(QUEUES)
+            .expect("queues")
+            .get("jobs")
+            .expect("get")
+            .expect("the queue")
+            .value()
+            .1;
+        (
+            count(ready),
+            count(hidden),
+            count(messages),
+            count(bodies),
+            kept,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_received_message_moves_from_ready_to_hidden_until_it_is_due() {
+        let (_dir, queue, name) = open();
+        queue.ensure(&name).await.expect("ensure");
+        queue
+            .send_batch(&name, &[outgoing("a", None)])
+            .await
+            .expect("send");
+        assert_eq!(rows(&queue), (1, 0, 1, 1, 1));
+        let jobs = name.name().clone();
+        assert!(queue.peek(&jobs).expect("peek").ready);
+
+        let got = queue
+            .receive(&name, 10, Duration::ZERO, Duration::from_secs(60))
+            .await
+            .expect("receive");
+        assert_eq!(got.len(), 1);
+        assert_eq!(rows(&queue), (0, 1, 1, 1, 1));
+        let peek = queue.peek(&jobs).expect("peek");
+        assert!(!peek.ready);
+        let due = peek.next_due_ms.expect("in flight");
+        assert!(due > now_ms() + 50_000, "due in about a minute, not {due}");
+        let again = queue
+            .receive(&name, 10, Duration::ZERO, Duration::from_secs(60))
+            .await
+            .expect("receive");
+        assert!(again.is_empty(), "hidden while in flight");
+
+        // Visibility 0: back in the ready index, received again, counted.
+        queue
+            .change_visibility(&name, &got[0].handle, Duration::ZERO)
+            .await
+            .expect("visible again");
+        assert!(queue.peek(&jobs).expect("peek").ready);
+        let again = queue
+            .receive(&name, 10, Duration::ZERO, Duration::from_secs(60))
+            .await
+            .expect("receive");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].message_id, got[0].message_id);
+        assert_eq!(again[0].receive_count, 2);
+        assert_ne!(
+            again[0].handle, got[0].handle,
+            "each delivery its own handle"
+        );
+        queue.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_wakes_on_a_send_and_on_a_message_coming_due() {
+        let (_dir, queue, name) = open();
+        queue.ensure(&name).await.expect("ensure");
+        let queue = Arc::new(queue);
+
+        // Woken by a send: long before the 30 s wait is over.
+        let (waiting, waiter_name) = (queue.clone(), name.clone());
+        let started = Instant::now();
+        let waiter = tokio::spawn(async move {
+            waiting
+                .receive(
+                    &waiter_name,
+                    1,
+                    Duration::from_secs(30),
+                    Duration::from_secs(60),
+                )
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        queue
+            .send_batch(&name, &[outgoing("a", None)])
+            .await
+            .expect("send");
+        let got = waiter.await.expect("task").expect("receive");
+        assert_eq!(got.len(), 1);
+        assert!(started.elapsed() < Duration::from_secs(10));
+
+        // Woken by the in-flight message coming due (no send at all).
+        queue
+            .change_visibility(&name, &got[0].handle, Duration::from_millis(200))
+            .await
+            .expect("hide");
+        let started = Instant::now();
+        let again = queue
+            .receive(&name, 1, Duration::from_secs(30), Duration::from_secs(60))
+            .await
+            .expect("receive");
+        assert_eq!(again.len(), 1);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(150) && waited < Duration::from_secs(10),
+            "{waited:?}"
+        );
+        queue.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_keeps_its_reason_and_its_first_send_time() {
+        let (_dir, queue, name) = open();
+        queue.ensure(&name).await.expect("ensure");
+        let before = i64::try_from(now_ms()).expect("ms");
+        queue
+            .send_batch(
+                &name,
+                &[
+                    outgoing("job", Some("post_queue 'nowhere' does not exist")),
+                    outgoing("plain", None),
+                ],
+            )
+            .await
+            .expect("send");
+        let got = queue
+            .receive(&name, 10, Duration::ZERO, Duration::ZERO)
+            .await
+            .expect("receive");
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0].reason.as_deref(),
+            Some("post_queue 'nowhere' does not exist")
+        );
+        assert_eq!(got[1].reason, None);
+        // Visibility 0: received again at once, reason and send time kept.
+        let again = queue
+            .receive(&name, 10, Duration::ZERO, Duration::from_secs(60))
+            .await
+            .expect("receive");
+        assert_eq!(again.len(), 2);
+        for delivery in &again {
+            let first = got
+                .iter()
+                .find(|d| d.message_id == delivery.message_id)
+                .expect("the same message");
+            assert_eq!(delivery.reason, first.reason);
+            assert_eq!(delivery.sent_at_ms, first.sent_at_ms);
+            assert_eq!(delivery.receive_count, 2);
+            assert!(first.sent_at_ms >= before);
+        }
+        queue.close().await;
+    }
+
+    #[tokio::test]
+    async fn delete_by_handle_removes_every_row_and_refuses_a_stale_handle() {
+        let (_dir, queue, name) = open();
+        queue.ensure(&name).await.expect("ensure");
+        queue
+            .send_batch(&name, &[outgoing("a", None), outgoing("b", None)])
+            .await
+            .expect("send");
+        let first = queue
+            .receive(&name, 1, Duration::ZERO, Duration::ZERO)
+            .await
+            .expect("receive");
+        // Redelivered at once: the first handle is stale now.
+        let second = queue
+            .receive(&name, 1, Duration::ZERO, Duration::from_secs(60))
+            .await
+            .expect("receive");
+        assert_eq!(first[0].message_id, second[0].message_id);
+        let outcomes = queue
+            .delete_batch(
+                &name,
+                &[
+                    first[0].handle.clone(),
+                    "junk".into(),
+                    second[0].handle.clone(),
+                ],
+            )
+            .await
+            .expect("delete");
+        assert!(matches!(
+            outcomes.as_slice(),
+            [
+                Err(QueueError::InvalidHandle),
+                Err(QueueError::InvalidHandle),
+                Ok(())
+            ]
+        ));
+        assert_eq!(rows(&queue), (1, 0, 1, 1, 1));
+        let outcomes = queue
+            .delete_batch(&name, &[second[0].handle.clone()])
+            .await
+            .expect("delete");
+        assert!(matches!(
+            outcomes.as_slice(),
+            [Err(QueueError::InvalidHandle)]
+        ));
+        queue.close().await;
+    }
+
+    #[tokio::test]
+    async fn calls_after_close_fail_as_closed() {
+        let (_dir, queue, name) = open();
+        queue.ensure(&name).await.expect("ensure");
+        queue.close().await;
+        let err = queue.ping().await.expect_err("closed");
+        assert!(
+            matches!(&err, QueueError::Unavailable(e) if e.kind() == FailureKind::Closed),
+            "{err}"
+        );
+        assert!(
+            queue
+                .send_batch(&name, &[outgoing("a", None)])
+                .await
+                .is_err()
+        );
     }
 
     #[test]

@@ -5,10 +5,10 @@ use clap::{Args, Subcommand};
 use platform::client::{ClientArgs, print_json, value_arg};
 use reqwest::Method;
 
-use crate::domain::UserId;
+use crate::domain::{UserId, UserIdError};
 
-fn parse_user_id(text: &str) -> Result<UserId, String> {
-    UserId::from_cli(text).map_err(|e| e.to_string())
+fn parse_user_id(text: &str) -> Result<UserId, UserIdError> {
+    UserId::from_cli(text)
 }
 
 #[derive(Debug, Args)]

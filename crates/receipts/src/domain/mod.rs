@@ -17,8 +17,10 @@ use std::fmt;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub(crate) use queue::queue_name;
 pub use queue::{
-    MAX_QUEUE_URL_BYTES, QUEUE_REF_ACCEPTED, QueueName, QueueRef, QueueRefError, QueueUrl,
+    MAX_QUEUE_URL_BYTES, QUEUE_REF_ACCEPTED, QueueName, QueueNameError, QueueRef, QueueRefError,
+    QueueUrl,
 };
 pub use user::{MAX_USER_ID_CHARS, USER_ID_ACCEPTED, UserId, UserIdError, UserText};
 

@@ -22,27 +22,74 @@ pub const QUEUE_REF_ACCEPTED: &str = "a queue name (1 to 80 ASCII letters, digit
 #[serde(transparent)]
 pub struct QueueName(String);
 
+/// Why a queue name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueNameError {
+    /// Empty, or longer than 80 characters.
+    #[error("a queue name is 1 to 80 characters, not {0}")]
+    Length(usize),
+    /// A character outside SQS's set.
+    #[error("a queue name holds only ASCII letters, digits, '-' and '_' (and may end in .fifo)")]
+    Characters,
+}
+
+/// A [`QueueName`] spelled in code, checked when the crate compiles.
+macro_rules! queue_name {
+    ($name:literal) => {{
+        const _: () = assert!($crate::domain::QueueName::check($name).is_ok());
+        $crate::domain::QueueName::checked($name)
+    }};
+}
+pub(crate) use queue_name;
+
 impl QueueName {
-    pub fn new(name: impl Into<String>) -> Result<Self, String> {
+    /// A queue name, if `name` follows the rule.
+    pub fn new(name: impl Into<String>) -> Result<Self, QueueNameError> {
         let name = name.into();
-        let base = name.strip_suffix(".fifo").unwrap_or(&name);
-        if name.is_empty() || name.len() > 80 {
-            return Err(format!(
-                "a queue name is 1 to 80 characters, not {}",
-                name.len()
-            ));
-        }
-        if base.is_empty()
-            || !base
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(
-                "a queue name holds only ASCII letters, digits, '-' and '_' (and may end in .fifo)"
-                    .into(),
-            );
-        }
+        Self::check(&name)?;
         Ok(Self(name))
+    }
+
+    /// Checks `name` against the rule (usable in constants).
+    pub const fn check(name: &str) -> Result<(), QueueNameError> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() > 80 {
+            return Err(QueueNameError::Length(bytes.len()));
+        }
+        let fifo = b".fifo";
+        let mut base = bytes.len();
+        if bytes.len() >= fifo.len() {
+            let start = bytes.len() - fifo.len();
+            let mut i = 0;
+            let mut ends_fifo = true;
+            while i < fifo.len() {
+                if bytes[start + i] != fifo[i] {
+                    ends_fifo = false;
+                }
+                i += 1;
+            }
+            if ends_fifo {
+                base = start;
+            }
+        }
+        if base == 0 {
+            return Err(QueueNameError::Characters);
+        }
+        let mut i = 0;
+        while i < base {
+            let b = bytes[i];
+            if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(QueueNameError::Characters);
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// A name [`queue_name!`] checked when the crate compiled.
+    #[doc(hidden)]
+    pub fn checked(name: &'static str) -> Self {
+        Self(name.to_owned())
     }
 
     pub fn as_str(&self) -> &str {
@@ -137,8 +184,15 @@ pub enum QueueRef {
 /// Why a queue reference was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueRefError {
+    /// Not a queue name.
     #[error("'{text}' is not a queue name: {reason}")]
-    BadName { text: String, reason: String },
+    BadName {
+        /// The text, as shown (shortened when long).
+        text: String,
+        /// Why.
+        #[source]
+        reason: QueueNameError,
+    },
     #[error("'{text}' is not a queue URL: {reason}")]
     BadUrl { text: String, reason: String },
 }

@@ -35,7 +35,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::{Job, QueueName, QueueRef, ResultMessage, Validation};
+use crate::domain::{Job, QueueRef, ResultMessage, Validation, queue_name};
 use crate::ports::{
     Claim, Delivery, JobQueue, MAX_BATCH, Outgoing, ReceiptValidator, TransactionLedger,
     ValidatorError,
@@ -90,8 +90,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            input: QueueName::new("receipts").expect("valid name").into(),
-            dead_letter: QueueName::new("receipts-dlq").expect("valid name").into(),
+            input: queue_name!("receipts").into(),
+            dead_letter: queue_name!("receipts-dlq").into(),
             receivers: 2,
             concurrency: 256,
             visibility: Duration::from_secs(30),
