@@ -6,7 +6,7 @@
 //! from a script queued through `POST /sim/faults`.
 //!
 //! Not a validator: it trusts the receipt's text (no signature check), and it
-//! knows nothing of iOS 7 app receipts or StoreKit 2.
+//! knows nothing of iOS 7 app receipts or `StoreKit` 2.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -37,7 +37,7 @@ pub const MAX_BODY_BYTES: usize = 2 << 20;
 /// Most scripted faults waiting at once.
 pub const MAX_SCRIPT: usize = 10_000;
 /// How long a "timeout" fault holds the request before answering.
-pub const TIMEOUT_FAULT: Duration = Duration::from_secs(60);
+pub const TIMEOUT_FAULT: Duration = Duration::from_mins(1);
 
 /// How the simulator misbehaves. `Debug` redacts the shared secret.
 #[derive(Clone, Default)]
@@ -138,14 +138,18 @@ pub enum ShareProblem {
 /// Why the simulator could not start or take a script.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
+    /// The fault shares cannot work.
     #[error("apple-sim configuration: {0}")]
     InvalidConfig(#[source] ShareProblem),
     #[error(
         "unknown fault '{0}' (expected an Apple status like \"21005\", \"N-retryable\", \"503\", \"http-NNN\" or \"timeout\")"
     )]
+    /// A fault name the simulator does not know.
     UnknownFault(String),
+    /// The fault script is full.
     #[error("the fault script holds at most {MAX_SCRIPT} entries")]
     ScriptFull,
+    /// The listener failed.
     #[error("apple-sim: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -203,8 +207,11 @@ impl fmt::Display for Fault {
 /// Requests seen so far, by endpoint (faults included), and faults given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimStats {
+    /// Requests to the production endpoint.
     pub production: u64,
+    /// Requests to the sandbox endpoint.
     pub sandbox: u64,
+    /// Requests answered with a fault.
     pub faults: u64,
 }
 
@@ -236,6 +243,7 @@ impl fmt::Debug for Simulator {
 }
 
 impl Simulator {
+    /// A simulator with `config`, once its shares are checked.
     pub fn new(config: SimConfig) -> Result<Self, SimError> {
         config.validate()?;
         Ok(Self {
@@ -248,6 +256,7 @@ impl Simulator {
         })
     }
 
+    /// The requests seen so far.
     pub fn stats(&self) -> SimStats {
         SimStats {
             production: self.production.load(Ordering::Relaxed),
@@ -514,7 +523,7 @@ impl fmt::Debug for SimArgs {
         f.debug_struct("SimArgs")
             .field("addr", &self.addr)
             .field("config", &self.config())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

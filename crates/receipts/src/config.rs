@@ -1,6 +1,6 @@
 //! The receipts service's options: the queues and ledger, the pipeline's
 //! bounds, and the Apple options (the legacy `verifyReceipt` client's and the
-//! StoreKit 2 verifier's). Checks here need no I/O.
+//! `StoreKit` 2 verifier's). Checks here need no I/O.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -49,15 +49,17 @@ pub struct ReceiptsConfig {
     )]
     pub receipts_queue: String,
 
-    /// The ledger of claimed transactions, in place of --store: any --store value, or DynamoDB,
+    /// The ledger of claimed transactions, in place of --store: any --store value, or `DynamoDB`,
     /// `dynamodb://[table][?region=…&endpoint=…&create=true]` (table `TransactionIdTable` by
     /// default, partition key `TransactionId`).
     #[arg(long, env = "QUINTET_RECEIPTS_LEDGER", hide_env_values = true)]
     pub receipts_ledger: Option<String>,
 
+    /// The legacy verifyReceipt client's options.
     #[command(flatten)]
     pub apple: AppleArgs,
 
+    /// The signed-transaction (JWS) verifier's options.
     #[command(flatten)]
     pub jws: JwsArgs,
 }
@@ -120,7 +122,7 @@ impl AppleArgs {
     }
 }
 
-/// The worker's options for StoreKit 2 signed transactions (flattened into
+/// The worker's options for `StoreKit` 2 signed transactions (flattened into
 /// the receipts config).
 #[derive(Debug, Clone, clap::Args)]
 pub struct JwsArgs {
@@ -140,7 +142,7 @@ pub struct JwsArgs {
     pub apple_bundle_id: Option<String>,
 
     /// Environments signed transactions may come from: production, sandbox,
-    /// or any (Xcode and LocalTesting included; for development only).
+    /// or any (Xcode and `LocalTesting` included; for development only).
     #[arg(long, env = "QUINTET_APPLE_ENVIRONMENT", value_enum, default_value_t = EnvironmentRule::Production)]
     pub apple_environment: EnvironmentRule,
 }

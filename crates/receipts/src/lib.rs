@@ -1,6 +1,6 @@
 //! receipts: the in-app purchase validation worker (seed 001). Jobs arrive
 //! on a queue; each receipt is validated with Apple (legacy `verifyReceipt`
-//! or, offline, a StoreKit 2 signed transaction: ES256, Apple's certificate
+//! or, offline, a `StoreKit` 2 signed transaction: ES256, Apple's certificate
 //! chain to a configured root, bundle id and environment); each transaction is claimed
 //! once in a ledger; one result per transaction goes to the queue the job
 //! names; the job is deleted only after its results are posted.
@@ -8,8 +8,8 @@
 //! Rooms: [`config`] (the options), [`domain`] (jobs, results, user ids,
 //! queues by name or URL, legacy receipts; no I/O), [`ports`] (queues, the
 //! ledger, the validator, and [`ports::Backends`]), [`adapters`] (embedded
-//! redb queue and ledger, Amazon SQS, PostgreSQL and DynamoDB ledgers, and
-//! Apple: the verifyReceipt client and the StoreKit 2 JWS verifier),
+//! redb queue and ledger, Amazon SQS, `PostgreSQL` and `DynamoDB` ledgers, and
+//! Apple: the verifyReceipt client and the `StoreKit` 2 JWS verifier),
 //! [`engine`] (the pipeline: receivers, workers, batched posts and deletes),
 //! [`api`] (REST, CLI) and [`metrics`]. With the `apple-sim` feature,
 //! `apple_sim`: a verifyReceipt simulator for tests, demos and load runs.

@@ -7,7 +7,7 @@ use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 pub const RECEIVED_TOTAL: &str = "quintet_receipts_received_total";
 /// Jobs being processed now.
 pub const IN_FLIGHT: &str = "quintet_receipts_in_flight";
-/// Jobs finished, by `outcome` (done, dead_lettered, retry, returned).
+/// Jobs finished, by `outcome` (done, `dead_lettered`, retry, returned).
 pub const JOBS_TOTAL: &str = "quintet_receipts_jobs_total";
 /// Time from receiving a job to finishing it.
 pub const PROCESSING_SECONDS: &str = "quintet_receipts_processing_seconds";
@@ -34,7 +34,7 @@ pub const APPLE_REQUESTS_TOTAL: &str = "quintet_receipts_apple_requests_total";
 pub const APPLE_REQUEST_SECONDS: &str = "quintet_receipts_apple_request_seconds";
 /// verifyReceipt retries after a transient answer.
 pub const APPLE_RETRIES_TOTAL: &str = "quintet_receipts_apple_retries_total";
-/// StoreKit 2 signed transactions verified, by `outcome` (valid, invalid).
+/// `StoreKit` 2 signed transactions verified, by `outcome` (valid, invalid).
 pub const JWS_TOTAL: &str = "quintet_receipts_jws_total";
 /// Messages on an embedded queue, by `queue`.
 pub const QUEUE_MESSAGES: &str = "quintet_receipts_queue_messages";
@@ -44,6 +44,12 @@ pub const QUEUE_SENT_TOTAL: &str = "quintet_receipts_queue_sent_total";
 pub const QUEUE_RECEIVED_TOTAL: &str = "quintet_receipts_queue_received_total";
 /// Messages deleted from a queue, by `queue`.
 pub const QUEUE_DELETED_TOTAL: &str = "quintet_receipts_queue_deleted_total";
+
+/// A count as a metric value (exact up to 2^53, far beyond any count here).
+#[allow(clippy::cast_precision_loss)] // The one place counts become f64.
+pub(crate) fn count(n: u64) -> f64 {
+    n as f64
+}
 
 /// Declares every metric above with its unit and help text. Called from
 /// [`crate::service`], after the process has installed its recorder.

@@ -18,10 +18,13 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// every caller in the batch (the backend's error is shared).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
+    /// The queue does not exist.
     #[error("queue '{0}' does not exist")]
     NoSuchQueue(QueueName),
+    /// The message is over [`MAX_BODY_BYTES`].
     #[error("message of {0} bytes is over the {MAX_BODY_BYTES}-byte limit")]
     TooLarge(usize),
+    /// The handle matches no delivery in flight.
     #[error("receipt handle is not valid (expired or already deleted)")]
     InvalidHandle,
     /// More than [`MAX_BATCH`] entries (messages, handles) in one call.
@@ -43,8 +46,11 @@ pub enum QueueError {
 /// redeliveries, `handle` names this delivery (for delete and visibility).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The message's id.
     pub message_id: String,
+    /// This delivery's handle.
     pub handle: String,
+    /// The message body.
     pub body: Vec<u8>,
     /// How many times it has been received, this time included.
     pub receive_count: u32,
@@ -57,7 +63,9 @@ pub struct Delivery {
 /// A message to send; `reason` travels as an attribute (dead letters carry why).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
+    /// The body.
     pub body: Vec<u8>,
+    /// Why it is sent (dead letters carry it).
     pub reason: Option<String>,
 }
 
@@ -66,6 +74,7 @@ pub struct Outgoing {
 /// URL means to it.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
+    /// The engine, for logs and readiness.
     fn kind(&self) -> &'static str;
 
     /// Creates the queue if this engine creates queues on demand (embedded),
@@ -107,8 +116,10 @@ pub trait JobQueue: Send + Sync {
         visibility: Duration,
     ) -> Result<(), QueueError>;
 
+    /// Whether the queue engine answers.
     async fn ping(&self) -> Result<(), QueueError>;
 
+    /// Releases the engine; calls after it fail as closed.
     async fn close(&self) {}
 }
 
@@ -174,12 +185,17 @@ pub enum Claim {
     /// This same job claimed it before (a redelivery after a crash).
     SameJob,
     /// Another job claimed it first.
-    OtherJob { job_id: String },
+    /// Another job claimed it first.
+    OtherJob {
+        /// The job that claimed it.
+        job_id: String,
+    },
 }
 
 /// Transactions already validated, each with the job that claimed it.
 #[async_trait]
 pub trait TransactionLedger: Send + Sync {
+    /// The engine, for logs and readiness.
     fn kind(&self) -> &'static str;
 
     /// Claims `transaction_id` for `job_id`, atomically; `user_id` is
@@ -191,8 +207,10 @@ pub trait TransactionLedger: Send + Sync {
         user_id: &UserId,
     ) -> Result<Claim, LedgerError>;
 
+    /// Whether the ledger answers.
     async fn ping(&self) -> Result<(), LedgerError>;
 
+    /// Releases the engine; calls after it fail as closed.
     async fn close(&self) {}
 }
 
@@ -213,18 +231,21 @@ pub enum ValidatorError {
 /// Decides whether a receipt is genuine and which transactions it holds.
 #[async_trait]
 pub trait ReceiptValidator: Send + Sync {
+    /// Validates one receipt: a verdict, or why there is none now.
     async fn validate(&self, receipt: &str) -> Result<Validation, ValidatorError>;
 }
 
 /// Readiness over the queue's and the ledger's `ping`.
 pub struct Readiness {
+    /// The queues.
     pub queue: std::sync::Arc<dyn JobQueue>,
+    /// The ledger.
     pub ledger: std::sync::Arc<dyn TransactionLedger>,
 }
 
 #[async_trait]
 impl platform::health::ReadinessCheck for Readiness {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "receipts-queue-and-ledger"
     }
 

@@ -1,7 +1,10 @@
-//! The SQS queue and the DynamoDB ledger against a real moto server (one per
+//! The SQS queue and the `DynamoDB` ledger against a real moto server (one per
 //! test process, see `testkit::moto`): what each promises beyond, or in
 //! place of, the shared contract suites (`queue_contract.rs`,
 //! `ledger_contract.rs`). Each test uses queues and tables of its own.
+
+// A test that unwraps is a test that fails on the unexpected value.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use receipts::ports::{
 };
 use testkit::moto::{moto_endpoint, unique_name};
 
-const LONG: Duration = Duration::from_secs(60);
+const LONG: Duration = Duration::from_mins(1);
 
 async fn moto() -> AwsSettings {
     AwsSettings::moto(moto_endpoint().await)
@@ -371,10 +374,13 @@ async fn dynamodb_ledger_items_have_the_seed_table_shape() {
         .expect("table created");
     assert_eq!(ledger.table(), table);
     assert_eq!(ledger.kind(), "dynamodb");
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let before = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .unwrap();
     assert_eq!(
         ledger
             .claim("1000000042928567", "job-1", &UserId::Int(42))

@@ -3,6 +3,9 @@
 //! between the ledger claim and the result post (the post fails, the job
 //! comes back), Apple faults, and a misconfigured shared secret.
 
+// A test that unwraps is a test that fails on the unexpected value.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -203,7 +206,7 @@ async fn submit_body(rig: &Rig, body: Value) -> String {
         {
             Ok(mut ids) => return ids.pop().expect("one outcome").expect("sent"),
             Err(QueueError::NoSuchQueue(_)) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => panic!("submit: {e}"),
         }
@@ -328,7 +331,7 @@ async fn a_receipt_apple_calls_malformed_is_dead_lettered_and_nothing_is_posted(
 }
 
 /// Apple's 21006 (valid, but the subscription expired) names its
-/// transaction: INVALID with that transaction_id, as the original posted,
+/// transaction: INVALID with that `transaction_id`, as the original posted,
 /// and the transaction is not claimed.
 #[tokio::test]
 async fn an_expired_subscription_posts_invalid_with_its_transaction_id() {

@@ -1,4 +1,4 @@
-//! DynamoDB transaction ledger (aws-sdk-dynamodb) on the seed's table:
+//! `DynamoDB` transaction ledger (aws-sdk-dynamodb) on the seed's table:
 //! `TransactionIdTable`, partition key `TransactionId` (S), no sort key, so
 //! an existing seed table is used as it is. Not here: SDK set-up (see
 //! [`platform::aws`]) and opening the table (see [`platform::aws::dynamodb`]).
@@ -8,7 +8,7 @@
 //! transaction id) counts as claimed by another job, named `""`.
 //!
 //! A claim is one conditional `PutItem` (`attribute_not_exists(TransactionId)`),
-//! which DynamoDB decides atomically however many workers race. When the
+//! which `DynamoDB` decides atomically however many workers race. When the
 //! condition fails, the holder comes back in the same answer
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`); if an endpoint leaves
 //! it out, a strongly consistent `GetItem` reads it. Throttling is retried
@@ -41,7 +41,7 @@ const CLAIMED_AT: &str = "ClaimedAt";
 
 type Item = HashMap<String, AttributeValue>;
 
-/// A [`TransactionLedger`] on one DynamoDB table.
+/// A [`TransactionLedger`] on one `DynamoDB` table.
 pub struct DynamoLedger {
     client: Client,
     table: String,

@@ -1,4 +1,4 @@
-//! PostgreSQL transaction ledger (sqlx). Owns its schema: the migrations in
+//! `PostgreSQL` transaction ledger (sqlx). Owns its schema: the migrations in
 //! `crates/receipts/migrations` are embedded and applied at start.
 //!
 //! A claim is one statement (below) in the common case. Its fallback: when
@@ -15,7 +15,7 @@ use platform::backend::{BackendError, FailureKind};
 
 /// `(true, our job)` when inserted, `(false, holder)` when the row was there
 /// before the statement began, no row in the race described above.
-const CLAIM: &str = r#"
+const CLAIM: &str = r"
 WITH inserted AS (
     INSERT INTO receipt_transactions (transaction_id, job_id, user_id, user_id_text)
     VALUES ($1, $2, $3, $4)
@@ -26,7 +26,7 @@ SELECT true AS new, job_id FROM inserted
 UNION ALL
 SELECT false AS new, job_id FROM receipt_transactions
 WHERE transaction_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
-"#;
+";
 
 /// Transactions claimed so far, in table `receipt_transactions`.
 pub struct PostgresLedger {
@@ -73,21 +73,20 @@ impl TransactionLedger for PostgresLedger {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable("claim"))?;
-        let (new, holder) = match row {
-            Some(row) => row,
-            None => {
-                let holder: Option<String> = sqlx::query_scalar(
-                    "SELECT job_id FROM receipt_transactions WHERE transaction_id = $1",
-                )
-                .bind(transaction_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable("read claim"))?;
-                let holder = holder.ok_or_else(|| LedgerError::Inconsistent {
-                    transaction_id: transaction_id.to_owned(),
-                })?;
-                (false, holder)
-            }
+        let (new, holder) = if let Some(row) = row {
+            row
+        } else {
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT job_id FROM receipt_transactions WHERE transaction_id = $1",
+            )
+            .bind(transaction_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable("read claim"))?;
+            let holder = holder.ok_or_else(|| LedgerError::Inconsistent {
+                transaction_id: transaction_id.to_owned(),
+            })?;
+            (false, holder)
         };
         Ok(if new {
             Claim::New

@@ -1,5 +1,5 @@
 //! Embedded transaction ledger on redb: transaction id → (job id, user id,
-//! claimed_at_ms), in a file of its own. A string user id is kept in a
+//! `claimed_at_ms`), in a file of its own. A string user id is kept in a
 //! second table (see [`TEXT_USERS`]).
 //!
 //! Claims go through the platform's group-commit writer: the claims queued
@@ -20,7 +20,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use crate::domain::UserId;
 use crate::ports::{Claim, LedgerError, TransactionLedger};
 
-/// transaction id → (job id, user id, claimed_at_ms); the user id is 0 when
+/// transaction id → (job id, user id, `claimed_at_ms`); the user id is 0 when
 /// the job gave a string, which [`TEXT_USERS`] holds.
 const CLAIMS: TableDefinition<&str, (&str, i64, i64)> =
     TableDefinition::new("receipt_transactions");
@@ -50,6 +50,8 @@ fn closed() -> LedgerError {
     BackendError::closed("redb").into()
 }
 
+// The ids are what a claim is made of.
+#[allow(clippy::struct_field_names)]
 struct ClaimOp {
     transaction_id: String,
     job_id: String,

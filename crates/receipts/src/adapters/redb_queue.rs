@@ -18,7 +18,7 @@
 //! Layout: a message is its metadata in `queue_messages` and its body in
 //! `queue_bodies`, both keyed by (queue, seq), seq being the queue's send
 //! counter. Each message is in one index: `queue_ready` (queue, seq) while
-//! it is visible, `queue_hidden` (queue, visible_at_ms, seq) while in flight.
+//! it is visible, `queue_hidden` (queue, `visible_at_ms`, seq) while in flight.
 //! A receive first moves the hidden messages whose time has come to ready
 //! (each moves once per timeout), then takes the lowest seqs:
 //! O((batch + expired) · log n), never a scan of the queue.
@@ -54,8 +54,8 @@ use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, Queu
 pub const MAX_QUEUES: u64 = 1000;
 
 const QUEUES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queue_queues");
-/// A message's metadata: (message id, sent_at_ms, receive_count,
-/// visible_at_ms, token, reason); see [`Meta`].
+/// A message's metadata: (message id, `sent_at_ms`, `receive_count`,
+/// `visible_at_ms`, token, reason); see [`Meta`].
 type MetaRecord = (u128, i64, u32, u64, u64, Option<&'static str>);
 /// (queue, seq) → metadata.
 const MESSAGES: TableDefinition<(&str, u64), MetaRecord> = TableDefinition::new("queue_messages");
@@ -63,7 +63,7 @@ const MESSAGES: TableDefinition<(&str, u64), MetaRecord> = TableDefinition::new(
 const BODIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_bodies");
 /// (queue, seq) of every visible message.
 const READY: TableDefinition<(&str, u64), ()> = TableDefinition::new("queue_ready");
-/// (queue, visible_at_ms, seq) of every in-flight message.
+/// (queue, `visible_at_ms`, seq) of every in-flight message.
 const HIDDEN: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("queue_hidden");
 
 /// Calls waiting for the writer; beyond this, callers wait (backpressure).
@@ -72,7 +72,7 @@ const QUEUE_DEPTH: usize = 256;
 /// Most calls one transaction commits.
 const MAX_OPS: usize = 64;
 /// The longest a receive waits, whatever it asks (a year: "forever").
-const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+const MAX_WAIT: Duration = Duration::from_hours(8760);
 
 /// A failed redb call.
 fn unavailable(error: impl Into<redb::Error>) -> QueueError {
@@ -224,13 +224,19 @@ impl RedbJobQueue {
 
     /// The queue's waker, created on first use (only for queues that exist).
     fn waker(&self, queue: &QueueName) -> Arc<Notify> {
-        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wakers = self
+            .wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         wakers.entry(queue.clone()).or_default().clone()
     }
 
     /// Wakes the queue's long-polling receivers, if any.
     fn wake(&self, queue: &QueueName) {
-        let wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        let wakers = self
+            .wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(waker) = wakers.get(queue) {
             waker.notify_waiters();
         }
@@ -283,7 +289,7 @@ fn first_due(
 
 fn set_gauge(queue: &str, messages: u64) {
     metrics::gauge!(crate::metrics::QUEUE_MESSAGES, "queue" => queue.to_owned())
-        .set(messages as f64);
+        .set(crate::metrics::count(messages));
 }
 
 /// Applies `ops` in order in one transaction, committed if it changed anything.
@@ -830,7 +836,10 @@ impl JobQueue for RedbJobQueue {
     async fn close(&self) {
         self.closed.close();
         {
-            let wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+            let wakers = self
+                .wakers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for waker in wakers.values() {
                 waker.notify_waiters();
             }
@@ -924,7 +933,7 @@ mod tests {
         assert!(queue.peek(&jobs).expect("peek").ready);
 
         let got = queue
-            .receive(&name, 10, Duration::ZERO, Duration::from_secs(60))
+            .receive(&name, 10, Duration::ZERO, Duration::from_mins(1))
             .await
             .expect("receive");
         assert_eq!(got.len(), 1);
@@ -934,7 +943,7 @@ mod tests {
         let due = peek.next_due_ms.expect("in flight");
         assert!(due > now_ms() + 50_000, "due in about a minute, not {due}");
         let again = queue
-            .receive(&name, 10, Duration::ZERO, Duration::from_secs(60))
+            .receive(&name, 10, Duration::ZERO, Duration::from_mins(1))
             .await
             .expect("receive");
         assert!(again.is_empty(), "hidden while in flight");
@@ -946,7 +955,7 @@ mod tests {
             .expect("visible again");
         assert!(queue.peek(&jobs).expect("peek").ready);
         let again = queue
-            .receive(&name, 10, Duration::ZERO, Duration::from_secs(60))
+            .receive(&name, 10, Duration::ZERO, Duration::from_mins(1))
             .await
             .expect("receive");
         assert_eq!(again.len(), 1);
@@ -974,7 +983,7 @@ mod tests {
                     &waiter_name,
                     1,
                     Duration::from_secs(30),
-                    Duration::from_secs(60),
+                    Duration::from_mins(1),
                 )
                 .await
         });
@@ -994,14 +1003,14 @@ mod tests {
             .expect("hide");
         let started = Instant::now();
         let again = queue
-            .receive(&name, 1, Duration::from_secs(30), Duration::from_secs(60))
+            .receive(&name, 1, Duration::from_secs(30), Duration::from_mins(1))
             .await
             .expect("receive");
         assert_eq!(again.len(), 1);
-        let waited = started.elapsed();
+        let elapsed = started.elapsed();
         assert!(
-            waited >= Duration::from_millis(150) && waited < Duration::from_secs(10),
-            "{waited:?}"
+            elapsed >= Duration::from_millis(150) && elapsed < Duration::from_secs(10),
+            "{elapsed:?}"
         );
         queue.close().await;
     }
@@ -1033,7 +1042,7 @@ mod tests {
         assert_eq!(got[1].reason, None);
         // Visibility 0: received again at once, reason and send time kept.
         let again = queue
-            .receive(&name, 10, Duration::ZERO, Duration::from_secs(60))
+            .receive(&name, 10, Duration::ZERO, Duration::from_mins(1))
             .await
             .expect("receive");
         assert_eq!(again.len(), 2);
@@ -1064,7 +1073,7 @@ mod tests {
             .expect("receive");
         // Redelivered at once: the first handle is stale now.
         let second = queue
-            .receive(&name, 1, Duration::ZERO, Duration::from_secs(60))
+            .receive(&name, 1, Duration::ZERO, Duration::from_mins(1))
             .await
             .expect("receive");
         assert_eq!(first[0].message_id, second[0].message_id);

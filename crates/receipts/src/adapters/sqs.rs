@@ -82,7 +82,7 @@ const MAX_WAIT_SECONDS: u64 = 20;
 /// SQS's longest visibility timeout (12 hours), in seconds.
 const MAX_VISIBILITY_SECONDS: u64 = 43_200;
 /// The longest a receive waits, whatever it asks (a year: "forever").
-const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+const MAX_WAIT: Duration = Duration::from_hours(8760);
 /// Bodies and attributes in one `SendMessageBatch` call at most.
 const CALL_BYTES: usize = MAX_BODY_BYTES;
 /// The message attribute that carries [`Outgoing::reason`].
@@ -286,6 +286,7 @@ impl SqsJobQueue {
     }
 
     /// Whether `ensure` creates missing queues (default: no).
+    #[must_use]
     pub fn create_queues(mut self, create: bool) -> Self {
         self.create_queues = create;
         self
@@ -299,12 +300,18 @@ impl SqsJobQueue {
     }
 
     fn cached(&self, queue: &QueueRef) -> Option<String> {
-        let urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        let urls = self
+            .urls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         urls.get(queue).cloned()
     }
 
     fn remember(&self, queue: &QueueRef, url: &str) {
-        let mut urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut urls = self
+            .urls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if urls.len() >= MAX_CACHED_URLS && !urls.contains_key(queue) {
             urls.clear();
         }
@@ -312,7 +319,10 @@ impl SqsJobQueue {
     }
 
     fn forget(&self, queue: &QueueRef) {
-        let mut urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut urls = self
+            .urls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         urls.remove(queue);
     }
 
@@ -389,7 +399,7 @@ impl SqsJobQueue {
     async fn create(&self, queue: &QueueRef) -> Result<(), QueueError> {
         let name = queue.name();
         let mut request = self.client.create_queue().queue_name(name.as_str());
-        if name.as_str().ends_with(".fifo") {
+        if name.is_fifo() {
             request = request.attributes(QueueAttributeName::FifoQueue, "true");
         }
         let out = request
@@ -418,7 +428,7 @@ impl SqsJobQueue {
         messages: &[Outgoing],
         outcomes: &mut [Option<Result<String, QueueError>>],
     ) -> Result<Vec<Vec<(usize, SendMessageBatchRequestEntry)>>, QueueError> {
-        let fifo = queue.as_str().ends_with(".fifo");
+        let fifo = queue.is_fifo();
         let mut calls = Vec::new();
         let mut call = Vec::new();
         let mut call_bytes = 0usize;
@@ -583,7 +593,10 @@ impl JobQueue for SqsJobQueue {
         loop {
             let wait_s = wait_seconds(deadline.saturating_duration_since(Instant::now()));
             let long_poll = TimeoutConfig::builder()
-                .operation_timeout(self.operation_timeout + Duration::from_secs(wait_s as u64))
+                .operation_timeout(
+                    self.operation_timeout
+                        + Duration::from_secs(u64::try_from(wait_s).unwrap_or(0)),
+                )
                 .build();
             let call = self
                 .client
@@ -748,7 +761,7 @@ mod tests {
         assert_eq!(wait_seconds(Duration::from_millis(300)), 1);
         assert_eq!(wait_seconds(Duration::from_secs(1)), 1);
         assert_eq!(wait_seconds(Duration::from_millis(1001)), 2);
-        assert_eq!(wait_seconds(Duration::from_secs(60)), 20);
+        assert_eq!(wait_seconds(Duration::from_mins(1)), 20);
         assert_eq!(wait_seconds(MAX_WAIT), 20);
         assert_eq!(whole_seconds(Duration::ZERO, MAX_VISIBILITY_SECONDS), 0);
         assert_eq!(

@@ -86,12 +86,18 @@ impl QueueName {
         Ok(())
     }
 
+    /// Whether it names a FIFO queue (ends in `.fifo`, as SQS spells it).
+    pub fn is_fifo(&self) -> bool {
+        self.0.strip_suffix(".fifo").is_some()
+    }
+
     /// A name [`queue_name!`] checked when the crate compiled.
     #[doc(hidden)]
     pub fn checked(name: &'static str) -> Self {
         Self(name.to_owned())
     }
 
+    /// The name, as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -119,6 +125,7 @@ pub struct QueueUrl {
 }
 
 impl QueueUrl {
+    /// A queue URL, checked as the type says.
     pub fn parse(text: &str) -> Result<Self, QueueRefError> {
         let refuse = |reason: &str| QueueRefError::BadUrl {
             text: shown(text),
@@ -164,6 +171,7 @@ impl QueueUrl {
         Ok(Self { url, name })
     }
 
+    /// The URL, as text.
     pub fn as_str(&self) -> &str {
         self.url.as_str()
     }
@@ -177,7 +185,9 @@ impl QueueUrl {
 /// A queue, by name or by URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum QueueRef {
+    /// By name.
     Name(QueueName),
+    /// By URL.
     Url(QueueUrl),
 }
 
@@ -193,8 +203,14 @@ pub enum QueueRefError {
         #[source]
         reason: QueueNameError,
     },
+    /// Not a queue URL.
     #[error("'{text}' is not a queue URL: {reason}")]
-    BadUrl { text: String, reason: String },
+    BadUrl {
+        /// The text, as shown (shortened when long).
+        text: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl QueueRef {

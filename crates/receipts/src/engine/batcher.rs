@@ -53,6 +53,7 @@ const QUEUE_DEPTH: usize = 1024;
 /// Destinations with a batching task at most; beyond, calls go unbatched.
 const MAX_DESTINATIONS: usize = 1024;
 
+/// Batches entries per destination (see the module doc).
 pub struct Batcher<T, R> {
     name: &'static str,
     linger: Duration,
@@ -61,6 +62,7 @@ pub struct Batcher<T, R> {
 }
 
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// A batcher named `name` (for metrics and errors) that waits up to `linger` for a batch to fill and sends it with `call`.
     pub fn new(name: &'static str, linger: Duration, call: BatchFn<T, R>) -> Self {
         Self {
             name,
@@ -73,7 +75,10 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Submits `entry` for `queue` and waits for its outcome.
     pub async fn submit(&self, queue: &QueueRef, entry: T) -> Result<R, QueueError> {
         let lane = {
-            let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut lanes = self
+                .lanes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             lanes.retain(|_, tx| !tx.is_closed());
             match lanes.get(queue) {
                 Some(tx) => Some(tx.clone()),
@@ -119,8 +124,9 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                     }
                 }
                 let (entries, replies): (Vec<T>, Vec<Reply<R>>) = batch.drain(..).unzip();
-                metrics::histogram!(crate::metrics::BATCH_SIZE, "call" => name)
-                    .record(entries.len() as f64);
+                metrics::histogram!(crate::metrics::BATCH_SIZE, "call" => name).record(
+                    crate::metrics::count(u64::try_from(entries.len()).unwrap_or(u64::MAX)),
+                );
                 match call(queue.clone(), entries).await {
                     Ok(outcomes) if outcomes.len() == replies.len() => {
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {

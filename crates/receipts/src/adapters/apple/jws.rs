@@ -1,4 +1,4 @@
-//! StoreKit 2 signed transactions: a JWS (`header.payload.signature`,
+//! `StoreKit` 2 signed transactions: a JWS (`header.payload.signature`,
 //! ES256) whose `x5c` header carries Apple's certificate chain, verified
 //! offline the way Apple's app-store-server-library `SignedDataVerifier`
 //! does with online (OCSP) checks off:
@@ -267,7 +267,7 @@ pub enum EnvironmentRule {
     /// `Production` only (the default).
     #[default]
     Production,
-    /// `Sandbox` only (TestFlight, sandbox testers).
+    /// `Sandbox` only (`TestFlight`, sandbox testers).
     Sandbox,
     /// Any environment, `Xcode` and `LocalTesting` included (development only).
     Any,
@@ -299,7 +299,7 @@ impl fmt::Display for EnvironmentRule {
     }
 }
 
-/// Verifies StoreKit 2 signed transactions offline (see the module doc).
+/// Verifies `StoreKit` 2 signed transactions offline (see the module doc).
 #[derive(Clone)]
 pub struct JwsVerifier {
     /// DER of each trusted root, compared byte for byte with `x5c[2]`.

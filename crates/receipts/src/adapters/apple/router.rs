@@ -1,4 +1,4 @@
-//! Routes each receipt to the validator that understands it: StoreKit 2
+//! Routes each receipt to the validator that understands it: `StoreKit` 2
 //! signed transactions (JWS) to the offline [`JwsVerifier`], everything
 //! else to the legacy `verifyReceipt` client.
 //!
@@ -17,11 +17,14 @@ use crate::ports::{ReceiptValidator, ValidatorError};
 /// A [`ReceiptValidator`] that sends JWS receipts to `jws` and the rest to `legacy`.
 #[derive(Clone)]
 pub struct AnyValidator {
+    /// The validator of everything that is not a JWS.
     pub legacy: Arc<dyn ReceiptValidator>,
+    /// The offline verifier of signed transactions (JWS).
     pub jws: Arc<JwsVerifier>,
 }
 
 impl AnyValidator {
+    /// Routes JWS receipts to `jws`, the rest to `legacy`.
     pub fn new(legacy: Arc<dyn ReceiptValidator>, jws: Arc<JwsVerifier>) -> Self {
         Self { legacy, jws }
     }

@@ -292,7 +292,7 @@ mod tests {
         }
     }
 
-    fn apple(body: Value) -> Answer {
+    fn apple(body: &Value) -> Answer {
         Answer::Apple(parse_response(body.to_string().as_bytes()).expect("parses"))
     }
 
@@ -356,8 +356,8 @@ mod tests {
 
     #[test]
     fn metric_labels_stay_bounded() {
-        assert_eq!(apple(json!({"status": 21007})).metric_label(), "21007");
-        assert_eq!(apple(json!({"status": 123456})).metric_label(), "other");
+        assert_eq!(apple(&json!({"status": 21007})).metric_label(), "21007");
+        assert_eq!(apple(&json!({"status": 123_456})).metric_label(), "other");
         assert_eq!(Answer::Http(502).metric_label(), "http_5xx");
         assert_eq!(Answer::Http(429).metric_label(), "http_429");
         assert_eq!(Answer::Http(404).metric_label(), "http_4xx");

@@ -8,7 +8,7 @@
 //! answers; [`policy`] decides what each answer means (Apple's status table)
 //! and how long to wait before a retry.
 //!
-//! Not here: StoreKit 2 signed transactions (verified offline), claiming
+//! Not here: `StoreKit` 2 signed transactions (verified offline), claiming
 //! transactions (the ledger) and posting results (the pipeline).
 
 pub mod answer;
@@ -43,7 +43,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where and how to ask Apple. `Debug` redacts the shared secret.
 #[derive(Clone)]
 pub struct AppleConfig {
+    /// Apple's production endpoint (or a simulator's).
     pub production_url: String,
+    /// The sandbox endpoint, asked when production answers 21007.
     pub sandbox_url: String,
     /// The app's shared secret (`password`), needed for auto-renewable
     /// subscriptions; an empty string counts as none.
@@ -219,7 +221,7 @@ impl VerifyReceiptClient {
             .connect_timeout(CONNECT_TIMEOUT.min(config.request_timeout))
             .timeout(config.request_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_keepalive(Duration::from_secs(60))
+            .tcp_keepalive(Duration::from_mins(1))
             // Apple never redirects verifyReceipt; a redirect means a wrong URL,
             // and following it would turn the POST into a GET.
             .redirect(reqwest::redirect::Policy::none())

@@ -173,7 +173,7 @@ mod tests {
     };
     use serde_json::{Value, json};
 
-    fn apple(body: Value) -> Answer {
+    fn apple(body: &Value) -> Answer {
         Answer::Apple(parse_response(body.to_string().as_bytes()).expect("parses"))
     }
 
@@ -196,20 +196,20 @@ mod tests {
     fn status_0_is_valid_and_environment_defaults_to_the_endpoint() {
         let body = json!({"status": 0, "receipt": {"transaction_id": "7", "product_id": "p"}});
         assert_eq!(
-            done(step(Endpoint::Production, apple(body.clone()))),
+            done(step(Endpoint::Production, apple(&body))),
             Some(Validation::Valid {
                 environment: "Production".into(),
                 transactions: vec![txn("7", Some("p"))]
             })
         );
         assert!(matches!(
-            step(Endpoint::Sandbox, apple(body)),
+            step(Endpoint::Sandbox, apple(&body)),
             Step::Done(Validation::Valid { environment, .. }) if environment == "Sandbox"
         ));
         assert_eq!(
             done(step(
                 Endpoint::Production,
-                apple(json!({"status": 0, "receipt": {"in_app": []}}))
+                apple(&json!({"status": 0, "receipt": {"in_app": []}}))
             )),
             Some(Validation::invalid("receipt holds no transaction"))
         );
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn apple_statuses_map_to_the_contract() {
-        let at = |body: Value| step(Endpoint::Production, apple(body));
+        let at = |body: Value| step(Endpoint::Production, apple(&body));
         assert!(matches!(
             at(json!({"status": 21007})),
             Step::Redirect(Endpoint::Sandbox)
