@@ -43,10 +43,9 @@ pub async fn service(
     let input = QueueRef::from(config.receipts_input_queue.clone());
     let dead_letter = QueueRef::from(config.receipts_dead_letter_queue.clone());
     for name in [&input, &dead_letter] {
-        queue
-            .ensure(name)
-            .await
-            .map_err(|e| anyhow::anyhow!("receipts queue '{name}': {e}"))?;
+        queue.ensure(name).await.map_err(|e| {
+            anyhow::anyhow!("receipts queue '{name}': {}", platform::backend::chain(&e))
+        })?;
     }
     let legacy: Arc<dyn ReceiptValidator> = Arc::new(
         adapters::apple::verify_receipt::VerifyReceiptClient::new(config.apple.to_config())?,

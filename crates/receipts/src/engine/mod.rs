@@ -165,7 +165,7 @@ impl Pipeline {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         for queue in [&self.config.input, &self.config.dead_letter] {
             while let Err(e) = self.queue.ensure(queue).await {
-                tracing::error!(error = %e, %queue, "receipts: queue not ready; retrying");
+                tracing::error!(error = %chain(&e), %queue, "receipts: queue not ready; retrying");
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -245,7 +245,7 @@ impl Pipeline {
                         Duration::from_millis(200),
                         Duration::from_secs(10),
                     );
-                    tracing::warn!(error = %e, retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX), "receipts: receive failed");
+                    tracing::warn!(error = %chain(&e), retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX), "receipts: receive failed");
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(pause) => continue,
@@ -282,7 +282,7 @@ impl Pipeline {
                 () = hard_stop.cancelled() => break None,
                 _ = keepalive.tick() => {
                     if let Err(e) = self.queue.change_visibility(&self.config.input, &handle, self.config.visibility).await {
-                        tracing::warn!(error = %e, "receipts: could not extend a job's visibility");
+                        tracing::warn!(error = %chain(&e), "receipts: could not extend a job's visibility");
                     }
                 }
             }
@@ -478,7 +478,7 @@ impl Pipeline {
             .change_visibility(&self.config.input, &delivery.handle, pause)
             .await
         {
-            tracing::warn!(error = %e, "receipts: could not set the retry delay; the visibility timeout applies");
+            tracing::warn!(error = %chain(&e), "receipts: could not set the retry delay; the visibility timeout applies");
         }
         Outcome::Retry
     }
@@ -491,7 +491,7 @@ impl Pipeline {
             .await
         {
             // The results are posted: a redelivery posts identical ones.
-            tracing::warn!(message_id = %delivery.message_id, error = %e, "receipts: job delete failed; it will be redelivered");
+            tracing::warn!(message_id = %delivery.message_id, error = %chain(&e), "receipts: job delete failed; it will be redelivered");
         }
         metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "delete")
             .record(started.elapsed().as_secs_f64());
