@@ -7,6 +7,10 @@
 //!
 //! Not a validator: it trusts the receipt's text (no signature check), and it
 //! knows nothing of iOS 7 app receipts or `StoreKit` 2.
+//!
+//! Behind the crate's `apple-sim` feature: the worker never runs it. The
+//! binary turns the feature on for `quintet apple-sim`; the crate's own
+//! tests turn it on through their dev-dependency on the crate.
 
 use std::collections::VecDeque;
 use std::fmt;

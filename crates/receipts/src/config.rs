@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::adapters::apple::jws::{EnvironmentRule, JwsVerifier, RootCertError};
 use crate::adapters::apple::verify_receipt::{AppleConfig, PRODUCTION_URL, SANDBOX_URL};
+use clap::builder::{StringValueParser, TypedValueParser as _};
+use secrecy::SecretString;
+
 use crate::domain::{QueueName, QueueNameError};
 
 /// receipts service options.
@@ -81,8 +84,8 @@ pub struct AppleArgs {
     pub apple_sandbox_url: String,
 
     /// The app's shared secret, sent as `password` (needed for auto-renewable subscriptions).
-    #[arg(long, env = "QUINTET_APPLE_SHARED_SECRET", hide_env_values = true)]
-    pub apple_shared_secret: Option<String>,
+    #[arg(long, env = "QUINTET_APPLE_SHARED_SECRET", hide_env_values = true, value_parser = StringValueParser::new().map(SecretString::from))]
+    pub apple_shared_secret: Option<SecretString>,
 
     /// Attempts per receipt on transient answers (21005, 21009, 5xx, timeouts, 21002).
     #[arg(long, env = "QUINTET_APPLE_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -185,7 +188,13 @@ mod tests {
         assert_eq!(config.sandbox_url, SANDBOX_URL);
         assert_eq!(config.initial_backoff, Duration::from_millis(5));
         assert_eq!(config.max_attempts, AppleConfig::default().max_attempts);
-        assert_eq!(config.shared_secret.as_deref(), Some("s3cret"));
+        assert_eq!(
+            config
+                .shared_secret
+                .as_ref()
+                .map(secrecy::ExposeSecret::expose_secret),
+            Some("s3cret")
+        );
         assert!(!format!("{:?}", cli.apple).contains("s3cret"));
         assert!(Cli::try_parse_from(["quintet", "--apple-max-attempts", "0"]).is_err());
     }

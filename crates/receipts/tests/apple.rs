@@ -63,7 +63,7 @@ impl Sim {
         VerifyReceiptClient::new(AppleConfig {
             production_url: format!("{}/verifyReceipt", self.base),
             sandbox_url: format!("{}/sandbox/verifyReceipt", self.base),
-            shared_secret: shared_secret.map(str::to_owned),
+            shared_secret: shared_secret.map(Into::into),
             max_attempts,
             initial_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(5),

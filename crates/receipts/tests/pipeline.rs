@@ -149,7 +149,7 @@ async fn rig(fail_sends: usize, sim_config: SimConfig, secret: Option<&str>) -> 
         VerifyReceiptClient::new(AppleConfig {
             production_url: format!("{base}/verifyReceipt"),
             sandbox_url: format!("{base}/sandbox/verifyReceipt"),
-            shared_secret: secret.map(str::to_owned),
+            shared_secret: secret.map(Into::into),
             max_attempts: 3,
             initial_backoff: Duration::from_millis(2),
             max_backoff: Duration::from_millis(10),

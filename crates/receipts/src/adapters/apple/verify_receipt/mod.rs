@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use backon::Retryable as _;
 use platform::backend::{BackendError, FailureKind, chain};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-use zeroize::Zeroizing;
 
 use crate::domain::Validation;
 use crate::ports::{ReceiptValidator, ValidatorError};
@@ -49,7 +49,7 @@ pub struct AppleConfig {
     pub sandbox_url: String,
     /// The app's shared secret (`password`), needed for auto-renewable
     /// subscriptions; an empty string counts as none.
-    pub shared_secret: Option<String>,
+    pub shared_secret: Option<SecretString>,
     /// Attempts per receipt, the first included (at least 1).
     pub max_attempts: u32,
     /// Backoff ceiling before the first retry; it doubles per retry.
@@ -183,7 +183,7 @@ pub struct VerifyReceiptClient {
     http: reqwest::Client,
     production_url: reqwest::Url,
     sandbox_url: reqwest::Url,
-    shared_secret: Option<Zeroizing<String>>,
+    shared_secret: Option<SecretString>,
     max_attempts: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
@@ -234,8 +234,7 @@ impl VerifyReceiptClient {
             sandbox_url,
             shared_secret: config
                 .shared_secret
-                .filter(|s| !s.is_empty())
-                .map(Zeroizing::new),
+                .filter(|s| !s.expose_secret().is_empty()),
             max_attempts: config.max_attempts,
             initial_backoff: config.initial_backoff,
             max_backoff: config.max_backoff,
@@ -306,8 +305,11 @@ impl VerifyReceiptClient {
 #[async_trait]
 impl ReceiptValidator for VerifyReceiptClient {
     async fn validate(&self, receipt: &str) -> Result<Validation, ValidatorError> {
-        let body = request_body(receipt, self.shared_secret.as_ref().map(|s| s.as_str()))
-            .map_err(|e| unavailable(AppleError::Encoding(e)))?;
+        let body = request_body(
+            receipt,
+            self.shared_secret.as_ref().map(ExposeSecret::expose_secret),
+        )
+        .map_err(|e| unavailable(AppleError::Encoding(e)))?;
         // Retries start where the last attempt ended: a sandbox receipt that
         // met a transient error at sandbox needs no second trip via production.
         let start = Mutex::new(Endpoint::Production);
