@@ -151,8 +151,9 @@ pub(super) fn backoff(
 
 /// The backoff ceilings before each retry.
 fn ceilings(max_attempts: u32, initial: Duration, max: Duration) -> impl backon::Backoff + use<> {
+    // The first ceiling is capped too (the builder would start at `initial`).
     ExponentialBuilder::new()
-        .with_min_delay(initial)
+        .with_min_delay(initial.min(max))
         .with_max_delay(max)
         .with_factor(2.0)
         .with_max_times(usize::try_from(max_attempts.saturating_sub(1)).unwrap_or(usize::MAX))
@@ -323,6 +324,7 @@ mod tests {
         assert!(ceilings(100, ms(100), ms(5000)).all(|c| c <= ms(5000)));
         assert!(ceilings(40, Duration::MAX, Duration::MAX).all(|c| c > Duration::ZERO));
         assert!(ceilings(3, Duration::ZERO, ms(5)).all(|c| c.is_zero()));
+        assert!(ceilings(3, ms(50), ms(10)).all(|c| c == ms(10)));
         let pauses: Vec<_> = backoff(5, ms(10), ms(40)).collect();
         assert_eq!(pauses.len(), 4);
         assert!(
