@@ -28,8 +28,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, serve as axum_serve};
+use clap::builder::{StringValueParser, TypedValueParser as _};
 use platform::ErrorResponse;
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -57,7 +59,7 @@ pub struct SimConfig {
     /// Probability (0..=1) that a request waits [`TIMEOUT_FAULT`] before its answer.
     pub share_timeout: f64,
     /// When set, requests whose `password` differs get 21004.
-    pub shared_secret: Option<String>,
+    pub shared_secret: Option<SecretString>,
 }
 
 impl fmt::Debug for SimConfig {
@@ -338,7 +340,10 @@ impl Simulator {
         Ok(Json(verdict(
             endpoint,
             &request,
-            self.config.shared_secret.as_deref(),
+            self.config
+                .shared_secret
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
         ))
         .into_response())
     }
@@ -518,8 +523,8 @@ pub struct SimArgs {
     pub fault_timeout: f64,
 
     /// Shared secret requests must send as `password` (else 21004).
-    #[arg(long, env = "QUINTET_APPLE_SIM_SHARED_SECRET", hide_env_values = true)]
-    pub shared_secret: Option<String>,
+    #[arg(long, env = "QUINTET_APPLE_SIM_SHARED_SECRET", hide_env_values = true, value_parser = StringValueParser::new().map(SecretString::from))]
+    pub shared_secret: Option<SecretString>,
 }
 
 impl fmt::Debug for SimArgs {
@@ -540,7 +545,10 @@ impl SimArgs {
             share_21009: self.fault_21009,
             share_503: self.fault_503,
             share_timeout: self.fault_timeout,
-            shared_secret: self.shared_secret.clone().filter(|s| !s.is_empty()),
+            shared_secret: self
+                .shared_secret
+                .clone()
+                .filter(|s| !s.expose_secret().is_empty()),
         }
     }
 
@@ -732,7 +740,13 @@ mod tests {
         let config = cli.sim.config();
         assert_eq!(config.latency, Duration::from_millis(20));
         assert!((config.share_21005 - 0.1).abs() < f64::EPSILON);
-        assert_eq!(config.shared_secret.as_deref(), Some("hunter2"));
+        assert_eq!(
+            config
+                .shared_secret
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
+            Some("hunter2")
+        );
         assert!(!format!("{:?}", cli.sim).contains("hunter2"));
         assert!(Cli::try_parse_from(["apple-sim", "--fault-503", "2"]).is_err());
     }
