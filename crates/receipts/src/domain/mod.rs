@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub(crate) use queue::queue_name;
 pub use queue::{
     MAX_QUEUE_URL_BYTES, QUEUE_REF_ACCEPTED, QueueName, QueueNameError, QueueRef, QueueRefError,
-    QueueUrl,
+    QueueUrl, QueueUrlProblem,
 };
 pub use user::{MAX_USER_ID_CHARS, USER_ID_ACCEPTED, UserId, UserIdError, UserText};
 

@@ -127,46 +127,39 @@ pub struct QueueUrl {
 impl QueueUrl {
     /// A queue URL, checked as the type says.
     pub fn parse(text: &str) -> Result<Self, QueueRefError> {
-        let refuse = |reason: &str| QueueRefError::BadUrl {
+        let refuse = |reason: QueueUrlProblem| QueueRefError::BadUrl {
             text: shown(text),
-            reason: reason.to_owned(),
+            reason,
         };
         if text.len() > MAX_QUEUE_URL_BYTES {
-            return Err(refuse(&format!(
-                "a queue URL is at most {MAX_QUEUE_URL_BYTES} bytes"
-            )));
+            return Err(refuse(QueueUrlProblem::TooLong));
         }
-        let url = url::Url::parse(text).map_err(|e| refuse(&e.to_string()))?;
+        let url = url::Url::parse(text).map_err(|e| refuse(QueueUrlProblem::Parse(e)))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(refuse("a queue URL is http or https"));
+            return Err(refuse(QueueUrlProblem::Scheme));
         }
         if url.host().is_none() {
-            return Err(refuse("a queue URL names a host"));
+            return Err(refuse(QueueUrlProblem::NoHost));
         }
         if !url.username().is_empty()
             || url.password().is_some()
             || url.query().is_some()
             || url.fragment().is_some()
         {
-            return Err(refuse(
-                "a queue URL carries no user, password, query or fragment",
-            ));
+            return Err(refuse(QueueUrlProblem::Extras));
         }
         let last = url
             .path_segments()
             .and_then(|mut segments| segments.next_back())
             .unwrap_or_default();
         if last.is_empty() {
-            return Err(refuse(
-                "a queue URL ends in the queue's name, as in \
-                 https://sqs.us-east-1.amazonaws.com/123456789012/results",
-            ));
+            return Err(refuse(QueueUrlProblem::NoName));
         }
         let name = QueueName::new(last).map_err(|reason| {
-            refuse(&format!(
-                "its last path segment '{}' is not a queue name: {reason}",
-                shown(last)
-            ))
+            refuse(QueueUrlProblem::BadName {
+                segment: shown(last),
+                reason,
+            })
         })?;
         Ok(Self { url, name })
     }
@@ -191,6 +184,41 @@ pub enum QueueRef {
     Url(QueueUrl),
 }
 
+/// Why a queue URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueUrlProblem {
+    /// Over [`MAX_QUEUE_URL_BYTES`].
+    #[error("a queue URL is at most {MAX_QUEUE_URL_BYTES} bytes")]
+    TooLong,
+    /// Not a URL.
+    #[error("{0}")]
+    Parse(#[source] url::ParseError),
+    /// Not http or https.
+    #[error("a queue URL is http or https")]
+    Scheme,
+    /// No host.
+    #[error("a queue URL names a host")]
+    NoHost,
+    /// A user, password, query or fragment.
+    #[error("a queue URL carries no user, password, query or fragment")]
+    Extras,
+    /// No last path segment.
+    #[error(
+        "a queue URL ends in the queue's name, as in \
+         https://sqs.us-east-1.amazonaws.com/123456789012/results"
+    )]
+    NoName,
+    /// A last path segment that is not a queue name.
+    #[error("its last path segment '{segment}' is not a queue name: {reason}")]
+    BadName {
+        /// The segment, as shown (shortened when long).
+        segment: String,
+        /// Why.
+        #[source]
+        reason: QueueNameError,
+    },
+}
+
 /// Why a queue reference was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueRefError {
@@ -209,7 +237,8 @@ pub enum QueueRefError {
         /// The text, as shown (shortened when long).
         text: String,
         /// Why.
-        reason: String,
+        #[source]
+        reason: QueueUrlProblem,
     },
 }
 
