@@ -38,7 +38,7 @@ pub enum Command {
     /// when all pass, 1 when corrupt records were found, 2 when a store could not be read.
     Verify(Box<crate::verify::VerifyArgs>),
     /// A verifyReceipt simulator (Apple's legacy receipt validation API) for tests and demos.
-    AppleSim(receipts::apple::sim::SimArgs),
+    AppleSim(receipts::apple_sim::SimArgs),
 }
 
 /// Services `quintet serve` can run.

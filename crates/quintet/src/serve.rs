@@ -120,7 +120,16 @@ pub(crate) async fn build_services(
                     receipts_queue.url.describe(),
                     receipts_ledger.url.describe()
                 ));
-                built.push(receipts::service(queue, ledger, args.receipts.clone()).await?);
+                built.push(
+                    receipts::service(
+                        args.receipts.clone(),
+                        receipts::ports::Backends { queue, ledger },
+                        &platform::service::Context {
+                            data_dir: config.data_dir.clone(),
+                        },
+                    )
+                    .await?,
+                );
             }
         }
     }

@@ -1,9 +1,11 @@
 //! What the receipts pipeline needs from the outside: queues, a ledger of
 //! claimed transactions, and a receipt validator (Apple).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use platform::backend::BackendError;
 
 use crate::domain::{QueueName, QueueRef, UserId, Validation};
 
@@ -12,19 +14,26 @@ pub const MAX_BATCH: usize = 10;
 /// Largest message body (SQS's limit).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A queue call that failed. `Clone`: a batched call's failure answers
+/// every caller in the batch (the backend's error is shared).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
+    /// The queue does not exist.
     #[error("queue '{0}' does not exist")]
     NoSuchQueue(QueueName),
+    /// The message is over [`MAX_BODY_BYTES`].
     #[error("message of {0} bytes is over the {MAX_BODY_BYTES}-byte limit")]
     TooLarge(usize),
+    /// The handle matches no delivery in flight.
     #[error("receipt handle is not valid (expired or already deleted)")]
     InvalidHandle,
     /// More than [`MAX_BATCH`] entries (messages, handles) in one call.
     #[error("{0} entries in one call; the limit is {MAX_BATCH}")]
     TooManyEntries(usize),
+    /// The engine failed, or refused this message (see the error's
+    /// [`FailureKind`](platform::backend::FailureKind)).
     #[error("queue unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Arc<BackendError>),
     /// The embedded queue's bound on queues ([`MAX_QUEUES`](crate::adapters::redb_queue::MAX_QUEUES)).
     #[error(
         "the embedded queue already holds {0} queues, its limit: send results to an existing \
@@ -37,8 +46,11 @@ pub enum QueueError {
 /// redeliveries, `handle` names this delivery (for delete and visibility).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The message's id.
     pub message_id: String,
+    /// This delivery's handle.
     pub handle: String,
+    /// The message body.
     pub body: Vec<u8>,
     /// How many times it has been received, this time included.
     pub receive_count: u32,
@@ -51,7 +63,9 @@ pub struct Delivery {
 /// A message to send; `reason` travels as an attribute (dead letters carry why).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
+    /// The body.
     pub body: Vec<u8>,
+    /// Why it is sent (dead letters carry it).
     pub reason: Option<String>,
 }
 
@@ -60,6 +74,7 @@ pub struct Outgoing {
 /// URL means to it.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
+    /// The engine, for logs and readiness.
     fn kind(&self) -> &'static str;
 
     /// Creates the queue if this engine creates queues on demand (embedded),
@@ -101,15 +116,65 @@ pub trait JobQueue: Send + Sync {
         visibility: Duration,
     ) -> Result<(), QueueError>;
 
+    /// Whether the queue engine answers.
     async fn ping(&self) -> Result<(), QueueError>;
 
+    /// Releases the engine; calls after it fail as closed.
     async fn close(&self) {}
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Two backend failures are equal when the same engine's same operation
+/// failed the same way (the drivers' errors are not comparable).
+fn same_failure(a: &BackendError, b: &BackendError) -> bool {
+    (a.engine(), a.operation(), a.kind()) == (b.engine(), b.operation(), b.kind())
+}
+
+impl PartialEq for QueueError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::NoSuchQueue(a), Self::NoSuchQueue(b)) => a == b,
+            (Self::TooLarge(a), Self::TooLarge(b))
+            | (Self::TooManyEntries(a), Self::TooManyEntries(b)) => a == b,
+            (Self::InvalidHandle, Self::InvalidHandle) => true,
+            (Self::Unavailable(a), Self::Unavailable(b)) => same_failure(a, b),
+            (Self::TooManyQueues(a), Self::TooManyQueues(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for LedgerError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Unavailable(a), Self::Unavailable(b)) => same_failure(a, b),
+            (
+                Self::Inconsistent { transaction_id: a },
+                Self::Inconsistent { transaction_id: b },
+            ) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl From<BackendError> for QueueError {
+    fn from(error: BackendError) -> Self {
+        Self::Unavailable(Arc::new(error))
+    }
+}
+
+/// A ledger call that failed.
+#[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// The engine failed.
     #[error("ledger unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[from] BackendError),
+    /// A claim that the ledger's own rules say cannot be: `transaction_id`
+    /// failed its claim condition yet holds no claim.
+    #[error("transaction {transaction_id} failed its claim condition but is not in the ledger")]
+    Inconsistent {
+        /// The transaction.
+        transaction_id: String,
+    },
 }
 
 /// The outcome of claiming a transaction for a job.
@@ -120,12 +185,17 @@ pub enum Claim {
     /// This same job claimed it before (a redelivery after a crash).
     SameJob,
     /// Another job claimed it first.
-    OtherJob { job_id: String },
+    /// Another job claimed it first.
+    OtherJob {
+        /// The job that claimed it.
+        job_id: String,
+    },
 }
 
 /// Transactions already validated, each with the job that claimed it.
 #[async_trait]
 pub trait TransactionLedger: Send + Sync {
+    /// The engine, for logs and readiness.
     fn kind(&self) -> &'static str;
 
     /// Claims `transaction_id` for `job_id`, atomically; `user_id` is
@@ -137,37 +207,45 @@ pub trait TransactionLedger: Send + Sync {
         user_id: &UserId,
     ) -> Result<Claim, LedgerError>;
 
+    /// Whether the ledger answers.
     async fn ping(&self) -> Result<(), LedgerError>;
 
+    /// Releases the engine; calls after it fail as closed.
     async fn close(&self) {}
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a receipt could not be validated (a refused receipt is not an
+/// error: it is a [`Validation::Invalid`]). Both cases carry the
+/// validator's own error as the [`BackendError`]'s source.
+#[derive(Debug, thiserror::Error)]
 pub enum ValidatorError {
     /// The validator is misconfigured (Apple 21004: wrong shared secret):
     /// no receipt can be validated until an operator fixes it.
     #[error("validator misconfigured: {0}")]
-    Config(String),
+    Config(#[source] BackendError),
     /// Not reachable or still failing after its retries: try the job later.
     #[error("validator unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] BackendError),
 }
 
 /// Decides whether a receipt is genuine and which transactions it holds.
 #[async_trait]
 pub trait ReceiptValidator: Send + Sync {
+    /// Validates one receipt: a verdict, or why there is none now.
     async fn validate(&self, receipt: &str) -> Result<Validation, ValidatorError>;
 }
 
 /// Readiness over the queue's and the ledger's `ping`.
 pub struct Readiness {
+    /// The queues.
     pub queue: std::sync::Arc<dyn JobQueue>,
+    /// The ledger.
     pub ledger: std::sync::Arc<dyn TransactionLedger>,
 }
 
 #[async_trait]
 impl platform::health::ReadinessCheck for Readiness {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "receipts-queue-and-ledger"
     }
 
@@ -176,4 +254,13 @@ impl platform::health::ReadinessCheck for Readiness {
         self.queue.ping().await.map_err(ReadinessError::new)?;
         self.ledger.ping().await.map_err(ReadinessError::new)
     }
+}
+
+/// The ports [`crate::service`] runs on; the binary decides which engine
+/// backs each.
+pub struct Backends {
+    /// The job, result and dead-letter queues.
+    pub queue: std::sync::Arc<dyn JobQueue>,
+    /// The ledger of claimed transactions.
+    pub ledger: std::sync::Arc<dyn TransactionLedger>,
 }

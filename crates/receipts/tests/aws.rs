@@ -1,7 +1,10 @@
-//! The SQS queue and the DynamoDB ledger against a real moto server (one per
+//! The SQS queue and the `DynamoDB` ledger against a real moto server (one per
 //! test process, see `testkit::moto`): what each promises beyond, or in
 //! place of, the shared contract suites (`queue_contract.rs`,
 //! `ledger_contract.rs`). Each test uses queues and tables of its own.
+
+// A test that unwraps is a test that fails on the unexpected value.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use platform::aws::{AwsSettings, StaticCredentials, sdk_config};
+use platform::backend::chain;
 use receipts::adapters::dynamodb_ledger::DynamoLedger;
 use receipts::adapters::sqs::SqsJobQueue;
 use receipts::domain::{QueueName, QueueRef, UserId};
@@ -20,7 +24,7 @@ use receipts::ports::{
 };
 use testkit::moto::{moto_endpoint, unique_name};
 
-const LONG: Duration = Duration::from_secs(60);
+const LONG: Duration = Duration::from_mins(1);
 
 async fn moto() -> AwsSettings {
     AwsSettings::moto(moto_endpoint().await)
@@ -285,7 +289,7 @@ async fn sqs_bodies_that_are_not_text_are_refused_alone() {
         .await
         .expect("send call");
     assert!(
-        matches!(&outcomes[0], Err(QueueError::Unavailable(e)) if e.contains("UTF-8")),
+        matches!(&outcomes[0], Err(e @ QueueError::Unavailable(_)) if chain(e).contains("UTF-8")),
         "{outcomes:?}"
     );
     let id = outcomes[1].clone().expect("the text body is sent");
@@ -339,7 +343,7 @@ async fn sqs_and_dynamodb_ledger_unreachable_fail_quickly_and_name_no_secret() {
         .await
         .expect_err("nothing listens");
     assert!(
-        matches!(&err, QueueError::Unavailable(m) if m.contains("ListQueues")),
+        matches!(&err, QueueError::Unavailable(_)) && chain(&err).contains("ListQueues"),
         "{err}"
     );
     assert!(!err.to_string().contains(secret));
@@ -347,7 +351,7 @@ async fn sqs_and_dynamodb_ledger_unreachable_fail_quickly_and_name_no_secret() {
         .await
         .expect_err("nothing listens");
     assert!(
-        matches!(&err, LedgerError::Unavailable(m) if m.contains("DescribeTable")),
+        matches!(&err, LedgerError::Unavailable(_)) && chain(&err).contains("DescribeTable"),
         "{err}"
     );
     assert!(!err.to_string().contains(secret));
@@ -370,10 +374,13 @@ async fn dynamodb_ledger_items_have_the_seed_table_shape() {
         .expect("table created");
     assert_eq!(ledger.table(), table);
     assert_eq!(ledger.kind(), "dynamodb");
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let before = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .unwrap();
     assert_eq!(
         ledger
             .claim("1000000042928567", "job-1", &UserId::Int(42))
@@ -462,8 +469,11 @@ async fn dynamodb_ledger_missing_table_is_an_error_unless_created() {
         .await
         .expect_err("missing table");
     assert!(
-        matches!(&err, LedgerError::Unavailable(m) if m.contains("does not exist") && m.contains("TransactionId")),
-        "{err}"
+        matches!(&err, LedgerError::Unavailable(_))
+            && chain(&err).contains("does not exist")
+            && chain(&err).contains("TransactionId"),
+        "{}",
+        chain(&err)
     );
     DynamoLedger::connect(&moto().await, &table, true)
         .await
@@ -502,7 +512,10 @@ async fn dynamodb_ledger_refuses_a_table_with_another_key_schema() {
         .await
         .expect_err("wrong schema");
     assert!(
-        matches!(&err, LedgerError::Unavailable(m) if m.contains("key schema") && m.contains("TransactionId")),
-        "{err}"
+        matches!(&err, LedgerError::Unavailable(_))
+            && chain(&err).contains("key schema")
+            && chain(&err).contains("TransactionId"),
+        "{}",
+        chain(&err)
     );
 }

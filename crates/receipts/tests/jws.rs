@@ -1,7 +1,10 @@
-//! StoreKit 2 signed transactions: a test chain shaped like Apple's (root CA,
+//! `StoreKit` 2 signed transactions: a test chain shaped like Apple's (root CA,
 //! intermediate CA with Apple's WWDR marker, leaf with the App Store marker)
 //! made with rcgen, JWS signed with the leaf's key (ES256), and the verifier
 //! and the router asked what they make of them.
+
+// A test that unwraps is a test that fails on the unexpected value.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,8 +18,8 @@ use rcgen::{
     IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
     SignatureAlgorithm,
 };
-use receipts::apple::AnyValidator;
-use receipts::apple::jws::{
+use receipts::adapters::apple::AnyValidator;
+use receipts::adapters::apple::jws::{
     BAD_SIGNATURE, EnvironmentRule, JwsVerifier, NO_BUNDLE_ID_CONFIGURED, NO_ROOT_CONFIGURED,
     NOT_AN_APPLE_ROOT,
 };
@@ -31,8 +34,8 @@ use time::macros::datetime;
 const BUNDLE: &str = "com.example.quintet";
 const TRANSACTION: &str = "2000000847061981";
 const PRODUCT: &str = "com.example.quintet.coins";
-const LEAF_MARKER: &[u64] = &[1, 2, 840, 113635, 100, 6, 11, 1];
-const INTERMEDIATE_MARKER: &[u64] = &[1, 2, 840, 113635, 100, 6, 2, 1];
+const LEAF_MARKER: &[u64] = &[1, 2, 840, 113_635, 100, 6, 11, 1];
+const INTERMEDIATE_MARKER: &[u64] = &[1, 2, 840, 113_635, 100, 6, 2, 1];
 /// 2025-02-10T04:29:32.561Z, inside every default validity below.
 const SIGNED_DATE: i64 = 1_739_161_772_561;
 
@@ -219,7 +222,7 @@ fn assert_invalid(validation: Validation, expected: &str) {
             reason.contains(expected),
             "reason '{reason}' does not say '{expected}'"
         ),
-        valid => panic!("expected INVALID ({expected}), got {valid:?}"),
+        valid @ Validation::Valid { .. } => panic!("expected INVALID ({expected}), got {valid:?}"),
     }
 }
 
@@ -395,7 +398,7 @@ fn a_signed_date_outside_a_certificates_validity_is_invalid() {
     );
     let verifier = chain.verifier(EnvironmentRule::Production);
     let at = |date: OffsetDateTime| {
-        let ms = (date.unix_timestamp_nanos() / 1_000_000) as i64;
+        let ms = i64::try_from(date.unix_timestamp_nanos() / 1_000_000).unwrap();
         chain.sign(&transaction(BUNDLE, "Production", ms))
     };
     assert!(matches!(
@@ -507,7 +510,7 @@ fn garbage_is_invalid_and_says_why() {
     let leaf = STANDARD.encode(chain.leaf.der());
     let root = STANDARD.encode(chain.root.der());
     let cases: Vec<(String, &str)> = vec![
-        ("".into(), "not a JWS"),
+        (String::new(), "not a JWS"),
         ("garbage".into(), "not a JWS"),
         ("a.b.c.d".into(), "not a JWS"),
         ("..".into(), "header is not"),
@@ -624,12 +627,12 @@ fn roots_load_from_pem_and_der_files() {
     let missing = dir.path().join("missing.pem");
     let err = JwsVerifier::from_pem_files(&[missing], None, EnvironmentRule::Production)
         .expect_err("refused");
-    assert!(err.contains("missing.pem"), "{err}");
+    assert!(err.to_string().contains("missing.pem"), "{err}");
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "hello").expect("write");
     let err = JwsVerifier::from_pem_files(&[junk], None, EnvironmentRule::Production)
         .expect_err("refused");
-    assert!(err.contains("junk.pem"), "{err}");
+    assert!(err.to_string().contains("junk.pem"), "{err}");
 }
 
 /// A legacy validator that counts its calls.

@@ -1,7 +1,10 @@
 //! The one contract every `TransactionLedger` adapter must honour, run
-//! against the real engines: redb in a temporary directory, PostgreSQL (a
-//! schema of its own per test) and DynamoDB on moto (a table of its own per
+//! against the real engines: redb in a temporary directory, `PostgreSQL` (a
+//! schema of its own per test) and `DynamoDB` on moto (a table of its own per
 //! test), see `testkit`. These tests never skip.
+
+// A test that unwraps is a test that fails on the unexpected value.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,7 +38,7 @@ enum Engine {
 
 impl Subject {
     /// Closes this ledger and opens the same store again (redb: the file;
-    /// PostgreSQL: a new pool on the same schema; DynamoDB: a new client on
+    /// `PostgreSQL`: a new pool on the same schema; `DynamoDB`: a new client on
     /// the same table).
     async fn reopen(self) -> Subject {
         self.ledger.close().await;
@@ -58,6 +61,8 @@ impl Subject {
     }
 }
 
+// Every subject is made the same (async) way.
+#[allow(clippy::unused_async)]
 async fn redb() -> Subject {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("ledger.redb");
@@ -102,10 +107,10 @@ testkit::store_contract!(
     string_user_ids_claim_like_integer_ones,
 );
 
-/// The suite on DynamoDB (moto), less the racing claims: moto evaluates a
+/// The suite on `DynamoDB` (moto), less the racing claims: moto evaluates a
 /// put's condition and writes the item without a lock across its request
 /// threads, so two of 50 racing conditional puts sometimes both succeed
-/// (about one run in 30). DynamoDB itself decides conditional writes on one
+/// (about one run in 30). `DynamoDB` itself decides conditional writes on one
 /// item atomically; that promise cannot be tested on moto.
 mod on_dynamodb {
     macro_rules! on_dynamodb {
@@ -232,7 +237,7 @@ async fn a_closed_ledger_is_unavailable(s: Subject) {
 }
 
 /// Jobs carry `"user_id": "user-8"` as well as `42`; what is stored for each
-/// is checked per engine (below for PostgreSQL, in `aws.rs` for DynamoDB, in
+/// is checked per engine (below for `PostgreSQL`, in `aws.rs` for `DynamoDB`, in
 /// the adapter's unit tests for redb).
 async fn string_user_ids_claim_like_integer_ones(s: Subject) {
     let user = UserId::text("user-8").expect("valid user id");

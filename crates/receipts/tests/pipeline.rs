@@ -3,17 +3,21 @@
 //! between the ledger claim and the result post (the post fails, the job
 //! comes back), Apple faults, and a misconfigured shared secret.
 
+// A test that unwraps is a test that fails on the unexpected value.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use platform::backend::{BackendError, FailureKind};
+use receipts::adapters::apple::verify_receipt::{AppleConfig, VerifyReceiptClient};
 use receipts::adapters::redb_ledger::RedbLedger;
 use receipts::adapters::redb_queue::RedbJobQueue;
-use receipts::apple::sim::{self, Fault, SimConfig, Simulator};
-use receipts::apple::verify_receipt::{AppleConfig, VerifyReceiptClient};
+use receipts::apple_sim::{self as sim, Fault, SimConfig, Simulator};
 use receipts::domain::{QueueRef, USER_ID_ACCEPTED, UserId};
-use receipts::pipeline::{Pipeline, PipelineConfig};
+use receipts::engine::{Pipeline, PipelineConfig};
 use receipts::ports::{
     Claim, Delivery, JobQueue, Outgoing, QueueError, ReceiptValidator, TransactionLedger,
 };
@@ -64,9 +68,12 @@ impl JobQueue for CrashingQueue {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
         {
-            return Err(QueueError::Unavailable(
-                "staged crash before the post".into(),
-            ));
+            return Err(QueueError::from(BackendError::new(
+                "test",
+                "send",
+                FailureKind::Unreachable,
+                "staged crash before the post",
+            )));
         }
         self.inner.send_batch(queue, messages).await
     }
@@ -142,7 +149,7 @@ async fn rig(fail_sends: usize, sim_config: SimConfig, secret: Option<&str>) -> 
         VerifyReceiptClient::new(AppleConfig {
             production_url: format!("{base}/verifyReceipt"),
             sandbox_url: format!("{base}/sandbox/verifyReceipt"),
-            shared_secret: secret.map(str::to_owned),
+            shared_secret: secret.map(Into::into),
             max_attempts: 3,
             initial_backoff: Duration::from_millis(2),
             max_backoff: Duration::from_millis(10),
@@ -199,7 +206,7 @@ async fn submit_body(rig: &Rig, body: Value) -> String {
         {
             Ok(mut ids) => return ids.pop().expect("one outcome").expect("sent"),
             Err(QueueError::NoSuchQueue(_)) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => panic!("submit: {e}"),
         }
@@ -324,7 +331,7 @@ async fn a_receipt_apple_calls_malformed_is_dead_lettered_and_nothing_is_posted(
 }
 
 /// Apple's 21006 (valid, but the subscription expired) names its
-/// transaction: INVALID with that transaction_id, as the original posted,
+/// transaction: INVALID with that `transaction_id`, as the original posted,
 /// and the transaction is not claimed.
 #[tokio::test]
 async fn an_expired_subscription_posts_invalid_with_its_transaction_id() {

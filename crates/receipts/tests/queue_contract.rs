@@ -12,6 +12,9 @@
 //! queues are at-least-once; moto, too, now and then hands one message to
 //! two racing receivers). `tests/aws.rs` holds what SQS does promise there.
 
+// A test that unwraps is a test that fails on the unexpected value.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -117,7 +120,7 @@ fn bodies(deliveries: &[Delivery]) -> Vec<String> {
 }
 
 const NO_WAIT: Duration = Duration::ZERO;
-const LONG: Duration = Duration::from_secs(60);
+const LONG: Duration = Duration::from_mins(1);
 
 async fn send_one(queue: &Arc<dyn JobQueue>, name: &QueueRef, body: &str) -> String {
     let mut outcomes = queue
@@ -146,10 +149,13 @@ async fn send_receive_delete_round_trip(queue: Arc<dyn JobQueue>) {
     let name = fresh_queue(&queue, "round-trip").await;
     assert!(queue.exists(&name).await.expect("exists"));
     queue.ensure(&name).await.expect("ensure is idempotent");
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let before = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .unwrap();
     let id = send_one(&queue, &name, "hello").await;
     let delivery = receive_one(&queue, &name, Duration::from_secs(5), LONG).await;
     assert_eq!(delivery.message_id, id);

@@ -1,4 +1,4 @@
-//! DynamoDB transaction ledger (aws-sdk-dynamodb) on the seed's table:
+//! `DynamoDB` transaction ledger (aws-sdk-dynamodb) on the seed's table:
 //! `TransactionIdTable`, partition key `TransactionId` (S), no sort key, so
 //! an existing seed table is used as it is. Not here: SDK set-up (see
 //! [`platform::aws`]) and opening the table (see [`platform::aws::dynamodb`]).
@@ -8,7 +8,7 @@
 //! transaction id) counts as claimed by another job, named `""`.
 //!
 //! A claim is one conditional `PutItem` (`attribute_not_exists(TransactionId)`),
-//! which DynamoDB decides atomically however many workers race. When the
+//! which `DynamoDB` decides atomically however many workers race. When the
 //! condition fails, the holder comes back in the same answer
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`); if an endpoint leaves
 //! it out, a strongly consistent `GetItem` reads it. Throttling is retried
@@ -17,7 +17,6 @@
 //! retried later.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -25,8 +24,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use platform::aws::AwsSettings;
 use platform::aws::dynamodb::{KeyedTable, describe_table, open_table};
-use platform::aws::{AwsSettings, describe_error};
+use platform::backend::{BackendError, CloseGate};
 
 use crate::domain::UserId;
 use crate::ports::{Claim, LedgerError, TransactionLedger};
@@ -41,11 +41,11 @@ const CLAIMED_AT: &str = "ClaimedAt";
 
 type Item = HashMap<String, AttributeValue>;
 
-/// A [`TransactionLedger`] on one DynamoDB table.
+/// A [`TransactionLedger`] on one `DynamoDB` table.
 pub struct DynamoLedger {
     client: Client,
     table: String,
-    closed: AtomicBool,
+    closed: CloseGate,
 }
 
 impl std::fmt::Debug for DynamoLedger {
@@ -78,11 +78,11 @@ impl DynamoLedger {
         };
         let client = open_table(settings, &spec, create_if_missing)
             .await
-            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            .map_err(BackendError::from)?;
         Ok(Self {
             client,
             table: table.to_owned(),
-            closed: AtomicBool::new(false),
+            closed: CloseGate::default(),
         })
     }
 
@@ -92,25 +92,15 @@ impl DynamoLedger {
     }
 
     fn ensure_open(&self) -> Result<(), LedgerError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(LedgerError::Unavailable(format!(
-                "dynamodb ledger on table '{}' is closed",
-                self.table
-            )));
-        }
-        Ok(())
+        Ok(self.closed.check("dynamodb")?)
     }
 
-    fn unavailable<E, R>(&self, operation: &str, error: &SdkError<E, R>) -> LedgerError
+    fn unavailable<E, R>(operation: &'static str, error: SdkError<E, R>) -> LedgerError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
-        LedgerError::Unavailable(format!(
-            "dynamodb table '{}': {}",
-            self.table,
-            describe_error(operation, error)
-        ))
+        BackendError::aws("dynamodb", operation, error).into()
     }
 
     /// The job holding `transaction_id`, read strongly consistent.
@@ -126,7 +116,7 @@ impl DynamoLedger {
             .expression_attribute_names("#j", JOB_ID)
             .send()
             .await
-            .map_err(|e| self.unavailable("GetItem", &e))?;
+            .map_err(|e| Self::unavailable("GetItem", e))?;
         Ok(out
             .item
             .filter(|item| !item.is_empty())
@@ -189,15 +179,13 @@ impl TransactionLedger for DynamoLedger {
                     match failed.item.as_ref().filter(|item| !item.is_empty()) {
                         Some(item) => Self::job_of(item),
                         None => self.holder(transaction_id).await?.ok_or_else(|| {
-                            LedgerError::Unavailable(format!(
-                                "dynamodb table '{}': transaction {transaction_id} failed its \
-                                 claim condition but is not in the table",
-                                self.table
-                            ))
+                            LedgerError::Inconsistent {
+                                transaction_id: transaction_id.to_owned(),
+                            }
                         })?,
                     }
                 }
-                _ => return Err(self.unavailable("PutItem", &e)),
+                _ => return Err(Self::unavailable("PutItem", e)),
             },
         };
         Ok(if holder == job_id {
@@ -212,11 +200,11 @@ impl TransactionLedger for DynamoLedger {
         describe_table(&self.client, &self.table)
             .await
             .map(|_| ())
-            .map_err(|e| self.unavailable("DescribeTable", &e))
+            .map_err(|e| Self::unavailable("DescribeTable", e))
     }
 
     async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
     }
 }
 

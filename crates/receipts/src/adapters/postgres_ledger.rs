@@ -1,4 +1,4 @@
-//! PostgreSQL transaction ledger (sqlx). Owns its schema: the migrations in
+//! `PostgreSQL` transaction ledger (sqlx). Owns its schema: the migrations in
 //! `crates/receipts/migrations` are embedded and applied at start.
 //!
 //! A claim is one statement (below) in the common case. Its fallback: when
@@ -11,10 +11,11 @@ use sqlx::PgPool;
 
 use crate::domain::UserId;
 use crate::ports::{Claim, LedgerError, TransactionLedger};
+use platform::backend::BackendError;
 
 /// `(true, our job)` when inserted, `(false, holder)` when the row was there
 /// before the statement began, no row in the race described above.
-const CLAIM: &str = r#"
+const CLAIM: &str = r"
 WITH inserted AS (
     INSERT INTO receipt_transactions (transaction_id, job_id, user_id, user_id_text)
     VALUES ($1, $2, $3, $4)
@@ -25,15 +26,15 @@ SELECT true AS new, job_id FROM inserted
 UNION ALL
 SELECT false AS new, job_id FROM receipt_transactions
 WHERE transaction_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
-"#;
+";
 
 /// Transactions claimed so far, in table `receipt_transactions`.
 pub struct PostgresLedger {
     pool: PgPool,
 }
 
-fn unavailable(error: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Unavailable(error.to_string())
+fn unavailable(operation: &'static str) -> impl FnOnce(sqlx::Error) -> LedgerError {
+    move |error| BackendError::postgres(operation, error).into()
 }
 
 impl PostgresLedger {
@@ -41,7 +42,7 @@ impl PostgresLedger {
     pub async fn connect(url: &str) -> Result<Self, LedgerError> {
         let pool = platform::postgres::connect(url, sqlx::migrate!("./migrations"), "receipts")
             .await
-            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            .map_err(BackendError::from)?;
         Ok(Self { pool })
     }
 }
@@ -71,24 +72,21 @@ impl TransactionLedger for PostgresLedger {
             .bind(user_text)
             .fetch_optional(&self.pool)
             .await
-            .map_err(unavailable)?;
-        let (new, holder) = match row {
-            Some(row) => row,
-            None => {
-                let holder: Option<String> = sqlx::query_scalar(
-                    "SELECT job_id FROM receipt_transactions WHERE transaction_id = $1",
-                )
-                .bind(transaction_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
-                let holder = holder.ok_or_else(|| {
-                    unavailable(format!(
-                        "transaction {transaction_id} was claimed concurrently but is not in the ledger"
-                    ))
-                })?;
-                (false, holder)
-            }
+            .map_err(unavailable("claim"))?;
+        let (new, holder) = if let Some(row) = row {
+            row
+        } else {
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT job_id FROM receipt_transactions WHERE transaction_id = $1",
+            )
+            .bind(transaction_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable("read claim"))?;
+            let holder = holder.ok_or_else(|| LedgerError::Inconsistent {
+                transaction_id: transaction_id.to_owned(),
+            })?;
+            (false, holder)
         };
         Ok(if new {
             Claim::New
@@ -104,7 +102,7 @@ impl TransactionLedger for PostgresLedger {
             .execute(&self.pool)
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(unavailable("ping"))
     }
 
     async fn close(&self) {

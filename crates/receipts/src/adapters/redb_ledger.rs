@@ -1,5 +1,5 @@
 //! Embedded transaction ledger on redb: transaction id → (job id, user id,
-//! claimed_at_ms), in a file of its own. A string user id is kept in a
+//! `claimed_at_ms`), in a file of its own. A string user id is kept in a
 //! second table (see [`TEXT_USERS`]).
 //!
 //! Claims go through the platform's group-commit writer: the claims queued
@@ -10,17 +10,17 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use platform::backend::{BackendError, CloseGate, FailureKind};
 use platform::group_commit::{CommitError, GroupCommit};
 use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::domain::UserId;
 use crate::ports::{Claim, LedgerError, TransactionLedger};
 
-/// transaction id → (job id, user id, claimed_at_ms); the user id is 0 when
+/// transaction id → (job id, user id, `claimed_at_ms`); the user id is 0 when
 /// the job gave a string, which [`TEXT_USERS`] holds.
 const CLAIMS: TableDefinition<&str, (&str, i64, i64)> =
     TableDefinition::new("receipt_transactions");
@@ -36,14 +36,25 @@ const QUEUE_DEPTH: usize = 4096;
 /// Most claims one transaction decides.
 const MAX_BATCH: usize = 512;
 
-fn unavailable(error: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Unavailable(error.to_string())
+/// A failed redb call.
+fn unavailable(error: impl Into<redb::Error>) -> LedgerError {
+    BackendError::redb("ledger", error).into()
+}
+
+/// A failure of opening the file or of the group commit.
+fn failed(
+    operation: &'static str,
+    cause: impl Into<platform::backend::BoxError>,
+) -> LedgerError {
+    BackendError::new("redb", operation, FailureKind::Other, cause).into()
 }
 
 fn closed() -> LedgerError {
-    unavailable("ledger is closed")
+    BackendError::closed("redb").into()
 }
 
+// The ids are what a claim is made of.
+#[allow(clippy::struct_field_names)]
 struct ClaimOp {
     transaction_id: String,
     job_id: String,
@@ -54,13 +65,13 @@ struct ClaimOp {
 pub struct RedbLedger {
     db: Arc<Database>,
     writer: GroupCommit<ClaimOp, Claim>,
-    closed: AtomicBool,
+    closed: CloseGate,
 }
 
 impl RedbLedger {
     /// Opens (or creates) the ledger file; fails if another process holds it.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
-        let db = platform::embedded::create_database(path).map_err(unavailable)?;
+        let db = platform::embedded::create_database(path).map_err(|e| failed("open", e))?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(CLAIMS).map_err(unavailable)?;
         txn.open_table(TEXT_USERS).map_err(unavailable)?;
@@ -77,18 +88,16 @@ impl RedbLedger {
                 )
             })
         })
-        .map_err(unavailable)?;
+        .map_err(|e| BackendError::new("redb", "start writer", FailureKind::Other, e))?;
         Ok(Self {
             db,
             writer,
-            closed: AtomicBool::new(false),
+            closed: CloseGate::default(),
         })
     }
 
     fn check_open(&self) -> Result<(), LedgerError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed());
-        }
+        self.closed.check("redb")?;
         Ok(())
     }
 }
@@ -163,7 +172,7 @@ impl TransactionLedger for RedbLedger {
         };
         self.writer.submit(claim).await.map_err(|e| match e {
             CommitError::Closed => closed(),
-            CommitError::Failed(error) => unavailable(platform::backend::chain(&*error)),
+            CommitError::Failed(error) => failed("commit", error),
         })
     }
 
@@ -173,7 +182,7 @@ impl TransactionLedger for RedbLedger {
     }
 
     async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         self.writer.close().await;
     }
 }
@@ -187,10 +196,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = RedbLedger::open(&dir.path().join("ledger.redb")).expect("open");
         let user = UserId::text("user-8").expect("valid user id");
-        assert_eq!(ledger.claim("1", "job-a", &user).await, Ok(Claim::New));
         assert_eq!(
-            ledger.claim("2", "job-b", &UserId::Int(42)).await,
-            Ok(Claim::New)
+            ledger.claim("1", "job-a", &user).await.expect("claim"),
+            Claim::New
+        );
+        assert_eq!(
+            ledger
+                .claim("2", "job-b", &UserId::Int(42))
+                .await
+                .expect("claim"),
+            Claim::New
         );
         let txn = ledger.db.begin_read().expect("read");
         let claims = txn.open_table(CLAIMS).expect("claims");
@@ -230,11 +245,14 @@ mod tests {
         let ledger = RedbLedger::open(&path).expect("opens as it is");
         let user = UserId::text("user-8").expect("valid user id");
         assert_eq!(
-            ledger.claim("1", "job-new", &user).await,
-            Ok(Claim::OtherJob {
+            ledger.claim("1", "job-new", &user).await.expect("claim"),
+            Claim::OtherJob {
                 job_id: "job-old".into()
-            })
+            }
         );
-        assert_eq!(ledger.claim("2", "job-new", &user).await, Ok(Claim::New));
+        assert_eq!(
+            ledger.claim("2", "job-new", &user).await.expect("claim"),
+            Claim::New
+        );
     }
 }

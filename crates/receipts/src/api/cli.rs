@@ -5,12 +5,13 @@ use clap::{Args, Subcommand};
 use platform::client::{ClientArgs, print_json, value_arg};
 use reqwest::Method;
 
-use crate::domain::UserId;
+use crate::domain::{UserId, UserIdError};
 
-fn parse_user_id(text: &str) -> Result<UserId, String> {
-    UserId::from_cli(text).map_err(|e| e.to_string())
+fn parse_user_id(text: &str) -> Result<UserId, UserIdError> {
+    UserId::from_cli(text)
 }
 
+/// `quintet receipts …`: the receipts service's REST client.
 #[derive(Debug, Args)]
 pub struct ReceiptsCli {
     #[command(flatten)]
@@ -36,6 +37,7 @@ enum ReceiptsCommand {
     },
 }
 
+/// `quintet queue …`: read and write the service's queues over REST.
 #[derive(Debug, Args)]
 pub struct QueueCli {
     #[command(flatten)]
@@ -63,6 +65,7 @@ enum QueueCommand {
     Send { queue: String, body: String },
 }
 
+/// Runs a `quintet receipts` command.
 pub async fn run_receipts(cli: ReceiptsCli) -> anyhow::Result<()> {
     let client = cli.client.http()?;
     match cli.command {
@@ -87,6 +90,7 @@ pub async fn run_receipts(cli: ReceiptsCli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a `quintet queue` command.
 pub async fn run_queue(cli: QueueCli) -> anyhow::Result<()> {
     let client = cli.client.http()?;
     match cli.command {

@@ -34,11 +34,12 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::domain::{Job, JobError, MAX_USER_ID_CHARS, QueueName, QueueRef, UserId};
 use crate::ports::{Delivery, JobQueue, MAX_BATCH, MAX_BODY_BYTES, Outgoing, QueueError};
+use platform::backend::{BackendError, FailureKind};
 
 /// Longest long-polling wait a REST receive may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(20);
 /// Longest visibility a REST receive may ask for (SQS's limit).
-const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+const MAX_VISIBILITY: Duration = Duration::from_hours(12);
 
 #[derive(Clone)]
 struct AppState {
@@ -46,6 +47,7 @@ struct AppState {
     input: QueueRef,
 }
 
+/// The receipts routes on `queue`; jobs are submitted to `input`.
 pub fn router(queue: Arc<dyn JobQueue>, input: QueueRef) -> Router {
     Router::new()
         .route("/receipts/jobs", post(submit))
@@ -64,6 +66,7 @@ pub fn router(queue: Arc<dyn JobQueue>, input: QueueRef) -> Router {
 )]
 struct ReceiptsApi;
 
+/// The routes' `OpenAPI` document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ReceiptsApi::openapi()
 }
@@ -71,12 +74,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Everything a receipts route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The job body is refused.
     #[error(transparent)]
     Job(#[from] JobError),
+    /// The request is refused: the text says why.
     #[error("{0}")]
     BadRequest(String),
+    /// The request body could not be read.
     #[error("{}", .0.message)]
     Body(ErrorResponse),
+    /// The queue refused or failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
 }
@@ -84,7 +91,9 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::Job(JobError::Malformed(_)) | ApiError::BadRequest(_) => {
+            ApiError::Job(JobError::Malformed(_))
+            | ApiError::BadRequest(_)
+            | ApiError::Queue(QueueError::InvalidHandle | QueueError::TooManyEntries(_)) => {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Job(JobError::EmptyReceipt) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -92,18 +101,15 @@ impl IntoResponse for ApiError {
             | ApiError::Queue(QueueError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Body(response) => return response.clone().into_response(),
             ApiError::Queue(QueueError::NoSuchQueue(_)) => StatusCode::NOT_FOUND,
-            ApiError::Queue(QueueError::InvalidHandle | QueueError::TooManyEntries(_)) => {
-                StatusCode::BAD_REQUEST
-            }
             ApiError::Queue(QueueError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Queue(QueueError::TooManyQueues(_)) => StatusCode::CONFLICT,
         };
-        if let ApiError::Queue(QueueError::Unavailable(detail)) = &self {
+        if let ApiError::Queue(error @ QueueError::Unavailable(_)) = &self {
             // Logged with the request id by the observe layer, never sent.
             return ErrorResponse::hidden(
                 status,
                 "receipts queue unavailable; retry later",
-                detail,
+                platform::backend::chain(error),
             )
             .into_response();
         }
@@ -130,16 +136,22 @@ async fn send_one(state: &AppState, queue: &QueueRef, body: Vec<u8>) -> Result<S
         .queue
         .send_batch(queue, &[Outgoing { body, reason: None }])
         .await?;
-    Ok(outcomes
-        .pop()
-        .ok_or_else(|| QueueError::Unavailable("empty send answer".into()))??)
+    let engine = state.queue.kind();
+    Ok(outcomes.pop().ok_or_else(|| {
+        QueueError::from(BackendError::new(
+            engine,
+            "send",
+            FailureKind::Other,
+            "no outcome for the message sent",
+        ))
+    })??)
 }
 
 /// A validation job. Other fields are accepted and ignored (the original
 /// producers add some, such as `"source"`); the job is queued as it came.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 struct JobBody {
-    /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS);
+    /// Base64 of a legacy receipt, or a `StoreKit` 2 signed transaction (JWS);
     /// at least one character that is not ASCII whitespace.
     #[schema(min_length = 1, pattern = "[^\\t\\n\\f\\r ]")]
     receipt: String,
@@ -203,6 +215,7 @@ impl ToSchema for QueueMessage {
 /// A message was queued.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Sent {
+    /// The queued message's id.
     pub message_id: String,
 }
 
@@ -269,26 +282,30 @@ struct ReceiveQuery {
     #[param(minimum = 0, maximum = 20000)]
     wait_ms: Option<u64>,
     /// How long received messages stay hidden, in ms (default 30000; at most 12 h).
-    #[param(minimum = 0, maximum = 43200000)]
+    #[param(minimum = 0, maximum = 43_200_000)]
     visibility_ms: Option<u64>,
 }
 
 /// One received message.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Message {
+    /// The message's id (the same across deliveries).
     pub message_id: String,
     /// This delivery's handle, for `POST /queues/{name}/delete`.
     pub handle: String,
     /// The body as text (results and jobs are JSON).
     pub body: String,
+    /// How many times it has been received, this time included.
     pub receive_count: u32,
     /// Why it was sent here (dead letters carry the reason).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
 }
 
+/// What a receive returned.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Received {
+    /// The messages, oldest first.
     pub messages: Vec<Message>,
 }
 
@@ -321,7 +338,7 @@ async fn receive(
     let visibility = Duration::from_millis(query.visibility_ms.unwrap_or(30_000));
     if visibility > MAX_VISIBILITY {
         return Err(ApiError::BadRequest(
-            "visibility_ms must be at most 43200000 (12 h)".into(),
+            "visibility_ms must be at most 43_200_000 (12 h)".into(),
         ));
     }
     let deliveries = state.queue.receive(&queue, max, wait, visibility).await?;
@@ -340,6 +357,7 @@ fn message(delivery: Delivery) -> Message {
     }
 }
 
+/// Handles to delete.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeleteBody {
     /// Handles from a receive (1..=10).
@@ -347,8 +365,10 @@ pub struct DeleteBody {
     pub handles: Vec<String>,
 }
 
+/// What a delete did.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Deleted {
+    /// How many were deleted.
     pub deleted: usize,
     /// Handles that could not be deleted, with why.
     pub failed: Vec<String>,

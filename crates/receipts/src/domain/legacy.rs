@@ -37,12 +37,14 @@ impl LegacyReceipt {
         })
     }
 
+    /// The purchase's `transaction-id`.
     pub fn transaction_id(&self) -> &str {
         self.purchase
             .get("transaction-id")
             .map_or("", String::as_str)
     }
 
+    /// Whether the receipt says it is from the sandbox.
     pub fn is_sandbox(&self) -> bool {
         self.environment.eq_ignore_ascii_case("sandbox")
     }
@@ -99,17 +101,19 @@ mod tests {
     use testkit::fuzz;
 
     use super::*;
+    use std::fmt::Write as _;
 
     /// `map` as an old-style text dictionary, `space` between its tokens.
     fn dictionary(map: &BTreeMap<String, String>, space: &str) -> String {
         let quote = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
         let mut out = format!("{{{space}");
         for (key, value) in map {
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 "\"{}\"{space}={space}\"{}\";{space}",
                 quote(key),
                 quote(value)
-            ));
+            );
         }
         out.push('}');
         out

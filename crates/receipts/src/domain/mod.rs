@@ -17,8 +17,10 @@ use std::fmt;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub(crate) use queue::queue_name;
 pub use queue::{
-    MAX_QUEUE_URL_BYTES, QUEUE_REF_ACCEPTED, QueueName, QueueRef, QueueRefError, QueueUrl,
+    MAX_QUEUE_URL_BYTES, QUEUE_REF_ACCEPTED, QueueName, QueueNameError, QueueRef, QueueRefError,
+    QueueUrl, QueueUrlProblem,
 };
 pub use user::{MAX_USER_ID_CHARS, USER_ID_ACCEPTED, UserId, UserIdError, UserText};
 
@@ -29,8 +31,9 @@ pub const MAX_RECEIPT_BYTES: usize = 1 << 20;
 /// One validation job, as the seed's producers write it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
-    /// Base64 of a legacy receipt, or a StoreKit 2 signed transaction (JWS).
+    /// Base64 of a legacy receipt, or a `StoreKit` 2 signed transaction (JWS).
     pub receipt: String,
+    /// Who the results are for, integer or string, as given.
     pub user_id: UserId,
     /// Where the results go: a queue name or a queue URL.
     pub post_queue: QueueRef,
@@ -73,6 +76,7 @@ impl IgnoredFields {
         &self.names
     }
 
+    /// Whether the job carried no other field.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -135,10 +139,13 @@ fn missing<E: de::Error>(field: &str, accepted: &str) -> E {
 /// Why a job body was refused (it goes to the dead-letter queue with this).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
+    /// The body is not a job (the text says why).
     #[error("job body is not a valid job: {0}")]
     Malformed(String),
+    /// The receipt is empty.
     #[error("receipt is empty")]
     EmptyReceipt,
+    /// The receipt is over the size limit.
     #[error("receipt is {0} bytes; the limit is {MAX_RECEIPT_BYTES}")]
     ReceiptTooLarge(usize),
 }
@@ -178,7 +185,7 @@ impl Job {
         Ok(())
     }
 
-    /// Whether the receipt is a StoreKit 2 JWS rather than a legacy base64 receipt.
+    /// Whether the receipt is a `StoreKit` 2 JWS rather than a legacy base64 receipt.
     pub fn is_jws(&self) -> bool {
         is_jws(&self.receipt)
     }
@@ -195,7 +202,9 @@ pub fn is_jws(receipt: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
+    /// The transaction is validated for this job.
     Ok,
+    /// The receipt or the transaction is refused.
     Invalid,
 }
 
@@ -206,13 +215,17 @@ pub enum Status {
 pub struct ResultMessage {
     /// The job's `user_id`, with the JSON type it came with.
     pub user_id: UserId,
+    /// The transaction the result is about.
     pub transaction_id: String,
+    /// OK or INVALID.
     pub status: Status,
+    /// Why it is INVALID.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
 }
 
 impl ResultMessage {
+    /// An OK result.
     pub fn ok(user_id: UserId, transaction_id: String) -> Self {
         Self {
             user_id,
@@ -222,6 +235,7 @@ impl ResultMessage {
         }
     }
 
+    /// An INVALID result, with why.
     pub fn invalid(user_id: UserId, transaction_id: String, reason: impl Into<String>) -> Self {
         Self {
             user_id,
@@ -235,7 +249,9 @@ impl ResultMessage {
 /// One purchase a valid receipt holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
+    /// Apple's id of the transaction.
     pub transaction_id: String,
+    /// The product bought, when the receipt names it.
     pub product_id: Option<String>,
 }
 
@@ -244,7 +260,9 @@ pub struct Transaction {
 pub enum Validation {
     /// Genuine: these transactions (at least one).
     Valid {
+        /// The App Store environment the receipt is from.
         environment: String,
+        /// Its transactions.
         transactions: Vec<Transaction>,
     },
     /// Not genuine or not acceptable; final. `transactions` are those the
@@ -252,7 +270,9 @@ pub enum Validation {
     /// (21006) carries its receipt; usually none, and then there is nothing
     /// to report (no result can be posted without a transaction id).
     Invalid {
+        /// Why.
         reason: String,
+        /// The transactions the refusal names.
         transactions: Vec<Transaction>,
     },
 }
@@ -274,6 +294,7 @@ mod tests {
     use testkit::fuzz;
 
     use super::*;
+    use std::fmt::Write as _;
 
     /// The job a JSON value is, if it is a valid one.
     fn expected_job(value: &Value) -> Option<(String, UserId, QueueRef)> {
@@ -435,9 +456,10 @@ mod tests {
         assert!(plain.ignored.is_empty());
 
         // Bounded: thousands of fields count, the first 16 names (cut) are kept.
-        let many: String = (0..1000)
-            .map(|i| format!(r#""{}{i}":{i},"#, "x".repeat(100)))
-            .collect();
+        let many = (0..1000).fold(String::new(), |mut many, i| {
+            let _ = write!(many, r#""{}{i}":{i},"#, "x".repeat(100));
+            many
+        });
         let body = format!(r#"{{{many}"receipt":"ewo=","user_id":1,"post_queue":"q"}}"#);
         let job = Job::parse(body.as_bytes()).expect("job");
         assert_eq!(job.ignored.count(), 1000);

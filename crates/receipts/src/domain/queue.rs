@@ -22,29 +22,82 @@ pub const QUEUE_REF_ACCEPTED: &str = "a queue name (1 to 80 ASCII letters, digit
 #[serde(transparent)]
 pub struct QueueName(String);
 
+/// Why a queue name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueNameError {
+    /// Empty, or longer than 80 characters.
+    #[error("a queue name is 1 to 80 characters, not {0}")]
+    Length(usize),
+    /// A character outside SQS's set.
+    #[error("a queue name holds only ASCII letters, digits, '-' and '_' (and may end in .fifo)")]
+    Characters,
+}
+
+/// A [`QueueName`] spelled in code, checked when the crate compiles.
+macro_rules! queue_name {
+    ($name:literal) => {{
+        const _: () = assert!($crate::domain::QueueName::check($name).is_ok());
+        $crate::domain::QueueName::checked($name)
+    }};
+}
+pub(crate) use queue_name;
+
 impl QueueName {
-    pub fn new(name: impl Into<String>) -> Result<Self, String> {
+    /// A queue name, if `name` follows the rule.
+    pub fn new(name: impl Into<String>) -> Result<Self, QueueNameError> {
         let name = name.into();
-        let base = name.strip_suffix(".fifo").unwrap_or(&name);
-        if name.is_empty() || name.len() > 80 {
-            return Err(format!(
-                "a queue name is 1 to 80 characters, not {}",
-                name.len()
-            ));
-        }
-        if base.is_empty()
-            || !base
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(
-                "a queue name holds only ASCII letters, digits, '-' and '_' (and may end in .fifo)"
-                    .into(),
-            );
-        }
+        Self::check(&name)?;
         Ok(Self(name))
     }
 
+    /// Checks `name` against the rule (usable in constants).
+    pub const fn check(name: &str) -> Result<(), QueueNameError> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() > 80 {
+            return Err(QueueNameError::Length(bytes.len()));
+        }
+        let fifo = b".fifo";
+        let mut base = bytes.len();
+        if bytes.len() >= fifo.len() {
+            let start = bytes.len() - fifo.len();
+            let mut i = 0;
+            let mut ends_fifo = true;
+            while i < fifo.len() {
+                if bytes[start + i] != fifo[i] {
+                    ends_fifo = false;
+                }
+                i += 1;
+            }
+            if ends_fifo {
+                base = start;
+            }
+        }
+        if base == 0 {
+            return Err(QueueNameError::Characters);
+        }
+        let mut i = 0;
+        while i < base {
+            let b = bytes[i];
+            if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(QueueNameError::Characters);
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether it names a FIFO queue (ends in `.fifo`, as SQS spells it).
+    pub fn is_fifo(&self) -> bool {
+        self.0.strip_suffix(".fifo").is_some()
+    }
+
+    /// A name [`queue_name!`] checked when the crate compiled.
+    #[doc(hidden)]
+    pub fn checked(name: &'static str) -> Self {
+        Self(name.to_owned())
+    }
+
+    /// The name, as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -72,51 +125,46 @@ pub struct QueueUrl {
 }
 
 impl QueueUrl {
+    /// A queue URL, checked as the type says.
     pub fn parse(text: &str) -> Result<Self, QueueRefError> {
-        let refuse = |reason: &str| QueueRefError::BadUrl {
+        let refuse = |reason: QueueUrlProblem| QueueRefError::BadUrl {
             text: shown(text),
-            reason: reason.to_owned(),
+            reason,
         };
         if text.len() > MAX_QUEUE_URL_BYTES {
-            return Err(refuse(&format!(
-                "a queue URL is at most {MAX_QUEUE_URL_BYTES} bytes"
-            )));
+            return Err(refuse(QueueUrlProblem::TooLong));
         }
-        let url = url::Url::parse(text).map_err(|e| refuse(&e.to_string()))?;
+        let url = url::Url::parse(text).map_err(|e| refuse(QueueUrlProblem::Parse(e)))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(refuse("a queue URL is http or https"));
+            return Err(refuse(QueueUrlProblem::Scheme));
         }
         if url.host().is_none() {
-            return Err(refuse("a queue URL names a host"));
+            return Err(refuse(QueueUrlProblem::NoHost));
         }
         if !url.username().is_empty()
             || url.password().is_some()
             || url.query().is_some()
             || url.fragment().is_some()
         {
-            return Err(refuse(
-                "a queue URL carries no user, password, query or fragment",
-            ));
+            return Err(refuse(QueueUrlProblem::Extras));
         }
         let last = url
             .path_segments()
             .and_then(|mut segments| segments.next_back())
             .unwrap_or_default();
         if last.is_empty() {
-            return Err(refuse(
-                "a queue URL ends in the queue's name, as in \
-                 https://sqs.us-east-1.amazonaws.com/123456789012/results",
-            ));
+            return Err(refuse(QueueUrlProblem::NoName));
         }
         let name = QueueName::new(last).map_err(|reason| {
-            refuse(&format!(
-                "its last path segment '{}' is not a queue name: {reason}",
-                shown(last)
-            ))
+            refuse(QueueUrlProblem::BadName {
+                segment: shown(last),
+                reason,
+            })
         })?;
         Ok(Self { url, name })
     }
 
+    /// The URL, as text.
     pub fn as_str(&self) -> &str {
         self.url.as_str()
     }
@@ -130,17 +178,68 @@ impl QueueUrl {
 /// A queue, by name or by URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum QueueRef {
+    /// By name.
     Name(QueueName),
+    /// By URL.
     Url(QueueUrl),
+}
+
+/// Why a queue URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueUrlProblem {
+    /// Over [`MAX_QUEUE_URL_BYTES`].
+    #[error("a queue URL is at most {MAX_QUEUE_URL_BYTES} bytes")]
+    TooLong,
+    /// Not a URL.
+    #[error("{0}")]
+    Parse(#[source] url::ParseError),
+    /// Not http or https.
+    #[error("a queue URL is http or https")]
+    Scheme,
+    /// No host.
+    #[error("a queue URL names a host")]
+    NoHost,
+    /// A user, password, query or fragment.
+    #[error("a queue URL carries no user, password, query or fragment")]
+    Extras,
+    /// No last path segment.
+    #[error(
+        "a queue URL ends in the queue's name, as in \
+         https://sqs.us-east-1.amazonaws.com/123456789012/results"
+    )]
+    NoName,
+    /// A last path segment that is not a queue name.
+    #[error("its last path segment '{segment}' is not a queue name: {reason}")]
+    BadName {
+        /// The segment, as shown (shortened when long).
+        segment: String,
+        /// Why.
+        #[source]
+        reason: QueueNameError,
+    },
 }
 
 /// Why a queue reference was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueRefError {
+    /// Not a queue name.
     #[error("'{text}' is not a queue name: {reason}")]
-    BadName { text: String, reason: String },
+    BadName {
+        /// The text, as shown (shortened when long).
+        text: String,
+        /// Why.
+        #[source]
+        reason: QueueNameError,
+    },
+    /// Not a queue URL.
     #[error("'{text}' is not a queue URL: {reason}")]
-    BadUrl { text: String, reason: String },
+    BadUrl {
+        /// The text, as shown (shortened when long).
+        text: String,
+        /// Why.
+        #[source]
+        reason: QueueUrlProblem,
+    },
 }
 
 impl QueueRef {

@@ -18,12 +18,14 @@ pub const USER_ID_ACCEPTED: &str = "an integer (64-bit) or a string of 1 to 256 
 /// A user id: valid by construction (see [`UserText`] for strings).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UserId {
+    /// An integer id (64-bit).
     Int(i64),
+    /// A string id.
     Text(UserText),
 }
 
 /// A string user id: 1 to [`MAX_USER_ID_CHARS`] characters, none of them a
-/// control character (PostgreSQL's `text` cannot hold NUL, and ids end up in
+/// control character (`PostgreSQL`'s `text` cannot hold NUL, and ids end up in
 /// logs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserText(String);
@@ -31,19 +33,25 @@ pub struct UserText(String);
 /// Why a user id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserIdError {
+    /// An empty string.
     #[error("an empty string is not a user id; expected {USER_ID_ACCEPTED}")]
     Empty,
+    /// A string over the length limit.
     #[error("a string user id of {0} characters is too long; expected {USER_ID_ACCEPTED}")]
     TooLong(usize),
+    /// A string with a control character.
     #[error("a string user id holds no control characters; expected {USER_ID_ACCEPTED}")]
     ControlCharacter,
+    /// An integer outside 64 bits.
     #[error("integer {0} is out of range; expected {USER_ID_ACCEPTED}")]
     OutOfRange(String),
+    /// Quoted text that is not one JSON string.
     #[error("{0} is not a JSON string literal")]
     BadQuoting(String),
 }
 
 impl UserText {
+    /// A string user id, if it follows the rule.
     pub fn new(text: impl Into<String>) -> Result<Self, UserIdError> {
         let text = text.into();
         if text.is_empty() {
@@ -59,6 +67,7 @@ impl UserText {
         Ok(Self(text))
     }
 
+    /// The id, as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

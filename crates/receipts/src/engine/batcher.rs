@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use platform::backend::{BackendError, FailureKind};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::QueueRef;
@@ -27,11 +28,32 @@ pub type BatchFn<T, R> = Arc<
         + Sync,
 >;
 
+/// What went wrong in the batching itself (not in the queue it calls).
+#[derive(Debug, thiserror::Error)]
+enum BatchFailure {
+    #[error("the batch call answered no outcome")]
+    NoOutcome,
+    #[error("the batcher stopped")]
+    Stopped,
+    #[error("the batch call answered {answered} outcomes for {entries} entries")]
+    Outcomes { answered: usize, entries: usize },
+}
+
+/// A batching failure of the `call` batcher as the callers' error.
+fn failed(call: &'static str, failure: BatchFailure) -> QueueError {
+    let kind = match failure {
+        BatchFailure::Stopped => FailureKind::Closed,
+        BatchFailure::NoOutcome | BatchFailure::Outcomes { .. } => FailureKind::Other,
+    };
+    BackendError::new("batcher", call, kind, failure).into()
+}
+
 /// Entries waiting per destination before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 1024;
 /// Destinations with a batching task at most; beyond, calls go unbatched.
 const MAX_DESTINATIONS: usize = 1024;
 
+/// Batches entries per destination (see the module doc).
 pub struct Batcher<T, R> {
     name: &'static str,
     linger: Duration,
@@ -40,6 +62,7 @@ pub struct Batcher<T, R> {
 }
 
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// A batcher named `name` (for metrics and errors) that waits up to `linger` for a batch to fill and sends it with `call`.
     pub fn new(name: &'static str, linger: Duration, call: BatchFn<T, R>) -> Self {
         Self {
             name,
@@ -52,7 +75,10 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Submits `entry` for `queue` and waits for its outcome.
     pub async fn submit(&self, queue: &QueueRef, entry: T) -> Result<R, QueueError> {
         let lane = {
-            let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut lanes = self
+                .lanes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             lanes.retain(|_, tx| !tx.is_closed());
             match lanes.get(queue) {
                 Some(tx) => Some(tx.clone()),
@@ -68,15 +94,15 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
             let mut outcomes = (self.call)(queue.clone(), vec![entry]).await?;
             return outcomes
                 .pop()
-                .unwrap_or_else(|| Err(QueueError::Unavailable("empty batch answer".into())));
+                .unwrap_or_else(|| Err(failed(self.name, BatchFailure::NoOutcome)));
         };
         let (reply, answer) = oneshot::channel();
         lane.send((entry, reply))
             .await
-            .map_err(|_| QueueError::Unavailable(format!("{} batcher stopped", self.name)))?;
+            .map_err(|_| failed(self.name, BatchFailure::Stopped))?;
         answer
             .await
-            .map_err(|_| QueueError::Unavailable(format!("{} batcher stopped", self.name)))?
+            .map_err(|_| failed(self.name, BatchFailure::Stopped))?
     }
 
     fn spawn_lane(&self, queue: QueueRef) -> Lane<T, R> {
@@ -98,8 +124,9 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                     }
                 }
                 let (entries, replies): (Vec<T>, Vec<Reply<R>>) = batch.drain(..).unzip();
-                metrics::histogram!("quintet_receipts_batch_size", "call" => name)
-                    .record(entries.len() as f64);
+                metrics::histogram!(crate::metrics::BATCH_SIZE, "call" => name).record(
+                    crate::metrics::count(u64::try_from(entries.len()).unwrap_or(u64::MAX)),
+                );
                 match call(queue.clone(), entries).await {
                     Ok(outcomes) if outcomes.len() == replies.len() => {
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -107,11 +134,13 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                         }
                     }
                     Ok(outcomes) => {
-                        let error = QueueError::Unavailable(format!(
-                            "{name} answered {} outcomes for {} entries",
-                            outcomes.len(),
-                            replies.len()
-                        ));
+                        let error = failed(
+                            name,
+                            BatchFailure::Outcomes {
+                                answered: outcomes.len(),
+                                entries: replies.len(),
+                            },
+                        );
                         for reply in replies {
                             let _ = reply.send(Err(error.clone()));
                         }
@@ -165,9 +194,12 @@ mod tests {
         for task in tasks {
             let (n, outcome) = task.await.expect("task");
             if n == 13 {
-                assert_eq!(outcome, Err(QueueError::InvalidHandle));
+                assert!(
+                    matches!(outcome, Err(QueueError::InvalidHandle)),
+                    "{outcome:?}"
+                );
             } else {
-                assert_eq!(outcome, Ok(n + 1));
+                assert_eq!(outcome.expect("sent"), n + 1);
             }
         }
         let calls = calls.load(Ordering::SeqCst);

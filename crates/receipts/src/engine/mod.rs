@@ -35,34 +35,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::{Job, QueueName, QueueRef, ResultMessage, Validation};
+use crate::domain::{Job, QueueRef, ResultMessage, Validation, queue_name};
 use crate::ports::{
     Claim, Delivery, JobQueue, MAX_BATCH, Outgoing, ReceiptValidator, TransactionLedger,
     ValidatorError,
 };
 use batcher::{BatchFn, Batcher};
-
-/// Fields of received jobs that were ignored: a counter, no labels (field
-/// names come from producers and are unbounded).
-pub const JOB_UNKNOWN_FIELDS_TOTAL: &str = "quintet_receipts_job_unknown_fields_total";
-/// Jobs sent to the dead-letter queue, by `reason` ([`DeadLetter::label`]).
-pub const DEAD_LETTERED_TOTAL: &str = "quintet_receipts_dead_lettered_total";
-
-/// Declares the metrics named above (unit and help text). Called when the
-/// pipeline starts, after the process has installed its recorder.
-fn describe_metrics() {
-    metrics::describe_counter!(
-        JOB_UNKNOWN_FIELDS_TOTAL,
-        metrics::Unit::Count,
-        "Fields of received jobs other than receipt, user_id and post_queue, ignored (names logged at debug)"
-    );
-    metrics::describe_counter!(
-        DEAD_LETTERED_TOTAL,
-        metrics::Unit::Count,
-        "Jobs sent to the dead-letter queue, by reason: not_a_job, max_receives, no_post_queue, \
-         apple_config, no_transaction (Apple refused the receipt and named no transaction)"
-    );
-}
+use platform::backend::chain;
 
 /// Why a job went to the dead-letter queue, as the metric's `reason` label
 /// says it (the message's `reason` attribute says it in full).
@@ -90,7 +69,9 @@ impl DeadLetter {
 /// How the pipeline runs.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
+    /// The queue jobs arrive on.
     pub input: QueueRef,
+    /// Where jobs that cannot be processed go.
     pub dead_letter: QueueRef,
     /// Concurrent receive loops.
     pub receivers: usize,
@@ -111,8 +92,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            input: QueueName::new("receipts").expect("valid name").into(),
-            dead_letter: QueueName::new("receipts-dlq").expect("valid name").into(),
+            input: queue_name!("receipts").into(),
+            dead_letter: queue_name!("receipts-dlq").into(),
             receivers: 2,
             concurrency: 256,
             visibility: Duration::from_secs(30),
@@ -142,6 +123,7 @@ impl Outcome {
     }
 }
 
+/// The running pipeline (see the module doc).
 pub struct Pipeline {
     queue: Arc<dyn JobQueue>,
     ledger: Arc<dyn TransactionLedger>,
@@ -152,6 +134,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// A pipeline on these ports; it runs once [`Pipeline::run`] is called.
     pub fn new(
         queue: Arc<dyn JobQueue>,
         ledger: Arc<dyn TransactionLedger>,
@@ -180,10 +163,9 @@ impl Pipeline {
 
     /// Runs until `stop`, then drains (see the module doc).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        describe_metrics();
         for queue in [&self.config.input, &self.config.dead_letter] {
             while let Err(e) = self.queue.ensure(queue).await {
-                tracing::error!(error = %e, %queue, "receipts: queue not ready; retrying");
+                tracing::error!(error = %chain(&e), %queue, "receipts: queue not ready; retrying");
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -249,7 +231,7 @@ impl Pipeline {
                 () = stop.cancelled() => return,
                 received = self.queue.receive(&self.config.input, held.len(), self.config.wait, self.config.visibility) => received,
             };
-            metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "receive")
+            metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "receive")
                 .record(started.elapsed().as_secs_f64());
             let deliveries = match received {
                 Ok(deliveries) => {
@@ -263,21 +245,21 @@ impl Pipeline {
                         Duration::from_millis(200),
                         Duration::from_secs(10),
                     );
-                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "receipts: receive failed");
+                    tracing::warn!(error = %chain(&e), retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX), "receipts: receive failed");
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(pause) => continue,
                     }
                 }
             };
-            metrics::counter!("quintet_receipts_received_total").increment(deliveries.len() as u64);
+            metrics::counter!(crate::metrics::RECEIVED_TOTAL).increment(deliveries.len() as u64);
             for delivery in deliveries {
                 let Some(permit) = held.pop() else { break };
                 let (this, hard_stop) = (self.clone(), hard_stop.clone());
                 jobs.spawn(async move {
-                    metrics::gauge!("quintet_receipts_in_flight").increment(1.0);
+                    metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
                     this.run_job(delivery, hard_stop).await;
-                    metrics::gauge!("quintet_receipts_in_flight").decrement(1.0);
+                    metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
                     drop(permit);
                 });
             }
@@ -300,7 +282,7 @@ impl Pipeline {
                 () = hard_stop.cancelled() => break None,
                 _ = keepalive.tick() => {
                     if let Err(e) = self.queue.change_visibility(&self.config.input, &handle, self.config.visibility).await {
-                        tracing::warn!(error = %e, "receipts: could not extend a job's visibility");
+                        tracing::warn!(error = %chain(&e), "receipts: could not extend a job's visibility");
                     }
                 }
             }
@@ -310,18 +292,21 @@ impl Pipeline {
                 .queue
                 .change_visibility(&self.config.input, &handle, Duration::ZERO)
                 .await;
-            metrics::counter!("quintet_receipts_jobs_total", "outcome" => "returned").increment(1);
+            metrics::counter!(crate::metrics::JOBS_TOTAL, "outcome" => "returned").increment(1);
             return;
         };
-        metrics::counter!("quintet_receipts_jobs_total", "outcome" => outcome.label()).increment(1);
+        metrics::counter!(crate::metrics::JOBS_TOTAL, "outcome" => outcome.label()).increment(1);
         if outcome != Outcome::Retry {
-            metrics::histogram!("quintet_receipts_processing_seconds")
+            metrics::histogram!(crate::metrics::PROCESSING_SECONDS)
                 .record(started.elapsed().as_secs_f64());
             let age_ms = now_ms().saturating_sub(sent_at_ms).max(0);
-            metrics::histogram!("quintet_receipts_job_seconds").record(age_ms as f64 / 1000.0);
+            metrics::histogram!(crate::metrics::JOB_SECONDS)
+                .record(Duration::from_millis(u64::try_from(age_ms).unwrap_or(0)).as_secs_f64());
         }
     }
 
+    // The job's stages in the order they run, each a few lines: read in one place.
+    #[allow(clippy::too_many_lines)]
     async fn process(&self, delivery: Delivery) -> Outcome {
         let job = match Job::parse(&delivery.body) {
             Ok(job) => job,
@@ -338,7 +323,8 @@ impl Pipeline {
                 fields = ?job.ignored.names(),
                 "receipts: job fields ignored"
             );
-            metrics::counter!(JOB_UNKNOWN_FIELDS_TOTAL).increment(job.ignored.count() as u64);
+            metrics::counter!(crate::metrics::JOB_UNKNOWN_FIELDS_TOTAL)
+                .increment(job.ignored.count() as u64);
         }
         if delivery.receive_count > self.config.max_receives {
             let reason = format!(
@@ -358,15 +344,13 @@ impl Pipeline {
                     .await;
             }
             Err(e) => {
-                return self
-                    .retry(&delivery, "post queue check", &e.to_string())
-                    .await;
+                return self.retry(&delivery, "post queue check", &e).await;
             }
         }
 
         let started = Instant::now();
         let validation = self.validator.validate(&job.receipt).await;
-        metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "apple")
+        metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "apple")
             .record(started.elapsed().as_secs_f64());
         let results = match validation {
             // The original never posts a result without a transaction id,
@@ -400,29 +384,30 @@ impl Pipeline {
                         .await
                     {
                         Ok(Claim::New | Claim::SameJob) => {
-                            results.push(ResultMessage::ok(job.user_id.clone(), id))
+                            results.push(ResultMessage::ok(job.user_id.clone(), id));
                         }
                         Ok(Claim::OtherJob { .. }) => results.push(ResultMessage::invalid(
                             job.user_id.clone(),
                             id,
                             "transaction already validated",
                         )),
-                        Err(e) => return self.retry(&delivery, "ledger", &e.to_string()).await,
+                        Err(e) => return self.retry(&delivery, "ledger", &e).await,
                     }
                 }
-                metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "ledger")
+                metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "ledger")
                     .record(started.elapsed().as_secs_f64());
                 results
             }
-            Err(ValidatorError::Config(reason)) => {
+            Err(ValidatorError::Config(error)) => {
+                let reason = chain(&error);
                 tracing::error!(%reason, "receipts: Apple validation is misconfigured; jobs go to the dead-letter queue until it is fixed");
-                metrics::counter!("quintet_receipts_config_errors_total").increment(1);
+                metrics::counter!(crate::metrics::CONFIG_ERRORS_TOTAL).increment(1);
                 return self
                     .dead_letter(&delivery, DeadLetter::AppleConfig, reason)
                     .await;
             }
-            Err(ValidatorError::Unavailable(reason)) => {
-                return self.retry(&delivery, "apple", &reason).await;
+            Err(ValidatorError::Unavailable(error)) => {
+                return self.retry(&delivery, "apple", &error).await;
             }
         };
 
@@ -434,17 +419,17 @@ impl Pipeline {
         });
         for posted in join_all(posts).await {
             if let Err(e) = posted {
-                return self.retry(&delivery, "post", &e.to_string()).await;
+                return self.retry(&delivery, "post", &e).await;
             }
         }
-        metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "post")
+        metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "post")
             .record(started.elapsed().as_secs_f64());
         for result in &results {
             let status = match result.status {
                 crate::domain::Status::Ok => "OK",
                 crate::domain::Status::Invalid => "INVALID",
             };
-            metrics::counter!("quintet_receipts_results_total", "status" => status).increment(1);
+            metrics::counter!(crate::metrics::RESULTS_TOTAL, "status" => status).increment(1);
         }
         self.delete(&delivery).await;
         Outcome::Done
@@ -464,29 +449,36 @@ impl Pipeline {
             )
             .await;
         if let Err(e) = sent {
-            return self.retry(delivery, "dead-letter", &e.to_string()).await;
+            return self.retry(delivery, "dead-letter", &e).await;
         }
-        metrics::counter!(DEAD_LETTERED_TOTAL, "reason" => why.label()).increment(1);
+        metrics::counter!(crate::metrics::DEAD_LETTERED_TOTAL, "reason" => why.label())
+            .increment(1);
         self.delete(delivery).await;
         Outcome::DeadLettered
     }
 
     /// Leaves the job on the queue, visible again after a backoff that
     /// grows with its receive count.
-    async fn retry(&self, delivery: &Delivery, stage: &'static str, reason: &str) -> Outcome {
+    async fn retry(
+        &self,
+        delivery: &Delivery,
+        stage: &'static str,
+        error: &(dyn std::error::Error + Send + Sync + 'static),
+    ) -> Outcome {
+        let reason = chain(error);
         let pause = backoff(
             delivery.receive_count,
             Duration::from_secs(1),
             self.config.visibility,
         );
         tracing::warn!(message_id = %delivery.message_id, stage, %reason, retry_in_s = pause.as_secs(), "receipts: job will be retried");
-        metrics::counter!("quintet_receipts_retries_total", "stage" => stage).increment(1);
+        metrics::counter!(crate::metrics::RETRIES_TOTAL, "stage" => stage).increment(1);
         if let Err(e) = self
             .queue
             .change_visibility(&self.config.input, &delivery.handle, pause)
             .await
         {
-            tracing::warn!(error = %e, "receipts: could not set the retry delay; the visibility timeout applies");
+            tracing::warn!(error = %chain(&e), "receipts: could not set the retry delay; the visibility timeout applies");
         }
         Outcome::Retry
     }
@@ -499,9 +491,9 @@ impl Pipeline {
             .await
         {
             // The results are posted: a redelivery posts identical ones.
-            tracing::warn!(message_id = %delivery.message_id, error = %e, "receipts: job delete failed; it will be redelivered");
+            tracing::warn!(message_id = %delivery.message_id, error = %chain(&e), "receipts: job delete failed; it will be redelivered");
         }
-        metrics::histogram!("quintet_receipts_stage_seconds", "stage" => "delete")
+        metrics::histogram!(crate::metrics::STAGE_SECONDS, "stage" => "delete")
             .record(started.elapsed().as_secs_f64());
     }
 }
@@ -515,7 +507,7 @@ fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! StoreKit 2 signed transactions: a JWS (`header.payload.signature`,
+//! `StoreKit` 2 signed transactions: a JWS (`header.payload.signature`,
 //! ES256) whose `x5c` header carries Apple's certificate chain, verified
 //! offline the way Apple's app-store-server-library `SignedDataVerifier`
 //! does with online (OCSP) checks off:
@@ -57,6 +57,205 @@ pub const NOT_AN_APPLE_ROOT: &str = "certificate chain does not end at a configu
 /// The reason a JWS whose signature fails gets.
 pub const BAD_SIGNATURE: &str = "signature does not verify";
 
+/// Why a signed transaction was refused: each case says what failed, and
+/// its text is the `reason` of the [`Validation::Invalid`] it becomes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwsRefusal {
+    /// No Apple root is configured.
+    #[error("{NO_ROOT_CONFIGURED}")]
+    NoRootConfigured,
+    /// No bundle id is configured.
+    #[error("{NO_BUNDLE_ID_CONFIGURED}")]
+    NoBundleIdConfigured,
+    /// Not three dot-separated parts.
+    #[error("not a JWS: expected header.payload.signature")]
+    NotCompact,
+    /// The header or the payload is not base64url.
+    #[error("JWS {part} is not base64url: {source}")]
+    PartBase64 {
+        /// `header` or `payload`.
+        part: &'static str,
+        /// The decoder's error.
+        source: base64::DecodeError,
+    },
+    /// The header or the payload is not the JSON expected.
+    #[error("JWS {part} is not valid: {source}")]
+    PartJson {
+        /// `header` or `payload`.
+        part: &'static str,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// The header's `alg` is not ES256.
+    #[error("JWS alg '{0}' is not ES256")]
+    Algorithm(String),
+    /// The header has `crit` parameters.
+    #[error("JWS header has critical parameters ('crit'), none of which are supported")]
+    CriticalParameters,
+    /// `x5c` does not hold three certificates.
+    #[error("x5c holds {0} certificates; expected 3 (leaf, intermediate, root)")]
+    ChainLength(usize),
+    /// A certificate of `x5c` is not base64.
+    #[error("x5c {name} certificate is not base64: {source}")]
+    CertificateBase64 {
+        /// Its place in the chain (leaf, intermediate, root).
+        name: &'static str,
+        /// The decoder's error.
+        source: base64::DecodeError,
+    },
+    /// A certificate is followed by more bytes.
+    #[error("x5c {name} certificate has trailing bytes after its DER")]
+    CertificateTrailingBytes {
+        /// Its place in the chain.
+        name: &'static str,
+    },
+    /// A certificate is not X.509.
+    #[error("x5c {name} certificate is not X.509: {source}")]
+    CertificateNotX509 {
+        /// Its place in the chain.
+        name: &'static str,
+        /// The parser's error.
+        source: x509_parser::nom::Err<x509_parser::error::X509Error>,
+    },
+    /// The JWS signature is not base64url.
+    #[error("JWS signature is not base64url: {0}")]
+    SignatureBase64(#[source] base64::DecodeError),
+    /// The leaf's key cannot check an ES256 signature.
+    #[error("the leaf certificate's key is not an EC P-256 key, as ES256 needs")]
+    LeafKeyNotP256,
+    /// The JWS signature does not verify with the leaf's key.
+    #[error("{BAD_SIGNATURE}")]
+    BadSignature,
+    /// A payload field a transaction always has is missing.
+    #[error("payload has no {0} (is it a transaction?)")]
+    Missing(&'static str),
+    /// The payload names no environment.
+    #[error("payload has no environment")]
+    NoEnvironment,
+    /// The transaction is another app's.
+    #[error("bundleId '{found}' is not the expected '{expected}'")]
+    BundleId {
+        /// The payload's.
+        found: String,
+        /// The configured one.
+        expected: String,
+    },
+    /// The transaction's environment is not accepted.
+    #[error("environment '{found}' is not accepted (--apple-environment {accepted})")]
+    Environment {
+        /// The payload's.
+        found: String,
+        /// The configured rule.
+        accepted: EnvironmentRule,
+    },
+    /// The root is not a configured one.
+    #[error("{NOT_AN_APPLE_ROOT}")]
+    NotAnAppleRoot,
+    /// The intermediate may not issue certificates.
+    #[error("the intermediate certificate is not a CA (basicConstraints)")]
+    IntermediateNotCa,
+    /// Apple's marker extension is missing.
+    #[error("missing Apple marker extension on the {name} ({oid})")]
+    MissingMarker {
+        /// The certificate (leaf, intermediate).
+        name: &'static str,
+        /// The marker's OID.
+        oid: &'static str,
+    },
+    /// A certificate was not valid when the transaction was signed.
+    #[error(
+        "certificate not valid at signedDate: the {name} is valid from {not_before} to {not_after}, signedDate is {signed}"
+    )]
+    NotValidAtSignedDate {
+        /// The certificate.
+        name: &'static str,
+        /// Its validity's start.
+        not_before: String,
+        /// Its validity's end.
+        not_after: String,
+        /// The payload's `signedDate`.
+        signed: String,
+    },
+    /// A certificate's issuer is not the next one's subject.
+    #[error("the {name} certificate's issuer is not the {issuer_name}'s subject")]
+    IssuerMismatch {
+        /// The certificate.
+        name: &'static str,
+        /// The one that should have issued it.
+        issuer_name: &'static str,
+    },
+    /// A certificate's signed and unsigned algorithms differ.
+    #[error("the {name} certificate's signature algorithms disagree")]
+    AlgorithmsDisagree {
+        /// The certificate.
+        name: &'static str,
+    },
+    /// A certificate is signed with an algorithm Apple does not use.
+    #[error(
+        "the {name} certificate's signature algorithm {oid} is not ECDSA with SHA-256 or SHA-384"
+    )]
+    CertificateAlgorithm {
+        /// The certificate.
+        name: &'static str,
+        /// The algorithm's OID.
+        oid: String,
+    },
+    /// An issuer's key is not one Apple's chain uses.
+    #[error("the {issuer_name} certificate's key is not an EC P-256 or P-384 key")]
+    IssuerKey {
+        /// The issuer.
+        issuer_name: &'static str,
+    },
+    /// A certificate's signature does not verify with its issuer's key.
+    #[error("the {name} certificate is not signed by the {issuer_name}")]
+    NotSignedBy {
+        /// The certificate.
+        name: &'static str,
+        /// Its issuer.
+        issuer_name: &'static str,
+    },
+}
+
+/// A root certificate file that cannot be used (`--apple-root-cert`).
+#[derive(Debug, thiserror::Error)]
+pub enum RootCertError {
+    /// The file cannot be read.
+    #[error("--apple-root-cert {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file holds no usable certificate.
+    #[error("--apple-root-cert {}: {problem}", path.display())]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        problem: RootCertProblem,
+    },
+}
+
+/// What is wrong with a root certificate file's content.
+#[derive(Debug, thiserror::Error)]
+pub enum RootCertProblem {
+    /// Not PEM, and not one DER certificate either.
+    #[error("neither PEM nor a DER certificate ({0})")]
+    NotPemNorDer(#[source] JwsRefusal),
+    /// PEM that does not parse.
+    #[error("not valid PEM: {0}")]
+    Pem(#[source] x509_parser::error::PEMError),
+    /// A PEM block that is not a certificate.
+    #[error(transparent)]
+    Certificate(JwsRefusal),
+    /// PEM without a `CERTIFICATE` block.
+    #[error("no CERTIFICATE block in this PEM file")]
+    NoCertificate,
+}
+
 /// Apple's marker on the certificate that signs App Store data (the leaf).
 const LEAF_MARKER_OID: &str = "1.2.840.113635.100.6.11.1";
 /// Apple's marker on the Worldwide Developer Relations intermediate.
@@ -68,7 +267,7 @@ pub enum EnvironmentRule {
     /// `Production` only (the default).
     #[default]
     Production,
-    /// `Sandbox` only (TestFlight, sandbox testers).
+    /// `Sandbox` only (`TestFlight`, sandbox testers).
     Sandbox,
     /// Any environment, `Xcode` and `LocalTesting` included (development only).
     Any,
@@ -100,44 +299,7 @@ impl fmt::Display for EnvironmentRule {
     }
 }
 
-/// The worker's options for StoreKit 2 signed transactions (flattened into
-/// the receipts config).
-#[derive(Debug, Clone, clap::Args)]
-pub struct JwsArgs {
-    /// Apple root certificate a signed transaction's chain must end at, PEM
-    /// or DER (Apple's AppleRootCA-G3.cer); repeat the option, or separate
-    /// paths with commas in the environment variable. None: every signed
-    /// transaction is INVALID.
-    #[arg(
-        long = "apple-root-cert",
-        env = "QUINTET_APPLE_ROOT_CERTS",
-        value_delimiter = ','
-    )]
-    pub apple_root_cert: Vec<PathBuf>,
-
-    /// The app's bundle id; a signed transaction for another app is INVALID.
-    #[arg(long, env = "QUINTET_APPLE_BUNDLE_ID")]
-    pub apple_bundle_id: Option<String>,
-
-    /// Environments signed transactions may come from: production, sandbox,
-    /// or any (Xcode and LocalTesting included; for development only).
-    #[arg(long, env = "QUINTET_APPLE_ENVIRONMENT", value_enum, default_value_t = EnvironmentRule::Production)]
-    pub apple_environment: EnvironmentRule,
-}
-
-impl JwsArgs {
-    /// The verifier these options describe; an unreadable root certificate
-    /// file is an error.
-    pub fn verifier(&self) -> Result<JwsVerifier, String> {
-        JwsVerifier::from_pem_files(
-            &self.apple_root_cert,
-            self.apple_bundle_id.clone(),
-            self.apple_environment,
-        )
-    }
-}
-
-/// Verifies StoreKit 2 signed transactions offline (see the module doc).
+/// Verifies `StoreKit` 2 signed transactions offline (see the module doc).
 #[derive(Clone)]
 pub struct JwsVerifier {
     /// DER of each trusted root, compared byte for byte with `x5c[2]`.
@@ -188,13 +350,17 @@ impl JwsVerifier {
         paths: &[PathBuf],
         bundle_id: Option<String>,
         environment: EnvironmentRule,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RootCertError> {
         let mut roots = Vec::new();
         for path in paths {
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("--apple-root-cert {}: {e}", path.display()))?;
-            let found = certificates_in(&bytes)
-                .map_err(|e| format!("--apple-root-cert {}: {e}", path.display()))?;
+            let bytes = std::fs::read(path).map_err(|source| RootCertError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let found = certificates_in(&bytes).map_err(|problem| RootCertError::Refused {
+                path: path.clone(),
+                problem,
+            })?;
             roots.extend(found);
         }
         Ok(Self::new(roots, bundle_id, environment))
@@ -210,38 +376,33 @@ impl JwsVerifier {
                     product_id: verified.product_id,
                 }],
             },
-            Err(reason) => Validation::invalid(reason),
+            Err(refusal) => Validation::invalid(refusal.to_string()),
         }
     }
 
-    fn check(&self, jws: &str) -> Result<Verified, String> {
+    fn check(&self, jws: &str) -> Result<Verified, JwsRefusal> {
         if self.roots.is_empty() {
-            return Err(NO_ROOT_CONFIGURED.into());
+            return Err(JwsRefusal::NoRootConfigured);
         }
         let Some(bundle_id) = self.bundle_id.as_deref() else {
-            return Err(NO_BUNDLE_ID_CONFIGURED.into());
+            return Err(JwsRefusal::NoBundleIdConfigured);
         };
         let mut parts = jws.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err("not a JWS: expected header.payload.signature".into());
+            return Err(JwsRefusal::NotCompact);
         };
 
         let header: Header = decode_json("header", header_b64)?;
         if header.alg != "ES256" {
-            return Err(format!("JWS alg '{}' is not ES256", header.alg));
+            return Err(JwsRefusal::Algorithm(header.alg));
         }
         if header.crit.is_some() {
-            return Err(
-                "JWS header has critical parameters ('crit'), none of which are supported".into(),
-            );
+            return Err(JwsRefusal::CriticalParameters);
         }
         if header.x5c.len() != 3 {
-            return Err(format!(
-                "x5c holds {} certificates; expected 3 (leaf, intermediate, root)",
-                header.x5c.len()
-            ));
+            return Err(JwsRefusal::ChainLength(header.x5c.len()));
         }
         let ders = header
             .x5c
@@ -250,11 +411,11 @@ impl JwsVerifier {
             .map(|(text, name)| {
                 STANDARD
                     .decode(text)
-                    .map_err(|e| format!("x5c {name} certificate is not base64: {e}"))
+                    .map_err(|source| JwsRefusal::CertificateBase64 { name, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let [leaf_der, intermediate_der, root_der] = ders.as_slice() else {
-            return Err("x5c does not hold 3 certificates".into());
+            return Err(JwsRefusal::ChainLength(ders.len()));
         };
         let leaf = parse_certificate("leaf", leaf_der)?;
         let intermediate = parse_certificate("intermediate", intermediate_der)?;
@@ -265,43 +426,42 @@ impl JwsVerifier {
         // payload is only read once it is known to be what was signed.
         let signature = URL_SAFE_NO_PAD
             .decode(signature_b64)
-            .map_err(|e| format!("JWS signature is not base64url: {e}"))?;
+            .map_err(JwsRefusal::SignatureBase64)?;
         let signing_input = &jws[..header_b64.len() + 1 + payload_b64.len()];
         if ec_curve(leaf.public_key()) != Some(Curve::P256) {
-            return Err("the leaf certificate's key is not an EC P-256 key, as ES256 needs".into());
+            return Err(JwsRefusal::LeafKeyNotP256);
         }
         UnparsedPublicKey::new(
             &signature::ECDSA_P256_SHA256_FIXED,
             &leaf.public_key().subject_public_key.data,
         )
         .verify(signing_input.as_bytes(), &signature)
-        .map_err(|_| BAD_SIGNATURE.to_owned())?;
+        .map_err(|_| JwsRefusal::BadSignature)?;
 
         let payload: SignedTransaction = decode_json("payload", payload_b64)?;
         let signed_date = payload
             .signed_date
-            .ok_or("payload has no signedDate (is it a transaction?)")?;
+            .ok_or(JwsRefusal::Missing("signedDate"))?;
         self.check_chain(&leaf, &intermediate, &root, root_der, signed_date)?;
 
-        let payload_bundle = payload
-            .bundle_id
-            .ok_or("payload has no bundleId (is it a transaction?)")?;
+        let payload_bundle = payload.bundle_id.ok_or(JwsRefusal::Missing("bundleId"))?;
         if payload_bundle != bundle_id {
-            return Err(format!(
-                "bundleId '{payload_bundle}' is not the expected '{bundle_id}'"
-            ));
+            return Err(JwsRefusal::BundleId {
+                found: payload_bundle,
+                expected: bundle_id.to_owned(),
+            });
         }
-        let environment = payload.environment.ok_or("payload has no environment")?;
+        let environment = payload.environment.ok_or(JwsRefusal::NoEnvironment)?;
         if !self.environment.accepts(&environment) {
-            return Err(format!(
-                "environment '{environment}' is not accepted (--apple-environment {})",
-                self.environment
-            ));
+            return Err(JwsRefusal::Environment {
+                found: environment,
+                accepted: self.environment,
+            });
         }
         let transaction_id = payload
             .transaction_id
             .filter(|id| !id.is_empty())
-            .ok_or("payload has no transactionId (is it a transaction?)")?;
+            .ok_or(JwsRefusal::Missing("transactionId"))?;
         Ok(Verified {
             environment,
             transaction_id,
@@ -317,29 +477,31 @@ impl JwsVerifier {
         root: &X509Certificate<'_>,
         root_der: &[u8],
         at_ms: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), JwsRefusal> {
         if !self
             .roots
             .iter()
             .any(|trusted| trusted.as_slice() == root_der)
         {
-            return Err(NOT_AN_APPLE_ROOT.into());
+            return Err(JwsRefusal::NotAnAppleRoot);
         }
         issued_by("intermediate", intermediate, "root", root)?;
         issued_by("leaf", leaf, "intermediate", intermediate)?;
         match intermediate.basic_constraints() {
             Ok(Some(constraints)) if constraints.value.ca => {}
-            _ => return Err("the intermediate certificate is not a CA (basicConstraints)".into()),
+            _ => return Err(JwsRefusal::IntermediateNotCa),
         }
         if !has_extension(leaf, LEAF_MARKER_OID) {
-            return Err(format!(
-                "missing Apple marker extension on the leaf ({LEAF_MARKER_OID})"
-            ));
+            return Err(JwsRefusal::MissingMarker {
+                name: "leaf",
+                oid: LEAF_MARKER_OID,
+            });
         }
         if !has_extension(intermediate, INTERMEDIATE_MARKER_OID) {
-            return Err(format!(
-                "missing Apple marker extension on the intermediate ({INTERMEDIATE_MARKER_OID})"
-            ));
+            return Err(JwsRefusal::MissingMarker {
+                name: "intermediate",
+                oid: INTERMEDIATE_MARKER_OID,
+            });
         }
         for (name, certificate) in CHAIN_NAMES.into_iter().zip([leaf, intermediate, root]) {
             let validity = certificate.validity();
@@ -350,10 +512,12 @@ impl JwsVerifier {
             if !(from..=to).contains(&at_ms) {
                 let signed = ASN1Time::from_timestamp(at_ms.div_euclid(1000))
                     .map_or_else(|_| format!("{at_ms} ms"), |t| t.to_string());
-                return Err(format!(
-                    "certificate not valid at signedDate: the {name} is valid from {} to {}, signedDate is {signed}",
-                    validity.not_before, validity.not_after
-                ));
+                return Err(JwsRefusal::NotValidAtSignedDate {
+                    name,
+                    not_before: validity.not_before.to_string(),
+                    not_after: validity.not_after.to_string(),
+                    signed,
+                });
             }
         }
         Ok(())
@@ -394,20 +558,21 @@ struct SignedTransaction {
 
 pub use crate::domain::is_jws;
 
-fn decode_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, String> {
+fn decode_json<T: DeserializeOwned>(part: &'static str, text: &str) -> Result<T, JwsRefusal> {
     let bytes = URL_SAFE_NO_PAD
         .decode(text)
-        .map_err(|e| format!("JWS {what} is not base64url: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("JWS {what} is not valid: {e}"))
+        .map_err(|source| JwsRefusal::PartBase64 { part, source })?;
+    serde_json::from_slice(&bytes).map_err(|source| JwsRefusal::PartJson { part, source })
 }
 
-fn parse_certificate<'a>(name: &str, der: &'a [u8]) -> Result<X509Certificate<'a>, String> {
+fn parse_certificate<'a>(
+    name: &'static str,
+    der: &'a [u8],
+) -> Result<X509Certificate<'a>, JwsRefusal> {
     match X509Certificate::from_der(der) {
         Ok(([], certificate)) => Ok(certificate),
-        Ok(_) => Err(format!(
-            "x5c {name} certificate has trailing bytes after its DER"
-        )),
-        Err(e) => Err(format!("x5c {name} certificate is not X.509: {e}")),
+        Ok(_) => Err(JwsRefusal::CertificateTrailingBytes { name }),
+        Err(source) => Err(JwsRefusal::CertificateNotX509 { name, source }),
     }
 }
 
@@ -436,29 +601,26 @@ fn ec_curve(key: &SubjectPublicKeyInfo<'_>) -> Option<Curve> {
 /// certificate's signature verifies with the issuer's key (ECDSA on P-256 or
 /// P-384 with SHA-256 or SHA-384, what Apple's chain uses).
 fn issued_by(
-    name: &str,
+    name: &'static str,
     certificate: &X509Certificate<'_>,
-    issuer_name: &str,
+    issuer_name: &'static str,
     issuer: &X509Certificate<'_>,
-) -> Result<(), String> {
+) -> Result<(), JwsRefusal> {
     if certificate.issuer().as_raw() != issuer.subject().as_raw() {
-        return Err(format!(
-            "the {name} certificate's issuer is not the {issuer_name}'s subject"
-        ));
+        return Err(JwsRefusal::IssuerMismatch { name, issuer_name });
     }
     // RFC 5280 4.1.1.2: the signed and the unsigned algorithm must agree.
     if certificate.signature_algorithm != certificate.tbs_certificate.signature {
-        return Err(format!(
-            "the {name} certificate's signature algorithms disagree"
-        ));
+        return Err(JwsRefusal::AlgorithmsDisagree { name });
     }
     let sha384 = match &certificate.signature_algorithm.algorithm {
         oid if *oid == OID_SIG_ECDSA_WITH_SHA256 => false,
         oid if *oid == OID_SIG_ECDSA_WITH_SHA384 => true,
         oid => {
-            return Err(format!(
-                "the {name} certificate's signature algorithm {oid} is not ECDSA with SHA-256 or SHA-384"
-            ));
+            return Err(JwsRefusal::CertificateAlgorithm {
+                name,
+                oid: oid.to_id_string(),
+            });
         }
     };
     let algorithm: &'static dyn VerificationAlgorithm =
@@ -468,9 +630,7 @@ fn issued_by(
             (Some(Curve::P384), false) => &signature::ECDSA_P384_SHA256_ASN1,
             (Some(Curve::P384), true) => &signature::ECDSA_P384_SHA384_ASN1,
             (None, _) => {
-                return Err(format!(
-                    "the {issuer_name} certificate's key is not an EC P-256 or P-384 key"
-                ));
+                return Err(JwsRefusal::IssuerKey { issuer_name });
             }
         };
     UnparsedPublicKey::new(algorithm, &issuer.public_key().subject_public_key.data)
@@ -478,7 +638,7 @@ fn issued_by(
             certificate.tbs_certificate.as_ref(),
             &certificate.signature_value.data,
         )
-        .map_err(|_| format!("the {name} certificate is not signed by the {issuer_name}"))
+        .map_err(|_| JwsRefusal::NotSignedBy { name, issuer_name })
 }
 
 fn has_extension(certificate: &X509Certificate<'_>, oid: &str) -> bool {
@@ -490,24 +650,23 @@ fn has_extension(certificate: &X509Certificate<'_>, oid: &str) -> bool {
 
 /// The certificates in a root certificate file: every `CERTIFICATE` block
 /// of a PEM file, or the file itself as one DER certificate.
-fn certificates_in(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+fn certificates_in(bytes: &[u8]) -> Result<Vec<Vec<u8>>, RootCertProblem> {
     let is_pem = bytes.windows(11).any(|window| window == b"-----BEGIN ");
     if !is_pem {
-        parse_certificate("root", bytes)
-            .map_err(|e| format!("neither PEM nor a DER certificate ({e})"))?;
+        parse_certificate("root", bytes).map_err(RootCertProblem::NotPemNorDer)?;
         return Ok(vec![bytes.to_vec()]);
     }
     let mut found = Vec::new();
     for block in Pem::iter_from_buffer(bytes) {
-        let block = block.map_err(|e| format!("not valid PEM: {e}"))?;
+        let block = block.map_err(RootCertProblem::Pem)?;
         if block.label != "CERTIFICATE" {
             continue;
         }
-        parse_certificate("root", &block.contents)?;
+        parse_certificate("root", &block.contents).map_err(RootCertProblem::Certificate)?;
         found.push(block.contents);
     }
     if found.is_empty() {
-        return Err("no CERTIFICATE block in this PEM file".into());
+        return Err(RootCertProblem::NoCertificate);
     }
     Ok(found)
 }
@@ -515,41 +674,6 @@ fn certificates_in(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        jws: JwsArgs,
-    }
-
-    #[test]
-    fn options_default_to_production_and_take_several_roots() {
-        use clap::Parser as _;
-        let cli = Cli::try_parse_from(["quintet"]).expect("parses");
-        assert!(cli.jws.apple_root_cert.is_empty());
-        assert_eq!(cli.jws.apple_bundle_id, None);
-        assert_eq!(cli.jws.apple_environment, EnvironmentRule::Production);
-
-        let cli = Cli::try_parse_from([
-            "quintet",
-            "--apple-root-cert",
-            "a.pem",
-            "--apple-root-cert",
-            "b.cer,c.pem",
-            "--apple-bundle-id",
-            "com.example.app",
-            "--apple-environment",
-            "sandbox",
-        ])
-        .expect("parses");
-        assert_eq!(
-            cli.jws.apple_root_cert,
-            ["a.pem", "b.cer", "c.pem"].map(PathBuf::from)
-        );
-        assert_eq!(cli.jws.apple_bundle_id.as_deref(), Some("com.example.app"));
-        assert_eq!(cli.jws.apple_environment, EnvironmentRule::Sandbox);
-        assert!(Cli::try_parse_from(["quintet", "--apple-environment", "xcode"]).is_err());
-    }
 
     #[test]
     fn environment_rules_follow_apples_spelling() {

@@ -6,7 +6,11 @@
 //! from a script queued through `POST /sim/faults`.
 //!
 //! Not a validator: it trusts the receipt's text (no signature check), and it
-//! knows nothing of iOS 7 app receipts or StoreKit 2.
+//! knows nothing of iOS 7 app receipts or `StoreKit` 2.
+//!
+//! Behind the crate's `apple-sim` feature: the worker never runs it. The
+//! binary turns the feature on for `quintet apple-sim`; the crate's own
+//! tests turn it on through their dev-dependency on the crate.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -24,8 +28,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, serve as axum_serve};
+use clap::builder::{StringValueParser, TypedValueParser as _};
 use platform::ErrorResponse;
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -37,7 +43,7 @@ pub const MAX_BODY_BYTES: usize = 2 << 20;
 /// Most scripted faults waiting at once.
 pub const MAX_SCRIPT: usize = 10_000;
 /// How long a "timeout" fault holds the request before answering.
-pub const TIMEOUT_FAULT: Duration = Duration::from_secs(60);
+pub const TIMEOUT_FAULT: Duration = Duration::from_mins(1);
 
 /// How the simulator misbehaves. `Debug` redacts the shared secret.
 #[derive(Clone, Default)]
@@ -53,7 +59,7 @@ pub struct SimConfig {
     /// Probability (0..=1) that a request waits [`TIMEOUT_FAULT`] before its answer.
     pub share_timeout: f64,
     /// When set, requests whose `password` differs get 21004.
-    pub shared_secret: Option<String>,
+    pub shared_secret: Option<SecretString>,
 }
 
 impl fmt::Debug for SimConfig {
@@ -87,16 +93,15 @@ impl SimConfig {
         let mut total = 0.0;
         for (share, fault) in self.shares() {
             if !(0.0..=1.0).contains(&share) {
-                return Err(SimError::InvalidConfig(format!(
-                    "the share of {fault} faults is {share}; shares are between 0 and 1"
-                )));
+                return Err(SimError::InvalidConfig(ShareProblem::OutOfRange {
+                    fault,
+                    share,
+                }));
             }
             total += share;
         }
         if total > 1.0 + f64::EPSILON {
-            return Err(SimError::InvalidConfig(format!(
-                "fault shares add up to {total}; at most 1"
-            )));
+            return Err(SimError::InvalidConfig(ShareProblem::Total(total)));
         }
         Ok(())
     }
@@ -114,17 +119,43 @@ impl SimConfig {
     }
 }
 
+/// What is wrong with the configured fault shares.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareProblem {
+    /// One share is outside 0..=1.
+    #[error("the share of {fault} faults is {share}; shares are between 0 and 1")]
+    OutOfRange {
+        /// The fault.
+        fault: Fault,
+        /// Its share.
+        share: f64,
+    },
+    /// The shares add up to more than 1.
+    #[error("fault shares add up to {0}; at most 1")]
+    Total(f64),
+    /// Not a number.
+    #[error("{0} (a share is a number between 0 and 1, e.g. 0.05)")]
+    NotANumber(#[source] std::num::ParseFloatError),
+    /// A number outside 0..=1.
+    #[error("{0} is not between 0 and 1")]
+    NotAShare(f64),
+}
+
 /// Why the simulator could not start or take a script.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
+    /// The fault shares cannot work.
     #[error("apple-sim configuration: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(#[source] ShareProblem),
     #[error(
         "unknown fault '{0}' (expected an Apple status like \"21005\", \"N-retryable\", \"503\", \"http-NNN\" or \"timeout\")"
     )]
+    /// A fault name the simulator does not know.
     UnknownFault(String),
+    /// The fault script is full.
     #[error("the fault script holds at most {MAX_SCRIPT} entries")]
     ScriptFull,
+    /// The listener failed.
     #[error("apple-sim: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -182,8 +213,11 @@ impl fmt::Display for Fault {
 /// Requests seen so far, by endpoint (faults included), and faults given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimStats {
+    /// Requests to the production endpoint.
     pub production: u64,
+    /// Requests to the sandbox endpoint.
     pub sandbox: u64,
+    /// Requests answered with a fault.
     pub faults: u64,
 }
 
@@ -215,6 +249,7 @@ impl fmt::Debug for Simulator {
 }
 
 impl Simulator {
+    /// A simulator with `config`, once its shares are checked.
     pub fn new(config: SimConfig) -> Result<Self, SimError> {
         config.validate()?;
         Ok(Self {
@@ -227,6 +262,7 @@ impl Simulator {
         })
     }
 
+    /// The requests seen so far.
     pub fn stats(&self) -> SimStats {
         SimStats {
             production: self.production.load(Ordering::Relaxed),
@@ -304,7 +340,10 @@ impl Simulator {
         Ok(Json(verdict(
             endpoint,
             &request,
-            self.config.shared_secret.as_deref(),
+            self.config
+                .shared_secret
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
         ))
         .into_response())
     }
@@ -484,8 +523,8 @@ pub struct SimArgs {
     pub fault_timeout: f64,
 
     /// Shared secret requests must send as `password` (else 21004).
-    #[arg(long, env = "QUINTET_APPLE_SIM_SHARED_SECRET", hide_env_values = true)]
-    pub shared_secret: Option<String>,
+    #[arg(long, env = "QUINTET_APPLE_SIM_SHARED_SECRET", hide_env_values = true, value_parser = StringValueParser::new().map(SecretString::from))]
+    pub shared_secret: Option<SecretString>,
 }
 
 impl fmt::Debug for SimArgs {
@@ -493,7 +532,7 @@ impl fmt::Debug for SimArgs {
         f.debug_struct("SimArgs")
             .field("addr", &self.addr)
             .field("config", &self.config())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -506,7 +545,10 @@ impl SimArgs {
             share_21009: self.fault_21009,
             share_503: self.fault_503,
             share_timeout: self.fault_timeout,
-            shared_secret: self.shared_secret.clone().filter(|s| !s.is_empty()),
+            shared_secret: self
+                .shared_secret
+                .clone()
+                .filter(|s| !s.expose_secret().is_empty()),
         }
     }
 
@@ -533,14 +575,12 @@ impl SimArgs {
     }
 }
 
-fn parse_share(text: &str) -> Result<f64, String> {
-    let share: f64 = text
-        .parse()
-        .map_err(|e| format!("{e} (a share is a number between 0 and 1, e.g. 0.05)"))?;
+fn parse_share(text: &str) -> Result<f64, ShareProblem> {
+    let share: f64 = text.parse().map_err(ShareProblem::NotANumber)?;
     if (0.0..=1.0).contains(&share) {
         Ok(share)
     } else {
-        Err(format!("{share} is not between 0 and 1"))
+        Err(ShareProblem::NotAShare(share))
     }
 }
 
@@ -700,7 +740,13 @@ mod tests {
         let config = cli.sim.config();
         assert_eq!(config.latency, Duration::from_millis(20));
         assert!((config.share_21005 - 0.1).abs() < f64::EPSILON);
-        assert_eq!(config.shared_secret.as_deref(), Some("hunter2"));
+        assert_eq!(
+            config
+                .shared_secret
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
+            Some("hunter2")
+        );
         assert!(!format!("{:?}", cli.sim).contains("hunter2"));
         assert!(Cli::try_parse_from(["apple-sim", "--fault-503", "2"]).is_err());
     }

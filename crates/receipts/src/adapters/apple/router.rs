@@ -1,4 +1,4 @@
-//! Routes each receipt to the validator that understands it: StoreKit 2
+//! Routes each receipt to the validator that understands it: `StoreKit` 2
 //! signed transactions (JWS) to the offline [`JwsVerifier`], everything
 //! else to the legacy `verifyReceipt` client.
 //!
@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use platform::backend::{BackendError, FailureKind};
 
 use super::jws::{JwsVerifier, is_jws};
 use crate::domain::Validation;
@@ -16,11 +17,14 @@ use crate::ports::{ReceiptValidator, ValidatorError};
 /// A [`ReceiptValidator`] that sends JWS receipts to `jws` and the rest to `legacy`.
 #[derive(Clone)]
 pub struct AnyValidator {
+    /// The validator of everything that is not a JWS.
     pub legacy: Arc<dyn ReceiptValidator>,
+    /// The offline verifier of signed transactions (JWS).
     pub jws: Arc<JwsVerifier>,
 }
 
 impl AnyValidator {
+    /// Routes JWS receipts to `jws`, the rest to `legacy`.
     pub fn new(legacy: Arc<dyn ReceiptValidator>, jws: Arc<JwsVerifier>) -> Self {
         Self { legacy, jws }
     }
@@ -37,7 +41,14 @@ impl ReceiptValidator for AnyValidator {
         let (verifier, receipt) = (self.jws.clone(), receipt.to_owned());
         let validation = tokio::task::spawn_blocking(move || verifier.verify(&receipt))
             .await
-            .map_err(|e| ValidatorError::Unavailable(format!("JWS verification task: {e}")))?;
+            .map_err(|e| {
+                ValidatorError::Unavailable(BackendError::new(
+                    "jws",
+                    "verification task",
+                    FailureKind::Other,
+                    e,
+                ))
+            })?;
         let outcome = match &validation {
             Validation::Valid { .. } => "valid",
             Validation::Invalid { reason, .. } => {
@@ -45,7 +56,7 @@ impl ReceiptValidator for AnyValidator {
                 "invalid"
             }
         };
-        metrics::counter!("quintet_receipts_jws_total", "outcome" => outcome).increment(1);
+        metrics::counter!(crate::metrics::JWS_TOTAL, "outcome" => outcome).increment(1);
         Ok(validation)
     }
 }
