@@ -42,10 +42,7 @@ fn unavailable(error: impl Into<redb::Error>) -> LedgerError {
 }
 
 /// A failure of opening the file or of the group commit.
-fn failed(
-    operation: &'static str,
-    cause: impl Into<platform::backend::BoxError>,
-) -> LedgerError {
+fn failed(operation: &'static str, cause: impl Into<platform::backend::BoxError>) -> LedgerError {
     BackendError::new("redb", operation, FailureKind::Other, cause).into()
 }
 

@@ -96,7 +96,8 @@ impl RedbJobQueue {
         let db = Arc::new(db);
         let writer_db = db.clone();
         let writer = GroupCommit::spawn("receipts-queue", QUEUE_DEPTH, MAX_OPS, move |ops| {
-            commit(&writer_db, ops).map_err(|e| BackendError::new("redb", "commit", FailureKind::Other, e))
+            commit(&writer_db, ops)
+                .map_err(|e| BackendError::new("redb", "commit", FailureKind::Other, e))
         })
         .map_err(|e| BackendError::new("redb", "start writer", FailureKind::Other, e))?;
         Ok(Self {

@@ -120,10 +120,7 @@ pub(super) enum Reply {
 pub(super) type Outcome = Result<Reply, QueueError>;
 
 pub(super) fn unexpected_reply() -> QueueError {
-    failed(
-        "write",
-        "the queue writer answered another operation",
-    )
+    failed("write", "the queue writer answered another operation")
 }
 
 /// When the queue's earliest in-flight message becomes visible.
