@@ -93,6 +93,9 @@ impl Application {
                 .into());
             }
         }
+        if services.contains(&ServiceName::Receipts) {
+            args.receipts.check().map_err(InvalidConfig::new)?;
+        }
         let receipts_queue = Configured::new(
             args.receipts
                 .receipts_queue

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::adapters::apple::jws::{EnvironmentRule, JwsVerifier, RootCertError};
-use crate::adapters::apple::verify_receipt::{AppleConfig, PRODUCTION_URL, SANDBOX_URL};
+use crate::adapters::apple::verify_receipt::{
+    AppleConfig, ClientConfigError, PRODUCTION_URL, SANDBOX_URL, VerifyReceiptClient,
+};
 use clap::builder::{StringValueParser, TypedValueParser as _};
 use secrecy::SecretString;
 
@@ -65,6 +67,43 @@ pub struct ReceiptsConfig {
     /// The signed-transaction (JWS) verifier's options.
     #[command(flatten)]
     pub jws: JwsArgs,
+}
+
+/// An Apple option that cannot work, named as the user typed it.
+#[derive(Debug, thiserror::Error)]
+pub enum AppleOptionError {
+    /// A verifyReceipt URL or budget is refused.
+    #[error("invalid value for {option}: {source}")]
+    Client {
+        /// The option to change.
+        option: &'static str,
+        /// What is wrong with it.
+        source: ClientConfigError,
+    },
+    /// A root certificate file cannot be read or parsed.
+    #[error("invalid value for {0}")]
+    RootCert(#[source] RootCertError),
+}
+
+impl ReceiptsConfig {
+    /// Checks the Apple options (the verifyReceipt URLs, the root
+    /// certificate files) before anything is opened, so a typo is refused
+    /// at start-up with the option's name rather than after the queue and
+    /// ledger are open.
+    pub fn check(&self) -> Result<(), AppleOptionError> {
+        VerifyReceiptClient::new(self.apple.to_config()).map_err(|source| {
+            let option = match &source {
+                ClientConfigError::Url { field, .. } if *field == "sandbox_url" => {
+                    "--apple-sandbox-url"
+                }
+                ClientConfigError::Url { .. } => "--apple-production-url",
+                ClientConfigError::Budget(_) | ClientConfigError::Http(_) => "--apple-*",
+            };
+            AppleOptionError::Client { option, source }
+        })?;
+        self.jws.verifier().map_err(AppleOptionError::RootCert)?;
+        Ok(())
+    }
 }
 
 fn parse_queue(text: &str) -> Result<QueueName, QueueNameError> {

@@ -19,6 +19,7 @@ mod kv_aws;
 mod kv_seed;
 mod kv_tcp_security;
 mod lifecycle;
+mod metrics;
 mod ops;
 mod postgres;
 mod readme;

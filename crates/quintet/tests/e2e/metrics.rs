@@ -1,0 +1,210 @@
+//! `/metrics` describes itself: after traffic through all five services,
+//! every metric family has `# HELP` and `# TYPE`, and Prometheus' own
+//! linter (`promtool check metrics`, Debian package `prometheus`) accepts
+//! the page.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::receipts::{Sim, drain, fixture, submit};
+use crate::support::{TestServer, http};
+
+/// Families named by `# HELP` and `# TYPE` lines, and the family of each
+/// sample (a histogram's `_bucket`, `_sum` and `_count` are its family's).
+struct Exposition {
+    help: BTreeSet<String>,
+    types: BTreeMap<String, String>,
+    sampled: BTreeSet<String>,
+}
+
+fn parse(text: &str) -> Exposition {
+    let mut help = BTreeSet::new();
+    let mut types = BTreeMap::new();
+    let mut sampled = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split_whitespace().next().expect("HELP names a family");
+            help.insert(name.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split_whitespace();
+            let name = words.next().expect("TYPE names a family");
+            let kind = words.next().expect("TYPE names a kind");
+            types.insert(name.to_owned(), kind.to_owned());
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            let series = line.split(['{', ' ']).next().expect("a sample's name");
+            sampled.insert(series.to_owned());
+        }
+    }
+    // A sample belongs to the family whose TYPE line declares it: its own
+    // name, or a histogram's or summary's name before the suffix.
+    let sampled = sampled
+        .into_iter()
+        .map(|series| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    series
+                        .strip_suffix(suffix)
+                        .filter(|family| {
+                            matches!(
+                                types.get(*family).map(String::as_str),
+                                Some("histogram" | "summary")
+                            )
+                        })
+                        .map(str::to_owned)
+                })
+                .unwrap_or(series)
+        })
+        .collect();
+    Exposition {
+        help,
+        types,
+        sampled,
+    }
+}
+
+#[tokio::test]
+async fn every_family_is_described_and_promtool_accepts_the_page() {
+    let sim = Sim::start();
+    let production = format!("{}/verifyReceipt", sim.url);
+    let sandbox = format!("{}/sandbox/verifyReceipt", sim.url);
+    let server = TestServer::start(&[
+        "--services",
+        "messages,counters,calc,kv,receipts",
+        "--kv-tcp-addr",
+        "127.0.0.1:0",
+        "--apple-production-url",
+        &production,
+        "--apple-sandbox-url",
+        &sandbox,
+    ]);
+    let client = http();
+    let url = &server.url;
+
+    // Traffic through every service, answered and refused.
+    let posted = client
+        .post(format!("{url}/messages"))
+        .json(&json!({"message": "described"}))
+        .send()
+        .await
+        .expect("post message");
+    assert_eq!(posted.status(), StatusCode::CREATED, "{}", server.logs());
+    let refused = client
+        .post(format!("{url}/messages"))
+        .body("not json")
+        .send()
+        .await
+        .expect("post garbage");
+    assert!(refused.status().is_client_error());
+    let incremented = client
+        .post(format!("{url}/increment"))
+        .json(&json!({"key": "described", "value": 1}))
+        .send()
+        .await
+        .expect("increment");
+    assert_eq!(incremented.status(), StatusCode::OK);
+    let added = client
+        .post(format!("{url}/calc/add"))
+        .json(&json!({"a": 1, "b": 2}))
+        .send()
+        .await
+        .expect("add");
+    assert_eq!(added.status(), StatusCode::OK);
+    let primes = client
+        .post(format!("{url}/calc/nth-primes"))
+        .json(&json!({"n": [10]}))
+        .send()
+        .await
+        .expect("primes");
+    assert_eq!(primes.status(), StatusCode::OK);
+    let put = client
+        .put(format!("{url}/kv/described"))
+        .body("value")
+        .send()
+        .await
+        .expect("kv put");
+    assert_eq!(put.status(), StatusCode::NO_CONTENT);
+    let got = client
+        .get(format!("{url}/kv/described"))
+        .send()
+        .await
+        .expect("kv get");
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(
+        submit(&server, &fixture(1), 7, "results").await,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        drain(&server, "results", 1).await.len(),
+        1,
+        "{}",
+        server.logs()
+    );
+    let missing = client
+        .get(format!("{url}/no/such/route"))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let page = server.metrics().await;
+    let exposition = parse(&page);
+    assert!(
+        exposition.types.len() > 30,
+        "every service's families are on the page: {page}"
+    );
+    for family in &exposition.sampled {
+        assert!(
+            exposition.types.contains_key(family),
+            "{family} has samples but no # TYPE:\n{page}"
+        );
+    }
+    let undescribed: Vec<&String> = exposition
+        .types
+        .keys()
+        .filter(|family| !exposition.help.contains(*family))
+        .collect();
+    assert!(
+        undescribed.is_empty(),
+        "families without # HELP: {undescribed:?}"
+    );
+    // Each service's own families are there (the page is not just platform's).
+    for prefix in [
+        "quintet_http_",
+        "quintet_messages_",
+        "quintet_counters_",
+        "quintet_calc_",
+        "quintet_kv_",
+        "quintet_receipts_",
+    ] {
+        assert!(
+            exposition.types.keys().any(|f| f.starts_with(prefix)),
+            "no {prefix}* family on the page:\n{page}"
+        );
+    }
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test installs it)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(page.as_bytes())
+        .expect("page to promtool");
+    let checked = promtool.wait_with_output().expect("promtool ran");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
