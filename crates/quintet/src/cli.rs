@@ -103,3 +103,21 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub calc: calc::CalcConfig,
 }
+
+/// Exits 2 with a message naming the option, as clap does for values it
+/// refuses: the usage shown is `subcommand`'s (`quintet serve`, `quintet
+/// verify`), the command that was run.
+pub(crate) fn refuse(subcommand: &str, message: impl std::fmt::Display) -> ! {
+    use clap::CommandFactory as _;
+    let mut cli = Cli::command();
+    // Gives subcommands their full names (`quintet serve`) for the usage line.
+    cli.build();
+    match cli.find_subcommand_mut(subcommand) {
+        Some(command) => command
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit(),
+        None => cli
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit(),
+    }
+}

@@ -1,29 +1,12 @@
 //! `quintet serve`: build the application ([`crate::app`]), serve it until
 //! SIGTERM or SIGINT, then drain.
 
-use clap::CommandFactory;
 use platform::config::ResolvedConfig;
 use platform::{Service, shutdown_signal, telemetry};
 
 use crate::app::{Application, InvalidConfig};
-use crate::cli::{Cli, ServeArgs, ServiceName};
+use crate::cli::{ServeArgs, ServiceName, refuse};
 use crate::stores::{self, Configured, EventsUrl, QueueUrl, StoreUrl};
-
-/// Exits 2 with a message naming the option, as clap does for values it
-/// refuses: the usage shown is `quintet serve`'s, the command that was run.
-fn invalid(message: impl std::fmt::Display) -> ! {
-    let mut cli = Cli::command();
-    // Gives subcommands their full names (`quintet serve`) for the usage line.
-    cli.build();
-    match cli.find_subcommand_mut("serve") {
-        Some(serve) => serve
-            .error(clap::error::ErrorKind::ValueValidation, message)
-            .exit(),
-        None => cli
-            .error(clap::error::ErrorKind::ValueValidation, message)
-            .exit(),
-    }
-}
 
 /// Runs `quintet serve` until SIGTERM or SIGINT. A refused option value
 /// exits 2 with the usage, before anything binds or touches the data dir.
@@ -32,7 +15,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let app = match Application::build(args).await {
         Ok(app) => app,
         Err(error) => match error.downcast_ref::<InvalidConfig>() {
-            Some(refused) => invalid(refused),
+            Some(refused) => refuse("serve", refused),
             None => return Err(error),
         },
     };

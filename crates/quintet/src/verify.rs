@@ -89,8 +89,14 @@ pub struct VerifyArgs {
     pub kv: kv::KvConfig,
 }
 
-/// Runs verify and returns the process exit code.
+/// Runs verify and returns the process exit code. A refused kv option
+/// exits 2 with the usage before any store is scanned.
 pub fn run(args: &VerifyArgs) -> ExitCode {
+    if args.services.contains(&VerifyService::Kv)
+        && let Err(refused) = args.kv.check(false)
+    {
+        crate::cli::refuse("verify", refused);
+    }
     let mut found = 0usize;
     let mut failed = false;
     for service in &args.services {

@@ -8,7 +8,7 @@ use std::path::Path;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Start, TestServer, cli, get_json, http, sha256_hex};
+use crate::support::{Start, TestServer, cli, get_json, http, private_tempdir, sha256_hex};
 
 /// Flips one bit at `offset` (from the start of `needle`) in every
 /// occurrence of `needle` in the file; returns how many it flipped. Every
@@ -287,4 +287,26 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
         code, 0,
         "the intact record is still there and authentic: {out}{err}"
     );
+}
+
+#[test]
+fn a_refused_kv_option_exits_2_with_verify_usage_before_any_store_is_scanned() {
+    let dir = private_tempdir();
+    let data_dir = dir.path().to_str().expect("utf-8");
+    // A messages store that would be scanned (and reported) first.
+    std::fs::write(dir.path().join("messages.redb"), b"").expect("a store file");
+    let (code, out, err) = cli(
+        &[
+            "verify",
+            "--data-dir",
+            data_dir,
+            "--kv-key-provider",
+            "vault://secret/kv",
+        ],
+        None,
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--kv-key-provider"), "{err}");
+    assert!(err.contains("Usage: quintet verify"), "{err}");
+    assert!(out.is_empty(), "nothing scanned: {out}");
 }
