@@ -3,7 +3,7 @@
 //! `grpc.health.v1.Health/Check` (the floor of its gRPC stack), from
 //! `--concurrency` concurrent streams spread over `--connections` HTTP/2
 //! connections, for `--duration` after an unmeasured `--warmup`. Prints one
-//! JSON line (kv_load's format): requests, errors, throughput, p50/p99 latency.
+//! JSON line (`kv_load`'s format): requests, errors, throughput, p50/p99 latency.
 //!
 //! ```sh
 //! cargo run --release -p quintet-calc --example calc_load -- --url http://127.0.0.1:8080 --op add
@@ -12,6 +12,14 @@
 //! Every `Add` answer is checked (a + b of varying operands) and every
 //! `Check` must answer SERVING; anything else counts as an error.
 //! `--requests N` stops after N measured requests.
+// A benchmark's statistics are floats over counts far below 2^52, its
+// latencies in microseconds fit a u64, and a worker's number fits an i64.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

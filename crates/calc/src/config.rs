@@ -20,12 +20,12 @@ pub struct CalcConfig {
 
     /// Where every calculation is recorded: `redb` (a file in the data dir),
     /// `redb:///dir`, `postgres://…`, `nats://host:4222[?stream=…&subject=…]`
-    /// (JetStream), or `none`. Default: the `--store` engine (redb or PostgreSQL).
+    /// (`JetStream`), or `none`. Default: the `--store` engine (redb or `PostgreSQL`).
     #[arg(long, env = "QUINTET_CALC_EVENTS", value_name = "URL")]
     pub calc_events: Option<String>,
 
     /// Events held in memory while the event log is slow or down; beyond
-    /// that, new events are dropped and counted (quintet_calc_events_dropped_total).
+    /// that, new events are dropped and counted (`quintet_calc_events_dropped_total`).
     #[arg(long, env = "QUINTET_CALC_EVENT_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub calc_event_buffer: u64,
 }

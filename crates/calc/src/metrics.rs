@@ -20,6 +20,12 @@ pub const EVENTS_APPENDED: &str = "quintet_calc_events_appended_total";
 /// Appends to the event log that failed (each is retried), labelled by `engine`.
 pub const EVENT_APPEND_FAILURES: &str = "quintet_calc_event_append_failures_total";
 
+/// A count as a metric value (exact up to 2^53, far beyond any count here).
+#[allow(clippy::cast_precision_loss)] // The one place counts become f64.
+pub(crate) fn count(n: usize) -> f64 {
+    n as f64
+}
+
 /// Describes every metric above to the installed recorder.
 pub fn describe() {
     describe_counter!(

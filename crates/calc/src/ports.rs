@@ -1,6 +1,6 @@
 //! What calc needs from the outside world: an append-only [`EventLog`] of
 //! the calculations it performed. Adapters: redb (embedded, the default),
-//! PostgreSQL, NATS JetStream.
+//! `PostgreSQL`, NATS `JetStream`.
 
 use std::sync::Arc;
 
@@ -19,7 +19,12 @@ pub enum EventLogError {
     Unavailable(#[from] BackendError),
     /// A stored event cannot be read back (damaged or foreign data).
     #[error("event {seq} cannot be read: {reason}")]
-    Corrupt { seq: u64, reason: String },
+    Corrupt {
+        /// The event's position.
+        seq: u64,
+        /// Why it cannot be read.
+        reason: String,
+    },
 }
 
 /// Reads back an event an adapter stored as JSON at position `seq`.
@@ -51,12 +56,12 @@ pub trait EventLog: Send + Sync + 'static {
 
 /// Readiness: calc is ready when its event log answers (`calc-event-log`).
 /// Calculations never wait on the log, but a log not reached (NATS down at
-/// start, PostgreSQL gone) means their events only pile up in the buffer.
+/// start, `PostgreSQL` gone) means their events only pile up in the buffer.
 pub struct EventLogReadiness(pub Arc<dyn EventLog>);
 
 #[async_trait]
 impl platform::health::ReadinessCheck for EventLogReadiness {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "calc-event-log"
     }
 

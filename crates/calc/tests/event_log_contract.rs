@@ -1,7 +1,9 @@
 //! The one contract every `EventLog` adapter must honour, run against the
-//! real engines: redb in a temporary directory, PostgreSQL (a schema per
-//! test, see `testkit`) and NATS JetStream at 127.0.0.1:4222 (a stream per
+//! real engines: redb in a temporary directory, `PostgreSQL` (a schema per
+//! test, see `testkit`) and NATS `JetStream` at 127.0.0.1:4222 (a stream per
 //! test; `QUINTET_TEST_NATS_URL` overrides). These tests never skip.
+// A failed expectation is the test failing: tests may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
@@ -20,6 +22,8 @@ struct Subject {
     nats_stream: Option<String>,
 }
 
+// Every subject is made by an async constructor, awaited alike.
+#[allow(clippy::unused_async)]
 async fn redb() -> Subject {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = RedbEventLog::open(&dir.path().join("calc-events.redb")).expect("open redb");
@@ -181,7 +185,7 @@ async fn since_keeps_events_at_or_after_a_time(subject: Subject) {
     let events: Vec<_> = [5, 1, 9, 5, 3]
         .iter()
         .enumerate()
-        .map(|(i, &t)| event("max", i as i64, at(2_000 + t)))
+        .map(|(i, &t)| event("max", i64::try_from(i).unwrap(), at(2_000 + t)))
         .collect();
     subject.log.append(&events).await.expect("append");
     let since = Some(at(2_005));

@@ -2,6 +2,8 @@
 //! reach the log in order; shutdown writes what is buffered; an outage
 //! longer than the buffer drops (and counts) events instead of blocking, and
 //! writing resumes when the log is back.
+// A failed expectation is the test failing: tests may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,7 +105,7 @@ async fn an_outage_longer_than_the_buffer_drops_and_counts_then_writing_resumes(
         .await
         .expect("rename back");
     // Retries (backoff up to 5 s) write what was buffered.
-    let expected = (sent - dropped) as usize;
+    let expected = usize::try_from(sent - dropped).unwrap();
     let mut ids = Vec::new();
     for _ in 0..100 {
         ids = all(log.as_ref()).await;

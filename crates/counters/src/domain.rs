@@ -11,14 +11,33 @@ pub const DEFAULT_MAX_KEY_BYTES: usize = 256;
 /// Why an input was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
+    /// A key that is empty or longer than the limit.
     #[error("key must be 1 to {max} bytes of UTF-8; got {len} bytes")]
-    InvalidKey { len: usize, max: usize },
+    InvalidKey {
+        /// The key's length in bytes.
+        len: usize,
+        /// The longest key accepted, in bytes.
+        max: usize,
+    },
+    /// An increment that would take a total out of the i64 range.
     #[error("adding {delta} to '{key}' (total {total}) would overflow a signed 64-bit integer")]
-    Overflow { key: String, total: i64, delta: i64 },
+    Overflow {
+        /// The key (its first 64 characters).
+        key: String,
+        /// The total before the increment.
+        total: i64,
+        /// The increment refused.
+        delta: i64,
+    },
+    /// A page limit out of range.
     #[error(transparent)]
     InvalidLimit(#[from] platform::paging::InvalidLimit),
+    /// A listing prefix longer than the longest key.
     #[error("prefix must be at most {max} bytes")]
-    InvalidPrefix { max: usize },
+    InvalidPrefix {
+        /// The longest prefix accepted, in bytes.
+        max: usize,
+    },
 }
 
 /// A counter's key: 1..=max bytes of UTF-8.
@@ -26,6 +45,7 @@ pub enum DomainError {
 pub struct CounterKey(String);
 
 impl CounterKey {
+    /// Accepts `text` as a key if it is 1 to `max_bytes` bytes long.
     pub fn parse(text: String, max_bytes: usize) -> Result<Self, DomainError> {
         if text.is_empty() || text.len() > max_bytes {
             return Err(DomainError::InvalidKey {
@@ -36,10 +56,12 @@ impl CounterKey {
         Ok(Self(text))
     }
 
+    /// The key's text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The key's text, owned.
     pub fn into_string(self) -> String {
         self.0
     }
@@ -62,6 +84,7 @@ impl fmt::Debug for CounterKey {
 pub struct KeyPrefix(String);
 
 impl KeyPrefix {
+    /// Accepts `text` (none: the empty prefix) if it is at most `max_bytes` long.
     pub fn parse(text: Option<String>, max_bytes: usize) -> Result<Self, DomainError> {
         let text = text.unwrap_or_default();
         if text.len() > max_bytes {
@@ -70,10 +93,12 @@ impl KeyPrefix {
         Ok(Self(text))
     }
 
+    /// The prefix's text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// Whether `key` starts with this prefix.
     pub fn matches(&self, key: &CounterKey) -> bool {
         key.as_str().starts_with(&self.0)
     }
@@ -93,7 +118,9 @@ pub fn add(key: &CounterKey, total: i64, delta: i64) -> Result<i64, DomainError>
 /// A key and its total.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counter {
+    /// The counter's key.
     pub key: CounterKey,
+    /// Its total.
     pub value: i64,
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Rooms: [`config`] (the service's options), [`domain`] (keys, checked
 //! arithmetic), [`ports`] (what the service needs from storage, and
-//! [`ports::Backends`]), [`adapters`] (redb, PostgreSQL), [`engine`] (the
+//! [`ports::Backends`]), [`adapters`] (redb, `PostgreSQL`), [`engine`] (the
 //! write-behind core: sharded pending sums, journal, flusher), [`api`] (HTTP
 //! routes and the CLI client) and [`metrics`] (every metric it emits).
 

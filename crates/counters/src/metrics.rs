@@ -21,6 +21,12 @@ pub const JOURNAL_SYNC_DURATION: &str = "quintet_counters_journal_sync_seconds";
 /// Increments made durable by one journal fsync.
 pub const JOURNAL_GROUP_SIZE: &str = "quintet_counters_journal_group_size";
 
+/// A count as a metric value (exact up to 2^53, far beyond any count here).
+#[allow(clippy::cast_precision_loss)] // The one place counts become f64.
+pub(crate) fn count(n: usize) -> f64 {
+    n as f64
+}
+
 /// Describes every metric above to the installed recorder.
 pub fn describe() {
     describe_counter!(

@@ -18,25 +18,38 @@ pub enum StoreError {
     Unavailable(#[from] BackendError),
     /// Applying a batch would take a total out of the i64 range.
     #[error("counter '{key}' would overflow")]
-    Overflow { key: String },
+    Overflow {
+        /// The key whose total would overflow.
+        key: String,
+    },
     /// The stored record of `key` failed its check: its total cannot be trusted.
     #[error("the stored total of counter '{key}' is corrupt: {reason}")]
-    Corrupt { key: String, reason: String },
+    Corrupt {
+        /// The key (its first 300 characters).
+        key: String,
+        /// What its check found wrong.
+        reason: String,
+    },
 }
 
 /// The increments one instance flushes at once: one delta per key, covering
 /// every increment of that instance up to and including sequence `seq`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlushBatch {
+    /// The flushing instance's id (one per data directory).
     pub instance: String,
+    /// The last sequence number the batch covers.
     pub seq: u64,
+    /// What to add to each key's total; each key at most once.
     pub deltas: Vec<(CounterKey, i64)>,
 }
 
 /// One page of counters in key order; `next` is set when more may follow.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Page {
+    /// The page's counters, in key order.
     pub items: Vec<Counter>,
+    /// The last key of this page when more may follow; the next page starts after it.
     pub next: Option<CounterKey>,
     /// Keys in this page's range whose stored record failed its check: left
     /// out of `items`, named here.
@@ -58,7 +71,7 @@ pub trait CounterStore: Send + Sync + 'static {
         instance: &str,
     ) -> Result<(Option<i64>, u64), StoreError>;
 
-    /// Adds every delta in one atomic step (PostgreSQL: one statement) and
+    /// Adds every delta in one atomic step (`PostgreSQL`: one statement) and
     /// records that `batch.instance` has flushed up to `batch.seq`. A batch
     /// whose `seq` the store already has for that instance changes nothing.
     /// Returns the totals of the batch's keys after the step.
@@ -87,7 +100,7 @@ pub struct StoreReadiness(pub Arc<dyn CounterStore>);
 
 #[async_trait]
 impl platform::health::ReadinessCheck for StoreReadiness {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "counters-store"
     }
 

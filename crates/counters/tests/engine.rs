@@ -1,6 +1,8 @@
 //! The write-behind engine on a real redb store: crash replay, exactly-once
 //! flushes and the limits. A "crash" here is dropping the engine without its
 //! final flush; `kill -9` of the whole server is in the end-to-end tests.
+// A failed expectation is the test failing: tests may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 fn config(durability: Durability) -> EngineConfig {
     EngineConfig {
         durability,
-        flush_interval: Duration::from_secs(3600),
+        flush_interval: Duration::from_hours(1),
         flush_max_keys: 1_000_000,
         max_pending_keys: 1_000_000,
         max_cached_keys: 1_000_000,

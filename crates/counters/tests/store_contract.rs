@@ -1,6 +1,8 @@
 //! The one contract every `CounterStore` adapter must honour, run against the
-//! real engines: redb in a temporary directory and PostgreSQL (see `testkit`),
+//! real engines: redb in a temporary directory and `PostgreSQL` (see `testkit`),
 //! each test in a schema of its own. These tests never skip.
+// A failed expectation is the test failing: tests may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
@@ -14,6 +16,8 @@ struct Subject {
     _dir: Option<tempfile::TempDir>,
 }
 
+// Every subject is made by an async constructor, awaited alike.
+#[allow(clippy::unused_async)]
 async fn redb() -> Subject {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = RedbCounterStore::open(&dir.path().join("counters.redb")).expect("open redb");

@@ -9,14 +9,27 @@ use sha2::{Digest as _, Sha256};
 /// Why an input was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
+    /// A digest that is not 64 hex characters.
     #[error("digest must be 64 hexadecimal characters (SHA-256); {reason}")]
-    InvalidDigest { reason: String },
+    InvalidDigest {
+        /// What is wrong with it (its length, or a character that is not hex).
+        reason: String,
+    },
+    /// An empty message: there is nothing to store.
     #[error("message must not be empty")]
     EmptyMessage,
+    /// A message longer than the configured limit.
     #[error("message is {size} bytes; the limit is {max} bytes")]
-    MessageTooLarge { size: usize, max: usize },
+    MessageTooLarge {
+        /// The message's length in bytes.
+        size: usize,
+        /// The largest length accepted, in bytes.
+        max: usize,
+    },
+    /// A cursor this server did not hand out (its first 64 characters).
     #[error("cursor '{0}' is not one this server handed out")]
     InvalidCursor(String),
+    /// A page limit out of range.
     #[error(transparent)]
     InvalidLimit(#[from] platform::paging::InvalidLimit),
 }
@@ -50,6 +63,7 @@ impl Digest {
         bytes.try_into().ok().map(Self)
     }
 
+    /// The 32 bytes of the digest, as stored.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -75,6 +89,8 @@ pub struct Message {
 }
 
 impl Message {
+    /// Accepts `text` if it is non-empty and at most `max_bytes` long, and
+    /// computes its digest.
     pub fn new(text: String, max_bytes: usize) -> Result<Self, DomainError> {
         if text.is_empty() {
             return Err(DomainError::EmptyMessage);
@@ -89,10 +105,12 @@ impl Message {
         Ok(Self { text, digest })
     }
 
+    /// The message's text.
     pub fn text(&self) -> &str {
         &self.text
     }
 
+    /// The SHA-256 digest of the text, the message's address.
     pub fn digest(&self) -> Digest {
         self.digest
     }
@@ -103,10 +121,12 @@ impl Message {
 pub struct Cursor(u64);
 
 impl Cursor {
+    /// The cursor that continues after sequence number `seq`.
     pub fn new(seq: u64) -> Self {
         Self(seq)
     }
 
+    /// The sequence number the next page starts after.
     pub fn seq(&self) -> u64 {
         self.0
     }
@@ -135,17 +155,22 @@ pub const PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
 pub struct StoredMessage {
     /// The digest it is stored under.
     pub digest: Digest,
+    /// The stored bytes, not yet checked against the digest.
     pub body: Vec<u8>,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
+    /// Its place in the insertion order.
     pub seq: u64,
 }
 
 /// A stored message whose bytes hash to its digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedMessage {
+    /// The digest it is stored under, which its text hashes to.
     pub digest: Digest,
+    /// The message's text.
     pub text: String,
+    /// When it was first stored, in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
 }
 
@@ -153,6 +178,7 @@ pub struct VerifiedMessage {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("stored message {digest} does not hash to its digest")]
 pub struct IntegrityError {
+    /// The digest the message is stored under.
     pub digest: Digest,
 }
 

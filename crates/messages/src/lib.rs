@@ -5,7 +5,7 @@
 //!
 //! Rooms: [`config`] (the service's options), [`domain`] (valid-by-construction
 //! types, no I/O), [`ports`] (what the service needs from storage, and
-//! [`ports::Backends`]), [`adapters`] (redb, PostgreSQL), [`api`] (HTTP routes
+//! [`ports::Backends`]), [`adapters`] (redb, `PostgreSQL`), [`api`] (HTTP routes
 //! and the CLI client) and [`metrics`] (every metric it emits). It has no
 //! engine: the routes call the store directly.
 
@@ -21,6 +21,9 @@ use std::sync::Arc;
 pub use config::MessagesConfig;
 
 /// Builds the service the platform mounts, on the given backends.
+// Every service's `service()` has the same async shape (docs/architecture.md);
+// this one has nothing to wait for.
+#[allow(clippy::unused_async)]
 pub async fn service(
     config: MessagesConfig,
     backends: ports::Backends,
@@ -30,7 +33,7 @@ pub async fn service(
     let store = backends.store;
     let closing = store.clone();
     Ok(platform::Service::new("messages")
-        .routes(api::http::router(store.clone(), config))
+        .routes(api::http::router(store.clone(), &config))
         .openapi(api::http::openapi())
         .readiness(Arc::new(ports::StoreReadiness(store)))
         .on_shutdown(Box::pin(async move { closing.close().await })))

@@ -44,14 +44,18 @@ impl Corruption {
 /// Whether a put stored something new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
+    /// The message was not stored before and now is.
     Created,
+    /// The same text was already stored; nothing changed.
     AlreadyStored,
 }
 
 /// One page of messages in insertion order; `next` is set when more may follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
+    /// The page's messages, as stored (the caller verifies them).
     pub items: Vec<StoredMessage>,
+    /// Where the next page starts; `None` when this page reached the end.
     pub next: Option<Cursor>,
     /// Digests in this page's range the store could not return (their record
     /// is missing or unreadable): left out of `items`, named here.
@@ -79,7 +83,7 @@ pub struct StoreReadiness(pub Arc<dyn MessageStore>);
 
 #[async_trait]
 impl platform::health::ReadinessCheck for StoreReadiness {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "messages-store"
     }
 

@@ -1,8 +1,10 @@
 //! The one contract every `MessageStore` adapter must honour, run against the
-//! real engines: redb in a temporary directory and the PostgreSQL server at
+//! real engines: redb in a temporary directory and the `PostgreSQL` server at
 //! `QUINTET_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
 //! each test in a schema of its own. These tests never skip: with no
-//! PostgreSQL reachable, they fail.
+//! `PostgreSQL` reachable, they fail.
+// A failed expectation is the test failing: tests may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ struct Subject {
     _dir: Option<tempfile::TempDir>,
 }
 
+// Every subject is made by an async constructor, awaited alike.
+#[allow(clippy::unused_async)]
 async fn redb() -> Subject {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = RedbMessageStore::open(&dir.path().join("messages.redb")).expect("open redb");

@@ -1,9 +1,9 @@
-//! Event log on NATS JetStream: each event is one message (JSON) on a
+//! Event log on NATS `JetStream`: each event is one message (JSON) on a
 //! subject of a file-backed stream; the stream sequence is the event's
 //! position. A read is an ephemeral pull consumer starting at the asked
 //! position (or time), acknowledging nothing, deleted after the page.
 //!
-//! Publishing waits for JetStream's acknowledgement of every message in the
+//! Publishing waits for `JetStream`'s acknowledgement of every message in the
 //! batch, so an appended batch is stored. A batch that fails half-way may be
 //! partly stored and is retried whole by the recorder: events carry their
 //! request id and time, so a reader can tell a repeat (at-least-once).
@@ -31,6 +31,7 @@ use crate::ports::{EventLog, EventLogError, decode_event};
 
 /// The stream and subject used when the URL names none.
 pub const DEFAULT_STREAM: &str = "QUINTET_CALC_EVENTS";
+/// The subject events are published on when the URL names none.
 pub const DEFAULT_SUBJECT: &str = "quintet.calc.events";
 
 /// Bound on connecting and on each request to the server.
@@ -39,6 +40,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(10);
 
+/// Events in a NATS `JetStream` stream, reached by a background connector.
 pub struct NatsEventLog {
     state: Arc<RwLock<State>>,
     /// `host:port` of the server, without credentials: for messages.
@@ -84,8 +86,9 @@ fn endpoint(server: &str) -> String {
 
 /// `base` ± up to 25%, so many instances do not retry in step.
 fn jitter(base: Duration) -> Duration {
-    let quarter = base.as_millis() as u64 / 4;
-    Duration::from_millis(base.as_millis() as u64 - quarter + rand::random_range(0..=quarter * 2))
+    let millis = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+    let quarter = millis / 4;
+    Duration::from_millis((millis - quarter).saturating_add(rand::random_range(0..=quarter * 2)))
 }
 
 /// The wait before reconnect attempt `attempt` (1-based): none for the
@@ -175,7 +178,7 @@ impl NatsEventLog {
         log
     }
 
-    /// The JetStream context, or why there is none.
+    /// The `JetStream` context, or why there is none.
     async fn js(&self) -> Result<jetstream::Context, EventLogError> {
         match &*self.state.read().await {
             State::Open(connection) => Ok(connection.js.clone()),
@@ -200,7 +203,7 @@ async fn connect_until_done(
     loop {
         let outcome = tokio::select! {
             outcome = open(&server, &stream, &subject) => outcome,
-            _ = stop.cancelled() => return,
+            () = stop.cancelled() => return,
         };
         match outcome {
             Ok((client, js)) => {
@@ -221,7 +224,7 @@ async fn connect_until_done(
                 tracing::warn!(
                     nats = %endpoint,
                     error = %reason,
-                    retry_in_ms = wait.as_millis() as u64,
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                     "calc event log: NATS unreachable; calculations go on, their events wait in the buffer, and /readyz stays 503 until it is reached"
                 );
                 match &mut *state.write().await {
@@ -229,8 +232,8 @@ async fn connect_until_done(
                     _ => return,
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => return,
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! Event log in PostgreSQL: table `calc_events` (see `migrations/`), one row
+//! Event log in `PostgreSQL`: table `calc_events` (see `migrations/`), one row
 //! per calculation with its inputs and answer as `jsonb`, so the history is
 //! also queryable with plain SQL. A batch is one `INSERT … SELECT FROM
 //! unnest(…) WITH ORDINALITY`, so positions follow the batch's order.
@@ -13,6 +13,7 @@ use platform::backend::{BackendError, FailureKind};
 
 use crate::ports::{EventLog, EventLogError};
 
+/// Events in a `PostgreSQL` table, one row each, on a connection pool.
 pub struct PostgresEventLog {
     pool: PgPool,
 }

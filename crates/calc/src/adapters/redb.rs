@@ -21,6 +21,7 @@ use crate::ports::{EventLog, EventLogError, decode_event};
 /// first position → (events in the batch, their JSON, one per line)
 const BATCHES: TableDefinition<u64, (u32, &[u8])> = TableDefinition::new("calc_event_batches");
 
+/// Events in a redb file, one row per appended batch.
 pub struct RedbEventLog {
     db: Arc<Database>,
     closed: CloseGate,
@@ -60,7 +61,7 @@ impl RedbEventLog {
     }
 }
 
-fn append(db: &Database, count: u32, lines: Vec<u8>) -> Result<(), EventLogError> {
+fn append(db: &Database, count: u32, lines: &[u8]) -> Result<(), EventLogError> {
     let txn = db.begin_write().map_err(failed("append"))?;
     {
         let mut table = txn.open_table(BATCHES).map_err(failed("append"))?;
@@ -69,7 +70,7 @@ fn append(db: &Database, count: u32, lines: Vec<u8>) -> Result<(), EventLogError
             None => 1,
         };
         table
-            .insert(first, (count, lines.as_slice()))
+            .insert(first, (count, lines))
             .map_err(failed("append"))?;
     }
     txn.commit().map_err(failed("append"))
@@ -122,7 +123,7 @@ impl EventLog for RedbEventLog {
             serde_json::to_writer(&mut lines, event).map_err(failed("append"))?;
             lines.push(b'\n');
         }
-        tokio::task::spawn_blocking(move || append(&db, count, lines))
+        tokio::task::spawn_blocking(move || append(&db, count, &lines))
             .await
             .map_err(failed("append"))?
     }

@@ -16,6 +16,8 @@ use crate::proto::v1::{
     MultiplyRequest, NthPrimesRequest, PrimesRequest, SubtractRequest,
 };
 
+// clap turns doc comments into help text: a doc here would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct CalcCli {
     #[command(flatten)]
@@ -176,10 +178,13 @@ fn request<T>(message: T, token: Option<&str>) -> anyhow::Result<tonic::Request<
 }
 
 /// The error line for a failed call: its status code and message.
+// By value, to be passed to `map_err` as it is.
+#[allow(clippy::needless_pass_by_value)]
 fn failed(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
+/// Runs one `quintet calc` command against a server and prints its answer.
 pub async fn run(cli: CalcCli) -> anyhow::Result<()> {
     let token = cli.client.bearer_token();
     let mut calc = CalculatorClient::new(channel(&cli.client).await?);
@@ -244,7 +249,9 @@ pub async fn run(cli: CalcCli) -> anyhow::Result<()> {
                         HistoryRequest {
                             since: since.clone(),
                             after,
-                            limit: left.min(crate::domain::event::MAX_PAGE as u64) as u32,
+                            // At most MAX_PAGE (1,000): it fits a u32.
+                            limit: u32::try_from(left.min(crate::domain::event::MAX_PAGE as u64))
+                                .unwrap_or(u32::MAX),
                         },
                         token,
                     )?)

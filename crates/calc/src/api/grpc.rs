@@ -25,6 +25,7 @@ use crate::proto::v1::{
     SubtractRequest, SubtractResponse,
 };
 
+/// The `quintet.calc.v1.Calculator` gRPC service over `calculator`.
 pub fn server(calculator: Arc<Calculator>) -> CalculatorServer<CalcGrpc> {
     CalculatorServer::new(CalcGrpc { calculator })
 }
@@ -69,6 +70,7 @@ fn request_id<T>(request: &Request<T>) -> String {
         .to_owned()
 }
 
+/// The gRPC methods, each a call on the shared [`Calculator`].
 pub struct CalcGrpc {
     calculator: Arc<Calculator>,
 }

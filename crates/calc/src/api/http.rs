@@ -27,6 +27,7 @@ use crate::ports::EventLogError;
 /// Largest request body: 10,000 values of up to 20 digits, with commas.
 const BODY_LIMIT: usize = 512 * 1024;
 
+/// calc's REST routes (`/calc/…`) over `calculator`.
 pub fn router(calculator: Arc<Calculator>) -> Router {
     Router::new()
         .route("/calc/add", post(add))
@@ -72,7 +73,11 @@ pub fn openapi(max_n: u64) -> utoipa::openapi::OpenApi {
             item.as_mut()
     {
         item.minimum = Some(1.into());
-        item.maximum = Some((max_n as f64).into());
+        // The document has always carried the limit as a float; --calc-max-n
+        // is at most 10^12 < 2^53, so it is exact.
+        #[allow(clippy::cast_precision_loss)]
+        let maximum = max_n as f64;
+        item.maximum = Some(maximum.into());
     }
     doc
 }
@@ -80,10 +85,14 @@ pub fn openapi(max_n: u64) -> utoipa::openapi::OpenApi {
 /// Everything a calc route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The body or query could not be read (bad JSON, too large, wrong
+    /// type): the answer is ready.
     #[error("{}", .0.message)]
     Request(ErrorResponse),
+    /// The calculation was refused (422), cancelled (503) or failed (500).
     #[error(transparent)]
     Calc(#[from] CalcError),
+    /// The history could not be read (404 when off, 503, or 500 when corrupt).
     #[error(transparent)]
     History(#[from] HistoryError),
 }
@@ -131,7 +140,9 @@ impl IntoResponse for ApiError {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Operands {
+    /// The left operand.
     pub a: i64,
+    /// The right operand.
     pub b: i64,
 }
 
@@ -139,6 +150,7 @@ pub struct Operands {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Values {
+    /// The values, as int64 integers.
     #[schema(min_items = 1, max_items = 10000)]
     pub values: Vec<i64>,
 }
@@ -152,14 +164,17 @@ pub struct NthPrimesBody {
     pub n: Vec<u64>,
 }
 
+/// The answer of an int64 operation.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ResultBody {
+    /// The exact result.
     pub result: i64,
 }
 
 /// The n-th prime for each n, in the order asked.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PrimesBody {
+    /// One prime per n asked.
     pub primes: Vec<u64>,
 }
 
@@ -175,7 +190,7 @@ pub struct HistoryPage {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct HistoryParams {
+struct HistoryParams {
     /// Only events at or after this time (RFC 3339, e.g. 2026-12-03T08:00:00Z).
     #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
@@ -202,7 +217,7 @@ fn request_id(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-async fn binary(
+fn binary(
     calculator: &Calculator,
     op: Operation,
     headers: &HeaderMap,
@@ -213,7 +228,7 @@ async fn binary(
     Ok(Json(ResultBody { result }))
 }
 
-async fn fold(
+fn fold(
     calculator: &Calculator,
     op: Operation,
     headers: &HeaderMap,
@@ -249,7 +264,7 @@ macro_rules! int_route {
             headers: HeaderMap,
             raw: Result<Bytes, BytesRejection>,
         ) -> Result<Json<ResultBody>, ApiError> {
-            $run(&calculator, $op, &headers, raw).await
+            $run(&calculator, $op, &headers, raw)
         }
     };
 }
@@ -471,6 +486,9 @@ mod tests {
         .boxed()
     }
 
+    /// The largest n the fuzzed bodies are computed up to.
+    const MAX_N: u64 = 1000;
+
     /// The nth prime for n up to 1200, by trial division.
     fn naive_nth_prime(n: u64) -> u64 {
         let mut found = 0;
@@ -549,7 +567,6 @@ mod tests {
             match (expected, nth) {
                 (Some(expected), Ok(read)) => {
                     prop_assert_eq!(&read.n, &expected);
-                    const MAX_N: u64 = 1000;
                     let answer = primes::nth_primes(&read.n, MAX_N, &|| false);
                     if read.n.iter().all(|n| (1..=MAX_N).contains(n)) {
                         let primes = answer.expect("every n in range");

@@ -36,10 +36,16 @@ pub enum Outcome {
     /// The answer (`3`, `[2, 3]`; for a streamed range, `{"count": …}`).
     Result(serde_json::Value),
     /// The refusal: [`CalcError::kind`] and its message.
-    Error { kind: String, message: String },
+    Error {
+        /// The error's stable kind (`overflow`, `n_too_large`, …).
+        kind: String,
+        /// The error's message, as the caller got it.
+        message: String,
+    },
 }
 
 impl Outcome {
+    /// The outcome of `answer`: its value as JSON, or its error's kind and message.
     pub fn of<T: Serialize>(answer: &Result<T, CalcError>) -> Self {
         match answer {
             Ok(value) => Outcome::Result(serde_json::to_value(value).unwrap_or_default()),
@@ -71,7 +77,9 @@ impl CalculationPerformed {
 /// An event with its position in the log (1, 2, 3, … in append order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
+    /// Its position in the log.
     pub seq: u64,
+    /// The event itself.
     #[serde(flatten)]
     pub event: CalculationPerformed,
 }
@@ -80,8 +88,11 @@ pub struct StoredEvent {
 /// at or after `since` if given, at most `limit` of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventQuery {
+    /// Read events after this position (0: from the first).
     pub after: u64,
+    /// Read only events at or after this time.
     pub since: Option<OffsetDateTime>,
+    /// Read at most this many events (`1..=MAX_PAGE`).
     pub limit: usize,
 }
 

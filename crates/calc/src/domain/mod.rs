@@ -10,36 +10,77 @@ use std::fmt;
 /// Why a calculation was refused or stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CalcError {
+    /// The exact answer does not fit an i64.
     #[error("{op} overflows a signed 64-bit integer")]
-    Overflow { op: Operation },
+    Overflow {
+        /// The operation that overflowed.
+        op: Operation,
+    },
+    /// A division by zero.
     #[error("division by zero")]
     DivisionByZero,
+    /// n = 0: primes are counted from 1.
     #[error("n must be at least 1 (the 1st prime is 2)")]
     InvalidN,
+    /// n above the configured limit.
     #[error("n = {n} is above the limit of {max}")]
-    NTooLarge { n: u64, max: u64 },
+    NTooLarge {
+        /// The n asked for.
+        n: u64,
+        /// The largest n allowed.
+        max: u64,
+    },
+    /// A range wider than the configured limit.
     #[error("the range holds {width} numbers; at most {max} are allowed")]
-    RangeTooLarge { width: u64, max: u64 },
+    RangeTooLarge {
+        /// How many numbers the range holds.
+        width: u64,
+        /// The most allowed.
+        max: u64,
+    },
+    /// A range ending above the largest upper end the sieve takes.
     #[error("the range's upper end {hi} is above the limit of {max}")]
-    HiTooLarge { hi: u64, max: u64 },
+    HiTooLarge {
+        /// The range's upper end.
+        hi: u64,
+        /// The largest upper end allowed.
+        max: u64,
+    },
+    /// An empty list where values are needed.
     #[error("{what}: give at least one value")]
-    NoValues { what: &'static str },
+    NoValues {
+        /// The argument that was empty.
+        what: &'static str,
+    },
+    /// A list longer than allowed.
     #[error("{what}: at most {max} values, got {got}")]
     TooManyValues {
+        /// The argument that was too long.
         what: &'static str,
+        /// How many values it held.
         got: usize,
+        /// The most allowed.
         max: usize,
     },
+    /// A range whose start is above its end.
     #[error("from ({from}) is above to ({to})")]
-    InvertedRange { from: u64, to: u64 },
+    InvertedRange {
+        /// The range's start.
+        from: u64,
+        /// The range's end.
+        to: u64,
+    },
+    /// The caller went away (or the server is stopping) before the answer.
     #[error("the calculation was cancelled")]
     Cancelled,
+    /// The calculation itself failed (a worker thread lost, a broken
+    /// invariant): a bug, not the caller's fault.
     #[error("the calculation failed: {0}")]
     Internal(String),
 }
 
 impl CalcError {
-    /// A stable snake_case name for the kind of error (events, metrics).
+    /// A stable `snake_case` name for the kind of error (events, metrics).
     pub fn kind(&self) -> &'static str {
         match self {
             CalcError::Overflow { .. } => "overflow",
@@ -92,11 +133,17 @@ pub fn fold(op: Operation, values: &[i64]) -> Result<i64, CalcError> {
 /// The binary operations of the calculator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
+    /// `a + b`.
     Add,
+    /// `a − b`.
     Subtract,
+    /// `a × b`.
     Multiply,
+    /// `a ÷ b`, truncated toward zero.
     Divide,
+    /// The larger of `a` and `b`.
     Max,
+    /// The smaller of `a` and `b`.
     Min,
 }
 

@@ -9,7 +9,7 @@
 //! division happens after set-up.
 //!
 //! The n-th prime: up to [`TABLE_LEN`] from a table; for a few larger n, by
-//! counting the primes below a lower bound of p_n with Lehmer's formula
+//! counting the primes below a lower bound of `p_n` with Lehmer's formula
 //! ([`count`], O(√p) memory) and sieving only the stretch left (for n = 10^9,
 //! about 5·10^7 numbers instead of 2.3·10^10); for many n at once, by one
 //! sieve pass counting each segment's primes and scanning only the segments
@@ -28,14 +28,14 @@ use super::CalcError;
 pub const SEGMENT_SLOTS: usize = 256 * 1024;
 /// Primes per call of a range's sink, at most.
 pub const CHUNK: usize = 1024;
-/// The largest n this module accepts at all (p_n ≈ 2.9·10^13), whatever the caller's limit.
+/// The largest n this module accepts at all (`p_n` ≈ 2.9·10^13), whatever the caller's limit.
 pub const MAX_N: u64 = 1_000_000_000_000;
 /// The largest upper end of a range: base primes up to √10^15 take ~8 MB.
 pub const MAX_HI: u64 = 1_000_000_000_000_000;
 /// n up to this is answered from a table computed once.
 pub const TABLE_LEN: usize = 10_000;
 /// The `TABLE_LEN`-th prime.
-const TABLE_LAST: u64 = 104_729;
+const TABLE_LAST: u32 = 104_729;
 
 /// Primes pre-sieved by pattern copy; the pattern repeats every 3·5·7·11·13 odd numbers.
 const PRESIEVED: [u64; 5] = [3, 5, 7, 11, 13];
@@ -64,15 +64,14 @@ pub fn nth_primes(
     sorted.sort_unstable();
     sorted.dedup();
     let answers = nth_of_sorted(&sorted, cancel)?;
-    Ok(ns
-        .iter()
+    ns.iter()
         .map(|n| {
-            let at = sorted
+            sorted
                 .binary_search(n)
-                .expect("every n asked is among the sorted ones");
-            answers[at]
+                .map(|at| answers[at])
+                .map_err(|_| broken("an n asked is not among the sorted ones"))
         })
-        .collect())
+        .collect()
 }
 
 /// Streams the primes of `[lo, hi]` to `sink` in ascending chunks of at most
@@ -136,14 +135,39 @@ pub fn primes_in_range(
     Ok(())
 }
 
-/// An upper bound for p_n, n ≥ 6: p_n < n(ln n + ln ln n) (Rosser 1941;
+/// An upper bound for `p_n`, n ≥ 6: `p_n` < n(ln n + ln ln n) (Rosser 1941;
 /// Dusart 1999). The margin covers f64 rounding.
+// Float math on purpose: n ≤ MAX_N < 2^53 is exact as an f64, and the bound
+// is positive and far below 2^64.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 pub fn nth_prime_upper_bound(n: u64) -> u64 {
     if n < 6 {
         return 13;
     }
     let x = n as f64;
     (x * (x.ln() + x.ln().ln())) as u64 + 64
+}
+
+/// A broken invariant of the sieve, answered as an internal error rather
+/// than a panic on the blocking thread.
+fn broken(what: &str) -> CalcError {
+    CalcError::Internal(format!("prime sieve invariant broken: {what}"))
+}
+
+/// A slot count or index as a `usize`. Each one sizes or indexes a slice in
+/// memory, so it fits; one that did not would saturate (and fail the bounds
+/// check) rather than wrap to a wrong slot.
+fn usize_of(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// ⌊√x⌋, which always fits a `u32` (⌊√(2^64 − 1)⌋ = 2^32 − 1).
+fn isqrt_u32(x: u64) -> u32 {
+    u32::try_from(x.isqrt()).unwrap_or(u32::MAX)
 }
 
 fn validate_n(n: u64, max: u64) -> Result<(), CalcError> {
@@ -169,14 +193,14 @@ fn table() -> &'static [u64] {
 /// (`count::nth_prime`); more share one sieve pass up to the largest.
 const COUNTED_TARGETS: usize = 64;
 
-/// Answers for `targets` (ascending, distinct, each in 1..=MAX_N): the table
+/// Answers for `targets` (ascending, distinct, each in `1..=MAX_N`): the table
 /// first, then by counting ([`count`]) for a few, or one sieve pass for many.
 fn nth_of_sorted(targets: &[u64], cancel: &dyn Fn() -> bool) -> Result<Vec<u64>, CalcError> {
     let table = table();
     let split = targets.partition_point(|&n| n <= TABLE_LEN as u64);
     let mut answers: Vec<u64> = targets[..split]
         .iter()
-        .map(|&n| table[(n - 1) as usize])
+        .map(|&n| table[usize_of(n - 1)])
         .collect();
     let rest = &targets[split..];
     if rest.len() <= COUNTED_TARGETS {
@@ -208,11 +232,11 @@ fn sieve_nth(targets: &[u64], cancel: &dyn Fn() -> bool) -> Result<Vec<u64>, Cal
         }
         let (start, slots) = sieve
             .next_segment()
-            .expect("p_n lies below the Rosser–Dusart bound the sieve was sized to");
+            .ok_or_else(|| broken("p_n lies beyond the Rosser–Dusart bound"))?;
         let found = count_primes(slots);
         while let Some(n) = pending.next_if(|&n| n <= counted + found) {
             let slot = kth_prime_slot(slots, n - counted)
-                .expect("the segment holds at least `found` primes");
+                .ok_or_else(|| broken("a segment holds fewer primes than it counted"))?;
             answers.push(2 * (start + slot as u64) + 1);
         }
         counted += found;
@@ -221,8 +245,8 @@ fn sieve_nth(targets: &[u64], cancel: &dyn Fn() -> bool) -> Result<Vec<u64>, Cal
 }
 
 /// Odd primes from 3 to `limit`, by a plain odd-only sieve (for base primes
-/// and the table; `limit` ≤ √MAX_HI keeps this ≤ 16 MB).
-fn odd_primes_up_to(limit: u64) -> Vec<u32> {
+/// and the table; `limit` ≤ √`MAX_HI` keeps this ≤ 16 MB).
+fn odd_primes_up_to(limit: u32) -> Vec<u32> {
     if limit < 3 {
         return Vec::new();
     }
@@ -241,11 +265,12 @@ fn odd_primes_up_to(limit: u64) -> Vec<u32> {
         }
         i += 1;
     }
+    // Slot i is the odd number 2i + 1: the slots and the odd numbers up to
+    // `limit` are as many.
     is_prime
         .iter()
-        .enumerate()
-        .filter(|&(_, &prime)| prime)
-        .map(|(i, _)| u32::try_from(2 * i + 1).expect("limit ≤ √MAX_HI fits u32"))
+        .zip((1..=limit).step_by(2))
+        .filter_map(|(&prime, number)| prime.then_some(number))
         .collect()
 }
 
@@ -276,7 +301,7 @@ impl Sieve {
     /// A sieve of the odd numbers 2·first + 1 up to 2·(end − 1) + 1; `first < end`.
     fn new(first: u64, end: u64) -> Self {
         let last_number = 2 * (end - 1) + 1;
-        let primes: Vec<u32> = odd_primes_up_to(last_number.isqrt())
+        let primes: Vec<u32> = odd_primes_up_to(isqrt_u32(last_number))
             .into_iter()
             .filter(|&p| u64::from(p) > PRESIEVED[PRESIEVED.len() - 1])
             .collect();
@@ -293,7 +318,7 @@ impl Sieve {
                 (m - 1) / 2 - first
             })
             .collect();
-        let len = (end - first).min(SEGMENT_SLOTS as u64) as usize;
+        let len = usize_of(end - first).min(SEGMENT_SLOTS);
         Self {
             primes,
             offsets,
@@ -309,7 +334,7 @@ impl Sieve {
             return None;
         }
         let start = self.start;
-        let len = (self.end - start).min(SEGMENT_SLOTS as u64) as usize;
+        let len = usize_of(self.end - start).min(SEGMENT_SLOTS);
         let slots = &mut self.slots[..len];
         presieve(slots, start);
         for (&p, offset) in self.primes.iter().zip(self.offsets.iter_mut()) {
@@ -318,7 +343,7 @@ impl Sieve {
                 continue;
             }
             let p = p as usize;
-            let mut i = *offset as usize;
+            let mut i = usize_of(*offset);
             // Four crossings per round when they fit: fewer loop tests for small primes.
             while i + 3 * p < slots.len() {
                 slots[i] = 0;
@@ -337,7 +362,7 @@ impl Sieve {
         let within = start..start + len as u64;
         for q in PRESIEVED {
             if within.contains(&(q / 2)) {
-                slots[(q / 2 - start) as usize] = 1;
+                slots[usize_of(q / 2 - start)] = 1;
             }
         }
         if start == 0 {
@@ -351,7 +376,7 @@ impl Sieve {
 /// Fills `slots` (starting at slot `start`) from the repeating pattern.
 fn presieve(slots: &mut [u8], start: u64) {
     let pattern = presieve_pattern();
-    let mut from = (start % PATTERN_LEN as u64) as usize;
+    let mut from = usize_of(start % PATTERN_LEN as u64);
     let mut at = 0;
     while at < slots.len() {
         let n = (PATTERN_LEN - from).min(slots.len() - at);
@@ -395,7 +420,7 @@ mod tests {
 
     /// Every prime ≤ limit, by the textbook sieve.
     fn naive_primes(limit: u64) -> Vec<u64> {
-        let limit = limit as usize;
+        let limit = usize::try_from(limit).unwrap();
         let mut composite = vec![false; limit + 1];
         let mut primes = Vec::new();
         for i in 2..=limit {
@@ -413,16 +438,17 @@ mod tests {
 
     /// Deterministic Miller–Rabin for u64 (these bases suffice below 2^64).
     fn is_prime(n: u64) -> bool {
+        const BASES: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
         if n < 2 {
             return false;
         }
-        const BASES: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
         for p in BASES {
             if n.is_multiple_of(p) {
                 return n == p;
             }
         }
-        let mul = |a: u64, b: u64| (u128::from(a) * u128::from(b) % u128::from(n)) as u64;
+        let mul =
+            |a: u64, b: u64| u64::try_from(u128::from(a) * u128::from(b) % u128::from(n)).unwrap();
         let pow = |mut b: u64, mut e: u64| {
             let mut r = 1;
             while e > 0 {
@@ -507,7 +533,7 @@ mod tests {
         let targets: Vec<u64> = (9_990..=10_020).collect();
         let answers = nth_primes(&targets, 20_000, &never).expect("valid");
         for (n, p) in targets.iter().zip(answers) {
-            assert_eq!(p, expected[(n - 1) as usize], "n = {n}");
+            assert_eq!(p, expected[usize_of(n - 1)], "n = {n}");
         }
     }
 
@@ -632,7 +658,7 @@ mod tests {
         let primes = naive_primes(2_000_000);
         for n in (6..=primes.len() as u64).step_by(997) {
             assert!(
-                nth_prime_upper_bound(n) > primes[(n - 1) as usize],
+                nth_prime_upper_bound(n) > primes[usize_of(n - 1)],
                 "n = {n}"
             );
         }

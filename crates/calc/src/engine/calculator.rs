@@ -31,12 +31,16 @@ pub struct Limits {
 /// Why the history could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
+    /// There is no event log to read (`--calc-events none`).
     #[error("the event log is turned off (--calc-events none)")]
     Disabled,
+    /// The event log failed.
     #[error(transparent)]
     Log(#[from] EventLogError),
 }
 
+/// The calculator behind both APIs: computes within its limits, records an
+/// event for every calculation, and reads the history back.
 pub struct Calculator {
     limits: Limits,
     recorder: Recorder,
@@ -106,7 +110,7 @@ impl Calculator {
                 max: max_n,
             });
         }
-        let _permit = if biggest as usize > primes::TABLE_LEN {
+        let _permit = if biggest > primes::TABLE_LEN as u64 {
             Some(
                 self.sieves
                     .clone()

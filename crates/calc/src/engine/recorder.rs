@@ -57,7 +57,7 @@ impl Recorder {
     /// A recorder buffering up to `capacity` events for `log`, and the writer task to run.
     pub fn new(log: Arc<dyn EventLog>, capacity: usize) -> (Self, Writer) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        gauge!(EVENT_BUFFER_CAPACITY).set(capacity as f64);
+        gauge!(EVENT_BUFFER_CAPACITY).set(crate::metrics::count(capacity));
         let dropped = Arc::new(AtomicU64::new(0));
         (
             Self {
@@ -113,7 +113,7 @@ impl Writer {
             let received = tokio::select! {
                 biased;
                 n = self.buffer.recv_many(&mut batch, BATCH) => n,
-                _ = stop.cancelled() => break,
+                () = stop.cancelled() => break,
             };
             if received == 0 {
                 break;
@@ -121,8 +121,8 @@ impl Writer {
             if batch.len() < BATCH {
                 tokio::select! {
                     biased;
-                    _ = stop.cancelled() => {}
-                    _ = tokio::time::sleep(LINGER) => {}
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(LINGER) => {}
                 }
                 while batch.len() < BATCH {
                     match self.buffer.try_recv() {
@@ -131,7 +131,7 @@ impl Writer {
                     }
                 }
             }
-            gauge!(EVENT_BUFFER_EVENTS).set(self.buffer.len() as f64);
+            gauge!(EVENT_BUFFER_EVENTS).set(crate::metrics::count(self.buffer.len()));
             self.write(&batch, engine, &stop).await;
             batch.clear();
         }
@@ -183,8 +183,8 @@ impl Writer {
             gauge!(EVENT_LOG_UP).set(0.0);
             failing_since.get_or_insert_with(Instant::now);
             tokio::select! {
-                _ = tokio::time::sleep(jitter(backoff.next().unwrap_or(MAX_BACKOFF))) => {}
-                _ = stop.cancelled() => {
+                () = tokio::time::sleep(jitter(backoff.next().unwrap_or(MAX_BACKOFF))) => {}
+                () = stop.cancelled() => {
                     if !self.write_at_shutdown(batch, engine).await {
                         self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         counter!(EVENTS_DROPPED, "reason" => "shutdown")
@@ -245,6 +245,7 @@ fn append_backoff() -> impl Iterator<Item = Duration> {
 
 /// `base` ± up to 25%, so many writers do not retry in step.
 fn jitter(base: Duration) -> Duration {
-    let quarter = base.as_millis() as u64 / 4;
-    Duration::from_millis(base.as_millis() as u64 - quarter + rand::random_range(0..=quarter * 2))
+    let millis = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+    let quarter = millis / 4;
+    Duration::from_millis((millis - quarter).saturating_add(rand::random_range(0..=quarter * 2)))
 }

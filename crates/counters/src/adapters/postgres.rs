@@ -1,4 +1,4 @@
-//! PostgreSQL counter store (sqlx). Owns its schema: the migrations in
+//! `PostgreSQL` counter store (sqlx). Owns its schema: the migrations in
 //! `crates/counters/migrations` are embedded and applied at start.
 //!
 //! Table `counters(key, value, updated_at)` is plain and human-readable; a
@@ -12,6 +12,7 @@ use sqlx::{PgPool, Row};
 use crate::domain::{Counter, CounterKey, KeyPrefix, PageLimit};
 use crate::ports::{CounterStore, FlushBatch, Page, StoreError};
 
+/// Counter totals in a `PostgreSQL` table, on a connection pool.
 pub struct PostgresCounterStore {
     pool: PgPool,
 }
@@ -33,9 +34,9 @@ fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 
 /// One round trip per flush. `guard` advances the instance's flushed sequence
 /// only if this batch is new; the UPSERT applies only if `guard` did. Keys are
-/// unique within a batch (the engine sums per key first): PostgreSQL refuses
+/// unique within a batch (the engine sums per key first): `PostgreSQL` refuses
 /// to update one row twice in a statement.
-const APPLY: &str = r#"
+const APPLY: &str = r"
 WITH guard AS (
     INSERT INTO counter_flushes (instance_id, flushed_seq, updated_at)
     VALUES ($1, $2, now())
@@ -52,7 +53,7 @@ WITH guard AS (
     RETURNING key, value
 )
 SELECT key, value FROM applied
-"#;
+";
 
 impl PostgresCounterStore {
     /// Connects to `url` (a `postgres://` URL) and applies the migrations.

@@ -25,7 +25,7 @@ use crate::ports::{CounterStore, FlushBatch, Page, StoreError};
 const COUNTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("counter_totals");
 /// instance id → [`FlushRecord`]
 const FLUSHES: TableDefinition<&str, &[u8]> = TableDefinition::new("counter_flushed_seqs");
-/// The unchecked layout of releases before the checksum: key → (total, updated_at_ms).
+/// The unchecked layout of releases before the checksum: key → (total, `updated_at_ms`).
 const LEGACY_COUNTERS: TableDefinition<&str, (i64, i64)> = TableDefinition::new("counters");
 /// The unchecked layout of releases before the checksum: instance → sequence.
 const LEGACY_FLUSHES: TableDefinition<&str, u64> = TableDefinition::new("counter_flushes");
@@ -57,10 +57,8 @@ impl TotalRecord {
     fn decode(key: &str, bytes: &[u8]) -> Result<Self, BadRecord> {
         let body = checked(key, bytes, TOTAL_LEN)?;
         Ok(Self {
-            total: i64::from_le_bytes(body[1..9].try_into().expect("8 bytes by length check")),
-            updated_at_ms: i64::from_le_bytes(
-                body[9..17].try_into().expect("8 bytes by length check"),
-            ),
+            total: i64::from_le_bytes(field(body, 1)?),
+            updated_at_ms: i64::from_le_bytes(field(body, 9)?),
         })
     }
 }
@@ -83,9 +81,7 @@ impl FlushRecord {
 
     fn decode(instance: &str, bytes: &[u8]) -> Result<u64, BadRecord> {
         let body = checked(instance, bytes, FLUSH_LEN)?;
-        Ok(u64::from_le_bytes(
-            body[1..9].try_into().expect("8 bytes by length check"),
-        ))
+        Ok(u64::from_le_bytes(field(body, 1)?))
     }
 }
 
@@ -113,12 +109,26 @@ fn checked<'a>(key: &str, bytes: &'a [u8], len: usize) -> Result<&'a [u8], BadRe
     if bytes[0] != FORMAT_V1 {
         return Err(BadRecord::Format(bytes[0]));
     }
-    let (body, sum) = bytes.split_at(len - 4);
-    let stored = u32::from_le_bytes(sum.try_into().expect("4 bytes by split"));
-    if integrity::checksum(&[key.as_bytes(), body]) != stored {
+    let (body, sum) = bytes.split_last_chunk::<4>().ok_or(BadRecord::Length {
+        found: bytes.len(),
+        expected: len,
+    })?;
+    if integrity::checksum(&[key.as_bytes(), body]) != u32::from_le_bytes(*sum) {
         return Err(BadRecord::Checksum);
     }
     Ok(body)
+}
+
+/// The `N` bytes at `at` in a checked record's body (which [`checked`] has
+/// already sized, so a short body is only a length error).
+fn field<const N: usize>(body: &[u8], at: usize) -> Result<[u8; N], BadRecord> {
+    body.get(at..)
+        .and_then(<[u8]>::first_chunk::<N>)
+        .copied()
+        .ok_or(BadRecord::Length {
+            found: body.len(),
+            expected: at + N,
+        })
 }
 
 fn corrupt(key: &str, reason: &BadRecord) -> StoreError {
@@ -138,6 +148,7 @@ fn read_flushed(instance: &str, bytes: &[u8]) -> Result<u64, StoreError> {
     FlushRecord::decode(instance, bytes).map_err(|reason| corrupt(instance, &reason))
 }
 
+/// Counter totals in a redb file, each record checksummed with its key.
 pub struct RedbCounterStore {
     db: Arc<Database>,
     closed: CloseGate,
@@ -306,12 +317,12 @@ impl CounterStore for RedbCounterStore {
         // One read transaction: one snapshot of both tables.
         let txn = self.db()?.begin_read().map_err(failed("load"))?;
         let counters = txn.open_table(COUNTERS).map_err(failed("load"))?;
-        let flushes = txn.open_table(FLUSHES).map_err(failed("load"))?;
+        let flush_table = txn.open_table(FLUSHES).map_err(failed("load"))?;
         let total = match counters.get(key.as_str()).map_err(failed("load"))? {
             Some(v) => Some(read_total(key.as_str(), v.value())?),
             None => None,
         };
-        let flushed = match flushes.get(instance).map_err(failed("load"))? {
+        let flushed = match flush_table.get(instance).map_err(failed("load"))? {
             Some(v) => read_flushed(instance, v.value())?,
             None => 0,
         };

@@ -4,6 +4,8 @@ use clap::{Args, Subcommand};
 use http::Method;
 use platform::client::{ClientArgs, page_query, print_json};
 
+// clap turns doc comments into help text: a doc here would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct CountersCli {
     #[command(flatten)]
@@ -36,6 +38,7 @@ enum CountersCommand {
     },
 }
 
+/// Runs one `quintet counters` command against a server and prints its answer.
 pub async fn run(cli: CountersCli) -> anyhow::Result<()> {
     let client = cli.client.http()?;
     let answer = match cli.command {

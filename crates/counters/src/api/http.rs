@@ -31,6 +31,8 @@ struct AppState {
     max_key_bytes: usize,
 }
 
+/// The counters routes (`/increment`, `/counters`, `/counters/{key}`), with
+/// keys of at most `max_key_bytes` bytes.
 pub fn router(engine: Arc<Engine>, max_key_bytes: usize) -> Router {
     Router::new()
         .route("/increment", post(increment))
@@ -68,7 +70,7 @@ pub fn openapi(max_key_bytes: usize) -> utoipa::openapi::OpenApi {
         key.max_length = Some(max_key_bytes);
     }
     for item in doc.paths.paths.values_mut() {
-        for operation in item.get.iter_mut() {
+        if let Some(operation) = &mut item.get {
             for parameter in operation.parameters.iter_mut().flatten() {
                 if parameter.name == "key"
                     && let Some(RefOr::T(Schema::Object(key))) = parameter.schema.as_mut()
@@ -84,12 +86,16 @@ pub fn openapi(max_key_bytes: usize) -> utoipa::openapi::OpenApi {
 /// Everything a counters route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// An increment whose key is refused (422).
     #[error("{0}")]
     Unprocessable(String),
+    /// A key, query, prefix or cursor that is not valid where it was read (400).
     #[error("{0}")]
     BadRequest(String),
+    /// The body could not be read (too large, cut short): the answer is ready.
     #[error("{}", .0.message)]
     Body(ErrorResponse),
+    /// The engine refused or failed (422, 404, 500 or 503 by its kind).
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -164,19 +170,23 @@ pub struct IncrementBody {
 /// The key's total after the increment.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CounterBody {
+    /// The counter's key.
     pub key: String,
+    /// Its total.
     pub value: i64,
 }
 
 /// The answer to an increment, in the original service's shape.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Incremented {
+    /// The key and its new total.
     pub data: CounterBody,
 }
 
 /// One page of counters in key order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PageBody {
+    /// The page's counters, in key order.
     pub items: Vec<CounterBody>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next: Option<String>,
@@ -188,7 +198,7 @@ pub struct PageBody {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+struct ListParams {
     /// Only keys starting with this (at most --counter-max-key-bytes bytes).
     #[param(max_length = 256)]
     prefix: Option<String>,

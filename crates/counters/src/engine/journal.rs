@@ -21,10 +21,13 @@ const MAX_GROUP: usize = 4096;
 
 /// One journaled increment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub seq: u64,
-    pub key: CounterKey,
-    pub delta: i64,
+pub(crate) struct Record {
+    /// Its sequence number, in the order increments were made.
+    pub(crate) seq: u64,
+    /// The key incremented.
+    pub(crate) key: CounterKey,
+    /// What was added.
+    pub(crate) delta: i64,
 }
 
 impl Record {
@@ -59,17 +62,18 @@ pub enum JournalError {
     Stopped,
 }
 
-pub enum Op {
+/// What the engine asks of the journal thread.
+pub(crate) enum Op {
+    /// Write `record`, then answer on `ack` once it is fsynced (or failed).
     Append {
         record: Record,
         ack: oneshot::Sender<Result<(), JournalError>>,
     },
-    Rotate {
-        upto: u64,
-    },
-    Truncate {
-        upto: u64,
-    },
+    /// Close the active segment: every record up to `upto` is in a closed one.
+    Rotate { upto: u64 },
+    /// Delete the closed segments whose records are all at or below `upto`
+    /// (the store has them).
+    Truncate { upto: u64 },
 }
 
 struct Closed {
@@ -78,7 +82,7 @@ struct Closed {
 }
 
 /// The segment files: one being appended to, the closed ones awaiting a flush.
-pub struct Segments {
+pub(crate) struct Segments {
     /// Held for the life of the journal: two processes must never share one.
     _lock: std::fs::File,
     dir: PathBuf,
@@ -95,7 +99,7 @@ fn segment_path(dir: &Path, index: u64) -> PathBuf {
 impl Segments {
     /// Opens the directory: every existing segment is closed (its records are
     /// returned for replay) and a new one is started.
-    pub fn open(dir: &Path) -> std::io::Result<(Self, Vec<Record>)> {
+    pub(crate) fn open(dir: &Path) -> std::io::Result<(Self, Vec<Record>)> {
         platform::private::create_dir(dir).map_err(std::io::Error::other)?;
         let mut options = std::fs::OpenOptions::new();
         #[cfg(unix)]
@@ -118,7 +122,7 @@ impl Segments {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let mut indexes: Vec<u64> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
             .collect();
         indexes.sort_unstable();
@@ -200,7 +204,8 @@ impl Segments {
             .map_err(|e| JournalError::Append(Arc::new(e)));
         metrics::histogram!(crate::metrics::JOURNAL_SYNC_DURATION)
             .record(started.elapsed().as_secs_f64());
-        metrics::histogram!(crate::metrics::JOURNAL_GROUP_SIZE).record(appends.len() as f64);
+        metrics::histogram!(crate::metrics::JOURNAL_GROUP_SIZE)
+            .record(crate::metrics::count(appends.len()));
         if let Err(error) = &result {
             tracing::error!(error = %platform::backend::chain(error), "counters journal append failed");
         }
@@ -211,7 +216,7 @@ impl Segments {
 }
 
 /// The journal thread's loop; returns when every sender is gone.
-pub fn run(mut segments: Segments, mut rx: mpsc::Receiver<Op>) {
+pub(crate) fn run(mut segments: Segments, mut rx: mpsc::Receiver<Op>) {
     let mut appends = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut ops = vec![first];

@@ -63,26 +63,37 @@ pub enum Durability {
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// When an increment is acknowledged.
     pub durability: Durability,
+    /// How often pending increments are flushed to the store.
     pub flush_interval: Duration,
+    /// Flush early once this many keys have pending increments.
     pub flush_max_keys: usize,
+    /// Keys with pending increments at most; beyond, new keys are refused.
     pub max_pending_keys: usize,
+    /// Flushed totals kept in memory to answer without a store read.
     pub max_cached_keys: usize,
 }
 
 /// Why an operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The input was refused: a bad key, prefix or limit, or an overflow.
     #[error(transparent)]
     Invalid(#[from] DomainError),
+    /// The key has no total: it was never incremented.
     #[error("counter not found")]
     NotFound,
+    /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// A new key was refused: this many keys already wait for a flush.
     #[error("too many keys waiting for a flush ({0}); retry shortly")]
     TooManyPending(usize),
+    /// The journal's queue is full.
     #[error("the journal is not keeping up; retry shortly")]
     JournalBusy,
+    /// The journal failed to write the increment, which is not applied.
     #[error("the journal could not be written")]
     Journal(#[from] JournalError),
     /// The key's stored total kept changing under the read (evicted between
@@ -133,7 +144,7 @@ pub struct Engine {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Reads (or creates) this data directory's instance id.
@@ -207,7 +218,7 @@ impl Engine {
             match entry.pending.checked_add(record.delta) {
                 Some(pending) => entry.pending = pending,
                 None => {
-                    tracing::error!(key = %record.key, "journal replay would overflow; record skipped")
+                    tracing::error!(key = %record.key, "journal replay would overflow; record skipped");
                 }
             }
             if !was_dirty && entry.dirty() {
@@ -230,6 +241,9 @@ impl Engine {
         Ok(engine)
     }
 
+    // Any bits of the hash pick a shard: dropping the high ones on a 32-bit
+    // target is harmless.
+    #[allow(clippy::cast_possible_truncation)]
     fn shard(&self, key: &CounterKey) -> &Mutex<HashMap<CounterKey, Entry>> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
@@ -277,7 +291,7 @@ impl Engine {
                     ack.await.map_err(|_| JournalError::Stopped)??;
                 }
                 let dirty = self.dirty_keys.load(Ordering::Relaxed);
-                metrics::gauge!(crate::metrics::PENDING_KEYS).set(dirty as f64);
+                metrics::gauge!(crate::metrics::PENDING_KEYS).set(crate::metrics::count(dirty));
                 metrics::counter!(crate::metrics::INCREMENTS).increment(1);
                 if dirty >= self.config.flush_max_keys {
                     self.flush_now.notify_one();
@@ -289,6 +303,7 @@ impl Engine {
     }
 
     /// Sequences and applies one increment in memory; `None` if the key's base is unknown.
+    // Used once, by `increment`, which unpacks it at once: an alias would hide the layers.
     #[allow(clippy::type_complexity)]
     fn try_increment(
         &self,
@@ -296,7 +311,10 @@ impl Engine {
         delta: i64,
     ) -> Option<Result<(i64, Option<oneshot::Receiver<Result<(), JournalError>>>), EngineError>>
     {
-        let _cut = self.barrier.read().unwrap_or_else(|p| p.into_inner());
+        let _cut = self
+            .barrier
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut shard = lock(self.shard(key));
         let entry = shard.entry(key.clone()).or_default();
         let current = entry.total()?;
@@ -374,7 +392,7 @@ impl Engine {
             stored.items.into_iter().map(|c| (c.key, c.value)).collect();
         // Keys beyond the store page's last key belong to a later page when the store page is full.
         let horizon = stored.next.clone();
-        for shard in self.shards.iter() {
+        for shard in &self.shards {
             let shard = lock(shard);
             for (key, entry) in shard.iter().filter(|(k, e)| e.dirty() && prefix.matches(k)) {
                 if after.is_some_and(|a| key <= a)
@@ -409,11 +427,14 @@ impl Engine {
 
     /// Takes every pending delta into one batch, up to the current sequence.
     fn cut(&self) -> Option<FlushBatch> {
-        let _cut = self.barrier.write().unwrap_or_else(|p| p.into_inner());
+        let _cut = self
+            .barrier
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let upto = self.next_seq.load(Ordering::SeqCst) - 1;
         self.inflight_seq.store(upto, Ordering::SeqCst);
         let mut deltas = Vec::new();
-        for shard in self.shards.iter() {
+        for shard in &self.shards {
             for (key, entry) in lock(shard).iter_mut() {
                 if entry.pending != 0 {
                     entry.inflight = entry.pending;
@@ -424,7 +445,7 @@ impl Engine {
         }
         if self.journal.try_send(Op::Rotate { upto }).is_err() {
             // The journal is saturated: undo, try again next round.
-            for shard in self.shards.iter() {
+            for shard in &self.shards {
                 for entry in lock(shard).values_mut() {
                     entry.pending += std::mem::take(&mut entry.inflight);
                 }
@@ -460,7 +481,7 @@ impl Engine {
     /// Drops clean cached entries once there are more than `max_cached_keys`.
     fn evict(&self) {
         let per_shard = self.config.max_cached_keys.div_ceil(SHARDS);
-        for shard in self.shards.iter() {
+        for shard in &self.shards {
             let mut shard = lock(shard);
             if shard.len() > per_shard {
                 shard.retain(|_, e| e.dirty());
@@ -487,10 +508,12 @@ impl Engine {
             Ok(totals) => {
                 metrics::histogram!(crate::metrics::FLUSH_DURATION)
                     .record(started.elapsed().as_secs_f64());
-                metrics::histogram!(crate::metrics::FLUSH_KEYS).record(batch.deltas.len() as f64);
+                metrics::histogram!(crate::metrics::FLUSH_KEYS)
+                    .record(crate::metrics::count(batch.deltas.len()));
                 self.settle(&batch, &totals);
-                metrics::gauge!(crate::metrics::PENDING_KEYS)
-                    .set(self.dirty_keys.load(Ordering::Relaxed) as f64);
+                metrics::gauge!(crate::metrics::PENDING_KEYS).set(crate::metrics::count(
+                    self.dirty_keys.load(Ordering::Relaxed),
+                ));
                 Ok(batch.deltas.len())
             }
             Err(error) => {
@@ -515,9 +538,9 @@ impl Engine {
                 self.config.flush_interval
             };
             let stopping = tokio::select! {
-                _ = tokio::time::sleep(wait) => false,
-                _ = self.flush_now.notified() => false,
-                _ = stop.cancelled() => true,
+                () = tokio::time::sleep(wait) => false,
+                () = self.flush_now.notified() => false,
+                () = stop.cancelled() => true,
             };
             match self.flush_once(&mut retry).await {
                 Ok(_) => backoff = flush_backoff(),

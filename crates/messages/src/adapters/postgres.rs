@@ -1,4 +1,4 @@
-//! PostgreSQL message store (sqlx). Owns its schema: the migrations in
+//! `PostgreSQL` message store (sqlx). Owns its schema: the migrations in
 //! `crates/messages/migrations` are embedded and applied at start.
 //!
 //! Table `messages(seq, digest, body, created_at)`; `body` is `bytea` so any
@@ -12,6 +12,7 @@ use sqlx::{PgPool, Row};
 use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMessage};
 use crate::ports::{Corruption, MessageStore, Page, PutOutcome, StoreError};
 
+/// Messages in a `PostgreSQL` table, on a connection pool.
 pub struct PostgresMessageStore {
     pool: PgPool,
 }
@@ -77,11 +78,11 @@ impl MessageStore for PostgresMessageStore {
     async fn put(&self, message: &Message, created_at_ms: i64) -> Result<PutOutcome, StoreError> {
         let result = sqlx::query(
             "INSERT INTO messages (digest, body, created_at) \
-             VALUES ($1, $2, to_timestamp($3::float8 / 1000)) ON CONFLICT (digest) DO NOTHING",
+             VALUES ($1, $2, to_timestamp($3::int8::float8 / 1000)) ON CONFLICT (digest) DO NOTHING",
         )
         .bind(message.digest().as_bytes().as_slice())
         .bind(message.text().as_bytes())
-        .bind(created_at_ms as f64)
+        .bind(created_at_ms)
         .execute(&self.pool)
         .await
         .map_err(failed("insert message"))?;

@@ -22,7 +22,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, Tabl
 use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMessage};
 use crate::ports::{Corruption, MessageStore, Page, PutOutcome, StoreError};
 
-/// digest → (seq, created_at_ms, body)
+/// digest → (seq, `created_at_ms`, body)
 const MESSAGES: TableDefinition<&[u8], (u64, i64, &[u8])> = TableDefinition::new("messages");
 /// seq → digest, the insertion order.
 const BY_SEQ: TableDefinition<u64, &[u8]> = TableDefinition::new("messages_by_seq");
@@ -37,6 +37,7 @@ struct Put {
     created_at_ms: i64,
 }
 
+/// Messages in a redb file, written through one group-commit writer.
 pub struct RedbMessageStore {
     db: Arc<Database>,
     writer: GroupCommit<Put, PutOutcome>,
@@ -131,7 +132,7 @@ fn stored(
 ) -> Result<StoredMessage, StoreError> {
     let digest = Digest::from_bytes(digest_bytes).ok_or_else(|| {
         StoreError::Corrupt(Corruption::new(
-            integrity_text::printable_digest(digest_bytes),
+            printable_digest(digest_bytes),
             format!("a key of {} bytes is not a digest", digest_bytes.len()),
         ))
     })?;
@@ -200,7 +201,7 @@ impl MessageStore for RedbMessageStore {
                 let message = match message {
                     Ok(message) => message,
                     Err(error) => {
-                        let name = integrity_text::printable_digest(digest);
+                        let name = printable_digest(digest);
                         tracing::error!(digest = %name, %error, "skipped an unreadable message in a listing");
                         corrupt.push(name);
                         continue;
@@ -232,12 +233,9 @@ impl MessageStore for RedbMessageStore {
 }
 
 /// A stored digest as text: lowercase hex (whatever its length).
-mod integrity_names {
-    pub fn printable_digest(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+fn printable_digest(bytes: &[u8]) -> String {
+    hex::encode(bytes)
 }
-use integrity_names as integrity_text;
 
 /// Maps a failure the integrity helpers report as text to the port's error.
 fn scan_failed<E: Into<platform::backend::BoxError>>(
@@ -310,7 +308,7 @@ pub fn verify(
             if let Some(problem) = problem {
                 report.corrupt.push(CorruptRecord {
                     table: MESSAGES.name(),
-                    key: integrity_text::printable_digest(key),
+                    key: printable_digest(key),
                     problem,
                 });
                 let stored = <(u64, i64, &[u8]) as redb::Value>::as_bytes(&value.value());
@@ -328,12 +326,12 @@ pub fn verify(
                     "sequence {} names message {} that is not stored (its record was lost or \
                      moved to another key)",
                     seq.value(),
-                    integrity_text::printable_digest(digest)
+                    printable_digest(digest)
                 )),
                 Some(value) if value.value().0 != seq.value() => Some(format!(
                     "sequence {} names message {} stored with sequence {}",
                     seq.value(),
-                    integrity_text::printable_digest(digest),
+                    printable_digest(digest),
                     value.value().0
                 )),
                 Some(_) => None,
@@ -349,35 +347,48 @@ pub fn verify(
         }
     }
     if quarantine && !(bad_messages.is_empty() && bad_seqs.is_empty()) {
-        let txn = db.begin_write().map_err(failed("verify"))?;
-        {
-            let mut messages = txn.open_table(MESSAGES).map_err(failed("verify"))?;
-            let mut by_seq = txn.open_table(BY_SEQ).map_err(failed("verify"))?;
-            for (key, seq, stored) in &bad_messages {
-                let name = integrity_text::printable_digest(key);
-                integrity::quarantine(&txn, MESSAGES.name(), &name, stored)
-                    .map_err(scan_failed("quarantine"))?;
-                messages.remove(key.as_slice()).map_err(failed("verify"))?;
-                // Its place in the order goes with it, so listings do not name it.
-                let names_it = by_seq
-                    .get(seq)
-                    .map_err(failed("verify"))?
-                    .is_some_and(|named| named.value() == key.as_slice());
-                if names_it {
-                    by_seq.remove(seq).map_err(failed("verify"))?;
-                }
-                report.quarantined += 1;
-            }
-            for (seq, digest) in &bad_seqs {
-                integrity::quarantine(&txn, BY_SEQ.name(), &seq.to_string(), digest)
-                    .map_err(scan_failed("quarantine"))?;
-                by_seq.remove(seq).map_err(failed("verify"))?;
-                report.quarantined += 1;
-            }
-        }
-        txn.commit().map_err(failed("verify"))?;
+        report.quarantined += quarantine_all(&db, &bad_messages, &bad_seqs)?;
     }
     Ok(report)
+}
+
+/// Moves the records `verify` found corrupt into the `quarantine` table, in
+/// one transaction: each bad message with its place in the order, and each
+/// sequence entry naming nothing. Returns how many records moved.
+fn quarantine_all(
+    db: &Database,
+    bad_messages: &[(Vec<u8>, u64, Vec<u8>)],
+    bad_seqs: &[(u64, Vec<u8>)],
+) -> Result<u64, StoreError> {
+    let mut quarantined = 0;
+    let txn = db.begin_write().map_err(failed("verify"))?;
+    {
+        let mut messages = txn.open_table(MESSAGES).map_err(failed("verify"))?;
+        let mut by_seq = txn.open_table(BY_SEQ).map_err(failed("verify"))?;
+        for (key, seq, stored) in bad_messages {
+            let name = printable_digest(key);
+            integrity::quarantine(&txn, MESSAGES.name(), &name, stored)
+                .map_err(scan_failed("quarantine"))?;
+            messages.remove(key.as_slice()).map_err(failed("verify"))?;
+            // Its place in the order goes with it, so listings do not name it.
+            let names_it = by_seq
+                .get(seq)
+                .map_err(failed("verify"))?
+                .is_some_and(|named| named.value() == key.as_slice());
+            if names_it {
+                by_seq.remove(seq).map_err(failed("verify"))?;
+            }
+            quarantined += 1;
+        }
+        for (seq, digest) in bad_seqs {
+            integrity::quarantine(&txn, BY_SEQ.name(), &seq.to_string(), digest)
+                .map_err(scan_failed("quarantine"))?;
+            by_seq.remove(seq).map_err(failed("verify"))?;
+            quarantined += 1;
+        }
+    }
+    txn.commit().map_err(failed("verify"))?;
+    Ok(quarantined)
 }
 
 #[cfg(test)]
@@ -456,12 +467,12 @@ mod tests {
         let report = verify(&path, false, &mut |_, _| {}).expect("verify");
         assert_eq!(report.scanned, 6);
         let mut keys: Vec<&str> = report.corrupt.iter().map(|c| c.key.as_str()).collect();
-        keys.sort();
+        keys.sort_unstable();
         let mut moved = c.digest().as_bytes().to_vec();
         moved[5] ^= 0x01;
         let mut want = vec![
             b.digest().to_string(),
-            integrity_text::printable_digest(&moved),
+            printable_digest(&moved),
             "3".to_owned(),
         ];
         want.sort();

@@ -7,6 +7,8 @@ use clap::{Args, Subcommand};
 use http::Method;
 use platform::client::{ClientArgs, print_json};
 
+// clap turns doc comments into help text: a doc here would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct MessagesCli {
     #[command(flatten)]
@@ -47,6 +49,7 @@ fn message_text(arg: &str) -> anyhow::Result<String> {
     }
 }
 
+/// Runs one `quintet messages` command against a server and prints its answer.
 pub async fn run(cli: MessagesCli) -> anyhow::Result<()> {
     let client = cli.client.http()?;
     let answer = match cli.command {

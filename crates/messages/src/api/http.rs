@@ -34,7 +34,7 @@ struct AppState {
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// The routes, with their state applied.
-pub fn router(store: Arc<dyn MessageStore>, config: MessagesConfig) -> Router {
+pub fn router(store: Arc<dyn MessageStore>, config: &MessagesConfig) -> Router {
     Router::new()
         .route("/messages", post(create).get(list))
         .route("/messages/{digest}", get(fetch))
@@ -55,6 +55,7 @@ pub fn router(store: Arc<dyn MessageStore>, config: MessagesConfig) -> Router {
 )]
 struct MessagesApi;
 
+/// The `OpenAPI` document of the routes [`router`] serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     MessagesApi::openapi()
 }
@@ -62,22 +63,32 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Everything a messages route can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// A digest, message, cursor or limit the domain refused (400, or 413
+    /// and 422 for a message too large or empty).
     #[error(transparent)]
     Invalid(#[from] DomainError),
+    /// No message is stored under the digest (404).
     #[error("message not found")]
     NotFound,
+    /// A JSON body that does not parse, or is not UTF-8 (400).
     #[error("invalid JSON: {0}")]
     BadJson(String),
+    /// A `text/plain` body that is not UTF-8 (400).
     #[error("{0}")]
     BadBody(String),
+    /// JSON of the wrong shape: `message` missing, or not a string (422).
     #[error("invalid request: {0}")]
     Unprocessable(String),
+    /// A `Content-Type` that is neither JSON nor `text/plain` (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The body could not be read (too large, cut short): the answer is ready.
     #[error("{}", .0.message)]
     Body(ErrorResponse),
+    /// The store failed (503 when unavailable, 500 when corrupt).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A stored message that does not hash to its digest (500).
     #[error(transparent)]
     Integrity(#[from] IntegrityError),
 }
@@ -85,13 +96,14 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::Invalid(DomainError::EmptyMessage) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(DomainError::EmptyMessage) | ApiError::Unprocessable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Invalid(DomainError::MessageTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) | ApiError::BadJson(_) | ApiError::BadBody(_) => {
                 StatusCode::BAD_REQUEST
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Body(e) => e.status,
             ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -171,7 +183,9 @@ pub struct Created {
 /// A stored message.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MessageBody {
+    /// SHA-256 of the message's UTF-8 bytes, 64 lowercase hex characters.
     pub digest: String,
+    /// The message's text.
     pub message: String,
     /// When it was first stored (RFC 3339, UTC).
     pub created_at: String,
@@ -180,6 +194,7 @@ pub struct MessageBody {
 /// One page of messages, oldest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PageBody {
+    /// The messages of this page, oldest first.
     pub items: Vec<MessageBody>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next: Option<String>,
@@ -191,7 +206,7 @@ pub struct PageBody {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+struct ListParams {
     /// Messages per page, 1..=1000 (default 100). A page also ends early after 4 MiB of message text.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,

@@ -1,6 +1,6 @@
 //! π(x), the number of primes ≤ x, by Lehmer's formula, and the n-th prime
-//! from it: count the primes up to a lower bound of p_n, then sieve only the
-//! short stretch between that bound and p_n.
+//! from it: count the primes up to a lower bound of `p_n`, then sieve only the
+//! short stretch between that bound and `p_n`.
 //!
 //! Lehmer (1959), with a = π(x^¼), b = π(x^½), c = π(x^⅓):
 //!
@@ -11,15 +11,18 @@
 //! ```
 //!
 //! φ(x, a) — how many numbers ≤ x have none of the first a primes as a
-//! factor — comes from Legendre's recursion φ(x, a) = φ(x, a−1) − φ(x/p_a, a−1),
+//! factor — comes from Legendre's recursion `φ(x, a) = φ(x, a−1) − φ(x/p_a, a−1)`,
 //! cut short by a wheel table for a ≤ 6 and by φ(y, k) = π(y) − k + 1 once
-//! y < p_{k+1}². Memory stays O(√x): the primes up to √x, plus the π(x/p_i)
+//! y < p_{k+1}². Memory stays O(√x): the primes up to √x, plus the `π(x/p_i)`
 //! values above √x (up to x^¾), which are answered together by one counting
 //! pass of the segmented sieve rather than from a table.
 
 use std::sync::OnceLock;
 
-use super::{Sieve, count_primes, kth_prime_slot, nth_prime_upper_bound, odd_primes_up_to};
+use super::{
+    Sieve, broken, count_primes, isqrt_u32, kth_prime_slot, nth_prime_upper_bound,
+    odd_primes_up_to, usize_of,
+};
 use crate::domain::CalcError;
 
 /// Below this, π(x) is one plain count by the segmented sieve.
@@ -30,7 +33,14 @@ const WHEEL: [u64; 6] = [2, 3, 5, 7, 11, 13];
 const CANCEL_EVERY: u64 = 1 << 16;
 
 /// The n-th prime for n ≥ 2, by counting up to a lower bound and sieving the rest.
-pub fn nth_prime(n: u64, cancel: &dyn Fn() -> bool) -> Result<u64, CalcError> {
+// Float math on purpose: n ≤ MAX_N < 2^53 is exact as an f64, and the bound
+// is clamped at 0 and far below 2^64.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+pub(super) fn nth_prime(n: u64, cancel: &dyn Fn() -> bool) -> Result<u64, CalcError> {
     // Dusart (1999): p_n ≥ n(ln n + ln ln n − 1) for n ≥ 2; the margin covers f64 rounding.
     let nf = n as f64;
     let bound = (nf * (nf.ln() + nf.ln().ln() - 1.0)).max(0.0) as u64;
@@ -50,11 +60,11 @@ fn kth_prime_after(lo: u64, k: u64, hi: u64, cancel: &dyn Fn() -> bool) -> Resul
         }
         let (start, slots) = sieve
             .next_segment()
-            .expect("p_n lies below the Rosser–Dusart bound the sieve was sized to");
+            .ok_or_else(|| broken("p_n lies beyond the Rosser–Dusart bound"))?;
         let found = count_primes(slots);
         if counted + found >= k {
             let slot = kth_prime_slot(slots, k - counted)
-                .expect("the segment holds at least k − counted primes");
+                .ok_or_else(|| broken("a segment holds fewer primes than it counted"))?;
             return Ok(2 * (start + slot as u64) + 1);
         }
         counted += found;
@@ -62,22 +72,23 @@ fn kth_prime_after(lo: u64, k: u64, hi: u64, cancel: &dyn Fn() -> bool) -> Resul
 }
 
 /// π(x): how many primes are ≤ x.
-pub fn prime_pi(x: u64, cancel: &dyn Fn() -> bool) -> Result<u64, CalcError> {
+pub(super) fn prime_pi(x: u64, cancel: &dyn Fn() -> bool) -> Result<u64, CalcError> {
     if x < DIRECT {
         return Ok(pi_many(&[x], cancel)?[0]);
     }
-    let limit = x.isqrt();
+    let root = isqrt_u32(x);
+    let limit = u64::from(root);
     let mut primes = vec![2u64];
-    primes.extend(odd_primes_up_to(limit).into_iter().map(u64::from));
+    primes.extend(odd_primes_up_to(root).into_iter().map(u64::from));
     let mut lehmer = Lehmer {
         primes,
         limit,
         cancel,
         steps: 0,
     };
-    let a = lehmer.pi_small(iroot(x, 4)) as usize;
-    let b = lehmer.pi_small(limit) as usize;
-    let c = lehmer.pi_small(iroot(x, 3)) as usize;
+    let a = lehmer.pi_small(iroot(x, 4));
+    let b = lehmer.pi_small(limit);
+    let c = lehmer.pi_small(iroot(x, 3));
     let (ai, bi) = (a as i128, b as i128);
     let mut sum = i128::from(lehmer.phi(x, a)?) + (bi + ai - 2) * (bi - ai + 1) / 2;
     let quotients: Vec<u64> = (a + 1..=b).map(|i| x / lehmer.primes[i - 1]).collect();
@@ -86,16 +97,22 @@ pub fn prime_pi(x: u64, cancel: &dyn Fn() -> bool) -> Result<u64, CalcError> {
         sum -= i128::from(pi_w);
         if i <= c {
             // x / (p_i·p_j) < √x here: the small table answers.
-            let bi = lehmer.pi_small(w.isqrt()) as usize;
+            let bi = lehmer.pi_small(w.isqrt());
             for j in i..=bi {
-                sum -= i128::from(lehmer.pi_small(w / lehmer.primes[j - 1])) - (j as i128 - 1);
+                sum -= lehmer.pi_small(w / lehmer.primes[j - 1]) as i128 - (j as i128 - 1);
             }
         }
     }
-    Ok(u64::try_from(sum).expect("π(x) is positive"))
+    u64::try_from(sum).map_err(|_| broken("Lehmer's sum for π(x) came out negative"))
 }
 
 /// The integer k-th root of x: the largest r with r^k ≤ x.
+// The float root is only a first guess: the loops below make it exact.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 fn iroot(x: u64, k: u32) -> u64 {
     let mut r = (x as f64).powf(1.0 / f64::from(k)) as u64;
     while r > 0 && r.checked_pow(k).is_none_or(|v| v > x) {
@@ -117,9 +134,9 @@ struct Lehmer<'a> {
 
 impl Lehmer<'_> {
     /// π(v) for v ≤ `limit`.
-    fn pi_small(&self, v: u64) -> u64 {
+    fn pi_small(&self, v: u64) -> usize {
         debug_assert!(v <= self.limit);
-        self.primes.partition_point(|&p| p <= v) as u64
+        self.primes.partition_point(|&p| p <= v)
     }
 
     /// φ(x, a): how many of 1..=x have none of the first `a` primes as a factor.
@@ -134,7 +151,7 @@ impl Lehmer<'_> {
         if x <= self.limit && x < next * next {
             // Left standing: 1 and the primes in (p_a, x].
             let pi = self.pi_small(x);
-            return Ok(if pi >= a as u64 { pi - a as u64 + 1 } else { 1 });
+            return Ok(if pi >= a { (pi - a + 1) as u64 } else { 1 });
         }
         self.steps += 1;
         if self.steps.is_multiple_of(CANCEL_EVERY) && (self.cancel)() {
@@ -151,7 +168,7 @@ fn wheel_phi(x: u64, k: usize) -> u64 {
         return x;
     }
     let (period, totient, table) = &wheel_tables()[k - 1];
-    (x / period) * totient + u64::from(table[(x % period) as usize])
+    (x / period) * totient + u64::from(table[usize_of(x % period)])
 }
 
 /// Per k in 1..=6: the product of the first k primes, how many numbers of
@@ -162,7 +179,7 @@ fn wheel_tables() -> &'static [(u64, u64, Vec<u32>); 6] {
         std::array::from_fn(|i| {
             let primes = &WHEEL[..=i];
             let period: u64 = primes.iter().product();
-            let mut table = Vec::with_capacity(period as usize);
+            let mut table = Vec::with_capacity(usize_of(period));
             let mut count = 0u32;
             for r in 0..period {
                 if r > 0 && primes.iter().all(|&p| r % p != 0) {
@@ -199,12 +216,12 @@ fn pi_many(values: &[u64], cancel: &dyn Fn() -> bool) -> Result<Vec<u64>, CalcEr
         }
         let (start, slots) = sieve
             .next_segment()
-            .expect("the sieve reaches the largest value");
+            .ok_or_else(|| broken("the sieve ended below the largest value"))?;
         let end = start + slots.len() as u64;
         let mut at = 0usize;
         let mut running = counted;
         while let Some(i) = queries.next_if(|&i| (values[i] - 1) / 2 < end) {
-            let upto = ((values[i] - 1) / 2 - start) as usize;
+            let upto = usize_of((values[i] - 1) / 2 - start);
             if upto >= at {
                 running += count_primes(&slots[at..=upto]);
                 at = upto + 1;
@@ -226,7 +243,7 @@ mod tests {
 
     fn naive_pi(x: u64) -> u64 {
         (2..=x)
-            .filter(|&n| (2..).take_while(|d| d * d <= n).all(|d| n % d != 0))
+            .filter(|&n| (2..=n.isqrt()).all(|d| n % d != 0))
             .count() as u64
     }
 
