@@ -3,8 +3,8 @@
 //! Readiness turns false first on shutdown so load balancers stop sending.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -124,7 +124,10 @@ impl Health {
 
     /// Logs a check's failure when it starts or its reason changes, and its recovery.
     fn note_failure(&self, name: &str, reason: Option<String>) {
-        let mut last = self.last_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self
+            .last_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match reason {
             Some(reason) if last.get(name) != Some(&reason) => {
                 tracing::warn!(check = name, %reason, "readiness check failed");

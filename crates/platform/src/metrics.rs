@@ -24,6 +24,14 @@ pub const AUTH_FAILURES_THROTTLED_TOTAL: &str = "quintet_auth_failures_throttled
 /// Operations per group-commit transaction, by `store` (histogram).
 pub const STORE_COMMIT_BATCH_SIZE: &str = "quintet_store_commit_batch_size";
 
+/// A count (connections, clients, batch size) as the `f64` a gauge or histogram
+/// records: exact up to 2^53, far beyond any count platform keeps.
+// The one place counts become f64.
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn count(n: usize) -> f64 {
+    n as f64
+}
+
 /// Describes every metric above (unit and help) to the installed recorder.
 pub fn describe() {
     describe_gauge!(

@@ -62,7 +62,7 @@ impl TlsFileError {
 /// The rustls configuration for a certificate chain and key in PEM files.
 pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsFileError> {
     let certs = CertificateDer::pem_file_iter(cert_path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|source| TlsFileError::ReadCertificate {
             path: cert_path.to_path_buf(),
             source,
@@ -138,7 +138,7 @@ fn create_self_signed(names: &[String], cert_path: &Path, key_path: &Path) -> an
 /// How long a self-signed certificate is valid.
 const SELF_SIGNED_VALIDITY: time::Duration = time::Duration::days(365);
 /// A self-signed certificate this old is renewed at start (a month early).
-const RENEW_AFTER: std::time::Duration = std::time::Duration::from_secs(335 * 24 * 3600);
+const RENEW_AFTER: std::time::Duration = std::time::Duration::from_hours(335 * 24);
 
 /// Whether the self-signed certificate quintet wrote is in its last month
 /// (its file's age tells: quintet writes it only when it creates it).

@@ -54,7 +54,8 @@ impl ClientRateLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
-            metrics::gauge!(crate::metrics::RATE_LIMIT_CLIENTS).set(self.limiter.len() as f64);
+            metrics::gauge!(crate::metrics::RATE_LIMIT_CLIENTS)
+                .set(crate::metrics::count(self.limiter.len()));
         }
         self.limiter.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
