@@ -235,77 +235,9 @@ pub struct RateLimit {
 impl ServerConfig {
     /// Validates every option; `port_env` is the value of the `PORT` variable, if any.
     pub fn resolve(&self, port_env: Option<&str>) -> Result<ResolvedConfig, ConfigError> {
-        let port = port_env
-            .map(|port| {
-                port.trim().parse::<u16>().map_err(|_| {
-                    ConfigError::new("PORT", format!("'{port}' is not a port number (0-65535)"))
-                })
-            })
-            .transpose()?;
-        let addr = match (self.addr, port) {
-            (Some(ListenAddr::Socket(addr)), _) => addr,
-            (Some(ListenAddr::Host(host)), port) => {
-                SocketAddr::new(host, port.unwrap_or(DEFAULT_PORT))
-            }
-            (None, port) => SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                port.unwrap_or(DEFAULT_PORT),
-            ),
-        };
-
-        let tls = match (&self.tls_cert, &self.tls_key, self.tls) {
-            (Some(_), Some(_), TlsMode::SelfSigned) => {
-                return Err(ConfigError::new(
-                    "--tls",
-                    "'self-signed' cannot be combined with --tls-cert/--tls-key",
-                ));
-            }
-            (Some(cert), Some(key), TlsMode::Off) => {
-                // Read now, so a wrong path exits before any store opens.
-                crate::tls::server_config(cert, key)
-                    .map_err(|e| ConfigError::new(e.option(), error_chain(&e)))?;
-                Some(TlsSource::Files {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                })
-            }
-            (_, _, TlsMode::SelfSigned) => {
-                if self.tls_names.iter().all(|n| n.trim().is_empty()) {
-                    return Err(ConfigError::new(
-                        "--tls-names",
-                        "at least one name is needed",
-                    ));
-                }
-                Some(TlsSource::SelfSigned {
-                    names: self.tls_names.clone(),
-                })
-            }
-            _ => None,
-        };
-
-        let mut tokens: Vec<SecretString> = self
-            .tokens
-            .iter()
-            .filter(|t| !t.expose_secret().is_empty())
-            .cloned()
-            .collect();
-        if let Some(path) = &self.tokens_file {
-            let text = fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    "--tokens-file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            tokens.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(SecretString::from),
-            );
-        }
-        // The error never echoes a secret: it is one even when malformed.
-        let tokens = TokenSet::parse(tokens.iter().map(ExposeSecret::expose_secret))
-            .map_err(|e| ConfigError::new("--tokens", e.to_string()))?;
+        let addr = self.listen_addr(port_env)?;
+        let tls = self.tls_source()?;
+        let tokens = self.token_set()?;
 
         positive("--max-body-bytes", self.max_body_bytes)?;
         positive("--max-concurrent-requests", self.max_concurrent_requests)?;
@@ -359,6 +291,87 @@ impl ServerConfig {
             shutdown_delay: self.shutdown_delay,
             log_format: self.log_format,
         })
+    }
+
+    /// The listen address from `--addr` and the `PORT` variable.
+    fn listen_addr(&self, port_env: Option<&str>) -> Result<SocketAddr, ConfigError> {
+        let port = port_env
+            .map(|port| {
+                port.trim().parse::<u16>().map_err(|_| {
+                    ConfigError::new("PORT", format!("'{port}' is not a port number (0-65535)"))
+                })
+            })
+            .transpose()?;
+        Ok(match (self.addr, port) {
+            (Some(ListenAddr::Socket(addr)), _) => addr,
+            (Some(ListenAddr::Host(host)), port) => {
+                SocketAddr::new(host, port.unwrap_or(DEFAULT_PORT))
+            }
+            (None, port) => SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port.unwrap_or(DEFAULT_PORT),
+            ),
+        })
+    }
+
+    /// Where the certificate comes from, if TLS is on; given files are read now.
+    fn tls_source(&self) -> Result<Option<TlsSource>, ConfigError> {
+        Ok(match (&self.tls_cert, &self.tls_key, self.tls) {
+            (Some(_), Some(_), TlsMode::SelfSigned) => {
+                return Err(ConfigError::new(
+                    "--tls",
+                    "'self-signed' cannot be combined with --tls-cert/--tls-key",
+                ));
+            }
+            (Some(cert), Some(key), TlsMode::Off) => {
+                // Read now, so a wrong path exits before any store opens.
+                crate::tls::server_config(cert, key)
+                    .map_err(|e| ConfigError::new(e.option(), error_chain(&e)))?;
+                Some(TlsSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
+            (_, _, TlsMode::SelfSigned) => {
+                if self.tls_names.iter().all(|n| n.trim().is_empty()) {
+                    return Err(ConfigError::new(
+                        "--tls-names",
+                        "at least one name is needed",
+                    ));
+                }
+                Some(TlsSource::SelfSigned {
+                    names: self.tls_names.clone(),
+                })
+            }
+            _ => None,
+        })
+    }
+
+    /// The tokens of `--tokens` and `--tokens-file`, parsed.
+    fn token_set(&self) -> Result<TokenSet, ConfigError> {
+        let mut tokens: Vec<SecretString> = self
+            .tokens
+            .iter()
+            .filter(|t| !t.expose_secret().is_empty())
+            .cloned()
+            .collect();
+        if let Some(path) = &self.tokens_file {
+            let text = fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    "--tokens-file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(SecretString::from),
+            );
+        }
+        // The error never echoes a secret: it is one even when malformed.
+        TokenSet::parse(tokens.iter().map(ExposeSecret::expose_secret))
+            .map_err(|e| ConfigError::new("--tokens", e.to_string()))
     }
 }
 
