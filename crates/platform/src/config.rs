@@ -18,7 +18,9 @@ pub const DEFAULT_PORT: u16 = 8080;
 /// `--addr`: a socket address, or an IP alone (the port then comes from `PORT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenAddr {
+    /// HOST:PORT, used as given (`PORT` is ignored).
     Socket(SocketAddr),
+    /// An IP alone: the port comes from `PORT`, else [`DEFAULT_PORT`].
     Host(IpAddr),
 }
 
@@ -174,6 +176,8 @@ pub enum TlsMode {
 }
 
 /// Log output format.
+// clap turns doc comments into help text: docs here would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Auto,
@@ -185,11 +189,14 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid value for {option}: {reason}")]
 pub struct ConfigError {
+    /// The flag (`--tls-names`) or variable (`PORT`) whose value is refused.
     pub option: &'static str,
+    /// Why it is refused, for the operator.
     pub reason: String,
 }
 
 impl ConfigError {
+    /// The error for `option`, refused because of `reason`.
     pub fn new(option: &'static str, reason: impl Into<String>) -> Self {
         Self {
             option,
@@ -201,34 +208,53 @@ impl ConfigError {
 /// Configuration after validation: what the server actually runs with.
 #[derive(Debug, Clone)]
 pub struct ResolvedConfig {
+    /// The address the one listener binds.
     pub addr: SocketAddr,
+    /// Where embedded stores and the self-signed certificate live.
     pub data_dir: PathBuf,
+    /// Where the TLS certificate comes from; `None` serves plain HTTP.
     pub tls: Option<TlsSource>,
+    /// The accepted bearer tokens (empty: the service routes are open).
     pub tokens: TokenSet,
+    /// Largest request body any route accepts, in bytes (more than zero).
     pub max_body_bytes: usize,
+    /// Time a request may take from its headers to its response (more than zero).
     pub request_timeout: Duration,
+    /// Requests handled at once across all service routes (more than zero).
     pub max_concurrent_requests: usize,
+    /// Connections open at once (more than zero).
     pub max_connections: usize,
+    /// The deadlines of a connection's stages.
     pub timeouts: ConnectionTimeouts,
+    /// The per-client request rate; `None` when the limit is off.
     pub rate_limit: Option<RateLimit>,
+    /// The per-address rate of failed authentications; `None` when the limit is off.
     pub auth_failure_limit: Option<RateLimit>,
+    /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// How long the server keeps serving, not ready, after SIGTERM.
     pub shutdown_delay: Duration,
+    /// How log lines are written.
     pub log_format: LogFormat,
 }
 
 /// The deadlines of a connection's stages (a request's own is `request_timeout`).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionTimeouts {
+    /// Time to finish the TLS handshake and start the first request.
     pub handshake: Duration,
+    /// Time an HTTP/1.1 client has to finish a request's headers.
     pub header: Duration,
+    /// Time with no request in flight after which a connection is closed.
     pub idle: Duration,
 }
 
 /// A per-client rate: `per_second` sustained, `burst` at once.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
+    /// Sustained rate, per second (more than zero).
     pub per_second: u32,
+    /// How many may come at once above the rate (more than zero).
     pub burst: u32,
 }
 

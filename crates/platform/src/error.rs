@@ -11,7 +11,9 @@ use serde::Serialize;
 /// An error answer: a status and a message meant for the caller.
 #[derive(Debug, Clone)]
 pub struct ErrorResponse {
+    /// The HTTP status of the answer.
     pub status: StatusCode,
+    /// What the body's `error` says.
     pub message: String,
     /// What the caller may not see (a driver's or SDK's text: hosts, SQL,
     /// request details): logged with the request id, never sent.
@@ -22,9 +24,11 @@ pub struct ErrorResponse {
 /// observe layer, which logs it with the request id and puts the request id
 /// in the body (see `layers::observe`).
 #[derive(Debug, Clone)]
-pub struct HiddenDetail {
-    pub class: String,
-    pub detail: String,
+pub(crate) struct HiddenDetail {
+    /// What the body says instead (`messages store unavailable; retry later`).
+    pub(crate) class: String,
+    /// The text that stays in the log.
+    pub(crate) detail: String,
 }
 
 /// The body of every error answer.
@@ -35,6 +39,7 @@ pub struct ErrorBody {
 }
 
 impl ErrorResponse {
+    /// An answer with `status` whose body says `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,

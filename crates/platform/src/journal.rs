@@ -112,10 +112,12 @@ impl Journal {
         self.len
     }
 
+    /// Whether the journal holds no record.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The journal's file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -16,8 +16,18 @@ use tokio_rustls::TlsAcceptor;
 /// Where the TLS certificate comes from, once resolved.
 #[derive(Debug, Clone)]
 pub enum TlsSource {
-    SelfSigned { names: Vec<String> },
-    Files { cert: PathBuf, key: PathBuf },
+    /// A certificate generated once into the data directory and reused.
+    SelfSigned {
+        /// The host names and IP addresses it is valid for.
+        names: Vec<String>,
+    },
+    /// A certificate chain and key the operator provides.
+    Files {
+        /// The PEM certificate chain.
+        cert: PathBuf,
+        /// The PEM private key.
+        key: PathBuf,
+    },
 }
 
 /// Paths of the self-signed certificate and key inside a data directory.
@@ -29,20 +39,31 @@ pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
 /// Why certificate or key files cannot serve TLS; each names its file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsFileError {
+    /// The certificate file cannot be read or is not PEM.
     #[error("cannot read TLS certificate {}", .path.display())]
     ReadCertificate {
+        /// The certificate file.
         path: PathBuf,
+        /// What reading or decoding it reported.
         #[source]
         source: rustls_pki_types::pem::Error,
     },
+    /// The certificate file holds no certificate.
     #[error("no certificate found in {}", .path.display())]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The certificate file.
+        path: PathBuf,
+    },
+    /// The key file cannot be read, is not PEM or holds no private key.
     #[error("cannot read TLS private key {}", .path.display())]
     ReadKey {
+        /// The key file.
         path: PathBuf,
+        /// What reading or decoding it reported.
         #[source]
         source: rustls_pki_types::pem::Error,
     },
+    /// rustls refused the pair (e.g. the key is not the certificate's).
     #[error("TLS certificate and key do not form a usable pair")]
     Mismatch(#[source] rustls::Error),
 }

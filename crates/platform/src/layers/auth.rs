@@ -63,7 +63,7 @@ pub fn authenticate(tokens: &TokenSet, req: &mut Request) -> Option<Response> {
     }
 }
 
-/// The 403 (gRPC PERMISSION_DENIED) answer for an admin route called
+/// The 403 (gRPC `PERMISSION_DENIED`) answer for an admin route called
 /// without the admin scope; `None` for other routes and for admins.
 pub fn require_admin(tokens: &TokenSet, req: &Request) -> Option<Response> {
     if !req.uri().path().starts_with("/admin/") {

@@ -162,6 +162,8 @@ impl Drop for InFlight {
     }
 }
 
+/// The middleware: counts and times the request under its route template,
+/// and logs it (a server error always, with its hidden detail if any).
 pub async fn record(
     State(metrics): State<&'static RouteMetrics>,
     req: Request,

@@ -10,7 +10,7 @@ use http::StatusCode;
 
 use crate::error::ErrorResponse;
 
-/// Runs the rest of the stack within `limit`, or answers 503 (gRPC DEADLINE_EXCEEDED).
+/// Runs the rest of the stack within `limit`, or answers 503 (gRPC `DEADLINE_EXCEEDED`).
 pub async fn run(limit: Duration, req: Request, next: Next) -> Response {
     let grpc = crate::grpc::is_grpc(req.headers());
     if let Ok(response) = tokio::time::timeout(limit, next.run(req)).await {
