@@ -51,6 +51,8 @@ impl ClientArgs {
         self.token.as_ref().map(ExposeSecret::expose_secret)
     }
 
+    /// A client for `--url` with these options: its timeout, the trusted
+    /// `--ca-cert`, `--insecure`; fails on a URL that is not `http(s)://host…`.
     pub fn http(&self) -> anyhow::Result<HttpClient> {
         let mut builder = reqwest::Client::builder()
             .timeout(self.timeout)

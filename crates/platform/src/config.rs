@@ -18,7 +18,9 @@ pub const DEFAULT_PORT: u16 = 8080;
 /// `--addr`: a socket address, or an IP alone (the port then comes from `PORT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenAddr {
+    /// HOST:PORT, used as given (`PORT` is ignored).
     Socket(SocketAddr),
+    /// An IP alone: the port comes from `PORT`, else [`DEFAULT_PORT`].
     Host(IpAddr),
 }
 
@@ -174,6 +176,8 @@ pub enum TlsMode {
 }
 
 /// Log output format.
+// clap turns doc comments into help text: docs here would change `--help`.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Auto,
@@ -185,11 +189,14 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid value for {option}: {reason}")]
 pub struct ConfigError {
+    /// The flag (`--tls-names`) or variable (`PORT`) whose value is refused.
     pub option: &'static str,
+    /// Why it is refused, for the operator.
     pub reason: String,
 }
 
 impl ConfigError {
+    /// The error for `option`, refused because of `reason`.
     pub fn new(option: &'static str, reason: impl Into<String>) -> Self {
         Self {
             option,
@@ -201,111 +208,62 @@ impl ConfigError {
 /// Configuration after validation: what the server actually runs with.
 #[derive(Debug, Clone)]
 pub struct ResolvedConfig {
+    /// The address the one listener binds.
     pub addr: SocketAddr,
+    /// Where embedded stores and the self-signed certificate live.
     pub data_dir: PathBuf,
+    /// Where the TLS certificate comes from; `None` serves plain HTTP.
     pub tls: Option<TlsSource>,
+    /// The accepted bearer tokens (empty: the service routes are open).
     pub tokens: TokenSet,
+    /// Largest request body any route accepts, in bytes (more than zero).
     pub max_body_bytes: usize,
+    /// Time a request may take from its headers to its response (more than zero).
     pub request_timeout: Duration,
+    /// Requests handled at once across all service routes (more than zero).
     pub max_concurrent_requests: usize,
+    /// Connections open at once (more than zero).
     pub max_connections: usize,
+    /// The deadlines of a connection's stages.
     pub timeouts: ConnectionTimeouts,
+    /// The per-client request rate; `None` when the limit is off.
     pub rate_limit: Option<RateLimit>,
+    /// The per-address rate of failed authentications; `None` when the limit is off.
     pub auth_failure_limit: Option<RateLimit>,
+    /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// How long the server keeps serving, not ready, after SIGTERM.
     pub shutdown_delay: Duration,
+    /// How log lines are written.
     pub log_format: LogFormat,
 }
 
 /// The deadlines of a connection's stages (a request's own is `request_timeout`).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionTimeouts {
+    /// Time to finish the TLS handshake and start the first request.
     pub handshake: Duration,
+    /// Time an HTTP/1.1 client has to finish a request's headers.
     pub header: Duration,
+    /// Time with no request in flight after which a connection is closed.
     pub idle: Duration,
 }
 
 /// A per-client rate: `per_second` sustained, `burst` at once.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
+    /// Sustained rate, per second (more than zero).
     pub per_second: u32,
+    /// How many may come at once above the rate (more than zero).
     pub burst: u32,
 }
 
 impl ServerConfig {
     /// Validates every option; `port_env` is the value of the `PORT` variable, if any.
     pub fn resolve(&self, port_env: Option<&str>) -> Result<ResolvedConfig, ConfigError> {
-        let port = port_env
-            .map(|port| {
-                port.trim().parse::<u16>().map_err(|_| {
-                    ConfigError::new("PORT", format!("'{port}' is not a port number (0-65535)"))
-                })
-            })
-            .transpose()?;
-        let addr = match (self.addr, port) {
-            (Some(ListenAddr::Socket(addr)), _) => addr,
-            (Some(ListenAddr::Host(host)), port) => {
-                SocketAddr::new(host, port.unwrap_or(DEFAULT_PORT))
-            }
-            (None, port) => SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                port.unwrap_or(DEFAULT_PORT),
-            ),
-        };
-
-        let tls = match (&self.tls_cert, &self.tls_key, self.tls) {
-            (Some(_), Some(_), TlsMode::SelfSigned) => {
-                return Err(ConfigError::new(
-                    "--tls",
-                    "'self-signed' cannot be combined with --tls-cert/--tls-key",
-                ));
-            }
-            (Some(cert), Some(key), TlsMode::Off) => {
-                // Read now, so a wrong path exits before any store opens.
-                crate::tls::server_config(cert, key)
-                    .map_err(|e| ConfigError::new(e.option(), error_chain(&e)))?;
-                Some(TlsSource::Files {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                })
-            }
-            (_, _, TlsMode::SelfSigned) => {
-                if self.tls_names.iter().all(|n| n.trim().is_empty()) {
-                    return Err(ConfigError::new(
-                        "--tls-names",
-                        "at least one name is needed",
-                    ));
-                }
-                Some(TlsSource::SelfSigned {
-                    names: self.tls_names.clone(),
-                })
-            }
-            _ => None,
-        };
-
-        let mut tokens: Vec<SecretString> = self
-            .tokens
-            .iter()
-            .filter(|t| !t.expose_secret().is_empty())
-            .cloned()
-            .collect();
-        if let Some(path) = &self.tokens_file {
-            let text = fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    "--tokens-file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            tokens.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(SecretString::from),
-            );
-        }
-        // The error never echoes a secret: it is one even when malformed.
-        let tokens = TokenSet::parse(tokens.iter().map(ExposeSecret::expose_secret))
-            .map_err(|e| ConfigError::new("--tokens", e.to_string()))?;
+        let addr = self.listen_addr(port_env)?;
+        let tls = self.tls_source()?;
+        let tokens = self.token_set()?;
 
         positive("--max-body-bytes", self.max_body_bytes)?;
         positive("--max-concurrent-requests", self.max_concurrent_requests)?;
@@ -359,6 +317,87 @@ impl ServerConfig {
             shutdown_delay: self.shutdown_delay,
             log_format: self.log_format,
         })
+    }
+
+    /// The listen address from `--addr` and the `PORT` variable.
+    fn listen_addr(&self, port_env: Option<&str>) -> Result<SocketAddr, ConfigError> {
+        let port = port_env
+            .map(|port| {
+                port.trim().parse::<u16>().map_err(|_| {
+                    ConfigError::new("PORT", format!("'{port}' is not a port number (0-65535)"))
+                })
+            })
+            .transpose()?;
+        Ok(match (self.addr, port) {
+            (Some(ListenAddr::Socket(addr)), _) => addr,
+            (Some(ListenAddr::Host(host)), port) => {
+                SocketAddr::new(host, port.unwrap_or(DEFAULT_PORT))
+            }
+            (None, port) => SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port.unwrap_or(DEFAULT_PORT),
+            ),
+        })
+    }
+
+    /// Where the certificate comes from, if TLS is on; given files are read now.
+    fn tls_source(&self) -> Result<Option<TlsSource>, ConfigError> {
+        Ok(match (&self.tls_cert, &self.tls_key, self.tls) {
+            (Some(_), Some(_), TlsMode::SelfSigned) => {
+                return Err(ConfigError::new(
+                    "--tls",
+                    "'self-signed' cannot be combined with --tls-cert/--tls-key",
+                ));
+            }
+            (Some(cert), Some(key), TlsMode::Off) => {
+                // Read now, so a wrong path exits before any store opens.
+                crate::tls::server_config(cert, key)
+                    .map_err(|e| ConfigError::new(e.option(), error_chain(&e)))?;
+                Some(TlsSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
+            (_, _, TlsMode::SelfSigned) => {
+                if self.tls_names.iter().all(|n| n.trim().is_empty()) {
+                    return Err(ConfigError::new(
+                        "--tls-names",
+                        "at least one name is needed",
+                    ));
+                }
+                Some(TlsSource::SelfSigned {
+                    names: self.tls_names.clone(),
+                })
+            }
+            _ => None,
+        })
+    }
+
+    /// The tokens of `--tokens` and `--tokens-file`, parsed.
+    fn token_set(&self) -> Result<TokenSet, ConfigError> {
+        let mut tokens: Vec<SecretString> = self
+            .tokens
+            .iter()
+            .filter(|t| !t.expose_secret().is_empty())
+            .cloned()
+            .collect();
+        if let Some(path) = &self.tokens_file {
+            let text = fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    "--tokens-file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(SecretString::from),
+            );
+        }
+        // The error never echoes a secret: it is one even when malformed.
+        TokenSet::parse(tokens.iter().map(ExposeSecret::expose_secret))
+            .map_err(|e| ConfigError::new("--tokens", e.to_string()))
     }
 }
 

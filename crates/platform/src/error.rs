@@ -11,7 +11,9 @@ use serde::Serialize;
 /// An error answer: a status and a message meant for the caller.
 #[derive(Debug, Clone)]
 pub struct ErrorResponse {
+    /// The HTTP status of the answer.
     pub status: StatusCode,
+    /// What the body's `error` says.
     pub message: String,
     /// What the caller may not see (a driver's or SDK's text: hosts, SQL,
     /// request details): logged with the request id, never sent.
@@ -22,9 +24,11 @@ pub struct ErrorResponse {
 /// observe layer, which logs it with the request id and puts the request id
 /// in the body (see `layers::observe`).
 #[derive(Debug, Clone)]
-pub struct HiddenDetail {
-    pub class: String,
-    pub detail: String,
+pub(crate) struct HiddenDetail {
+    /// What the body says instead (`messages store unavailable; retry later`).
+    pub(crate) class: String,
+    /// The text that stays in the log.
+    pub(crate) detail: String,
 }
 
 /// The body of every error answer.
@@ -35,6 +39,7 @@ pub struct ErrorBody {
 }
 
 impl ErrorResponse {
+    /// An answer with `status` whose body says `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -46,6 +51,8 @@ impl ErrorResponse {
     /// A failure behind the service (store, queue, key provider): the body
     /// says only `class` (e.g. `messages store unavailable; retry later`) and
     /// the request id; `detail` goes to the log under that request id.
+    // By value, as the handlers hand over the error they are done with.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn hidden(status: StatusCode, class: impl Into<String>, detail: impl ToString) -> Self {
         Self {
             status,
@@ -55,6 +62,8 @@ impl ErrorResponse {
     }
 
     /// Maps a failure to read the request body: over the size limit → 413, else 400.
+    // By value, as `map_err` hands over the rejection it is done with.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn from_body_rejection(rejection: BytesRejection, limit: usize) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
@@ -173,7 +182,7 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
 }
 
 /// The answer for a path no service routes.
-pub async fn not_found(method: http::Method, uri: http::Uri) -> ErrorResponse {
+fn not_found(method: &http::Method, uri: &http::Uri) -> ErrorResponse {
     ErrorResponse::new(
         StatusCode::NOT_FOUND,
         format!("no route for {method} {}", uri.path()),
@@ -186,9 +195,7 @@ pub async fn not_found_or_unimplemented(req: axum::extract::Request) -> Response
         return tonic::Status::unimplemented(format!("no gRPC method {}", req.uri().path()))
             .into_http();
     }
-    not_found(req.method().clone(), req.uri().clone())
-        .await
-        .into_response()
+    not_found(req.method(), req.uri()).into_response()
 }
 
 #[cfg(test)]

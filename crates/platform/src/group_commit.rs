@@ -14,7 +14,7 @@
 //! to enqueue: backpressure) and one transaction holds at most `max_batch`.
 //! Batch sizes go to `quintet_store_commit_batch_size{store}`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
@@ -98,7 +98,7 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                         jobs.drain(..).map(|job| (job.op, job.reply)).unzip();
                     ops.extend(batch_ops);
                     metrics::histogram!(crate::metrics::STORE_COMMIT_BATCH_SIZE, "store" => store)
-                        .record(ops.len() as f64);
+                        .record(crate::metrics::count(ops.len()));
                     match commit(&ops) {
                         Ok(outcomes) if outcomes.len() == ops.len() => {
                             for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -140,7 +140,7 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
     /// Queues `op` and waits until the transaction holding it has committed.
     pub async fn submit(&self, op: Op) -> Result<Out, CommitError> {
         let sender = {
-            let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
             guard
                 .as_ref()
                 .map(|(tx, _)| tx.clone())
@@ -157,7 +157,11 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
     /// Stops taking operations, lets the writer commit what is queued, and
     /// waits for its thread to end.
     pub async fn close(&self) {
-        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some((sender, handle)) = writer {
             drop(sender);
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;

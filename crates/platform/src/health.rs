@@ -3,8 +3,8 @@
 //! Readiness turns false first on shutdown so load balancers stop sending.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,7 +47,7 @@ impl From<BackendError> for ReadinessError {
 pub struct Health {
     draining: AtomicBool,
     /// Held while gRPC statuses are written, so a readiness sync never
-    /// writes SERVING over the NOT_SERVING of a shutdown that began meanwhile.
+    /// writes SERVING over the `NOT_SERVING` of a shutdown that began meanwhile.
     grpc_writes: tokio::sync::Mutex<()>,
     checks: Vec<Arc<dyn ReadinessCheck>>,
     grpc: tonic_health::server::HealthReporter,
@@ -68,7 +68,7 @@ pub struct Readiness {
 }
 
 impl Health {
-    /// `grpc_services` are the gRPC service names reported NOT_SERVING on shutdown (with `""`).
+    /// `grpc_services` are the gRPC service names reported `NOT_SERVING` on shutdown (with `""`).
     pub fn new(
         checks: Vec<Arc<dyn ReadinessCheck>>,
         grpc: tonic_health::server::HealthReporter,
@@ -84,7 +84,7 @@ impl Health {
         }
     }
 
-    /// Marks the process as shutting down: readiness false, gRPC health NOT_SERVING.
+    /// Marks the process as shutting down: readiness false, gRPC health `NOT_SERVING`.
     pub async fn start_draining(&self) {
         let _writing = self.grpc_writes.lock().await;
         self.draining.store(true, Ordering::SeqCst);
@@ -96,7 +96,7 @@ impl Health {
     }
 
     /// Makes each service's gRPC health status follow readiness: SERVING
-    /// when every check passes, NOT_SERVING otherwise, so a probe of a
+    /// when every check passes, `NOT_SERVING` otherwise, so a probe of a
     /// service's status (Kubernetes' gRPC readiness probe) holds traffic back
     /// exactly when `/readyz` does. The overall status (`""`) is liveness
     /// and stays SERVING until shutdown: a pod waiting for its engine must
@@ -118,13 +118,17 @@ impl Health {
         ready
     }
 
+    /// Whether shutdown has begun (readiness then stays false).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
 
     /// Logs a check's failure when it starts or its reason changes, and its recovery.
     fn note_failure(&self, name: &str, reason: Option<String>) {
-        let mut last = self.last_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self
+            .last_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match reason {
             Some(reason) if last.get(name) != Some(&reason) => {
                 tracing::warn!(check = name, %reason, "readiness check failed");

@@ -5,6 +5,7 @@
 //! Not here: what a record looks like (each adapter owns its format) and how
 //! an answer is rendered (each service's edges).
 
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, TableDefinition, WriteTransaction};
@@ -138,7 +139,13 @@ pub fn printable(key: &[u8]) -> String {
 }
 
 fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut hex, b| {
+            // Writing to a String cannot fail.
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 #[cfg(test)]

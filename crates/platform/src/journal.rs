@@ -67,14 +67,16 @@ impl Journal {
     pub fn append<'a>(&mut self, records: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
         self.buffer.clear();
         for payload in records {
-            if payload.len() > MAX_RECORD_BYTES {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "journal record too large",
-                ));
-            }
-            self.buffer
-                .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            let len = match u32::try_from(payload.len()) {
+                Ok(len) if payload.len() <= MAX_RECORD_BYTES => len,
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "journal record too large",
+                    ));
+                }
+            };
+            self.buffer.extend_from_slice(&len.to_le_bytes());
             self.buffer
                 .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
             self.buffer.extend_from_slice(payload);
@@ -110,10 +112,12 @@ impl Journal {
         self.len
     }
 
+    /// Whether the journal holds no record.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The journal's file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -13,7 +13,7 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 pub const HTTP_CONNECTIONS_OPEN: &str = "quintet_http_connections_open";
 /// Connections the server closed, by `reason` (idle, evicted, refused, …).
 pub const HTTP_CONNECTIONS_CLOSED_TOTAL: &str = "quintet_http_connections_closed_total";
-/// Requests answered 504 (or gRPC DEADLINE_EXCEEDED) by the request timeout.
+/// Requests answered 504 (or gRPC `DEADLINE_EXCEEDED`) by the request timeout.
 pub const REQUEST_TIMEOUTS_TOTAL: &str = "quintet_request_timeouts_total";
 /// Clients the per-client rate limiter is tracking (gauge).
 pub const RATE_LIMIT_CLIENTS: &str = "quintet_rate_limit_clients";
@@ -23,6 +23,14 @@ pub const RATE_LIMITED_TOTAL: &str = "quintet_rate_limited_total";
 pub const AUTH_FAILURES_THROTTLED_TOTAL: &str = "quintet_auth_failures_throttled_total";
 /// Operations per group-commit transaction, by `store` (histogram).
 pub const STORE_COMMIT_BATCH_SIZE: &str = "quintet_store_commit_batch_size";
+
+/// A count (connections, clients, batch size) as the `f64` a gauge or histogram
+/// records: exact up to 2^53, far beyond any count platform keeps.
+// The one place counts become f64.
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn count(n: usize) -> f64 {
+    n as f64
+}
 
 /// Describes every metric above (unit and help) to the installed recorder.
 pub fn describe() {

@@ -55,7 +55,7 @@ pub fn openapi(
     enforced: Enforced,
 ) -> utoipa::openapi::OpenApi {
     let mut doc = OpsApi::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    env!("CARGO_PKG_VERSION").clone_into(&mut doc.info.version);
     if enforced.auth {
         doc.info.description = Some(
             "One binary, five backend services. This server has bearer tokens configured: \

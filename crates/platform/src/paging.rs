@@ -8,12 +8,16 @@ pub struct PageLimit(u32);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("limit must be between 1 and {max}; got '{got}'")]
 pub struct InvalidLimit {
+    /// What was given (at most 32 characters of it).
     pub got: String,
+    /// The largest limit allowed ([`PageLimit::MAX`]).
     pub max: u32,
 }
 
 impl PageLimit {
+    /// The page size when a request gives no `limit`.
     pub const DEFAULT: u32 = 100;
+    /// The largest page a request may ask for.
     pub const MAX: u32 = 1000;
 
     /// Parses the `limit` query parameter; absent means the default.
@@ -30,10 +34,12 @@ impl PageLimit {
         }
     }
 
+    /// The number of items, as given.
     pub fn get(&self) -> u32 {
         self.0
     }
 
+    /// The number of items, for sizing and slicing.
     pub fn as_usize(&self) -> usize {
         self.0 as usize
     }

@@ -30,7 +30,9 @@ pub enum ConnectError {
         short(.source)
     )]
     Unreachable {
+        /// The server's `host:port` (never the URL).
         endpoint: String,
+        /// The driver's error.
         #[source]
         source: sqlx::Error,
     },
@@ -41,15 +43,20 @@ pub enum ConnectError {
         short(.source)
     )]
     Refused {
+        /// The server's `host:port` (never the URL).
         endpoint: String,
+        /// The driver's error, with the server's reason.
         #[source]
         source: sqlx::Error,
     },
     /// The service's schema could not be brought up to date.
     #[error("migrating the {service} schema on PostgreSQL at {endpoint}: {source}")]
     Migration {
+        /// The service whose migrations failed.
         service: String,
+        /// The server's `host:port` (never the URL).
         endpoint: String,
+        /// What the migrator reported.
         #[source]
         source: MigrateError,
     },

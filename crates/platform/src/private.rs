@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 /// A path whose permissions let group or others in, or that cannot be made private.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivateError {
+    /// The path exists and group or others have some access to it.
     #[error(
         "{} is reachable by group or others (mode {mode:04o}); it holds secrets, so run \
          `chmod {fix} {}` (or choose another {what})",
@@ -18,20 +19,30 @@ pub enum PrivateError {
         path.display()
     )]
     Open {
+        /// The directory or file.
         path: PathBuf,
+        /// Its permission bits.
         mode: u32,
+        /// The mode to `chmod` it to (`700`, `600`).
         fix: &'static str,
+        /// The option that named it (`--data-dir`), for choosing another.
         what: &'static str,
     },
+    /// The directory or file could not be created.
     #[error("cannot create {}: {source}", path.display())]
     Create {
+        /// What was being created.
         path: PathBuf,
+        /// Why the system refused.
         #[source]
         source: std::io::Error,
     },
+    /// The permissions of an existing path could not be read.
     #[error("cannot read the permissions of {}: {source}", path.display())]
     Inspect {
+        /// The path.
         path: PathBuf,
+        /// Why the system refused.
         #[source]
         source: std::io::Error,
     },
@@ -113,7 +124,9 @@ fn check(_: &Path, _: &'static str, _: &'static str) -> Result<(), PrivateError>
     Ok(())
 }
 
-#[cfg(all(test, unix))]
+// Two attributes, not `all(test, unix)`: clippy knows a test module by `cfg(test)`.
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

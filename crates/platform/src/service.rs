@@ -53,23 +53,27 @@ impl Service {
         }
     }
 
+    /// The service's name (`kv`, `messages`, …), as in its metric names.
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// The REST routes, with their state already applied.
+    #[must_use]
     pub fn routes(mut self, router: Router) -> Self {
         self.router = self.router.merge(router);
         self
     }
 
     /// The OpenAPI document of the REST routes.
+    #[must_use]
     pub fn openapi(mut self, doc: utoipa::openapi::OpenApi) -> Self {
         self.openapi = doc;
         self
     }
 
     /// A tonic-generated gRPC service, served on the same listener as REST.
+    #[must_use]
     pub fn grpc<S>(mut self, svc: S) -> Self
     where
         S: TowerService<http::Request<tonic::body::Body>, Error = Infallible>
@@ -87,18 +91,21 @@ impl Service {
 
     /// The encoded `FileDescriptorSet` of this service's gRPC protos, served
     /// by server reflection so tools like grpcurl can call it without the files.
+    #[must_use]
     pub fn grpc_descriptors(mut self, encoded: &'static [u8]) -> Self {
         self.descriptors.push(encoded);
         self
     }
 
     /// Something that must be reachable before this service is ready.
+    #[must_use]
     pub fn readiness(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
         self.readiness.push(check);
         self
     }
 
     /// A task that runs while the server runs (see [`BackgroundTask`]).
+    #[must_use]
     pub fn background(
         mut self,
         name: &'static str,
@@ -109,6 +116,7 @@ impl Service {
     }
 
     /// Work to do once the listener has drained and background tasks have stopped (flush, close a store).
+    #[must_use]
     pub fn on_shutdown(mut self, hook: BoxFuture<'static, ()>) -> Self {
         self.on_shutdown.push(hook);
         self

@@ -16,8 +16,18 @@ use tokio_rustls::TlsAcceptor;
 /// Where the TLS certificate comes from, once resolved.
 #[derive(Debug, Clone)]
 pub enum TlsSource {
-    SelfSigned { names: Vec<String> },
-    Files { cert: PathBuf, key: PathBuf },
+    /// A certificate generated once into the data directory and reused.
+    SelfSigned {
+        /// The host names and IP addresses it is valid for.
+        names: Vec<String>,
+    },
+    /// A certificate chain and key the operator provides.
+    Files {
+        /// The PEM certificate chain.
+        cert: PathBuf,
+        /// The PEM private key.
+        key: PathBuf,
+    },
 }
 
 /// Paths of the self-signed certificate and key inside a data directory.
@@ -29,20 +39,31 @@ pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
 /// Why certificate or key files cannot serve TLS; each names its file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsFileError {
+    /// The certificate file cannot be read or is not PEM.
     #[error("cannot read TLS certificate {}", .path.display())]
     ReadCertificate {
+        /// The certificate file.
         path: PathBuf,
+        /// What reading or decoding it reported.
         #[source]
         source: rustls_pki_types::pem::Error,
     },
+    /// The certificate file holds no certificate.
     #[error("no certificate found in {}", .path.display())]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The certificate file.
+        path: PathBuf,
+    },
+    /// The key file cannot be read, is not PEM or holds no private key.
     #[error("cannot read TLS private key {}", .path.display())]
     ReadKey {
+        /// The key file.
         path: PathBuf,
+        /// What reading or decoding it reported.
         #[source]
         source: rustls_pki_types::pem::Error,
     },
+    /// rustls refused the pair (e.g. the key is not the certificate's).
     #[error("TLS certificate and key do not form a usable pair")]
     Mismatch(#[source] rustls::Error),
 }
@@ -62,7 +83,7 @@ impl TlsFileError {
 /// The rustls configuration for a certificate chain and key in PEM files.
 pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsFileError> {
     let certs = CertificateDer::pem_file_iter(cert_path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|source| TlsFileError::ReadCertificate {
             path: cert_path.to_path_buf(),
             source,
@@ -138,7 +159,7 @@ fn create_self_signed(names: &[String], cert_path: &Path, key_path: &Path) -> an
 /// How long a self-signed certificate is valid.
 const SELF_SIGNED_VALIDITY: time::Duration = time::Duration::days(365);
 /// A self-signed certificate this old is renewed at start (a month early).
-const RENEW_AFTER: std::time::Duration = std::time::Duration::from_secs(335 * 24 * 3600);
+const RENEW_AFTER: std::time::Duration = std::time::Duration::from_hours(335 * 24);
 
 /// Whether the self-signed certificate quintet wrote is in its last month
 /// (its file's age tells: quintet writes it only when it creates it).

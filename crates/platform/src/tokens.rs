@@ -14,7 +14,15 @@ use subtle::ConstantTimeEq;
 /// with its scope) or nobody.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Caller {
-    Token { id: [u8; 8], admin: bool },
+    /// A caller that presented one of the configured tokens.
+    Token {
+        /// The first 8 bytes of the token's SHA-256: tells callers apart
+        /// (rate limits, logs) without revealing the token.
+        id: [u8; 8],
+        /// Whether the token has the admin scope.
+        admin: bool,
+    },
+    /// A caller with no token, on routes that are open.
     Anonymous,
 }
 
@@ -51,15 +59,24 @@ impl fmt::Debug for TokenSet {
 /// A configured token that cannot be used, described without the secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    /// The secret holds a character a bearer token may not (RFC 6750 token68);
+    /// carries the secret's length, never the secret.
     #[error(
         "a token of {0} characters holds characters not allowed in a bearer token (use letters, \
          digits and -._~+/=)"
     )]
     Characters(usize),
+    /// The third field is a scope other than `admin`.
     #[error(
         "token '{name}' has the scope '{scope}'; the only scope is 'admin' (write name:secret:admin)"
     )]
-    Scope { name: String, scope: String },
+    Scope {
+        /// The entry's name (at most 64 characters of it).
+        name: String,
+        /// The unknown scope (at most 64 characters of it).
+        scope: String,
+    },
+    /// An entry with an empty secret, or a `:` and an empty name.
     #[error(
         "a token entry has an empty name or secret: write secret, name:secret or name:secret:admin"
     )]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -103,7 +104,7 @@ impl From<TableError> for BackendError {
 }
 
 /// Longest wait for a table being created to become active.
-const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_mins(2);
 /// Pause between `DescribeTable` calls while a table is being created.
 const TABLE_ACTIVE_POLL: Duration = Duration::from_millis(500);
 
@@ -136,7 +137,7 @@ pub async fn open_table(
         Ok(description) => description,
         Err(e)
             if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                .is_some_and(DescribeTableError::is_resource_not_found_exception) =>
         {
             if !create_if_missing {
                 return Err(TableError::Missing {
@@ -214,7 +215,7 @@ async fn create_table(
         // Created meanwhile by another instance.
         Err(e)
             if e.as_service_error()
-                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+                .is_some_and(CreateTableError::is_resource_in_use_exception) =>
         {
             describe_table(client, table.name)
                 .await
@@ -234,7 +235,7 @@ async fn wait_active(
     let deadline = Instant::now() + TABLE_ACTIVE_TIMEOUT;
     loop {
         match description.table_status {
-            Some(TableStatus::Active) | Some(TableStatus::Updating) | None => return Ok(()),
+            Some(TableStatus::Active | TableStatus::Updating) | None => return Ok(()),
             Some(TableStatus::Creating) if Instant::now() < deadline => {}
             Some(status) => {
                 return Err(TableError::NotUsable {

@@ -189,11 +189,14 @@ impl fmt::Debug for AwsSettings {
 /// An access key pair given directly. `Debug` shows only the key id.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StaticCredentials {
+    /// The access key id (not secret: it names the key).
     pub access_key_id: String,
+    /// The secret access key; never printed.
     pub secret_access_key: String,
 }
 
 impl StaticCredentials {
+    /// The pair of `access_key_id` and `secret_access_key`.
     pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
         Self {
             access_key_id: access_key_id.into(),

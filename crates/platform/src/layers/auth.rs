@@ -38,36 +38,32 @@ pub fn authenticate(tokens: &TokenSet, req: &mut Request) -> Option<Response> {
             .insert(caller.unwrap_or(Caller::Anonymous));
         return None;
     }
-    match caller {
-        Some(caller) => {
-            req.extensions_mut().insert(caller);
-            None
+    if let Some(caller) = caller {
+        req.extensions_mut().insert(caller);
+        None
+    } else {
+        let (message, error) = match presented {
+            None => (
+                "missing bearer token: send 'Authorization: Bearer <token>'",
+                "invalid_request",
+            ),
+            Some(_) => ("invalid bearer token", "invalid_token"),
+        };
+        if is_grpc(req.headers()) {
+            return Some(tonic::Status::unauthenticated(message).into_http());
         }
-        None => {
-            let (message, error) = match presented {
-                None => (
-                    "missing bearer token: send 'Authorization: Bearer <token>'",
-                    "invalid_request",
-                ),
-                Some(_) => ("invalid bearer token", "invalid_token"),
-            };
-            if is_grpc(req.headers()) {
-                return Some(tonic::Status::unauthenticated(message).into_http());
-            }
-            let mut response =
-                ErrorResponse::new(StatusCode::UNAUTHORIZED, message).into_response();
-            let challenge = format!("Bearer realm=\"quintet\", error=\"{error}\"");
-            if let Ok(value) = HeaderValue::from_str(&challenge) {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, value);
-            }
-            Some(response)
+        let mut response = ErrorResponse::new(StatusCode::UNAUTHORIZED, message).into_response();
+        let challenge = format!("Bearer realm=\"quintet\", error=\"{error}\"");
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
+        Some(response)
     }
 }
 
-/// The 403 (gRPC PERMISSION_DENIED) answer for an admin route called
+/// The 403 (gRPC `PERMISSION_DENIED`) answer for an admin route called
 /// without the admin scope; `None` for other routes and for admins.
 pub fn require_admin(tokens: &TokenSet, req: &Request) -> Option<Response> {
     if !req.uri().path().starts_with("/admin/") {

@@ -20,13 +20,18 @@ use crate::config::ResolvedConfig;
 /// Shared state the service layers need; built once per server.
 #[derive(Clone)]
 pub struct LayerState {
+    /// The server's configuration (tokens, limits, timeouts).
     pub config: Arc<ResolvedConfig>,
+    /// The per-client request rate limiter; `None` when `--rate-limit` is 0.
     pub limiter: Option<Arc<rate_limit::ClientRateLimiter>>,
+    /// The per-address limiter of failed authentications; `None` when off.
     pub auth_failures: Option<Arc<rate_limit::ClientRateLimiter>>,
+    /// Permits for `--max-concurrent-requests`, shared by every service.
     pub concurrency: Arc<Semaphore>,
 }
 
 impl LayerState {
+    /// The limiters and permits `config` asks for.
     pub fn new(config: Arc<ResolvedConfig>) -> Self {
         let limiter = config
             .rate_limit

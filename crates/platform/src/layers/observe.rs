@@ -13,7 +13,7 @@
 //! always logged at `error` with its method, route, status and request id.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, RwLock};
+use std::sync::{LazyLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -57,7 +57,7 @@ impl RouteMetrics {
         method: &Method,
         f: impl Fn(&MethodHandles) -> Option<T>,
     ) -> Option<T> {
-        let map = self.handles.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.handles.read().unwrap_or_else(PoisonError::into_inner);
         map.get(route)?
             .iter()
             .find(|h| h.method == *method)
@@ -68,7 +68,7 @@ impl RouteMetrics {
         if let Some(gauge) = self.with(route, method, |h| Some(h.in_flight.clone())) {
             return gauge;
         }
-        let mut map = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.handles.write().unwrap_or_else(PoisonError::into_inner);
         let entry = map.entry(route.to_owned()).or_default();
         if let Some(h) = entry.iter().find(|h| h.method == *method) {
             return h.in_flight.clone();
@@ -107,7 +107,7 @@ impl RouteMetrics {
             metrics::counter!(self.total, &labels),
             metrics::histogram!(self.duration, &labels),
         );
-        let mut map = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.handles.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(h) = map
             .get_mut(route)
             .and_then(|v| v.iter_mut().find(|h| h.method == *method))
@@ -162,6 +162,8 @@ impl Drop for InFlight {
     }
 }
 
+/// The middleware: counts and times the request under its route template,
+/// and logs it (a server error always, with its hidden detail if any).
 pub async fn record(
     State(metrics): State<&'static RouteMetrics>,
     req: Request,
@@ -189,7 +191,7 @@ pub async fn record(
     let (total, duration) = metrics.completed(route, &method, status);
     total.increment(1);
     duration.record(elapsed.as_secs_f64());
-    let latency_ms = elapsed.as_millis() as u64;
+    let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     if let Some(hidden) = response
         .extensions_mut()
         .remove::<crate::error::HiddenDetail>()
@@ -209,7 +211,7 @@ mod tests {
     use axum::Router;
     use axum::body::Body;
     use axum::routing::get;
-    use http::{Request, StatusCode};
+    use http::{HeaderValue, Request, StatusCode};
     use tower::ServiceExt;
 
     use super::*;
@@ -246,7 +248,7 @@ mod tests {
             response
                 .headers()
                 .get(http::header::RETRY_AFTER)
-                .map(|v| v.as_bytes()),
+                .map(HeaderValue::as_bytes),
             Some(&b"1"[..])
         );
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)

@@ -37,6 +37,7 @@ pub struct ClientRateLimiter {
 }
 
 impl ClientRateLimiter {
+    /// A limiter allowing each client `config.per_second`, `config.burst` at once.
     pub fn new(config: RateLimit) -> Self {
         let per_second = NonZeroU32::new(config.per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.burst).unwrap_or(per_second);
@@ -54,7 +55,8 @@ impl ClientRateLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
-            metrics::gauge!(crate::metrics::RATE_LIMIT_CLIENTS).set(self.limiter.len() as f64);
+            metrics::gauge!(crate::metrics::RATE_LIMIT_CLIENTS)
+                .set(crate::metrics::count(self.limiter.len()));
         }
         self.limiter.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
@@ -64,7 +66,7 @@ impl ClientRateLimiter {
 }
 
 /// Spends one token of the caller's bucket; the refusal, if any, is the 429
-/// (or gRPC RESOURCE_EXHAUSTED) answer with its Retry-After.
+/// (or gRPC `RESOURCE_EXHAUSTED`) answer with its Retry-After.
 pub fn admit(limiter: Option<&ClientRateLimiter>, req: &Request) -> Option<Response> {
     let limiter = limiter?;
     let key = match req.extensions().get::<Caller>() {
@@ -110,7 +112,7 @@ pub fn throttle_failure(
     too_many(req, message, retry_after)
 }
 
-/// The 429 (or gRPC RESOURCE_EXHAUSTED) answer with its Retry-After.
+/// The 429 (or gRPC `RESOURCE_EXHAUSTED`) answer with its Retry-After.
 fn too_many(req: &Request, message: String, retry_after: u64) -> Response {
     let mut response = if crate::grpc::is_grpc(req.headers()) {
         tonic::Status::resource_exhausted(message).into_http()

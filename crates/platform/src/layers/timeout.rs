@@ -10,22 +10,21 @@ use http::StatusCode;
 
 use crate::error::ErrorResponse;
 
-/// Runs the rest of the stack within `limit`, or answers 503 (gRPC DEADLINE_EXCEEDED).
+/// Runs the rest of the stack within `limit`, or answers 503 (gRPC `DEADLINE_EXCEEDED`).
 pub async fn run(limit: Duration, req: Request, next: Next) -> Response {
     let grpc = crate::grpc::is_grpc(req.headers());
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => {
-            metrics::counter!(crate::metrics::REQUEST_TIMEOUTS_TOTAL).increment(1);
-            let message = format!(
-                "request timed out after {}",
-                humantime::format_duration(limit)
-            );
-            if grpc {
-                tonic::Status::deadline_exceeded(message).into_http()
-            } else {
-                ErrorResponse::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response()
-            }
+    if let Ok(response) = tokio::time::timeout(limit, next.run(req)).await {
+        response
+    } else {
+        metrics::counter!(crate::metrics::REQUEST_TIMEOUTS_TOTAL).increment(1);
+        let message = format!(
+            "request timed out after {}",
+            humantime::format_duration(limit)
+        );
+        if grpc {
+            tonic::Status::deadline_exceeded(message).into_http()
+        } else {
+            ErrorResponse::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response()
         }
     }
 }
