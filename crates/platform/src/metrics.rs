@@ -13,7 +13,7 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 pub const HTTP_CONNECTIONS_OPEN: &str = "quintet_http_connections_open";
 /// Connections the server closed, by `reason` (idle, evicted, refused, …).
 pub const HTTP_CONNECTIONS_CLOSED_TOTAL: &str = "quintet_http_connections_closed_total";
-/// Requests answered 504 (or gRPC `DEADLINE_EXCEEDED`) by the request timeout.
+/// Requests answered 503 (or gRPC `DEADLINE_EXCEEDED`) by the request timeout.
 pub const REQUEST_TIMEOUTS_TOTAL: &str = "quintet_request_timeouts_total";
 /// Clients the per-client rate limiter is tracking (gauge).
 pub const RATE_LIMIT_CLIENTS: &str = "quintet_rate_limit_clients";
@@ -48,7 +48,7 @@ pub fn describe() {
     describe_counter!(
         REQUEST_TIMEOUTS_TOTAL,
         Unit::Count,
-        "Requests cut off by --request-timeout (504 or gRPC DEADLINE_EXCEEDED)."
+        "Requests cut off by --request-timeout (503 or gRPC DEADLINE_EXCEEDED)."
     );
     describe_gauge!(
         RATE_LIMIT_CLIENTS,
