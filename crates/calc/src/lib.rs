@@ -67,7 +67,15 @@ pub async fn service(
         }
         None => (recorder::Recorder::disabled(), None),
     };
-    let readiness = log.clone().map(ports::EventLogReadiness);
+    // Ready when the event log answers: calculations never wait on it, but a
+    // log not reached (NATS down at start, PostgreSQL gone) means their
+    // events only pile up in the buffer.
+    let readiness = log.clone().map(|log| {
+        platform::health::Ping::new("calc-event-log", move || {
+            let log = log.clone();
+            async move { log.ping().await }
+        })
+    });
     let calculator = Arc::new(calculator::Calculator::new(limits, recorder, log));
     let mut service = platform::Service::new("calc")
         .routes(api::http::router(calculator.clone()))
@@ -75,7 +83,7 @@ pub async fn service(
         .grpc(api::grpc::server(calculator))
         .grpc_descriptors(proto::DESCRIPTORS);
     if let Some(readiness) = readiness {
-        service = service.readiness(Arc::new(readiness));
+        service = service.readiness(readiness);
     }
     Ok(match writer {
         Some(writer) => service.background("calc-events", move |stop| {

@@ -54,25 +54,6 @@ pub trait EventLog: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Readiness: calc is ready when its event log answers (`calc-event-log`).
-/// Calculations never wait on the log, but a log not reached (NATS down at
-/// start, `PostgreSQL` gone) means their events only pile up in the buffer.
-pub struct EventLogReadiness(pub Arc<dyn EventLog>);
-
-#[async_trait]
-impl platform::health::ReadinessCheck for EventLogReadiness {
-    fn name(&self) -> &'static str {
-        "calc-event-log"
-    }
-
-    async fn check(&self) -> Result<(), platform::health::ReadinessError> {
-        self.0
-            .ping()
-            .await
-            .map_err(platform::health::ReadinessError::new)
-    }
-}
-
 /// The ports [`crate::service`] is built on.
 pub struct Backends {
     /// Where every calculation is recorded; `None`: events are not kept.

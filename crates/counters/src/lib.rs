@@ -16,8 +16,6 @@ pub mod engine;
 pub mod metrics;
 pub mod ports;
 
-use std::sync::Arc;
-
 pub use config::CountersConfig;
 use engine::{Engine, EngineConfig};
 
@@ -47,7 +45,10 @@ pub async fn service(
     Ok(platform::Service::new("counters")
         .routes(api::http::router(engine, config.counter_max_key_bytes))
         .openapi(api::http::openapi(config.counter_max_key_bytes))
-        .readiness(Arc::new(ports::StoreReadiness(store)))
+        .readiness(platform::health::Ping::new("counters-store", move || {
+            let store = store.clone();
+            async move { store.ping().await }
+        }))
         .background("counters-flusher", move |stop| {
             Box::pin(flusher.run_flusher(stop))
         })

@@ -119,7 +119,10 @@ pub async fn service(
         .grpc(api::grpc::server(vault))
         .grpc_descriptors(proto::DESCRIPTORS)
         .openapi(api::http::openapi())
-        .readiness(Arc::new(ports::StoreReadiness(store)))
+        .readiness(platform::health::Ping::new("kv-store", move || {
+            let store = store.clone();
+            async move { store.ping().await }
+        }))
         .background("kv-tcp", move |stop| {
             Box::pin(api::seed_tcp::serve(listener, tcp_vault, limits, tls, stop))
         })

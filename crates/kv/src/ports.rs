@@ -186,20 +186,3 @@ pub struct Backends {
     /// Where sealed records are kept.
     pub store: Arc<dyn KvStore>,
 }
-
-/// Readiness check over a store's `ping`.
-pub struct StoreReadiness(pub Arc<dyn KvStore>);
-
-#[async_trait]
-impl platform::health::ReadinessCheck for StoreReadiness {
-    fn name(&self) -> &'static str {
-        "kv-store"
-    }
-
-    async fn check(&self) -> Result<(), platform::health::ReadinessError> {
-        self.0
-            .ping()
-            .await
-            .map_err(platform::health::ReadinessError::new)
-    }
-}

@@ -16,8 +16,6 @@ pub mod domain;
 pub mod metrics;
 pub mod ports;
 
-use std::sync::Arc;
-
 pub use config::MessagesConfig;
 
 /// Builds the service the platform mounts, on the given backends.
@@ -35,6 +33,9 @@ pub async fn service(
     Ok(platform::Service::new("messages")
         .routes(api::http::router(store.clone(), &config))
         .openapi(api::http::openapi())
-        .readiness(Arc::new(ports::StoreReadiness(store)))
+        .readiness(platform::health::Ping::new("messages-store", move || {
+            let store = store.clone();
+            async move { store.ping().await }
+        }))
         .on_shutdown(Box::pin(async move { closing.close().await })))
 }

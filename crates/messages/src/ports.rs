@@ -78,23 +78,6 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Readiness check over a store's `ping`.
-pub struct StoreReadiness(pub Arc<dyn MessageStore>);
-
-#[async_trait]
-impl platform::health::ReadinessCheck for StoreReadiness {
-    fn name(&self) -> &'static str {
-        "messages-store"
-    }
-
-    async fn check(&self) -> Result<(), platform::health::ReadinessError> {
-        self.0
-            .ping()
-            .await
-            .map_err(platform::health::ReadinessError::new)
-    }
-}
-
 /// The ports [`crate::service`] is built on.
 pub struct Backends {
     /// Where messages are kept.

@@ -3,6 +3,7 @@
 //! Readiness turns false first on shutdown so load balancers stop sending.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -22,6 +23,41 @@ pub trait ReadinessCheck: Send + Sync + 'static {
     /// `Ok` when reachable; the error's chain says what is wrong (no
     /// secrets). It goes to the log, never to `/readyz`.
     async fn check(&self) -> Result<(), ReadinessError>;
+}
+
+/// A readiness check that passes when `ping` does: the usual check over a
+/// store's or log's own `ping` (`Service::readiness(Ping::new("kv-store", …))`).
+pub struct Ping<F> {
+    name: &'static str,
+    ping: F,
+}
+
+impl<F, Fut, E> Ping<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Into<BoxError>,
+{
+    /// A check shown as `name` in `/readyz`, passing when `ping()` is `Ok`.
+    pub fn new(name: &'static str, ping: F) -> Arc<Self> {
+        Arc::new(Self { name, ping })
+    }
+}
+
+#[async_trait]
+impl<F, Fut, E> ReadinessCheck for Ping<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Into<BoxError>,
+{
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    async fn check(&self) -> Result<(), ReadinessError> {
+        (self.ping)().await.map_err(ReadinessError::new)
+    }
 }
 
 /// Why a readiness check failed: the dependency's own error (a port's

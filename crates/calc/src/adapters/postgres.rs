@@ -28,15 +28,7 @@ impl PostgresEventLog {
     pub async fn connect(url: &str) -> Result<Self, EventLogError> {
         let pool = platform::postgres::connect_pool(url, sqlx::migrate!("./migrations"), "calc", 8)
             .await
-            .map_err(|e| {
-                let kind = match e {
-                    platform::postgres::ConnectError::Unreachable { .. } => {
-                        FailureKind::Unreachable
-                    }
-                    _ => FailureKind::Rejected,
-                };
-                BackendError::new("postgres", "connect", kind, e)
-            })?;
+            .map_err(BackendError::from)?;
         Ok(Self { pool })
     }
 }

@@ -61,15 +61,7 @@ impl PostgresCounterStore {
         let pool =
             platform::postgres::connect_pool(url, sqlx::migrate!("./migrations"), "counters", 8)
                 .await
-                .map_err(|e| {
-                    let kind = match e {
-                        platform::postgres::ConnectError::Unreachable { .. } => {
-                            FailureKind::Unreachable
-                        }
-                        _ => FailureKind::Rejected,
-                    };
-                    BackendError::new("postgres", "connect", kind, e)
-                })?;
+                .map_err(BackendError::from)?;
         Ok(Self { pool })
     }
 

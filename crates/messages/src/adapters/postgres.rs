@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use platform::backend::{BackendError, FailureKind};
+use platform::backend::BackendError;
 use sqlx::{PgPool, Row};
 
 use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMessage};
@@ -39,15 +39,7 @@ impl PostgresMessageStore {
         let pool =
             platform::postgres::connect_pool(url, sqlx::migrate!("./migrations"), "messages", 16)
                 .await
-                .map_err(|e| {
-                    let kind = match e {
-                        platform::postgres::ConnectError::Unreachable { .. } => {
-                            FailureKind::Unreachable
-                        }
-                        _ => FailureKind::Rejected,
-                    };
-                    BackendError::new("postgres", "connect", kind, e)
-                })?;
+                .map_err(BackendError::from)?;
         Ok(Self { pool })
     }
 }

@@ -106,20 +106,12 @@ async fn rest_maps_every_unary_method_and_names_what_was_wrong() {
         .await
         .expect("POST");
     assert_eq!(response.status(), 415);
-    let response = server
-        .client
-        .get(format!("{}/calc/history?after=x", server.url))
-        .send()
-        .await
-        .expect("GET");
+    let response = server.get("/calc/history?after=x").await;
     assert_eq!(response.status(), 400);
     // The OpenAPI document lists the REST mapping.
     let doc: Value = server
-        .client
-        .get(format!("{}/openapi.json", server.url))
-        .send()
+        .get("/openapi.json")
         .await
-        .expect("openapi")
         .json()
         .await
         .expect("JSON");

@@ -31,31 +31,23 @@ async fn increments_answer_the_original_shape_and_totals_add_up() {
         .expect("json");
     assert_eq!(body, json!({"data": {"key": "test1", "value": -3}}));
 
-    let got: Value = client
-        .get(format!("{}/counters/test1", server.url))
-        .send()
+    let got: Value = server
+        .get("/counters/test1")
         .await
-        .expect("get")
         .json()
         .await
         .expect("json");
     assert_eq!(got, json!({"key": "test1", "value": -3}));
-    let missing = client
-        .get(format!("{}/counters/never", server.url))
-        .send()
-        .await
-        .expect("get");
+    let missing = server.get("/counters/never").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 
     // Keys only pending in memory are listed too, in key order, by prefix.
     for k in ["p/a", "p/b", "p/c", "q/a"] {
         incr(&client, &server.url, k, 1).await;
     }
-    let page: Value = client
-        .get(format!("{}/counters?prefix=p/&limit=2", server.url))
-        .send()
+    let page: Value = server
+        .get("/counters?prefix=p/&limit=2")
         .await
-        .expect("list")
         .json()
         .await
         .expect("json");
@@ -205,11 +197,9 @@ async fn bad_increments_get_clear_errors_and_apply_nothing() {
             "{name}: {error:?} should mention {needle:?}"
         );
     }
-    let big: Value = client
-        .get(format!("{}/counters/big", server.url))
-        .send()
+    let big: Value = server
+        .get("/counters/big")
         .await
-        .expect("get")
         .json()
         .await
         .expect("json");
@@ -218,11 +208,7 @@ async fn bad_increments_get_clear_errors_and_apply_nothing() {
         i64::MAX,
         "the overflowing increment was not applied"
     );
-    let k = client
-        .get(format!("{}/counters/k", server.url))
-        .send()
-        .await
-        .expect("get");
+    let k = server.get("/counters/k").await;
     assert_eq!(
         k.status(),
         StatusCode::NOT_FOUND,

@@ -23,11 +23,7 @@ async fn rest_set_get_list_delete_round_trip_and_values_are_encrypted_at_rest() 
         .await
         .expect("put");
     assert_eq!(put.status(), StatusCode::NO_CONTENT);
-    let got = client
-        .get(format!("{}/kv/users/alice", server.url))
-        .send()
-        .await
-        .expect("get");
+    let got = server.get("/kv/users/alice").await;
     assert_eq!(got.status(), StatusCode::OK);
     assert_eq!(got.headers()["content-type"], "application/octet-stream");
     assert_eq!(got.bytes().await.expect("body").as_ref(), &value[..]);
@@ -38,11 +34,9 @@ async fn rest_set_get_list_delete_round_trip_and_values_are_encrypted_at_rest() 
         .await
         .expect("put");
     assert_eq!(empty.status(), StatusCode::NO_CONTENT);
-    let list: serde_json::Value = client
-        .get(format!("{}/kv?prefix=users/&limit=1", server.url))
-        .send()
+    let list: serde_json::Value = server
+        .get("/kv?prefix=users/&limit=1")
         .await
-        .expect("list")
         .json()
         .await
         .expect("json");
@@ -67,23 +61,11 @@ async fn rest_set_get_list_delete_round_trip_and_values_are_encrypted_at_rest() 
     let file = std::fs::read(server.data_dir.join("kv.redb")).expect("store file");
     assert!(!file.windows(64).any(|w| w == &value[1000..1064]));
 
-    let del = client
-        .delete(format!("{}/kv/users/alice", server.url))
-        .send()
-        .await
-        .expect("del");
+    let del = server.delete("/kv/users/alice").await;
     assert_eq!(del.status(), StatusCode::NO_CONTENT);
-    let again = client
-        .delete(format!("{}/kv/users/alice", server.url))
-        .send()
-        .await
-        .expect("del");
+    let again = server.delete("/kv/users/alice").await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
-    let gone = client
-        .get(format!("{}/kv/users/alice", server.url))
-        .send()
-        .await
-        .expect("get");
+    let gone = server.get("/kv/users/alice").await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }
 
@@ -103,11 +85,7 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
         body["error"].as_str().expect("message").contains("1000"),
         "{body}"
     );
-    let missing = client
-        .get(format!("{}/kv/k", server.url))
-        .send()
-        .await
-        .expect("get");
+    let missing = server.get("/kv/k").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 
     let long_key = "k".repeat(1025);
@@ -118,11 +96,7 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
         .await
         .expect("put");
     assert_eq!(bad_key.status(), StatusCode::BAD_REQUEST);
-    let bad_limit = client
-        .get(format!("{}/kv?limit=0", server.url))
-        .send()
-        .await
-        .expect("list");
+    let bad_limit = server.get("/kv?limit=0").await;
     assert_eq!(bad_limit.status(), StatusCode::BAD_REQUEST);
     let bad_json = client
         .post(format!("{}/api/save", server.url))
@@ -164,11 +138,7 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
             String::from_utf8_lossy(body)
         );
     }
-    let missing = client
-        .get(format!("{}/api/get/k", server.url))
-        .send()
-        .await
-        .expect("get");
+    let missing = server.get("/api/get/k").await;
     assert_eq!(
         missing.status(),
         StatusCode::NOT_FOUND,

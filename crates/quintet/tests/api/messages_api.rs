@@ -6,13 +6,7 @@ use serde_json::{Value, json};
 use crate::support::{TestApp, sha256_hex, spawn_app};
 
 async fn post_json(server: &TestApp, body: &Value) -> reqwest::Response {
-    server
-        .client
-        .post(format!("{}/messages", server.url))
-        .json(body)
-        .send()
-        .await
-        .expect("post")
+    server.post_json("/messages", body).await
 }
 
 #[tokio::test]
@@ -28,12 +22,7 @@ async fn post_answers_the_sha256_digest_and_get_returns_the_message() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body, json!({"digest": digest}));
 
-    let response = server
-        .client
-        .get(format!("{}/messages/{digest}", server.url))
-        .send()
-        .await
-        .expect("get");
+    let response = server.get(&format!("/messages/{digest}")).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["etag"], format!("\"{digest}\"").as_str());
     assert_eq!(
@@ -63,15 +52,7 @@ async fn posting_the_same_text_again_answers_200_with_the_same_digest() {
         second.json().await.expect("json"),
     );
     assert_eq!(a, b);
-    let page: Value = server
-        .client
-        .get(format!("{}/messages", server.url))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let page: Value = server.get("/messages").await.json().await.expect("json");
     assert_eq!(page["items"].as_array().expect("items").len(), 1);
 }
 
@@ -209,12 +190,7 @@ async fn bad_bodies_get_clear_errors_and_store_nothing() {
 async fn unknown_digest_is_404_and_malformed_is_400() {
     let server = spawn_app(&[]).await;
     let unknown = "0".repeat(64);
-    let response = server
-        .client
-        .get(format!("{}/messages/{unknown}", server.url))
-        .send()
-        .await
-        .expect("get");
+    let response = server.get(&format!("/messages/{unknown}")).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(
         response.json::<Value>().await.expect("json"),
@@ -222,12 +198,7 @@ async fn unknown_digest_is_404_and_malformed_is_400() {
     );
 
     for bad in ["abc", &"z".repeat(64), &"a".repeat(65)] {
-        let response = server
-            .client
-            .get(format!("{}/messages/{bad}", server.url))
-            .send()
-            .await
-            .expect("get");
+        let response = server.get(&format!("/messages/{bad}")).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
         let body: Value = response.json().await.expect("json");
         assert!(
@@ -314,12 +285,7 @@ async fn listing_pages_with_a_cursor_and_refuses_bad_parameters() {
     assert_eq!(seen, ["m0", "m1", "m2", "m3", "m4"]);
 
     for query in ["limit=0", "limit=1001", "limit=ten", "cursor=bogus"] {
-        let response = server
-            .client
-            .get(format!("{}/messages?{query}", server.url))
-            .send()
-            .await
-            .expect("list");
+        let response = server.get(&format!("/messages?{query}")).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
         assert!(response.json::<Value>().await.expect("json")["error"].is_string());
     }
@@ -331,21 +297,15 @@ async fn the_seed_paths_keep_working() {
     post_json(&server, &json!({"message": "from the seed"})).await;
     let digest = sha256_hex("from the seed");
     let one: Value = server
-        .client
-        .get(format!("{}/message/{digest}", server.url))
-        .send()
+        .get(&format!("/message/{digest}"))
         .await
-        .expect("get")
         .json()
         .await
         .expect("json");
     assert_eq!(one["message"], "from the seed");
     let all: Value = server
-        .client
-        .get(format!("{}/all-messages", server.url))
-        .send()
+        .get("/all-messages")
         .await
-        .expect("get")
         .json()
         .await
         .expect("json");
@@ -355,12 +315,7 @@ async fn the_seed_paths_keep_working() {
 #[tokio::test]
 async fn unknown_routes_answer_json_404() {
     let server = spawn_app(&[]).await;
-    let response = server
-        .client
-        .get(format!("{}/nope", server.url))
-        .send()
-        .await
-        .expect("get");
+    let response = server.get("/nope").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(
         response.json::<Value>().await.expect("json"),

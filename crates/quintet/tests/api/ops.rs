@@ -10,25 +10,9 @@ use crate::support::spawn_app;
 #[tokio::test]
 async fn health_readiness_openapi_and_docs_are_served() {
     let server = spawn_app(&[]).await;
-    let alive: Value = server
-        .client
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let alive: Value = server.get("/healthz").await.json().await.expect("json");
     assert_eq!(alive, json!({"status": "ok"}));
-    let ready: Value = server
-        .client
-        .get(format!("{}/readyz", server.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let ready: Value = server.get("/readyz").await.json().await.expect("json");
     assert_eq!(
         ready,
         json!({"status": "ready", "checks": {
@@ -37,11 +21,8 @@ async fn health_readiness_openapi_and_docs_are_served() {
     );
 
     let doc: Value = server
-        .client
-        .get(format!("{}/openapi.json", server.url))
-        .send()
+        .get("/openapi.json")
         .await
-        .expect("get")
         .json()
         .await
         .expect("json");
@@ -69,12 +50,7 @@ async fn health_readiness_openapi_and_docs_are_served() {
         "{doc}"
     );
 
-    let docs = server
-        .client
-        .get(format!("{}/docs/", server.url))
-        .send()
-        .await
-        .expect("get");
+    let docs = server.get("/docs/").await;
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(
         docs.text().await.expect("html").contains("swagger"),
@@ -117,12 +93,7 @@ async fn grpc_health_is_served_on_the_same_port_over_cleartext_http2() {
 async fn a_uri_over_the_limit_is_refused_with_a_json_414() {
     let server = spawn_app(&[]).await;
     let long = "k".repeat(20 * 1024);
-    let got = server
-        .client
-        .get(format!("{}/counters/{long}", server.url))
-        .send()
-        .await
-        .expect("get");
+    let got = server.get(&format!("/counters/{long}")).await;
     assert_eq!(got.status(), StatusCode::URI_TOO_LONG);
     let body: Value = got.json().await.expect("a JSON body");
     let error = body["error"].as_str().expect("error");
@@ -152,11 +123,8 @@ async fn the_openapi_document_is_the_running_servers_contract() {
     ])
     .await;
     let doc: Value = server
-        .client
-        .get(format!("{}/openapi.json", server.url))
-        .send()
+        .get("/openapi.json")
         .await
-        .expect("get")
         .json()
         .await
         .expect("json");

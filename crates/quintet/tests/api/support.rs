@@ -53,6 +53,34 @@ pub(crate) async fn spawn_app(args: &[&str]) -> TestApp {
     }
 }
 
+impl TestApp {
+    /// `GET` of `path` (e.g. `/kv/k`) on the application.
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.send(self.client.get(format!("{}{path}", self.url)))
+            .await
+    }
+
+    /// `DELETE` of `path` on the application.
+    pub(crate) async fn delete(&self, path: &str) -> reqwest::Response {
+        self.send(self.client.delete(format!("{}{path}", self.url)))
+            .await
+    }
+
+    /// `POST` of `body` as JSON to `path` on the application.
+    pub(crate) async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.send(self.client.post(format!("{}{path}", self.url)).json(body))
+            .await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        request.send().await.expect("the application answers")
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
