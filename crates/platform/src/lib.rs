@@ -20,6 +20,7 @@ pub mod connections;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod extract;
 pub mod group_commit;
 pub mod grpc;
 pub mod health;

@@ -5,15 +5,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use platform::ErrorResponse;
 use platform::error::ErrorBody;
+use platform::extract::{JsonBody, JsonExample};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -29,7 +29,7 @@ const BODY_LIMIT: usize = 512 * 1024;
 
 /// calc's REST routes (`/calc/…`) over `calculator`.
 pub fn router(calculator: Arc<Calculator>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/calc/add", post(add))
         .route("/calc/subtract", post(subtract))
         .route("/calc/multiply", post(multiply))
@@ -37,9 +37,8 @@ pub fn router(calculator: Arc<Calculator>) -> Router {
         .route("/calc/max", post(max))
         .route("/calc/min", post(min))
         .route("/calc/nth-primes", post(nth_primes))
-        .route("/calc/history", get(history))
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(calculator)
+        .route("/calc/history", get(history));
+    platform::extract::limit_bodies(router, BODY_LIMIT).with_state(calculator)
 }
 
 #[derive(OpenApi)]
@@ -146,6 +145,10 @@ pub struct Operands {
     pub b: i64,
 }
 
+impl JsonExample for Operands {
+    const EXAMPLE: &'static str = r#"{"a": 1, "b": 2}"#;
+}
+
 /// 1 to 10,000 values.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +158,10 @@ pub struct Values {
     pub values: Vec<i64>,
 }
 
+impl JsonExample for Values {
+    const EXAMPLE: &'static str = r#"{"values": [3, 9]}"#;
+}
+
 /// 1 to 10,000 positions, 1-based (1 → 2).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +169,10 @@ pub struct NthPrimesBody {
     /// Each from 1 to the server's --calc-max-n.
     #[schema(min_items = 1, max_items = 10000)]
     pub n: Vec<u64>,
+}
+
+impl JsonExample for NthPrimesBody {
+    const EXAMPLE: &'static str = r#"{"n": [1, 2, 10001]}"#;
 }
 
 /// The answer of an int64 operation.
@@ -202,14 +213,6 @@ struct HistoryParams {
     limit: Option<String>,
 }
 
-fn body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    example: &str,
-) -> Result<T, ApiError> {
-    platform::error::json_body(headers, body, BODY_LIMIT, example).map_err(ApiError::Request)
-}
-
 fn request_id(headers: &HeaderMap) -> &str {
     headers
         .get("x-request-id")
@@ -221,9 +224,8 @@ fn binary(
     calculator: &Calculator,
     op: Operation,
     headers: &HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
+    Operands { a, b }: Operands,
 ) -> Result<Json<ResultBody>, ApiError> {
-    let Operands { a, b } = body(headers, raw, r#"{"a": 1, "b": 2}"#)?;
     let result = calculator.binary(op, a, b, request_id(headers))?;
     Ok(Json(ResultBody { result }))
 }
@@ -232,9 +234,8 @@ fn fold(
     calculator: &Calculator,
     op: Operation,
     headers: &HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
+    Values { values }: Values,
 ) -> Result<Json<ResultBody>, ApiError> {
-    let Values { values } = body(headers, raw, r#"{"values": [3, 9]}"#)?;
     let result = calculator.fold(op, &values, request_id(headers))?;
     Ok(Json(ResultBody { result }))
 }
@@ -262,9 +263,9 @@ macro_rules! int_route {
         async fn $name(
             State(calculator): State<Arc<Calculator>>,
             headers: HeaderMap,
-            raw: Result<Bytes, BytesRejection>,
+            JsonBody(body): JsonBody<$body>,
         ) -> Result<Json<ResultBody>, ApiError> {
-            $run(&calculator, $op, &headers, raw)
+            $run(&calculator, $op, &headers, body)
         }
     };
 }
@@ -342,9 +343,8 @@ int_route!(
 async fn nth_primes(
     State(calculator): State<Arc<Calculator>>,
     headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
+    JsonBody(NthPrimesBody { n }): JsonBody<NthPrimesBody>,
 ) -> Result<Json<PrimesBody>, ApiError> {
-    let NthPrimesBody { n } = body(&headers, raw, r#"{"n": [1, 2, 10001]}"#)?;
     let primes = calculator.nth_primes(n, request_id(&headers)).await?;
     Ok(Json(PrimesBody { primes }))
 }
@@ -428,7 +428,13 @@ mod tests {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
-        body(&headers, Ok(Bytes::copy_from_slice(raw)), "{}")
+        platform::extract::json_body(
+            &headers,
+            Ok(bytes::Bytes::copy_from_slice(raw)),
+            BODY_LIMIT,
+            "{}",
+        )
+        .map_err(ApiError::Request)
     }
 
     /// The fields of a body read with `deny_unknown_fields`, in order: from

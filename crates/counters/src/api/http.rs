@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use platform::ErrorResponse;
 use platform::error::ErrorBody;
+use platform::extract::{JsonBody, JsonExample};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -34,17 +34,14 @@ struct AppState {
 /// The counters routes (`/increment`, `/counters`, `/counters/{key}`), with
 /// keys of at most `max_key_bytes` bytes.
 pub fn router(engine: Arc<Engine>, max_key_bytes: usize) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/increment", post(increment))
         .route("/counters", get(list))
-        .route("/counters/{key}", get(fetch))
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit(
-            max_key_bytes,
-        )))
-        .with_state(AppState {
-            engine,
-            max_key_bytes,
-        })
+        .route("/counters/{key}", get(fetch));
+    platform::extract::limit_bodies(router, body_limit(max_key_bytes)).with_state(AppState {
+        engine,
+        max_key_bytes,
+    })
 }
 
 #[derive(OpenApi)]
@@ -167,6 +164,10 @@ pub struct IncrementBody {
     pub value: i64,
 }
 
+impl JsonExample for IncrementBody {
+    const EXAMPLE: &'static str = r#"{"key": "...", "value": 1}"#;
+}
+
 /// The key's total after the increment.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CounterBody {
@@ -210,21 +211,13 @@ struct ListParams {
     cursor: Option<String>,
 }
 
-/// Reads an increment body: one JSON text read as every JSON body is
-/// ([`platform::error::json_body`]: 415, 413, 400 or 422 naming the field),
-/// and its key checked against `max_key_bytes`.
+/// An increment body (read as every JSON body is, by [`JsonBody`]: 415,
+/// 413, 400 or 422 naming the field) with its key checked against
+/// `max_key_bytes`.
 pub fn increment_request(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    parsed: IncrementBody,
     max_key_bytes: usize,
 ) -> Result<(CounterKey, i64), ApiError> {
-    let parsed: IncrementBody = platform::error::json_body(
-        headers,
-        body,
-        body_limit(max_key_bytes),
-        r#"{"key": "...", "value": 1}"#,
-    )
-    .map_err(ApiError::Body)?;
     let key = CounterKey::parse(parsed.key, max_key_bytes)
         .map_err(|e| ApiError::Unprocessable(format!("key: {e}")))?;
     Ok((key, parsed.value))
@@ -250,10 +243,9 @@ pub fn increment_request(
 )]
 async fn increment(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody<IncrementBody>,
 ) -> Result<Json<Incremented>, ApiError> {
-    let (key, value) = increment_request(&headers, body, state.max_key_bytes)?;
+    let (key, value) = increment_request(body, state.max_key_bytes)?;
     let total = state.engine.increment(key.clone(), value).await?;
     Ok(Json(Incremented {
         data: CounterBody {
@@ -340,6 +332,9 @@ mod tests {
     use serde_json::Value;
     use testkit::fuzz;
 
+    use bytes::Bytes;
+    use http::HeaderMap;
+
     use super::*;
 
     const MAX_KEY_BYTES: usize = 16;
@@ -350,7 +345,14 @@ mod tests {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
-        increment_request(&headers, Ok(Bytes::copy_from_slice(body)), MAX_KEY_BYTES)
+        let parsed = platform::extract::json_body(
+            &headers,
+            Ok(Bytes::copy_from_slice(body)),
+            body_limit(MAX_KEY_BYTES),
+            IncrementBody::EXAMPLE,
+        )
+        .map_err(ApiError::Body)?;
+        increment_request(parsed, MAX_KEY_BYTES)
     }
 
     fn status(error: ApiError) -> StatusCode {

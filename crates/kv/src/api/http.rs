@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{StatusCode, header};
 use platform::ErrorResponse;
 use platform::error::ErrorBody;
+use platform::extract::{JsonBody, JsonExample};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -21,14 +22,13 @@ use crate::engine::vault::{KvError, RotateReport, Vault};
 /// kv's REST routes (`/kv/…`, the seed's twin `/api/…`, `/admin/kv/rotate`).
 pub fn router(vault: Arc<Vault>) -> Router {
     let body_limit = body_limit(vault.max_value_bytes());
-    Router::new()
+    let router = Router::new()
         .route("/kv", get(list))
         .route("/kv/{*key}", put(set).get(fetch).delete(remove))
         .route("/api/save", post(seed_save))
         .route("/api/get/{*key}", get(seed_get))
-        .route("/admin/kv/rotate", post(rotate))
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .with_state(vault)
+        .route("/admin/kv/rotate", post(rotate));
+    platform::extract::limit_bodies(router, body_limit).with_state(vault)
 }
 
 /// Largest request body: bodies may exceed the value limit a little (JSON
@@ -258,6 +258,10 @@ pub struct SeedPair {
     pub value: String,
 }
 
+impl JsonExample for SeedPair {
+    const EXAMPLE: &'static str = r#"{"key": "...", "value": "..."}"#;
+}
+
 /// The seed's `POST /api/save`: stores a text value; answers it back with 201.
 #[utoipa::path(post, path = "/api/save", tag = "kv", request_body = SeedPair,
     responses((status = 201, body = SeedPair), (status = 400, body = ErrorBody, description = "Not the JSON object asked for, or the key is over 1,024 bytes"),
@@ -265,31 +269,25 @@ pub struct SeedPair {
         (status = 503, body = ErrorBody)))]
 async fn seed_save(
     State(vault): State<Arc<Vault>>,
-    headers: http::HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody<SeedPair>, ErrorResponse>,
 ) -> Result<(StatusCode, Json<SeedPair>), ApiError> {
-    let (key, pair) = seed_pair(&headers, body, body_limit(vault.max_value_bytes()))?;
+    let (key, pair) = seed_pair(body.map(|JsonBody(pair)| pair))?;
     vault.set(&key, pair.value.as_bytes()).await?;
     Ok((StatusCode::CREATED, Json(pair)))
 }
 
-/// Reads the seed twin's `{"key", "value"}` body as every JSON body is read
-/// ([`platform::error::json_body`]: one UTF-8 JSON text) and checks its key:
-/// 415 for another media type, 413 over `limit`, 400 for anything else.
-pub fn seed_pair(
-    headers: &http::HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<(KvKey, SeedPair), ApiError> {
-    const EXAMPLE: &str = r#"{"key": "...", "value": "..."}"#;
-    let pair: SeedPair =
-        platform::error::json_body(headers, body, limit, EXAMPLE).map_err(|e| match e.status {
-            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::Body(e),
-            _ => ApiError::BadRequest(format!(
-                "expected {{\"key\": string, \"value\": string}}: {}",
-                e.message
-            )),
-        })?;
+/// The seed twin's `{"key", "value"}` body, read as every JSON body is
+/// ([`JsonBody`]: one UTF-8 JSON text), with its key checked: 415 for
+/// another media type, 413 over the limit, 400 for anything else (the
+/// seed's status for a body it cannot use).
+pub fn seed_pair(body: Result<SeedPair, ErrorResponse>) -> Result<(KvKey, SeedPair), ApiError> {
+    let pair = body.map_err(|e| match e.status {
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::Body(e),
+        _ => ApiError::BadRequest(format!(
+            "expected {{\"key\": string, \"value\": string}}: {}",
+            e.message
+        )),
+    })?;
     Ok((key(pair.key.clone())?, pair))
 }
 
@@ -426,7 +424,12 @@ mod tests {
             header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
-        seed_pair(&headers, Ok(Bytes::copy_from_slice(body)), 1 << 20)
+        seed_pair(platform::extract::json_body(
+            &headers,
+            Ok(Bytes::copy_from_slice(body)),
+            1 << 20,
+            SeedPair::EXAMPLE,
+        ))
     }
 
     fn status(error: ApiError) -> StatusCode {
@@ -461,7 +464,12 @@ mod tests {
             header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain"),
         );
-        let refused = seed_pair(&headers, Ok(Bytes::from_static(b"{}")), 1 << 20);
+        let refused = seed_pair(platform::extract::json_body(
+            &headers,
+            Ok(Bytes::from_static(b"{}")),
+            1 << 20,
+            SeedPair::EXAMPLE,
+        ));
         assert_eq!(
             status(refused.expect_err("not JSON")),
             StatusCode::UNSUPPORTED_MEDIA_TYPE

@@ -70,19 +70,15 @@ pub enum ApiError {
     /// No message is stored under the digest (404).
     #[error("message not found")]
     NotFound,
-    /// A JSON body that does not parse, or is not UTF-8 (400).
-    #[error("invalid JSON: {0}")]
-    BadJson(String),
     /// A `text/plain` body that is not UTF-8 (400).
     #[error("{0}")]
     BadBody(String),
-    /// JSON of the wrong shape: `message` missing, or not a string (422).
-    #[error("invalid request: {0}")]
-    Unprocessable(String),
     /// A `Content-Type` that is neither JSON nor `text/plain` (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// The body could not be read (too large, cut short): the answer is ready.
+    /// The body could not be read (too large, cut short) or, as JSON, is
+    /// not one UTF-8 JSON text (400) or not of the shape asked for (422):
+    /// the answer is ready.
     #[error("{}", .0.message)]
     Body(ErrorResponse),
     /// The store failed (503 when unavailable, 500 when corrupt).
@@ -96,13 +92,9 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::Invalid(DomainError::EmptyMessage) | ApiError::Unprocessable(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::Invalid(DomainError::EmptyMessage) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Invalid(DomainError::MessageTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Invalid(_) | ApiError::BadJson(_) | ApiError::BadBody(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Invalid(_) | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Body(e) => e.status,
@@ -289,23 +281,18 @@ pub fn new_message(
     max_bytes: usize,
 ) -> Result<Message, ApiError> {
     let kind = content_kind(headers)?;
-    let body = body.map_err(|r| {
-        ApiError::Body(ErrorResponse::from_body_rejection(r, body_limit(max_bytes)))
-    })?;
+    let limit = body_limit(max_bytes);
     let text = match kind {
         ContentKind::Json => {
-            // JSON is UTF-8 (RFC 8259 §8.1); serde_json checks only the
-            // strings it keeps, so a skipped field could carry any bytes.
-            let json = std::str::from_utf8(&body)
-                .map_err(|e| ApiError::BadJson(format!("the body is not UTF-8 ({e})")))?;
-            match serde_json::from_str::<NewMessage>(json) {
-                Ok(new) => new.message,
-                Err(e) if e.is_data() => return Err(ApiError::Unprocessable(e.to_string())),
-                Err(e) => return Err(ApiError::BadJson(e.to_string())),
-            }
+            platform::extract::read_json::<NewMessage>(body, limit)
+                .map_err(ApiError::Body)?
+                .message
         }
-        ContentKind::Text => String::from_utf8(body.to_vec())
-            .map_err(|e| ApiError::BadBody(format!("text/plain body is not valid UTF-8: {e}")))?,
+        ContentKind::Text => String::from_utf8(
+            body.map_err(|r| ApiError::Body(ErrorResponse::from_body_rejection(r, limit)))?
+                .to_vec(),
+        )
+        .map_err(|e| ApiError::BadBody(format!("text/plain body is not valid UTF-8: {e}")))?,
     };
     Ok(Message::new(text, max_bytes)?)
 }
