@@ -17,18 +17,47 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use crate::api::hot::HotMessages;
 use crate::config::MessagesConfig;
 use crate::domain::{
     Cursor, Digest, DomainError, IntegrityError, Message, PageLimit, VerifiedMessage,
 };
 use crate::metrics::{CORRUPT_RECORDS, POSTED, STORE_DURATION};
 use crate::ports::{MessageStore, PutOutcome, StoreError};
+use metrics::{Counter, Histogram};
 
 #[derive(Clone)]
 struct AppState {
     store: Arc<dyn MessageStore>,
     max_message_bytes: usize,
+    hot: Arc<HotMessages>,
+    metrics: Arc<RouteMetrics>,
 }
+
+/// The handles of the metrics every request records, resolved once when the
+/// router is built rather than by label lookup on each request.
+struct RouteMetrics {
+    put: Histogram,
+    get: Histogram,
+    page: Histogram,
+    created: Counter,
+    already_stored: Counter,
+}
+
+impl RouteMetrics {
+    fn new() -> Self {
+        Self {
+            put: metrics::histogram!(STORE_DURATION, "op" => "put"),
+            get: metrics::histogram!(STORE_DURATION, "op" => "get"),
+            page: metrics::histogram!(STORE_DURATION, "op" => "page"),
+            created: metrics::counter!(POSTED, "outcome" => "created"),
+            already_stored: metrics::counter!(POSTED, "outcome" => "already_stored"),
+        }
+    }
+}
+
+/// The media type of a JSON answer, as axum's `Json` sets it.
+const JSON_MEDIA_TYPE: &str = "application/json";
 
 /// Digests never change what they name, so answers may be cached forever.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -44,6 +73,8 @@ pub fn router(store: Arc<dyn MessageStore>, config: &MessagesConfig) -> Router {
         .with_state(AppState {
             store,
             max_message_bytes: config.max_message_bytes,
+            hot: Arc::new(HotMessages::new(config.message_cache_bytes)),
+            metrics: Arc::new(RouteMetrics::new()),
         })
 }
 
@@ -207,8 +238,8 @@ struct ListParams {
     cursor: Option<String>,
 }
 
-fn observe(op: &'static str, started: Instant) {
-    metrics::histogram!(STORE_DURATION, "op" => op).record(started.elapsed().as_secs_f64());
+fn observe(histogram: &Histogram, started: Instant) {
+    histogram.record(started.elapsed().as_secs_f64());
 }
 
 /// Store a message and get its digest.
@@ -243,13 +274,12 @@ async fn create(
     let message = new_message(&headers, body, state.max_message_bytes)?;
     let started = Instant::now();
     let outcome = state.store.put(&message, now_ms()).await?;
-    observe("put", started);
+    observe(&state.metrics.put, started);
     let digest = message.digest().to_string();
-    let outcome_label = match outcome {
-        PutOutcome::Created => "created",
-        PutOutcome::AlreadyStored => "already_stored",
-    };
-    metrics::counter!(POSTED, "outcome" => outcome_label).increment(1);
+    match outcome {
+        PutOutcome::Created => state.metrics.created.increment(1),
+        PutOutcome::AlreadyStored => state.metrics.already_stored.increment(1),
+    }
     let mut response = match outcome {
         PutOutcome::Created => (
             StatusCode::CREATED,
@@ -370,19 +400,37 @@ async fn fetch(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let digest = Digest::parse(&digest)?;
-    let started = Instant::now();
-    let stored = state.store.get(&digest).await?;
-    observe("get", started);
-    let message = stored.ok_or(ApiError::NotFound)?.verify()?;
-    let etag = format!("\"{digest}\"");
+    let answer = if let Some(answer) = state.hot.get(&digest) {
+        answer
+    } else {
+        let started = Instant::now();
+        let stored = state.store.get(&digest).await?;
+        observe(&state.metrics.get, started);
+        let message = stored.ok_or(ApiError::NotFound)?.verify()?;
+        let answer = Bytes::from(
+            serde_json::to_vec(&MessageBody::from(message)).map_err(|e| {
+                ApiError::Body(ErrorResponse::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("could not encode the message: {e}"),
+                ))
+            })?,
+        );
+        state.hot.insert(digest, answer.clone());
+        answer
+    };
     let cache_headers = [
-        (header::ETAG, etag.clone()),
+        (header::ETAG, format!("\"{digest}\"")),
         (header::CACHE_CONTROL, IMMUTABLE.to_owned()),
     ];
     if if_none_match(&headers, &digest) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
     }
-    Ok((cache_headers, Json(MessageBody::from(message))).into_response())
+    Ok((
+        cache_headers,
+        [(header::CONTENT_TYPE, JSON_MEDIA_TYPE)],
+        answer,
+    )
+        .into_response())
 }
 
 /// The seed's path for [`fetch`]: `GET /message/{sha}`.
@@ -449,7 +497,7 @@ async fn list(
         .transpose()?;
     let started = Instant::now();
     let page = state.store.page(after, limit).await?;
-    observe("page", started);
+    observe(&state.metrics.page, started);
     // A corrupt message is left out and named: one bad record must not fail
     // every page that covers it.
     let mut corrupt = page.corrupt;

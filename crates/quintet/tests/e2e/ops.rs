@@ -29,3 +29,68 @@ async fn metrics_count_requests_by_route_and_status() {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
 }
+
+/// The hit and miss counts of the messages cache on a metrics page.
+fn cache_lookups(metrics: &str) -> (u64, u64) {
+    let count = |result: &str| {
+        let series = format!(r#"quintet_messages_cache_lookups_total{{result="{result}"}} "#);
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .map_or(0, |n| n.trim().parse().expect("a count"))
+    };
+    (count("hit"), count("miss"))
+}
+
+#[tokio::test]
+async fn a_message_read_once_is_answered_from_memory_the_same_way() {
+    // Four GETs of one message: (hits, misses) with the cache and without.
+    for (flags, expected) in [
+        (&[][..], (3, 1)),
+        (&["--message-cache-bytes", "0"][..], (0, 4)),
+    ] {
+        let server = TestServer::start(flags);
+        let created: serde_json::Value = http()
+            .post(format!("{}/messages", server.url))
+            .json(&json!({"message": "hot"}))
+            .send()
+            .await
+            .expect("post")
+            .json()
+            .await
+            .expect("json");
+        let url = format!(
+            "{}/messages/{}",
+            server.url,
+            created["digest"].as_str().expect("digest")
+        );
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            let response = http().get(&url).send().await.expect("get");
+            let headers = response.headers().clone();
+            answers.push((
+                response.status(),
+                headers["content-type"].clone(),
+                headers["etag"].clone(),
+                headers["cache-control"].clone(),
+                response.text().await.expect("body"),
+            ));
+        }
+        assert_eq!(answers[0].0, 200, "{flags:?}");
+        assert_eq!(answers[0].1, "application/json");
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "{flags:?}: {answers:?}"
+        );
+        // 304 from memory as from the store.
+        let not_modified = http()
+            .get(&url)
+            .header("if-none-match", answers[0].2.clone())
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(not_modified.status(), 304);
+        let (hits, misses) = cache_lookups(&server.metrics().await);
+        assert_eq!((hits, misses), expected, "{flags:?}");
+    }
+}
