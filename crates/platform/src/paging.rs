@@ -43,6 +43,18 @@ impl PageLimit {
     pub fn as_usize(&self) -> usize {
         self.0 as usize
     }
+
+    /// Cuts `items`, fetched as up to one more than the limit, to the page,
+    /// and answers the key of its last item when there was more (the next
+    /// page's cursor), `None` on the last page.
+    pub fn cut<T, K>(&self, items: &mut Vec<T>, key: impl FnOnce(&T) -> K) -> Option<K> {
+        if items.len() > self.as_usize() {
+            items.truncate(self.as_usize());
+            items.last().map(key)
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]

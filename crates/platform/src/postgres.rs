@@ -92,6 +92,11 @@ fn short(error: &sqlx::Error) -> String {
     }
 }
 
+/// A round trip to the server (`SELECT 1`): a store's readiness ping.
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
 /// Parses a `postgres://` URL without connecting: for checking configuration up front.
 pub fn parse_url(url: &str) -> Result<PgConnectOptions, ConnectError> {
     PgConnectOptions::from_str(url).map_err(ConnectError::InvalidUrl)

@@ -115,10 +115,8 @@ impl EventLog for PostgresEventLog {
     }
 
     async fn ping(&self) -> Result<(), EventLogError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        platform::postgres::ping(&self.pool)
             .await
-            .map(|_| ())
             .map_err(failed("ping"))
     }
 

@@ -166,12 +166,7 @@ impl CounterStore for PostgresCounterStore {
         .await
         .map_err(failed("page"))?;
         let mut items = rows.iter().map(counter).collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit.as_usize() {
-            items.truncate(limit.as_usize());
-            items.last().map(|c| c.key.clone())
-        } else {
-            None
-        };
+        let next = limit.cut(&mut items, |c| c.key.clone());
         Ok(Page {
             items,
             next,
@@ -180,10 +175,8 @@ impl CounterStore for PostgresCounterStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        platform::postgres::ping(&self.pool)
             .await
-            .map(|_| ())
             .map_err(failed("ping"))
     }
 

@@ -127,12 +127,7 @@ impl KvStore for PostgresKvStore {
                 size: u64::try_from(size).unwrap_or(0),
             });
         }
-        let next = if entries.len() > limit.as_usize() {
-            entries.truncate(limit.as_usize());
-            entries.last().map(|e| e.key.clone())
-        } else {
-            None
-        };
+        let next = limit.cut(&mut entries, |e| e.key.clone());
         Ok(Page {
             entries,
             next,
@@ -162,10 +157,8 @@ impl KvStore for PostgresKvStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        platform::postgres::ping(&self.pool)
             .await
-            .map(|_| ())
             .map_err(failed("ping"))
     }
 

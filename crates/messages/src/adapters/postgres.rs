@@ -123,10 +123,8 @@ impl MessageStore for PostgresMessageStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        platform::postgres::ping(&self.pool)
             .await
-            .map(|_| ())
             .map_err(failed("ping"))
     }
 

@@ -98,10 +98,8 @@ impl TransactionLedger for PostgresLedger {
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        platform::postgres::ping(&self.pool)
             .await
-            .map(|_| ())
             .map_err(unavailable("ping"))
     }
 
