@@ -141,6 +141,10 @@ pub struct Engine {
     /// The journal thread: appends (journal durability), rotations, truncations.
     journal: mpsc::Sender<Op>,
     flush_now: Notify,
+    /// Every increment's metrics, resolved once rather than looked up by
+    /// name on each request.
+    pending_keys: metrics::Gauge,
+    increments: metrics::Counter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -204,6 +208,8 @@ impl Engine {
             dirty_keys: AtomicUsize::new(0),
             journal,
             flush_now: Notify::new(),
+            pending_keys: metrics::gauge!(crate::metrics::PENDING_KEYS),
+            increments: metrics::counter!(crate::metrics::INCREMENTS),
         };
         let mut replayed = 0;
         let mut max_seq = flushed;
@@ -291,8 +297,8 @@ impl Engine {
                     ack.await.map_err(|_| JournalError::Stopped)??;
                 }
                 let dirty = self.dirty_keys.load(Ordering::Relaxed);
-                metrics::gauge!(crate::metrics::PENDING_KEYS).set(crate::metrics::count(dirty));
-                metrics::counter!(crate::metrics::INCREMENTS).increment(1);
+                self.pending_keys.set(crate::metrics::count(dirty));
+                self.increments.increment(1);
                 if dirty >= self.config.flush_max_keys {
                     self.flush_now.notify_one();
                 }
