@@ -9,6 +9,7 @@
 //! (`quick_cache`); hits and misses are counted.
 
 use bytes::Bytes;
+use http::HeaderValue;
 use metrics::{Counter, Gauge};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
@@ -21,20 +22,42 @@ const ENTRY_OVERHEAD: u64 = 96;
 /// A guess at a typical answer's size, to size the cache's table up front.
 const TYPICAL_ANSWER: u64 = 512;
 
-/// An entry's weight: its body's bytes and its overhead.
+/// A message's answer, ready to send: its `ETag` and its JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// `"<digest>"`.
+    pub etag: HeaderValue,
+    /// The JSON body of a `200`.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The answer for the verified message `digest` names, its body `body`.
+    pub fn new(digest: &Digest, body: Vec<u8>) -> Self {
+        let etag = HeaderValue::try_from(format!("\"{digest}\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"\"")); // hex: always valid
+        Self {
+            etag,
+            body: Bytes::from(body),
+        }
+    }
+}
+
+/// An entry's weight: its body's and `ETag`'s bytes and its overhead.
 #[derive(Debug, Clone, Copy)]
 struct AnswerBytes;
 
-impl Weighter<Digest, Bytes> for AnswerBytes {
-    fn weight(&self, _digest: &Digest, body: &Bytes) -> u64 {
-        u64::try_from(body.len()).map_or(u64::MAX, |len| len.saturating_add(ENTRY_OVERHEAD))
+impl Weighter<Digest, Answer> for AnswerBytes {
+    fn weight(&self, _digest: &Digest, answer: &Answer) -> u64 {
+        let len = answer.body.len() + answer.etag.len();
+        u64::try_from(len).map_or(u64::MAX, |len| len.saturating_add(ENTRY_OVERHEAD))
     }
 }
 
 /// The JSON answers of recently read messages, by digest.
 pub struct HotMessages {
     /// `None` when turned off (0 bytes).
-    cache: Option<Cache<Digest, Bytes, AnswerBytes>>,
+    cache: Option<Cache<Digest, Answer, AnswerBytes>>,
     hits: Counter,
     misses: Counter,
     bytes: Gauge,
@@ -55,7 +78,7 @@ impl HotMessages {
     }
 
     /// The answer kept for `digest`, counting the hit or the miss.
-    pub fn get(&self, digest: &Digest) -> Option<Bytes> {
+    pub fn get(&self, digest: &Digest) -> Option<Answer> {
         let found = self.cache.as_ref().and_then(|cache| cache.get(digest));
         if found.is_some() {
             self.hits.increment(1);
@@ -66,7 +89,7 @@ impl HotMessages {
     }
 
     /// Keeps `answer` (built from a verified message) for `digest`.
-    pub fn insert(&self, digest: Digest, answer: Bytes) {
+    pub fn insert(&self, digest: Digest, answer: Answer) {
         if let Some(cache) = &self.cache {
             cache.insert(digest, answer);
             #[allow(clippy::cast_precision_loss)] // a gauge: bytes as f64 are exact to 2^53
@@ -87,13 +110,12 @@ mod tests {
     fn answers_are_kept_up_to_the_byte_bound() {
         let hot = HotMessages::new(64 * 1024);
         assert_eq!(hot.get(&digest(1)), None);
-        hot.insert(digest(1), Bytes::from_static(b"{\"message\":\"one\"}"));
-        assert_eq!(
-            hot.get(&digest(1)),
-            Some(Bytes::from_static(b"{\"message\":\"one\"}"))
-        );
+        let one = Answer::new(&digest(1), b"{\"message\":\"one\"}".to_vec());
+        assert_eq!(one.etag, format!("\"{}\"", digest(1)).as_str());
+        hot.insert(digest(1), one.clone());
+        assert_eq!(hot.get(&digest(1)), Some(one));
         for n in 0..=255 {
-            hot.insert(digest(n), Bytes::from(vec![b'x'; 1024]));
+            hot.insert(digest(n), Answer::new(&digest(n), vec![b'x'; 1024]));
         }
         let cache = hot.cache.as_ref().expect("on");
         assert!(cache.weight() <= 64 * 1024, "{}", cache.weight());
@@ -103,7 +125,7 @@ mod tests {
     #[test]
     fn zero_bytes_keeps_nothing() {
         let hot = HotMessages::new(0);
-        hot.insert(digest(1), Bytes::from_static(b"{}"));
+        hot.insert(digest(1), Answer::new(&digest(1), b"{}".to_vec()));
         assert_eq!(hot.get(&digest(1)), None);
     }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::api::hot::HotMessages;
+use crate::api::hot::{Answer, HotMessages};
 use crate::config::MessagesConfig;
 use crate::domain::{
     Cursor, Digest, DomainError, IntegrityError, Message, PageLimit, VerifiedMessage,
@@ -407,28 +407,30 @@ async fn fetch(
         let stored = state.store.get(&digest).await?;
         observe(&state.metrics.get, started);
         let message = stored.ok_or(ApiError::NotFound)?.verify()?;
-        let answer = Bytes::from(
-            serde_json::to_vec(&MessageBody::from(message)).map_err(|e| {
-                ApiError::Body(ErrorResponse::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("could not encode the message: {e}"),
-                ))
-            })?,
-        );
+        let body = serde_json::to_vec(&MessageBody::from(message)).map_err(|e| {
+            ApiError::Body(ErrorResponse::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("could not encode the message: {e}"),
+            ))
+        })?;
+        let answer = Answer::new(&digest, body);
         state.hot.insert(digest, answer.clone());
         answer
     };
     let cache_headers = [
-        (header::ETAG, format!("\"{digest}\"")),
-        (header::CACHE_CONTROL, IMMUTABLE.to_owned()),
+        (header::ETAG, answer.etag),
+        (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
     ];
     if if_none_match(&headers, &digest) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
     }
     Ok((
         cache_headers,
-        [(header::CONTENT_TYPE, JSON_MEDIA_TYPE)],
-        answer,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_MEDIA_TYPE),
+        )],
+        answer.body,
     )
         .into_response())
 }
@@ -458,17 +460,17 @@ async fn fetch_seed(
 
 /// True when `If-None-Match` names this digest (quoted, weak or bare) or is `*`.
 fn if_none_match(headers: &HeaderMap, digest: &Digest) -> bool {
+    let mut values = headers.get_all(header::IF_NONE_MATCH).iter().peekable();
+    if values.peek().is_none() {
+        return false;
+    }
     let wanted = digest.to_string();
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|value| {
-            value.split(',').map(str::trim).any(|tag| {
-                let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
-                tag == "*" || tag.eq_ignore_ascii_case(&wanted)
-            })
+    values.filter_map(|v| v.to_str().ok()).any(|value| {
+        value.split(',').map(str::trim).any(|tag| {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
+            tag == "*" || tag.eq_ignore_ascii_case(&wanted)
         })
+    })
 }
 
 /// Page through messages, oldest first.
