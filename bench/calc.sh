@@ -91,6 +91,7 @@ SERVER_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT
+    stop_sampler
     [[ -z $SERVER_PID ]] || stop_pid "$SERVER_PID"
     if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
     exit "$rc"
@@ -124,8 +125,8 @@ stop_server() {
     SERVER_PID=""
 }
 
-RPC_TSV="$RAW_DIR/rpc.tsv" # op repeat ops_per_sec p50_ms p99_ms errors server_cores loadgen_cores other_cores
-NTH_TSV="$RAW_DIR/nth.tsv" # system n repeat seconds answer server_cores primesieve_threads
+RPC_TSV="$RAW_DIR/rpc.tsv" # op repeat ops_per_sec p50_ms p99_ms errors server_cores loadgen_cores other_cores requests server_us
+NTH_TSV="$RAW_DIR/nth.tsv" # system n repeat seconds answer server_cores primesieve_threads cpu_s
 START_TSV="$RAW_DIR/startup.tsv" # start accept_ms ready_ms
 : >"$RPC_TSV"
 : >"$NTH_TSV"
@@ -138,30 +139,40 @@ run_loadgen() { # op repeat
     local cmd=("$LOADGEN" --url "$URL" --op "$op" --concurrency "$CONCURRENCY" --connections "$CONNECTIONS"
         --duration "${DURATION_S}s" --warmup "${WARMUP_S}s")
     LOADGEN_EXAMPLE="$(shell_join calc_load --url http://127.0.0.1:PORT) --op add|health $(shell_join "${cmd[@]:5}")"
-    local s0 t0 t1 s1 m0 m1 usr sys
+    local s0 t0 t1 s1 m0 m1 usr sys t_end samples="$WORK/ticks-$op-$rep"
     s0="$(pid_ticks "$SERVER_PID")"
     m0="$(machine_ticks)"
+    # The server's CPU is also sampled, for its CPU per RPC over the measured
+    # stretch alone (the warm-up's RPCs are not counted).
+    start_sampler "$SERVER_PID" "$samples"
     t0="$(date +%s%N)"
     # bash's `time` gives the load generator's own CPU (user, system).
     { TIMEFORMAT='%U %S' && time "${cmd[@]}" >"$out"; } 2>"$WORK/loadgen-time" || die "calc_load failed ($op)"
+    t_end=${EPOCHREALTIME/[.,]/}
     t1="$(date +%s%N)"
     s1="$(pid_ticks "$SERVER_PID")"
     m1="$(machine_ticks)"
+    stop_sampler
     read -r usr sys < <(tail -n 1 "$WORK/loadgen-time")
     local server_cores loadgen_cores other_cores
     server_cores="$(cores "$s0" "$s1" $((t1 - t0)))"
     loadgen_cores="$(awk -v u="$usr" -v s="$sys" -v ns=$((t1 - t0)) 'BEGIN { printf "%.2f", (u + s) / (ns / 1e9) }')"
     # What else kept the machine busy meanwhile (other processes on a shared machine).
     other_cores="$(awk -v m="$(cores "$m0" "$m1" $((t1 - t0)))" -v s="$server_cores" -v l="$loadgen_cores" 'BEGIN { o = m - s - l; printf "%.2f", (o < 0 ? 0 : o) }')"
-    python3 - "$out" "$op" "$rep" "$server_cores" "$loadgen_cores" "$other_cores" >>"$RPC_TSV" <<'EOF'
+    local requests seconds
+    read -r requests seconds < <(python3 -c 'import json, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+print(r["requests"], r["seconds"])' "$out")
+    python3 - "$out" "$op" "$rep" "$server_cores" "$loadgen_cores" "$other_cores" \
+        "$(stretch_us "$samples" "$t_end" "$s1" "$seconds" "$requests")" >>"$RPC_TSV" <<'EOF'
 import json, sys
 r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 print("\t".join(map(str, [sys.argv[2], sys.argv[3], round(r["ops_per_sec"]), r["p50_ms"], r["p99_ms"],
-    r["errors"], sys.argv[4], sys.argv[5], sys.argv[6]])))
+    r["errors"], sys.argv[4], sys.argv[5], sys.argv[6], r["requests"], sys.argv[7]])))
 if r["errors"]:
     print(f"calc_load: {r['errors']} errors, first: {r['first_error']}", file=sys.stderr)
 EOF
-    log "$(tail -n 1 "$RPC_TSV" | awk -F'\t' '{ printf "%-6s #%s: %8d RPC/s  p50 %.2f ms  p99 %.2f ms  errors %s  server %s cores  load generator %s cores  other %s cores", $1, $2, $3, $4, $5, $6, $7, $8, $9 }')"
+    log "$(tail -n 1 "$RPC_TSV" | awk -F'\t' '{ printf "%-6s #%s: %8d RPC/s  p50 %.2f ms  p99 %.2f ms  errors %s  server %s cores (%s µs/RPC)  load generator %s cores  other %s cores", $1, $2, $3, $4, $5, $6, $7, $11, $8, $9 }')"
 }
 
 start_quintet calc
@@ -176,33 +187,37 @@ done
 curl -fsS "$URL/metrics" >"$RAW_DIR/metrics-rpc.txt" || true
 
 # ---------------------------------------------------------------- (b) NthPrimes vs primesieve
-# One timed command: prints "seconds answer" (wall time from fork to exit, ns clock).
+# One timed command: prints "seconds answer cpu_seconds" (wall time from fork
+# to exit, ns clock; the command's own user + system CPU time, from bash's `time`).
 time_cmd() { # out-file cmd...
-    local out=$1 t0 t1
+    local out=$1 t0 t1 usr sys TIMEFORMAT='%3U %3S'
     shift
     t0="$(date +%s%N)"
-    "$@" >"$out" 2>&1 || {
+    { time "$@" >"$out" 2>&1; } 2>"$out.time" || {
         cat "$out" >&2
         die "failed: $(shell_join "$@")"
     }
     t1="$(date +%s%N)"
+    read -r usr sys <"$out.time"
     # The answer is the last word of the last line (primesieve: "Nth prime: N").
-    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }') $(tail -n 1 "$out" | awk '{ print $NF }')"
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }') $(tail -n 1 "$out" | awk '{ print $NF }') $(awk -v u="$usr" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')"
 }
 QUINTET_NTH_EXAMPLE="quintet calc nth-prime N --url http://127.0.0.1:PORT --timeout $TIMEOUT"
 PRIMESIEVE_EXAMPLE="primesieve N -n"
 PRIMESIEVE1_EXAMPLE="primesieve N -n --threads=1"
 record_nth() { # system n repeat cmd...
-    local system=$1 n=$2 rep=$3 secs answer s0 s1 t0 t1 server_cores="-" threads="-"
+    local system=$1 n=$2 rep=$3 secs answer cpu s0 s1 t0 t1 server_cores="-" threads="-"
     local out="$RAW_DIR/nth-$system-$n-$rep.out"
     shift 3
     s0="$(pid_ticks "$SERVER_PID")"
     t0="$(date +%s%N)"
-    read -r secs answer < <(time_cmd "$out" "$@")
+    # cpu: primesieve's own CPU time; for quintet the CLI's, replaced below by the server's.
+    read -r secs answer cpu < <(time_cmd "$out" "$@")
     t1="$(date +%s%N)"
     if [[ $system == quintet ]]; then
         s1="$(pid_ticks "$SERVER_PID")"
         server_cores="$(cores "$s0" "$s1" $((t1 - t0)))"
+        cpu="$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')"
     else
         # primesieve prints the threads it used ("Threads = 2").
         threads="$(awk -F'= *' '/^Threads/ { print $2 }' "$out")"
@@ -210,11 +225,11 @@ record_nth() { # system n repeat cmd...
     if [[ -n ${KNOWN[$n]:-} && $answer != "${KNOWN[$n]}" ]]; then
         die "$system answered $answer for n = $n; the $n-th prime is ${KNOWN[$n]}"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$n" "$rep" "$secs" "$answer" "$server_cores" "${threads:--}" >>"$NTH_TSV"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$n" "$rep" "$secs" "$answer" "$server_cores" "${threads:--}" "$cpu" >>"$NTH_TSV"
     if [[ $system == quintet ]]; then
-        log "$(printf '%-13s n = %-11s #%s: %8.3f s  answer %s  server %s cores' "$system" "$n" "$rep" "$secs" "$answer" "$server_cores")"
+        log "$(printf '%-13s n = %-11s #%s: %8.3f s  answer %s  server %s cores (%s s CPU)' "$system" "$n" "$rep" "$secs" "$answer" "$server_cores" "$cpu")"
     else
-        log "$(printf '%-13s n = %-11s #%s: %8.3f s  answer %s  %s threads' "$system" "$n" "$rep" "$secs" "$answer" "$threads")"
+        log "$(printf '%-13s n = %-11s #%s: %8.3f s  answer %s  %s threads (%s s CPU)' "$system" "$n" "$rep" "$secs" "$answer" "$threads" "$cpu")"
     fi
 }
 for rep in $(seq 1 "$REPEATS"); do
@@ -296,49 +311,56 @@ PRIMESIEVE_VERSION="$(primesieve --version | awk 'NR == 1 { print $1, $2 }' | tr
     echo "- (a) load: \`$LOADGEN_EXAMPLE\` (crates/calc/examples/calc_load.rs, a tonic client on the same machine; \`--op health\` calls \`grpc.health.v1.Health/Check\` for \`quintet.calc.v1.Calculator\`); ${WARMUP_S}s warm-up then ${DURATION_S}s measured per run, $REPEATS run(s) per op, Add and Check interleaved; medians. CPU in cores = CPU time / wall time of the load generator's process (warm-up included); \"other\" is the rest of the machine's busy time (other processes)"
     echo "- (b) NthPrimes: \`$QUINTET_NTH_EXAMPLE\` (one RPC; the time includes the CLI's start and connect) against $PRIMESIEVE_VERSION (Debian package): \`$PRIMESIEVE_EXAMPLE\` (its default: all cores) and \`$PRIMESIEVE1_EXAMPLE\`; wall time of each process, $REPEATS run(s) per n and program, interleaved; medians; answers checked against the known n-th primes and each other. The ratio uses primesieve's default"
     echo "- (c) startup: process spawn to the port accepting and to \`GET /readyz\` 200, polled every 2 ms, $STARTS starts; median"
+    echo "- Server CPU per RPC (a): the server's user + system CPU time (\`/proc/<pid>/stat\`) over calc_load's measured stretch (sampled every 50 ms, so the warm-up is left out) divided by the RPCs calc_load counted in it (its \`requests\`); median over the runs. CPU time per call (b): the server's CPU time over one NthPrimes call, and primesieve's own user + system time (bash's \`time\`). Unlike RPCs/s and wall times they do not depend on how much of the $(nproc)-core machine the load generator and other tenants took (the server's Health/Check is the anchor of (a), so both rows are quintet's)."
     echo
     python3 - "$RPC_TSV" "$NTH_TSV" "$START_TSV" "$ADD_TARGET" "$NTH_TARGET" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 rpc, nth = defaultdict(list), defaultdict(list)
 for line in open(sys.argv[1]):
-    op, rep, ops, p50, p99, errors, scpu, lcpu, ocpu = line.rstrip("\n").split("\t")
-    rpc[op].append((float(ops), float(p50), float(p99), int(errors), float(scpu), float(lcpu), float(ocpu)))
+    op, rep, ops, p50, p99, errors, scpu, lcpu, ocpu, requests, server_us = line.rstrip("\n").split("\t")
+    rpc[op].append((float(ops), float(p50), float(p99), int(errors), float(scpu), float(lcpu), float(ocpu),
+                    None if server_us == "-" else float(server_us)))
 for line in open(sys.argv[2]):
-    system, n, rep, secs, answer, scpu, threads = line.rstrip("\n").split("\t")
-    nth[(system, int(n))].append((float(secs), answer, scpu, threads))
+    system, n, rep, secs, answer, scpu, threads, cpu = line.rstrip("\n").split("\t")
+    nth[(system, int(n))].append((float(secs), answer, scpu, threads, float(cpu)))
 starts = [line.rstrip("\n").split("\t") for line in open(sys.argv[3])]
 add_t, nth_t = float(sys.argv[4]), float(sys.argv[5])
 med = statistics.median
+def med_us(r):
+    v = [x[7] for x in r if x[7] is not None]
+    return med(v) if v else None
+def us(v):
+    return "-" if v is None else f"{v:,.1f} µs"
 def verdict(ok):
     return "met" if ok else "**missed**"
 targets = []
 
 print("### (a) unary RPCs at the same concurrency")
 print()
-print("| RPC | RPCs/s (median) | p50 ms | p99 ms | errors (all runs) | server CPU (cores) | load generator CPU (cores) | other CPU (cores) | runs (RPCs/s) |")
-print("|---|--:|--:|--:|--:|--:|--:|--:|---|")
+print("| RPC | RPCs/s (median) | p50 ms | p99 ms | errors (all runs) | server CPU per RPC | server CPU (cores) | load generator CPU (cores) | other CPU (cores) | runs (RPCs/s) |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 names = {"add": "`quintet.calc.v1.Calculator/Add`", "health": "`grpc.health.v1.Health/Check`"}
 for op in ("add", "health"):
     if op not in rpc:
         continue
     r = rpc[op]
     print(f"| {names[op]} | {med(x[0] for x in r):,.0f} | {med(x[1] for x in r):.2f} | {med(x[2] for x in r):.2f} "
-          f"| {sum(x[3] for x in r)} | {med(x[4] for x in r):.2f} | {med(x[5] for x in r):.2f} | {med(x[6] for x in r):.2f} "
+          f"| {sum(x[3] for x in r)} | {us(med_us(r))} | {med(x[4] for x in r):.2f} | {med(x[5] for x in r):.2f} | {med(x[6] for x in r):.2f} "
           f"| {', '.join(f'{x[0]:,.0f}' for x in r)} |")
 print()
 if "add" in rpc and "health" in rpc:
     a, h = med(x[0] for x in rpc["add"]), med(x[0] for x in rpc["health"])
     ratio = a / h
-    print(f"Add / Check: **{ratio:.2f}×** RPCs/s; server CPU per RPC: Add {med(x[4] / x[0] for x in rpc['add']) * 1e6:.0f} µs, "
-          f"Check {med(x[4] / x[0] for x in rpc['health']) * 1e6:.0f} µs.")
+    print(f"Add / Check: **{ratio:.2f}×** RPCs/s; server CPU per RPC: Add {us(med_us(rpc['add']))}, "
+          f"Check {us(med_us(rpc['health']))}.")
     print()
     targets.append(f"- Add ≥ {add_t:g}× Health/Check RPCs/s at the same concurrency: {ratio:.2f}× — {verdict(ratio >= add_t)}")
 
 print("### (b) NthPrimes against primesieve")
 print()
-print("| n | answer | quintet s (median) | quintet server CPU (cores) | primesieve s, default (threads) | primesieve s, --threads=1 | quintet / primesieve default | quintet / primesieve 1 thread | runs (s): quintet; default; 1 thread |")
-print("|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+print("| n | answer | quintet s (median) | quintet server CPU (cores) | quintet server CPU time per call | primesieve s, default (threads) | primesieve s, --threads=1 | primesieve CPU time, default / --threads=1 | quintet / primesieve default | quintet / primesieve 1 thread | runs (s): quintet; default; 1 thread |")
+print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 for n in sorted({k[1] for k in nth}):
     q, p, p1 = nth.get(("quintet", n)), nth.get(("primesieve", n)), nth.get(("primesieve-1t", n))
     if not q or not p:
@@ -348,8 +370,10 @@ for n in sorted({k[1] for k in nth}):
     scpu = med(float(x[2]) for x in q)
     threads = "/".join(sorted({x[3] for x in p}))
     runs = "; ".join(", ".join(f"{x[0]:.2f}" for x in r) for r in (q, p, p1 or []) if r)
-    print(f"| {n:,} | {int(q[0][1]):,} | {qs:.3f} | {scpu:.2f} | {ps:.3f} ({threads}) | {f'{p1s:.3f}' if p1s else '-'} "
-          f"| {qs / ps:.2f}× | {f'{qs / p1s:.2f}×' if p1s else '-'} | {runs} |")
+    qcpu, pcpu = med(x[4] for x in q), med(x[4] for x in p)
+    p1cpu = med(x[4] for x in p1) if p1 else None
+    print(f"| {n:,} | {int(q[0][1]):,} | {qs:.3f} | {scpu:.2f} | {qcpu:.2f} s | {ps:.3f} ({threads}) | {f'{p1s:.3f}' if p1s else '-'} "
+          f"| {pcpu:.2f} s / {f'{p1cpu:.2f} s' if p1 else '-'} | {qs / ps:.2f}× | {f'{qs / p1s:.2f}×' if p1s else '-'} | {runs} |")
     targets.append(f"- NthPrimes n = {n:,} ≤ {nth_t:g}× primesieve's time (its default, {threads} threads here): {qs / ps:.2f}× — {verdict(qs / ps <= nth_t)}"
                    + (f" (against `--threads=1`: {qs / p1s:.2f}×)" if p1s else ""))
 print()
@@ -364,6 +388,26 @@ if starts:
 print("### Targets")
 print()
 print("\n".join(targets))
+print()
+print("<details><summary>Raw figures of every run</summary>")
+print()
+print("(a) CPU in cores over the whole load-generator run (warm-up included); server CPU per RPC over its measured stretch.")
+print()
+print("| RPC | Run | RPCs/s | p50 ms | p99 ms | Errors | RPCs | Server CPU per RPC | Server CPU (cores) | Load generator CPU (cores) | Other CPU (cores) |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+for line in open(sys.argv[1]):
+    op, rep, ops, p50, p99, errors, scpu, lcpu, ocpu, requests, server_us = line.rstrip("\n").split("\t")
+    print(f"| {op} | {rep} | {ops} | {p50} | {p99} | {errors} | {requests} | {server_us if server_us == '-' else server_us + ' µs'} | {scpu} | {lcpu} | {ocpu} |")
+print()
+print("(b) CPU time: the server's for quintet, the process's own for primesieve.")
+print()
+print("| Program | n | Run | Wall s | Answer | CPU time | Server CPU (cores) | Threads |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|")
+for line in open(sys.argv[2]):
+    system, n, rep, secs, answer, scpu, threads, cpu = line.rstrip("\n").split("\t")
+    print(f"| {system} | {n} | {rep} | {secs} | {answer} | {cpu} s | {scpu} | {threads} |")
+print()
+print("</details>")
 EOF
 } >"$RESULT_MD"
 merge_section "$RESULT_MD" calc

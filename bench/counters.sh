@@ -212,10 +212,11 @@ pg_ticks() {
 
 # Begin/end of a measured stretch: wall clock, CPU of the server pids, of
 # PostgreSQL and of the machine. cpu_end sets WALL_S and, in cores (CPU time /
-# wall time), CPU_SERVER, CPU_PG ("-" when unknown), CPU_MACHINE and CPU_STEAL.
-# Not to be called in a subshell.
+# wall time), CPU_SERVER, CPU_PG ("-" when unknown), CPU_MACHINE and CPU_STEAL;
+# and the ticks themselves, TICKS_SERVER and TICKS_PG ("-" when unknown), for
+# the CPU time per request. Not to be called in a subshell.
 CPU_T0="" CPU_S0="" CPU_P0="" CPU_M0="" WALL_S=""
-CPU_SERVER="" CPU_PG="" CPU_MACHINE="" CPU_STEAL=""
+CPU_SERVER="" CPU_PG="" CPU_MACHINE="" CPU_STEAL="" TICKS_SERVER="" TICKS_PG=""
 cpu_begin() {
     CPU_S0="$(cpu_ticks "$@")"
     CPU_P0="$(pg_ticks)"
@@ -229,6 +230,8 @@ cpu_end() {
     p1="$(pg_ticks)"
     m1="$(machine_ticks)"
     WALL_S="$(awk -v a="$CPU_T0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')"
+    TICKS_SERVER=$((s1 - CPU_S0))
+    if [[ $CPU_P0 == - || $p1 == - ]]; then TICKS_PG=-; else TICKS_PG=$((p1 - CPU_P0)); fi
     read -r CPU_SERVER CPU_PG CPU_MACHINE CPU_STEAL < <(awk -v s0="$CPU_S0" -v s1="$s1" -v p0="$CPU_P0" -v p1="$p1" -v a="$CPU_M0" -v b="$m1" -v hz="$CLK_TCK" -v w="$WALL_S" 'BEGIN {
         split(a, x, " "); split(b, y, " ")
         pg = (p0 == "-" || p1 == "-") ? "-" : sprintf("%.2f", (p1 - p0) / hz / w)
@@ -272,11 +275,11 @@ log_counts() { # logfile... → "E errors, W warnings (count × message, ...)"
 
 # ---------------------------------------------------------------- runs
 RUNS_TSV="$RAW_DIR/runs.tsv"
-printf 'scenario\trepeat\trps\tp50_us\tp99_us\trequests\terrors\tsocket_errors\tserver_cpu\tpg_cpu\tloadgen_cpu\tmachine_cpu\tsteal\tserver_rss_kb\tanswers\tsum\texpected\treceived\tstop_rc\twall_s\tjournal_commits\tflushes\tother_cpu\n' >"$RUNS_TSV"
+printf 'scenario\trepeat\trps\tp50_us\tp99_us\trequests\terrors\tsocket_errors\tserver_cpu\tpg_cpu\tloadgen_cpu\tmachine_cpu\tsteal\tserver_rss_kb\tanswers\tsum\texpected\treceived\tstop_rc\twall_s\tjournal_commits\tflushes\tserver_us\tother_cpu\n' >"$RUNS_TSV"
 declare -A CMDLINE SERVER_CMDLINE
 declare -A REDIS_RATE # requests/s of the latest run, per Redis scenario
 
-record() { # scenario repeat rps p50 p99 requests errors sock server_cpu pg_cpu loadgen_cpu machine steal rss answers sum expected received stop_rc wall commits flushes
+record() { # scenario repeat rps p50 p99 requests errors sock server_cpu pg_cpu loadgen_cpu machine steal rss answers sum expected received stop_rc wall commits flushes server_us
     local a=() x other
     for x in "$@"; do a+=("${x:--}"); done
     # Other CPU: the machine's busy time not spent by the server, PostgreSQL
@@ -286,9 +289,9 @@ record() { # scenario repeat rps p50 p99 requests errors sock server_cpu pg_cpu 
     set -- "${a[@]}" "$other"
     local IFS=$'\t'
     printf '%s\n' "$*" >>"$RUNS_TSV"
-    log "$(printf '%-12s #%s: %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %s/%s  server CPU %s  PostgreSQL CPU %s  load CPU %s  machine %s (steal %s)  answers %s  sum %s of %s  exit %s' \
+    log "$(printf '%-12s #%s: %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %s/%s  server CPU %s (%s µs/request)  PostgreSQL CPU %s  load CPU %s  machine %s (steal %s)  answers %s  sum %s of %s  exit %s' \
         "$1" "$2" "$3" "$(awk -v u="$4" 'BEGIN { print u / 1000 }')" "$(awk -v u="$5" 'BEGIN { print u / 1000 }')" \
-        "$7" "$8" "$9" "${10}" "${11}" "${12}" "${13}" "${15}" "${16}" "${17}" "${19}")  other CPU ${23}"
+        "$7" "$8" "$9" "${23}" "${10}" "${11}" "${12}" "${13}" "${15}" "${16}" "${17}" "${19}")  other CPU ${24}"
 }
 
 # wrk: prints the "BENCH ..." line's fields into the associative array W.
@@ -383,7 +386,7 @@ run_quintet() { # scenario repeat
     [[ $durability == journal ]] || commits="-"
     record "$scenario" "$rep" "$(printf '%.0f' "${W[rps]}")" "${W[p50_us]}" "${W[p99_us]}" "${W[requests]}" "$errors" "$sock" \
         "$CPU_SERVER" "$CPU_PG" "$(loadgen_cpu)" "$CPU_MACHINE" "$CPU_STEAL" "$rss" "$measured" "$sum" "$lifetime_200" "$received" \
-        "$rc" "$WALL_S" "$commits" "$flushes"
+        "$rc" "$WALL_S" "$commits" "$flushes" "$(per_request_us "$TICKS_SERVER" "${W[requests]}")"
     rm -rf "$dir"
 }
 
@@ -455,7 +458,8 @@ run_redis() { # scenario repeat
     stop_pid "$SERVER_PID"
     SERVER_PID=""
     record "$scenario" "$rep" "$(printf '%.0f' "${R[rps]}")" "${R[p50_us]}" "${R[p99_us]}" "$n" - - \
-        "$CPU_SERVER" - "$(loadgen_cpu)" "$CPU_MACHINE" "$CPU_STEAL" "$rss" - "$sum" "$sent" "$sent" "$STOP_RC" "$WALL_S" - -
+        "$CPU_SERVER" - "$(loadgen_cpu)" "$CPU_MACHINE" "$CPU_STEAL" "$rss" - "$sum" "$sent" "$sent" "$STOP_RC" "$WALL_S" - - \
+        "$(per_request_us "$TICKS_SERVER" "$n")"
     rm -rf "$dir"
 }
 
@@ -511,7 +515,8 @@ run_upsert() { # scenario repeat
     sum="$(pg -c "SELECT coalesce(sum(value), 0) FROM \"$schema\".bench_counters")"
     drop_schema "$schema"
     record "$scenario" "$rep" "$(printf '%.0f' "${P[tps]}")" "$p50" "$p99" "${P[processed]}" "${P[failed]}" - \
-        "$CPU_PG" "$CPU_PG" "$(loadgen_cpu)" "$CPU_MACHINE" "$CPU_STEAL" - - "$sum" "$sent" "$sent" - "$WALL_S" - -
+        "$CPU_PG" "$CPU_PG" "$(loadgen_cpu)" "$CPU_MACHINE" "$CPU_STEAL" - - "$sum" "$sent" "$sent" - "$WALL_S" - - \
+        "$(per_request_us "$TICKS_PG" "${P[processed]}")"
 }
 
 run_one() { # scenario repeat
@@ -604,6 +609,7 @@ memory_run journal
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k * 1024 / 1e6 }'; }
 ms() { awk -v u="$1" 'BEGIN { printf "%.2f ms", u / 1000 }'; }
+us() { if [[ $1 == - ]]; then echo -; else awk -v u="$1" 'BEGIN { printf "%.1f µs", u }'; fi; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 col() { # scenario column → values, one per line
     awk -F'\t' -v s="$1" -v c="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == c) k = i; next } $1 == s { print $k }' "$RUNS_TSV"
@@ -696,8 +702,8 @@ sum_checks() { # scenario
     echo
     echo "### Results"
     echo
-    echo "| Scenario | Requests/s (median) | p50 | p99 | Ratio to Redis | Target | Result | Ratio to PostgreSQL UPSERT | Target | Result | Errors / socket errors | Sum check | Server CPU (cores) | PostgreSQL CPU (cores) | Load generator CPU (cores) | Other CPU (cores) |"
-    echo "|---|--:|--:|--:|--:|--:|---|--:|--:|---|--:|---|--:|--:|--:|--:|"
+    echo "| Scenario | Requests/s (median) | p50 | p99 | Ratio to Redis | Target | Result | Ratio to PostgreSQL UPSERT | Target | Result | Errors / socket errors | Sum check | Server CPU per request | Server CPU (cores) | PostgreSQL CPU (cores) | Load generator CPU (cores) | Other CPU (cores) |"
+    echo "|---|--:|--:|--:|--:|--:|---|--:|--:|---|--:|---|--:|--:|--:|--:|--:|"
     for scenario in "${SCENARIOS[@]}"; do
         redis_cells="-|-|-" upsert_cells="-|-|-"
         case $scenario in
@@ -712,10 +718,10 @@ sum_checks() { # scenario
         errs="$(sum_col "$scenario" errors) / $(sum_col "$scenario" socket_errors)"
         [[ $scenario != redis* ]] || errs="- / -"
         [[ $scenario != upsert ]] || errs="$(sum_col "$scenario" errors) failed / -"
-        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
             "$(scenario_name "$scenario")" "${RPS[$scenario]}" "$(ms "${P50[$scenario]}")" "$(ms "${P99[$scenario]}")" \
             "${redis_cells//|/ | }" "${upsert_cells//|/ | }" "$errs" "$(sum_checks "$scenario")" \
-            "$(median_col "$scenario" server_cpu)" "$(median_col "$scenario" pg_cpu)" "$(median_col "$scenario" loadgen_cpu)" "$(median_col "$scenario" other_cpu)"
+            "$(us "$(median_col "$scenario" server_us)")" "$(median_col "$scenario" server_cpu)" "$(median_col "$scenario" pg_cpu)" "$(median_col "$scenario" loadgen_cpu)" "$(median_col "$scenario" other_cpu)"
     done
     echo
     echo "Memory of one server holding $MEMORY_KEYS distinct pending keys (redb store, nothing flushed yet):"
@@ -750,6 +756,7 @@ sum_checks() { # scenario
     echo "- p50/p99: wrk's latency percentiles (\`--latency\`), redis-benchmark's own percentiles, and for pgbench exact percentiles of the per-transaction log (\`--log\`), all of the measured run; median over the runs."
     echo "- Errors / socket errors: summed over the measured runs; for quintet wrk's non-2xx answers and its connect, read, write errors and timeouts; for pgbench failed transactions; redis-benchmark reports none."
     echo "- Sum check: every request adds 1, so after each run the totals must add up to what was acknowledged (warm-up and measured run together). quintet on PostgreSQL: \`SELECT sum(value) FROM <schema>.counters\` after the server stopped on SIGTERM (its final flush) against the server's own count of 200 answers to \`POST /increment\` (from \`/metrics\`, \`quintet_counters_http_requests_total{method=\"POST\",route=\"/increment\",status=\"200\"}\`). quintet on redb: the server is started again on the same data directory and the values it lists (\`GET /counters\`, every page) are added up. Redis: the values of all keys (one \`EVAL\`) against the requests redis-benchmark sent. pgbench: \`sum(value)\` against the transactions it processed. wrk ends a run by closing its connections with up to one request under way on each; with journal durability quintet applies an increment in memory and hands it to the journal before it waits for the fsync, so a request cut off there is applied and journaled but never answered, and the server's metrics do not count it (a dropped request gets no status). Such a run has a sum above the 200 answers; it counts as no loss when the sum is at least the 200 answers and exceeds the answers wrk read by at most $CUT_LIMIT (one per connection at the end of the warm-up and of the measured run). The raw figures give sum / acknowledged / answers read by the load generator."
+    echo "- Server CPU per request: the server's user + system CPU time over a measured run (\`/proc/<pid>/stat\`; for pgbench PostgreSQL's, the postmaster and all its children, \"-\" when PostgreSQL runs elsewhere) divided by the requests the load generator counted in it (wrk's requests, redis-benchmark's \`-n\`, pgbench's transactions processed); median over the runs. Unlike requests/s it does not depend on how much of the $(nproc)-core machine the load generator and other tenants took. For quintet on PostgreSQL it is quintet's own share; what its flushes cost PostgreSQL is in the PostgreSQL CPU column."
     echo "- Server CPU: CPU time of the server process during the measured run divided by its wall time (for pgbench that is PostgreSQL). PostgreSQL CPU: the postmaster and all its children (backends, WAL writer, checkpointer); for the quintet rows on PostgreSQL it is what the flushes cost. Load generator CPU: wrk, redis-benchmark (one thread) or pgbench. Other CPU: the machine's busy time (including steal) minus all of those, i.e. load from other tenants, plus kernel threads working for the run itself (the file system's journal behind every fsync shows up here, hence 0.1–0.2 cores in the fsyncing scenarios); a run with a much higher figure was slowed by other load. The machine has $(nproc) cores in all, shared by the load generator, the servers and that other load."
     echo "- Memory: \`VmRSS\` and \`VmHWM\` from \`/proc/<pid>/status\` one second after the last of the $MEMORY_KEYS increments was answered; \"RSS idle\" is \`VmRSS\` of the same server before the load. Pending keys is the server's \`quintet_counters_pending_keys\` gauge. Stop is the time from SIGTERM to exit, which includes flushing all $MEMORY_KEYS keys to redb in one batch."
     echo
@@ -788,13 +795,13 @@ sum_checks() { # scenario
     echo
     echo "CPU columns are in cores (CPU time / wall time): the server, PostgreSQL (postmaster and children), the load generator, the whole machine (everything, including other tenants' load and steal time), steal time alone, and other load (machine minus server, PostgreSQL and load generator). Journal commits: fsynced journal groups during the measured run (requests / commits = mean group size); flushes: store flushes during the measured run."
     echo
-    echo "| Scenario | Run | Requests/s | p50 | p99 | Requests | Errors | Socket errors | Server CPU | PostgreSQL CPU | Load gen. CPU | Machine CPU | Steal | Other CPU | Server RSS after run | Server answers (measured run) | Sum / acknowledged / answers read | Stop rc | Wall | Journal commits | Flushes |"
-    echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|"
+    echo "| Scenario | Run | Requests/s | p50 | p99 | Requests | Errors | Socket errors | Server CPU per request | Server CPU | PostgreSQL CPU | Load gen. CPU | Machine CPU | Steal | Other CPU | Server RSS after run | Server answers (measured run) | Sum / acknowledged / answers read | Stop rc | Wall | Journal commits | Flushes |"
+    echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|"
     for scenario in "${SCENARIOS[@]}"; do
-        awk -F'\t' -v s="$scenario" 'NR > 1 && $1 == s' "$RUNS_TSV" | while IFS=$'\t' read -r s rep rps p50 p99 n err sock scpu pcpu lcpu mcpu steal rss st sum exp recv rc wall commits flushes other; do
+        awk -F'\t' -v s="$scenario" 'NR > 1 && $1 == s' "$RUNS_TSV" | while IFS=$'\t' read -r s rep rps p50 p99 n err sock scpu pcpu lcpu mcpu steal rss st sum exp recv rc wall commits flushes sus other; do
             [[ $rss == - ]] || rss="$(mib "$rss")"
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s s | %s | %s |\n' \
-                "$s" "$rep" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$n" "$err" "$sock" "$scpu" "$pcpu" "$lcpu" "$mcpu" "$steal" "$other" "$rss" "$st" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s s | %s | %s |\n' \
+                "$s" "$rep" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$n" "$err" "$sock" "$(us "$sus")" "$scpu" "$pcpu" "$lcpu" "$mcpu" "$steal" "$other" "$rss" "$st" \
                 "$sum" "$exp" "$recv" "$rc" "$wall" "$commits" "$flushes"
         done
     done

@@ -81,6 +81,7 @@ SERVER_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT
+    stop_sampler
     [[ -z $SERVER_PID ]] || stop_pid "$SERVER_PID"
     if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
     exit "$rc"
@@ -89,7 +90,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-RECORDS="$RAW_DIR/records.tsv" # system op size repeat ops_per_sec p50_ms p99_ms mb_per_sec errors
+RECORDS="$RAW_DIR/records.tsv" # system op size repeat ops_per_sec p50_ms p99_ms mb_per_sec errors requests server_us
 : >"$RECORDS"
 
 keys_for() { # size → keys
@@ -120,12 +121,22 @@ run_loadgen() { # op size repeat
     local cmd=("$LOADGEN" --url "$URL" --op "$op" --size "$size" --keys "$(keys_for "$size")"
         --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --duration "${DURATION_S}s")
     LOADGEN_EXAMPLE="$(shell_join kv_load "${cmd[@]:1}")"
+    # The server's CPU over the measured stretch only: a get run first sets
+    # every key once, which kv_load neither counts nor times.
+    local samples="$WORK/ticks-$op-$size-$rep" t_end end_ticks requests seconds
+    start_sampler "$SERVER_PID" "$samples"
     "${cmd[@]}" >"$out" || die "kv_load failed ($op, $size B)"
-    python3 - "$out" "$op" "$size" "$rep" >>"$RECORDS" <<'EOF'
+    t_end=${EPOCHREALTIME/[.,]/}
+    end_ticks="$(proc_ticks "$SERVER_PID")"
+    stop_sampler
+    read -r requests seconds < <(python3 -c 'import json, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+print(r["requests"], r["seconds"])' "$out")
+    python3 - "$out" "$op" "$size" "$rep" "$(stretch_us "$samples" "$t_end" "$end_ticks" "$seconds" "$requests")" >>"$RECORDS" <<'EOF'
 import json, sys
 r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 print("\t".join(map(str, ["quintet", sys.argv[2], sys.argv[3], sys.argv[4], round(r["ops_per_sec"]),
-    r["p50_ms"], r["p99_ms"], round(r["mb_per_sec"], 1), r["errors"]])))
+    r["p50_ms"], r["p99_ms"], round(r["mb_per_sec"], 1), r["errors"], r["requests"], sys.argv[5]])))
 if r["errors"]:
     print(f"kv_load: {r['errors']} errors, first: {r['first_error']}", file=sys.stderr)
 EOF
@@ -147,18 +158,22 @@ run_redis() { # size repeat
     calib="$(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONCURRENCY" -n 2000 -d "$size" -r "$keys" -t set --csv | grep '^"SET"' | tr -d '"')"
     rps="$(cut -d, -f2 <<<"$calib")"
     n="$(awk -v r="$rps" -v d="$DURATION_S" 'BEGIN { n = int(r * d); if (n < 2000) n = 2000; print n }')"
-    local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONCURRENCY" -n "$n" -d "$size" -r "$keys" -P 1 -t set,get --csv)
-    REDIS_EXAMPLE="$(shell_join "${cmd[@]}")"
-    "${cmd[@]}" >"$RAW_DIR/redis-$size-$rep.csv" || die "redis-benchmark failed ($size B)"
-    local test rps_ p50 p99
-    while IFS=, read -r test rps_ _ _ p50 _ p99 _; do
-        case $test in
-        SET | GET)
-            printf 'redis\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t0\n' "${test,,}" "$size" "$rep" "$rps_" "$p50" "$p99" \
-                "$(awk -v r="$rps_" -v s="$size" 'BEGIN { printf "%.1f", r * s / 1e6 }')" >>"$RECORDS"
-            ;;
-        esac
-    done < <(tr -d '"' <"$RAW_DIR/redis-$size-$rep.csv")
+    # SET, then GET (of the keys SET wrote): one redis-benchmark run each, so
+    # that redis-server's CPU is known per test.
+    local op cmd csv s0 s1 test rps_ p50 p99
+    for op in set get; do
+        cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONCURRENCY" -n "$n" -d "$size" -r "$keys" -P 1 -t "$op" --csv)
+        if [[ $op == set ]]; then REDIS_EXAMPLE="$(shell_join "${cmd[@]}")"; fi
+        csv="$RAW_DIR/redis-$size-$rep-$op.csv"
+        s0="$(proc_ticks "$SERVER_PID")"
+        "${cmd[@]}" >"$csv" || die "redis-benchmark failed ($op, $size B)"
+        s1="$(proc_ticks "$SERVER_PID")"
+        while IFS=, read -r test rps_ _ _ p50 _ p99 _; do
+            [[ $test == "${op^^}" ]] || continue
+            printf 'redis\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t0\t%s\t%s\n' "$op" "$size" "$rep" "$rps_" "$p50" "$p99" \
+                "$(awk -v r="$rps_" -v s="$size" 'BEGIN { printf "%.1f", r * s / 1e6 }')" "$n" "$(per_request_us $((s1 - s0)) "$n")" >>"$RECORDS"
+        done < <(tr -d '"' <"$csv")
+    done
     stop_server
 }
 
@@ -199,22 +214,26 @@ mkdir -p "$RESULTS_DIR"
     echo
     echo "Written by \`bash bench/kv.sh\` on $(date -u +%Y-%m-%d) (git $GIT_REV; $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average before the run $(cut -d' ' -f1-3 /proc/loadavg))."
     echo "quintet: \`$(shell_join quintet "${QUINTET_ARGS[@]}")\` (local key provider, redb, data-key cache on with its defaults)"
-    echo "driven by \`$LOADGEN_EXAMPLE\` (the gRPC load generator in crates/kv/examples, \`--op get\` first sets each key once); Redis $(redis-server --version | awk '{ print $3 }' | tr -d 'v=') without persistence driven by \`$REDIS_EXAMPLE\` (n sized to last about $DURATION). Same machine, one system at a time; $REPEATS repeats, medians; p99 in ms; MB = 10^6 bytes of plaintext values."
+    echo "driven by \`$LOADGEN_EXAMPLE\` (the gRPC load generator in crates/kv/examples, \`--op get\` first sets each key once); Redis $(redis-server --version | awk '{ print $3 }' | tr -d 'v=') without persistence driven by \`$REDIS_EXAMPLE\` and then the same with \`-t get\` (n sized to last about $DURATION). Same machine, one system at a time; $REPEATS repeats, medians; p99 in ms; MB = 10^6 bytes of plaintext values."
     echo
-    python3 - "$RECORDS" "$GET_TARGET" "$SET_TARGET" "$MIB_GET_TARGET" <<'EOF'
+    python3 - "$RECORDS" "$GET_TARGET" "$SET_TARGET" "$MIB_GET_TARGET" "$(nproc)" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 rows = defaultdict(list)
 for line in open(sys.argv[1]):
-    system, op, size, rep, ops, p50, p99, mb, errors = line.rstrip("\n").split("\t")
-    rows[(system, op, int(size))].append((float(ops), float(p99), float(mb), int(errors)))
+    system, op, size, rep, ops, p50, p99, mb, errors, requests, server_us = line.rstrip("\n").split("\t")
+    rows[(system, op, int(size))].append((float(ops), float(p99), float(mb), int(errors),
+                                          None if server_us == "-" else float(server_us), int(rep), float(p50), int(requests)))
 get_t, set_t, mib_t = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 def med(system, op, size, i):
     return statistics.median(r[i] for r in rows[(system, op, size)])
+def med_us(system, op, size):
+    v = [r[4] for r in rows[(system, op, size)] if r[4] is not None]
+    return f"{statistics.median(v):,.1f} µs" if v else "-"
 def human(size):
     return f"{size // 1048576} MiB" if size >= 1048576 else f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
-print("| value | op | quintet ops/s | quintet p99 | quintet MB/s | Redis ops/s | Redis p99 | ratio | errors |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| value | op | quintet ops/s | quintet p99 | quintet MB/s | quintet server CPU per op | Redis ops/s | Redis p99 | Redis server CPU per op | ratio | errors |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for size in sorted({k[2] for k in rows}):
     for op in ("set", "get"):
         if (("quintet", op, size) not in rows) or (("redis", op, size) not in rows):
@@ -222,7 +241,15 @@ for size in sorted({k[2] for k in rows}):
         q, r = med("quintet", op, size, 0), med("redis", op, size, 0)
         errors = sum(x[3] for x in rows[("quintet", op, size)])
         print(f"| {human(size)} | {op} | {q:,.0f} | {med('quintet', op, size, 1):.2f} | {med('quintet', op, size, 2):,.1f} "
-              f"| {r:,.0f} | {med('redis', op, size, 1):.2f} | {q / r:.2f} | {errors} |")
+              f"| {med_us('quintet', op, size)} | {r:,.0f} | {med('redis', op, size, 1):.2f} | {med_us('redis', op, size)} "
+              f"| {q / r:.2f} | {errors} |")
+print()
+print("How to read it:")
+print()
+print("- Server CPU per op: the server's user + system CPU time (`/proc/<pid>/stat`: quintet, or redis-server) over a measured run "
+      "divided by the requests the load generator counted in it (kv_load's `requests`, redis-benchmark's `-n`); median over the runs. "
+      "For quintet the CPU is taken over kv_load's measured stretch only (sampled every 50 ms; a get run first sets every key, unmeasured). "
+      f"Unlike ops/s it does not depend on how much of the {sys.argv[5]}-core machine the load generator and other tenants took.")
 print()
 def verdict(ok):
     return "met" if ok else "**missed**"
@@ -246,6 +273,20 @@ Why the targets are missed (perf on the server during the 100 B get and 1 MiB ge
 EOF
     echo
     echo "Key-provider calls per $CALLS_SETS sets of 100 B (\`$CALLS_EXAMPLE\`, \`quintet_kv_provider_calls_total\` from /metrics): cache on (defaults: 5m, 100000 uses, 1 GiB) **$CALLS_ON**; cache off (\`--kv-dek-max-uses 0\`) **$CALLS_OFF**."
+    echo
+    echo "<details><summary>Raw figures of every run</summary>"
+    echo
+    python3 - "$RECORDS" <<'EOF'
+import sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+rows.sort(key=lambda r: (int(r[2]), r[1] != "set", r[0], int(r[3])))
+print("| Value (bytes) | Op | System | Run | Ops/s | p50 ms | p99 ms | MB/s | Errors | Requests | Server CPU per op |")
+print("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+for system, op, size, rep, ops, p50, p99, mb, errors, requests, server_us in rows:
+    print(f"| {size} | {op} | {system} | {rep} | {ops} | {p50} | {p99} | {mb} | {errors} | {requests} | {server_us if server_us == '-' else server_us + ' µs'} |")
+EOF
+    echo
+    echo "</details>"
 } >"$RESULT_MD"
 merge_section "$RESULT_MD" kv
 log "wrote $RESULT_MD and BENCHMARKS.md"

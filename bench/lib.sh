@@ -145,3 +145,70 @@ merge_section() { # section_file section_name
     ' "$bench_md" >"$tmp"
     mv "$tmp" "$bench_md"
 }
+
+# ---------------------------------------------------------------- server CPU per request
+CLK_TCK="$(getconf CLK_TCK)"
+
+# User + system clock ticks of a live pid (all its threads); "-" once it is gone.
+proc_ticks() { # pid
+    local stat a
+    read -r stat 2>/dev/null <"/proc/$1/stat" || {
+        echo -
+        return 0
+    }
+    stat="${stat##*) }"
+    read -r -a a <<<"$stat"
+    echo $((a[11] + a[12]))
+}
+
+# µs of CPU per request: ticks over a run / CLK_TCK / requests answered in it
+# × 1e6; "-" when either is unknown or no request was answered.
+per_request_us() { # ticks requests
+    awk -v d="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN {
+        if (d == "-" || d == "" || n == "-" || n == "" || n + 0 <= 0) print "-"; else printf "%.1f\n", d / hz / n * 1e6 }'
+}
+
+# For a load generator whose measured stretch is not the whole of its run (a
+# warm-up or a fill before it), the server's CPU is sampled in the background:
+# every 50 ms a line "<µs since the epoch> <ticks>" into a file, with bash
+# builtins only (no process started per sample), until the pid or this shell
+# is gone or stop_sampler is called.
+SAMPLER_PID=""
+start_sampler() { # pid file
+    local pid=$1 file=$2 parent=$$
+    (
+        local stat a fd
+        exec {fd}<> <(:) # a pipe no one writes to: `read -t` on it sleeps without a process
+        while kill -0 "$parent" 2>/dev/null && read -r stat 2>/dev/null <"/proc/$pid/stat"; do
+            stat="${stat##*) }"
+            read -r -a a <<<"$stat"
+            printf '%s %s\n' "${EPOCHREALTIME/[.,]/}" $((a[11] + a[12]))
+            read -r -t 0.05 -u "$fd" _ || :
+        done
+    ) >"$file" 2>/dev/null &
+    SAMPLER_PID=$!
+}
+stop_sampler() {
+    [[ -n $SAMPLER_PID ]] || return 0
+    kill -TERM "$SAMPLER_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" 2>/dev/null || true
+    SAMPLER_PID=""
+}
+
+# µs of server CPU per request over a measured stretch of `seconds` that ended
+# at t_end (µs since the epoch, `${EPOCHREALTIME/./}` taken when the load
+# generator exited), when the server had used end_ticks: the ticks at the
+# stretch's start are interpolated between the sampler's lines around it.
+stretch_us() { # samples_file t_end_us end_ticks seconds requests
+    awk -v t1="$2" -v k1="$3" -v s="$4" -v n="$5" -v hz="$CLK_TCK" '
+        BEGIN { t = t1 - s * 1e6 }
+        $1 <= t { ta = $1; ka = $2; a = 1; next }
+        !b { tb = $1; kb = $2; b = 1 }
+        END {
+            if (a && b) k0 = ka + (kb - ka) * (t - ta) / (tb - ta)
+            else if (a) k0 = ka
+            else if (b) k0 = kb
+            if ((!a && !b) || k1 == "-" || n + 0 <= 0) print "-"
+            else printf "%.1f\n", (k1 - k0) / hz / n * 1e6
+        }' "$1"
+}
