@@ -7,7 +7,8 @@
 //! types, no I/O), [`ports`] (what the service needs from storage, and
 //! [`ports::Backends`]), [`adapters`] (redb, `PostgreSQL`), [`api`] (HTTP routes
 //! and the CLI client) and [`metrics`] (every metric it emits). It has no
-//! engine: the routes call the store directly.
+//! engine: the routes call the store directly, through a bounded cache of
+//! the answers of recently read messages ([`api::hot`]).
 
 pub mod adapters;
 pub mod api;
