@@ -252,7 +252,7 @@ async fn list(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SeedPair {
     /// 1..=1024 bytes of UTF-8 without NUL.
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\x00]*$")]
     pub key: String,
     /// Any text, the empty one too.
     pub value: String,
