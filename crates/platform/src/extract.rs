@@ -215,19 +215,20 @@ mod reading {
         values: Vec<i64>,
     }
 
+    /// A probe's optional `values`: absent is empty, else every item an i64.
+    fn int_list(values: Option<&Value>) -> Option<Vec<i64>> {
+        match values {
+            None => Some(Vec::new()),
+            Some(values) => values.as_array()?.iter().map(Value::as_i64).collect(),
+        }
+    }
+
     /// What `json_body` must make of `value`: the probe it holds, if any.
     fn expected(value: &Value) -> Option<Probe> {
         // serde's derived readers also take a struct as an array of its
         // fields in order (`["a", 1]`), trailing defaults optional.
         if let Some(items) = value.as_array() {
-            let values = match items.get(2) {
-                None => Vec::new(),
-                Some(values) => values
-                    .as_array()?
-                    .iter()
-                    .map(Value::as_i64)
-                    .collect::<Option<_>>()?,
-            };
+            let values = int_list(items.get(2))?;
             if items.len() > 3 {
                 return None;
             }
@@ -238,14 +239,7 @@ mod reading {
             });
         }
         let object = value.as_object()?;
-        let values = match object.get("values") {
-            None => Vec::new(),
-            Some(values) => values
-                .as_array()?
-                .iter()
-                .map(Value::as_i64)
-                .collect::<Option<_>>()?,
-        };
+        let values = int_list(object.get("values"))?;
         Some(Probe {
             name: object.get("name")?.as_str()?.to_owned(),
             count: object.get("count")?.as_i64()?,
