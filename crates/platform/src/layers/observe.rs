@@ -6,20 +6,22 @@
 //! route template (never the raw path) and by the method when it is one of
 //! the nine of RFC 9110 and RFC 5789, else `OTHER`: nothing a client sends
 //! becomes a label value, so label cardinality stays bounded.
-//! Metric handles are cached per label set, so the hot path allocates nothing.
+//! Metric handles are resolved once per route and method (the service
+//! stack keeps its route's handles beside the route, see [`super::guard`]),
+//! so a request does no label lookup and allocates nothing for its metrics.
 //!
 //! Logs: a `request` span and a completion line at `debug` (off by default:
 //! at `info` they would cost more than the request); a server error (5xx) is
 //! always logged at `error` with its method, route, status and request id.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, PoisonError, RwLock};
+use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use http::Method;
+use http::{HeaderValue, Method};
 use metrics::{Counter, Gauge, Histogram};
 use tracing::Instrument;
 
@@ -28,14 +30,27 @@ pub struct RouteMetrics {
     total: &'static str,
     duration: &'static str,
     in_flight: &'static str,
-    /// route template → its handles per method; filled on first use, read after.
-    handles: RwLock<HashMap<String, Vec<MethodHandles>>>,
+    /// route template → its handles; filled on first use, read after.
+    routes: RwLock<HashMap<String, &'static RouteHandles>>,
+}
+
+/// The metric handles of one route template: per method, resolved on the
+/// first request of that method and kept, so a request does no label lookup.
+pub struct RouteHandles {
+    route: String,
+    total: &'static str,
+    duration: &'static str,
+    in_flight: &'static str,
+    /// Indexed by [`method_slot`]: the nine standard methods, then `OTHER`.
+    methods: [OnceLock<MethodHandles>; 10],
 }
 
 struct MethodHandles {
     method: Method,
+    total: &'static str,
+    duration: &'static str,
     in_flight: Gauge,
-    by_status: Vec<(u16, Counter, Histogram)>,
+    by_status: RwLock<Vec<(u16, Counter, Histogram)>>,
 }
 
 impl RouteMetrics {
@@ -46,76 +61,178 @@ impl RouteMetrics {
             total: names.requests_total,
             duration: names.request_duration_seconds,
             in_flight: names.requests_in_flight,
-            handles: RwLock::new(HashMap::new()),
+            routes: RwLock::new(HashMap::new()),
         }))
     }
 
-    /// Runs `f` on the handles of (route, method), creating them on first use.
-    fn with<T>(
-        &self,
-        route: &str,
-        method: &Method,
-        f: impl Fn(&MethodHandles) -> Option<T>,
-    ) -> Option<T> {
-        let map = self.handles.read().unwrap_or_else(PoisonError::into_inner);
-        map.get(route)?
+    /// The handles of `route`, created on its first request. Leaked on
+    /// purpose: route templates come from the router, never from a client,
+    /// so there is one per route (plus `unmatched`) for the life of the process.
+    pub fn route(&self, route: &str) -> &'static RouteHandles {
+        if let Some(&found) = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+        {
+            return found;
+        }
+        let mut map = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(route.to_owned()).or_insert_with(|| {
+            Box::leak(Box::new(RouteHandles {
+                route: route.to_owned(),
+                total: self.total,
+                duration: self.duration,
+                in_flight: self.in_flight,
+                methods: Default::default(),
+            }))
+        })
+    }
+
+    /// The handles of the route `req` matched (`unmatched` when none did).
+    pub fn route_of(&self, req: &Request) -> &'static RouteHandles {
+        self.route(
+            req.extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str),
+        )
+    }
+}
+
+impl RouteHandles {
+    /// Whether these are the handles of the route `req` matched.
+    pub fn matches(&self, req: &Request) -> bool {
+        req.extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str)
+            == self.route
+    }
+
+    fn method(&self, method: &Method) -> &MethodHandles {
+        let method = method_label(method);
+        self.methods[method_slot(method)].get_or_init(|| {
+            let labels = [
+                ("method", method.as_str().to_owned()),
+                ("route", self.route.clone()),
+            ];
+            MethodHandles {
+                method: method.clone(),
+                total: self.total,
+                duration: self.duration,
+                in_flight: metrics::gauge!(self.in_flight, &labels),
+                by_status: RwLock::new(Vec::new()),
+            }
+        })
+    }
+}
+
+impl MethodHandles {
+    /// The request counter and latency histogram of `status`.
+    fn completed(&self, route: &str, status: u16) -> (Counter, Histogram) {
+        let found = self
+            .by_status
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .find(|h| h.method == *method)
-            .and_then(f)
-    }
-
-    fn in_flight(&self, route: &str, method: &Method) -> Gauge {
-        if let Some(gauge) = self.with(route, method, |h| Some(h.in_flight.clone())) {
-            return gauge;
-        }
-        let mut map = self.handles.write().unwrap_or_else(PoisonError::into_inner);
-        let entry = map.entry(route.to_owned()).or_default();
-        if let Some(h) = entry.iter().find(|h| h.method == *method) {
-            return h.in_flight.clone();
-        }
-        let labels = [
-            ("method", method.as_str().to_owned()),
-            ("route", route.to_owned()),
-        ];
-        let gauge = metrics::gauge!(self.in_flight, &labels);
-        entry.push(MethodHandles {
-            method: method.clone(),
-            in_flight: gauge.clone(),
-            by_status: Vec::new(),
-        });
-        gauge
-    }
-
-    /// The request counter and latency histogram of (route, method, status).
-    /// Call after [`Self::in_flight`], which creates the route's entry.
-    fn completed(&self, route: &str, method: &Method, status: u16) -> (Counter, Histogram) {
-        let found = self.with(route, method, |h| {
-            h.by_status
-                .iter()
-                .find(|(s, ..)| *s == status)
-                .map(|(_, c, d)| (c.clone(), d.clone()))
-        });
+            .find(|(s, ..)| *s == status)
+            .map(|(_, c, d)| (c.clone(), d.clone()));
         if let Some(found) = found {
             return found;
         }
         let labels = [
-            ("method", method.as_str().to_owned()),
+            ("method", self.method.as_str().to_owned()),
             ("route", route.to_owned()),
             ("status", status.to_string()),
         ];
-        let handles = (
-            metrics::counter!(self.total, &labels),
-            metrics::histogram!(self.duration, &labels),
-        );
-        let mut map = self.handles.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(h) = map
-            .get_mut(route)
-            .and_then(|v| v.iter_mut().find(|h| h.method == *method))
-        {
-            h.by_status
-                .push((status, handles.0.clone(), handles.1.clone()));
+        let counter = metrics::counter!(self.total, &labels);
+        let histogram = metrics::histogram!(self.duration, &labels);
+        let mut by_status = self
+            .by_status
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !by_status.iter().any(|(s, ..)| *s == status) {
+            by_status.push((status, counter.clone(), histogram.clone()));
         }
-        handles
+        (counter, histogram)
+    }
+}
+
+/// One request seen from the outside: started when it enters the stack,
+/// finished with its response. Dropped unfinished (client gone, future
+/// dropped), it still takes itself out of the in-flight gauge.
+pub struct Observation {
+    route: &'static RouteHandles,
+    handles: &'static MethodHandles,
+    request_id: Option<HeaderValue>,
+    started: Instant,
+    finished: bool,
+}
+
+impl Observation {
+    /// Counts `req` in flight on `route` and starts its clock.
+    pub fn start(route: &'static RouteHandles, req: &Request) -> Self {
+        let handles = route.method(req.method());
+        handles.in_flight.increment(1.0);
+        Self {
+            route,
+            handles,
+            request_id: req.headers().get("x-request-id").cloned(),
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    fn request_id(&self) -> &str {
+        self.request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+    }
+
+    /// The request's span (disabled unless `debug` is on for this module).
+    pub fn span(&self) -> tracing::Span {
+        let (method, route, request_id) = (
+            &self.handles.method,
+            self.route.route.as_str(),
+            self.request_id(),
+        );
+        tracing::debug_span!("request", %method, route, request_id)
+    }
+
+    /// Counts and times the answer, and logs it (a server error always,
+    /// with its hidden detail if any, which the caller then sees replaced
+    /// by its class and the request id).
+    pub fn finish(mut self, response: &mut Response) {
+        self.finished = true;
+        self.handles.in_flight.decrement(1.0);
+        let elapsed = self.started.elapsed();
+        let status = response.status().as_u16();
+        let route = self.route.route.as_str();
+        let (total, duration) = self.handles.completed(route, status);
+        total.increment(1);
+        duration.record(elapsed.as_secs_f64());
+        let method = &self.handles.method;
+        let request_id = self.request_id();
+        let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        if let Some(hidden) = response
+            .extensions_mut()
+            .remove::<crate::error::HiddenDetail>()
+        {
+            tracing::error!(%method, route, status, request_id, latency_ms, error = %hidden.detail, "request failed");
+            reveal_request_id(response, &hidden.class, request_id);
+        } else if response.status().is_server_error() {
+            tracing::error!(%method, route, status, request_id, latency_ms, "request failed");
+        } else {
+            tracing::debug!(%method, route, status, request_id, latency_ms, "request");
+        }
+    }
+}
+
+impl Drop for Observation {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.handles.in_flight.decrement(1.0);
+        }
     }
 }
 
@@ -152,57 +269,34 @@ pub fn method_label(method: &Method) -> &Method {
     }
 }
 
-/// Decrements the in-flight gauge even when the request future is dropped
-/// (client gone, timeout).
-struct InFlight(Gauge);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
+/// Where `method`'s handles sit in [`RouteHandles`]: the standard methods
+/// first, any other (already labelled `OTHER`) last.
+fn method_slot(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
     }
 }
 
-/// The middleware: counts and times the request under its route template,
-/// and logs it (a server error always, with its hidden detail if any).
+/// The middleware of routes without a guard (the ops routes): counts,
+/// times and logs each request as the service stack does.
 pub async fn record(
     State(metrics): State<&'static RouteMetrics>,
     req: Request,
     next: Next,
 ) -> Response {
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let method = method_label(req.method()).clone();
-    let request_id = req.headers().get("x-request-id").cloned();
-    let request_id = request_id
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-
-    let gauge = metrics.in_flight(route, &method);
-    gauge.increment(1.0);
-    let in_flight = InFlight(gauge);
-    let started = Instant::now();
-    let span = tracing::debug_span!("request", %method, route, request_id);
+    let observation = Observation::start(metrics.route_of(&req), &req);
+    let span = observation.span();
     let mut response = next.run(req).instrument(span).await;
-    drop(in_flight);
-    let elapsed = started.elapsed();
-
-    let status = response.status().as_u16();
-    let (total, duration) = metrics.completed(route, &method, status);
-    total.increment(1);
-    duration.record(elapsed.as_secs_f64());
-    let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    if let Some(hidden) = response
-        .extensions_mut()
-        .remove::<crate::error::HiddenDetail>()
-    {
-        tracing::error!(%method, route, status, request_id, latency_ms, error = %hidden.detail, "request failed");
-        reveal_request_id(&mut response, &hidden.class, request_id);
-    } else if response.status().is_server_error() {
-        tracing::error!(%method, route, status, request_id, latency_ms, "request failed");
-    } else {
-        tracing::debug!(%method, route, status, request_id, latency_ms, "request");
-    }
+    observation.finish(&mut response);
     response
 }
 
