@@ -71,6 +71,14 @@ pub struct ServeArgs {
     )]
     pub services: Vec<ServiceName>,
 
+    /// Threads running requests and background work (the async runtime's workers); by
+    /// default one per CPU core. Where the server shares its cores with other busy
+    /// processes (a database, a load generator), fewer workers spend less time waking
+    /// each other: on 2 shared cores, 1 worker answered counters' increments for about a
+    /// quarter less CPU each (BENCHMARKS.md).
+    #[arg(long, env = "QUINTET_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
+
     /// Where services keep their data: `redb` (embedded files in --data-dir), `redb:///some/dir`,
     /// or a `PostgreSQL` URL `postgres://user:password@host:5432/db`.
     // A String, parsed in `serve`, so a refused URL is never echoed with its password.

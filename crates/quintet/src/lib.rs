@@ -24,10 +24,14 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => return verify::run(&args),
         command => Cli { command },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Command::Serve(args) = &cli.command
+        && let Some(workers) = args.worker_threads
     {
+        builder.worker_threads(workers.get());
+    }
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

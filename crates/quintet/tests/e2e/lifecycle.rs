@@ -159,6 +159,7 @@ fn invalid_configuration_exits_2_naming_the_option() {
     let data = dir.path().to_str().expect("utf8");
     let cases: Vec<Case> = vec![
         (vec!["--max-connections", "0"], vec![], "--max-connections"),
+        (vec!["--worker-threads", "0"], vec![], "--worker-threads"),
         (vec!["--addr", "not-an-address"], vec![], "--addr"),
         (
             vec!["--request-timeout", "soon"],

@@ -30,6 +30,38 @@ async fn metrics_count_requests_by_route_and_status() {
     }
 }
 
+#[tokio::test]
+async fn one_worker_thread_serves_every_kind_of_route() {
+    let server = TestServer::start(&["--worker-threads", "1"]);
+    let posted = http()
+        .post(format!("{}/messages", server.url))
+        .json(&json!({"message": "one worker"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), 201);
+    let digest = crate::support::sha256_hex("one worker");
+    let read = http()
+        .get(format!("{}/messages/{digest}", server.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(read.status(), 200);
+    let added = http()
+        .post(format!("{}/calc/add", server.url))
+        .json(&json!({"a": 2, "b": 3}))
+        .send()
+        .await
+        .expect("add");
+    assert_eq!(added.status(), 200);
+    assert!(
+        server
+            .metrics()
+            .await
+            .contains("quintet_messages_http_requests_total")
+    );
+}
+
 /// The hit and miss counts of the messages cache on a metrics page.
 fn cache_lookups(metrics: &str) -> (u64, u64) {
     let count = |result: &str| {
