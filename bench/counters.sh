@@ -322,9 +322,13 @@ run_quintet() { # scenario repeat
     durability="${scenario#*-}"
     store="${scenario%-*}"
     pick_port
+    local workers=()
+    # w1-*: redb with one runtime worker (--worker-threads 1), the rest as redb-*.
+    [[ $store != w1 ]] || { store=redb workers=(--worker-threads 1); }
     local url="http://127.0.0.1:$PORT" dir="$WORK/$scenario-$rep" logf="$RAW_DIR/$scenario-$rep.log"
     args=(serve --services counters --addr "127.0.0.1:$PORT" --data-dir "$dir" --rate-limit 0)
     [[ $durability == journal ]] || args+=(--durability "$durability")
+    args+=("${workers[@]}")
     if [[ $store == pg ]]; then
         schema="bench_counters_${scenario//-/_}_${rep}_$$_$RANDOM"
         pg -c "CREATE SCHEMA \"$schema\""
@@ -528,7 +532,7 @@ run_one() { # scenario repeat
 }
 
 ANCHORS=(redis redis-aof upsert)
-QUINTETS=(redb-journal redb-memory pg-journal pg-memory)
+QUINTETS=(redb-journal redb-memory pg-journal pg-memory w1-journal w1-memory)
 SCENARIOS=("${ANCHORS[@]}" "${QUINTETS[@]}")
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 STARTED_AT="$(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -650,6 +654,8 @@ scenario_name() {
     redb-memory) echo "quintet, memory durability, redb" ;;
     pg-journal) echo "quintet, journal durability, PostgreSQL" ;;
     pg-memory) echo "quintet, memory durability, PostgreSQL" ;;
+    w1-journal) echo "quintet, journal durability, redb, \`--worker-threads 1\`" ;;
+    w1-memory) echo "quintet, memory durability, redb, \`--worker-threads 1\`" ;;
     esac
 }
 
@@ -712,7 +718,7 @@ sum_checks() { # scenario
         esac
         [[ $redis_cells != *FAIL* ]] || ALL_PASS=0
         case $scenario in
-        redb-* | pg-*) upsert_cells="$(verdict "$scenario" upsert "$UPSERT_TARGET")" ;;
+        redb-* | pg-* | w1-*) upsert_cells="$(verdict "$scenario" upsert "$UPSERT_TARGET")" ;;
         esac
         [[ $upsert_cells != *FAIL* ]] || ALL_PASS=0
         errs="$(sum_col "$scenario" errors) / $(sum_col "$scenario" socket_errors)"
