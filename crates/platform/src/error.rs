@@ -93,6 +93,15 @@ impl IntoResponse for ErrorResponse {
         if let Some(hidden) = hidden {
             response.extensions_mut().insert(hidden);
         }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was not read, so this connection cannot
+            // carry another request: say so, or a client may send its next
+            // one on it while the server closes it.
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         if unavailable {
             // Every 503 here is transient (a store, a queue, a limit): say when to come back.
             response.headers_mut().insert(

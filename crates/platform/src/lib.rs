@@ -41,6 +41,7 @@ pub mod service;
 pub mod telemetry;
 pub mod tls;
 pub mod tokens;
+mod workers;
 
 pub use config::{ResolvedConfig, ServerConfig};
 pub use error::ErrorResponse;

@@ -31,6 +31,7 @@ use crate::connections::{self, Closed};
 use crate::health::Health;
 use crate::layers::{self, LayerState};
 use crate::service::{BackgroundTask, Service, grpc_router};
+use crate::workers::ConnectionRuntimes;
 use crate::{ops, telemetry, tls};
 
 /// HTTP/2 receive window per stream and per connection.
@@ -213,13 +214,19 @@ impl Server {
         let grpc_readiness = tokio::spawn(grpc_follows_readiness(health.clone(), shutdown.clone()));
         let background = Background::start(background);
         let stop_accepting = stop_accepting_after_delay(&shutdown, health, config.shutdown_delay);
-        let connections = Connections::new(&config, tls, app);
+        // As many connection runtimes as the main runtime has workers.
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let runtimes = ConnectionRuntimes::start(workers)
+            .context("cannot start the runtimes connections are served on")?;
+        let connections = Connections::new(&config, tls, app, runtimes);
         connections.accept_until(listener, &stop_accepting).await;
         connections.drain(config.shutdown_timeout).await;
         background.stop(config.shutdown_timeout).await;
         for hook in on_shutdown {
             hook.await;
         }
+        // Last: a hook may still need what a request spawned on them.
+        connections.runtimes.stop().await;
         upkeep.abort();
         grpc_readiness.abort();
         tracing::info!("stopped");
@@ -328,10 +335,17 @@ struct Connections {
     /// in-flight requests and close.
     drain: CancellationToken,
     tracker: TaskTracker,
+    /// Where accepted connections are served (see [`crate::workers`]).
+    runtimes: ConnectionRuntimes,
 }
 
 impl Connections {
-    fn new(config: &ResolvedConfig, tls: Option<TlsAcceptor>, app: Router) -> Self {
+    fn new(
+        config: &ResolvedConfig,
+        tls: Option<TlsAcceptor>,
+        app: Router,
+        runtimes: ConnectionRuntimes,
+    ) -> Self {
         Self {
             app,
             tls,
@@ -341,6 +355,7 @@ impl Connections {
             slots: Arc::new(Semaphore::new(config.max_connections)),
             drain: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            runtimes,
         }
     }
 
@@ -371,8 +386,9 @@ impl Connections {
         drop(listener);
     }
 
-    /// Serves one accepted connection on its own task (TLS handshake first,
-    /// when configured), holding its slot until it ends.
+    /// Serves one accepted connection on its own task on the next connection
+    /// runtime (TLS handshake first, when configured), holding its slot
+    /// until it ends.
     fn serve(
         &self,
         stream: tokio::net::TcpStream,
@@ -380,6 +396,14 @@ impl Connections {
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
         let _ = stream.set_nodelay(true);
+        // Moved to the connection runtime's reactor there.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "cannot hand the connection over");
+                return;
+            }
+        };
         let registered = self.registry.open();
         let conn_state = registered.conn().clone();
         let app = self.app.clone();
@@ -398,12 +422,26 @@ impl Connections {
         let tls = self.tls.clone();
         let drain = self.drain.clone();
         let handshake = self.handshake;
-        self.tracker.spawn(async move {
+        let served = async move {
             let _permit = permit;
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "cannot serve the connection");
+                    return;
+                }
+            };
             let result = match tls {
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    connections::drive(conn, UpgradeableConnection::graceful_shutdown, &registered, &drain).await
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    connections::drive(
+                        conn,
+                        UpgradeableConnection::graceful_shutdown,
+                        &registered,
+                        &drain,
+                    )
+                    .await
                 }
                 Some(acceptor) => {
                     let accepted = tokio::select! {
@@ -415,10 +453,15 @@ impl Connections {
                     };
                     match accepted {
                         Ok(Ok(stream)) => {
-                            let conn =
-                                builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                            connections::drive(conn, UpgradeableConnection::graceful_shutdown, &registered, &drain)
-                                .await
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            connections::drive(
+                                conn,
+                                UpgradeableConnection::graceful_shutdown,
+                                &registered,
+                                &drain,
+                            )
+                            .await
                         }
                         Ok(Err(error)) => {
                             Closed::TlsFailed.count();
@@ -436,7 +479,10 @@ impl Connections {
             if let Some(Err(error)) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
-        });
+        };
+        self.runtimes
+            .next()
+            .spawn(self.tracker.track_future(served));
     }
 
     /// Lets open connections finish their in-flight requests, then cuts

@@ -71,11 +71,10 @@ pub struct ServeArgs {
     )]
     pub services: Vec<ServiceName>,
 
-    /// Threads running requests and background work (the async runtime's workers); by
-    /// default one per CPU core. Where the server shares its cores with other busy
-    /// processes (a database, a load generator), fewer workers spend less time waking
-    /// each other: on 2 shared cores, 1 worker answered counters' increments for about a
-    /// quarter less CPU each (BENCHMARKS.md).
+    /// Threads serving connections (each connection stays on one), and as many again
+    /// running the services' background work; by default one per CPU core. Where the
+    /// server shares its cores with other busy processes (a database, a load generator),
+    /// fewer threads spend less time waking each other (BENCHMARKS.md).
     #[arg(long, env = "QUINTET_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<std::num::NonZeroUsize>,
 
