@@ -268,9 +268,7 @@ print()
 print("\n".join(lines))
 EOF
     echo
-    cat <<'EOF'
-Why the targets are missed (perf on the server during the 100 B get and 1 MiB get runs): the load generator is a tonic client sharing the 2 cores (about 45 µs of CPU per 100 B request, where redis-benchmark needs a few), and the server spends about 65 µs of CPU per 100 B gRPC get, most of it in HTTP/2 framing (h2/hyper), the middleware chain and loopback TCP writes; the vault and the redb read are about a tenth of it. An h2load run (nghttp2's C client, `h2load -c 4 -m 13 -D 5`, one key) gives the same ~22k gets/s with the server at ~1.5 cores: the HTTP/2 + gRPC stack, not the encryption, is the bound. Sets add one durable redb commit per group-committed batch. At 1 MiB a get costs ~1.5 ms of server CPU: ~25% memcpy (redb page → record → protobuf frame), ~20% kernel copies, ~17% AES-GCM (ring, ~4 GB/s).
-EOF
+    echo "Where the server's time goes, and the measured reason for each missed target: section \"kv: where the time goes\" below, written by hand from profiles (\`bench/profile.sh kv-get\`)."
     echo
     echo "Key-provider calls per $CALLS_SETS sets of 100 B (\`$CALLS_EXAMPLE\`, \`quintet_kv_provider_calls_total\` from /metrics): cache on (defaults: 5m, 100000 uses, 1 GiB) **$CALLS_ON**; cache off (\`--kv-dek-max-uses 0\`) **$CALLS_OFF**."
     echo
