@@ -9,7 +9,8 @@
 #   messages-get   GET /messages/{digest}, wrk -c50 over MESSAGES stored messages
 #   counters-incr  POST /increment, memory durability, wrk -c50 over 10,000 keys
 #   counters-journal  the same with journal durability (the default)
-#   kv-get         100 B gRPC Get, kv_load --concurrency 50 --connections 4
+#   kv-get         KV_SIZE-byte (default 100) gRPC Get, kv_load --concurrency 50
+#                  --connections 4, over 1000 keys or 256 MiB of values if less
 #   calc-add       gRPC Add, calc_load --concurrency 50 --connections 4
 #   calc-health    grpc.health.v1.Health/Check, the same load
 # QUINTET_BINARY defaults to target/release/quintet (CARGO_TARGET_DIR is
@@ -31,6 +32,11 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 QUINTET="${2:-$TARGET_DIR/release/quintet}"
 DURATION="${DURATION:-10}"
 MESSAGES="${MESSAGES:-300}"
+KV_SIZE="${KV_SIZE:-100}"
+[[ $KV_SIZE =~ ^[1-9][0-9]*$ ]] || die "KV_SIZE must be a positive number of bytes"
+KV_KEYS=$((268435456 / KV_SIZE))
+((KV_KEYS <= 1000)) || KV_KEYS=1000
+((KV_KEYS >= 16)) || KV_KEYS=16
 SERVER_ARGS="${SERVER_ARGS:-}"
 [[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION >= 4)) || die "DURATION must be whole seconds, at least 4"
 [[ -x $QUINTET ]] || die "no quintet binary at $QUINTET: cargo build --release -p quintet"
@@ -78,7 +84,7 @@ load() { # seconds
     case $WHAT in
     messages-get) wrk -t2 -c50 -d"$1"s --latency -s bench/wrk/get.lua "$URL" -- "$WORK/digests" ;;
     counters-*) wrk -t2 -c50 -d"$1"s --latency -s bench/wrk/incr.lua "$URL" -- 10000 ;;
-    kv-get) "$TARGET_DIR/release/examples/kv_load" --url "$URL" --op get --size 100 --keys 1000 --concurrency 50 --connections 4 --duration "$1"s ;;
+    kv-get) "$TARGET_DIR/release/examples/kv_load" --url "$URL" --op get --size "$KV_SIZE" --keys "$KV_KEYS" --concurrency 50 --connections 4 --duration "$1"s ;;
     calc-add) "$TARGET_DIR/release/examples/calc_load" --url "$URL" --op add --concurrency 50 --connections 4 --duration "$1"s --warmup 0s ;;
     calc-health) "$TARGET_DIR/release/examples/calc_load" --url "$URL" --op health --concurrency 50 --connections 4 --duration "$1"s --warmup 0s ;;
     esac
