@@ -9,11 +9,10 @@
 //! division happens after set-up.
 //!
 //! The n-th prime: up to [`TABLE_LEN`] from a table; for a few larger n, by
-//! counting the primes below a lower bound of `p_n` with Lehmer's formula
-//! ([`count`], O(√p) memory) and sieving only the stretch left (for n = 10^9,
-//! about 5·10^7 numbers instead of 2.3·10^10); for many n at once, by one
-//! sieve pass counting each segment's primes and scanning only the segments
-//! that hold an answer.
+//! counting the primes up to li⁻¹(n), just below `p_n`, with Lehmer's formula
+//! ([`count`], O(√p) memory) and sieving only the stretch left (about 10^6
+//! numbers for n = 10^11); for many n at once, by one sieve pass counting
+//! each segment's primes and scanning only the segments that hold an answer.
 //!
 //! Not here: threads and clocks. The caller passes a `cancel` closure, asked
 //! once per segment, and runs this on a blocking thread.

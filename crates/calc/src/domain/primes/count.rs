@@ -1,6 +1,6 @@
 //! π(x), the number of primes ≤ x, by Lehmer's formula, and the n-th prime
-//! from it: count the primes up to a lower bound of `p_n`, then sieve only the
-//! short stretch between that bound and `p_n`.
+//! from it: count the primes up to li⁻¹(n), just below `p_n`, then sieve only
+//! the short stretch between the two.
 //!
 //! Lehmer (1959), with a = π(x^¼), b = π(x^½), c = π(x^⅓):
 //!
@@ -32,21 +32,73 @@ const WHEEL: [u64; 6] = [2, 3, 5, 7, 11, 13];
 /// How many φ steps run between two looks at the cancel flag.
 const CANCEL_EVERY: u64 = 1 << 16;
 
-/// The n-th prime for n ≥ 2, by counting up to a lower bound and sieving the rest.
-// Float math on purpose: n ≤ MAX_N < 2^53 is exact as an f64, and the bound
-// is clamped at 0 and far below 2^64.
+/// The n-th prime for n ≥ 2: π(x) at x = li⁻¹(n), then a sieve over the
+/// short stretch from x to `p_n`.
+///
+/// π(x) < li(x) for every x this module reaches (the first x where π
+/// overtakes li is beyond 10^19, and `p_n` for [`super::MAX_N`] is about
+/// 3·10^13), so π(li⁻¹(n)) < n and `p_n` lies just above li⁻¹(n): about
+/// (li(x) − π(x))·ln x numbers, ~10^6 for n = 10^11, where the Rosser–Dusart
+/// lower bound used before left ~5·10^7 for n = 10^9. Should the count come
+/// out at n or more anyway, the start steps down until it does not.
+pub(super) fn nth_prime(n: u64, cancel: &dyn Fn() -> bool) -> Result<u64, CalcError> {
+    let mut below = li_inverse(n).max(2);
+    let mut counted = prime_pi(below, cancel)?;
+    while counted >= n {
+        let step = (counted - n + 1).saturating_mul(u64::from(below.ilog2()) + 1) + 1024;
+        below = below.saturating_sub(step).max(2);
+        counted = prime_pi(below, cancel)?;
+    }
+    kth_prime_after(below, n - counted, nth_prime_upper_bound(n), cancel)
+}
+
+/// ⌊li⁻¹(n)⌋ for n ≥ 2: the x where the logarithmic integral reaches n, by
+/// Newton's method from n·ln n.
+// Float math on purpose: n ≤ MAX_N < 2^53 is exact as an f64; the answer is
+// positive and far below 2^64, and only needs to be near li⁻¹(n).
 #[allow(
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss
 )]
-pub(super) fn nth_prime(n: u64, cancel: &dyn Fn() -> bool) -> Result<u64, CalcError> {
-    // Dusart (1999): p_n ≥ n(ln n + ln ln n − 1) for n ≥ 2; the margin covers f64 rounding.
-    let nf = n as f64;
-    let bound = (nf * (nf.ln() + nf.ln().ln() - 1.0)).max(0.0) as u64;
-    let below = bound.saturating_sub(1024).max(2);
-    let counted = prime_pi(below, cancel)?;
-    kth_prime_after(below, n - counted, nth_prime_upper_bound(n), cancel)
+fn li_inverse(n: u64) -> u64 {
+    let target = n as f64;
+    let mut x = (target * target.ln()).max(3.0);
+    for _ in 0..64 {
+        let step = (li(x) - target) * x.ln();
+        x = (x - step).max(3.0);
+        if step.abs() < 0.5 {
+            break;
+        }
+    }
+    x as u64
+}
+
+/// The logarithmic integral li(x) for x > 1, by Ramanujan's series:
+/// li(x) = γ + ln ln x + √x · Σ_{k≥1} (−1)^(k−1) (ln x)^k / (k! 2^(k−1)) · Σ_{j=0}^{⌊(k−1)/2⌋} 1/(2j+1).
+#[allow(clippy::cast_precision_loss)]
+fn li(x: f64) -> f64 {
+    const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+    let ln = x.ln();
+    let mut sum = 0.0;
+    let mut power = 1.0; // (−1)^(k−1) (ln x)^k / (k! 2^(k−1)), built up term by term
+    let mut inner = 0.0; // Σ_{j ≤ (k−1)/2} 1/(2j+1)
+    for k in 1..200u32 {
+        power *= if k == 1 {
+            ln
+        } else {
+            -ln / (2.0 * f64::from(k))
+        };
+        if (k - 1) % 2 == 0 {
+            inner += 1.0 / f64::from(k);
+        }
+        let term = power * inner;
+        sum += term;
+        if term.abs() < 1e-17 * sum.abs().max(1.0) {
+            break;
+        }
+    }
+    EULER_GAMMA + ln.ln() + x.sqrt() * sum
 }
 
 /// The k-th prime above `lo` (k ≥ 1, lo ≥ 2), known to be at most `hi`.
@@ -316,6 +368,32 @@ mod tests {
             assert_eq!(nth_prime(n, &never), Ok(sieved), "p_{n}");
         }
         assert_eq!(nth_prime(1_000_000_000, &never), Ok(22_801_763_489));
+    }
+
+    #[test]
+    fn li_matches_known_values() {
+        // li(10^6) = 78627.549159…; li(10^12) = π(10^12) + 38263 = 37607950280.8…
+        assert!((li(1e6) - 78_627.549_159).abs() < 1e-3, "{}", li(1e6));
+        assert!((li(1e12) - 37_607_950_280.8).abs() < 1.0, "{}", li(1e12));
+    }
+
+    #[test]
+    fn counting_starts_just_below_the_nth_prime() {
+        for n in [10_001u64, 123_456, 1_000_000, 6_000_000] {
+            let p = super::super::sieve_nth(&[n], &never).expect("sieve")[0];
+            let start = li_inverse(n);
+            assert!(start < p, "li⁻¹({n}) = {start} is not below p_n = {p}");
+            assert!(
+                p - start < 100_000,
+                "li⁻¹({n}) = {start} is far below p_n = {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ten_billionth_prime_is_primecounts() {
+        // `primecount 1e10 --nth-prime` (primecount 7.6)
+        assert_eq!(nth_prime(10_000_000_000, &never), Ok(252_097_800_623));
     }
 
     #[test]
