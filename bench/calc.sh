@@ -3,9 +3,10 @@
 #  (a) unary Add RPCs/s and latency at CONCURRENCY concurrent gRPC streams,
 #      against the same server's grpc.health.v1.Health/Check at the same
 #      concurrency (the floor of its gRPC stack), interleaved repeats, medians;
-#  (b) NthPrimes wall time for each n of NTH (one RPC through `quintet calc
-#      nth-prime`), against the primesieve CLI (`primesieve N -n`) with its
-#      default threads and with --threads=1, interleaved repeats, medians;
+#  (b) NthPrimes wall time for each n of NTH, over gRPC (one RPC through
+#      `quintet calc nth-prime`) and in-process (the example nth_prime_time),
+#      against primecount (`primecount N --nth-prime`, the Debian package) with
+#      its default threads and with --threads=1, interleaved repeats, medians;
 #  (c) server startup: process start to /readyz 200 (and to the port
 #      accepting), median over STARTS starts.
 #
@@ -17,7 +18,7 @@
 #   REPEATS=3         measured runs per op and per n; the table shows the median
 #   CONCURRENCY=50    gRPC streams in flight
 #   CONNECTIONS=4     HTTP/2 connections the streams share
-#   NTH="100000000 1000000000"   the n asked of NthPrimes and primesieve
+#   NTH="1000000000 10000000000 100000000000"   the n asked of quintet and primecount
 #   STARTS=5          server starts timed for the startup figure
 #   KEEP_TMP=1        keep the temporary directory (data dirs, logs)
 #
@@ -36,10 +37,10 @@ WARMUP="${WARMUP:-2s}"
 REPEATS="${REPEATS:-3}"
 CONCURRENCY="${CONCURRENCY:-50}"
 CONNECTIONS="${CONNECTIONS:-4}"
-NTH="${NTH:-100000000 1000000000}"
+NTH="${NTH:-1000000000 10000000000 100000000000}"
 STARTS="${STARTS:-5}"
 ADD_TARGET=0.9  # Add RPCs/s vs Health/Check RPCs/s
-NTH_TARGET=3    # quintet's NthPrimes wall time vs primesieve's (default threads)
+NTH_TARGET=1.5  # quintet's NthPrimes wall time (over gRPC) vs primecount's (default threads)
 TIMEOUT=900s    # server --request-timeout and client --timeout: a 10^9 sieve must not be cut
 
 RESULTS_DIR="$ROOT/bench/results"
@@ -55,20 +56,19 @@ DURATION_S="$(to_seconds "$DURATION")" || die "DURATION must look like 10s, 2m o
 if [[ $WARMUP == 0 ]]; then WARMUP_S=0; else WARMUP_S="$(to_seconds "$WARMUP")" || die "WARMUP must look like 2s or 0, not '$WARMUP'"; fi
 
 # Known n-th primes, to check both programs' answers.
-declare -A KNOWN=([100000000]=2038074743 [1000000000]=22801763489)
+declare -A KNOWN=([100000000]=2038074743 [1000000000]=22801763489 [10000000000]=252097800623
+    [100000000000]=2760727302517 [1000000000000]=29996224275833)
 
 # ---------------------------------------------------------------- tools and build
 need=()
 command -v curl >/dev/null || need+=(curl)
-command -v primesieve >/dev/null || need+=(primesieve)
+command -v primecount >/dev/null || need+=(primecount)
 command -v python3 >/dev/null || need+=(python3)
 apt_install "${need[@]}"
 command -v cargo >/dev/null || die "cargo is needed to build quintet"
-PRIMESIEVE_THREADS_OPT=0
-primesieve --help 2>&1 | grep -q -- '--threads' && PRIMESIEVE_THREADS_OPT=1
 
 BUILD_QUINTET=(cargo build --release --locked -p quintet)
-BUILD_LOADGEN=(cargo build --release --locked -p quintet-calc --example calc_load)
+BUILD_LOADGEN=(cargo build --release --locked -p quintet-calc --example calc_load --example nth_prime_time)
 log "building: $(shell_join "${BUILD_QUINTET[@]}") && $(shell_join "${BUILD_LOADGEN[@]}")"
 "${BUILD_QUINTET[@]}"
 "${BUILD_LOADGEN[@]}"
@@ -87,6 +87,8 @@ QUINTET="$WORK/quintet"
 LOADGEN="$WORK/calc_load"
 cp "$TARGET_DIR/release/quintet" "$QUINTET"
 cp "$TARGET_DIR/release/examples/calc_load" "$LOADGEN"
+NTH_LOCAL="$WORK/nth_prime_time"
+cp "$TARGET_DIR/release/examples/nth_prime_time" "$NTH_LOCAL"
 SERVER_PID=""
 cleanup() {
     local rc=$?
@@ -109,7 +111,9 @@ machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' 
 cores() { awk -v a="$1" -v b="$2" -v ns="$3" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz / (ns / 1e9) }'; }
 
 # ---------------------------------------------------------------- quintet
-QUINTET_ARGS=(serve --services calc --rate-limit 0 --request-timeout "$TIMEOUT" --log-format json)
+MAX_NTH="$(printf '%s\n' $NTH | sort -n | tail -n 1)"
+((MAX_NTH <= 1000000000000)) || die "NTH above 10^12 is beyond what calc answers (its MAX_N)"
+QUINTET_ARGS=(serve --services calc --rate-limit 0 --request-timeout "$TIMEOUT" --calc-max-n "$MAX_NTH" --log-format json)
 URL=""
 start_quintet() { # name
     local name=$1
@@ -126,7 +130,7 @@ stop_server() {
 }
 
 RPC_TSV="$RAW_DIR/rpc.tsv" # op repeat ops_per_sec p50_ms p99_ms errors server_cores loadgen_cores other_cores requests server_us
-NTH_TSV="$RAW_DIR/nth.tsv" # system n repeat seconds answer server_cores primesieve_threads cpu_s
+NTH_TSV="$RAW_DIR/nth.tsv" # system n repeat seconds answer server_cores threads cpu_s
 START_TSV="$RAW_DIR/startup.tsv" # start accept_ms ready_ms
 : >"$RPC_TSV"
 : >"$NTH_TSV"
@@ -186,7 +190,7 @@ for rep in $(seq 1 "$REPEATS"); do
 done
 curl -fsS "$URL/metrics" >"$RAW_DIR/metrics-rpc.txt" || true
 
-# ---------------------------------------------------------------- (b) NthPrimes vs primesieve
+# ---------------------------------------------------------------- (b) NthPrimes vs primecount
 # One timed command: prints "seconds answer cpu_seconds" (wall time from fork
 # to exit, ns clock; the command's own user + system CPU time, from bash's `time`).
 time_cmd() { # out-file cmd...
@@ -199,28 +203,30 @@ time_cmd() { # out-file cmd...
     }
     t1="$(date +%s%N)"
     read -r usr sys <"$out.time"
-    # The answer is the last word of the last line (primesieve: "Nth prime: N").
-    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }') $(tail -n 1 "$out" | awk '{ print $NF }') $(awk -v u="$usr" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')"
+    # The answer is the last word of the last line (nth_prime_time: "p=N").
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }') $(tail -n 1 "$out" | awk '{ w = $NF; sub(/^p=/, "", w); print w }') $(awk -v u="$usr" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')"
 }
 QUINTET_NTH_EXAMPLE="quintet calc nth-prime N --url http://127.0.0.1:PORT --timeout $TIMEOUT"
-PRIMESIEVE_EXAMPLE="primesieve N -n"
-PRIMESIEVE1_EXAMPLE="primesieve N -n --threads=1"
+LOCAL_NTH_EXAMPLE="nth_prime_time N"
+PRIMECOUNT_EXAMPLE="primecount N --nth-prime"
+PRIMECOUNT1_EXAMPLE="primecount N --nth-prime --threads=1"
 record_nth() { # system n repeat cmd...
     local system=$1 n=$2 rep=$3 secs answer cpu s0 s1 t0 t1 server_cores="-" threads="-"
     local out="$RAW_DIR/nth-$system-$n-$rep.out"
     shift 3
     s0="$(pid_ticks "$SERVER_PID")"
     t0="$(date +%s%N)"
-    # cpu: primesieve's own CPU time; for quintet the CLI's, replaced below by the server's.
+    # cpu: the process's own CPU time; for quintet over gRPC the CLI's, replaced below by the server's.
     read -r secs answer cpu < <(time_cmd "$out" "$@")
     t1="$(date +%s%N)"
     if [[ $system == quintet ]]; then
         s1="$(pid_ticks "$SERVER_PID")"
         server_cores="$(cores "$s0" "$s1" $((t1 - t0)))"
         cpu="$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')"
-    else
-        # primesieve prints the threads it used ("Threads = 2").
-        threads="$(awk -F'= *' '/^Threads/ { print $2 }' "$out")"
+    elif [[ $system == primecount ]]; then
+        threads="$(nproc)" # its default: every core
+    elif [[ $system == primecount-1t ]]; then
+        threads=1
     fi
     if [[ -n ${KNOWN[$n]:-} && $answer != "${KNOWN[$n]}" ]]; then
         die "$system answered $answer for n = $n; the $n-th prime is ${KNOWN[$n]}"
@@ -235,18 +241,17 @@ record_nth() { # system n repeat cmd...
 for rep in $(seq 1 "$REPEATS"); do
     for n in $NTH; do
         q=("$QUINTET" calc nth-prime "$n" --url "$URL" --timeout "$TIMEOUT")
-        p=(primesieve "$n" -n)
-        p1=(primesieve "$n" -n --threads=1)
         record_nth quintet "$n" "$rep" "${q[@]}"
-        record_nth primesieve "$n" "$rep" "${p[@]}"
-        if ((PRIMESIEVE_THREADS_OPT)); then record_nth primesieve-1t "$n" "$rep" "${p1[@]}"; fi
+        record_nth quintet-local "$n" "$rep" "$NTH_LOCAL" "$n"
+        record_nth primecount "$n" "$rep" primecount "$n" --nth-prime
+        record_nth primecount-1t "$n" "$rep" primecount "$n" --nth-prime --threads=1
     done
 done
 curl -fsS "$URL/metrics" >"$RAW_DIR/metrics-nth.txt" || true
 stop_server
 # Every system must have given the same answer for each n.
 awk -F'\t' '{ a[$2] = a[$2] ? a[$2] : $5; if (a[$2] != $5) { print "answers differ for n = " $2 ": " a[$2] " and " $5; bad = 1 } } END { exit bad }' "$NTH_TSV" >&2 ||
-    die "quintet and primesieve disagree"
+    die "quintet and primecount disagree"
 
 # ---------------------------------------------------------------- (c) startup
 # Spawns the server and polls every 2 ms: the port accepting a connection,
@@ -298,7 +303,7 @@ done
 mkdir -p "$RESULTS_DIR"
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-PRIMESIEVE_VERSION="$(primesieve --version | awk 'NR == 1 { print $1, $2 }' | tr -d ',')"  # awk reads it all: no SIGPIPE under pipefail
+PRIMECOUNT_VERSION="$(primecount --version | awk 'NR == 1 { print $1, $2 }' | tr -d ',')"  # awk reads it all: no SIGPIPE under pipefail
 {
     echo "## calc"
     echo
@@ -309,9 +314,9 @@ PRIMESIEVE_VERSION="$(primesieve --version | awk 'NR == 1 { print $1, $2 }' | tr
     echo "- Load average (1/5/15 min) before the run: $LOAD_BEFORE; after: $LOAD_AFTER"
     echo "- Server: \`$(shell_join quintet "${QUINTET_ARGS[@]}") --addr 127.0.0.1:PORT --data-dir DIR\` (QUINTET_LOG=warn, every other option at its default), one server for (a) and (b)"
     echo "- (a) load: \`$LOADGEN_EXAMPLE\` (crates/calc/examples/calc_load.rs, a tonic client on the same machine; \`--op health\` calls \`grpc.health.v1.Health/Check\` for \`quintet.calc.v1.Calculator\`); ${WARMUP_S}s warm-up then ${DURATION_S}s measured per run, $REPEATS run(s) per op, Add and Check interleaved; medians. CPU in cores = CPU time / wall time of the load generator's process (warm-up included); \"other\" is the rest of the machine's busy time (other processes)"
-    echo "- (b) NthPrimes: \`$QUINTET_NTH_EXAMPLE\` (one RPC; the time includes the CLI's start and connect) against $PRIMESIEVE_VERSION (Debian package): \`$PRIMESIEVE_EXAMPLE\` (its default: all cores) and \`$PRIMESIEVE1_EXAMPLE\`; wall time of each process, $REPEATS run(s) per n and program, interleaved; medians; answers checked against the known n-th primes and each other. The ratio uses primesieve's default"
+    echo "- (b) NthPrimes: over gRPC, \`$QUINTET_NTH_EXAMPLE\` (one RPC; the time includes the CLI's start and connect), and in-process, \`$LOCAL_NTH_EXAMPLE\` (crates/calc/examples/nth_prime_time.rs, the same function the server calls), against $PRIMECOUNT_VERSION (Debian package; Deleglise–Rivat and Gourdon's algorithms): \`$PRIMECOUNT_EXAMPLE\` (its default: all cores) and \`$PRIMECOUNT1_EXAMPLE\`; wall time of each process, $REPEATS run(s) per n and program, interleaved; medians; answers checked against the known n-th primes and each other. The judged ratio is quintet over gRPC to primecount's default"
     echo "- (c) startup: process spawn to the port accepting and to \`GET /readyz\` 200, polled every 2 ms, $STARTS starts; median"
-    echo "- Server CPU per RPC (a): the server's user + system CPU time (\`/proc/<pid>/stat\`) over calc_load's measured stretch (sampled every 50 ms, so the warm-up is left out) divided by the RPCs calc_load counted in it (its \`requests\`); median over the runs. CPU time per call (b): the server's CPU time over one NthPrimes call, and primesieve's own user + system time (bash's \`time\`). Unlike RPCs/s and wall times they do not depend on how much of the $(nproc)-core machine the load generator and other tenants took (the server's Health/Check is the anchor of (a), so both rows are quintet's)."
+    echo "- Server CPU per RPC (a): the server's user + system CPU time (\`/proc/<pid>/stat\`) over calc_load's measured stretch (sampled every 50 ms, so the warm-up is left out) divided by the RPCs calc_load counted in it (its \`requests\`); median over the runs. CPU time per call (b): the server's CPU time over one NthPrimes call, and the process's own user + system time (bash's \`time\`) for the in-process run and primecount. Unlike RPCs/s and wall times they do not depend on how much of the $(nproc)-core machine the load generator and other tenants took (the server's Health/Check is the anchor of (a), so both rows are quintet's)."
     echo
     python3 - "$RPC_TSV" "$NTH_TSV" "$START_TSV" "$ADD_TARGET" "$NTH_TARGET" <<'EOF'
 import statistics, sys
@@ -357,25 +362,21 @@ if "add" in rpc and "health" in rpc:
     print()
     targets.append(f"- Add ≥ {add_t:g}× Health/Check RPCs/s at the same concurrency: {ratio:.2f}× — {verdict(ratio >= add_t)}")
 
-print("### (b) NthPrimes against primesieve")
+print("### (b) NthPrimes against primecount")
 print()
-print("| n | answer | quintet s (median) | quintet server CPU (cores) | quintet server CPU time per call | primesieve s, default (threads) | primesieve s, --threads=1 | primesieve CPU time, default / --threads=1 | quintet / primesieve default | quintet / primesieve 1 thread | runs (s): quintet; default; 1 thread |")
+print("| n | answer | quintet over gRPC, s | quintet in-process, s | quintet server CPU time per call | primecount s, default (threads) | primecount s, --threads=1 | gRPC / primecount default | in-process / primecount default | in-process / primecount 1 thread | runs (s): gRPC; in-process; primecount default; 1 thread |")
 print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 for n in sorted({k[1] for k in nth}):
-    q, p, p1 = nth.get(("quintet", n)), nth.get(("primesieve", n)), nth.get(("primesieve-1t", n))
-    if not q or not p:
+    q, l, p, p1 = (nth.get((s_, n)) for s_ in ("quintet", "quintet-local", "primecount", "primecount-1t"))
+    if not q or not l or not p or not p1:
         continue
-    qs, ps = med(x[0] for x in q), med(x[0] for x in p)
-    p1s = med(x[0] for x in p1) if p1 else None
-    scpu = med(float(x[2]) for x in q)
+    qs, ls, ps, p1s = (med(x[0] for x in r) for r in (q, l, p, p1))
     threads = "/".join(sorted({x[3] for x in p}))
-    runs = "; ".join(", ".join(f"{x[0]:.2f}" for x in r) for r in (q, p, p1 or []) if r)
-    qcpu, pcpu = med(x[4] for x in q), med(x[4] for x in p)
-    p1cpu = med(x[4] for x in p1) if p1 else None
-    print(f"| {n:,} | {int(q[0][1]):,} | {qs:.3f} | {scpu:.2f} | {qcpu:.2f} s | {ps:.3f} ({threads}) | {f'{p1s:.3f}' if p1s else '-'} "
-          f"| {pcpu:.2f} s / {f'{p1cpu:.2f} s' if p1 else '-'} | {qs / ps:.2f}× | {f'{qs / p1s:.2f}×' if p1s else '-'} | {runs} |")
-    targets.append(f"- NthPrimes n = {n:,} ≤ {nth_t:g}× primesieve's time (its default, {threads} threads here): {qs / ps:.2f}× — {verdict(qs / ps <= nth_t)}"
-                   + (f" (against `--threads=1`: {qs / p1s:.2f}×)" if p1s else ""))
+    runs = "; ".join(", ".join(f"{x[0]:.3f}" for x in r) for r in (q, l, p, p1))
+    qcpu = med(x[4] for x in q)
+    print(f"| {n:,} | {int(q[0][1]):,} | {qs:.3f} | {ls:.3f} | {qcpu:.2f} s | {ps:.3f} ({threads}) | {p1s:.3f} "
+          f"| {qs / ps:.1f}× | {ls / ps:.1f}× | {ls / p1s:.1f}× | {runs} |")
+    targets.append(f"- NthPrimes n = {n:,} within {nth_t:g}× primecount's time (its default, {threads} threads here), over gRPC: {qs / ps:.1f}× — {verdict(qs / ps <= nth_t)} (in-process: {ls / ps:.1f}×; against `--threads=1`: {ls / p1s:.1f}×)")
 print()
 
 print("### (c) startup")
@@ -399,7 +400,7 @@ for line in open(sys.argv[1]):
     op, rep, ops, p50, p99, errors, scpu, lcpu, ocpu, requests, server_us = line.rstrip("\n").split("\t")
     print(f"| {op} | {rep} | {ops} | {p50} | {p99} | {errors} | {requests} | {server_us if server_us == '-' else server_us + ' µs'} | {scpu} | {lcpu} | {ocpu} |")
 print()
-print("(b) CPU time: the server's for quintet, the process's own for primesieve.")
+print("(b) CPU time: the server's for quintet over gRPC, the process's own for the in-process run and primecount.")
 print()
 print("| Program | n | Run | Wall s | Answer | CPU time | Server CPU (cores) | Threads |")
 print("|---|--:|--:|--:|--:|--:|--:|--:|")

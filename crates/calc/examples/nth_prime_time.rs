@@ -1,5 +1,5 @@
 //! Times `calc`'s n-th prime in-process, without the RPC, for the benchmark
-//! (`bench/calc.sh`): one line per n, `n=<n> p=<p_n> ms=<wall ms>`.
+//! (`bench/calc.sh`): one line per n, `n=<n> ms=<wall ms> p=<p_n>`.
 //!
 //!     cargo run --release -p quintet-calc --example nth_prime_time -- 1000000000 10000000000
 
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         let started = Instant::now();
         match primes::nth_prime(n, &|| false) {
             Ok(p) => println!(
-                "n={n} p={p} ms={:.1}",
+                "n={n} ms={:.1} p={p}",
                 started.elapsed().as_secs_f64() * 1000.0
             ),
             Err(error) => {
