@@ -21,6 +21,7 @@ use hyper_util::server::conn::auto::{self, UpgradeableConnection};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -431,18 +432,9 @@ impl Connections {
                     return;
                 }
             };
-            let result = match tls {
-                None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    connections::drive(
-                        conn,
-                        UpgradeableConnection::graceful_shutdown,
-                        &registered,
-                        &drain,
-                    )
-                    .await
-                }
+            // Plain or TLS, the connection is then served the same way.
+            let io = match tls {
+                None => Either::Left(stream),
                 Some(acceptor) => {
                     let accepted = tokio::select! {
                         accepted = tokio::time::timeout(handshake, acceptor.accept(stream)) => accepted,
@@ -452,17 +444,7 @@ impl Connections {
                         }
                     };
                     match accepted {
-                        Ok(Ok(stream)) => {
-                            let conn = builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                            connections::drive(
-                                conn,
-                                UpgradeableConnection::graceful_shutdown,
-                                &registered,
-                                &drain,
-                            )
-                            .await
-                        }
+                        Ok(Ok(stream)) => Either::Right(stream),
                         Ok(Err(error)) => {
                             Closed::TlsFailed.count();
                             tracing::debug!(%peer, %error, "TLS handshake failed");
@@ -476,6 +458,14 @@ impl Connections {
                     }
                 }
             };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            let result = connections::drive(
+                conn,
+                UpgradeableConnection::graceful_shutdown,
+                &registered,
+                &drain,
+            )
+            .await;
             if let Some(Err(error)) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
