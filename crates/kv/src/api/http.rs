@@ -181,8 +181,8 @@ struct ListQuery {
     /// Only keys starting with this (at most 1,024 bytes).
     #[param(max_length = 1024)]
     prefix: Option<String>,
-    /// `next_cursor` of the previous page.
-    #[param(max_length = 1024)]
+    /// `next_cursor` of the previous page (a key: no NUL byte).
+    #[param(max_length = 1024, pattern = r"^[^\x00]*$")]
     cursor: Option<String>,
     /// Keys per page, 1..=1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
