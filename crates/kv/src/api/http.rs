@@ -131,7 +131,7 @@ fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiE
 
 /// Stores the request body (raw bytes) under the key, replacing any value.
 #[utoipa::path(put, path = "/kv/{key}", tag = "kv",
-    params(("key" = String, Path, min_length = 1, max_length = 1024, description = "1..=1024 bytes of UTF-8 without NUL (a key of up to 1,024 characters that is over 1,024 bytes is refused with 400)")),
+    params(("key" = String, Path, min_length = 1, max_length = 1024, pattern = r"^[^\x00]*$", description = "1..=1024 bytes of UTF-8 without NUL (a key of up to 1,024 characters that is over 1,024 bytes is refused with 400)")),
     request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream",
         description = "The value, raw bytes; an empty or absent body stores an empty value (as `/api/save` and gRPC Set do)"),
     responses((status = 204, description = "Stored"),
@@ -149,7 +149,7 @@ async fn set(
 
 /// The value stored under the key, as raw bytes.
 #[utoipa::path(get, path = "/kv/{key}", tag = "kv",
-    params(("key" = String, Path, min_length = 1, max_length = 1024, description = "1..=1024 bytes of UTF-8 without NUL (a key of up to 1,024 characters that is over 1,024 bytes is refused with 400)")),
+    params(("key" = String, Path, min_length = 1, max_length = 1024, pattern = r"^[^\x00]*$", description = "1..=1024 bytes of UTF-8 without NUL (a key of up to 1,024 characters that is over 1,024 bytes is refused with 400)")),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, body = ErrorBody, description = "The key is over 1,024 bytes"),
         (status = 404, body = ErrorBody), (status = 500, body = ErrorBody, description = "The record failed authentication"),
@@ -164,7 +164,7 @@ async fn fetch(
 
 /// Removes the key.
 #[utoipa::path(delete, path = "/kv/{key}", tag = "kv",
-    params(("key" = String, Path, min_length = 1, max_length = 1024, description = "1..=1024 bytes of UTF-8 without NUL (a key of up to 1,024 characters that is over 1,024 bytes is refused with 400)")),
+    params(("key" = String, Path, min_length = 1, max_length = 1024, pattern = r"^[^\x00]*$", description = "1..=1024 bytes of UTF-8 without NUL (a key of up to 1,024 characters that is over 1,024 bytes is refused with 400)")),
     responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody, description = "The key is over 1,024 bytes"),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn remove(
@@ -293,7 +293,7 @@ pub fn seed_pair(body: Result<SeedPair, ErrorResponse>) -> Result<(KvKey, SeedPa
 
 /// The seed's `GET /api/get/{key}`: 200 `{"key","value"}` or 404 `{"error":"not_found"}`.
 #[utoipa::path(get, path = "/api/get/{key}", tag = "kv",
-    params(("key" = String, Path, min_length = 1, max_length = 1024, description = "1..=1024 bytes of UTF-8 without NUL")),
+    params(("key" = String, Path, min_length = 1, max_length = 1024, pattern = r"^[^\x00]*$", description = "1..=1024 bytes of UTF-8 without NUL")),
     responses((status = 200, body = SeedPair), (status = 400, body = ErrorBody, description = "The key is over 1,024 bytes"),
         (status = 404, body = ErrorBody, description = "{\"error\":\"not_found\"}"),
         (status = 500, body = ErrorBody, description = "The record failed authentication"),
