@@ -75,8 +75,9 @@ pub struct ServeArgs {
     /// running the services' background work; by default one per CPU core. Where the
     /// server shares its cores with other busy processes (a database, a load generator),
     /// fewer threads spend less time waking each other (BENCHMARKS.md).
-    #[arg(long, env = "QUINTET_WORKER_THREADS", value_name = "N")]
-    pub worker_threads: Option<std::num::NonZeroUsize>,
+    /// At most 256: each is a thread and a runtime of its own.
+    #[arg(long, env = "QUINTET_WORKER_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: Option<u16>,
 
     /// Where services keep their data: `redb` (embedded files in --data-dir), `redb:///some/dir`,
     /// or a `PostgreSQL` URL `postgres://user:password@host:5432/db`.

@@ -29,7 +29,7 @@ pub fn main() -> ExitCode {
     if let Command::Serve(args) = &cli.command
         && let Some(workers) = args.worker_threads
     {
-        builder.worker_threads(workers.get());
+        builder.worker_threads(usize::from(workers));
     }
     let runtime = match builder.build() {
         Ok(runtime) => runtime,

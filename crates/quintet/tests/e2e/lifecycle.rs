@@ -160,6 +160,11 @@ fn invalid_configuration_exits_2_naming_the_option() {
     let cases: Vec<Case> = vec![
         (vec!["--max-connections", "0"], vec![], "--max-connections"),
         (vec!["--worker-threads", "0"], vec![], "--worker-threads"),
+        (
+            vec!["--worker-threads", "100000"],
+            vec![],
+            "--worker-threads",
+        ),
         (vec!["--addr", "not-an-address"], vec![], "--addr"),
         (
             vec!["--request-timeout", "soon"],
