@@ -9,15 +9,18 @@
 //! division happens after set-up.
 //!
 //! The n-th prime: up to [`TABLE_LEN`] from a table; for a few larger n, by
-//! counting the primes up to li⁻¹(n), just below `p_n`, with Lehmer's formula
-//! ([`count`], O(√p) memory) and sieving only the stretch left (about 10^6
-//! numbers for n = 10^11); for many n at once, by one sieve pass counting
-//! each segment's primes and scanning only the segments that hold an answer.
+//! counting the primes up to R⁻¹(n), Riemann's estimate of `p_n`, by the
+//! method of Deléglise and Rivat ([`pi`], O(p^⅔/log² p) time), and sieving
+//! only the short stretch between the estimate and `p_n` ([`count`]); for many
+//! n at once, by one sieve pass counting each segment's primes and scanning
+//! only the segments that hold an answer.
 //!
-//! Not here: threads and clocks. The caller passes a `cancel` closure, asked
-//! once per segment, and runs this on a blocking thread.
+//! Not here: clocks. The caller passes a `cancel` closure, asked once per
+//! segment, and runs this on a blocking thread; one π(x) splits its work
+//! over that thread and one scoped thread of its own.
 
 mod count;
+mod pi;
 
 use std::sync::OnceLock;
 
@@ -41,7 +44,7 @@ const PRESIEVED: [u64; 5] = [3, 5, 7, 11, 13];
 const PATTERN_LEN: usize = 3 * 5 * 7 * 11 * 13;
 
 /// The n-th prime, 1-based (the 1st is 2). `cancel` is asked once per segment.
-pub fn nth_prime(n: u64, cancel: &dyn Fn() -> bool) -> Result<u64, CalcError> {
+pub fn nth_prime(n: u64, cancel: &(dyn Fn() -> bool + Sync)) -> Result<u64, CalcError> {
     validate_n(n, MAX_N)?;
     let answers = nth_of_sorted(&[n], cancel)?;
     Ok(answers[0])
@@ -53,7 +56,7 @@ pub fn nth_prime(n: u64, cancel: &dyn Fn() -> bool) -> Result<u64, CalcError> {
 pub fn nth_primes(
     ns: &[u64],
     max_n: u64,
-    cancel: &dyn Fn() -> bool,
+    cancel: &(dyn Fn() -> bool + Sync),
 ) -> Result<Vec<u64>, CalcError> {
     let max_n = max_n.min(MAX_N);
     for &n in ns {
@@ -83,7 +86,7 @@ pub fn primes_in_range(
     lo: u64,
     hi: u64,
     max_width: u64,
-    cancel: &dyn Fn() -> bool,
+    cancel: &(dyn Fn() -> bool + Sync),
     sink: &mut dyn FnMut(&[u64]) -> bool,
 ) -> Result<(), CalcError> {
     if hi < lo {
@@ -194,7 +197,10 @@ const COUNTED_TARGETS: usize = 64;
 
 /// Answers for `targets` (ascending, distinct, each in `1..=MAX_N`): the table
 /// first, then by counting ([`count`]) for a few, or one sieve pass for many.
-fn nth_of_sorted(targets: &[u64], cancel: &dyn Fn() -> bool) -> Result<Vec<u64>, CalcError> {
+fn nth_of_sorted(
+    targets: &[u64],
+    cancel: &(dyn Fn() -> bool + Sync),
+) -> Result<Vec<u64>, CalcError> {
     let table = table();
     let split = targets.partition_point(|&n| n <= TABLE_LEN as u64);
     let mut answers: Vec<u64> = targets[..split]
@@ -214,7 +220,7 @@ fn nth_of_sorted(targets: &[u64], cancel: &dyn Fn() -> bool) -> Result<Vec<u64>,
 
 /// The n-th primes for `targets` (ascending, distinct, ≥ 1) by counting
 /// segment by segment and scanning only the segments that hold an answer.
-fn sieve_nth(targets: &[u64], cancel: &dyn Fn() -> bool) -> Result<Vec<u64>, CalcError> {
+fn sieve_nth(targets: &[u64], cancel: &(dyn Fn() -> bool + Sync)) -> Result<Vec<u64>, CalcError> {
     let Some(&last) = targets.last() else {
         return Ok(Vec::new());
     };
@@ -407,7 +413,7 @@ fn kth_prime_slot(slots: &[u8], k: u64) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use proptest::prelude::*;
 
@@ -484,12 +490,9 @@ mod tests {
     }
 
     /// A cancel hook that says "cancelled" from its `after`-th question on.
-    fn cancel_after(after: usize) -> impl Fn() -> bool {
-        let asked = Cell::new(0);
-        move || {
-            asked.set(asked.get() + 1);
-            asked.get() > after
-        }
+    fn cancel_after(after: usize) -> impl Fn() -> bool + Sync {
+        let asked = AtomicUsize::new(0);
+        move || asked.fetch_add(1, Ordering::Relaxed) + 1 > after
     }
 
     #[test]
