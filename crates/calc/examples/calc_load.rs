@@ -12,6 +12,11 @@
 //! Every `Add` answer is checked (a + b of varying operands) and every
 //! `Check` must answer SERVING; anything else counts as an error.
 //! `--requests N` stops after N measured requests.
+//!
+//! `--op nth-prime --n N` is not load: it times one `NthPrimes` RPC for n = N
+//! on a connection already open (checked with a health call first), as a
+//! client that keeps its channel sees it, and prints
+//! `{"op":"nth-prime","n":N,"answer":P,"seconds":S}`.
 // A benchmark's statistics are floats over counts far below 2^52, its
 // latencies in microseconds fit a u64, and a worker's number fits an i64.
 #![allow(
@@ -25,8 +30,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use calc::proto::v1::AddRequest;
 use calc::proto::v1::calculator_client::CalculatorClient;
+use calc::proto::v1::{AddRequest, NthPrimesRequest};
 use clap::{Parser, ValueEnum};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
@@ -39,6 +44,8 @@ enum Op {
     Add,
     /// `grpc.health.v1.Health/Check` of `--health-service`.
     Health,
+    /// One `quintet.calc.v1.Calculator/NthPrimes` for `--n`, timed.
+    NthPrime,
 }
 
 #[derive(Debug, Parser)]
@@ -63,6 +70,9 @@ struct Args {
     /// Stop after this many measured requests in all (or at --duration, whichever comes first).
     #[arg(long)]
     requests: Option<u64>,
+    /// The n of `--op nth-prime`.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    n: u64,
     /// The service name `--op health` asks about ("" is the server as a whole).
     #[arg(long, default_value = "quintet.calc.v1.Calculator")]
     health_service: String,
@@ -90,7 +100,7 @@ async fn call(clients: &mut Clients, op: Op, n: i64, service: &str) -> Result<()
                 )))
             }
         }
-        Op::Health => {
+        Op::Health | Op::NthPrime => {
             let answer = clients
                 .health
                 .check(HealthCheckRequest {
@@ -117,6 +127,9 @@ async fn main() -> anyhow::Result<()> {
         args.concurrency > 0 && args.connections > 0,
         "--concurrency and --connections must be positive"
     );
+    if args.op == Op::NthPrime {
+        return time_nth_prime(&args).await;
+    }
     let mut clients = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         let channel: Channel = Endpoint::from_shared(args.url.clone())?.connect().await?;
@@ -202,6 +215,38 @@ async fn main() -> anyhow::Result<()> {
         "ops_per_sec": ok / seconds,
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
+    });
+    println!("{report}");
+    Ok(())
+}
+
+/// One `NthPrimes` RPC on a connection that has already answered a health
+/// check, timed from the call to its answer.
+async fn time_nth_prime(args: &Args) -> anyhow::Result<()> {
+    let channel: Channel = Endpoint::from_shared(args.url.clone())?.connect().await?;
+    let mut clients = Clients {
+        calc: CalculatorClient::new(channel.clone()),
+        health: HealthClient::new(channel),
+    };
+    call(&mut clients, Op::Health, 1, &args.health_service).await?;
+    let started = Instant::now();
+    let answer = clients
+        .calc
+        .nth_primes(NthPrimesRequest { n: vec![args.n] })
+        .await?
+        .into_inner();
+    let seconds = started.elapsed().as_secs_f64();
+    let [answer] = answer.primes[..] else {
+        anyhow::bail!(
+            "NthPrimes answered {} primes for one n",
+            answer.primes.len()
+        );
+    };
+    let report = serde_json::json!({
+        "op": "nth-prime",
+        "n": args.n,
+        "answer": answer,
+        "seconds": seconds,
     });
     println!("{report}");
     Ok(())
