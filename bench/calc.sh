@@ -224,7 +224,7 @@ record_nth() { # system n repeat cmd...
     t1="$(date +%s%N)"
     if [[ $system == quintet-rpc ]]; then
         # calc_load times the RPC itself, on a connection already open.
-        read -r secs answer < <(python3 -c 'import json, sys; r = json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(f"{r["seconds"]:.3f}", r["answer"])' "$out")
+        read -r secs answer < <(python3 -c 'import json, sys; r = json.loads(open(sys.argv[1]).read().splitlines()[-1]); print("%.3f" % r["seconds"], r["answer"])' "$out")
     fi
     if [[ $system == quintet || $system == quintet-rpc ]]; then
         s1="$(pid_ticks "$SERVER_PID")"
