@@ -51,16 +51,26 @@ pub(super) fn prime_pi(x: u64, cancel: &(dyn Fn() -> bool + Sync)) -> Result<u64
     }
     let counter = Counter::new(x);
     // The hard leaves on a second thread, the rest on this one: the two
-    // halves take about as long each (see `split_point`).
+    // halves take about as long each (see `split_point`). Should the system
+    // refuse the thread, this one does both.
     let (hard, rest) = std::thread::scope(|scope| {
-        let hard = scope.spawn(|| counter.s2_hard(cancel));
+        let spawned = std::thread::Builder::new()
+            .name("calc-prime-count".to_owned())
+            .spawn_scoped(scope, || counter.s2_hard(cancel));
         let rest = counter
             .s1(cancel)
             .and_then(|s1| Ok(s1 + counter.s2_trivial_and_easy(cancel)?))
             .and_then(|phi| Ok(phi - counter.p2(cancel)?));
-        (hard.join(), rest)
+        let hard = match spawned {
+            Ok(handle) => handle
+                .join()
+                .map_err(|_| broken("the hard leaves' thread panicked"))
+                .and_then(|hard| hard),
+            Err(_) => counter.s2_hard(cancel),
+        };
+        (hard, rest)
     });
-    let hard = hard.map_err(|_| broken("the hard leaves' thread panicked"))??;
+    let hard = hard?;
     let pi = rest? + hard + counter.a as i128 - 1;
     u64::try_from(pi).map_err(|_| broken("the Deléglise–Rivat sum for π(x) came out negative"))
 }
