@@ -91,21 +91,21 @@ impl RouteMetrics {
 
     /// The handles of the route `req` matched (`unmatched` when none did).
     pub fn route_of(&self, req: &Request) -> &'static RouteHandles {
-        self.route(
-            req.extensions()
-                .get::<MatchedPath>()
-                .map_or("unmatched", MatchedPath::as_str),
-        )
+        self.route(route_template(req))
     }
+}
+
+/// The route template `req` matched, or `unmatched` when none did.
+fn route_template(req: &Request) -> &str {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
 }
 
 impl RouteHandles {
     /// Whether these are the handles of the route `req` matched.
     pub fn matches(&self, req: &Request) -> bool {
-        req.extensions()
-            .get::<MatchedPath>()
-            .map_or("unmatched", MatchedPath::as_str)
-            == self.route
+        route_template(req) == self.route
     }
 
     fn method(&self, method: &Method) -> &MethodHandles {

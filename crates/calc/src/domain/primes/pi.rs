@@ -328,12 +328,12 @@ fn leaf_table(primes: &[u64], y: usize) -> Vec<i32> {
 
 /// One segment of odd numbers [low, high) as a bitmap (bit i is low + 2i),
 /// with how many bits are set per block and in all.
-struct LeafSieve {
+struct LeafSieve<'a> {
     words: Vec<u64>,
     blocks: Vec<u32>,
     /// Per prime index b (b ≥ 2): its next odd multiple to cross off.
     next: Vec<u64>,
-    primes: Vec<u64>,
+    primes: &'a [u64],
     low: u64,
     bits: usize,
     remaining: u64,
@@ -347,13 +347,13 @@ struct Tally {
     word: usize,
 }
 
-impl LeafSieve {
-    fn new(primes: &[u64]) -> Self {
+impl<'a> LeafSieve<'a> {
+    fn new(primes: &'a [u64]) -> Self {
         Self {
             words: vec![0; SEGMENT_BITS / 64],
             blocks: vec![0; SEGMENT_BITS / BLOCK_BITS],
             next: primes.to_vec(),
-            primes: primes.to_vec(),
+            primes,
             low: 1,
             bits: 0,
             remaining: 0,
