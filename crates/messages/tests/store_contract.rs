@@ -1,5 +1,7 @@
 //! The one contract every `MessageStore` adapter must honour, run against the
-//! real engines: redb in a temporary directory and the `PostgreSQL` server at
+//! real engines: fjall (the embedded default) and redb (the embedded engine
+//! before it, still read by the migration) in a temporary directory, and the
+//! `PostgreSQL` server at
 //! `QUINTET_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
 //! each test in a schema of its own. These tests never skip: with no
 //! `PostgreSQL` reachable, they fail.
@@ -8,6 +10,7 @@
 
 use std::sync::Arc;
 
+use messages::adapters::fjall::FjallMessageStore;
 use messages::adapters::postgres::PostgresMessageStore;
 use messages::adapters::redb::RedbMessageStore;
 use messages::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit};
@@ -40,6 +43,17 @@ async fn redb() -> Subject {
     }
 }
 
+// Every subject is made by an async constructor, awaited alike.
+#[allow(clippy::unused_async)]
+async fn fjall() -> Subject {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FjallMessageStore::open(&dir.path().join("messages.fjall")).expect("open fjall");
+    Subject {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
 /// A fresh schema per test, so tests run in parallel and leave nothing shared behind.
 async fn postgres() -> (Subject, String) {
     let (schema, url) = testkit::postgres_schema().await;
@@ -56,6 +70,7 @@ async fn postgres() -> (Subject, String) {
 }
 
 testkit::store_contract!(
+    also on_fjall = fjall;
     put_then_get_returns_the_same_bytes,
     putting_the_same_text_twice_stores_it_once,
     unknown_digest_is_none,

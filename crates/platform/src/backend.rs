@@ -162,6 +162,12 @@ impl BackendError {
     pub fn redb(operation: impl Into<Cow<'static, str>>, error: impl Into<redb::Error>) -> Self {
         Self::new("redb", operation, FailureKind::Other, error.into())
     }
+
+    /// A failed fjall call (an embedded keyspace: always local I/O or a bug).
+    #[cfg(feature = "embedded")]
+    pub fn fjall(operation: impl Into<Cow<'static, str>>, error: fjall::Error) -> Self {
+        Self::new("fjall", operation, FailureKind::Other, error)
+    }
 }
 
 impl fmt::Display for BackendError {

@@ -35,6 +35,87 @@ impl From<OpenError> for BackendError {
     }
 }
 
+/// Why a keyspace directory could not be opened; each case names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyspaceOpenError {
+    /// The directory (or its parent) could not be created owner-only.
+    #[error(transparent)]
+    Directory(PrivateError),
+    /// Another process holds the directory's lock.
+    #[error(
+        "{} is locked by another process: stop the quintet server (or migrate) that uses this \
+         data directory, then try again",
+        path.display()
+    )]
+    Locked {
+        /// The keyspace directory.
+        path: PathBuf,
+    },
+    /// A whole journal batch fails its checksum (bit rot, or a write that
+    /// was not fjall's): it may hold acknowledged writes, so fjall refuses
+    /// to drop it. A batch cut short by a crash is not this: it is dropped
+    /// on open, as it was never acknowledged.
+    #[error(
+        "the journal in {} is corrupt ({source:?}): a whole batch fails its checksum, and it \
+         may hold acknowledged writes; restore the directory from a backup",
+        path.display()
+    )]
+    Journal {
+        /// The keyspace directory.
+        path: PathBuf,
+        /// fjall's reason.
+        source: fjall::Error,
+    },
+    /// fjall refused the directory: not a database, a newer format, I/O.
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        /// The keyspace directory.
+        path: PathBuf,
+        /// fjall's reason.
+        #[source]
+        source: fjall::Error,
+    },
+}
+
+/// "fjall open: error", with the whole [`KeyspaceOpenError`] as source.
+impl From<KeyspaceOpenError> for BackendError {
+    fn from(error: KeyspaceOpenError) -> Self {
+        BackendError::new("fjall", "open", FailureKind::Other, error)
+    }
+}
+
+/// Block cache of one fjall database: the blocks of recent reads, beside
+/// the memtable (64 MiB by default, per keyspace) that holds recent writes.
+const FJALL_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Opens (or creates) the fjall database in the directory `dir`, made
+/// owner-only; a directory another process holds is refused by fjall's lock.
+///
+/// fjall keeps a write-ahead journal: a batch committed with
+/// `durability(Some(PersistMode::SyncData))` is on disk when `commit`
+/// returns, and a torn journal tail (a crash mid-write) is cut back to the
+/// last whole batch on the next open.
+pub fn open_keyspaces(dir: &Path) -> Result<fjall::Database, KeyspaceOpenError> {
+    crate::private::create_dir(dir).map_err(KeyspaceOpenError::Directory)?;
+    fjall::Database::builder(dir)
+        .cache_size(FJALL_CACHE_BYTES)
+        .worker_threads(2)
+        .open()
+        .map_err(|source| match source {
+            fjall::Error::Locked => KeyspaceOpenError::Locked {
+                path: dir.to_path_buf(),
+            },
+            source @ fjall::Error::JournalRecovery(_) => KeyspaceOpenError::Journal {
+                path: dir.to_path_buf(),
+                source,
+            },
+            source => KeyspaceOpenError::Open {
+                path: dir.to_path_buf(),
+                source,
+            },
+        })
+}
+
 /// Opens the redb database at `path`, creating it and its directory if needed.
 pub fn create_database(path: &Path) -> Result<redb::Database, OpenError> {
     if let Some(dir) = path.parent() {
@@ -54,6 +135,23 @@ pub fn create_database(path: &Path) -> Result<redb::Database, OpenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyspace_directory_is_owner_only_and_held_by_one_opener() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data/store.fjall");
+        let db = open_keyspaces(&path).expect("created");
+        let mode = std::fs::metadata(&path).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        let Err(err) = open_keyspaces(&path) else {
+            panic!("a second open of a held directory succeeded");
+        };
+        assert!(matches!(err, KeyspaceOpenError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("store.fjall"), "{err}");
+        drop(db);
+        open_keyspaces(&path).expect("reopened once released");
+    }
 
     #[test]
     fn creates_the_directory_and_names_the_path_when_it_cannot() {

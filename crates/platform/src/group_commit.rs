@@ -12,7 +12,9 @@
 //!
 //! Bounded: at most `queue_depth` operations wait (callers beyond that wait
 //! to enqueue: backpressure) and one transaction holds at most `max_batch`.
-//! Batch sizes go to `quintet_store_commit_batch_size{store}`.
+//! Batch sizes go to `quintet_store_commit_batch_size{store}`, the time each
+//! transaction took to become durable (its fsync, mostly) to
+//! `quintet_store_commit_seconds{store}`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -99,7 +101,11 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                     ops.extend(batch_ops);
                     metrics::histogram!(crate::metrics::STORE_COMMIT_BATCH_SIZE, "store" => store)
                         .record(crate::metrics::count(ops.len()));
-                    match commit(&ops) {
+                    let started = std::time::Instant::now();
+                    let committed = commit(&ops);
+                    metrics::histogram!(crate::metrics::STORE_COMMIT_SECONDS, "store" => store)
+                        .record(started.elapsed().as_secs_f64());
+                    match committed {
                         Ok(outcomes) if outcomes.len() == ops.len() => {
                             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                                 let _ = reply.send(Ok(outcome));

@@ -23,6 +23,9 @@ pub const RATE_LIMITED_TOTAL: &str = "quintet_rate_limited_total";
 pub const AUTH_FAILURES_THROTTLED_TOTAL: &str = "quintet_auth_failures_throttled_total";
 /// Operations per group-commit transaction, by `store` (histogram).
 pub const STORE_COMMIT_BATCH_SIZE: &str = "quintet_store_commit_batch_size";
+/// Seconds one group-commit transaction took to become durable (its writes
+/// and its fsync), by `store` (histogram).
+pub const STORE_COMMIT_SECONDS: &str = "quintet_store_commit_seconds";
 
 /// A count (connections, clients, batch size) as the `f64` a gauge or histogram
 /// records: exact up to 2^53, far beyond any count platform keeps.
@@ -70,6 +73,11 @@ pub fn describe() {
         STORE_COMMIT_BATCH_SIZE,
         Unit::Count,
         "Operations committed together in one embedded-store transaction, by store."
+    );
+    describe_histogram!(
+        STORE_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time one group-commit transaction took to become durable (writes and fsync), by store."
     );
 }
 

@@ -8,7 +8,8 @@
 //! SDK's instance-metadata and credentials-chain lookups at `error` (off EC2
 //! each start printed a multi-line IMDS response dump; a call that finds no
 //! credentials reports it as its own one-line error, see
-//! `aws::describe_error`). Request bodies and credentials are never logged.
+//! `aws::describe_error`), and the fjall storage engine at `warn` (it reports
+//! each database it opens and each table it writes at `info`). Request bodies and credentials are never logged.
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -19,8 +20,8 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// The log filter when neither `QUINTET_LOG` nor `RUST_LOG` is set.
-pub const DEFAULT_FILTER: &str =
-    "info,rustls=error,aws_config::imds=error,aws_config::meta::credentials::chain=error";
+pub const DEFAULT_FILTER: &str = "info,rustls=error,aws_config::imds=error,aws_config::meta::credentials::chain=error,\
+     fjall=warn,lsm_tree=warn";
 
 /// Latency buckets, in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[

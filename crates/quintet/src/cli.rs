@@ -37,6 +37,10 @@ pub enum Command {
     /// Check every record of the embedded stores in a data directory (server stopped); exit 0
     /// when all pass, 1 when corrupt records were found, 2 when a store could not be read.
     Verify(Box<crate::verify::VerifyArgs>),
+    /// Move the embedded stores a data directory keeps in redb files into the engine the server
+    /// now uses (server stopped; resumable; every record compared): exit 0 when done, 2 when a
+    /// store could not be migrated.
+    Migrate(crate::migrate::MigrateArgs),
     /// A verifyReceipt simulator (Apple's legacy receipt validation API) for tests and demos.
     AppleSim(receipts::apple_sim::SimArgs),
 }

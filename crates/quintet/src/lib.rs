@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod metrics;
+pub mod migrate;
 pub mod serve;
 pub mod stores;
 pub mod verify;
@@ -22,6 +23,7 @@ pub fn main() -> ExitCode {
     let cli = match cli.command {
         // Synchronous file scans: no runtime.
         Command::Verify(args) => return verify::run(&args),
+        Command::Migrate(args) => return migrate::run(&args),
         command => Cli { command },
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -47,7 +49,9 @@ pub fn main() -> ExitCode {
             Command::Calc(args) => calc::api::cli::run(args).await,
             Command::Receipts(args) => receipts::api::cli::run_receipts(args).await,
             Command::Queue(args) => receipts::api::cli::run_queue(args).await,
-            Command::Verify(_) => unreachable!("verify runs before the runtime starts"),
+            Command::Verify(_) | Command::Migrate(_) => {
+                unreachable!("verify and migrate run before the runtime starts")
+            }
             Command::AppleSim(args) => {
                 // Its only output is the log: where it listens and what it is.
                 platform::telemetry::init_logging(platform::config::LogFormat::Auto);

@@ -21,7 +21,6 @@ use kv::adapters::postgres::PostgresKvStore;
 use kv::adapters::redb::RedbKvStore;
 use kv::ports::KvStore;
 use messages::adapters::postgres::PostgresMessageStore;
-use messages::adapters::redb::RedbMessageStore;
 use messages::ports::MessageStore;
 use receipts::adapters::dynamodb_ledger::{self, DynamoLedger};
 use receipts::adapters::postgres_ledger::PostgresLedger;
@@ -271,7 +270,7 @@ impl StoreUrl {
     pub fn describe(&self) -> String {
         match self {
             StoreUrl::Redb { dir } => format!(
-                "redb ({})",
+                "embedded ({})",
                 dir.as_deref()
                     .map_or("data dir".into(), |d| d.display().to_string())
             ),
@@ -292,12 +291,21 @@ impl StoreUrl {
         }
     }
 
-    fn redb_file(&self, data_dir: &Path, service: &str) -> PathBuf {
-        let dir = match self {
+    /// The directory embedded stores keep their files in.
+    fn embedded_dir(&self, data_dir: &Path) -> PathBuf {
+        match self {
             StoreUrl::Redb { dir: Some(dir) } => dir.clone(),
             _ => data_dir.to_path_buf(),
-        };
-        dir.join(format!("{service}.redb"))
+        }
+    }
+
+    fn redb_file(&self, data_dir: &Path, service: &str) -> PathBuf {
+        self.embedded_dir(data_dir).join(format!("{service}.redb"))
+    }
+
+    /// A fjall store's directory, `<service>.fjall`.
+    fn fjall_dir(&self, data_dir: &Path, service: &str) -> PathBuf {
+        self.embedded_dir(data_dir).join(format!("{service}.fjall"))
     }
 }
 
@@ -326,8 +334,15 @@ pub async fn messages_store(
     let what = || format!("messages store from {}", store.option);
     Ok(match &store.url {
         url @ StoreUrl::Redb { .. } => {
-            let path = url.redb_file(data_dir, "messages");
-            Arc::new(RedbMessageStore::open(&path).with_context(what)?)
+            // A store the redb engine wrote is migrated on the way.
+            let old = url.redb_file(data_dir, "messages");
+            let new = url.fjall_dir(data_dir, "messages");
+            let opened = tokio::task::spawn_blocking(move || {
+                messages::adapters::migrate::open_embedded(&old, &new)
+            })
+            .await
+            .context("the messages store's opening task failed")?;
+            Arc::new(opened.with_context(what)?)
         }
         StoreUrl::Postgres(url) => Arc::new(
             PostgresMessageStore::connect(url.expose_secret())

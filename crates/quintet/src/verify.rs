@@ -1,6 +1,6 @@
-//! `quintet verify`: checks every record of the embedded (redb) stores in a
+//! `quintet verify`: checks every record of the embedded stores in a
 //! data directory, while no server uses it, and optionally moves the corrupt
-//! ones aside. Each store adapter owns its scan (`adapters::redb::verify`);
+//! ones aside. Each store adapter owns its scan (`adapters::<engine>::verify`);
 //! this module only picks the files, shows progress and prints the report.
 //!
 //! Exit codes: 0 every record passed; 1 corrupt records were found (also
@@ -58,7 +58,7 @@ impl VerifyService {
 #[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The data directory whose store files (`messages.redb`, `counters.redb`, `kv.redb`) to
+    /// The data directory whose stores (`messages.fjall`, `counters.redb`, `kv.redb`) to
     /// check. The server using it must be stopped: a store it holds is refused.
     #[arg(
         long,
@@ -100,7 +100,7 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
     let mut found = 0usize;
     let mut failed = false;
     for service in &args.services {
-        let path = args.data_dir.join(format!("{}.redb", service.name()));
+        let path = store_path(&args.data_dir, *service);
         if !path.exists() {
             println!(
                 "{}: no store at {}, skipped",
@@ -111,6 +111,12 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         }
         let mut progress = ProgressLine::new(service.name());
         let result = match service {
+            VerifyService::Messages if path.extension().is_some_and(|e| e == "fjall") => {
+                messages::adapters::fjall::verify(&path, args.quarantine, &mut |d, t| {
+                    progress.show(d, t);
+                })
+                .map_err(|e| VerifyError::Store(e.into()))
+            }
             VerifyService::Messages => {
                 messages::adapters::redb::verify(&path, args.quarantine, &mut |d, t| {
                     progress.show(d, t);
@@ -156,6 +162,17 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
     } else {
         println!("all records passed their checks");
         ExitCode::SUCCESS
+    }
+}
+
+/// Where `service` keeps its store in `data_dir`: messages in
+/// `messages.fjall/`, or in `messages.redb` while that is not migrated;
+/// counters and kv in `<service>.redb`.
+fn store_path(data_dir: &std::path::Path, service: VerifyService) -> PathBuf {
+    let redb = data_dir.join(format!("{}.redb", service.name()));
+    match service {
+        VerifyService::Messages if !redb.exists() => data_dir.join("messages.fjall"),
+        _ => redb,
     }
 }
 
@@ -218,7 +235,7 @@ fn print_report(service: &str, path: &std::path::Path, report: &ScanReport) {
 
 /// Progress on stderr: one line rewritten in place on a terminal, a plain
 /// line per tenth of the store otherwise (logs, CI).
-struct ProgressLine {
+pub(crate) struct ProgressLine {
     store: &'static str,
     tty: bool,
     last_tenth: u64,
@@ -226,7 +243,7 @@ struct ProgressLine {
 }
 
 impl ProgressLine {
-    fn new(store: &'static str) -> Self {
+    pub(crate) fn new(store: &'static str) -> Self {
         Self {
             store,
             tty: std::io::stderr().is_terminal(),
@@ -235,12 +252,13 @@ impl ProgressLine {
         }
     }
 
-    fn show(&mut self, done: u64, total: u64) {
+    pub(crate) fn show(&mut self, done: u64, total: u64) {
         let total = total.max(done).max(1);
         let tenth = done * 10 / total;
         let mut err = std::io::stderr().lock();
         if self.tty {
-            if done.is_multiple_of(256) || done == total {
+            if done.is_multiple_of(256) || done == total || tenth > self.last_tenth {
+                self.last_tenth = tenth;
                 let _ = write!(err, "\r{}: {done}/{total} records", self.store);
                 self.shown = true;
             }
@@ -255,7 +273,7 @@ impl ProgressLine {
         }
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if self.tty && self.shown {
             let _ = writeln!(std::io::stderr());
         }

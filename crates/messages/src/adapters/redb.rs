@@ -23,9 +23,10 @@ use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMe
 use crate::ports::{Corruption, MessageStore, Page, PutOutcome, StoreError};
 
 /// digest → (seq, `created_at_ms`, body)
-const MESSAGES: TableDefinition<&[u8], (u64, i64, &[u8])> = TableDefinition::new("messages");
+pub(crate) const MESSAGES: TableDefinition<&[u8], (u64, i64, &[u8])> =
+    TableDefinition::new("messages");
 /// seq → digest, the insertion order.
-const BY_SEQ: TableDefinition<u64, &[u8]> = TableDefinition::new("messages_by_seq");
+pub(crate) const BY_SEQ: TableDefinition<u64, &[u8]> = TableDefinition::new("messages_by_seq");
 
 /// Puts waiting for the writer; beyond this, callers wait (backpressure).
 const QUEUE_DEPTH: usize = 4096;

@@ -1,7 +1,11 @@
 //! Stored-record integrity end to end: data written through the real
-//! server, bytes flipped inside the redb files while it is stopped (redb
-//! 2.x checks no page checksum on a read), then the restarted server and
-//! `quintet verify` are asked what they see.
+//! server, then, while it is stopped, bytes flipped inside the redb files
+//! (redb 2.x checks no page checksum on a read) and messages rewritten
+//! through fjall's own API (fjall checksums its journal and blocks, so a
+//! flipped byte there fails the open or the read: what passes those checks
+//! and must still be caught is a record some other writer put under the
+//! wrong key or altered), then the restarted server and `quintet verify`
+//! are asked what they see.
 
 use std::path::Path;
 
@@ -29,6 +33,27 @@ fn flip_in_file(path: &Path, needle: &[u8], offset: usize) -> usize {
     }
     std::fs::write(path, bytes).expect("write store file");
     count
+}
+
+/// Rewrites the message stored under `digest` in the fjall store of
+/// `data_dir` as a foreign writer would: `edit` changes its key or its body
+/// (the value is seq · `created_at` · body, 16 bytes before the body).
+fn rewrite_message(data_dir: &Path, digest: &[u8], edit: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) {
+    let db = fjall::Database::builder(data_dir.join("messages.fjall"))
+        .open()
+        .expect("open the message store");
+    let messages = db
+        .keyspace("messages", fjall::KeyspaceCreateOptions::default)
+        .expect("keyspace");
+    let value = messages.get(digest).expect("get").expect("stored");
+    let (mut key, mut body) = (digest.to_vec(), value[16..].to_vec());
+    edit(&mut key, &mut body);
+    let mut rewritten = value[..16].to_vec();
+    rewritten.extend_from_slice(&body);
+    let mut batch = db.batch().durability(Some(fjall::PersistMode::SyncData));
+    batch.remove(&messages, digest);
+    batch.insert(&messages, key, rewritten);
+    batch.commit().expect("commit");
 }
 
 fn hex_bytes(hex: &str) -> Vec<u8> {
@@ -102,11 +127,10 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
     assert_eq!(code, 0, "a fresh store is clean: {out}");
 
     // messages: one body altered, one key (digest) altered.
-    let messages = dir.path().join("messages.redb");
-    assert!(flip_in_file(&messages, b"victim body bytes 0123456789", 3) > 0);
+    let victim_bytes = hex_bytes(&sha256_hex("victim body bytes 0123456789"));
+    rewrite_message(dir.path(), &victim_bytes, |_, body| body[3] ^= 0x01);
     let moved = sha256_hex("moved message text");
-    let moved_bytes = hex_bytes(&moved);
-    assert!(flip_in_file(&messages, &moved_bytes, 31) > 0);
+    rewrite_message(dir.path(), &hex_bytes(&moved), |key, _| key[31] ^= 0x01);
     // counters: the victim's stored total, `format 1 | total LE`.
     let mut total = vec![1u8];
     total.extend_from_slice(&7_777_777_777i64.to_le_bytes());
@@ -212,9 +236,13 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
         out.contains("CORRUPT counters table=counter_totals key=victim"),
         "{out}"
     );
-    // The digest sits in both the record's key and its sequence entry: both
-    // moved, so the record under the new key is what fails.
-    assert_eq!(out.matches("CORRUPT messages").count(), 2, "{out}");
+    // The moved record fails under its new key, and its sequence entry
+    // names a digest that is not stored any more.
+    assert_eq!(out.matches("CORRUPT messages").count(), 3, "{out}");
+    assert!(
+        out.contains("CORRUPT messages table=messages_by_seq key=3"),
+        "{out}"
+    );
     // kv: the record moved under another key is found by verify too (its
     // value is authenticated with the server's keys), the intact one is not.
     assert!(
@@ -294,7 +322,7 @@ fn a_refused_kv_option_exits_2_with_verify_usage_before_any_store_is_scanned() {
     let dir = private_tempdir();
     let data_dir = dir.path().to_str().expect("utf-8");
     // A messages store that would be scanned (and reported) first.
-    std::fs::write(dir.path().join("messages.redb"), b"").expect("a store file");
+    std::fs::create_dir(dir.path().join("messages.fjall")).expect("a store directory");
     let (code, out, err) = cli(
         &[
             "verify",

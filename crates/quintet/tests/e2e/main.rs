@@ -20,6 +20,7 @@ mod kv_seed;
 mod kv_tcp_security;
 mod lifecycle;
 mod metrics;
+mod migrate;
 mod ops;
 mod postgres;
 mod readme;
