@@ -161,6 +161,19 @@ proc_ticks() { # pid
     echo $((a[11] + a[12]))
 }
 
+# Bytes a live pid caused to be written to storage so far (write_bytes of
+# /proc/<pid>/io, all its threads); "-" once it is gone.
+io_write_bytes() { # pid
+    awk '$1 == "write_bytes:" { print $2; found = 1 } END { if (!found) print "-" }' "/proc/$1/io" 2>/dev/null || echo -
+}
+
+# Bytes written to storage per request: a write_bytes delta over requests
+# answered; "-" when either is unknown or no request was answered.
+per_request_bytes() { # bytes requests
+    awk -v d="$1" -v n="$2" 'BEGIN {
+        if (d == "-" || d == "" || n == "-" || n == "" || n + 0 <= 0) print "-"; else printf "%.0f\n", d / n }'
+}
+
 # µs of CPU per request: ticks over a run / CLK_TCK / requests answered in it
 # × 1e6; "-" when either is unknown or no request was answered.
 per_request_us() { # ticks requests

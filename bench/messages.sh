@@ -328,7 +328,7 @@ route_delta() { # before_file after_file
 }
 
 RUNS_TSV="$RAW_DIR/runs.tsv"
-printf 'scenario\tprotocol\trepeat\trps\tp50_us\tp99_us\trequests\tnon2xx\tsocket_errors\tserver_cpu\twrk_cpu\tmachine_cpu\tsteal\tserver_rss_kb\tserver_us\tserver_statuses\n' >"$RUNS_TSV"
+printf 'scenario\tprotocol\trepeat\trps\tp50_us\tp99_us\trequests\tnon2xx\tsocket_errors\tserver_cpu\twrk_cpu\tmachine_cpu\tsteal\tserver_rss_kb\tserver_us\tserver_statuses\tbytes_written_per_request\n' >"$RUNS_TSV"
 declare -A WRK_CMDLINE
 
 scenario_target() { # scenario protocol → url|script|arg|pids-var|route-method|route
@@ -360,7 +360,8 @@ run_one() { # scenario protocol repeat duration
     [[ $rep == warmup ]] || WRK_CMDLINE[$scenario-$proto]="${cmd[*]}"
 
     [[ -z ${method:-} ]] || route_snapshot "$url" "$method" "$route" >"$WORK/before"
-    local t0 t1 c0 c1 m0 m1
+    local t0 t1 c0 c1 m0 m1 w0 w1
+    w0="$(io_write_bytes "${pids[0]}")"
     c0="$(cpu_ticks "${pids[@]}")"
     m0="$(machine_ticks)"
     t0="$(date +%s%N)"
@@ -371,6 +372,7 @@ run_one() { # scenario protocol repeat duration
     fi
     t1="$(date +%s%N)"
     c1="$(cpu_ticks "${pids[@]}")"
+    w1="$(io_write_bytes "${pids[0]}")"
     m1="$(machine_ticks)"
     [[ $rep == warmup ]] && return 0
 
@@ -397,9 +399,11 @@ run_one() { # scenario protocol repeat duration
     read -r machine_cpu steal < <(awk -v a="$m0" -v b="$m1" -v hz="$CLK_TCK" -v w="$wall_s" 'BEGIN {
         split(a, x, " "); split(b, y, " "); printf "%.2f %.2f\n", (y[1] - x[1]) / hz / w, (y[2] - x[2]) / hz / w }')
     local sock=$((r[connect_errors] + r[read_errors] + r[write_errors] + r[timeouts]))
-    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$proto" "$rep" \
+    local written="-"
+    [[ $w0 == - || $w1 == - ]] || written="$(per_request_bytes "$((w1 - w0))" "${r[requests]}")"
+    printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$proto" "$rep" \
         "${r[rps]}" "${r[p50_us]}" "${r[p99_us]}" "${r[requests]}" "${r[non2xx]}" "$sock" \
-        "$server_cpu" "$wrk_cpu" "$machine_cpu" "$steal" "$rss" "$server_us" "$statuses" >>"$RUNS_TSV"
+        "$server_cpu" "$wrk_cpu" "$machine_cpu" "$steal" "$rss" "$server_us" "$statuses" "$written" >>"$RUNS_TSV"
     log "$(printf '%-5s %-5s #%s: %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %s  socket errors %s  server CPU %s (%s µs/request)  wrk CPU %s  machine %s (steal %s)  %s' \
         "$scenario" "$proto" "$rep" "${r[rps]}" "$(awk -v u="${r[p50_us]}" 'BEGIN { print u / 1000 }')" \
         "$(awk -v u="${r[p99_us]}" 'BEGIN { print u / 1000 }')" "${r[non2xx]}" "$sock" "$server_cpu" "$server_us" "$wrk_cpu" "$machine_cpu" "$steal" "$statuses")"
@@ -497,8 +501,8 @@ ALL_PASS=1
     echo
     echo "### Results"
     echo
-    echo "| Scenario | Protocol | Requests/s (median) | p50 | p99 | Ratio to nginx | Target | Result | Non-2xx / socket errors | Server answers (all runs) | Server CPU per request | Server CPU (cores) | wrk CPU (cores) | Server peak RSS |"
-    echo "|---|---|--:|--:|--:|--:|--:|---|--:|---|--:|--:|--:|--:|"
+    echo "| Scenario | Protocol | Requests/s (median) | p50 | p99 | Ratio to nginx | Target | Result | Non-2xx / socket errors | Server answers (all runs) | Server CPU per request | Bytes written per request | Server CPU (cores) | wrk CPU (cores) | Server peak RSS |"
+    echo "|---|---|--:|--:|--:|--:|--:|---|--:|---|--:|--:|--:|--:|--:|"
     for proto in "${PROTOCOLS[@]}"; do
         base="${RPS[nginx-$proto]}"
         for scenario in "${SCENARIOS[@]}"; do
@@ -523,11 +527,12 @@ ALL_PASS=1
             fi
             answers="$(col "$scenario" "$proto" server_statuses | tr ' ' '\n' | awk -F'×' '$2 != "" { c[$1] += $2 } END { for (s in c) printf "%s×%d\n", s, c[s] }' | sort | paste -sd' ' -)"
             [[ -n $answers ]] || answers="-"
-            printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s / %s | %s | %s µs | %s | %s | %s |\n' \
+            printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s / %s | %s | %s µs | %s | %s | %s | %s |\n' \
                 "$name" "${proto^^}" "${RPS[$key]}" "$(ms "${P50[$key]}")" "$(ms "${P99[$key]}")" \
                 "$ratio_cell" "$target_cell" "$result" "$(sum_col "$scenario" "$proto" non2xx)" \
                 "$(sum_col "$scenario" "$proto" socket_errors)" "$answers" \
-                "$(col "$scenario" "$proto" server_us | median)" "$(col "$scenario" "$proto" server_cpu | median)" "$(col "$scenario" "$proto" wrk_cpu | median)" "$(mib "$hwm")"
+                "$(col "$scenario" "$proto" server_us | median)" "$(col "$scenario" "$proto" bytes_written_per_request | median) B" \
+                "$(col "$scenario" "$proto" server_cpu | median)" "$(col "$scenario" "$proto" wrk_cpu | median)" "$(mib "$hwm")"
         done
     done
     echo
@@ -540,6 +545,7 @@ ALL_PASS=1
     echo "- Non-2xx / socket errors: summed over the measured runs, as wrk counts them (socket errors = connect + read + write errors + timeouts)."
     echo "- Server answers: status × count of the responses the server itself counted on that route during the measured runs (from its \`/metrics\`); for POST every answer should be 201 (a new message written), none 200 (already stored)."
     echo "- Server CPU per request: the server's user + system CPU time over a run (from \`/proc/<pid>/stat\`, all its processes) divided by the requests wrk counted in it; median over the runs. Unlike requests/s it does not depend on how much of the machine the load generator and other tenants took."
+    echo "- Bytes written per request: what the server process caused to be written to storage during a run (\`write_bytes\` of \`/proc/<pid>/io\`: its journal, tables and their compaction, fsynced or not) divided by the requests wrk counted in it; median over the runs. For nginx, its master process only (its workers write nothing)."
     echo "- Server CPU / wrk CPU: CPU time used during a run divided by its wall time (median over the runs); the machine has $(nproc) cores in all, shared by wrk and the server."
     echo "- Server peak RSS: \`VmHWM\` of the server process read just before it was stopped, so it covers seeding, warm-up and every run on it (GET and POST at one protocol share one quintet process). For nginx it is the sum over the master and its ${#NGINX_WORKERS[@]} workers. quintet's grows with its store, which by the end held $QHTTP_MESSAGES (HTTP) and $QHTTPS_MESSAGES (HTTPS) messages, $(mib "$QHTTP_DB_KB") and $(mib "$QHTTPS_DB_KB") on disk; the raw figures below give the RSS after each run."
     echo

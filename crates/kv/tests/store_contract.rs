@@ -1,5 +1,6 @@
 //! The one contract every `KvStore` adapter must honour, run against the
-//! real engines: redb in a temporary directory, `PostgreSQL` and `DynamoDB` on
+//! real engines: fjall (the embedded default) and redb (the embedded engine
+//! before it, still read by the migration) in a temporary directory, `PostgreSQL` and `DynamoDB` on
 //! moto (see `testkit`), each test on a fresh store (`PostgreSQL`: a schema of
 //! its own; `DynamoDB`: a table of its own). These tests never skip.
 // A failed expectation is the test failing: tests may unwrap.
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use kv::adapters::aws::AwsSettings;
 use kv::adapters::dynamodb::DynamoKvStore;
+use kv::adapters::fjall::FjallKvStore;
 use kv::adapters::postgres::PostgresKvStore;
 use kv::adapters::redb::RedbKvStore;
 use kv::domain::{KeyPrefix, KvKey, PageLimit, RecordFormat, SealedRecord, WrappedKey};
@@ -24,6 +26,17 @@ struct Subject {
 async fn redb() -> Subject {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = RedbKvStore::open(&dir.path().join("kv.redb")).expect("open redb");
+    Subject {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
+// Every subject is made by an async constructor, awaited alike.
+#[allow(clippy::unused_async)]
+async fn fjall() -> Subject {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FjallKvStore::open(&dir.path().join("kv.fjall")).expect("open fjall");
     Subject {
         store: Arc::new(store),
         _dir: Some(dir),
@@ -57,7 +70,7 @@ async fn dynamodb() -> Subject {
 }
 
 testkit::store_contract!(
-    also on_dynamodb = dynamodb;
+    also on_dynamodb = dynamodb, on_fjall = fjall;
     put_get_overwrite_delete,
     concurrent_writes_each_land_and_deletes_see_them,
     pages_by_prefix_with_cursor_cover_each_key_once,

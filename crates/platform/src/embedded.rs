@@ -84,9 +84,13 @@ impl From<KeyspaceOpenError> for BackendError {
     }
 }
 
-/// Block cache of one fjall database: the blocks of recent reads, beside
-/// the memtable (64 MiB by default, per keyspace) that holds recent writes.
-const FJALL_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Block cache of one fjall database: the blocks of recent reads.
+const FJALL_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// A keyspace's memtable: recent writes held in memory until they are
+/// written out as a table (the journal holds them on disk meanwhile).
+/// Smaller than fjall's 64 MiB default: a store has a few keyspaces, and a
+/// server a few stores.
+pub const FJALL_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Opens (or creates) the fjall database in the directory `dir`, made
 /// owner-only; a directory another process holds is refused by fjall's lock.
@@ -114,6 +118,77 @@ pub fn open_keyspaces(dir: &Path) -> Result<fjall::Database, KeyspaceOpenError> 
                 source,
             },
         })
+}
+
+/// What moving a store from one engine's file to another's did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// Records in the old store.
+    pub total: u64,
+    /// Copied by this run (the rest were copied by an interrupted one).
+    pub copied: u64,
+    /// Compared byte for byte in the new store after the copy.
+    pub verified: u64,
+    /// Records the old store could not give (an order entry naming nothing):
+    /// nothing to copy; `quintet verify` of the old file names them.
+    pub unreadable: u64,
+    /// Where the old file was moved once the copy verified.
+    pub old_file: PathBuf,
+}
+
+/// The name an old store file gets once its records are in the new store.
+pub fn migrated_name(old: &Path) -> PathBuf {
+    let mut name = old.as_os_str().to_owned();
+    name.push(".migrated");
+    PathBuf::from(name)
+}
+
+/// Renames the old store file aside once its records verified in the new
+/// store (the step that makes a migration final).
+pub fn retire(old: &Path) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+    let to = migrated_name(old);
+    std::fs::rename(old, &to).map_err(|e| (to.clone(), e))?;
+    Ok(to)
+}
+
+/// Runs `migrate` (given a progress callback) when the old store file `old`
+/// exists, logging its start, its progress every ten seconds and its counts
+/// at the end: what a server does on start with a store an earlier engine
+/// wrote, before it opens the new one.
+pub fn migrate_logged<E>(
+    store: &'static str,
+    old: &Path,
+    new: &Path,
+    migrate: impl FnOnce(&mut dyn FnMut(u64, u64)) -> Result<Migrated, E>,
+) -> Result<(), E> {
+    if !old.exists() {
+        return Ok(());
+    }
+    tracing::info!(
+        store,
+        from = %old.display(),
+        to = %new.display(),
+        "migrating a store from redb to fjall (resumable; the old file is kept as *.migrated)"
+    );
+    let started = std::time::Instant::now();
+    let mut last = std::time::Instant::now();
+    let report = migrate(&mut |done, total| {
+        if last.elapsed() >= std::time::Duration::from_secs(10) {
+            last = std::time::Instant::now();
+            tracing::info!(store, done, total, "migrating");
+        }
+    })?;
+    tracing::info!(
+        store,
+        total = report.total,
+        copied = report.copied,
+        verified = report.verified,
+        unreadable = report.unreadable,
+        old_file = %report.old_file.display(),
+        seconds = started.elapsed().as_secs_f64(),
+        "store migrated and verified"
+    );
+    Ok(())
 }
 
 /// Opens the redb database at `path`, creating it and its directory if needed.

@@ -1,6 +1,6 @@
 //! `quintet migrate`: moves the embedded stores a data directory holds in
-//! the redb engine's files (`messages.redb`) into the engine the server now
-//! opens (`messages.fjall/`), while no server uses the directory. The server
+//! the redb engine's files (`messages.redb`, `kv.redb`) into the engine the
+//! server now opens (`messages.fjall/`, `kv.fjall/`), while no server uses the directory. The server
 //! does the same on start; this command does it ahead of time, with progress
 //! and the verified count on the terminal.
 //!
@@ -16,6 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
+use platform::embedded::Migrated;
+
 use crate::verify::ProgressLine;
 
 /// The services whose embedded store moved to another engine.
@@ -24,13 +26,23 @@ use crate::verify::ProgressLine;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MigrateService {
     Messages,
+    Kv,
+}
+
+impl MigrateService {
+    fn name(self) -> &'static str {
+        match self {
+            MigrateService::Messages => "messages",
+            MigrateService::Kv => "kv",
+        }
+    }
 }
 
 // clap turns doc comments into help text: these would change `--help`.
 #[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// The data directory whose redb store files (`messages.redb`) to migrate. The server
+    /// The data directory whose redb store files (`messages.redb`, `kv.redb`) to migrate. The server
     /// using it must be stopped: a store it holds is refused.
     #[arg(
         long,
@@ -46,7 +58,7 @@ pub struct MigrateArgs {
         env = "QUINTET_MIGRATE_SERVICES",
         value_enum,
         value_delimiter = ',',
-        default_value = "messages"
+        default_value = "messages,kv"
     )]
     pub services: Vec<MigrateService>,
 }
@@ -54,51 +66,51 @@ pub struct MigrateArgs {
 /// Runs the migration and returns the process exit code.
 pub fn run(args: &MigrateArgs) -> ExitCode {
     let mut failed = false;
-    for service in &args.services {
-        match service {
+    for &service in &args.services {
+        let name = service.name();
+        let old = args.data_dir.join(format!("{name}.redb"));
+        let new = args.data_dir.join(format!("{name}.fjall"));
+        if !old.exists() {
+            println!("{name}: nothing to migrate (no {} here)", old.display());
+            continue;
+        }
+        let mut progress = ProgressLine::new(name);
+        let mut show = |done, total| progress.show(done, total);
+        let result: Result<Migrated, Box<dyn std::error::Error>> = match service {
             MigrateService::Messages => {
-                let old = args.data_dir.join("messages.redb");
-                let new = args.data_dir.join("messages.fjall");
-                if !old.exists() {
-                    println!("messages: nothing to migrate (no {} here)", old.display());
-                    continue;
-                }
-                let mut progress = ProgressLine::new("messages");
-                let result = messages::adapters::migrate::from_redb(&old, &new, &mut |d, t| {
-                    progress.show(d, t);
-                });
-                progress.finish();
-                match result {
-                    Ok(report) => {
-                        println!(
-                            "messages: {} message(s) in {}, {} copied by this run, {} verified \
-                             byte for byte in {}{}; the old file is now {} (delete it when \
-                             the new store has served well)",
-                            report.total,
-                            old.display(),
-                            report.copied,
-                            report.verified,
-                            new.display(),
-                            if report.unreadable > 0 {
-                                format!(
-                                    ", {} order entr(ies) naming no message skipped \
-                                     (`quintet verify` of the old file names them)",
-                                    report.unreadable
-                                )
-                            } else {
-                                String::new()
-                            },
-                            report.old_file.display()
-                        );
-                    }
-                    Err(error) => {
-                        eprintln!(
-                            "error: messages: {error}; nothing was lost: run migrate again to \
-                             resume"
-                        );
-                        failed = true;
-                    }
-                }
+                messages::adapters::migrate::from_redb(&old, &new, &mut show).map_err(Into::into)
+            }
+            MigrateService::Kv => {
+                kv::adapters::migrate::from_redb(&old, &new, &mut show).map_err(Into::into)
+            }
+        };
+        progress.finish();
+        match result {
+            Ok(report) => {
+                let skipped = if report.unreadable > 0 {
+                    format!(
+                        ", {} order entr(ies) naming no record skipped (`quintet verify` of the \
+                         old file names them)",
+                        report.unreadable
+                    )
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{name}: {} record(s) in {}, {} copied by this run, {} verified byte for \
+                     byte in {}{skipped}; the old file is now {} (delete it when the new store \
+                     has served well)",
+                    report.total,
+                    old.display(),
+                    report.copied,
+                    report.verified,
+                    new.display(),
+                    report.old_file.display()
+                );
+            }
+            Err(error) => {
+                eprintln!("error: {name}: {error}; nothing was lost: run migrate again to resume");
+                failed = true;
             }
         }
     }

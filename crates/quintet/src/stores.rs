@@ -18,7 +18,6 @@ use counters::ports::CounterStore;
 use kv::adapters::aws::AwsSettings;
 use kv::adapters::dynamodb::{DEFAULT_TABLE, DynamoKvStore};
 use kv::adapters::postgres::PostgresKvStore;
-use kv::adapters::redb::RedbKvStore;
 use kv::ports::KvStore;
 use messages::adapters::postgres::PostgresMessageStore;
 use messages::ports::MessageStore;
@@ -381,8 +380,15 @@ pub async fn kv_store(
     let what = || format!("kv store from {}", store.option);
     Ok(match &store.url {
         url @ StoreUrl::Redb { .. } => {
-            let path = url.redb_file(data_dir, "kv");
-            Arc::new(RedbKvStore::open(&path).with_context(what)?)
+            // A store the redb engine wrote is migrated on the way.
+            let old = url.redb_file(data_dir, "kv");
+            let new = url.fjall_dir(data_dir, "kv");
+            let opened = tokio::task::spawn_blocking(move || {
+                kv::adapters::migrate::open_embedded(&old, &new)
+            })
+            .await
+            .context("the kv store's opening task failed")?;
+            Arc::new(opened.with_context(what)?)
         }
         StoreUrl::Postgres(url) => Arc::new(
             PostgresKvStore::connect(url.expose_secret())

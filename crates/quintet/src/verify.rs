@@ -58,7 +58,7 @@ impl VerifyService {
 #[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The data directory whose stores (`messages.fjall`, `counters.redb`, `kv.redb`) to
+    /// The data directory whose stores (`messages.fjall`, `counters.redb`, `kv.fjall`) to
     /// check. The server using it must be stopped: a store it holds is refused.
     #[arg(
         long,
@@ -111,7 +111,7 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         }
         let mut progress = ProgressLine::new(service.name());
         let result = match service {
-            VerifyService::Messages if path.extension().is_some_and(|e| e == "fjall") => {
+            VerifyService::Messages if is_fjall(&path) => {
                 messages::adapters::fjall::verify(&path, args.quarantine, &mut |d, t| {
                     progress.show(d, t);
                 })
@@ -165,15 +165,22 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
     }
 }
 
-/// Where `service` keeps its store in `data_dir`: messages in
-/// `messages.fjall/`, or in `messages.redb` while that is not migrated;
-/// counters and kv in `<service>.redb`.
+/// Where `service` keeps its store in `data_dir`: messages and kv in
+/// `<service>.fjall/`, or in `<service>.redb` while that is not migrated;
+/// counters in `counters.redb`.
 fn store_path(data_dir: &std::path::Path, service: VerifyService) -> PathBuf {
     let redb = data_dir.join(format!("{}.redb", service.name()));
     match service {
-        VerifyService::Messages if !redb.exists() => data_dir.join("messages.fjall"),
+        VerifyService::Messages | VerifyService::Kv if !redb.exists() => {
+            data_dir.join(format!("{}.fjall", service.name()))
+        }
         _ => redb,
     }
+}
+
+/// Whether `path` is a fjall store (a directory), not a redb file.
+fn is_fjall(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "fjall")
 }
 
 /// kv's records, each authenticated with the server's key provider. A scan
@@ -188,9 +195,13 @@ fn verify_kv(
     let mut checker = kv::engine::verify::RecordChecker::new(&args.kv, &args.data_dir)
         .map_err(|e| VerifyError::Store(e.into()))?;
     let mut scan = |quarantine: bool, checker: &mut kv::engine::verify::RecordChecker| {
-        kv::adapters::redb::verify(path, quarantine, &mut *progress, &mut |key, record| {
-            checker.check(key, record)
-        })
+        let mut check =
+            |key: &kv::domain::KvKey, record: &kv::domain::SealedRecord| checker.check(key, record);
+        if is_fjall(path) {
+            kv::adapters::fjall::verify(path, quarantine, &mut *progress, &mut check)
+        } else {
+            kv::adapters::redb::verify(path, quarantine, &mut *progress, &mut check)
+        }
         .map_err(|e| VerifyError::Store(e.into()))
     };
     let report = scan(false, &mut checker)?;

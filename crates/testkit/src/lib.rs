@@ -55,15 +55,24 @@ pub async fn drop_schema(schema: &str) {
 /// and one `async fn <test>(Subject)` per name; a `PostgreSQL` test's schema is
 /// dropped once it has passed.
 ///
-/// `store_contract!(also on_dynamodb = dynamodb; tests…)` adds a module for an
-/// engine only some services have, built by `async fn dynamodb() -> Subject`.
+/// `store_contract!(also on_dynamodb = dynamodb, on_fjall = fjall; tests…)`
+/// adds a module per engine only some services have, each built by its
+/// `async fn <engine>() -> Subject`.
 #[macro_export]
 macro_rules! store_contract {
-    (also $module:ident = $engine:ident; $($name:ident),* $(,)?) => {
-        $crate::store_contract!($($name),*);
+    (@also [$names:tt] $module:ident = $engine:ident $(, $more:ident = $more_engine:ident)*) => {
         mod $module {
-            $(#[tokio::test] async fn $name() { super::$name(super::$engine().await).await; })*
+            $crate::store_contract!(@tests $engine $names);
         }
+        $crate::store_contract!(@also [$names] $($more = $more_engine),*);
+    };
+    (@also [$names:tt]) => {};
+    (@tests $engine:ident [$($name:ident),*]) => {
+        $(#[tokio::test] async fn $name() { super::$name(super::$engine().await).await; })*
+    };
+    (also $($module:ident = $engine:ident),+; $($name:ident),* $(,)?) => {
+        $crate::store_contract!($($name),*);
+        $crate::store_contract!(@also [[$($name),*]] $($module = $engine),+);
     };
     ($($name:ident),* $(,)?) => {
         mod on_redb {

@@ -33,7 +33,7 @@ pub enum ScanError {
     Quarantine(BackendError),
 }
 
-const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("kv_items");
+pub(crate) const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("kv_items");
 
 const ENGINE: &str = "redb";
 

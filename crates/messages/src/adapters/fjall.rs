@@ -65,8 +65,11 @@ impl Keyspaces {
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = platform::embedded::open_keyspaces(dir).map_err(BackendError::from)?;
         let open = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(failed("open"))
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default()
+                    .max_memtable_size(platform::embedded::FJALL_MEMTABLE_BYTES)
+            })
+            .map_err(failed("open"))
         };
         Ok(Self {
             messages: open(MESSAGES)?,

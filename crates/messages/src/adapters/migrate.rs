@@ -8,10 +8,10 @@
 //! resumes after the highest sequence number already copied.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use fjall::PersistMode;
 use platform::backend::{BackendError, FailureKind};
+pub use platform::embedded::Migrated;
 use platform::integrity::Progress;
 use redb::{ReadableTable, ReadableTableMetadata, TableHandle};
 
@@ -21,22 +21,6 @@ use crate::ports::StoreError;
 
 /// Messages copied per durable batch.
 const CHUNK: usize = 10_000;
-
-/// What a migration did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Migrated {
-    /// Messages in the old store (its insertion-order entries).
-    pub total: u64,
-    /// Copied by this run (the rest were copied by an interrupted one).
-    pub copied: u64,
-    /// Compared byte for byte in the new store after the copy.
-    pub verified: u64,
-    /// Insertion-order entries naming no message in the old store: nothing
-    /// to copy (`quintet verify` of the old file reports the same).
-    pub unreadable: u64,
-    /// Where the old file was moved once the copy verified.
-    pub old_file: PathBuf,
-}
 
 /// Why a migration stopped. Nothing is lost: run it again to resume.
 #[derive(Debug, thiserror::Error)]
@@ -89,13 +73,6 @@ fn old_failed<E: Into<redb::Error>>(operation: &'static str) -> impl FnOnce(E) -
     }
 }
 
-/// The name an old file gets once its messages are in the new store.
-pub fn migrated_name(old: &Path) -> PathBuf {
-    let mut name = old.as_os_str().to_owned();
-    name.push(".migrated");
-    PathBuf::from(name)
-}
-
 /// Copies every message of the redb file `old` into the fjall store `new`
 /// (created if missing, resumed if a run was interrupted), compares each
 /// copy with its original, records the migration in the new store and
@@ -114,7 +91,7 @@ pub fn from_redb(old: &Path, new: &Path, progress: Progress<'_>) -> Result<Migra
         copied: 0,
         verified: 0,
         unreadable: 0,
-        old_file: migrated_name(old),
+        old_file: PathBuf::new(),
     };
     if has_tables {
         let messages = txn.open_table(MESSAGES).map_err(old_failed("read"))?;
@@ -160,35 +137,15 @@ pub fn from_redb(old: &Path, new: &Path, progress: Progress<'_>) -> Result<Migra
         flush(&mut chunk)?;
         progress(done, report.total);
 
-        // Compare every message in the new store with its original.
-        let mut compared = 0;
-        for entry in by_seq.iter().map_err(old_failed("read"))? {
-            let (seq, digest) = entry.map_err(old_failed("read"))?;
-            let digest = digest.value();
-            compared += 1;
-            if compared % CHUNK as u64 == 0 {
-                progress(compared, report.total);
-            }
-            let Some(value) = messages.get(digest).map_err(old_failed("read"))? else {
-                continue;
-            };
-            let (_, created_at_ms, body) = value.value();
-            let copy = spaces.messages.get(digest).map_err(failed("migrate"))?;
-            let same = copy.as_deref().is_some_and(|copy| {
-                copy.get(..8) == Some(seq.value().to_be_bytes().as_slice())
-                    && copy.get(8..16) == Some(created_at_ms.to_be_bytes().as_slice())
-                    && copy.get(16..) == Some(body)
-            });
-            if !same {
-                return Err(MigrateError::Mismatch {
-                    digest: hex::encode(digest),
-                    old: old.to_path_buf(),
-                    new: new.to_path_buf(),
-                });
-            }
-            report.verified += 1;
-        }
-        progress(compared, report.total);
+        report.verified = compare(
+            &messages,
+            &by_seq,
+            &spaces,
+            old,
+            new,
+            report.total,
+            progress,
+        )?;
     }
     drop(txn);
     drop(source);
@@ -200,45 +157,67 @@ pub fn from_redb(old: &Path, new: &Path, progress: Progress<'_>) -> Result<Migra
         .db
         .persist(PersistMode::SyncAll)
         .map_err(failed("migrate"))?;
-    std::fs::rename(old, &report.old_file).map_err(|source| MigrateError::Rename {
-        from: old.to_path_buf(),
-        to: report.old_file.clone(),
-        source,
-    })?;
+    report.old_file =
+        platform::embedded::retire(old).map_err(|(to, source)| MigrateError::Rename {
+            from: old.to_path_buf(),
+            to,
+            source,
+        })?;
     Ok(report)
 }
 
-/// Opens the embedded message store `new`, first migrating the redb file
-/// `old` into it when there is one, with a log line when it starts, one
-/// every ten seconds while it runs, and one with the counts at the end.
-pub fn open_embedded(old: &Path, new: &Path) -> Result<FjallMessageStore, StoreError> {
-    if old.exists() {
-        tracing::info!(
-            from = %old.display(),
-            to = %new.display(),
-            "migrating the message store from redb to fjall (resumable; the old file is kept as *.migrated)"
-        );
-        let started = Instant::now();
-        let mut last = Instant::now();
-        let report = from_redb(old, new, &mut |done, total| {
-            if last.elapsed() >= Duration::from_secs(10) {
-                last = Instant::now();
-                tracing::info!(done, total, "migrating messages");
-            }
-        })
-        .map_err(|e| {
-            StoreError::Unavailable(BackendError::new("fjall", "migrate", FailureKind::Other, e))
-        })?;
-        tracing::info!(
-            total = report.total,
-            copied = report.copied,
-            verified = report.verified,
-            unreadable = report.unreadable,
-            old_file = %report.old_file.display(),
-            seconds = started.elapsed().as_secs_f64(),
-            "message store migrated and verified"
-        );
+/// Compares every message of the old store with its copy in the new one;
+/// returns how many were compared.
+fn compare(
+    messages: &redb::ReadOnlyTable<&'static [u8], (u64, i64, &'static [u8])>,
+    by_seq: &redb::ReadOnlyTable<u64, &'static [u8]>,
+    spaces: &Keyspaces,
+    old: &Path,
+    new: &Path,
+    total: u64,
+    progress: Progress<'_>,
+) -> Result<u64, MigrateError> {
+    let mut verified = 0;
+    let mut compared = 0;
+    for entry in by_seq.iter().map_err(old_failed("read"))? {
+        let (seq, digest) = entry.map_err(old_failed("read"))?;
+        let digest = digest.value();
+        compared += 1;
+        if compared % CHUNK as u64 == 0 {
+            progress(compared, total);
+        }
+        let Some(value) = messages.get(digest).map_err(old_failed("read"))? else {
+            continue;
+        };
+        let (_, created_at_ms, body) = value.value();
+        let copy = spaces.messages.get(digest).map_err(failed("migrate"))?;
+        let same = copy.as_deref().is_some_and(|copy| {
+            copy.get(..8) == Some(seq.value().to_be_bytes().as_slice())
+                && copy.get(8..16) == Some(created_at_ms.to_be_bytes().as_slice())
+                && copy.get(16..) == Some(body)
+        });
+        if !same {
+            return Err(MigrateError::Mismatch {
+                digest: hex::encode(digest),
+                old: old.to_path_buf(),
+                new: new.to_path_buf(),
+            });
+        }
+        verified += 1;
     }
+    progress(compared, total);
+    Ok(verified)
+}
+
+/// Opens the embedded message store `new`, first migrating the redb file
+/// `old` into it when there is one (logged: start, progress, counts).
+pub fn open_embedded(old: &Path, new: &Path) -> Result<FjallMessageStore, StoreError> {
+    platform::embedded::migrate_logged("messages", old, new, |progress| {
+        from_redb(old, new, progress)
+    })
+    .map_err(|e| {
+        StoreError::Unavailable(BackendError::new("fjall", "migrate", FailureKind::Other, e))
+    })?;
     FjallMessageStore::open(new)
 }
 

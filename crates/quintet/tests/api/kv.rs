@@ -57,9 +57,16 @@ async fn rest_set_get_list_delete_round_trip_and_values_are_encrypted_at_rest() 
     assert_eq!(rest["items"][0]["key"], "users/bob");
     assert_eq!(rest["items"][0]["size"], 0);
 
-    // The plaintext is nowhere in the store file.
-    let file = std::fs::read(server.data_dir.join("kv.redb")).expect("store file");
-    assert!(!file.windows(64).any(|w| w == &value[1000..1064]));
+    // The plaintext is nowhere in the store's files (journal, tables, blobs).
+    let files = files_under(&server.data_dir.join("kv.fjall"));
+    assert!(!files.is_empty(), "the store has files");
+    for (path, bytes) in files {
+        assert!(
+            !bytes.windows(64).any(|w| w == &value[1000..1064]),
+            "plaintext found in {}",
+            path.display()
+        );
+    }
 
     let del = server.delete("/kv/users/alice").await;
     assert_eq!(del.status(), StatusCode::NO_CONTENT);
@@ -232,4 +239,19 @@ async fn grpc_set_get_list_delete_with_proper_status_codes() {
         .await
         .map(|_| ());
     assert_eq!(again.expect_err("gone").code(), tonic::Code::NotFound);
+}
+
+/// Every file under `dir` with its bytes.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("store directory") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            let bytes = std::fs::read(&path).expect("store file");
+            files.push((path, bytes));
+        }
+    }
+    files
 }

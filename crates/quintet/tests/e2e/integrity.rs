@@ -1,7 +1,7 @@
 //! Stored-record integrity end to end: data written through the real
-//! server, then, while it is stopped, bytes flipped inside the redb files
-//! (redb 2.x checks no page checksum on a read) and messages rewritten
-//! through fjall's own API (fjall checksums its journal and blocks, so a
+//! server, then, while it is stopped, bytes flipped inside the counters'
+//! redb file (redb 2.x checks no page checksum on a read) and messages and
+//! kv records rewritten through fjall's own API (fjall checksums its journal and blocks, so a
 //! flipped byte there fails the open or the read: what passes those checks
 //! and must still be caught is a record some other writer put under the
 //! wrong key or altered), then the restarted server and `quintet verify`
@@ -53,6 +53,25 @@ fn rewrite_message(data_dir: &Path, digest: &[u8], edit: impl FnOnce(&mut Vec<u8
     let mut batch = db.batch().durability(Some(fjall::PersistMode::SyncData));
     batch.remove(&messages, digest);
     batch.insert(&messages, key, rewritten);
+    batch.commit().expect("commit");
+}
+
+/// Moves the kv record stored under `from` to `to` in the fjall store of
+/// `data_dir`, bytes unchanged, as a foreign writer would.
+fn move_kv_record(data_dir: &Path, from: &str, to: &str) {
+    let db = fjall::Database::builder(data_dir.join("kv.fjall"))
+        .open()
+        .expect("open the kv store");
+    let items = db
+        .keyspace("kv_items", || {
+            fjall::KeyspaceCreateOptions::default()
+                .with_kv_separation(Some(fjall::KvSeparationOptions::default()))
+        })
+        .expect("keyspace");
+    let value = items.get(from).expect("get").expect("stored");
+    let mut batch = db.batch().durability(Some(fjall::PersistMode::SyncData));
+    batch.remove(&items, from);
+    batch.insert(&items, to, value);
     batch.commit().expect("commit");
 }
 
@@ -135,8 +154,8 @@ async fn flipped_bytes_are_refused_named_skipped_in_listings_found_and_quarantin
     let mut total = vec![1u8];
     total.extend_from_slice(&7_777_777_777i64.to_le_bytes());
     assert!(flip_in_file(&dir.path().join("counters.redb"), &total, 2) > 0);
-    // kv: the record's key, so it sits under a key it was not sealed for.
-    assert!(flip_in_file(&dir.path().join("kv.redb"), b"vault/secret-q", 13) > 0);
+    // kv: the record moved under another key, one it was not sealed for.
+    move_kv_record(dir.path(), "vault/secret-q", "vault/secret-p");
 
     let server = start(dir.path());
     let url = server.url.clone();

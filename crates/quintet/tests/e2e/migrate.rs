@@ -75,7 +75,7 @@ async fn a_migration_killed_midway_resumes_and_all_100000_messages_verify() {
 
     let (code, out, err) = cli(&["migrate", "--data-dir", data_dir], None);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("100000 message(s) in"), "{out}");
+    assert!(out.contains("messages: 100000 record(s) in"), "{out}");
     assert!(out.contains("100000 verified"), "{out}");
     let copied: usize = out
         .split(", ")
@@ -92,7 +92,7 @@ async fn a_migration_killed_midway_resumes_and_all_100000_messages_verify() {
     // Nothing left to do; every record checks out.
     let (code, out, _) = cli(&["migrate", "--data-dir", data_dir], None);
     assert_eq!(code, 0);
-    assert!(out.contains("nothing to migrate"), "{out}");
+    assert!(out.contains("messages: nothing to migrate"), "{out}");
     let (code, out, err) = cli(
         &["verify", "--data-dir", data_dir, "--services", "messages"],
         None,
@@ -143,7 +143,7 @@ async fn the_server_migrates_an_old_store_on_start_and_says_so() {
     let done = logs
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|line| line["message"] == "message store migrated and verified")
+        .find(|line| line["message"] == "store migrated and verified")
         .unwrap_or_else(|| panic!("no migration line in {logs}"));
     assert_eq!(done["verified"], 3_000, "{done}");
     assert_eq!(done["copied"], 3_000, "{done}");
@@ -158,4 +158,74 @@ async fn the_server_migrates_an_old_store_on_start_and_says_so() {
     }
     assert!(server.stop().success());
     assert!(dir.path().join("messages.redb.migrated").exists());
+}
+
+/// A kv store the previous release wrote: records sealed by the vault with
+/// the local key provider of `<dir>/kv-keys`, in `<dir>/kv.redb`.
+async fn old_kv_store(dir: &Path, count: usize) {
+    use kv::adapters::local_keys::LocalKeyProvider;
+    use kv::adapters::redb::RedbKvStore;
+    use kv::domain::{KvKey, Namespace};
+    use kv::engine::vault::{CacheLimits, Vault};
+    use kv::ports::KvStore;
+
+    let store = Arc::new(RedbKvStore::open(&dir.join("kv.redb")).expect("open redb"));
+    let provider = Arc::new(LocalKeyProvider::open_dir(&dir.join("kv-keys")).expect("keys"));
+    let vault = Vault::new(
+        store.clone(),
+        provider,
+        Namespace::new("default").expect("namespace"),
+        1 << 20,
+        CacheLimits {
+            max_age: std::time::Duration::from_mins(5),
+            max_uses: 100_000,
+            max_bytes: 1 << 30,
+            max_entries: 100,
+        },
+    );
+    for i in 0..count {
+        let key = KvKey::new(format!("users/{i:05}")).expect("key");
+        vault
+            .set(&key, format!("value {i}").as_bytes())
+            .await
+            .expect("set");
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_kv_store_migrates_on_start_and_every_value_opens() {
+    let dir = private_tempdir();
+    old_kv_store(dir.path(), 500).await;
+    let server = TestServer::launch(Start {
+        args: vec!["--services", "kv", "--kv-tcp-addr", "127.0.0.1:0"],
+        data_dir: Some(dir.path()),
+        ..Start::default()
+    });
+    let logs = server.logs();
+    let done = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "store migrated and verified" && line["store"] == "kv")
+        .unwrap_or_else(|| panic!("no kv migration line in {logs}"));
+    assert_eq!(done["verified"], 500, "{done}");
+    let client = http();
+    for i in 0..500 {
+        let response = client
+            .get(format!("{}/kv/users/{i:05}", server.url))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), StatusCode::OK, "key {i}");
+        assert_eq!(response.text().await.expect("body"), format!("value {i}"));
+    }
+    assert!(server.stop().success());
+    assert!(dir.path().join("kv.redb.migrated").exists());
+    let data_dir = dir.path().to_str().expect("utf-8");
+    let (code, out, err) = cli(
+        &["verify", "--data-dir", data_dir, "--services", "kv"],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("500 record(s) scanned"), "{out}");
 }
