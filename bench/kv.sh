@@ -2,7 +2,9 @@
 # kv service throughput and latency over gRPC (Set and Get at CONCURRENCY
 # concurrent streams) for each value size, local key provider on redb, against
 # Redis SET/GET of the same sizes at the same concurrency (redis-benchmark,
-# no persistence: the unencrypted, in-memory ceiling), in the same run; and
+# no persistence: the unencrypted, in-memory ceiling), and 100 B SETs on a
+# Redis that fsyncs each before its answer (appendfsync always: durable like
+# quintet's sets), in the same run; and
 # the key-provider calls per CALLS_SETS sets with the data-key cache on and off.
 #
 #   bash bench/kv.sh
@@ -37,6 +39,7 @@ WORKING_SET_MB="${WORKING_SET_MB:-256}"
 CALLS_SETS="${CALLS_SETS:-10000}"
 GET_TARGET=0.5      # 100 B get vs Redis GET
 SET_TARGET=0.3      # 100 B set vs Redis SET
+AOF_TARGET=0.5      # 100 B set vs Redis SET with appendfsync always
 MIB_GET_TARGET=1000 # 1 MiB get, MB/s of plaintext
 
 RESULTS_DIR="$ROOT/bench/results"
@@ -92,6 +95,8 @@ trap 'exit 143' TERM
 
 RECORDS="$RAW_DIR/records.tsv" # system op size repeat ops_per_sec p50_ms p99_ms mb_per_sec errors requests server_us
 : >"$RECORDS"
+WRITTEN="$RAW_DIR/written.tsv" # system size bytes_written_per_set
+: >"$WRITTEN"
 
 keys_for() { # size → keys
     awk -v s="$1" -v mb="$WORKING_SET_MB" 'BEGIN { k = int(mb * 1e6 / s); if (k < 16) k = 16; if (k > 10000) k = 10000; print k }'
@@ -123,15 +128,21 @@ run_loadgen() { # op size repeat
     LOADGEN_EXAMPLE="$(shell_join kv_load "${cmd[@]:1}")"
     # The server's CPU over the measured stretch only: a get run first sets
     # every key once, which kv_load neither counts nor times.
-    local samples="$WORK/ticks-$op-$size-$rep" t_end end_ticks requests seconds
+    local samples="$WORK/ticks-$op-$size-$rep" t_end end_ticks requests seconds w0 w1
     start_sampler "$SERVER_PID" "$samples"
+    w0="$(io_write_bytes "$SERVER_PID")"
     "${cmd[@]}" >"$out" || die "kv_load failed ($op, $size B)"
+    w1="$(io_write_bytes "$SERVER_PID")"
     t_end=${EPOCHREALTIME/[.,]/}
     end_ticks="$(proc_ticks "$SERVER_PID")"
     stop_sampler
     read -r requests seconds < <(python3 -c 'import json, sys
 r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 print(r["requests"], r["seconds"])' "$out")
+    # Bytes the server wrote to storage per set (a get run's sets are not counted).
+    if [[ $op == set && $w0 != - && $w1 != - ]]; then
+        printf 'quintet\t%s\t%s\n' "$size" "$(per_request_bytes "$((w1 - w0))" "$requests")" >>"$WRITTEN"
+    fi
     python3 - "$out" "$op" "$size" "$rep" "$(stretch_us "$samples" "$t_end" "$end_ticks" "$seconds" "$requests")" >>"$RECORDS" <<'EOF'
 import json, sys
 r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
@@ -144,13 +155,21 @@ EOF
 
 # ---------------------------------------------------------------- redis
 REDIS_EXAMPLE=""
-run_redis() { # size repeat
-    local size=$1 rep=$2 keys
+REDIS_AOF_CMDLINE=""
+# system: redis (no persistence: SET and GET) or redis-aof (appendfsync
+# always, every SET fsynced before its answer: SET only).
+run_redis() { # size repeat [system]
+    local size=$1 rep=$2 system=${3:-redis} keys
     keys="$(keys_for "$size")"
     pick_port
-    local port=$PORT dir="$WORK/redis-$size-$rep" logf="$RAW_DIR/redis-$size-$rep.log"
+    local port=$PORT dir="$WORK/$system-$size-$rep" logf="$RAW_DIR/$system-$size-$rep.log"
     mkdir -p "$dir"
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no >"$logf" 2>&1 &
+    local persist=(--appendonly no) ops=(set get)
+    if [[ $system == redis-aof ]]; then
+        persist=(--appendonly yes --appendfsync always) ops=(set)
+        REDIS_AOF_CMDLINE="$(shell_join redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' "${persist[@]}")"
+    fi
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' "${persist[@]}" >"$logf" 2>&1 &
     SERVER_PID=$!
     wait_redis "$port" "$SERVER_PID" "$logf"
     # A short run to size the measured one to about DURATION.
@@ -160,17 +179,22 @@ run_redis() { # size repeat
     n="$(awk -v r="$rps" -v d="$DURATION_S" 'BEGIN { n = int(r * d); if (n < 2000) n = 2000; print n }')"
     # SET, then GET (of the keys SET wrote): one redis-benchmark run each, so
     # that redis-server's CPU is known per test.
-    local op cmd csv s0 s1 test rps_ p50 p99
-    for op in set get; do
+    local op cmd csv s0 s1 w0 w1 test rps_ p50 p99
+    for op in "${ops[@]}"; do
         cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONCURRENCY" -n "$n" -d "$size" -r "$keys" -P 1 -t "$op" --csv)
         if [[ $op == set ]]; then REDIS_EXAMPLE="$(shell_join "${cmd[@]}")"; fi
-        csv="$RAW_DIR/redis-$size-$rep-$op.csv"
+        csv="$RAW_DIR/$system-$size-$rep-$op.csv"
         s0="$(proc_ticks "$SERVER_PID")"
-        "${cmd[@]}" >"$csv" || die "redis-benchmark failed ($op, $size B)"
+        w0="$(io_write_bytes "$SERVER_PID")"
+        "${cmd[@]}" >"$csv" || die "redis-benchmark failed ($system $op, $size B)"
         s1="$(proc_ticks "$SERVER_PID")"
+        w1="$(io_write_bytes "$SERVER_PID")"
+        if [[ $op == set && $w0 != - && $w1 != - ]]; then
+            printf '%s\t%s\t%s\n' "$system" "$size" "$(per_request_bytes "$((w1 - w0))" "$n")" >>"$WRITTEN"
+        fi
         while IFS=, read -r test rps_ _ _ p50 _ p99 _; do
             [[ $test == "${op^^}" ]] || continue
-            printf 'redis\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t0\t%s\t%s\n' "$op" "$size" "$rep" "$rps_" "$p50" "$p99" \
+            printf '%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t0\t%s\t%s\n' "$system" "$op" "$size" "$rep" "$rps_" "$p50" "$p99" \
                 "$(awk -v r="$rps_" -v s="$size" 'BEGIN { printf "%.1f", r * s / 1e6 }')" "$n" "$(per_request_us $((s1 - s0)) "$n")" >>"$RECORDS"
         done < <(tr -d '"' <"$csv")
     done
@@ -188,6 +212,10 @@ for rep in $(seq 1 "$REPEATS"); do
         stop_server
         log "repeat $rep/$REPEATS, $size B: redis SET, GET"
         run_redis "$size" "$rep"
+        if [[ $size == 100 ]]; then
+            log "repeat $rep/$REPEATS, $size B: redis SET with appendfsync always"
+            run_redis "$size" "$rep" redis-aof
+        fi
     done
 done
 
@@ -213,10 +241,10 @@ mkdir -p "$RESULTS_DIR"
     echo "## kv"
     echo
     echo "Written by \`bash bench/kv.sh\` on $(date -u +%Y-%m-%d) (git $GIT_REV; $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); load average before the run $(cut -d' ' -f1-3 /proc/loadavg))."
-    echo "quintet: \`$(shell_join quintet "${QUINTET_ARGS[@]}")\` (local key provider, redb, data-key cache on with its defaults)"
+    echo "quintet: \`$(shell_join quintet "${QUINTET_ARGS[@]}")\` (local key provider, the embedded store (fjall), data-key cache on with its defaults; every set fsynced before its answer)"
     echo "driven by \`$LOADGEN_EXAMPLE\` (the gRPC load generator in crates/kv/examples, \`--op get\` first sets each key once); Redis $(redis-server --version | awk '{ print $3 }' | tr -d 'v=') without persistence driven by \`$REDIS_EXAMPLE\` and then the same with \`-t get\` (n sized to last about $DURATION). Same machine, one system at a time; $REPEATS repeats, medians; p99 in ms; MB = 10^6 bytes of plaintext values."
     echo
-    python3 - "$RECORDS" "$GET_TARGET" "$SET_TARGET" "$MIB_GET_TARGET" "$(nproc)" <<'EOF'
+    python3 - "$RECORDS" "$GET_TARGET" "$SET_TARGET" "$MIB_GET_TARGET" "$(nproc)" "$WRITTEN" "$AOF_TARGET" "$REDIS_AOF_CMDLINE" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 rows = defaultdict(list)
@@ -260,9 +288,33 @@ if ("quintet", "get", 100) in rows and ("redis", "get", 100) in rows:
 if ("quintet", "set", 100) in rows and ("redis", "set", 100) in rows:
     s = med("quintet", "set", 100, 0) / med("redis", "set", 100, 0)
     lines.append(f"- 100 B set ≥ {set_t}× Redis SET: {s:.2f}× — {verdict(s >= set_t)}")
+aof_t = float(sys.argv[7])
+if ("quintet", "set", 100) in rows and ("redis-aof", "set", 100) in rows:
+    a = med("quintet", "set", 100, 0) / med("redis-aof", "set", 100, 0)
+    lines.append(f"- 100 B set ≥ {aof_t}× Redis SET with appendfsync always (both durable before the answer): {a:.2f}× — {verdict(a >= aof_t)}")
 if ("quintet", "get", 1048576) in rows:
     m = med("quintet", "get", 1048576, 2)
     lines.append(f"- 1 MiB get ≥ {mib_t:.0f} MB/s of plaintext: {m:,.0f} MB/s — {verdict(m >= mib_t)}")
+written = defaultdict(list)
+for line in open(sys.argv[6]):
+    system, size, per = line.rstrip("\n").split("\t")
+    if per != "-":
+        written[(system, int(size))].append(float(per))
+if ("redis-aof", "set", 100) in rows:
+    print()
+    print(f"Durable 100 B sets: Redis with every SET fsynced before its answer (`{sys.argv[8]}`, driven like the run above, `-t set`).")
+    print()
+    print("| system | ops/s | p99 | server CPU per op | bytes written to storage per set |")
+    print("|---|---:|---:|---:|---:|")
+    def wr(system):
+        v = written.get((system, 100))
+        return f"{statistics.median(v):,.0f} B" if v else "-"
+    print(f"| quintet set (fjall, group fsync) | {med('quintet', 'set', 100, 0):,.0f} | {med('quintet', 'set', 100, 1):.2f} | {med_us('quintet', 'set', 100)} | {wr('quintet')} |")
+    print(f"| Redis SET, appendfsync always | {med('redis-aof', 'set', 100, 0):,.0f} | {med('redis-aof', 'set', 100, 1):.2f} | {med_us('redis-aof', 'set', 100)} | {wr('redis-aof')} |")
+    print(f"| Redis SET, no persistence | {med('redis', 'set', 100, 0):,.0f} | {med('redis', 'set', 100, 1):.2f} | {med_us('redis', 'set', 100)} | {wr('redis')} |")
+    print()
+    print("Bytes written per set: `write_bytes` of the server's `/proc/<pid>/io` over the set run, divided by the sets in it; median over the runs.")
+    print()
 print("Targets:")
 print()
 print("\n".join(lines))
