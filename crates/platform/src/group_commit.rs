@@ -1,7 +1,9 @@
-//! Group commit for an embedded store: one writer thread takes whatever
-//! operations are queued and applies them in one transaction, so one fsync
-//! serves many requests, and each caller is answered only once the
-//! transaction holding its operation is durable.
+//! Group commit: one writer takes whatever operations are queued and
+//! applies them in one transaction, so one fsync serves many requests, and
+//! each caller is answered only once the transaction holding its operation
+//! is durable. The writer is a thread of its own for an embedded engine
+//! (`spawn`: a blocking commit) or a task for a database (`spawn_async`: one
+//! multi-row statement per batch).
 //!
 //! The writer is engine-agnostic: the store gives a `commit` function that
 //! applies a batch in order (later operations see earlier ones) and returns
@@ -16,6 +18,7 @@
 //! transaction took to become durable (its fsync, mostly) to
 //! `quintet_store_commit_seconds{store}`.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -70,11 +73,56 @@ struct Job<Op, Out> {
     reply: oneshot::Sender<Result<Out, CommitError>>,
 }
 
-type Writer<Op, Out> = (mpsc::Sender<Job<Op, Out>>, JoinHandle<()>);
+/// Where the writer runs: a thread of its own (an embedded engine's
+/// blocking commit) or a task (a database's async round trip).
+enum Runner {
+    Thread(JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
+}
 
-/// A writer thread committing queued operations in batches.
+type Writer<Op, Out> = (mpsc::Sender<Job<Op, Out>>, Runner);
+
+/// A writer committing queued operations in batches.
 pub struct GroupCommit<Op, Out> {
     writer: Mutex<Option<Writer<Op, Out>>>,
+}
+
+/// Answers every caller of a batch: each its own outcome, or all the one
+/// error; records the batch's size and how long its commit took.
+fn deliver<Out>(
+    store: &'static str,
+    replies: Vec<oneshot::Sender<Result<Out, CommitError>>>,
+    started: std::time::Instant,
+    committed: Result<Vec<Out>, BackendError>,
+) {
+    metrics::histogram!(crate::metrics::STORE_COMMIT_BATCH_SIZE, "store" => store)
+        .record(crate::metrics::count(replies.len()));
+    metrics::histogram!(crate::metrics::STORE_COMMIT_SECONDS, "store" => store)
+        .record(started.elapsed().as_secs_f64());
+    let operations = replies.len();
+    let error = match committed {
+        Ok(outcomes) if outcomes.len() == operations => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+            return;
+        }
+        Ok(outcomes) => BackendError::new(
+            store,
+            "commit",
+            FailureKind::Other,
+            format!(
+                "commit returned {} outcomes for {operations} operations",
+                outcomes.len()
+            ),
+        ),
+        Err(error) => error,
+    };
+    let error = Arc::new(error);
+    tracing::error!(error = %chain(&*error), store, operations, "store commit failed");
+    for reply in replies {
+        let _ = reply.send(Err(CommitError::Failed(error.clone())));
+    }
 }
 
 impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
@@ -99,48 +147,46 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                     let (batch_ops, replies): (Vec<Op>, Vec<_>) =
                         jobs.drain(..).map(|job| (job.op, job.reply)).unzip();
                     ops.extend(batch_ops);
-                    metrics::histogram!(crate::metrics::STORE_COMMIT_BATCH_SIZE, "store" => store)
-                        .record(crate::metrics::count(ops.len()));
                     let started = std::time::Instant::now();
                     let committed = commit(&ops);
-                    metrics::histogram!(crate::metrics::STORE_COMMIT_SECONDS, "store" => store)
-                        .record(started.elapsed().as_secs_f64());
-                    match committed {
-                        Ok(outcomes) if outcomes.len() == ops.len() => {
-                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                                let _ = reply.send(Ok(outcome));
-                            }
-                        }
-                        Ok(outcomes) => {
-                            let error = Arc::new(BackendError::new(
-                                store,
-                                "commit",
-                                FailureKind::Other,
-                                format!(
-                                    "commit returned {} outcomes for {} operations",
-                                    outcomes.len(),
-                                    ops.len()
-                                ),
-                            ));
-                            tracing::error!(error = %chain(&*error), "store commit failed");
-                            for reply in replies {
-                                let _ = reply.send(Err(CommitError::Failed(error.clone())));
-                            }
-                        }
-                        Err(error) => {
-                            let error = Arc::new(error);
-                            tracing::error!(error = %chain(&*error), store, operations = ops.len(), "store commit failed");
-                            for reply in replies {
-                                let _ = reply.send(Err(CommitError::Failed(error.clone())));
-                            }
-                        }
-                    }
+                    deliver(store, replies, started, committed);
                     ops.clear();
                 }
             })?;
         Ok(Self {
-            writer: Mutex::new(Some((tx, handle))),
+            writer: Mutex::new(Some((tx, Runner::Thread(handle)))),
         })
+    }
+
+    /// Starts the writer as a task on the current tokio runtime, for a store
+    /// whose commit is an async round trip (one multi-row statement per
+    /// batch): `commit` takes the batch's operations and answers one
+    /// outcome per operation, in order, or one error for them all.
+    pub fn spawn_async<F, Fut>(
+        store: &'static str,
+        queue_depth: usize,
+        max_batch: usize,
+        mut commit: F,
+    ) -> Self
+    where
+        F: FnMut(Vec<Op>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<Out>, BackendError>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<Job<Op, Out>>(queue_depth.max(1));
+        let max_batch = max_batch.max(1);
+        let handle = tokio::spawn(async move {
+            let mut jobs = Vec::with_capacity(max_batch);
+            while rx.recv_many(&mut jobs, max_batch).await > 0 {
+                let (ops, replies): (Vec<Op>, Vec<_>) =
+                    jobs.drain(..).map(|job| (job.op, job.reply)).unzip();
+                let started = std::time::Instant::now();
+                let committed = commit(ops).await;
+                deliver(store, replies, started, committed);
+            }
+        });
+        Self {
+            writer: Mutex::new(Some((tx, Runner::Task(handle)))),
+        }
     }
 
     /// Queues `op` and waits until the transaction holding it has committed.
@@ -168,9 +214,16 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some((sender, handle)) = writer {
+        if let Some((sender, runner)) = writer {
             drop(sender);
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+            match runner {
+                Runner::Thread(handle) => {
+                    let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+                }
+                Runner::Task(handle) => {
+                    let _ = handle.await;
+                }
+            }
         }
     }
 }
@@ -206,6 +259,48 @@ mod tests {
         }
         let commits = commits.load(Ordering::SeqCst);
         assert!(commits < 200, "200 operations took {commits} commits");
+        writer.close().await;
+        assert!(matches!(writer.submit(1).await, Err(CommitError::Closed)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_async_writer_batches_what_waits_and_answers_each_in_order() {
+        let commits = Arc::new(AtomicUsize::new(0));
+        let counted = commits.clone();
+        let writer = Arc::new(GroupCommit::spawn_async(
+            "test",
+            64,
+            16,
+            move |ops: Vec<u32>| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    if ops.contains(&13) {
+                        return Err(BackendError::bare("test", "commit", FailureKind::Other));
+                    }
+                    Ok(ops.iter().map(|n| n + 1).collect())
+                }
+            },
+        ));
+        let tasks: Vec<_> = (0..100u32)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move { (n, writer.submit(n).await) })
+            })
+            .collect();
+        let mut failed = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                (n, Ok(out)) => assert_eq!(out, n + 1),
+                (_, Err(error)) => {
+                    assert_eq!(error.kind(), FailureKind::Other);
+                    failed += 1;
+                }
+            }
+        }
+        assert!(failed >= 1, "the batch holding 13 failed as a whole");
+        let commits = commits.load(Ordering::SeqCst);
+        assert!(commits < 100, "100 operations took {commits} commits");
         writer.close().await;
         assert!(matches!(writer.submit(1).await, Err(CommitError::Closed)));
     }

@@ -3,18 +3,81 @@
 //!
 //! Table `messages(seq, digest, body, created_at)`; `body` is `bytea` so any
 //! UTF-8 text (NUL included) is stored byte for byte.
+//!
+//! Puts go through the platform's group-commit writer: the puts waiting
+//! while the previous statement ran are inserted by one multi-row
+//! `INSERT … SELECT … FROM unnest(…) ON CONFLICT DO NOTHING RETURNING digest`,
+//! one transaction and one WAL flush for the group, and each caller is
+//! answered once it has committed. Rows go in digest order, so replicas
+//! inserting overlapping groups take their unique-index locks in the same
+//! order and cannot deadlock; the order among puts that arrived together
+//! is theirs to have, none of them was first.
+
+use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use platform::backend::BackendError;
+use platform::group_commit::{CommitError, GroupCommit};
 use sqlx::{PgPool, Row};
 
 use crate::domain::{Cursor, Digest, Message, PAGE_MAX_BYTES, PageLimit, StoredMessage};
 use crate::ports::{Corruption, MessageStore, Page, PutOutcome, StoreError};
 
-/// Messages in a `PostgreSQL` table, on a connection pool.
+/// Puts waiting for the writer; beyond this, callers wait (backpressure).
+const QUEUE_DEPTH: usize = 4096;
+/// Most puts one statement inserts.
+const MAX_BATCH: usize = 512;
+
+struct Put {
+    digest: Digest,
+    body: Vec<u8>,
+    created_at_ms: i64,
+}
+
+/// Messages in a `PostgreSQL` table, on a connection pool, inserted in groups.
 pub struct PostgresMessageStore {
     pool: PgPool,
+    writer: GroupCommit<Put, PutOutcome>,
+}
+
+/// Inserts one group in one statement: each new digest once, in digest
+/// order; a put is `Created` when its row was inserted by it (the first put
+/// of a digest new to the table), `AlreadyStored` otherwise.
+async fn insert_group(pool: PgPool, puts: Vec<Put>) -> Result<Vec<PutOutcome>, BackendError> {
+    // The first put of each digest, in digest order.
+    let mut first: BTreeMap<&[u8], usize> = BTreeMap::new();
+    for (i, put) in puts.iter().enumerate() {
+        first.entry(put.digest.as_bytes().as_slice()).or_insert(i);
+    }
+    let digests: Vec<&[u8]> = first.keys().copied().collect();
+    let bodies: Vec<&[u8]> = first.values().map(|&i| puts[i].body.as_slice()).collect();
+    let created_at: Vec<i64> = first.values().map(|&i| puts[i].created_at_ms).collect();
+    let inserted: Vec<Vec<u8>> = sqlx::query_scalar(
+        "INSERT INTO messages (digest, body, created_at) \
+         SELECT d, b, to_timestamp(t::float8 / 1000) \
+         FROM unnest($1::bytea[], $2::bytea[], $3::int8[]) AS u(d, b, t) ORDER BY d \
+         ON CONFLICT (digest) DO NOTHING RETURNING digest",
+    )
+    .bind(&digests)
+    .bind(&bodies)
+    .bind(&created_at)
+    .fetch_all(&pool)
+    .await
+    .map_err(|e| BackendError::postgres("insert messages", e))?;
+    let inserted: HashSet<Vec<u8>> = inserted.into_iter().collect();
+    Ok(puts
+        .iter()
+        .enumerate()
+        .map(|(i, put)| {
+            let digest = put.digest.as_bytes().as_slice();
+            if first.get(digest) == Some(&i) && inserted.contains(digest) {
+                PutOutcome::Created
+            } else {
+                PutOutcome::AlreadyStored
+            }
+        })
+        .collect())
 }
 
 /// Maps a sqlx error met during `operation` to the port's error: a value
@@ -40,7 +103,11 @@ impl PostgresMessageStore {
             platform::postgres::connect_pool(url, sqlx::migrate!("./migrations"), "messages", 16)
                 .await
                 .map_err(BackendError::from)?;
-        Ok(Self { pool })
+        let writer_pool = pool.clone();
+        let writer = GroupCommit::spawn_async("messages", QUEUE_DEPTH, MAX_BATCH, move |puts| {
+            insert_group(writer_pool.clone(), puts)
+        });
+        Ok(Self { pool, writer })
     }
 }
 
@@ -68,20 +135,14 @@ fn stored(row: &sqlx::postgres::PgRow) -> Result<StoredMessage, StoreError> {
 #[async_trait]
 impl MessageStore for PostgresMessageStore {
     async fn put(&self, message: &Message, created_at_ms: i64) -> Result<PutOutcome, StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO messages (digest, body, created_at) \
-             VALUES ($1, $2, to_timestamp($3::int8::float8 / 1000)) ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(message.digest().as_bytes().as_slice())
-        .bind(message.text().as_bytes())
-        .bind(created_at_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("insert message"))?;
-        Ok(if result.rows_affected() == 1 {
-            PutOutcome::Created
-        } else {
-            PutOutcome::AlreadyStored
+        let put = Put {
+            digest: message.digest(),
+            body: message.text().as_bytes().to_vec(),
+            created_at_ms,
+        };
+        self.writer.submit(put).await.map_err(|e| match e {
+            CommitError::Closed => StoreError::Unavailable(BackendError::closed("postgres")),
+            failed @ CommitError::Failed(_) => StoreError::Unavailable(failed.into()),
         })
     }
 
@@ -129,6 +190,8 @@ impl MessageStore for PostgresMessageStore {
     }
 
     async fn close(&self) {
+        // Puts already queued are inserted before the pool closes.
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
