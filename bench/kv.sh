@@ -167,7 +167,7 @@ run_redis() { # size repeat [system]
     local persist=(--appendonly no) ops=(set get)
     if [[ $system == redis-aof ]]; then
         persist=(--appendonly yes --appendfsync always) ops=(set)
-        REDIS_AOF_CMDLINE="$(shell_join redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' "${persist[@]}")"
+        REDIS_AOF_CMDLINE="$(shell_join redis-server --port '<port>' --bind 127.0.0.1 --dir '<fresh dir>' --save '' "${persist[@]}")"
     fi
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' "${persist[@]}" >"$logf" 2>&1 &
     SERVER_PID=$!

@@ -35,7 +35,7 @@ PG_HOST="${PG_HOST:-127.0.0.1}"
 PG_PORT="${PG_PORT:-5432}"
 PG_USER="${PG_USER:-postgres}"
 POST_LUA="bench/wrk/post.lua"
-INSERT_SQL="bench/pgbench/insert_message.sql"
+INSERT_SQL="$ROOT/bench/pgbench/insert_message.sql"
 
 for n in REPEATS CONNECTIONS THREADS; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, not '${!n}'"
@@ -90,12 +90,18 @@ fresh_database() { # name
     DATABASES+=("$1")
 }
 
-# The PostgreSQL server's CPU (all its processes: backends, WAL writer, …).
+# The PostgreSQL server's CPU: every live PostgreSQL process's own, plus
+# what the postmaster has reaped from backends that exited (its cutime and
+# cstime), so a client's connections that close before the second reading
+# (pgbench's) are counted too.
 pg_ticks() {
-    local total=0 pid t
+    local total=0 pid stat a
     for pid in $(pgrep -f '^postgres|^/usr/lib/postgresql' || true); do
-        t="$(proc_ticks "$pid")"
-        [[ $t == - ]] || total=$((total + t))
+        read -r stat 2>/dev/null <"/proc/$pid/stat" || continue
+        stat="${stat##*) }"
+        read -r -a a <<<"$stat"
+        total=$((total + a[11] + a[12]))
+        [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == /usr/lib/postgresql/* ]] && total=$((total + a[13] + a[14]))
     done
     echo "$total"
 }
@@ -151,6 +157,7 @@ run_pgbench() { # repeat
     "${base[@]}" -T 2 "$db" >/dev/null 2>&1 || die "pgbench warm-up failed"
     local cmd=("${base[@]}" -T "$DURATION_S" --log --log-prefix="$WORK/pgbench-$rep" "$db")
     PGBENCH_CMD="$(shell_join "${base[@]}" -T "$DURATION_S" "<fresh database>")"
+    PGBENCH_CMD="${PGBENCH_CMD//$ROOT\//}"
     local out="$RAW_DIR/pgbench-$rep.txt" p0 p1
     p0="$(pg_ticks)"
     (cd "$WORK" && "${cmd[@]}") >"$out" 2>&1 || {
