@@ -19,6 +19,10 @@ use crate::cli::{Cli, Command};
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
+    // Every file and directory this process creates is owner-only, whoever
+    // creates it: quintet's own code asks for 0600/0700 explicitly, and the
+    // storage engines' tables and journals (fjall's) get it from here.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let cli = match cli.command {
         // Synchronous file scans: no runtime.

@@ -28,10 +28,9 @@ use platform::backend::{BackendError, CloseGate, FailureKind};
 use platform::group_commit::{CommitError, GroupCommit};
 use platform::integrity::{CorruptRecord, Progress, ScanReport};
 
+use super::listing::PageBuilder;
 use super::redb::ScanError;
-use crate::domain::{
-    Entry, KeyPrefix, KvKey, Page, PageLimit, RecordProblem, SealedRecord, WrappedKey,
-};
+use crate::domain::{KeyPrefix, KvKey, Page, PageLimit, RecordProblem, SealedRecord, WrappedKey};
 use crate::ports::{KvStore, StoreError};
 
 const ITEMS: &str = "kv_items";
@@ -222,52 +221,14 @@ impl KvStore for FjallKvStore {
     ) -> Result<Page, StoreError> {
         self.check_open()?;
         let snapshot = self.spaces.db.snapshot();
-        let limit = limit.get() as usize;
-        let start = match after {
-            Some(after) if after.as_str() >= prefix.as_str() => after.as_str(),
-            _ => prefix.as_str(),
-        };
-        let mut entries = Vec::new();
-        let mut corrupt = Vec::new();
-        let mut next = None;
-        for item in snapshot.range(&self.spaces.items, start..) {
+        let mut page = PageBuilder::new(prefix, after, limit);
+        for item in snapshot.range(&self.spaces.items, page.start()..) {
             let (key, value) = item.into_inner().map_err(failed("list"))?;
-            let key = String::from_utf8_lossy(&key);
-            if !prefix.matches(&key) {
+            if !page.push(&String::from_utf8_lossy(&key), &value) {
                 break;
-            }
-            if after.is_some_and(|a| a.as_str() == key) {
-                continue;
-            }
-            if entries.len() == limit {
-                next = entries.last().map(|e: &Entry| e.key.clone());
-                break;
-            }
-            // An unreadable record is skipped and named, not a failed page.
-            let parsed = KvKey::new(key.as_ref())
-                .map_err(|e| e.to_string())
-                .and_then(|k| {
-                    SealedRecord::decode(&value)
-                        .map(|r| (k, r))
-                        .map_err(|e| e.to_string())
-                });
-            match parsed {
-                Ok((key, record)) => entries.push(Entry {
-                    key,
-                    size: record.plaintext_len(),
-                }),
-                Err(reason) => {
-                    let key: String = key.chars().take(300).collect();
-                    tracing::error!(key, reason, "skipped a corrupt kv record in a listing");
-                    corrupt.push(key);
-                }
             }
         }
-        Ok(Page {
-            entries,
-            next,
-            corrupt,
-        })
+        Ok(page.finish())
     }
 
     async fn rewrap(

@@ -5,6 +5,7 @@ pub mod aws_kms;
 pub mod dynamodb;
 pub mod fjall;
 pub mod key_provider;
+mod listing;
 pub mod local_keys;
 pub mod migrate;
 pub mod postgres;

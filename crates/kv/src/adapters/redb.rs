@@ -14,9 +14,8 @@ use platform::group_commit::{CommitError, GroupCommit};
 use platform::integrity::{self, CorruptRecord, Progress, ScanReport};
 use redb::{Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle};
 
-use crate::domain::{
-    Entry, KeyPrefix, KvKey, Page, PageLimit, RecordProblem, SealedRecord, WrappedKey,
-};
+use super::listing::PageBuilder;
+use crate::domain::{KeyPrefix, KvKey, Page, PageLimit, RecordProblem, SealedRecord, WrappedKey};
 use crate::ports::{KvStore, StoreError};
 
 /// Why `quintet verify` could not scan the store.
@@ -202,50 +201,14 @@ impl KvStore for RedbKvStore {
         self.check_open()?;
         let txn = self.db.begin_read().map_err(failed("list"))?;
         let table = txn.open_table(ITEMS).map_err(failed("list"))?;
-        let limit = limit.get() as usize;
-        let start = match after {
-            Some(after) if after.as_str() >= prefix.as_str() => after.as_str(),
-            _ => prefix.as_str(),
-        };
-        let mut entries = Vec::new();
-        let mut corrupt = Vec::new();
-        let mut next = None;
-        for item in table.range(start..).map_err(failed("list"))? {
+        let mut page = PageBuilder::new(prefix, after, limit);
+        for item in table.range(page.start()..).map_err(failed("list"))? {
             let (key, value) = item.map_err(failed("list"))?;
-            let key = key.value();
-            if !prefix.matches(key) {
+            if !page.push(key.value(), value.value()) {
                 break;
-            }
-            if after.is_some_and(|a| a.as_str() == key) {
-                continue;
-            }
-            if entries.len() == limit {
-                next = entries.last().map(|e: &Entry| e.key.clone());
-                break;
-            }
-            // An unreadable record is skipped and named, not a failed page.
-            let parsed = KvKey::new(key).map_err(|e| e.to_string()).and_then(|k| {
-                SealedRecord::decode(value.value())
-                    .map(|r| (k, r))
-                    .map_err(|e| e.to_string())
-            });
-            match parsed {
-                Ok((key, record)) => entries.push(Entry {
-                    key,
-                    size: record.plaintext_len(),
-                }),
-                Err(reason) => {
-                    let key: String = key.chars().take(300).collect();
-                    tracing::error!(key, reason, "skipped a corrupt kv record in a listing");
-                    corrupt.push(key);
-                }
             }
         }
-        Ok(Page {
-            entries,
-            next,
-            corrupt,
-        })
+        Ok(page.finish())
     }
 
     async fn rewrap(

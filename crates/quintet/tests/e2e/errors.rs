@@ -301,10 +301,10 @@ async fn the_listening_line_names_the_services_and_where_each_keeps_its_data() {
     );
     let stores = server.log_field("listening", "stores").expect("stores");
     for kept in [
-        "messages: redb",
+        "messages: embedded (data dir)",
         &format!("kv: dynamodb (table {table})"),
         "receipts queue: redb",
-        "receipts ledger: redb",
+        "receipts ledger: embedded (data dir)",
         "calc events: none",
     ] {
         assert!(stores.contains(kept), "{kept} in {stores}");
