@@ -136,6 +136,44 @@ pub struct Migrated {
     pub old_file: PathBuf,
 }
 
+/// Why a migration stopped. Nothing is lost: run it again to resume. `E`
+/// is the store's own error (reading the old store, writing the new one).
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError<E: std::error::Error + 'static> {
+    /// The old file could not be opened (in use by a running server, unreadable).
+    #[error(transparent)]
+    Open(crate::integrity::ScanOpenError),
+    /// Reading the old store or writing the new one failed.
+    #[error("{}", crate::backend::chain(.0))]
+    Store(E),
+    /// A copied record does not read back as it was stored.
+    #[error(
+        "{record} reads back differently from {} than from {}: the new store is left in \
+         place, the old file untouched; run `quintet verify` on the new store",
+        new.display(),
+        old.display()
+    )]
+    Mismatch {
+        /// Which record (`message <digest>`, `the record under key "…"`).
+        record: String,
+        /// The old file.
+        old: PathBuf,
+        /// The new store.
+        new: PathBuf,
+    },
+    /// The verified old file could not be renamed aside.
+    #[error("cannot rename {} to {}: {source}", from.display(), to.display())]
+    Rename {
+        /// The old file.
+        from: PathBuf,
+        /// Where it was to go.
+        to: PathBuf,
+        /// The system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The name an old store file gets once its records are in the new store.
 pub fn migrated_name(old: &Path) -> PathBuf {
     let mut name = old.as_os_str().to_owned();
@@ -145,9 +183,13 @@ pub fn migrated_name(old: &Path) -> PathBuf {
 
 /// Renames the old store file aside once its records verified in the new
 /// store (the step that makes a migration final).
-pub fn retire(old: &Path) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+pub fn retire<E: std::error::Error + 'static>(old: &Path) -> Result<PathBuf, MigrateError<E>> {
     let to = migrated_name(old);
-    std::fs::rename(old, &to).map_err(|e| (to.clone(), e))?;
+    std::fs::rename(old, &to).map_err(|source| MigrateError::Rename {
+        from: old.to_path_buf(),
+        to: to.clone(),
+        source,
+    })?;
     Ok(to)
 }
 

@@ -25,41 +25,7 @@ use crate::ports::StoreError;
 const CHUNK: usize = 1_000;
 
 /// Why a migration stopped. Nothing is lost: run it again to resume.
-#[derive(Debug, thiserror::Error)]
-pub enum MigrateError {
-    /// The old file could not be opened (in use by a running server, unreadable).
-    #[error(transparent)]
-    Open(platform::integrity::ScanOpenError),
-    /// Reading the old store or writing the new one failed.
-    #[error("{}", platform::backend::chain(.0))]
-    Store(StoreError),
-    /// A copied record does not read back as it was stored.
-    #[error(
-        "the record under key {key:?} reads back differently from {} than from {}: the new \
-         store is left in place, the old file untouched; run `quintet verify` on the new store",
-        new.display(),
-        old.display()
-    )]
-    Mismatch {
-        /// The record's key (at most 300 characters of it).
-        key: String,
-        /// The old file.
-        old: PathBuf,
-        /// The new store.
-        new: PathBuf,
-    },
-    /// The verified old file could not be renamed aside.
-    #[error("cannot rename {} to {}: {source}", from.display(), to.display())]
-    Rename {
-        /// The old file.
-        from: PathBuf,
-        /// Where it was to go.
-        to: PathBuf,
-        /// The system's reason.
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub type MigrateError = platform::embedded::MigrateError<StoreError>;
 
 impl From<StoreError> for MigrateError {
     fn from(error: StoreError) -> Self {
@@ -145,7 +111,10 @@ pub fn from_redb(old: &Path, new: &Path, progress: Progress<'_>) -> Result<Migra
             let copy = spaces.items.get(key.value()).map_err(failed("migrate"))?;
             if copy.as_deref() != Some(value.value()) {
                 return Err(MigrateError::Mismatch {
-                    key: key.value().chars().take(300).collect(),
+                    record: format!(
+                        "the record under key {:?}",
+                        key.value().chars().take(300).collect::<String>()
+                    ),
                     old: old.to_path_buf(),
                     new: new.to_path_buf(),
                 });
@@ -164,12 +133,7 @@ pub fn from_redb(old: &Path, new: &Path, progress: Progress<'_>) -> Result<Migra
         .db
         .persist(PersistMode::SyncAll)
         .map_err(failed("migrate"))?;
-    report.old_file =
-        platform::embedded::retire(old).map_err(|(to, source)| MigrateError::Rename {
-            from: old.to_path_buf(),
-            to,
-            source,
-        })?;
+    report.old_file = platform::embedded::retire(old)?;
     Ok(report)
 }
 

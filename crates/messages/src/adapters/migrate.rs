@@ -23,41 +23,7 @@ use crate::ports::StoreError;
 const CHUNK: usize = 10_000;
 
 /// Why a migration stopped. Nothing is lost: run it again to resume.
-#[derive(Debug, thiserror::Error)]
-pub enum MigrateError {
-    /// The old file could not be opened (in use by a running server, unreadable).
-    #[error(transparent)]
-    Open(platform::integrity::ScanOpenError),
-    /// Reading the old store or writing the new one failed.
-    #[error("{}", platform::backend::chain(.0))]
-    Store(StoreError),
-    /// A copied message does not read back as it was stored.
-    #[error(
-        "message {digest} reads back differently from {} than from {}: the new store \
-         is left in place, the old file untouched; run `quintet verify` on the new store",
-        new.display(),
-        old.display()
-    )]
-    Mismatch {
-        /// The message, in hex.
-        digest: String,
-        /// The old file.
-        old: PathBuf,
-        /// The new store.
-        new: PathBuf,
-    },
-    /// The verified old file could not be renamed aside.
-    #[error("cannot rename {} to {}: {source}", from.display(), to.display())]
-    Rename {
-        /// The old file.
-        from: PathBuf,
-        /// Where it was to go.
-        to: PathBuf,
-        /// The system's reason.
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub type MigrateError = platform::embedded::MigrateError<StoreError>;
 
 impl From<StoreError> for MigrateError {
     fn from(error: StoreError) -> Self {
@@ -157,12 +123,7 @@ pub fn from_redb(old: &Path, new: &Path, progress: Progress<'_>) -> Result<Migra
         .db
         .persist(PersistMode::SyncAll)
         .map_err(failed("migrate"))?;
-    report.old_file =
-        platform::embedded::retire(old).map_err(|(to, source)| MigrateError::Rename {
-            from: old.to_path_buf(),
-            to,
-            source,
-        })?;
+    report.old_file = platform::embedded::retire(old)?;
     Ok(report)
 }
 
@@ -198,7 +159,7 @@ fn compare(
         });
         if !same {
             return Err(MigrateError::Mismatch {
-                digest: hex::encode(digest),
+                record: format!("message {}", hex::encode(digest)),
                 old: old.to_path_buf(),
                 new: new.to_path_buf(),
             });
