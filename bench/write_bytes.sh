@@ -86,6 +86,7 @@ for rep in $(seq 1 "$REPEATS"); do
     start_quintet "counters-$rep" --services counters
     cmd=(wrk -t2 -c50 -d"${DURATION_S}s" -s bench/wrk/incr.lua "$URL" -- "$KEYS")
     COUNTERS_CMD="$(shell_join "${cmd[@]}")"
+    COUNTERS_CMD="${COUNTERS_CMD//$URL/http://127.0.0.1:PORT}"
     w0="$(io_write_bytes "$SERVER_PID")"
     "${cmd[@]}" >"$RAW_DIR/counters-$rep.txt" 2>&1 || die "wrk failed"
     w1="$(io_write_bytes "$SERVER_PID")"
