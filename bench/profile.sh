@@ -11,6 +11,7 @@
 #   counters-journal  the same with journal durability (the default)
 #   kv-get         KV_SIZE-byte (default 100) gRPC Get, kv_load --concurrency 50
 #                  --connections 4, over 1000 keys or 256 MiB of values if less
+#   kv-set         the same with Set: each a durable write (group commit, fsync)
 #   calc-add       gRPC Add, calc_load --concurrency 50 --connections 4
 #   calc-health    grpc.health.v1.Health/Check, the same load
 # QUINTET_BINARY defaults to target/release/quintet (CARGO_TARGET_DIR is
@@ -54,12 +55,12 @@ case $WHAT in
 messages-get) services=(--services messages) ;;
 counters-incr) services=(--services counters --durability memory) ;;
 counters-journal) services=(--services counters) ;;
-kv-get) services=(--services kv --kv-tcp-addr 127.0.0.1:0) ;;
+kv-get | kv-set) services=(--services kv --kv-tcp-addr 127.0.0.1:0) ;;
 calc-add | calc-health) services=(--services calc) ;;
-*) die "usage: bench/profile.sh messages-get|counters-incr|counters-journal|kv-get|calc-add|calc-health [QUINTET_BINARY]" ;;
+*) die "usage: bench/profile.sh messages-get|counters-incr|counters-journal|kv-get|kv-set|calc-add|calc-health [QUINTET_BINARY]" ;;
 esac
 case $WHAT in
-kv-get) cargo build --release --locked -q -p quintet-kv --example kv_load ;;
+kv-get | kv-set) cargo build --release --locked -q -p quintet-kv --example kv_load ;;
 calc-*) cargo build --release --locked -q -p quintet-calc --example calc_load ;;
 *) command -v wrk >/dev/null || apt_install wrk ;;
 esac
@@ -85,13 +86,14 @@ load() { # seconds
     messages-get) wrk -t2 -c50 -d"$1"s --latency -s bench/wrk/get.lua "$URL" -- "$WORK/digests" ;;
     counters-*) wrk -t2 -c50 -d"$1"s --latency -s bench/wrk/incr.lua "$URL" -- 10000 ;;
     kv-get) "$TARGET_DIR/release/examples/kv_load" --url "$URL" --op get --size "$KV_SIZE" --keys "$KV_KEYS" --concurrency 50 --connections 4 --duration "$1"s ;;
+    kv-set) "$TARGET_DIR/release/examples/kv_load" --url "$URL" --op set --size "$KV_SIZE" --keys "$KV_KEYS" --concurrency 50 --connections 4 --duration "$1"s ;;
     calc-add) "$TARGET_DIR/release/examples/calc_load" --url "$URL" --op add --concurrency 50 --connections 4 --duration "$1"s --warmup 0s ;;
     calc-health) "$TARGET_DIR/release/examples/calc_load" --url "$URL" --op health --concurrency 50 --connections 4 --duration "$1"s --warmup 0s ;;
     esac
 }
 answered() { # load output file
     case $WHAT in
-    kv-get | calc-*) python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["requests"])' "$1" ;;
+    kv-get | kv-set | calc-*) python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["requests"])' "$1" ;;
     *) awk '/requests in/ { print $1 }' "$1" ;;
     esac
 }
