@@ -2,7 +2,7 @@
 //! in the data directory: the default embedded engine.
 //!
 //! Why not redb: a durable redb commit rewrites every B-tree page it
-//! touched, ~7–10 KB written per 100-byte set; fjall appends each group to
+//! touched, ~10.7 KB written per 100-byte set; fjall appends each group to
 //! its journal, one fsync per group (BENCHMARKS.md, "Embedded engines").
 //! Values of 1 KiB and more are kept apart from the keys (fjall's key-value
 //! separation), so compaction moves keys, not megabyte values.

@@ -3,10 +3,10 @@
 //!
 //! Why not redb: digests are random, so in a B-tree every new message lands
 //! in a random leaf, and each durable commit rewrites the leaves it touched
-//! (~10 KB written per 100-byte message). fjall appends each group's writes
-//! to its journal, one fsync per group, and sorts them into tables in the
-//! background: ~0.3 KB written per message (BENCHMARKS.md, "Embedded
-//! engines").
+//! (~10.9 KB written per 100-byte message). fjall appends each group's
+//! writes to its journal, one fsync per group, and sorts them into tables in
+//! the background: ~0.76 KB written per message, flushes and compaction
+//! included (BENCHMARKS.md, "Embedded engines").
 //!
 //! Writes go through the platform's group-commit writer: whatever puts are
 //! queued commit in one batch, written to the journal and fsynced
