@@ -137,7 +137,8 @@ run_one() { # path repeat
     wait_ready "$url/readyz" "$pid" quintet "$logf"
     local wrk_cmd=(wrk -t2 -c"$CONNECTIONS" -d"${seconds}s" -s "$JOB_LUA" "$url" -- "$((rep * 10 + ${#path}))")
     [[ $path == embedded ]] && WRK_EXAMPLE="$(shell_join "${wrk_cmd[@]}")"
-    local t0 t1 sent results=0 i
+    local t0 t1 sent results=0 i w0 w1
+    w0="$(io_write_bytes "$pid")"
     t0="$(now)"
     "${wrk_cmd[@]}" >"$RAW_DIR/$path-$rep.wrk" 2>&1 || die "wrk failed ($path)"
     curl -fsS "$url/metrics" >"$RAW_DIR/$path-$rep.metrics"
@@ -151,15 +152,18 @@ run_one() { # path repeat
         sleep 0.1
     done
     t1="$(now)"
+    w1="$(io_write_bytes "$pid")"
     ((results >= sent)) || log "$path run $rep: only $results results for $sent jobs after 300 s"
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     local errors
     errors="$(grep -o 'non2xx=[0-9]*' "$RAW_DIR/$path-$rep.wrk" | cut -d= -f2)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$path" "$rep" "$results" \
+    local written="-"
+    [[ $w0 == - || $w1 == - ]] || written="$(per_request_bytes "$((w1 - w0))" "$results")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$path" "$rep" "$results" \
         "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
         "$(p99 "$RAW_DIR/$path-$rep.metrics" quintet_receipts_job_seconds)" \
-        "$(p99 "$RAW_DIR/$path-$rep.metrics" quintet_receipts_processing_seconds)" "${errors:-0}" >>"$RECORDS"
+        "$(p99 "$RAW_DIR/$path-$rep.metrics" quintet_receipts_processing_seconds)" "${errors:-0}" "$written" >>"$RECORDS"
 }
 
 PATHS=(embedded)
@@ -176,27 +180,29 @@ mkdir -p "$RESULTS_DIR"
     echo "## receipts"
     echo
     echo "Written by \`bash bench/receipts.sh\` on $(date -u +%Y-%m-%d) (git $GIT_REV; $(nproc) cores; load average before the run $(cut -d' ' -f1-3 /proc/loadavg))."
-    echo "Apple: \`$(shell_join quintet apple-sim --latency "$LATENCY")\` (each job: production answers 21007, then sandbox validates: two answers of $LATENCY). Server: \`$SERVE_EXAMPLE\` (the SQS + DynamoDB path adds \`--receipts-queue sqs://?endpoint=<moto>&create=true --receipts-ledger dynamodb://<table>?endpoint=<moto>&create=true\` and submits for $MOTO_DURATION). Jobs: \`$WRK_EXAMPLE\` (unique transactions; submission and processing overlap; the clock runs from the first submission to the last result). $REPEATS repeats, medians; a p99 is the smallest histogram bucket bound holding 99% of jobs (buckets up to 10 s; +Inf: over 10 s). wrk submits faster than jobs are processed, so a backlog builds and the sent → done latency mostly measures time waiting in the queue; received → done is the pipeline's own latency."
+    echo "Apple: \`$(shell_join quintet apple-sim --latency "$LATENCY")\` (each job: production answers 21007, then sandbox validates: two answers of $LATENCY). Server: \`$SERVE_EXAMPLE\` (the SQS + DynamoDB path adds \`--receipts-queue sqs://?endpoint=<moto>&create=true --receipts-ledger dynamodb://<table>?endpoint=<moto>&create=true\` and submits for $MOTO_DURATION). Jobs: \`$WRK_EXAMPLE\` (unique transactions; submission and processing overlap; the clock runs from the first submission to the last result). Bytes written per job: \`write_bytes\` of the server's \`/proc/<pid>/io\` from the first submission to the last result, divided by the results (the embedded queue, the posted results and the ledger). $REPEATS repeats, medians; a p99 is the smallest histogram bucket bound holding 99% of jobs (buckets up to 10 s; +Inf: over 10 s). wrk submits faster than jobs are processed, so a backlog builds and the sent → done latency mostly measures time waiting in the queue; received → done is the pipeline's own latency."
     echo
     python3 - "$RECORDS" "$TARGET" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 rows = defaultdict(list)
 for line in open(sys.argv[1]):
-    path, rep, jobs, seconds, p99, p99_processing, errors = line.rstrip("\n").split("\t")
-    rows[path].append((int(jobs), float(seconds), p99, int(errors), p99_processing))
-print("| path | jobs per run | seconds | jobs/s | p99 processing (received → done) | p99 job (sent → done, incl. backlog) | submit errors |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+    path, rep, jobs, seconds, p99, p99_processing, errors, written = line.rstrip("\n").split("\t")
+    rows[path].append((int(jobs), float(seconds), p99, int(errors), p99_processing, None if written == "-" else float(written)))
+print("| path | jobs per run | seconds | jobs/s | p99 processing (received → done) | p99 job (sent → done, incl. backlog) | submit errors | bytes written per job |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for path, runs in rows.items():
-    rates = [j / s for j, s, _, _, _ in runs if s > 0]
+    rates = [j / s for j, s, _, _, _, _ in runs if s > 0]
+    written = [r[5] for r in runs if r[5] is not None]
+    written = f"{statistics.median(written):,.0f} B" if written else "-"
     p99s = sorted(r[2] for r in runs)
     p99p = sorted(r[4] for r in runs)
     bound = lambda b: "> 10 s" if b == "+Inf" else f"≤ {b} s"
     print(f"| {path} | {statistics.median(r[0] for r in runs):,.0f} | {statistics.median(r[1] for r in runs):.1f} "
-          f"| {statistics.median(rates):,.0f} | {bound(p99p[len(p99p) // 2])} | {bound(p99s[len(p99s) // 2])} | {sum(r[3] for r in runs)} |")
+          f"| {statistics.median(rates):,.0f} | {bound(p99p[len(p99p) // 2])} | {bound(p99s[len(p99s) // 2])} | {sum(r[3] for r in runs)} | {written} |")
 print()
 if "embedded" in rows:
-    rate = statistics.median(j / s for j, s, _, _, _ in rows["embedded"] if s > 0)
+    rate = statistics.median(j / s for j, s, _, _, _, _ in rows["embedded"] if s > 0)
     verdict = "met" if rate >= float(sys.argv[2]) else "**missed**"
     print(f"Target: ≥ {sys.argv[2]} jobs/s on the embedded path: {rate:,.0f} jobs/s — {verdict}.")
 EOF
