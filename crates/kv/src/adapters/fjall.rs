@@ -17,6 +17,7 @@
 //! - `meta`: `migrated_from` → the redb file this store was migrated from;
 //! - `quarantine`: `kv_items/<key>` → a record `verify --quarantine` moved aside.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -28,7 +29,7 @@ use platform::backend::{BackendError, CloseGate, FailureKind};
 use platform::group_commit::{CommitError, GroupCommit};
 use platform::integrity::{CorruptRecord, Progress, ScanReport};
 
-use super::listing::PageBuilder;
+use super::listing::{PageBuilder, record_problem};
 use super::redb::ScanError;
 use crate::domain::{KeyPrefix, KvKey, Page, PageLimit, RecordProblem, SealedRecord, WrappedKey};
 use crate::ports::{KvStore, StoreError};
@@ -143,11 +144,13 @@ impl FjallKvStore {
 /// Applies `writes` in order (a later write sees an earlier one in the same
 /// batch) and commits them as one batch, fsynced before it returns.
 fn commit(spaces: &Keyspaces, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
-    // What this batch has written so far: `None` for a delete.
-    let mut pending: HashMap<&str, Option<Vec<u8>>> = HashMap::new();
+    // What this batch has written so far: `None` for a delete. A put's
+    // value is borrowed from its write, not copied.
+    let mut pending: HashMap<&str, Option<Cow<'_, [u8]>>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(writes.len());
-    let current = |pending: &HashMap<&str, Option<Vec<u8>>>, key: &str| match pending.get(key) {
-        Some(value) => Ok(value.clone()),
+    let current = |pending: &HashMap<&str, Option<Cow<'_, [u8]>>>, key: &str| match pending.get(key)
+    {
+        Some(value) => Ok(value.as_deref().map(<[u8]>::to_vec)),
         None => spaces
             .items
             .get(key)
@@ -157,7 +160,7 @@ fn commit(spaces: &Keyspaces, writes: &[Write]) -> Result<Vec<Outcome>, StoreErr
     for write in writes {
         outcomes.push(match write {
             Write::Put { key, bytes } => {
-                pending.insert(key.as_str(), Some(bytes.clone()));
+                pending.insert(key.as_str(), Some(Cow::Borrowed(bytes.as_slice())));
                 Ok(true)
             }
             Write::Delete { key } => {
@@ -170,7 +173,7 @@ fn commit(spaces: &Keyspaces, writes: &[Write]) -> Result<Vec<Outcome>, StoreErr
                 Some(bytes) => match decode(key.as_str(), &bytes) {
                     Ok(mut record) if &record.wrapped == old => {
                         record.wrapped = new.clone();
-                        pending.insert(key.as_str(), Some(record.encode()));
+                        pending.insert(key.as_str(), Some(Cow::Owned(record.encode())));
                         Ok(true)
                     }
                     Ok(_) => Ok(false),
@@ -182,7 +185,7 @@ fn commit(spaces: &Keyspaces, writes: &[Write]) -> Result<Vec<Outcome>, StoreErr
     let mut batch = spaces.db.batch().durability(Some(PersistMode::SyncData));
     for (key, value) in pending {
         match value {
-            Some(bytes) => batch.insert(&spaces.items, key, bytes),
+            Some(bytes) => batch.insert(&spaces.items, key, bytes.as_ref()),
             None => batch.remove(&spaces.items, key),
         }
     }
@@ -299,14 +302,9 @@ pub fn verify(
         let (key, value) = item.into_inner().map_err(|e| read(failed("verify")(e)))?;
         report.scanned += 1;
         progress(report.scanned, total.max(report.scanned));
-        let text = std::str::from_utf8(&key);
-        let problem = match text.map(KvKey::new) {
+        let problem = match std::str::from_utf8(&key) {
             Err(_) => Some("stored key is not UTF-8".to_owned()),
-            Ok(Err(e)) => Some(format!("stored key is not a valid key: {e}")),
-            Ok(Ok(parsed)) => match SealedRecord::decode(&value) {
-                Err(e) => Some(e.to_string()),
-                Ok(record) => authenticate(&parsed, &record).err().map(|p| p.to_string()),
-            },
+            Ok(text) => record_problem(text, &value, authenticate),
         };
         if let Some(problem) = problem {
             let name: String = String::from_utf8_lossy(&key).chars().take(300).collect();

@@ -1,7 +1,25 @@
-//! One page of a kv listing, built the same way over any engine's ordered
-//! scan: the embedded adapters feed it their records in key order.
+//! What the embedded adapters share over their ordered scans: one page of a
+//! kv listing (records fed in key order), and the check `verify` makes of
+//! each record.
 
-use crate::domain::{Entry, KeyPrefix, KvKey, Page, PageLimit, SealedRecord};
+use crate::domain::{Entry, KeyPrefix, KvKey, Page, PageLimit, RecordProblem, SealedRecord};
+
+/// What `verify` finds wrong with one stored record, if anything: its key
+/// must be a valid key, its bytes must parse, and `authenticate` must
+/// accept it under that key. The embedded adapters' scans share it.
+pub(crate) fn record_problem(
+    key: &str,
+    value: &[u8],
+    authenticate: &mut dyn FnMut(&KvKey, &SealedRecord) -> Result<(), RecordProblem>,
+) -> Option<String> {
+    match KvKey::new(key) {
+        Err(e) => Some(format!("stored key is not a valid key: {e}")),
+        Ok(parsed) => match SealedRecord::decode(value) {
+            Err(e) => Some(e.to_string()),
+            Ok(record) => authenticate(&parsed, &record).err().map(|p| p.to_string()),
+        },
+    }
+}
 
 /// Collects the records of one page: those under `prefix`, after `after`,
 /// at most `limit`; a record that does not parse is skipped and named.

@@ -14,7 +14,7 @@ use platform::group_commit::{CommitError, GroupCommit};
 use platform::integrity::{self, CorruptRecord, Progress, ScanReport};
 use redb::{Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle};
 
-use super::listing::PageBuilder;
+use super::listing::{PageBuilder, record_problem};
 use crate::domain::{KeyPrefix, KvKey, Page, PageLimit, RecordProblem, SealedRecord, WrappedKey};
 use crate::ports::{KvStore, StoreError};
 
@@ -269,13 +269,7 @@ pub fn verify(
             let (key, value) = item.map_err(|e| text(e.into()))?;
             report.scanned += 1;
             progress(report.scanned, total);
-            let problem = match KvKey::new(key.value()) {
-                Err(e) => Some(format!("stored key is not a valid key: {e}")),
-                Ok(parsed) => match SealedRecord::decode(value.value()) {
-                    Err(e) => Some(e.to_string()),
-                    Ok(record) => authenticate(&parsed, &record).err().map(|p| p.to_string()),
-                },
-            };
+            let problem = record_problem(key.value(), value.value(), authenticate);
             if let Some(problem) = problem {
                 let name: String = key.value().chars().take(300).collect();
                 report.corrupt.push(CorruptRecord {
