@@ -19,6 +19,8 @@ impl PageLimit {
     pub const DEFAULT: u32 = 100;
     /// The largest page a request may ask for.
     pub const MAX: u32 = 1000;
+    /// The largest page, for scans that read a whole store page by page.
+    pub const LARGEST: PageLimit = PageLimit(Self::MAX);
 
     /// Parses the `limit` query parameter; absent means the default.
     pub fn parse(text: Option<&str>) -> Result<Self, InvalidLimit> {

@@ -41,6 +41,11 @@ pub enum Command {
     /// now uses (server stopped; resumable; every record compared): exit 0 when done, 2 when a
     /// store could not be migrated.
     Migrate(crate::migrate::MigrateArgs),
+    /// Copy the embedded stores of a data directory (messages, kv, counters) into PostgreSQL,
+    /// for a fleet of replicas (server stopped; safe to rerun; every record read back and
+    /// compared): exit 0 when all verified, 1 when records differ, 2 when a store could not be
+    /// copied.
+    Copy(crate::copy::CopyArgs),
     /// A verifyReceipt simulator (Apple's legacy receipt validation API) for tests and demos.
     AppleSim(receipts::apple_sim::SimArgs),
 }

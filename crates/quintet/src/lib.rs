@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod copy;
 pub mod metrics;
 pub mod migrate;
 pub mod serve;
@@ -44,8 +45,13 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        // Its exit code tells verified, differing and failed apart.
+        Command::Copy(args) => return runtime.block_on(copy::run(args)),
+        command => command,
+    };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Messages(args) => messages::api::cli::run(args).await,
             Command::Counters(args) => counters::api::cli::run(args).await,
@@ -53,8 +59,8 @@ pub fn main() -> ExitCode {
             Command::Calc(args) => calc::api::cli::run(args).await,
             Command::Receipts(args) => receipts::api::cli::run_receipts(args).await,
             Command::Queue(args) => receipts::api::cli::run_queue(args).await,
-            Command::Verify(_) | Command::Migrate(_) => {
-                unreachable!("verify and migrate run before the runtime starts")
+            Command::Verify(_) | Command::Migrate(_) | Command::Copy(_) => {
+                unreachable!("verify, migrate and copy are run above")
             }
             Command::AppleSim(args) => {
                 // Its only output is the log: where it listens and what it is.

@@ -247,6 +247,12 @@ impl Engine {
         Ok(engine)
     }
 
+    /// This data directory's instance id: the name its flushes are recorded
+    /// under in the store.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     // Any bits of the hash pick a shard: dropping the high ones on a 32-bit
     // target is harmless.
     #[allow(clippy::cast_possible_truncation)]

@@ -10,6 +10,7 @@ mod calc_events;
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
+mod copy;
 mod counters;
 mod edge_attacks;
 mod errors;
