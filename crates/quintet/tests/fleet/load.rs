@@ -77,11 +77,18 @@ pub(crate) async fn channel(url: &str) -> Channel {
 /// A value of `i`'s own length and bytes.
 pub(crate) fn kv_value(task: usize, i: usize) -> Vec<u8> {
     let len = (i * 97 + task * 13) % 6000 + 1;
-    (0..len).map(|n| ((n * 31 + i + task) % 251) as u8).collect()
+    (0..len)
+        .map(|n| ((n * 31 + i + task) % 251) as u8)
+        .collect()
 }
 
 /// Runs every service's tasks against `http_url` and `grpc_url` until `until`.
-pub(crate) async fn run(acked: std::sync::Arc<Acked>, http_url: String, grpc_url: String, until: Instant) {
+pub(crate) async fn run(
+    acked: std::sync::Arc<Acked>,
+    http_url: String,
+    grpc_url: String,
+    until: Instant,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..TASKS {
         let (a, url) = (acked.clone(), http_url.clone());
@@ -165,7 +172,10 @@ async fn kv_sets(acked: &Acked, url: &str, task: usize, until: Instant) {
             .await
         {
             Ok(_) => lock(&acked.kv).push((key, value)),
-            Err(status) => acked.failed("kv", format!("Set: {:?} {}", status.code(), status.message())),
+            Err(status) => acked.failed(
+                "kv",
+                format!("Set: {:?} {}", status.code(), status.message()),
+            ),
         }
     }
 }
@@ -181,7 +191,10 @@ async fn calc_adds(acked: &Acked, url: &str, task: usize, until: Instant) {
                 assert_eq!(answer.into_inner().result, i + b, "calc answers right");
                 lock(&acked.calc).push((i, b, Instant::now()));
             }
-            Err(status) => acked.failed("calc", format!("Add: {:?} {}", status.code(), status.message())),
+            Err(status) => acked.failed(
+                "calc",
+                format!("Add: {:?} {}", status.code(), status.message()),
+            ),
         }
     }
 }

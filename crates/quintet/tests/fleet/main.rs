@@ -43,6 +43,8 @@ use procs::{MOTO_AWS_ENV, Replica};
 const LOAD: Duration = Duration::from_secs(16);
 const KILL_AT: Duration = Duration::from_secs(6);
 const DOWN: Duration = Duration::from_secs(2);
+/// A replica's readiness changed: (replica, when, ready now, why not).
+type Transition = (usize, Instant, bool, String);
 /// The replica that dies.
 const VICTIM: usize = 1;
 /// Failed readiness probes in a row that take a replica out (a kubelet's
@@ -66,7 +68,11 @@ async fn readiness(url: &str) -> Result<(), String> {
         .await
     {
         Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default())),
+        Ok(r) => Err(format!(
+            "{}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        )),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -91,11 +97,19 @@ async fn listed(url: &str) -> HashMap<String, String> {
     let mut all = HashMap::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut request = client.get(format!("{url}/messages")).query(&[("limit", "1000")]);
+        let mut request = client
+            .get(format!("{url}/messages"))
+            .query(&[("limit", "1000")]);
         if let Some(c) = &cursor {
             request = request.query(&[("cursor", c.as_str())]);
         }
-        let page: Value = request.send().await.expect("list").json().await.expect("json");
+        let page: Value = request
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
         for m in page["items"].as_array().expect("items") {
             all.insert(
                 m["digest"].as_str().expect("digest").to_owned(),
@@ -196,12 +210,12 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
         .collect();
     // The first one alone: it makes the kv master key, the tables and the stream.
     replicas[0].start();
-    wait_ready(&replicas[0], Duration::from_secs(60)).await;
+    wait_ready(&replicas[0], Duration::from_mins(1)).await;
     for replica in &mut replicas[1..] {
         replica.start();
     }
     for replica in &replicas[1..] {
-        wait_ready(replica, Duration::from_secs(60)).await;
+        wait_ready(replica, Duration::from_mins(1)).await;
     }
     let nginx = procs::nginx(dir, &replicas.iter().map(|r| r.port).collect::<Vec<_>>());
     let lb_http = format!("http://127.0.0.1:{}", nginx.http_port);
@@ -212,43 +226,59 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
     // in on the first success. A single slow probe on a saturated two-core
     // machine is a blip, counted and reported, not a transition.
     let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let transitions: Arc<std::sync::Mutex<Vec<(usize, Instant, bool, String)>>> = Arc::default();
-    let blips: Arc<std::sync::Mutex<Vec<usize>>> = Arc::new(std::sync::Mutex::new(vec![0; replicas.len()]));
+    let transitions: Arc<std::sync::Mutex<Vec<Transition>>> = Arc::default();
+    let blips: Arc<std::sync::Mutex<Vec<usize>>> =
+        Arc::new(std::sync::Mutex::new(vec![0; replicas.len()]));
     let monitor = {
-        let probes = replicas.iter().map(Replica::url).enumerate().map(|(n, url)| {
-            let (watching, transitions, blips) = (watching.clone(), transitions.clone(), blips.clone());
-            tokio::spawn(async move {
-                let (mut ready, mut failed) = (true, 0usize);
-                while watching.load(std::sync::atomic::Ordering::Relaxed) {
-                    match readiness(&url).await {
-                        Ok(()) => {
-                            if !ready {
-                                lock(&transitions).push((n, Instant::now(), true, String::new()));
-                                ready = true;
-                            } else if failed > 0 {
-                                lock(&blips)[n] += failed;
+        let probes = replicas
+            .iter()
+            .map(Replica::url)
+            .enumerate()
+            .map(|(n, url)| {
+                let (watching, transitions, blips) =
+                    (watching.clone(), transitions.clone(), blips.clone());
+                tokio::spawn(async move {
+                    let (mut ready, mut failed) = (true, 0usize);
+                    while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                        match readiness(&url).await {
+                            Ok(()) => {
+                                if !ready {
+                                    lock(&transitions).push((
+                                        n,
+                                        Instant::now(),
+                                        true,
+                                        String::new(),
+                                    ));
+                                    ready = true;
+                                } else if failed > 0 {
+                                    lock(&blips)[n] += failed;
+                                }
+                                failed = 0;
                             }
-                            failed = 0;
-                        }
-                        Err(why) => {
-                            failed += 1;
-                            if ready && failed == PROBE_FAILURES {
-                                lock(&transitions).push((n, Instant::now(), false, why));
-                                ready = false;
+                            Err(why) => {
+                                failed += 1;
+                                if ready && failed == PROBE_FAILURES {
+                                    lock(&transitions).push((n, Instant::now(), false, why));
+                                    ready = false;
+                                }
                             }
                         }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-        });
+                })
+            });
         futures_util::future::join_all(probes.collect::<Vec<_>>())
     };
 
     // The load, the receipts jobs, and the kill.
     let acked = Arc::new(Acked::default());
     let started = Instant::now();
-    let load = tokio::spawn(load::run(acked.clone(), lb_http.clone(), lb_grpc.clone(), started + LOAD));
+    let load = tokio::spawn(load::run(
+        acked.clone(),
+        lb_http.clone(),
+        lb_grpc.clone(),
+        started + LOAD,
+    ));
     let submitting = {
         let (url, results) = (lb_http.clone(), results.clone());
         tokio::spawn(async move { receipts::submit(&url, &results, run).await })
@@ -259,7 +289,7 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
     replicas[VICTIM].proc.as_mut().expect("running").kill9();
     tokio::time::sleep(DOWN).await;
     replicas[VICTIM].start();
-    wait_ready(&replicas[VICTIM], Duration::from_secs(60)).await;
+    wait_ready(&replicas[VICTIM], Duration::from_mins(1)).await;
     let recovered = killed_at.elapsed();
     load.await.expect("load");
     let load_secs = started.elapsed().as_secs_f64();
@@ -281,7 +311,14 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
     let late: Vec<String> = failures
         .iter()
         .filter(|f| f.at < killed_at || f.at > killed_at + Duration::from_secs(3))
-        .map(|f| format!("{} at {:?} after the kill: {}", f.service, f.at.saturating_duration_since(killed_at), f.what))
+        .map(|f| {
+            format!(
+                "{} at {:?} after the kill: {}",
+                f.service,
+                f.at.saturating_duration_since(killed_at),
+                f.what
+            )
+        })
         .collect();
     assert!(late.is_empty(), "errors away from the kill: {late:#?}");
 
@@ -305,11 +342,23 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
     }
     // Readiness took the victim out and put it back; nginx sent it traffic again.
     let seen = lock(&transitions).clone();
-    let out = seen.iter().find(|(n, _, r, _)| *n == VICTIM && !r).map(|(_, at, _, _)| *at);
-    let back = seen.iter().find(|(n, _, r, _)| *n == VICTIM && *r).map(|(_, at, _, _)| *at);
-    let (out, back) = (out.expect("the victim was seen not ready"), back.expect("and ready again"));
+    let out = seen
+        .iter()
+        .find(|(n, _, r, _)| *n == VICTIM && !r)
+        .map(|(_, at, _, _)| *at);
+    let back = seen
+        .iter()
+        .find(|(n, _, r, _)| *n == VICTIM && *r)
+        .map(|(_, at, _, _)| *at);
+    let (out, back) = (
+        out.expect("the victim was seen not ready"),
+        back.expect("and ready again"),
+    );
     let others: Vec<_> = seen.iter().filter(|(n, _, _, _)| *n != VICTIM).collect();
-    assert!(others.is_empty(), "the other replicas stayed ready: {others:?}");
+    assert!(
+        others.is_empty(),
+        "the other replicas stayed ready: {others:?}"
+    );
     let back_wall = killed_wall + back.duration_since(killed_at).as_secs_f64();
     let served_again = logged
         .iter()
@@ -331,7 +380,10 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
         .iter()
         .map(|r| {
             let addr = format!("127.0.0.1:{}", r.port);
-            logged.iter().filter(|l| l.upstream.ends_with(&addr)).count()
+            logged
+                .iter()
+                .filter(|l| l.upstream.ends_with(&addr))
+                .count()
         })
         .collect();
 
@@ -340,7 +392,12 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
     for replica in &replicas {
         let all = listed(&replica.url()).await;
         for (digest, text) in &messages {
-            assert_eq!(all.get(digest), Some(text), "{digest} through {}", replica.name);
+            assert_eq!(
+                all.get(digest),
+                Some(text),
+                "{digest} through {}",
+                replica.name
+            );
         }
     }
 
@@ -353,7 +410,12 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
                 .get(GetRequest { key: key.clone() })
                 .await
                 .unwrap_or_else(|s| panic!("get {key} from {}: {s:?}", replica.name));
-            assert_eq!(&got.into_inner().value, value, "{key} from {}", replica.name);
+            assert_eq!(
+                &got.into_inner().value,
+                value,
+                "{key} from {}",
+                replica.name
+            );
         }
     }
 
@@ -375,7 +437,10 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
         for event in &page.events {
             if event.method == "add" {
                 let input: Value = serde_json::from_str(&event.input_json).expect("input json");
-                let key = (input["a"].as_i64().expect("a"), input["b"].as_i64().expect("b"));
+                let key = (
+                    input["a"].as_i64().expect("a"),
+                    input["b"].as_i64().expect("b"),
+                );
                 *history.entry(key).or_default() += 1;
             }
         }
@@ -394,7 +459,8 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
         // killed replica answered in its last moments die with it (their
         // answers may reach the client just after the kill).
         assert!(
-            *at + Duration::from_secs(1) > killed_at && *at < killed_at + Duration::from_millis(200),
+            *at + Duration::from_secs(1) > killed_at
+                && *at < killed_at + Duration::from_millis(200),
             "Add({a}, {b}) answered {:?} from the kill is not in the history",
             at.saturating_duration_since(killed_at)
         );
@@ -403,14 +469,21 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
     // counters: stop every replica cleanly (each flushes), then read PostgreSQL.
     for replica in &mut replicas {
         let proc = replica.proc.as_mut().expect("running");
-        assert!(proc.stop(Duration::from_secs(30)), "{} stops cleanly", replica.name);
+        assert!(
+            proc.stop(Duration::from_secs(30)),
+            "{} stops cleanly",
+            replica.name
+        );
     }
-    let pool = sqlx::PgPool::connect(&testkit::postgres_url()).await.expect("pg");
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as(&format!("SELECT key, value FROM {schema}.counters WHERE key LIKE 'fleet-counter-%'"))
-            .fetch_all(&pool)
-            .await
-            .expect("counters");
+    let pool = sqlx::PgPool::connect(&testkit::postgres_url())
+        .await
+        .expect("pg");
+    let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT key, value FROM {schema}.counters WHERE key LIKE 'fleet-counter-%'"
+    ))
+    .fetch_all(&pool)
+    .await
+    .expect("counters");
     pool.close().await;
     let stored: HashMap<String, i64> = rows.into_iter().collect();
     let counted = lock(&acked.counters).clone();
@@ -426,34 +499,103 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
         in_flight_counted += total - sum;
     }
     let keys: HashSet<&String> = stored.keys().collect();
-    assert!(keys.iter().all(|k| counted.contains_key(*k) || uncertain.contains_key(*k)));
+    assert!(
+        keys.iter()
+            .all(|k| counted.contains_key(*k) || uncertain.contains_key(*k))
+    );
 
     // The figures.
     let increments = *lock(&acked.increments);
     let _ = writeln!(report, "| what | figure |\n|---|--:|");
     let rows = [
-        ("load through nginx", format!("{load_secs:.1} s, {} tasks per service", load::TASKS)),
-        ("messages acknowledged (all read back through each of 3 replicas)", messages.len().to_string()),
-        ("counter increments acknowledged (16 keys)", increments.to_string()),
-        ("kv sets acknowledged (all read back from each replica)", kv_sets.len().to_string()),
+        (
+            "load through nginx",
+            format!("{load_secs:.1} s, {} tasks per service", load::TASKS),
+        ),
+        (
+            "messages acknowledged (all read back through each of 3 replicas)",
+            messages.len().to_string(),
+        ),
+        (
+            "counter increments acknowledged (16 keys)",
+            increments.to_string(),
+        ),
+        (
+            "kv sets acknowledged (all read back from each replica)",
+            kv_sets.len().to_string(),
+        ),
         ("calc Adds answered", answered.len().to_string()),
-        ("requests per replica (nginx access log)", format!("{per_replica:?}")),
-        ("errors the load saw, all within 3 s of the kill", format!("{} {failed_by:?}", failures.len())),
-        ("5xx answered by nginx, all from the killed replica's address", lb_errors.len().to_string()),
-        ("killed replica out after the kill (3 failed probes, 100 ms apart)", format!("{:.2} s", out.saturating_duration_since(killed_at).as_secs_f64())),
-        ("killed replica ready again after the kill (restart after 2 s)", format!("{:.2} s", recovered.as_secs_f64())),
-        ("readiness probes that failed once and then passed (per replica; never 3 in a row on a live one)", format!("{:?}", lock(&blips))),
-        ("requests nginx sent the restarted replica", served_again.to_string()),
-        ("counters: total in PostgreSQL − acknowledged (increments of failed requests that did count)", in_flight_counted.to_string()),
-        ("calc events missing from the history (answered < 1 s before the kill by the replica that died)", missing.len().to_string()),
-        ("calc events in the history twice (at-least-once)", duplicates.to_string()),
-        ("receipts jobs (2 fixtures, 798 new transactions, 200 duplicates)", receipts::JOBS.to_string()),
-        ("receipts submissions refused and sent again", resubmitted.to_string()),
-        ("receipts results (OK / INVALID)", format!("{} ({} / {})", receipts.results, receipts.ok, receipts.invalid)),
-        ("receipts jobs with more than one result (redelivered after the kill)", receipts.duplicate_results.to_string()),
-        ("transactions / ledger items (each claimed once)", format!("{} / {}", receipts.transactions, receipts.ledger_items)),
+        (
+            "requests per replica (nginx access log)",
+            format!("{per_replica:?}"),
+        ),
+        (
+            "errors the load saw, all within 3 s of the kill",
+            format!("{} {failed_by:?}", failures.len()),
+        ),
+        (
+            "5xx answered by nginx, all from the killed replica's address",
+            lb_errors.len().to_string(),
+        ),
+        (
+            "killed replica out after the kill (3 failed probes, 100 ms apart)",
+            format!(
+                "{:.2} s",
+                out.saturating_duration_since(killed_at).as_secs_f64()
+            ),
+        ),
+        (
+            "killed replica ready again after the kill (restart after 2 s)",
+            format!("{:.2} s", recovered.as_secs_f64()),
+        ),
+        (
+            "readiness probes that failed once and then passed (per replica; never 3 in a row on a live one)",
+            format!("{:?}", lock(&blips)),
+        ),
+        (
+            "requests nginx sent the restarted replica",
+            served_again.to_string(),
+        ),
+        (
+            "counters: total in PostgreSQL − acknowledged (increments of failed requests that did count)",
+            in_flight_counted.to_string(),
+        ),
+        (
+            "calc events missing from the history (answered < 1 s before the kill by the replica that died)",
+            missing.len().to_string(),
+        ),
+        (
+            "calc events in the history twice (at-least-once)",
+            duplicates.to_string(),
+        ),
+        (
+            "receipts jobs (2 fixtures, 798 new transactions, 200 duplicates)",
+            receipts::JOBS.to_string(),
+        ),
+        (
+            "receipts submissions refused and sent again",
+            resubmitted.to_string(),
+        ),
+        (
+            "receipts results (OK / INVALID)",
+            format!(
+                "{} ({} / {})",
+                receipts.results, receipts.ok, receipts.invalid
+            ),
+        ),
+        (
+            "receipts jobs with more than one result (redelivered after the kill)",
+            receipts.duplicate_results.to_string(),
+        ),
+        (
+            "transactions / ledger items (each claimed once)",
+            format!("{} / {}", receipts.transactions, receipts.ledger_items),
+        ),
         ("receipts dead letters", receipts.dead_letters.to_string()),
-        ("every job answered after", format!("{:.1} s", receipts.drained_after.as_secs_f64())),
+        (
+            "every job answered after",
+            format!("{:.1} s", receipts.drained_after.as_secs_f64()),
+        ),
     ];
     for (what, figure) in rows {
         let _ = writeln!(report, "| {what} | {figure} |");

@@ -93,7 +93,9 @@ pub(crate) fn nats(dir: &Path) -> (Proc, u16) {
     let store = dir.join("nats");
     let log = dir.join("nats.log");
     let proc = Proc::spawn(
-        Command::new(bin).args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]).arg(&store),
+        Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store),
         &log,
     );
     wait_for_port(port, "nats-server", &log);
@@ -131,7 +133,12 @@ pub(crate) struct Replica {
 }
 
 impl Replica {
-    pub(crate) fn new(name: &str, dir: &Path, args: Vec<String>, env: Vec<(String, String)>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        dir: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let data_dir = dir.join(name);
         std::fs::create_dir_all(&data_dir).expect("data dir");
         #[cfg(unix)]

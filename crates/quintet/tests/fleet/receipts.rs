@@ -50,7 +50,7 @@ fn transaction(i: usize, run: u32) -> String {
 
 fn receipt(i: usize, run: u32) -> String {
     match i {
-        0 | 800..850 if i % 2 == 0 => fixture(1),
+        0 | 800..850 if i.is_multiple_of(2) => fixture(1),
         1 | 800..850 => fixture(2),
         _ => synthetic(&transaction(i, run)),
     }
@@ -68,7 +68,8 @@ pub(crate) async fn submit(url: &str, results_queue: &str, run: u32) -> u64 {
         let mut calls = tokio::task::JoinSet::new();
         for i in batch {
             let client = client.clone();
-            let body = json!({ "receipt": receipt(i, run), "user_id": i, "post_queue": results_queue });
+            let body =
+                json!({ "receipt": receipt(i, run), "user_id": i, "post_queue": results_queue });
             let url = format!("{url}/receipts/jobs");
             calls.spawn(async move {
                 let accepted = client
@@ -108,7 +109,10 @@ async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str, deadline: Instant) -> 
         match sqs.get_queue_url().queue_name(name).send().await {
             Ok(out) => return out.queue_url().expect("url").to_owned(),
             Err(e) => {
-                assert!(Instant::now() < deadline, "queue {name} never appeared: {e:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "queue {name} never appeared: {e:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -124,10 +128,9 @@ async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
         .send()
         .await
         .expect("queue attributes");
-    attrs
-        .attributes()
-        .map(|a| a.values().map(|v| v.parse::<u64>().unwrap_or(0)).sum())
-        .unwrap_or(0)
+    attrs.attributes().map_or(0, |a| {
+        a.values().map(|v| v.parse::<u64>().unwrap_or(0)).sum()
+    })
 }
 
 /// Reads every result from SQS (until each job has one), then checks the
@@ -142,7 +145,7 @@ pub(crate) async fn check(
     let (input, dead, results) = queues;
     let config = platform::aws::sdk_config(&platform::aws::AwsSettings::moto(moto)).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_mins(2);
     let results_url = queue_url(&sqs, results, deadline).await;
     let mut by_job: HashMap<u64, Vec<Value>> = HashMap::new();
     let mut total = 0;
@@ -219,14 +222,21 @@ pub(crate) async fn check(
                 Some(AttributeValue::N(n)) => n.parse().expect("user_id"),
                 other => panic!("ledger user_id: {other:?}"),
             };
-            assert!(ledger.insert(tx, user).is_none(), "one item per transaction");
+            assert!(
+                ledger.insert(tx, user).is_none(),
+                "one item per transaction"
+            );
         }
         start = page.last_evaluated_key().cloned();
         if start.is_none() {
             break;
         }
     }
-    assert_eq!(ledger.len(), transactions.len(), "each transaction claimed once");
+    assert_eq!(
+        ledger.len(),
+        transactions.len(),
+        "each transaction claimed once"
+    );
     for (tx, user) in &ledger {
         assert!(
             ok_job.get(tx).is_some_and(|jobs| jobs.contains(user)),
@@ -239,7 +249,10 @@ pub(crate) async fn check(
     // The last deletes of the input queue follow the results by moments.
     let drain_deadline = Instant::now() + Duration::from_secs(30);
     while depth(&sqs, &input_url).await > 0 {
-        assert!(Instant::now() < drain_deadline, "the input queue was not drained");
+        assert!(
+            Instant::now() < drain_deadline,
+            "the input queue was not drained"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Outcome {
