@@ -164,6 +164,12 @@ pub struct ServerConfig {
     /// Log format: `auto` is JSON lines when stdout is not a terminal, human-readable when it is.
     #[arg(long, env = "QUINTET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+
+    /// Export traces to this OpenTelemetry collector over OTLP/gRPC
+    /// (`http://otel-collector:4317`); W3C `traceparent` is then accepted on every
+    /// request and passed on. Off when unset: no span is built.
+    #[arg(long, env = "QUINTET_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Whether and how the listener speaks TLS.

@@ -41,6 +41,7 @@ pub mod service;
 pub mod telemetry;
 pub mod tls;
 pub mod tokens;
+pub mod trace;
 mod workers;
 
 pub use config::{ResolvedConfig, ServerConfig};

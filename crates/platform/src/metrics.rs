@@ -26,6 +26,10 @@ pub const STORE_COMMIT_BATCH_SIZE: &str = "quintet_store_commit_batch_size";
 /// Seconds one group-commit transaction took to become durable (its writes
 /// and its fsync), by `store` (histogram).
 pub const STORE_COMMIT_SECONDS: &str = "quintet_store_commit_seconds";
+/// Spans sent to the OTLP collector (`--otlp-endpoint`).
+pub const TRACE_SPANS_EXPORTED_TOTAL: &str = "quintet_trace_spans_exported_total";
+/// Batches of spans the OTLP collector did not take (the spans are lost).
+pub const TRACE_EXPORT_FAILURES_TOTAL: &str = "quintet_trace_export_failures_total";
 
 /// A count (connections, clients, batch size) as the `f64` a gauge or histogram
 /// records: exact up to 2^53, far beyond any count platform keeps.
@@ -47,6 +51,17 @@ pub fn describe() {
         Unit::Count,
         "Connections the server closed, by reason (handshake_timeout, tls_failed, idle, \
          evicted, refused)."
+    );
+    describe_counter!(
+        TRACE_SPANS_EXPORTED_TOTAL,
+        Unit::Count,
+        "Spans the OTLP collector took (--otlp-endpoint)."
+    );
+    describe_counter!(
+        TRACE_EXPORT_FAILURES_TOTAL,
+        Unit::Count,
+        "Batches of spans the OTLP collector did not take; their spans are lost \
+         (--otlp-endpoint)."
     );
     describe_counter!(
         REQUEST_TIMEOUTS_TOTAL,

@@ -31,6 +31,24 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// Installs the global log subscriber; later calls are no-ops.
 pub fn init_logging(format: LogFormat) {
+    let _ = init(format, None);
+}
+
+/// Installs the global log subscriber and, with an OTLP endpoint, the trace
+/// exporter beside it (see [`crate::trace`]); later calls install nothing.
+/// Needs the Tokio runtime when `otlp` is set (the exporter's batches run
+/// on it).
+///
+/// # Errors
+/// `otlp` is not an http(s) URL, or the exporter cannot be built.
+pub fn init(
+    format: LogFormat,
+    otlp: Option<&str>,
+) -> Result<Option<crate::trace::Traces>, crate::trace::EndpointError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = std::env::var("QUINTET_LOG")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
@@ -41,19 +59,34 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    let _ = if json {
-        builder
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stdout)
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init()
+            .boxed()
     } else {
-        builder.try_init()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stdout)
+            .boxed()
+    }
+    .with_filter(filter);
+    let Some(endpoint) = otlp else {
+        let _ = tracing_subscriber::registry().with(logs).try_init();
+        return Ok(None);
     };
+    // Spans at info and above, whatever the log filter says: turning logs
+    // down must not cut traces.
+    let (spans, traces) = crate::trace::layer(endpoint)?;
+    let spans = spans.with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init();
+    tracing::info!(%endpoint, "traces: exported over OTLP/gRPC");
+    Ok(Some(traces))
 }
 
 /// The process-wide Prometheus recorder (installed on first use).

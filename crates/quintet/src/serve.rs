@@ -11,7 +11,11 @@ use crate::stores::{self, Configured, EventsUrl, QueueUrl, StoreUrl};
 /// Runs `quintet serve` until SIGTERM or SIGINT. A refused option value
 /// exits 2 with the usage, before anything binds or touches the data dir.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::init_logging(args.server.log_format);
+    let traces = match telemetry::init(args.server.log_format, args.server.otlp_endpoint.as_deref())
+    {
+        Ok(traces) => traces,
+        Err(refused) => refuse("serve", format!("invalid value for {refused}")),
+    };
     let app = match Application::build(args).await {
         Ok(app) => app,
         Err(error) => match error.downcast_ref::<InvalidConfig>() {
@@ -21,7 +25,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Before the `listening` line: a SIGTERM right after it must drain, not kill.
     let shutdown = shutdown_signal();
-    app.run_until_stopped(shutdown).await
+    let served = app.run_until_stopped(shutdown).await;
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
+    served
 }
 
 /// Where each service keeps its data, each URL with the option that set it.

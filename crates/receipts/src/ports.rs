@@ -58,6 +58,8 @@ pub struct Delivery {
     pub sent_at_ms: i64,
     /// The `reason` attribute it was sent with ([`Outgoing::reason`]).
     pub reason: Option<String>,
+    /// The trace context it was sent in ([`Outgoing::traceparent`]).
+    pub traceparent: Option<String>,
 }
 
 /// A message to send; `reason` travels as an attribute (dead letters carry why).
@@ -67,6 +69,10 @@ pub struct Outgoing {
     pub body: Vec<u8>,
     /// Why it is sent (dead letters carry it).
     pub reason: Option<String>,
+    /// The W3C `traceparent` of the span that sent it, when traces are
+    /// exported: the receiver's work joins the sender's trace. Travels as a
+    /// message attribute, like `reason`.
+    pub traceparent: Option<String>,
 }
 
 /// A message queue with at-least-once delivery and visibility timeouts.

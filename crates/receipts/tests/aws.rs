@@ -53,6 +53,7 @@ async fn fresh_queue(queue: &SqsJobQueue, label: &str) -> QueueRef {
 
 fn message(body: &str) -> Outgoing {
     Outgoing {
+        traceparent: None,
         body: body.as_bytes().to_vec(),
         reason: None,
     }
@@ -258,6 +259,7 @@ async fn sqs_batches_over_the_call_payload_limit_are_split_and_all_sent() {
     let name = fresh_queue(&queue, "big-batch").await;
     let batch: Vec<Outgoing> = (0..6u8)
         .map(|i| Outgoing {
+            traceparent: None,
             body: vec![b'a' + i; 200 * 1024],
             reason: Some(format!("part {i}")),
         })
@@ -280,6 +282,7 @@ async fn sqs_bodies_that_are_not_text_are_refused_alone() {
             &name,
             &[
                 Outgoing {
+                    traceparent: None,
                     body: vec![0xff, 0xfe, 0x00],
                     reason: None,
                 },

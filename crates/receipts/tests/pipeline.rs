@@ -198,6 +198,7 @@ async fn submit_body(rig: &Rig, body: Value) -> String {
             .send_batch(
                 &name("receipts"),
                 &[Outgoing {
+                    traceparent: None,
                     body: body.to_string().into_bytes(),
                     reason: None,
                 }],

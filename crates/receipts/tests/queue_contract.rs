@@ -53,6 +53,7 @@ queue_contract_on_redb!(
     more_than_ten_entries_is_an_error,
     visible_messages_come_in_send_order,
     the_reason_attribute_round_trips,
+    the_trace_context_round_trips_and_goes_with_the_message,
     concurrent_receivers_never_share_a_message,
 );
 
@@ -81,6 +82,7 @@ queue_contract_on_sqs!(
     more_than_ten_entries_is_an_error,
     visible_messages_come_in_send_order,
     the_reason_attribute_round_trips,
+    the_trace_context_round_trips_and_goes_with_the_message,
 );
 
 async fn connect_sqs() -> Arc<dyn JobQueue> {
@@ -107,6 +109,7 @@ async fn fresh_queue(queue: &Arc<dyn JobQueue>, label: &str) -> QueueRef {
 
 fn message(body: &str) -> Outgoing {
     Outgoing {
+        traceparent: None,
         body: body.as_bytes().to_vec(),
         reason: None,
     }
@@ -335,10 +338,12 @@ async fn unknown_queue_is_no_such_queue(queue: Arc<dyn JobQueue>) {
 async fn bodies_over_256_kib_are_too_large(queue: Arc<dyn JobQueue>) {
     let name = fresh_queue(&queue, "large").await;
     let largest = Outgoing {
+        traceparent: None,
         body: vec![b'a'; MAX_BODY_BYTES],
         reason: None,
     };
     let over = Outgoing {
+        traceparent: None,
         body: vec![b'b'; MAX_BODY_BYTES + 1],
         reason: None,
     };
@@ -407,6 +412,7 @@ async fn the_reason_attribute_round_trips(queue: Arc<dyn JobQueue>) {
     let name = fresh_queue(&queue, "reason").await;
     let batch = [
         Outgoing {
+            traceparent: None,
             body: b"{\"user_id\":1}".to_vec(),
             reason: Some("job body is not a valid job: user_id: missing field".into()),
         },
@@ -430,6 +436,71 @@ async fn the_reason_attribute_round_trips(queue: Arc<dyn JobQueue>) {
         got[1].reason.as_deref(),
         Some("job body is not a valid job: user_id: missing field")
     );
+}
+
+/// A message sent with a trace context is received with it, every time it
+/// is delivered; one sent without is received without; deleting the
+/// message deletes its context.
+async fn the_trace_context_round_trips_and_goes_with_the_message(queue: Arc<dyn JobQueue>) {
+    const CONTEXT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let name = fresh_queue(&queue, "trace").await;
+    let batch = [
+        Outgoing {
+            traceparent: Some(CONTEXT.into()),
+            body: b"traced".to_vec(),
+            reason: Some("why".into()),
+        },
+        message("plain"),
+    ];
+    let outcomes = queue.send_batch(&name, &batch).await.expect("send");
+    assert!(outcomes.iter().all(Result::is_ok));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let more = queue
+            .receive(&name, MAX_BATCH, Duration::from_secs(1), Duration::ZERO)
+            .await
+            .expect("receive");
+        assert!(!more.is_empty());
+        got.extend(more);
+    }
+    got.sort_by_key(|d| d.body.clone());
+    assert_eq!(got[0].body, b"plain");
+    assert_eq!(got[0].traceparent, None);
+    assert_eq!(got[1].traceparent.as_deref(), Some(CONTEXT));
+    assert_eq!(got[1].reason.as_deref(), Some("why"));
+    // Delivered again (visibility 0): the context comes again.
+    let again = receive_until(&queue, &name, 2).await;
+    let traced = again
+        .iter()
+        .find(|d| d.body == b"traced")
+        .expect("redelivered");
+    assert_eq!(traced.traceparent.as_deref(), Some(CONTEXT));
+    assert!(traced.receive_count >= 2);
+    let handles: Vec<String> = again.iter().map(|d| d.handle.clone()).collect();
+    let deleted = queue.delete_batch(&name, &handles).await.expect("delete");
+    assert!(deleted.iter().all(Result::is_ok));
+    assert!(
+        queue
+            .receive(&name, MAX_BATCH, Duration::ZERO, LONG)
+            .await
+            .expect("receive")
+            .is_empty()
+    );
+}
+
+/// Receives until `count` deliveries arrived (visibility `LONG`).
+async fn receive_until(queue: &Arc<dyn JobQueue>, name: &QueueRef, count: usize) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < count && Instant::now() < deadline {
+        got.extend(
+            queue
+                .receive(name, MAX_BATCH, Duration::from_secs(1), LONG)
+                .await
+                .expect("receive"),
+        );
+    }
+    got
 }
 
 /// Receivers racing on one queue each get their own messages, once.
@@ -491,6 +562,7 @@ async fn messages_survive_reopening_the_file() {
             &[
                 message("a"),
                 Outgoing {
+                    traceparent: None,
                     body: b"b".to_vec(),
                     reason: Some("why".into()),
                 },

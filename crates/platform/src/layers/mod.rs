@@ -6,6 +6,7 @@ pub mod guard;
 pub mod observe;
 pub mod rate_limit;
 pub mod timeout;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -48,7 +49,8 @@ impl LayerState {
     }
 }
 
-/// Wraps a service's routes, outermost first: observe (metrics and access
+/// Wraps a service's routes, outermost first: the request's trace span
+/// (only with `--otlp-endpoint`, [`trace`]), observe (metrics and access
 /// log, so every answer below is counted, 401 and 429 included), then the
 /// guard (size limits of the URI and the announced body, bearer auth with
 /// failed attempts rate-limited per address, the admin scope on admin
@@ -64,12 +66,19 @@ pub fn service_stack(service: &'static str, router: Router, state: &LayerState) 
         max_body_bytes: state.config.max_body_bytes,
         concurrency: state.concurrency.clone(),
     };
-    router
+    let router = router
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(guard::ServiceLayer::new(
             guard,
             observe::RouteMetrics::for_service(service),
-        ))
+        ));
+    // Outermost, so refusals (401, 429, 413) are traced too; only when
+    // traces are exported, so a server without --otlp-endpoint pays nothing.
+    if crate::trace::enabled() {
+        router.layer(middleware::from_fn(trace::span))
+    } else {
+        router
+    }
 }
 
 /// Ops routes are public and unthrottled: they are only observed.

@@ -29,3 +29,4 @@ mod receipts;
 mod receipts_aws;
 mod security;
 mod support;
+mod traces;

@@ -134,7 +134,14 @@ fn queue_name(name: String) -> Result<QueueRef, ApiError> {
 async fn send_one(state: &AppState, queue: &QueueRef, body: Vec<u8>) -> Result<String, ApiError> {
     let mut outcomes = state
         .queue
-        .send_batch(queue, &[Outgoing { body, reason: None }])
+        .send_batch(
+            queue,
+            &[Outgoing {
+                traceparent: platform::trace::traceparent(),
+                body,
+                reason: None,
+            }],
+        )
         .await?;
     let engine = state.queue.kind();
     Ok(outcomes.pop().ok_or_else(|| {
@@ -300,6 +307,10 @@ pub struct Message {
     /// Why it was sent here (dead letters carry the reason).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    /// The W3C trace context it was sent in (with `--otlp-endpoint`: a result
+    /// carries its job's), for a consumer to continue the trace.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub traceparent: Option<String>,
 }
 
 /// What a receive returned.
@@ -354,6 +365,7 @@ fn message(delivery: Delivery) -> Message {
         body: String::from_utf8_lossy(&delivery.body).into_owned(),
         receive_count: delivery.receive_count,
         reason: delivery.reason,
+        traceparent: delivery.traceparent,
     }
 }
 

@@ -34,6 +34,7 @@ use futures_util::future::join_all;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::domain::{Job, QueueRef, ResultMessage, Validation, queue_name};
 use crate::ports::{
@@ -272,7 +273,8 @@ impl Pipeline {
         let handle = delivery.handle.clone();
         let sent_at_ms = delivery.sent_at_ms;
         let started = Instant::now();
-        let work = self.process(delivery);
+        let span = job_span(&delivery);
+        let work = self.process(delivery).instrument(span);
         tokio::pin!(work);
         let mut keepalive = tokio::time::interval(self.config.visibility / 2);
         keepalive.tick().await;
@@ -412,10 +414,18 @@ impl Pipeline {
         };
 
         let started = Instant::now();
+        // The results carry the job's trace context (`None` when off).
+        let traceparent = platform::trace::traceparent();
         let posts = results.iter().map(|result| {
             let body = serde_json::to_vec(result).unwrap_or_default();
-            self.sends
-                .submit(&job.post_queue, Outgoing { body, reason: None })
+            self.sends.submit(
+                &job.post_queue,
+                Outgoing {
+                    traceparent: traceparent.clone(),
+                    body,
+                    reason: None,
+                },
+            )
         });
         for posted in join_all(posts).await {
             if let Err(e) = posted {
@@ -443,6 +453,7 @@ impl Pipeline {
             .submit(
                 &self.config.dead_letter,
                 Outgoing {
+                    traceparent: platform::trace::traceparent(),
                     body: delivery.body.clone(),
                     reason: Some(reason),
                 },
@@ -499,6 +510,22 @@ impl Pipeline {
 }
 
 /// Exponential backoff from `base`, doubling per attempt, capped at `max`.
+/// The span of one job, a child of the span that sent it (its
+/// `traceparent` attribute); none when traces are not exported.
+fn job_span(delivery: &Delivery) -> tracing::Span {
+    if !platform::trace::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "receipts job",
+        otel.kind = "consumer",
+        messaging.message.id = %delivery.message_id,
+        messaging.receive_count = delivery.receive_count,
+    );
+    platform::trace::follow(&span, delivery.traceparent.as_deref());
+    span
+}
+
 fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     let factor = 1u32 << attempt.saturating_sub(1).min(16);
     base.saturating_mul(factor).min(max)

@@ -19,6 +19,7 @@
 //! `queue_bodies`, both keyed by (queue, seq), seq being the queue's send
 //! counter. Each message is in one index: `queue_ready` (queue, seq) while
 //! it is visible, `queue_hidden` (queue, `visible_at_ms`, seq) while in flight.
+//! A message sent with a trace context has it in `queue_traces`, same key.
 //! A receive first moves the hidden messages whose time has come to ready
 //! (each moves once per timeout), then takes the lowest seqs:
 //! O((batch + expired) · log n), never a scan of the queue.
@@ -378,7 +379,7 @@ impl JobQueue for RedbJobQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::store::{BODIES, MESSAGES, handle, parse_handle};
+    use super::store::{BODIES, MESSAGES, TRACES, handle, parse_handle};
     use super::*;
     use redb::ReadableTableMetadata;
 
@@ -415,6 +416,7 @@ mod tests {
 
     fn outgoing(body: &str, reason: Option<&str>) -> Outgoing {
         Outgoing {
+            traceparent: None,
             body: body.as_bytes().to_vec(),
             reason: reason.map(str::to_owned),
         }
@@ -448,6 +450,33 @@ mod tests {
             count(bodies),
             kept,
         )
+    }
+
+    #[tokio::test]
+    async fn a_trace_context_is_stored_only_when_sent_and_deleted_with_its_message() {
+        let (_dir, queue, name) = open();
+        queue.ensure(&name).await.expect("ensure");
+        let traced = Outgoing {
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            ..outgoing("traced", None)
+        };
+        queue
+            .send_batch(&name, &[traced, outgoing("plain", None)])
+            .await
+            .expect("send");
+        let trace_rows = || {
+            let txn = queue.db.begin_read().expect("read");
+            txn.open_table(TRACES).expect("traces").len().expect("len")
+        };
+        assert_eq!(trace_rows(), 1, "only the traced message has a row");
+        let got = queue
+            .receive(&name, 10, Duration::ZERO, Duration::from_mins(1))
+            .await
+            .expect("receive");
+        let handles: Vec<String> = got.iter().map(|d| d.handle.clone()).collect();
+        queue.delete_batch(&name, &handles).await.expect("delete");
+        assert_eq!(trace_rows(), 0, "deleted with its message");
+        queue.close().await;
     }
 
     #[tokio::test]

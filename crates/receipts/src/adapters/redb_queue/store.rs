@@ -26,6 +26,10 @@ pub(super) const MESSAGES: TableDefinition<(&str, u64), MetaRecord> =
     TableDefinition::new("queue_messages");
 /// (queue, seq) → body. Apart from the metadata so a receive rewrites only the latter.
 pub(super) const BODIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_bodies");
+/// (queue, seq) → the `traceparent` it was sent with; only messages sent
+/// with one are here (traces exported), so the metadata record's layout is
+/// the same with tracing on or off.
+pub(super) const TRACES: TableDefinition<(&str, u64), &str> = TableDefinition::new("queue_traces");
 /// (queue, seq) of every visible message.
 pub(super) const READY: TableDefinition<(&str, u64), ()> = TableDefinition::new("queue_ready");
 /// (queue, `visible_at_ms`, seq) of every in-flight message.
@@ -172,6 +176,7 @@ pub(super) struct Tables<'txn> {
     bodies: Table<'txn, (&'static str, u64), &'static [u8]>,
     ready: Table<'txn, (&'static str, u64), ()>,
     hidden: Table<'txn, (&'static str, u64, u64), ()>,
+    traces: Table<'txn, (&'static str, u64), &'static str>,
     /// Whether anything was written (else the transaction is aborted).
     dirty: bool,
     /// Stored messages per queue whose count changed, for the gauge.
@@ -186,6 +191,7 @@ impl<'txn> Tables<'txn> {
             bodies: txn.open_table(BODIES).map_err(unavailable)?,
             ready: txn.open_table(READY).map_err(unavailable)?,
             hidden: txn.open_table(HIDDEN).map_err(unavailable)?,
+            traces: txn.open_table(TRACES).map_err(unavailable)?,
             dirty: false,
             counts: HashMap::new(),
         })
@@ -357,6 +363,11 @@ impl<'txn> Tables<'txn> {
             self.bodies
                 .insert((q, seq), message.body.as_slice())
                 .map_err(unavailable)?;
+            if let Some(traceparent) = message.traceparent.as_deref() {
+                self.traces
+                    .insert((q, seq), traceparent)
+                    .map_err(unavailable)?;
+            }
             self.index(q, seq, now, now)?;
             count = count.saturating_add(1);
             outcomes.push(Ok(id.to_string()));
@@ -419,10 +430,16 @@ impl<'txn> Tables<'txn> {
                 );
                 self.messages.remove((q, seq)).map_err(unavailable)?;
                 self.bodies.remove((q, seq)).map_err(unavailable)?;
+                self.traces.remove((q, seq)).map_err(unavailable)?;
                 count = count.saturating_sub(1);
                 self.set_queue(queue, next_seq, count)?;
                 continue;
             };
+            let traceparent = self
+                .traces
+                .get((q, seq))
+                .map_err(unavailable)?
+                .map(|t| t.value().to_owned());
             meta.receive_count = meta.receive_count.saturating_add(1);
             meta.token = rand::random();
             meta.visible_at_ms = visible_at_ms;
@@ -438,6 +455,7 @@ impl<'txn> Tables<'txn> {
                 receive_count: meta.receive_count,
                 sent_at_ms: meta.sent_at_ms,
                 reason: meta.reason,
+                traceparent,
             });
         }
         let next_due_ms = first_due(&self.hidden, q)?;
@@ -462,6 +480,7 @@ impl<'txn> Tables<'txn> {
             self.unindex(q, seq, meta.visible_at_ms)?;
             self.messages.remove((q, seq)).map_err(unavailable)?;
             self.bodies.remove((q, seq)).map_err(unavailable)?;
+            self.traces.remove((q, seq)).map_err(unavailable)?;
             count = count.saturating_sub(1);
             deleted = true;
             outcomes.push(Ok(()));

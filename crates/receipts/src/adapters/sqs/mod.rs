@@ -38,6 +38,7 @@
 //! limit was 256 KiB; it is now 1 MiB, as on moto). The `reason` travels
 //! as a String message attribute; its characters SQS would refuse become
 //! U+FFFD, and an empty reason is not sent (SQS refuses empty attributes).
+//! A message's trace context travels the same way, as `traceparent`.
 //!
 //! Where SQS (real or moto) differs from the port's contract suite:
 //! - stale handles: real SQS answers success to a delete or visibility
@@ -75,9 +76,9 @@ use platform::aws::{AwsSettings, sdk_config};
 use platform::backend::{BackendError, FailureKind};
 use tokio_util::sync::CancellationToken;
 use wire::{
-    ACCESS_DENIED, MAX_VISIBILITY_SECONDS, MISSING_QUEUE, REASON, closed, code, delivery,
-    entry_error, entry_index, failure, is_bad_handle, reason_text, text_body, wait_seconds,
-    whole_seconds,
+    ACCESS_DENIED, MAX_VISIBILITY_SECONDS, MISSING_QUEUE, REASON, TRACEPARENT, closed, code,
+    delivery, entry_error, entry_index, failure, is_bad_handle, reason_text, text_body,
+    wait_seconds, whole_seconds,
 };
 
 use crate::domain::{QueueName, QueueRef};
@@ -296,6 +297,15 @@ impl SqsJobQueue {
                     .map_err(|e| failure("SendMessageBatch", FailureKind::Other, e))?;
                 entry = entry.message_attributes(REASON, value);
             }
+            if let Some(traceparent) = message.traceparent.as_deref().and_then(reason_text) {
+                size += TRACEPARENT.len() + "String".len() + traceparent.len();
+                let value = MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(traceparent)
+                    .build()
+                    .map_err(|e| failure("SendMessageBatch", FailureKind::Other, e))?;
+                entry = entry.message_attributes(TRACEPARENT, value);
+            }
             if fifo {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 entry = entry
@@ -442,6 +452,7 @@ impl JobQueue for SqsJobQueue {
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .message_attribute_names(REASON)
+                .message_attribute_names(TRACEPARENT)
                 .customize()
                 .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(long_poll))
                 .send();
@@ -592,21 +603,25 @@ mod tests {
     fn batches_split_by_payload_and_refused_entries_keep_their_place() {
         let queue = QueueName::new("q").expect("name");
         let big = |fill: u8| Outgoing {
+            traceparent: None,
             body: vec![fill; 200 * 1024],
             reason: None,
         };
         let messages = vec![
             big(b'a'),
             Outgoing {
+                traceparent: None,
                 body: vec![0xff],
                 reason: None,
             },
             big(b'b'),
             Outgoing {
+                traceparent: None,
                 body: b"small".to_vec(),
                 reason: Some("why".into()),
             },
             Outgoing {
+                traceparent: None,
                 body: vec![b'c'; MAX_BODY_BYTES + 1],
                 reason: None,
             },
@@ -641,6 +656,7 @@ mod tests {
     fn fifo_queues_get_a_group_and_deduplication_id_per_message() {
         let queue = QueueName::new("jobs.fifo").expect("name");
         let same = Outgoing {
+            traceparent: None,
             body: b"same".to_vec(),
             reason: None,
         };

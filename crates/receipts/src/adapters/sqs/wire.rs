@@ -16,6 +16,9 @@ pub(super) const MAX_WAIT_SECONDS: u64 = 20;
 pub(super) const MAX_VISIBILITY_SECONDS: u64 = 43_200;
 /// The message attribute that carries [`Outgoing::reason`].
 pub(super) const REASON: &str = "reason";
+/// The message attribute that carries [`Outgoing::traceparent`] (the W3C
+/// name, as OpenTelemetry's messaging instrumentations use it).
+pub(super) const TRACEPARENT: &str = platform::trace::TRACEPARENT;
 /// The codes SQS answers for a queue that does not exist (the JSON
 /// protocol's and the query protocol's), and for a queue URL that cannot be
 /// one on this endpoint (another region's, a malformed account id).
@@ -168,11 +171,14 @@ pub(super) fn delivery(message: Message) -> Option<Delivery> {
     let sent_at_ms = attribute(&MessageSystemAttributeName::SentTimestamp)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let reason = message
-        .message_attributes
-        .as_ref()
-        .and_then(|a| a.get(REASON))
-        .and_then(|v| v.string_value.clone());
+    let text = |name: &str| {
+        message
+            .message_attributes
+            .as_ref()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value.clone())
+    };
+    let (reason, traceparent) = (text(REASON), text(TRACEPARENT));
     Some(Delivery {
         message_id: message.message_id?,
         handle: message.receipt_handle?,
@@ -180,6 +186,7 @@ pub(super) fn delivery(message: Message) -> Option<Delivery> {
         receive_count,
         sent_at_ms,
         reason,
+        traceparent,
     })
 }
 

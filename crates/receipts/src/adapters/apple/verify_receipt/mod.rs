@@ -24,6 +24,7 @@ use backon::Retryable as _;
 use platform::backend::{BackendError, FailureKind, chain};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::domain::Validation;
 use crate::ports::{ReceiptValidator, ValidatorError};
@@ -275,13 +276,33 @@ impl VerifyReceiptClient {
             Endpoint::Sandbox => &self.sandbox_url,
         };
         let started = Instant::now();
+        // A client span, its context sent along as `traceparent` (only when
+        // traces are exported).
+        let span = if platform::trace::enabled() {
+            tracing::info_span!(
+                "apple verifyReceipt",
+                otel.kind = "client",
+                apple.environment = endpoint.label(),
+                http.request.method = "POST",
+                http.response.status_code = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        span.in_scope(|| platform::trace::inject(&mut headers));
         let sent = self
             .http
             .post(url.clone())
+            .headers(headers)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
+            .instrument(span.clone())
             .await;
+        if let Ok(response) = &sent {
+            span.record("http.response.status_code", response.status().as_u16());
+        }
         let answer = match sent {
             Ok(response) if response.status().is_success() => match read_bounded(response).await {
                 Ok(bytes) => parse_response(&bytes).map_or_else(Answer::BadBody, Answer::Apple),

@@ -1,0 +1,307 @@
+//! Distributed tracing: W3C Trace Context in, OpenTelemetry OTLP out.
+//!
+//! Off by default. With `--otlp-endpoint` set, [`init`] installs an
+//! OpenTelemetry layer beside the log layer and turns [`enabled`] on; then
+//! every service request gets a server span whose parent is the caller's
+//! `traceparent` header (HTTP and gRPC alike, [`crate::layers::trace`]),
+//! outgoing calls carry the current span's context ([`inject`],
+//! [`traceparent`]), and work that crosses a queue picks its parent up again
+//! on the other side ([`follow`]). Spans are batched and exported over
+//! OTLP/gRPC from a task on the server's runtime.
+//!
+//! Off, nothing of this runs: no layer is installed, no span is built, the
+//! helpers below return at their first line.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The W3C Trace Context header.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// How long one export to the collector may take.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (`--otlp-endpoint` is set).
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Why `--otlp-endpoint` was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("--otlp-endpoint '{endpoint}': {why}")]
+pub struct EndpointError {
+    endpoint: String,
+    why: String,
+}
+
+/// The exporter, kept by `serve` until it stops: [`Traces::shutdown`]
+/// exports what is still batched.
+pub struct Traces {
+    provider: SdkTracerProvider,
+}
+
+impl Traces {
+    /// Exports the spans still batched and stops the exporter (bounded by
+    /// the export timeout; a collector that is down loses them).
+    pub async fn shutdown(self) {
+        let provider = self.provider;
+        // The processor's shutdown blocks until its task has exported:
+        // off the runtime's workers, or that task could never run.
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(error) = provider.shutdown() {
+                tracing::warn!(%error, "trace export did not finish at shutdown");
+            }
+        })
+        .await;
+    }
+}
+
+/// An exporter that counts what it sends and what the collector refused,
+/// and says so in the log when exporting starts or stops failing (not once
+/// per batch: a collector down for an hour is two lines).
+#[derive(Debug)]
+struct Counted<E> {
+    inner: E,
+    failing: AtomicBool,
+}
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        let result = self.inner.export(batch).await;
+        match &result {
+            Ok(()) => {
+                metrics::counter!(crate::metrics::TRACE_SPANS_EXPORTED_TOTAL).increment(spans);
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("trace export to the OTLP collector works again");
+                }
+            }
+            Err(error) => {
+                metrics::counter!(crate::metrics::TRACE_EXPORT_FAILURES_TOTAL).increment(1);
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        %error,
+                        "trace export to the OTLP collector failed; spans are lost until it \
+                         answers (quintet_trace_export_failures_total counts the batches)"
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The tracer provider exporting to `endpoint` (an OTLP/gRPC collector,
+/// `http://host:4317`), batching on the current Tokio runtime.
+pub(crate) fn provider(endpoint: &str) -> Result<SdkTracerProvider, EndpointError> {
+    let refuse = |why: String| EndpointError {
+        endpoint: endpoint.to_owned(),
+        why,
+    };
+    let url = url::Url::parse(endpoint).map_err(|e| {
+        refuse(format!(
+            "{e}; give an OTLP/gRPC collector's URL, e.g. http://otel-collector:4317"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(refuse(
+            "an OTLP/gRPC endpoint is an http:// or https:// URL with a host, e.g. \
+             http://otel-collector:4317"
+                .to_owned(),
+        ));
+    }
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_timeout(EXPORT_TIMEOUT);
+    if url.scheme() == "https" {
+        exporter = exporter.with_tls_config(
+            opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new().with_webpki_roots(),
+        );
+    }
+    let exporter = exporter
+        .build()
+        .map_err(|e| refuse(format!("the OTLP exporter could not be built: {e}")))?;
+    let exporter = Counted {
+        inner: exporter,
+        failing: AtomicBool::new(false),
+    };
+    let processor =
+        BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("quintet");
+    }
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource.build())
+        .build())
+}
+
+/// The OpenTelemetry layer for the log subscriber, exporting to `endpoint`;
+/// turns [`enabled`] on.
+pub(crate) fn layer<S>(
+    endpoint: &str,
+) -> Result<
+    (
+        tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
+        Traces,
+    ),
+    EndpointError,
+>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    let provider = provider(endpoint)?;
+    let tracer = provider.tracer("quintet");
+    ENABLED.store(true, Ordering::Relaxed);
+    Ok((
+        tracing_opentelemetry::layer().with_tracer(tracer),
+        Traces { provider },
+    ))
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// One `traceparent` value, as a queue attribute carries it.
+struct One<'a>(Option<&'a str>);
+
+impl Extractor for One<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        if key == TRACEPARENT { self.0 } else { None }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
+    }
+}
+
+#[derive(Default)]
+struct Captured(Option<String>);
+
+impl Injector for Captured {
+    fn set(&mut self, key: &str, value: String) {
+        if key == TRACEPARENT {
+            self.0 = Some(value);
+        }
+    }
+}
+
+/// Makes the caller's context (`traceparent` in `headers`) the parent of
+/// `span`; without one, `span` starts a trace.
+pub fn follow_headers(span: &tracing::Span, headers: &http::HeaderMap) {
+    if !enabled() || headers.get(TRACEPARENT).is_none() {
+        return;
+    }
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let _ = span.set_parent(parent);
+}
+
+/// Makes the context a queued message carried (its `traceparent`) the
+/// parent of `span`.
+pub fn follow(span: &tracing::Span, traceparent: Option<&str>) {
+    if !enabled() || traceparent.is_none() {
+        return;
+    }
+    let parent = TraceContextPropagator::new().extract(&One(traceparent));
+    let _ = span.set_parent(parent);
+}
+
+/// Puts the current span's context in `headers` (`traceparent`), for an
+/// outgoing call.
+pub fn inject(headers: &mut http::HeaderMap) {
+    if !enabled() {
+        return;
+    }
+    let context = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+}
+
+/// The current span's context as a `traceparent` value, for a message sent
+/// on a queue; `None` when tracing is off.
+pub fn traceparent() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let context = tracing::Span::current().context();
+    let mut captured = Captured::default();
+    TraceContextPropagator::new().inject_context(&context, &mut captured);
+    captured.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_endpoint_is_refused_with_an_example() {
+        for bad in [
+            "collector:4317",
+            "ftp://collector:4317",
+            "http://",
+            "not a url",
+        ] {
+            let Err(error) = provider(bad) else {
+                panic!("{bad} was accepted");
+            };
+            let error = error.to_string();
+            assert!(error.starts_with("--otlp-endpoint"), "{error}");
+            assert!(error.contains("http://otel-collector:4317"), "{error}");
+        }
+    }
+
+    #[test]
+    fn off_the_helpers_do_nothing() {
+        assert!(!enabled());
+        assert_eq!(traceparent(), None);
+        let mut headers = http::HeaderMap::new();
+        inject(&mut headers);
+        assert!(headers.is_empty());
+    }
+}
