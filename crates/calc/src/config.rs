@@ -28,4 +28,11 @@ pub struct CalcConfig {
     /// that, new events are dropped and counted (`quintet_calc_events_dropped_total`).
     #[arg(long, env = "QUINTET_CALC_EVENT_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub calc_event_buffer: u64,
+
+    /// When a calculation is answered: `buffered` at once (its event is appended
+    /// within ~100 ms; a killed process loses the events not yet appended), or
+    /// `appended` only once its event is in the log (UNAVAILABLE / 503 when the
+    /// log does not take it; every answered calculation is then in the history).
+    #[arg(long, env = "QUINTET_CALC_EVENT_ACK", value_enum, default_value_t = crate::engine::recorder::EventAck::Buffered)]
+    pub calc_event_ack: crate::engine::recorder::EventAck,
 }

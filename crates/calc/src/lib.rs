@@ -62,12 +62,14 @@ pub async fn service(
         Some(log) => {
             // At most 1,000,000 (the flag's range): it fits a usize.
             let capacity = usize::try_from(config.calc_event_buffer).unwrap_or(usize::MAX);
-            let (recorder, writer) = recorder::Recorder::new(log.clone(), capacity);
+            let (recorder, writer) =
+                recorder::Recorder::with_ack(log.clone(), capacity, config.calc_event_ack);
             (recorder, Some(writer))
         }
         None => (recorder::Recorder::disabled(), None),
     };
-    // Ready when the event log answers: calculations never wait on it, but a
+    // Ready when the event log answers: calculations do not wait on it
+    // (unless --calc-event-ack appended), but a
     // log not reached (NATS down at start, PostgreSQL gone) means their
     // events only pile up in the buffer.
     let readiness = log.clone().map(|log| {

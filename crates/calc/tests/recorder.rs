@@ -1,7 +1,8 @@
 //! The recorder between the RPCs and the event log, on real logs: events
 //! reach the log in order; shutdown writes what is buffered; an outage
 //! longer than the buffer drops (and counts) events instead of blocking, and
-//! writing resumes when the log is back.
+//! writing resumes when the log is back; with `--calc-event-ack appended`
+//! a caller waits for its event's append and hears at once when it failed.
 // A failed expectation is the test failing: tests may unwrap.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use calc::adapters::postgres::PostgresEventLog;
 use calc::adapters::redb::RedbEventLog;
 use calc::domain::event::{CalculationPerformed, EventQuery, Outcome};
-use calc::engine::recorder::Recorder;
+use calc::engine::recorder::{EventAck, NotRecorded, Recorder};
 use calc::ports::EventLog;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -133,4 +134,103 @@ async fn an_outage_longer_than_the_buffer_drops_and_counts_then_writing_resumes(
     reopened.close().await;
     admin.close().await;
     testkit::drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn appended_answers_wait_for_the_append_and_fail_fast_while_the_log_is_down() {
+    let (schema, url) = testkit::postgres_schema().await;
+    let log: Arc<dyn EventLog> = Arc::new(PostgresEventLog::connect(&url).await.expect("connect"));
+    let admin = sqlx::PgPool::connect(&url).await.expect("admin");
+    let (recorder, writer) = Recorder::with_ack(log.clone(), 100, EventAck::Appended);
+    assert!(recorder.waits());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(writer.run(stop.clone()));
+
+    // Up: once record_appended returns, the events are in the log, without
+    // the 100 ms linger of the buffered mode.
+    let started = std::time::Instant::now();
+    let waits: Vec<_> = (0..50)
+        .map(|n| {
+            let recorder = recorder.clone();
+            tokio::spawn(async move { recorder.record_appended(event(n)).await })
+        })
+        .collect();
+    for wait in waits {
+        wait.await.expect("task").expect("appended");
+    }
+    assert_eq!(all(log.as_ref()).await.len(), 50);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Down: the caller hears at once that its event is not in the log…
+    sqlx::query("ALTER TABLE calc_events RENAME TO calc_events_away")
+        .execute(&admin)
+        .await
+        .expect("rename");
+    // Twenty callers at once: those in the failing batch and those queued
+    // behind it all hear at once, none waits out the retries.
+    let started = std::time::Instant::now();
+    let waits: Vec<_> = (50..70)
+        .map(|n| {
+            let recorder = recorder.clone();
+            tokio::spawn(async move { recorder.record_appended(event(n)).await })
+        })
+        .collect();
+    for wait in waits {
+        assert_eq!(wait.await.expect("task"), Err(NotRecorded::LogFailed));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a failed append answers at its first attempt, not after the retries: {:?}",
+        started.elapsed()
+    );
+    // While it is down, a caller is refused without queueing.
+    assert_eq!(
+        recorder.record_appended(event(70)).await,
+        Err(NotRecorded::LogFailed)
+    );
+    // …and the writer keeps the event: it lands once the log is back
+    // (at-least-once: a caller that retried would add a second).
+    sqlx::query("ALTER TABLE calc_events_away RENAME TO calc_events")
+        .execute(&admin)
+        .await
+        .expect("rename back");
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids = all(log.as_ref()).await;
+        if ids.len() >= 70 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The twenty queued before it went down are kept and written; the one
+    // refused without queueing is not (its caller got no answer).
+    let mut late: Vec<&str> = ids[50..].iter().map(String::as_str).collect();
+    late.sort_unstable();
+    let mut expected: Vec<String> = (50..70).map(|n| format!("req-{n}")).collect();
+    expected.sort_unstable();
+    assert_eq!(
+        late, expected,
+        "the refused events were written by the retries"
+    );
+
+    // Stopped: refused, never waiting.
+    stop.cancel();
+    task.await.expect("writer stops");
+    assert_eq!(
+        recorder.record_appended(event(51)).await,
+        Err(NotRecorded::Stopped)
+    );
+    admin.close().await;
+    testkit::drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn without_a_log_there_is_nothing_to_wait_for() {
+    let recorder = Recorder::disabled();
+    assert!(!recorder.waits());
+    assert_eq!(recorder.record_appended(event(1)).await, Ok(()));
 }

@@ -35,6 +35,7 @@ pub fn status(error: CalcError) -> Status {
     let message = error.to_string();
     match error {
         CalcError::Cancelled => Status::cancelled(message),
+        CalcError::NotRecorded(_) => Status::unavailable(message),
         CalcError::Internal(detail) => {
             tracing::error!(error = %detail, "calculation failed");
             Status::internal("calculation failed")
@@ -76,8 +77,11 @@ pub struct CalcGrpc {
 }
 
 impl CalcGrpc {
-    fn binary(&self, op: Operation, a: i64, b: i64, request_id: &str) -> Result<i64, Status> {
-        self.calculator.binary(op, a, b, request_id).map_err(status)
+    async fn binary(&self, op: Operation, a: i64, b: i64, request_id: &str) -> Result<i64, Status> {
+        self.calculator
+            .binary(op, a, b, request_id)
+            .await
+            .map_err(status)
     }
 }
 
@@ -88,7 +92,7 @@ impl CalculatorRpc for CalcGrpc {
     async fn add(&self, request: Request<AddRequest>) -> Result<Response<AddResponse>, Status> {
         let id = request_id(&request);
         let r = request.into_inner();
-        let result = self.binary(Operation::Add, r.a, r.b, &id)?;
+        let result = self.binary(Operation::Add, r.a, r.b, &id).await?;
         Ok(Response::new(AddResponse { result }))
     }
 
@@ -98,7 +102,7 @@ impl CalculatorRpc for CalcGrpc {
     ) -> Result<Response<SubtractResponse>, Status> {
         let id = request_id(&request);
         let r = request.into_inner();
-        let result = self.binary(Operation::Subtract, r.a, r.b, &id)?;
+        let result = self.binary(Operation::Subtract, r.a, r.b, &id).await?;
         Ok(Response::new(SubtractResponse { result }))
     }
 
@@ -108,7 +112,7 @@ impl CalculatorRpc for CalcGrpc {
     ) -> Result<Response<MultiplyResponse>, Status> {
         let id = request_id(&request);
         let r = request.into_inner();
-        let result = self.binary(Operation::Multiply, r.a, r.b, &id)?;
+        let result = self.binary(Operation::Multiply, r.a, r.b, &id).await?;
         Ok(Response::new(MultiplyResponse { result }))
     }
 
@@ -118,7 +122,7 @@ impl CalculatorRpc for CalcGrpc {
     ) -> Result<Response<DivideResponse>, Status> {
         let id = request_id(&request);
         let r = request.into_inner();
-        let result = self.binary(Operation::Divide, r.a, r.b, &id)?;
+        let result = self.binary(Operation::Divide, r.a, r.b, &id).await?;
         Ok(Response::new(DivideResponse { result }))
     }
 
@@ -128,6 +132,7 @@ impl CalculatorRpc for CalcGrpc {
         let result = self
             .calculator
             .fold(Operation::Max, &r.values, &id)
+            .await
             .map_err(status)?;
         Ok(Response::new(MaxResponse { result }))
     }
@@ -138,6 +143,7 @@ impl CalculatorRpc for CalcGrpc {
         let result = self
             .calculator
             .fold(Operation::Min, &r.values, &id)
+            .await
             .map_err(status)?;
         Ok(Response::new(MinResponse { result }))
     }

@@ -104,13 +104,13 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::Request(e) => e.status,
             ApiError::Calc(CalcError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Calc(CalcError::Cancelled) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Calc(CalcError::Cancelled | CalcError::NotRecorded(_))
+            | ApiError::History(HistoryError::Log(EventLogError::Unavailable(_))) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             // Well-formed, but not computable: invalid arguments and values out of range alike.
             ApiError::Calc(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::History(HistoryError::Disabled) => StatusCode::NOT_FOUND,
-            ApiError::History(HistoryError::Log(EventLogError::Unavailable(_))) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
             ApiError::History(HistoryError::Log(EventLogError::Corrupt { .. })) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -220,23 +220,23 @@ fn request_id(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-fn binary(
+async fn binary(
     calculator: &Calculator,
     op: Operation,
     headers: &HeaderMap,
     Operands { a, b }: Operands,
 ) -> Result<Json<ResultBody>, ApiError> {
-    let result = calculator.binary(op, a, b, request_id(headers))?;
+    let result = calculator.binary(op, a, b, request_id(headers)).await?;
     Ok(Json(ResultBody { result }))
 }
 
-fn fold(
+async fn fold(
     calculator: &Calculator,
     op: Operation,
     headers: &HeaderMap,
     Values { values }: Values,
 ) -> Result<Json<ResultBody>, ApiError> {
-    let result = calculator.fold(op, &values, request_id(headers))?;
+    let result = calculator.fold(op, &values, request_id(headers)).await?;
     Ok(Json(ResultBody { result }))
 }
 
@@ -265,7 +265,7 @@ macro_rules! int_route {
             headers: HeaderMap,
             JsonBody(body): JsonBody<$body>,
         ) -> Result<Json<ResultBody>, ApiError> {
-            $run(&calculator, $op, &headers, body)
+            $run(&calculator, $op, &headers, body).await
         }
     };
 }

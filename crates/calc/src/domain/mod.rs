@@ -77,6 +77,13 @@ pub enum CalcError {
     /// invariant): a bug, not the caller's fault.
     #[error("the calculation failed: {0}")]
     Internal(String),
+    /// The answer is held back because its event could not be recorded and
+    /// the server answers only recorded calculations (`--calc-event-ack
+    /// appended`); the reason names why. Retrying is safe.
+    #[error(
+        "{0}; the answer is given only once its event is recorded (--calc-event-ack appended): retry"
+    )]
+    NotRecorded(String),
 }
 
 impl CalcError {
@@ -94,6 +101,7 @@ impl CalcError {
             CalcError::InvertedRange { .. } => "inverted_range",
             CalcError::Cancelled => "cancelled",
             CalcError::Internal(_) => "internal",
+            CalcError::NotRecorded(_) => "not_recorded",
         }
     }
 

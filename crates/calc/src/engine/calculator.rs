@@ -1,7 +1,9 @@
 //! The calculator as the interfaces see it: every method validates, computes
 //! (prime work on the blocking pool, a bounded number at a time, stopped when
 //! the caller goes away) and records one `CalculationPerformed` — answered,
-//! refused or cancelled — without waiting on the event log.
+//! refused or cancelled — without waiting on the event log, or, with
+//! `--calc-event-ack appended`, answering a unary call only once its event
+//! is in the log (a `Primes` stream's event follows the stream).
 //!
 //! gRPC and REST both call this, so both behave and record the same.
 
@@ -60,7 +62,10 @@ impl Calculator {
     }
 
     /// `a op b` for the binary operations (add, subtract, multiply, divide).
-    pub fn binary(
+    ///
+    /// # Errors
+    /// The operation's refusal, or [`CalcError::NotRecorded`].
+    pub async fn binary(
         &self,
         op: Operation,
         a: i64,
@@ -69,15 +74,25 @@ impl Calculator {
     ) -> Result<i64, CalcError> {
         let answer = op.apply(a, b);
         self.event(op.name(), request_id, json!({"a": a, "b": b}))
-            .finish(Outcome::of(&answer));
+            .settle(Outcome::of(&answer))
+            .await?;
         answer
     }
 
     /// `Max`/`Min` over the values.
-    pub fn fold(&self, op: Operation, values: &[i64], request_id: &str) -> Result<i64, CalcError> {
+    ///
+    /// # Errors
+    /// The operation's refusal, or [`CalcError::NotRecorded`].
+    pub async fn fold(
+        &self,
+        op: Operation,
+        values: &[i64],
+        request_id: &str,
+    ) -> Result<i64, CalcError> {
         let answer = domain::fold(op, values);
         self.event(op.name(), request_id, json!({"values": values}))
-            .finish(Outcome::of(&answer));
+            .settle(Outcome::of(&answer))
+            .await?;
         answer
     }
 
@@ -86,7 +101,7 @@ impl Calculator {
     pub async fn nth_primes(&self, n: Vec<u64>, request_id: &str) -> Result<Vec<u64>, CalcError> {
         let event = self.event("nth_primes", request_id, json!({"n": &n}));
         let answer = self.sieve_nth(n).await;
-        event.finish(Outcome::of(&answer));
+        event.settle(Outcome::of(&answer)).await?;
         answer
     }
 
@@ -157,10 +172,12 @@ impl Calculator {
             None
         };
         if let Some(error) = refused {
-            event.finish(Outcome::Error {
-                kind: error.kind().to_owned(),
-                message: error.to_string(),
-            });
+            event
+                .settle(Outcome::Error {
+                    kind: error.kind().to_owned(),
+                    message: error.to_string(),
+                })
+                .await?;
             return Err(error);
         }
         let permit = self
@@ -220,25 +237,48 @@ struct Pending {
 
 impl Pending {
     fn finish(mut self, outcome: Outcome) {
-        self.record(outcome);
+        if let Some(event) = self.event(outcome) {
+            self.recorder.record(event);
+        }
     }
 
-    fn record(&mut self, outcome: Outcome) {
-        let Some(input) = self.input.take() else {
-            return;
+    /// Records the outcome; with `--calc-event-ack appended`, returns once
+    /// the event is in the log, or why it is not.
+    async fn settle(mut self, outcome: Outcome) -> Result<(), CalcError> {
+        let Some(event) = self.event(outcome) else {
+            return Ok(());
         };
+        if !self.recorder.waits() {
+            self.recorder.record(event);
+            return Ok(());
+        }
+        self.recorder
+            .record_appended(event)
+            .await
+            .map_err(|why| CalcError::NotRecorded(why.to_string()))
+    }
+
+    /// The event of this calculation, once (counted as it is made).
+    fn event(&mut self, outcome: Outcome) -> Option<CalculationPerformed> {
+        let input = self.input.take()?;
         let label = match &outcome {
             Outcome::Result(_) => "ok",
             Outcome::Error { .. } => "error",
         };
         counter!(crate::metrics::CALCULATIONS, "method" => self.method, "outcome" => label)
             .increment(1);
-        self.recorder.record(CalculationPerformed::now(
+        Some(CalculationPerformed::now(
             self.method,
             &self.request_id,
             input,
             outcome,
-        ));
+        ))
+    }
+
+    fn record(&mut self, outcome: Outcome) {
+        if let Some(event) = self.event(outcome) {
+            self.recorder.record(event);
+        }
     }
 }
 

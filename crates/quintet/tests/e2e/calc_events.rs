@@ -430,3 +430,63 @@ async fn with_nats_down_calc_starts_not_ready_and_turns_ready_once_nats_is_up() 
     );
     assert!(server.stop().success());
 }
+
+#[tokio::test]
+async fn with_appended_acks_an_answer_means_its_event_is_in_the_log_and_no_log_means_503() {
+    // Up (NATS JetStream): each answer's event is already in the history.
+    let stream = format!("ACK{}", std::process::id());
+    let url = format!("nats://127.0.0.1:4222?stream={stream}&subject=ack.{stream}");
+    let server = TestServer::start(&[
+        "--services",
+        "calc",
+        "--calc-events",
+        &url,
+        "--calc-event-ack",
+        "appended",
+    ]);
+    let mut calc = client(&server).await;
+    for i in 0..5 {
+        let answer = calc
+            .add(AddRequest { a: i, b: 1 })
+            .await
+            .expect("add")
+            .into_inner();
+        assert_eq!(answer.result, i + 1);
+        // No waiting: the answer came after the append.
+        assert_eq!(history(&server, &[]).len(), usize::try_from(i + 1).unwrap());
+    }
+    drop(server);
+
+    // Down (nothing listens there): calculations are refused with 503 and
+    // say why and what to do, REST and gRPC alike.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let server = TestServer::start(&[
+        "--services",
+        "calc",
+        "--calc-events",
+        &format!("nats://{closed}"),
+        "--calc-event-ack",
+        "appended",
+    ]);
+    let response = http()
+        .post(format!("{}/calc/add", server.url))
+        .json(&json!({"a": 1, "b": 2}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.expect("json");
+    let message = body["error"].as_str().expect("error");
+    assert!(
+        message.contains("--calc-event-ack appended") && message.contains("retry"),
+        "{message}"
+    );
+    let status = client(&server)
+        .await
+        .add(AddRequest { a: 1, b: 2 })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+}
