@@ -191,6 +191,8 @@ impl Health {
                 ),
             };
             self.note_failure(check.name(), reason);
+            metrics::gauge!(crate::metrics::READINESS_CHECK_UP, "check" => check.name().to_owned())
+                .set(if outcome == "ok" { 1.0 } else { 0.0 });
             (check.name().to_owned(), outcome.to_owned())
         }))
         .await;
@@ -202,6 +204,7 @@ impl Health {
         } else {
             "not_ready"
         };
+        metrics::gauge!(crate::metrics::READY).set(if status == "ready" { 1.0 } else { 0.0 });
         Readiness {
             status,
             checks: results.into_iter().collect(),

@@ -26,6 +26,11 @@ pub const STORE_COMMIT_BATCH_SIZE: &str = "quintet_store_commit_batch_size";
 /// Seconds one group-commit transaction took to become durable (its writes
 /// and its fsync), by `store` (histogram).
 pub const STORE_COMMIT_SECONDS: &str = "quintet_store_commit_seconds";
+/// 1 while the process is ready (every readiness check passes and it is not
+/// shutting down), else 0; evaluated every 2 s and on each `/readyz`.
+pub const READY: &str = "quintet_ready";
+/// 1 while the readiness check `check` passes, else 0.
+pub const READINESS_CHECK_UP: &str = "quintet_readiness_check_up";
 /// Spans sent to the OTLP collector (`--otlp-endpoint`).
 pub const TRACE_SPANS_EXPORTED_TOTAL: &str = "quintet_trace_spans_exported_total";
 /// Batches of spans the OTLP collector did not take (the spans are lost).
@@ -51,6 +56,18 @@ pub fn describe() {
         Unit::Count,
         "Connections the server closed, by reason (handshake_timeout, tls_failed, idle, \
          evicted, refused)."
+    );
+    describe_gauge!(
+        READY,
+        Unit::Count,
+        "1 while the process is ready (every readiness check passes, not shutting down), \
+         else 0; evaluated every 2 s and on each /readyz."
+    );
+    describe_gauge!(
+        READINESS_CHECK_UP,
+        Unit::Count,
+        "1 while the readiness check `check` passes (a store, queue, ledger or event log), \
+         else 0."
     );
     describe_counter!(
         TRACE_SPANS_EXPORTED_TOTAL,

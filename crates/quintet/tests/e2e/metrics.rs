@@ -208,3 +208,68 @@ async fn every_family_is_described_and_promtool_accepts_the_page() {
         String::from_utf8_lossy(&checked.stderr)
     );
 }
+
+/// The value of the sample `series` (name and labels as printed) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn readiness_is_a_gauge_per_process_and_per_check() {
+    // Ready: its store answers.
+    let server = TestServer::start(&["--services", "messages"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = server.metrics().await;
+        if sample(&text, "quintet_ready").is_some() {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no quintet_ready:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(sample(&text, "quintet_ready"), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            "quintet_readiness_check_up{check=\"messages-store\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    drop(server);
+
+    // Not ready: calc's event log is a NATS server nobody runs.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let server = TestServer::start(&[
+        "--services",
+        "calc",
+        "--calc-events",
+        &format!("nats://{closed}"),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = server.metrics().await;
+        if sample(&text, "quintet_ready") == Some(0.0) {
+            assert_eq!(
+                sample(
+                    &text,
+                    "quintet_readiness_check_up{check=\"calc-event-log\"}"
+                ),
+                Some(0.0),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never not ready:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
