@@ -5,7 +5,9 @@
 //! `quintet_<service>_http_requests_in_flight{method,route}`, labelled by the
 //! route template (never the raw path) and by the method when it is one of
 //! the nine of RFC 9110 and RFC 5789, else `OTHER`: nothing a client sends
-//! becomes a label value, so label cardinality stays bounded.
+//! becomes a label value, so label cardinality stays bounded. A gRPC answer
+//! is counted under the HTTP status its `grpc-status` maps to
+//! ([`grpc_as_http`]), so gRPC failures are 4xx and 5xx like REST's.
 //! Metric handles are resolved once per route and method (the service
 //! stack keeps its route's handles beside the route, see [`super::guard`]),
 //! so a request does no label lookup and allocates nothing for its metrics.
@@ -206,7 +208,7 @@ impl Observation {
         self.finished = true;
         self.handles.in_flight.decrement(1.0);
         let elapsed = self.started.elapsed();
-        let status = response.status().as_u16();
+        let status = grpc_as_http(response).unwrap_or_else(|| response.status().as_u16());
         let route = self.route.route.as_str();
         let (total, duration) = self.handles.completed(route, status);
         total.increment(1);
@@ -220,12 +222,45 @@ impl Observation {
         {
             tracing::error!(%method, route, status, request_id, latency_ms, error = %hidden.detail, "request failed");
             reveal_request_id(response, &hidden.class, request_id);
-        } else if response.status().is_server_error() {
+        } else if status >= 500 {
             tracing::error!(%method, route, status, request_id, latency_ms, "request failed");
         } else {
             tracing::debug!(%method, route, status, request_id, latency_ms, "request");
         }
     }
+}
+
+/// The HTTP status a gRPC answer's `grpc-status` stands for (Google's
+/// mapping of its canonical codes: `UNAVAILABLE` 503, `INTERNAL` 500,
+/// `INVALID_ARGUMENT` 400, …), when the answer is gRPC and carries its
+/// status in the headers: every error a unary call answers at once. A gRPC
+/// answer is HTTP 200 whatever its outcome; counted this way its failures
+/// show in the 5xx of the request metrics like REST's. A stream that fails
+/// after its first message has its status in the trailers and counts as 200.
+fn grpc_as_http(response: &Response) -> Option<u16> {
+    let grpc = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if !grpc {
+        return None;
+    }
+    let code = response.headers().get("grpc-status")?.as_bytes();
+    Some(match code {
+        b"0" => 200,
+        b"1" => 499,
+        b"3" | b"9" | b"11" => 400,
+        b"4" => 504,
+        b"5" => 404,
+        b"6" | b"10" => 409,
+        b"7" => 403,
+        b"8" => 429,
+        b"12" => 501,
+        b"14" => 503,
+        b"16" => 401,
+        // UNKNOWN, INTERNAL, DATA_LOSS, and codes gRPC does not define.
+        _ => 500,
+    })
 }
 
 impl Drop for Observation {

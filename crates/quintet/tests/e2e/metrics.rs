@@ -273,3 +273,35 @@ async fn readiness_is_a_gauge_per_process_and_per_check() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_grpc_failure_counts_under_the_http_status_its_code_maps_to() {
+    use calc::proto::v1::calculator_client::CalculatorClient;
+    use calc::proto::v1::{AddRequest, DivideRequest};
+
+    let server = TestServer::start(&["--services", "calc"]);
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut calc = CalculatorClient::new(channel);
+    calc.add(AddRequest { a: 1, b: 2 }).await.expect("add");
+    let refused = calc
+        .divide(DivideRequest { a: 1, b: 0 })
+        .await
+        .expect_err("division by zero");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let text = server.metrics().await;
+    let count = |status: &str| {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("quintet_calc_http_requests_total{")
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert!((count("200") - 1.0).abs() < f64::EPSILON, "{text}");
+    assert!((count("400") - 1.0).abs() < f64::EPSILON, "{text}");
+}
