@@ -10,6 +10,8 @@ pub const CORRUPT_RECORDS: &str = "quintet_counters_corrupt_records_total";
 pub const INCREMENTS: &str = "quintet_counters_increments_total";
 /// Keys with increments not yet written to the store.
 pub const PENDING_KEYS: &str = "quintet_counters_pending_keys";
+/// `--max-pending-keys`: at it, increments to new keys are refused.
+pub const MAX_PENDING_KEYS: &str = "quintet_counters_max_pending_keys";
 /// Time one flush to the store took.
 pub const FLUSH_DURATION: &str = "quintet_counters_flush_seconds";
 /// Keys one flush wrote.
@@ -27,8 +29,12 @@ pub(crate) fn count(n: usize) -> f64 {
     n as f64
 }
 
-/// Describes every metric above to the installed recorder.
+/// Describes every metric above to the installed recorder, and creates the
+/// counters that only count failures at 0, so alert rules and dashboards see
+/// them before the first failure.
 pub fn describe() {
+    ::metrics::counter!(CORRUPT_RECORDS).increment(0);
+    ::metrics::counter!(FLUSH_FAILURES).increment(0);
     describe_counter!(
         CORRUPT_RECORDS,
         Unit::Count,
@@ -39,6 +45,11 @@ pub fn describe() {
         PENDING_KEYS,
         Unit::Count,
         "Keys with increments not yet written to the store"
+    );
+    describe_gauge!(
+        MAX_PENDING_KEYS,
+        Unit::Count,
+        "--max-pending-keys: at it, increments to new keys are answered 503"
     );
     describe_histogram!(
         FLUSH_DURATION,

@@ -28,8 +28,11 @@ pub const TCP_GARBAGE: &str = "quintet_kv_tcp_garbage_connections_total";
 /// Bytes of the raw-TCP buffer budget held by partly received requests.
 pub const TCP_BUFFERED: &str = "quintet_kv_tcp_buffered_bytes";
 
-/// Describes every metric above to the recorder (unit and help).
+/// Describes every metric above to the installed recorder, and creates the
+/// corrupt-records counter at 0, so alert rules and dashboards see it before
+/// the first corrupt record.
 pub fn describe() {
+    ::metrics::counter!(CORRUPT_RECORDS).increment(0);
     describe_counter!(
         CORRUPT_RECORDS,
         Unit::Count,

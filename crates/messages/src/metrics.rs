@@ -17,8 +17,11 @@ pub const CACHE_LOOKUPS: &str = "quintet_messages_cache_lookups_total";
 /// Bytes the cache of recently read messages holds.
 pub const CACHE_BYTES: &str = "quintet_messages_cache_bytes";
 
-/// Describes every metric above to the installed recorder.
+/// Describes every metric above to the installed recorder, and creates the
+/// corrupt-records counter at 0, so alert rules and dashboards see it before
+/// the first corrupt record.
 pub fn describe() {
+    ::metrics::counter!(CORRUPT_RECORDS).increment(0);
     describe_counter!(
         CORRUPT_RECORDS,
         Unit::Count,

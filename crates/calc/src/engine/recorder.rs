@@ -114,6 +114,8 @@ impl Recorder {
     pub fn with_ack(log: Arc<dyn EventLog>, capacity: usize, ack: EventAck) -> (Self, Writer) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         gauge!(EVENT_BUFFER_CAPACITY).set(crate::metrics::count(capacity));
+        // At 0 from the start, so alert rules see it before the first failure.
+        counter!(EVENT_APPEND_FAILURES, "engine" => log.engine()).increment(0);
         let dropped = Arc::new(AtomicU64::new(0));
         let down = Arc::new(AtomicBool::new(false));
         (

@@ -196,6 +196,8 @@ impl Engine {
         std::thread::Builder::new()
             .name("counters-journal".into())
             .spawn(move || journal::run(segments, rx))?;
+        metrics::gauge!(crate::metrics::MAX_PENDING_KEYS)
+            .set(crate::metrics::count(config.max_pending_keys));
         let mut engine = Self {
             store,
             instance,
