@@ -11,6 +11,7 @@
 
 pub mod fuzz;
 pub mod moto;
+pub mod otlp;
 
 /// The `PostgreSQL` server the tests use.
 pub fn postgres_url() -> String {

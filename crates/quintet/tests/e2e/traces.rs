@@ -1,110 +1,40 @@
 //! Traces: a caller's W3C `traceparent` parents the server span of an HTTP
 //! request and of a gRPC call, and a receipts job's trace runs from the
 //! request that submitted it through the job to its Apple calls and its
-//! posted result. The spans are read from a real OTLP/gRPC receiver: the
-//! OpenTelemetry collector's trace service, generated from the
-//! OpenTelemetry protocol's definitions (opentelemetry-proto) and served by
-//! tonic in the test, where the server exports them with `--otlp-endpoint`.
+//! posted result. The spans are read from a real OTLP/gRPC receiver
+//! (`testkit::otlp`: the OpenTelemetry collector's trace service, generated
+//! from the OpenTelemetry protocol's definitions and served by tonic in the
+//! test), where the server exports them with `--otlp-endpoint`.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use calc::proto::v1::AddRequest;
 use calc::proto::v1::calculator_client::CalculatorClient;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use reqwest::StatusCode;
 use serde_json::json;
+use testkit::otlp::Receiver;
 
 use crate::common::http;
 use crate::receipts::{Sim, drain, fixture};
 use crate::support::{Start, TestServer, cli};
 
-/// What the receiver got: every span, with its resource's `service.name`.
-#[derive(Clone, Default)]
-struct Receiver {
-    spans: Arc<Mutex<Vec<(String, Span)>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.spans.lock().unwrap();
-        for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|a| a.key == "service.name")
-                .and_then(|a| a.value.as_ref()?.value.as_ref())
-                .map(|v| match v {
-                    Any::StringValue(s) => s.clone(),
-                    other => format!("{other:?}"),
-                })
-                .unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                spans.extend(scope.spans.into_iter().map(|s| (service.clone(), s)));
-            }
+/// The spans of trace `trace_id` once `count` have arrived (within 20 s).
+async fn trace(receiver: &Receiver, trace_id: &str, count: usize) -> Vec<Span> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans: Vec<Span> = receiver
+            .spans()
+            .into_iter()
+            .filter(|(_, s)| hex(&s.trace_id) == trace_id)
+            .map(|(_, s)| s)
+            .collect();
+        if spans.len() >= count || Instant::now() > deadline {
+            return spans;
         }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-impl Receiver {
-    /// Starts the receiver on a free port; its endpoint URL.
-    async fn start() -> (Self, String) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-        let receiver = Self::default();
-        let service = TraceServiceServer::new(receiver.clone());
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-        );
-        (receiver, endpoint)
-    }
-
-    /// The spans of trace `trace_id` once `count` have arrived (within 20 s).
-    async fn trace(&self, trace_id: &str, count: usize) -> Vec<Span> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let spans: Vec<Span> = self
-                .spans
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(_, s)| hex(&s.trace_id) == trace_id)
-                .map(|(_, s)| s.clone())
-                .collect();
-            if spans.len() >= count || Instant::now() > deadline {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn services(&self) -> Vec<String> {
-        self.spans
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(service, _)| service.clone())
-            .collect()
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -176,7 +106,7 @@ async fn a_callers_traceparent_parents_the_server_span_over_http_and_grpc() {
         .await
         .expect("post");
     assert_eq!(response.status(), StatusCode::CREATED);
-    let spans = receiver.trace(&trace_id, 1).await;
+    let spans = trace(&receiver, &trace_id, 1).await;
     let span = spans
         .iter()
         .find(|s| s.name == "POST /messages")
@@ -206,7 +136,7 @@ async fn a_callers_traceparent_parents_the_server_span_over_http_and_grpc() {
         .expect("add")
         .into_inner();
     assert_eq!(answer.result, 5);
-    let spans = receiver.trace(&trace_id, 1).await;
+    let spans = trace(&receiver, &trace_id, 1).await;
     let span = spans
         .iter()
         .find(|s| s.name == "quintet.calc.v1.Calculator/Add")
@@ -225,12 +155,10 @@ async fn a_callers_traceparent_parents_the_server_span_over_http_and_grpc() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let root = loop {
         let found = receiver
-            .spans
-            .lock()
-            .unwrap()
-            .iter()
+            .spans()
+            .into_iter()
             .find(|(_, s)| s.name == "GET /messages")
-            .map(|(_, s)| s.clone());
+            .map(|(_, s)| s);
         if let Some(span) = found {
             break span;
         }
@@ -239,14 +167,17 @@ async fn a_callers_traceparent_parents_the_server_span_over_http_and_grpc() {
     };
     assert!(root.parent_span_id.is_empty(), "a root span");
     assert_eq!(root.trace_id.len(), 16);
-    assert!(receiver.services().iter().all(|s| s == "quintet"));
+    assert!(
+        receiver
+            .spans()
+            .iter()
+            .all(|(service, _)| service == "quintet")
+    );
     // Ops routes are not traced (a scrape every few seconds is noise).
     let _ = server.metrics().await;
     assert!(
         !receiver
-            .spans
-            .lock()
-            .unwrap()
+            .spans()
             .iter()
             .any(|(_, s)| s.name.contains("/metrics") || s.name.contains("/readyz"))
     );
@@ -348,7 +279,7 @@ async fn a_receipts_job_is_one_trace_from_submission_through_apple_to_its_result
     assert_eq!(results.len(), 1, "{}", server.logs());
 
     // request → job → Apple (production answers 21007, then sandbox).
-    let spans = receiver.trace(&trace_id, 4).await;
+    let spans = trace(&receiver, &trace_id, 4).await;
     let all = describe(&spans);
     let request = spans
         .iter()
