@@ -459,9 +459,7 @@ async fn with_appended_acks_an_answer_means_its_event_is_in_the_log_and_no_log_m
 
     // Down (nothing listens there): calculations are refused with 503 and
     // say why and what to do, REST and gRPC alike.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
+    let closed = format!("127.0.0.1:{}", crate::support::free_port());
     let server = TestServer::start(&[
         "--services",
         "calc",

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use testkit::moto::{moto_endpoint, unique_name};
 
-use crate::support::{BIN, MOTO_AWS_ENV, Start, TestServer};
+use crate::support::{BIN, MOTO_AWS_ENV, Start, TestServer, free_port};
 
 /// `quintet serve` in `data_dir` with `args` (on a free port unless they name one).
 fn serve(data_dir: &Path, args: &[&str]) -> Command {
@@ -56,14 +56,6 @@ fn without_aws_credentials(command: &mut Command) -> &mut Command {
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_REGION", "us-east-1")
-}
-
-/// A loopback port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 #[test]

@@ -243,9 +243,7 @@ async fn readiness_is_a_gauge_per_process_and_per_check() {
     drop(server);
 
     // Not ready: calc's event log is a NATS server nobody runs.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
+    let closed = format!("127.0.0.1:{}", crate::support::free_port());
     let server = TestServer::start(&[
         "--services",
         "calc",

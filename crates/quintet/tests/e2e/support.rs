@@ -332,3 +332,12 @@ impl Drop for PgProxy {
         self.task.abort();
     }
 }
+
+/// A loopback port nothing listens on (bound, then released): where a
+/// dependency that is down "runs".
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}

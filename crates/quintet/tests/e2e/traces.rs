@@ -199,9 +199,7 @@ fn metric(text: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn a_collector_that_is_down_loses_spans_not_requests() {
     // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
+    let closed = format!("127.0.0.1:{}", crate::support::free_port());
     let endpoint = format!("http://{closed}");
     let server = TestServer::launch(Start {
         args: vec!["--services", "messages", "--otlp-endpoint", &endpoint],

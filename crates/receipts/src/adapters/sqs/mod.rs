@@ -288,23 +288,20 @@ impl SqsJobQueue {
             let mut entry = SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message_body(body);
-            if let Some(reason) = message.reason.as_deref().and_then(reason_text) {
-                size += REASON.len() + "String".len() + reason.len();
+            for (name, text) in [
+                (REASON, &message.reason),
+                (TRACEPARENT, &message.traceparent),
+            ] {
+                let Some(text) = text.as_deref().and_then(reason_text) else {
+                    continue;
+                };
+                size += name.len() + "String".len() + text.len();
                 let value = MessageAttributeValue::builder()
                     .data_type("String")
-                    .string_value(reason)
+                    .string_value(text)
                     .build()
                     .map_err(|e| failure("SendMessageBatch", FailureKind::Other, e))?;
-                entry = entry.message_attributes(REASON, value);
-            }
-            if let Some(traceparent) = message.traceparent.as_deref().and_then(reason_text) {
-                size += TRACEPARENT.len() + "String".len() + traceparent.len();
-                let value = MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(traceparent)
-                    .build()
-                    .map_err(|e| failure("SendMessageBatch", FailureKind::Other, e))?;
-                entry = entry.message_attributes(TRACEPARENT, value);
+                entry = entry.message_attributes(name, value);
             }
             if fifo {
                 let id = uuid::Uuid::new_v4().simple().to_string();
