@@ -85,7 +85,7 @@ pub fn init(
         .with(logs)
         .with(spans)
         .try_init();
-    tracing::info!(%endpoint, "traces: exported over OTLP/gRPC");
+    tracing::info!(endpoint = %crate::trace::shown(endpoint), "traces: exported over OTLP/gRPC");
     Ok(Some(traces))
 }
 

@@ -114,11 +114,28 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
     }
 }
 
+/// `endpoint` as logs and errors may show it: without a user name or
+/// password it may carry (`http://user:secret@collector:4317`), and not at
+/// all when it is no URL (it could be a secret pasted in the wrong place).
+/// Credentials for a collector belong in `OTEL_EXPORTER_OTLP_HEADERS`.
+pub(crate) fn shown(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(mut url) => {
+            if url.password().is_some() || !url.username().is_empty() {
+                let _ = url.set_password(None);
+                let _ = url.set_username("");
+            }
+            url.to_string()
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
 /// The tracer provider exporting to `endpoint` (an OTLP/gRPC collector,
 /// `http://host:4317`), batching on the current Tokio runtime.
 pub(crate) fn provider(endpoint: &str) -> Result<SdkTracerProvider, EndpointError> {
     let refuse = |why: String| EndpointError {
-        endpoint: endpoint.to_owned(),
+        endpoint: shown(endpoint),
         why,
     };
     let url = url::Url::parse(endpoint).map_err(|e| {
@@ -294,6 +311,19 @@ mod tests {
             assert!(error.starts_with("--otlp-endpoint"), "{error}");
             assert!(error.contains("http://otel-collector:4317"), "{error}");
         }
+    }
+
+    #[test]
+    fn an_endpoint_is_shown_without_credentials() {
+        assert_eq!(
+            shown("http://user:secret@collector:4317"),
+            "http://collector:4317/"
+        );
+        let Err(error) = provider("ftp://user:secret@collector:4317") else {
+            panic!("ftp accepted");
+        };
+        assert!(!error.to_string().contains("secret"), "{error}");
+        assert_eq!(shown("not a url with a s3cret"), "(not a URL)");
     }
 
     #[test]
