@@ -31,7 +31,7 @@ use crate::config::ResolvedConfig;
 use crate::connections::{self, Closed};
 use crate::health::Health;
 use crate::layers::{self, LayerState};
-use crate::service::{BackgroundTask, Service, grpc_router};
+use crate::service::{BackgroundTask, Service, grpc_methods, grpc_router};
 use crate::workers::ConnectionRuntimes;
 use crate::{ops, telemetry, tls};
 
@@ -125,6 +125,13 @@ impl Server {
         let mut descriptors = vec![tonic_health::pb::FILE_DESCRIPTOR_SET];
         let layer_state = LayerState::new(config.clone());
         let mut app = Router::new();
+        let methods = grpc_methods(
+            &services
+                .iter()
+                .flat_map(|s| s.descriptors.iter().copied())
+                .collect::<Vec<_>>(),
+        )
+        .context("reading the services' gRPC descriptors")?;
         for service in services {
             readiness.extend(service.readiness);
             on_shutdown.extend(service.on_shutdown);
@@ -136,11 +143,12 @@ impl Server {
                 service.router,
                 &layer_state,
             ));
-            for (name, grpc) in service.grpc {
+            for (name, mount) in service.grpc {
                 grpc_names.push(name);
                 reporter
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
                     .await;
+                let grpc = mount(methods.get(name).map_or(&[][..], Vec::as_slice));
                 app = app.merge(layers::service_stack(service.name, grpc, &layer_state));
             }
         }
@@ -157,7 +165,7 @@ impl Server {
         let app = app
             .merge(layers::ops_stack(
                 ops::router(health.clone(), telemetry::metrics_handle(), doc)
-                    .merge(grpc_router(health_service))
+                    .merge(grpc_router(health_service, &[]))
                     .merge(reflection),
             ))
             .fallback(crate::error::not_found_or_unimplemented)
@@ -541,7 +549,7 @@ fn reflection(descriptors: &[&'static [u8]]) -> anyhow::Result<Router> {
     let v1alpha = builder()
         .build_v1alpha()
         .context("building gRPC reflection (v1alpha)")?;
-    Ok(grpc_router(v1).merge(grpc_router(v1alpha)))
+    Ok(grpc_router(v1, &[]).merge(grpc_router(v1alpha, &[])))
 }
 
 async fn metrics_upkeep(shutdown: CancellationToken) {

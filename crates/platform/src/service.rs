@@ -2,6 +2,7 @@
 //! OpenAPI document, its gRPC services, what must be reachable for it to be
 //! ready, and what to close when the process stops.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -26,12 +27,16 @@ pub struct Context {
     pub data_dir: std::path::PathBuf,
 }
 
+/// A gRPC service waiting to be mounted: given the names of its methods
+/// (read from the descriptors), it routes each on its own path.
+pub(crate) type GrpcMount = Box<dyn FnOnce(&[String]) -> Router + Send>;
+
 /// One service, ready to mount.
 pub struct Service {
     pub(crate) name: &'static str,
     pub(crate) router: Router,
     pub(crate) openapi: utoipa::openapi::OpenApi,
-    pub(crate) grpc: Vec<(&'static str, Router)>,
+    pub(crate) grpc: Vec<(&'static str, GrpcMount)>,
     pub(crate) descriptors: Vec<&'static [u8]>,
     pub(crate) readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub(crate) on_shutdown: Vec<BoxFuture<'static, ()>>,
@@ -85,7 +90,8 @@ impl Service {
         S::Response: axum::response::IntoResponse,
         S::Future: Send + 'static,
     {
-        self.grpc.push((S::NAME, grpc_router(svc)));
+        let mount: GrpcMount = Box::new(move |methods: &[String]| grpc_router(svc, methods));
+        self.grpc.push((S::NAME, mount));
         self
     }
 
@@ -123,9 +129,14 @@ impl Service {
     }
 }
 
-/// Routes `/<package.Service>/*` to a gRPC service (what tonic's `Routes`
-/// does, minus its catch-all fallback, so routers from several services merge).
-pub(crate) fn grpc_router<S>(svc: S) -> Router
+/// Routes `/<package.Service>/<Method>` for each of `methods`, and
+/// `/<package.Service>/*` for any other, to a gRPC service (what tonic's
+/// `Routes` does, minus its catch-all fallback, so routers from several
+/// services merge). Each method its own route gives it its own request
+/// metrics (a streaming `Primes` is not averaged with a unary `Add`); the
+/// catch-all, where tonic answers UNIMPLEMENTED, keeps the label set bounded
+/// whatever a client sends.
+pub(crate) fn grpc_router<S>(svc: S, methods: &[String]) -> Router
 where
     S: TowerService<http::Request<tonic::body::Body>, Error = Infallible>
         + NamedService
@@ -136,8 +147,34 @@ where
     S::Response: axum::response::IntoResponse,
     S::Future: Send + 'static,
 {
-    Router::new().route_service(
-        &format!("/{}/{{*rest}}", S::NAME),
-        svc.map_request(|req: http::Request<axum::body::Body>| req.map(tonic::body::Body::new)),
+    let svc =
+        svc.map_request(|req: http::Request<axum::body::Body>| req.map(tonic::body::Body::new));
+    methods.iter().fold(
+        Router::new().route_service(&format!("/{}/{{*rest}}", S::NAME), svc.clone()),
+        |router, method| router.route_service(&format!("/{}/{method}", S::NAME), svc.clone()),
     )
+}
+
+/// The methods of every gRPC service the encoded `FileDescriptorSet`s
+/// describe, by full service name (`quintet.calc.v1.Calculator` → `Add`, …).
+pub(crate) fn grpc_methods(
+    descriptors: &[&[u8]],
+) -> Result<HashMap<String, Vec<String>>, prost::DecodeError> {
+    let mut methods = HashMap::new();
+    for encoded in descriptors {
+        let set = <prost_types::FileDescriptorSet as prost::Message>::decode(*encoded)?;
+        for file in set.file {
+            for service in &file.service {
+                let name = match file.package() {
+                    "" => service.name().to_owned(),
+                    package => format!("{package}.{}", service.name()),
+                };
+                methods.insert(
+                    name,
+                    service.method.iter().map(|m| m.name().to_owned()).collect(),
+                );
+            }
+        }
+    }
+    Ok(methods)
 }

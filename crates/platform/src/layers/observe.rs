@@ -3,7 +3,10 @@
 //! Metrics: `quintet_<service>_http_requests_total{method,route,status}`,
 //! `quintet_<service>_http_request_duration_seconds{method,route,status}` and
 //! `quintet_<service>_http_requests_in_flight{method,route}`, labelled by the
-//! route template (never the raw path) and by the method when it is one of
+//! route template (never the raw path; a gRPC method has its own route,
+//! `/package.Service/Method`, from the service's descriptors, and any other
+//! path under the service shares `/package.Service/{*rest}`) and by the
+//! method when it is one of
 //! the nine of RFC 9110 and RFC 5789, else `OTHER`: nothing a client sends
 //! becomes a label value, so label cardinality stays bounded. A gRPC answer
 //! is counted under the HTTP status its `grpc-status` maps to

@@ -16,16 +16,14 @@ pub async fn span(request: Request, next: Next) -> Response {
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    // A gRPC service is routed by a wildcard: its method is the path, when
-    // it looks like one (the path is the caller's: a span name must not be
-    // whatever a client sends).
-    let path = request.uri().path();
-    let route = match request.extensions().get::<MatchedPath>() {
-        _ if grpc && looks_like_a_grpc_method(path) => path,
-        Some(matched) => matched.as_str(),
-        None => "unmatched",
-    }
-    .to_owned();
+    // Always the route template, never the path: a span name must not be
+    // whatever a client sends. Each gRPC method has its own route (see
+    // `service::grpc_router`), so its template is its path.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
     let name = if grpc {
         route.trim_start_matches('/').to_owned()
     } else {
@@ -66,37 +64,4 @@ pub async fn span(request: Request, next: Next) -> Response {
         span.record("otel.status_code", "ERROR");
     }
     response
-}
-
-/// `/package.Service/Method`: at most 200 bytes of ASCII letters, digits,
-/// `.` and `_`, one `/` inside.
-fn looks_like_a_grpc_method(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
-    path.len() <= 200
-        && rest.bytes().filter(|b| *b == b'/').count() == 1
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::looks_like_a_grpc_method;
-
-    #[test]
-    fn only_method_shaped_paths_name_a_grpc_span() {
-        assert!(looks_like_a_grpc_method("/quintet.calc.v1.Calculator/Add"));
-        assert!(looks_like_a_grpc_method("/grpc.health.v1.Health/Check"));
-        for path in [
-            "quintet.calc.v1.Calculator/Add",
-            "/quintet.calc.v1.Calculator/Add/more",
-            "/quintet.calc.v1.Calculator",
-            "/quintet.calc.v1.Calculator/%00",
-            &format!("/a.B/{}", "x".repeat(300)),
-        ] {
-            assert!(!looks_like_a_grpc_method(path), "{path}");
-        }
-    }
 }

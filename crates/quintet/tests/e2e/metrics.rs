@@ -303,3 +303,75 @@ async fn a_grpc_failure_counts_under_the_http_status_its_code_maps_to() {
     assert!((count("200") - 1.0).abs() < f64::EPSILON, "{text}");
     assert!((count("400") - 1.0).abs() < f64::EPSILON, "{text}");
 }
+
+#[tokio::test]
+async fn each_grpc_method_has_its_own_route_and_an_unknown_one_shares_the_catch_all() {
+    use calc::proto::v1::calculator_client::CalculatorClient;
+    use calc::proto::v1::{AddRequest, PrimesRequest};
+
+    let server = TestServer::start(&["--services", "calc"]);
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut calc = CalculatorClient::new(channel);
+    calc.add(AddRequest { a: 1, b: 2 }).await.expect("add");
+    let mut stream = calc
+        .primes(PrimesRequest { from: 1, to: 100 })
+        .await
+        .expect("primes")
+        .into_inner();
+    while stream.message().await.expect("a chunk").is_some() {}
+
+    // Methods the service does not have, as a client may send them: tonic
+    // answers UNIMPLEMENTED, and they share one route label.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    for method in ["Nope", "Add2", &"x".repeat(500)] {
+        let response = h2
+            .post(format!(
+                "{}/quintet.calc.v1.Calculator/{method}",
+                server.url
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(vec![0u8; 5])
+            .send()
+            .await
+            .expect("an unknown method is answered");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response
+                .headers()
+                .get("grpc-status")
+                .map(reqwest::header::HeaderValue::as_bytes),
+            Some(&b"12"[..]),
+            "UNIMPLEMENTED for {method:.20}"
+        );
+    }
+
+    let text = server.metrics().await;
+    let routes: BTreeMap<String, f64> = text
+        .lines()
+        .filter(|l| l.starts_with("quintet_calc_http_requests_total{"))
+        .filter_map(|l| {
+            let route = l.split("route=\"").nth(1)?.split('"').next()?;
+            Some((route.to_owned(), l.rsplit(' ').next()?.parse::<f64>().ok()?))
+        })
+        .fold(BTreeMap::new(), |mut m, (route, n)| {
+            *m.entry(route).or_default() += n;
+            m
+        });
+    let expected: BTreeMap<String, f64> = [
+        ("/quintet.calc.v1.Calculator/Add", 1.0),
+        ("/quintet.calc.v1.Calculator/Primes", 1.0),
+        ("/quintet.calc.v1.Calculator/{*rest}", 3.0),
+    ]
+    .into_iter()
+    .map(|(r, n)| (r.to_owned(), n))
+    .collect();
+    assert_eq!(routes, expected, "{text}");
+}
