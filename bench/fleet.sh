@@ -2,7 +2,8 @@
 # The fleet on this machine: three `quintet serve` replicas (all five
 # services: messages, counters and kv on PostgreSQL, calc events on a NATS
 # JetStream server of its own, receipts on SQS + DynamoDB served by moto)
-# behind nginx (HTTP/1.1 and gRPC), a mixed load on every service through
+# behind nginx (HTTP/1.1, gRPC, and kv's raw TCP through its stream module),
+# a mixed load on every service through
 # nginx, one replica killed with SIGKILL mid-load and restarted 2 s later,
 # and 1,000 receipts jobs worked by the three while it dies. The test
 # (crates/quintet/tests/fleet) asserts that nothing acknowledged was lost;
@@ -35,9 +36,11 @@ QUINTET_FLEET_REPORT="$report" "${command[@]}"
   echo
   echo "Three replicas of \`quintet serve\` (all five services; messages, counters"
   echo "and kv on one PostgreSQL schema, calc events on NATS JetStream, receipts on"
-  echo "one SQS queue and one DynamoDB ledger on moto) behind nginx (HTTP/1.1 and"
-  echo "gRPC, \`max_fails=1 fail_timeout=2s\`, \`proxy_next_upstream error timeout\`)."
-  echo "The load runs 3 tasks per service through nginx; replica 1 is killed with"
+  echo "one SQS queue and one DynamoDB ledger on moto) behind nginx (HTTP/1.1,"
+  echo "gRPC, and kv's raw-TCP protocol through the stream module; \`max_fails=1"
+  echo "fail_timeout=2s\`, \`proxy_next_upstream error timeout\`). The load runs"
+  echo "3 tasks per service through nginx (kv: 3 over gRPC and one over raw TCP,"
+  echo "many sets per connection, a new connection after a failure); replica 1 is killed with"
   echo "SIGKILL 6 s in and restarted 2 s later; 1,000 receipts jobs are submitted"
   echo "through nginx meanwhile. Every figure below is asserted by the test as"
   echo "described in crates/quintet/tests/fleet/main.rs; a failed assertion fails"

@@ -1,5 +1,6 @@
 //! The mixed load, through the load balancer only: messages and counters
-//! over HTTP/1.1, kv and calc over gRPC. Every answer is recorded: what was
+//! over HTTP/1.1, kv and calc over gRPC, and kv over its raw-TCP protocol
+//! (the seed's, through nginx's stream proxy). Every answer is recorded: what was
 //! acknowledged must be there afterwards; what failed is counted (with
 //! when), and a counter increment that failed may or may not have counted.
 
@@ -9,9 +10,13 @@ use std::time::{Duration, Instant};
 
 use calc::proto::v1::AddRequest;
 use calc::proto::v1::calculator_client::CalculatorClient;
+use kv::proto::seed;
 use kv::proto::v1::SetRequest;
 use kv::proto::v1::key_value_client::KeyValueClient;
+use prost::Message as _;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
 /// Tasks per service.
@@ -38,6 +43,8 @@ pub(crate) struct Acked {
     pub(crate) increments: Mutex<u64>,
     /// (key, value) of every acknowledged kv set (each key written once).
     pub(crate) kv: Mutex<Vec<(String, Vec<u8>)>>,
+    /// How many of those went over the raw-TCP protocol.
+    pub(crate) kv_tcp: Mutex<u64>,
     /// (a, b, answered at) of every answered Add.
     pub(crate) calc: Mutex<Vec<(i64, i64, Instant)>>,
     pub(crate) failures: Mutex<Vec<Failure>>,
@@ -87,9 +94,12 @@ pub(crate) async fn run(
     acked: std::sync::Arc<Acked>,
     http_url: String,
     grpc_url: String,
+    tcp_addr: String,
     until: Instant,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    let (a, addr) = (acked.clone(), tcp_addr);
+    tasks.spawn(async move { kv_tcp_sets(&a, &addr, until).await });
     for task in 0..TASKS {
         let (a, url) = (acked.clone(), http_url.clone());
         tasks.spawn(async move { messages(&a, &url, task, until).await });
@@ -195,6 +205,127 @@ async fn calc_adds(acked: &Acked, url: &str, task: usize, until: Instant) {
                 "calc",
                 format!("Add: {:?} {}", status.code(), status.message()),
             ),
+        }
+    }
+}
+
+/// One connection speaking the seed's raw-TCP protocol: a protobuf
+/// `req_envelope` each way, no length prefix.
+pub(crate) struct SeedConn {
+    stream: TcpStream,
+}
+
+impl SeedConn {
+    pub(crate) async fn connect(addr: &str) -> Result<Self, String> {
+        let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("connect {addr}: timed out"))?
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        Ok(Self { stream })
+    }
+
+    /// Sends `request` and reads until a whole envelope with `done` decodes.
+    async fn call(
+        &mut self,
+        request: &seed::ReqEnvelope,
+        done: impl Fn(&seed::ReqEnvelope) -> bool,
+    ) -> Result<seed::ReqEnvelope, String> {
+        self.stream
+            .write_all(&request.encode_to_vec())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut reply = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut buf))
+                .await
+                .map_err(|_| "no reply in 10 s".to_owned())?
+                .map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err("connection closed before a whole reply".to_owned());
+            }
+            reply.extend_from_slice(&buf[..n]);
+            if let Ok(envelope) = seed::ReqEnvelope::decode(&reply[..])
+                && done(&envelope)
+            {
+                return Ok(envelope);
+            }
+        }
+    }
+
+    pub(crate) async fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let request = seed::ReqEnvelope {
+            r#type: seed::req_envelope::MsgType::SetRequestT as i32,
+            set_req: Some(seed::SetRequest {
+                req: seed::Data {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                },
+            }),
+            ..seed::ReqEnvelope::default()
+        };
+        let reply = self.call(&request, |e| e.set_resp.is_some()).await?;
+        match reply.set_resp.map(|r| r.error) {
+            Some(e) if e == seed::set_response::ErrorT::Ok as i32 => Ok(()),
+            other => Err(format!("set answered {other:?}")),
+        }
+    }
+
+    /// The value of `key`, or `None` when it is not found.
+    pub(crate) async fn get(&mut self, key: &str) -> Result<Option<String>, String> {
+        let request = seed::ReqEnvelope {
+            r#type: seed::req_envelope::MsgType::GetRequestT as i32,
+            get_req: Some(seed::GetRequest {
+                key: key.to_owned(),
+            }),
+            ..seed::ReqEnvelope::default()
+        };
+        let reply = self.call(&request, |e| e.get_resp.is_some()).await?;
+        let resp = reply.get_resp.ok_or("no get_resp")?;
+        match resp.error {
+            e if e == seed::get_response::ErrorT::Ok as i32 => {
+                Ok(Some(resp.req.map(|d| d.value).unwrap_or_default()))
+            }
+            e if e == seed::get_response::ErrorT::NotFound as i32 => Ok(None),
+            e => Err(format!("get answered {e}")),
+        }
+    }
+}
+
+/// A text value of `i`'s own length (the seed's values are strings).
+pub(crate) fn kv_text(i: usize) -> String {
+    let len = (i * 89) % 5000 + 1;
+    (0..len)
+        .map(|n| char::from(b'a' + ((n + i) % 26) as u8))
+        .collect()
+}
+
+/// kv sets over the raw-TCP protocol, many per connection; a failed one
+/// is counted and the next goes over a new connection (which nginx gives
+/// a live replica).
+async fn kv_tcp_sets(acked: &Acked, addr: &str, until: Instant) {
+    let mut conn: Option<SeedConn> = None;
+    let mut i = 0;
+    while Instant::now() < until {
+        i += 1;
+        let key = format!("fleet-kv-tcp-{i}");
+        let value = kv_text(i);
+        let result = match conn.as_mut() {
+            Some(c) => c.set(&key, &value).await,
+            None => match SeedConn::connect(addr).await {
+                Ok(c) => conn.insert(c).set(&key, &value).await,
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(()) => {
+                lock(&acked.kv).push((key, value.into_bytes()));
+                *lock(&acked.kv_tcp) += 1;
+            }
+            Err(e) => {
+                conn = None;
+                acked.failed("kv-tcp", format!("raw-TCP set: {e}"));
+            }
         }
     }
 }

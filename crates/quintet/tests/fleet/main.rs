@@ -1,7 +1,8 @@
 //! The fleet test: three `quintet serve` replicas on loopback (messages,
 //! counters and kv on one PostgreSQL schema, calc's events on NATS
 //! JetStream, receipts workers on one SQS queue and one DynamoDB ledger in
-//! moto), nginx in front (HTTP/1.1 and gRPC), a bounded mixed load on every
+//! moto), nginx in front (HTTP/1.1, gRPC, and kv's raw TCP through its
+//! stream module), a bounded mixed load on every
 //! service through nginx, and one replica killed with SIGKILL mid-load and
 //! restarted. Afterwards: nothing acknowledged is missing (calc answers
 //! only recorded calculations, `--calc-event-ack appended`), nothing counted
@@ -179,8 +180,6 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
         "appended",
         "--kv-key-provider",
         &format!("local://{}/kv-keys", dir.display()),
-        "--kv-tcp-addr",
-        "127.0.0.1:0",
         "--rate-limit",
         "0",
         "--shutdown-delay",
@@ -221,7 +220,13 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
     for replica in &replicas[1..] {
         wait_ready(replica, Duration::from_mins(1)).await;
     }
-    let nginx = procs::nginx(dir, &replicas.iter().map(|r| r.port).collect::<Vec<_>>());
+    let nginx = procs::nginx(
+        dir,
+        &replicas
+            .iter()
+            .map(|r| (r.port, r.tcp_port))
+            .collect::<Vec<_>>(),
+    );
     let lb_http = format!("http://127.0.0.1:{}", nginx.http_port);
     let lb_grpc = format!("http://127.0.0.1:{}", nginx.grpc_port);
 
@@ -281,6 +286,7 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
         acked.clone(),
         lb_http.clone(),
         lb_grpc.clone(),
+        format!("127.0.0.1:{}", nginx.tcp_port),
         started + LOAD,
     ));
     let submitting = {
@@ -423,6 +429,33 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
         }
     }
 
+    // ... and those set over the raw-TCP protocol read back over it, from
+    // each replica's own port.
+    let tcp_keys: Vec<&(String, Vec<u8>)> = kv_sets
+        .iter()
+        .filter(|(key, _)| key.starts_with("fleet-kv-tcp-"))
+        .collect();
+    let kv_tcp = *lock(&acked.kv_tcp);
+    assert_eq!(tcp_keys.len() as u64, kv_tcp, "raw-TCP sets acknowledged");
+    assert!(kv_tcp > 0, "the raw-TCP load set nothing");
+    for replica in &replicas {
+        let mut conn = load::SeedConn::connect(&format!("127.0.0.1:{}", replica.tcp_port))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", replica.name));
+        for (key, value) in &tcp_keys {
+            let got = conn
+                .get(key)
+                .await
+                .unwrap_or_else(|e| panic!("raw-TCP get {key} from {}: {e}", replica.name));
+            assert_eq!(
+                got.as_deref().map(str::as_bytes),
+                Some(value.as_slice()),
+                "{key} over raw TCP from {}",
+                replica.name
+            );
+        }
+    }
+
     // calc: the history (NATS JetStream, shared) holds the answered Adds.
     let answered = lock(&acked.calc).clone();
     let mut history: HashMap<(i64, i64), usize> = HashMap::new();
@@ -529,6 +562,10 @@ async fn three_replicas_behind_nginx_lose_nothing_acknowledged_when_one_is_kille
         (
             "kv sets acknowledged (all read back from each replica)",
             kv_sets.len().to_string(),
+        ),
+        (
+            "of which over the raw-TCP protocol through nginx's stream proxy (read back over it from each replica)",
+            kv_tcp.to_string(),
         ),
         ("calc Adds answered", answered.len().to_string()),
         (

@@ -1,7 +1,8 @@
 //! The fleet's processes, started as plain processes on loopback: NATS
 //! with JetStream, `quintet apple-sim`, three `quintet serve` replicas on
 //! fixed ports (a restarted replica comes back where the load balancer
-//! expects it) and nginx in front of them.
+//! expects it) and nginx in front of them (HTTP/1.1, gRPC, and kv's raw TCP
+//! through its stream module).
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -125,6 +126,8 @@ pub(crate) fn apple_sim(dir: &Path, latency: &str) -> (Proc, String) {
 pub(crate) struct Replica {
     pub(crate) name: String,
     pub(crate) port: u16,
+    /// kv's raw-TCP port.
+    pub(crate) tcp_port: u16,
     pub(crate) data_dir: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -150,6 +153,7 @@ impl Replica {
         Self {
             name: name.to_owned(),
             port: free_port(),
+            tcp_port: free_port(),
             data_dir,
             args,
             env,
@@ -176,6 +180,7 @@ impl Replica {
         command
             .arg("serve")
             .args(["--addr", &format!("127.0.0.1:{}", self.port)])
+            .args(["--kv-tcp-addr", &format!("127.0.0.1:{}", self.tcp_port)])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)
@@ -191,7 +196,7 @@ impl Replica {
 }
 
 /// nginx in front of the replicas: HTTP/1.1 on one port, gRPC (h2c) on
-/// another, passive health checks (a replica that refuses connections is
+/// another, kv's raw TCP on a third (stream module), passive health checks (a replica that refuses connections is
 /// left out for `fail_timeout`), an access log naming the replica of each
 /// request.
 pub(crate) struct Nginx {
@@ -199,6 +204,7 @@ pub(crate) struct Nginx {
     _proc: Proc,
     pub(crate) http_port: u16,
     pub(crate) grpc_port: u16,
+    pub(crate) tcp_port: u16,
     pub(crate) access_log: PathBuf,
 }
 
@@ -223,15 +229,23 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-pub(crate) fn nginx(dir: &Path, replicas: &[u16]) -> Nginx {
+/// Debian's `libnginx-mod-stream` (scripts/test installs it).
+const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/// `replicas`: each replica's (HTTP and gRPC port, kv raw-TCP port).
+pub(crate) fn nginx(dir: &Path, replicas: &[(u16, u16)]) -> Nginx {
     let dir = dir.join("nginx");
     std::fs::create_dir_all(dir.join("logs")).expect("nginx dir");
     let http_port = free_port();
     let grpc_port = free_port();
-    let servers = |indent: &str| {
-        replicas
-            .iter()
-            .map(|p| format!("{indent}server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;"))
+    let tcp_port = free_port();
+    assert!(
+        Path::new(STREAM_MODULE).exists(),
+        "{STREAM_MODULE} is needed for the fleet test (Debian package libnginx-mod-stream; scripts/test installs it)"
+    );
+    let servers = |ports: &mut dyn Iterator<Item = u16>| {
+        ports
+            .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;"))
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -243,6 +257,7 @@ pub(crate) fn nginx(dir: &Path, replicas: &[u16]) -> Nginx {
     let conf = format!(
         r#"# The fleet test's load balancer (see crates/quintet/tests/fleet).
 {user}
+load_module {STREAM_MODULE};
 worker_processes 1;
 daemon off;
 pid {d}/nginx.pid;
@@ -285,9 +300,21 @@ http {{
         }}
     }}
 }}
+stream {{
+    upstream quintet_kv_tcp {{
+{tcp}
+    }}
+    server {{
+        listen 127.0.0.1:{tcp_port};
+        proxy_pass quintet_kv_tcp;
+        proxy_connect_timeout 1s;
+        proxy_timeout 30s;
+    }}
+}}
 "#,
-        http = servers("        "),
-        grpc = servers("        "),
+        http = servers(&mut replicas.iter().map(|r| r.0)),
+        grpc = servers(&mut replicas.iter().map(|r| r.0)),
+        tcp = servers(&mut replicas.iter().map(|r| r.1)),
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).expect("nginx.conf");
@@ -302,10 +329,12 @@ http {{
     );
     wait_for_port(http_port, "nginx", &log);
     wait_for_port(grpc_port, "nginx", &log);
+    wait_for_port(tcp_port, "nginx", &log);
     Nginx {
         _proc: proc,
         http_port,
         grpc_port,
+        tcp_port,
         access_log,
     }
 }
