@@ -43,6 +43,9 @@ pub enum StoreError {
 /// Durable sealed records by key.
 #[async_trait]
 pub trait KvStore: Send + Sync + 'static {
+    /// The engine's name, for traces (`fjall`, `redb`, `postgresql`, `aws.dynamodb`).
+    fn engine(&self) -> &'static str;
+
     /// Stores `record` under `key`, replacing any earlier record. Durable
     /// when it returns.
     async fn put(&self, key: &KvKey, record: &SealedRecord) -> Result<(), StoreError>;

@@ -65,6 +65,8 @@ pub struct Page {
 /// Durable, content-addressed message storage.
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
+    /// The engine's name, for traces (`fjall`, `redb`, `postgresql`).
+    fn engine(&self) -> &'static str;
     /// Stores a message under its digest; storing the same text again changes nothing.
     async fn put(&self, message: &Message, created_at_ms: i64) -> Result<PutOutcome, StoreError>;
     /// The message stored under `digest`, as stored (the caller verifies it).

@@ -6,12 +6,15 @@
 //! `traceparent` header (HTTP and gRPC alike, [`crate::layers::trace`]),
 //! outgoing calls carry the current span's context ([`inject`],
 //! [`traceparent`]), and work that crosses a queue picks its parent up again
-//! on the other side ([`follow`]). Spans are batched and exported over
+//! on the other side ([`follow`]), and calls to stores and key providers
+//! get client spans of their own ([`store_span`], [`call_span`],
+//! [`traced`]). Spans are batched and exported over
 //! OTLP/gRPC from a task on the server's runtime.
 //!
 //! Off, nothing of this runs: no layer is installed, no span is built, the
 //! helpers below return at their first line.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -22,6 +25,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The W3C Trace Context header.
@@ -248,6 +252,58 @@ impl Injector for Captured {
             self.0 = Some(value);
         }
     }
+}
+
+/// A client span for one call to a store: named `<engine> <operation>`
+/// (`postgresql put`), with `db.system.name` and `db.operation.name`, a
+/// child of the current span. `Span::none()` unless spans are exported, so a
+/// call costs nothing more when they are off.
+pub fn store_span(engine: &'static str, operation: &'static str) -> tracing::Span {
+    if !enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "store",
+        otel.name = format!("{engine} {operation}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        db.system.name = engine,
+        db.operation.name = operation,
+    );
+    span
+}
+
+/// A client span for one call to another service (a key provider): named
+/// `<system> <operation>` (`aws-kms unwrap`), with `peer.service`; a child
+/// of the current span, and `Span::none()` unless spans are exported.
+pub fn call_span(system: &'static str, operation: &'static str) -> tracing::Span {
+    if !enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "call",
+        otel.name = format!("{system} {operation}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        peer.service = system,
+    );
+    span
+}
+
+/// Runs `call` inside `span` (a [`store_span`] or [`call_span`]), marking
+/// the span failed when the call fails.
+pub async fn traced<T, E>(
+    span: tracing::Span,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    if span.is_none() {
+        return call.await;
+    }
+    let result = call.instrument(span.clone()).await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    result
 }
 
 /// Makes the caller's context (`traceparent` in `headers`) the parent of

@@ -441,6 +441,10 @@ fn entry_of(item: &Item) -> Result<Entry, StoreError> {
 
 #[async_trait]
 impl KvStore for DynamoKvStore {
+    fn engine(&self) -> &'static str {
+        "aws.dynamodb"
+    }
+
     async fn put(&self, key: &KvKey, record: &SealedRecord) -> Result<(), StoreError> {
         self.ensure_open()?;
         let item = sized_item(key, record)?;

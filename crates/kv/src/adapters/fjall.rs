@@ -195,6 +195,10 @@ fn commit(spaces: &Keyspaces, writes: &[Write]) -> Result<Vec<Outcome>, StoreErr
 
 #[async_trait]
 impl KvStore for FjallKvStore {
+    fn engine(&self) -> &'static str {
+        "fjall"
+    }
+
     async fn put(&self, key: &KvKey, record: &SealedRecord) -> Result<(), StoreError> {
         self.write(Write::Put {
             key: key.clone(),

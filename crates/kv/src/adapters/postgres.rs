@@ -35,6 +35,10 @@ impl PostgresKvStore {
 
 #[async_trait]
 impl KvStore for PostgresKvStore {
+    fn engine(&self) -> &'static str {
+        "postgresql"
+    }
+
     async fn put(&self, key: &KvKey, record: &SealedRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO kv_items (key, key_id, wrapped_key, nonce, ciphertext, size, updated_at) \

@@ -169,6 +169,10 @@ fn apply(table: &mut Table<&str, &[u8]>, write: &Write) -> Result<Outcome, Store
 
 #[async_trait]
 impl KvStore for RedbKvStore {
+    fn engine(&self) -> &'static str {
+        "redb"
+    }
+
     async fn put(&self, key: &KvKey, record: &SealedRecord) -> Result<(), StoreError> {
         self.write(Write::Put {
             key: key.clone(),

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use platform::trace::{call_span, store_span, traced};
+
 use crate::domain::KeyError;
 use crate::domain::envelope::{self, EnvelopeError};
 use crate::domain::{
@@ -292,7 +294,11 @@ impl Vault {
     }
 
     async fn generate(&self) -> Result<(DataKey, WrappedKey), KvError> {
-        let result = self.provider.generate().await;
+        let result = traced(
+            call_span(self.provider.kind(), "generate"),
+            self.provider.generate(),
+        )
+        .await;
         self.provider_call("generate", result)
             .map_err(provider_error)
     }
@@ -335,7 +341,11 @@ impl Vault {
         let mut opened = None;
         for index in order {
             let candidate = readings[index].clone();
-            let result = self.provider.unwrap(&candidate).await;
+            let result = traced(
+                call_span(self.provider.kind(), "unwrap"),
+                self.provider.unwrap(&candidate),
+            )
+            .await;
             match self.provider_call("unwrap", result) {
                 Ok(dek) => {
                     if readings.len() > 1 {
@@ -400,15 +410,17 @@ impl Vault {
             value,
         )
         .map_err(KvError::Seal)?;
-        self.store.put(key, &record).await?;
+        traced(
+            store_span(self.store.engine(), "put"),
+            self.store.put(key, &record),
+        )
+        .await?;
         Ok(())
     }
 
     /// The plaintext stored under `key`.
     pub async fn get(&self, key: &KvKey) -> Result<Vec<u8>, KvError> {
-        let record = self
-            .store
-            .get(key)
+        let record = traced(store_span(self.store.engine(), "get"), self.store.get(key))
             .await?
             .ok_or_else(|| KvError::NotFound(key.to_string()))?;
         let (dek, _) = self
@@ -419,7 +431,12 @@ impl Vault {
 
     /// Removes `key`; [`KvError::NotFound`] if there was nothing to remove.
     pub async fn delete(&self, key: &KvKey) -> Result<(), KvError> {
-        if self.store.delete(key).await? {
+        if traced(
+            store_span(self.store.engine(), "delete"),
+            self.store.delete(key),
+        )
+        .await?
+        {
             Ok(())
         } else {
             Err(KvError::NotFound(key.to_string()))
@@ -433,7 +450,11 @@ impl Vault {
         after: Option<&KvKey>,
         limit: PageLimit,
     ) -> Result<Page, KvError> {
-        Ok(self.store.page(prefix, after, limit).await?)
+        Ok(traced(
+            store_span(self.store.engine(), "page"),
+            self.store.page(prefix, after, limit),
+        )
+        .await?)
     }
 
     /// Re-wraps every stored data key under the provider's current key (after
@@ -783,6 +804,10 @@ mod tests {
 
     #[async_trait]
     impl KvStore for Ambiguous {
+        fn engine(&self) -> &'static str {
+            "redb"
+        }
+
         async fn put(&self, key: &KvKey, record: &SealedRecord) -> Result<(), StoreError> {
             self.0.put(key, record).await
         }

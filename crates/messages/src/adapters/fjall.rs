@@ -216,6 +216,10 @@ fn stored(digest_bytes: &[u8], value: &[u8]) -> Result<StoredMessage, StoreError
 
 #[async_trait]
 impl MessageStore for FjallMessageStore {
+    fn engine(&self) -> &'static str {
+        "fjall"
+    }
+
     async fn put(&self, message: &Message, created_at_ms: i64) -> Result<PutOutcome, StoreError> {
         self.closed.check("fjall")?;
         let put = Put {

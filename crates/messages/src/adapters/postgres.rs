@@ -161,6 +161,10 @@ fn stored(row: &sqlx::postgres::PgRow) -> Result<StoredMessage, StoreError> {
 
 #[async_trait]
 impl MessageStore for PostgresMessageStore {
+    fn engine(&self) -> &'static str {
+        "postgresql"
+    }
+
     async fn put(&self, message: &Message, created_at_ms: i64) -> Result<PutOutcome, StoreError> {
         let put = Put {
             digest: message.digest(),

@@ -147,6 +147,10 @@ fn stored(
 
 #[async_trait]
 impl MessageStore for RedbMessageStore {
+    fn engine(&self) -> &'static str {
+        "redb"
+    }
+
     async fn put(&self, message: &Message, created_at_ms: i64) -> Result<PutOutcome, StoreError> {
         self.closed.check("redb")?;
         let put = Put {

@@ -25,6 +25,7 @@ use crate::domain::{
 use crate::metrics::{CORRUPT_RECORDS, POSTED, STORE_DURATION};
 use crate::ports::{MessageStore, PutOutcome, StoreError};
 use metrics::{Counter, Histogram};
+use platform::trace::{store_span, traced};
 
 #[derive(Clone)]
 struct AppState {
@@ -273,7 +274,11 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let message = new_message(&headers, body, state.max_message_bytes)?;
     let started = Instant::now();
-    let outcome = state.store.put(&message, now_ms()).await?;
+    let outcome = traced(
+        store_span(state.store.engine(), "put"),
+        state.store.put(&message, now_ms()),
+    )
+    .await?;
     observe(&state.metrics.put, started);
     let digest = message.digest().to_string();
     match outcome {
@@ -404,7 +409,11 @@ async fn fetch(
         answer
     } else {
         let started = Instant::now();
-        let stored = state.store.get(&digest).await?;
+        let stored = traced(
+            store_span(state.store.engine(), "get"),
+            state.store.get(&digest),
+        )
+        .await?;
         observe(&state.metrics.get, started);
         let message = stored.ok_or(ApiError::NotFound)?.verify()?;
         let body = serde_json::to_vec(&MessageBody::from(message)).map_err(|e| {
@@ -498,7 +507,11 @@ async fn list(
         .map(Cursor::parse)
         .transpose()?;
     let started = Instant::now();
-    let page = state.store.page(after, limit).await?;
+    let page = traced(
+        store_span(state.store.engine(), "page"),
+        state.store.page(after, limit),
+    )
+    .await?;
     observe(&state.metrics.page, started);
     // A corrupt message is left out and named: one bad record must not fail
     // every page that covers it.

@@ -346,3 +346,83 @@ fn an_endpoint_that_is_not_a_url_is_refused_before_anything_starts() {
     );
     assert!(err.contains("http://otel-collector:4317"), "{err}");
 }
+
+/// The one span of `spans` named `name`, or a panic listing them all.
+fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    let found: Vec<&Span> = spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(found.len(), 1, "one {name} span in:\n{}", describe(spans));
+    found[0]
+}
+
+#[tokio::test]
+async fn store_and_key_provider_calls_are_client_spans_under_the_request() {
+    let (receiver, endpoint) = Receiver::start().await;
+    let server = TestServer::launch(Start {
+        args: vec![
+            "--services",
+            "messages,kv",
+            "--kv-tcp-addr",
+            "127.0.0.1:0",
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+        env: vec![FAST_BATCHES],
+        ..Start::default()
+    });
+
+    // messages: the store's put, under the server span.
+    let (trace_id, _, traceparent) = caller();
+    let response = http()
+        .post(format!("{}/messages", server.url))
+        .header("traceparent", &traceparent)
+        .json(&json!({"message": "stored under a span"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let spans = trace(&receiver, &trace_id, 2).await;
+    let request = named(&spans, "POST /messages");
+    let put = named(&spans, "fjall put");
+    assert_eq!(put.parent_span_id, request.span_id, "{}", describe(&spans));
+    assert_eq!(put.kind, SpanKind::Client as i32);
+    assert_eq!(attribute(put, "db.system.name").as_deref(), Some("fjall"));
+    assert_eq!(attribute(put, "db.operation.name").as_deref(), Some("put"));
+    assert!(put.start_time_unix_nano >= request.start_time_unix_nano);
+    assert!(put.end_time_unix_nano <= request.end_time_unix_nano);
+
+    // kv: a first set asks the key provider for a data key, then stores.
+    let (trace_id, _, traceparent) = caller();
+    let response = http()
+        .put(format!("{}/kv/traced", server.url))
+        .header("traceparent", &traceparent)
+        .body("a value")
+        .send()
+        .await
+        .expect("set");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let spans = trace(&receiver, &trace_id, 3).await;
+    let request = named(&spans, "PUT /kv/{*key}");
+    for name in ["local generate", "fjall put"] {
+        let span = named(&spans, name);
+        assert_eq!(span.parent_span_id, request.span_id, "{}", describe(&spans));
+        assert_eq!(span.kind, SpanKind::Client as i32);
+    }
+    assert_eq!(
+        attribute(named(&spans, "local generate"), "peer.service").as_deref(),
+        Some("local")
+    );
+
+    // A read of a key that is not there: the store's get, and a 404.
+    let (trace_id, _, traceparent) = caller();
+    let response = http()
+        .get(format!("{}/kv/absent", server.url))
+        .header("traceparent", &traceparent)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let spans = trace(&receiver, &trace_id, 2).await;
+    let request = named(&spans, "GET /kv/{*key}");
+    let get = named(&spans, "fjall get");
+    assert_eq!(get.parent_span_id, request.span_id, "{}", describe(&spans));
+}
