@@ -2,7 +2,8 @@
 # What traces cost on the request path: the messages service answering
 # GET /messages/{digest} (its fastest route, so the relative cost is the
 # largest) and POST /messages, without --otlp-endpoint ("off": no span is
-# built), with it ("on": a server span per request, batched and exported
+# built), with it ("on": a server span per request, and for POST the
+# store's client span under it, batched and exported
 # over OTLP/gRPC to a receiver on loopback, `otlp-sink` from the testkit
 # crate), and with it sampling 1 % of traces ("sampled":
 # OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.01).
@@ -140,7 +141,8 @@ col() { awk -F'\t' -v s="$1" -v n="$2" -v c="$3" '$1 == s && $2 == n { print $c 
     echo "## traces"
     echo
     echo "Written by \`bash bench/traces.sh\` on $(date -u +%Y-%m-%d): what a server span per"
-    echo "request, exported over OTLP/gRPC, costs. The messages service (embedded store, release"
+    echo "request (and for POST the store's client span under it; a GET of a stored message is"
+    echo "answered from the cache, without a store call), exported over OTLP/gRPC, costs. The messages service (embedded store, release"
     echo "build) three times at once: *off* without \`--otlp-endpoint\` (no span is built), *on*"
     echo "exporting every request's span to \`otlp-sink\` on loopback (a counting OTLP receiver,"
     echo "crates/testkit), *sampled* the same with \`OTEL_TRACES_SAMPLER=parentbased_traceidratio"
