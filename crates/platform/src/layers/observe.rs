@@ -10,7 +10,9 @@
 //! the nine of RFC 9110 and RFC 5789, else `OTHER`: nothing a client sends
 //! becomes a label value, so label cardinality stays bounded. A gRPC answer
 //! is counted under the HTTP status its `grpc-status` maps to
-//! ([`grpc_as_http`]), so gRPC failures are 4xx and 5xx like REST's.
+//! ([`grpc_code_as_http`]), so gRPC failures are 4xx and 5xx like REST's;
+//! one whose status comes in its trailers (every answer with messages, a
+//! stream's above all) is counted and timed when its body ends.
 //! Metric handles are resolved once per route and method (the service
 //! stack keeps its route's handles beside the route, see [`super::guard`]),
 //! so a request does no label lookup and allocates nothing for its metrics.
@@ -20,7 +22,9 @@
 //! always logged at `error` with its method, route, status and request id.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -28,6 +32,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, Method};
 use metrics::{Counter, Gauge, Histogram};
+use pin_project_lite::pin_project;
 use tracing::Instrument;
 
 /// The metrics of one service's routes, built once when its routes are stacked.
@@ -206,12 +211,35 @@ impl Observation {
 
     /// Counts and times the answer, and logs it (a server error always,
     /// with its hidden detail if any, which the caller then sees replaced
-    /// by its class and the request id).
+    /// by its class and the request id). A gRPC answer whose status is not
+    /// in its headers has it in its trailers, after its messages: it is
+    /// counted, timed and taken out of the in-flight gauge when its body
+    /// ends ([`GrpcBody`]), so a stream that fails after its first message
+    /// counts under its real status, and a stream's time is all of it.
     pub fn finish(mut self, response: &mut Response) {
+        if is_grpc(response) && !response.headers().contains_key(GRPC_STATUS) {
+            let body = std::mem::take(response.body_mut());
+            *response.body_mut() = axum::body::Body::new(GrpcBody {
+                inner: body,
+                observation: Some(self),
+            });
+            return;
+        }
+        let status = grpc_as_http(response).unwrap_or_else(|| response.status().as_u16());
+        let hidden = response
+            .extensions_mut()
+            .remove::<crate::error::HiddenDetail>();
+        self.complete(status, hidden.as_ref());
+        if let Some(hidden) = hidden {
+            reveal_request_id(response, &hidden.class, self.request_id());
+        }
+    }
+
+    /// Counts and times the request under `status`, and logs it.
+    fn complete(&mut self, status: u16, hidden: Option<&crate::error::HiddenDetail>) {
         self.finished = true;
         self.handles.in_flight.decrement(1.0);
         let elapsed = self.started.elapsed();
-        let status = grpc_as_http(response).unwrap_or_else(|| response.status().as_u16());
         let route = self.route.route.as_str();
         let (total, duration) = self.handles.completed(route, status);
         total.increment(1);
@@ -219,12 +247,8 @@ impl Observation {
         let method = &self.handles.method;
         let request_id = self.request_id();
         let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        if let Some(hidden) = response
-            .extensions_mut()
-            .remove::<crate::error::HiddenDetail>()
-        {
+        if let Some(hidden) = hidden {
             tracing::error!(%method, route, status, request_id, latency_ms, error = %hidden.detail, "request failed");
-            reveal_request_id(response, &hidden.class, request_id);
         } else if status >= 500 {
             tracing::error!(%method, route, status, request_id, latency_ms, "request failed");
         } else {
@@ -233,23 +257,89 @@ impl Observation {
     }
 }
 
-/// The HTTP status a gRPC answer's `grpc-status` stands for (Google's
-/// mapping of its canonical codes: `UNAVAILABLE` 503, `INTERNAL` 500,
-/// `INVALID_ARGUMENT` 400, …), when the answer is gRPC and carries its
-/// status in the headers: every error a unary call answers at once. A gRPC
-/// answer is HTTP 200 whatever its outcome; counted this way its failures
-/// show in the 5xx of the request metrics like REST's. A stream that fails
-/// after its first message has its status in the trailers and counts as 200.
-fn grpc_as_http(response: &Response) -> Option<u16> {
-    let grpc = response
+const GRPC_STATUS: &str = "grpc-status";
+
+fn is_grpc(response: &Response) -> bool {
+    response
         .headers()
         .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if !grpc {
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+pin_project! {
+    /// The body of a gRPC answer whose status comes in its trailers: it
+    /// completes the request's [`Observation`] when the trailers pass (under
+    /// the HTTP status their `grpc-status` maps to), when the body fails
+    /// (500) or ends without them (500: not a gRPC ending), or when it is
+    /// dropped first (499: the client went away mid-answer).
+    struct GrpcBody {
+        #[pin]
+        inner: axum::body::Body,
+        observation: Option<Observation>,
+    }
+
+    impl PinnedDrop for GrpcBody {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(mut observation) = this.project().observation.take() {
+                observation.complete(499, None);
+            }
+        }
+    }
+}
+
+impl http_body::Body for GrpcBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        let status = match &polled {
+            Poll::Pending => return polled,
+            Poll::Ready(Some(Ok(frame))) => match frame.trailers_ref() {
+                Some(trailers) => trailers
+                    .get(GRPC_STATUS)
+                    .map_or(500, |code| grpc_code_as_http(code.as_bytes())),
+                None => return polled,
+            },
+            Poll::Ready(Some(Err(_)) | None) => 500,
+        };
+        if let Some(mut observation) = this.observation.take() {
+            observation.complete(status, None);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The HTTP status a gRPC answer's `grpc-status` header stands for, when
+/// the answer is gRPC and carries its status in the headers: every error a
+/// unary call answers at once (one whose status is in the trailers is
+/// counted when they pass, see [`GrpcBody`]).
+fn grpc_as_http(response: &Response) -> Option<u16> {
+    if !is_grpc(response) {
         return None;
     }
-    let code = response.headers().get("grpc-status")?.as_bytes();
-    Some(match code {
+    let code = response.headers().get(GRPC_STATUS)?;
+    Some(grpc_code_as_http(code.as_bytes()))
+}
+
+/// The HTTP status a gRPC status code stands for (Google's mapping of its
+/// canonical codes: `UNAVAILABLE` 503, `INTERNAL` 500, `INVALID_ARGUMENT`
+/// 400, …). A gRPC answer is HTTP 200 whatever its outcome; counted this
+/// way its failures show in the 5xx of the request metrics like REST's.
+fn grpc_code_as_http(code: &[u8]) -> u16 {
+    match code {
         b"0" => 200,
         b"1" => 499,
         b"3" | b"9" | b"11" => 400,
@@ -263,7 +353,7 @@ fn grpc_as_http(response: &Response) -> Option<u16> {
         b"16" => 401,
         // UNKNOWN, INTERNAL, DATA_LOSS, and codes gRPC does not define.
         _ => 500,
-    })
+    }
 }
 
 impl Drop for Observation {
@@ -391,6 +481,61 @@ mod tests {
             body,
             serde_json::json!({"error": "x store unavailable; retry later (request id rid-7)"})
         );
+    }
+
+    #[tokio::test]
+    async fn a_grpc_stream_that_fails_after_its_first_message_counts_under_its_trailers_status() {
+        use http_body_util::BodyExt as _;
+
+        let handle = crate::telemetry::metrics_handle();
+        let app = Router::new()
+            .route(
+                "/s",
+                axum::routing::post(|| async {
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert(GRPC_STATUS, HeaderValue::from_static("14"));
+                    let frames = futures_util::stream::iter([
+                        Ok::<_, std::convert::Infallible>(http_body::Frame::data(
+                            bytes::Bytes::from_static(b"\0\0\0\0\0"),
+                        )),
+                        Ok(http_body::Frame::trailers(trailers)),
+                    ]);
+                    Response::builder()
+                        .header(http::header::CONTENT_TYPE, "application/grpc")
+                        .body(Body::new(http_body_util::StreamBody::new(frames)))
+                        .expect("response")
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                RouteMetrics::for_service("observe_grpc_test"),
+                record,
+            ));
+        let response = app
+            .oneshot(Request::post("/s").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        let counted = |text: &str, status: &str| {
+            text.lines().any(|l| {
+                l.starts_with("quintet_observe_grpc_test_http_requests_total{")
+                    && l.contains(&format!("status=\"{status}\""))
+                    && l.ends_with(" 1")
+            })
+        };
+        // Headers sent, messages still to come: not counted yet.
+        assert!(!counted(&handle.render(), "200"));
+        assert!(!counted(&handle.render(), "503"));
+        let body = response.into_body().collect().await.expect("body");
+        assert_eq!(
+            body.trailers().and_then(|t| t.get(GRPC_STATUS)),
+            Some(&HeaderValue::from_static("14"))
+        );
+        let text = handle.render();
+        assert!(
+            counted(&text, "503"),
+            "UNAVAILABLE in the trailers is a 503:\n{text}"
+        );
+        assert!(!counted(&text, "200"), "{text}");
     }
 
     #[test]

@@ -36,16 +36,18 @@ async fn silent_sockets_never_starve_health_checks() {
     .await
     .expect("silent sockets");
     // Every slot is taken by a silent socket: a real client still gets an answer,
-    // by closing the socket that has been quiet the longest.
+    // by closing the socket that has been quiet the longest. (Without that, no
+    // slot frees for 5 minutes; the 5 s allowed here is room for a suite
+    // running beside this test on two cores, not a latency target.)
     let started = Instant::now();
     let answer = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(5))
         .build()
         .expect("client")
         .get(format!("{}/healthz", server.url))
         .send()
         .await
-        .expect("/healthz answers within 1 s while 10,000 silent sockets are open");
+        .expect("/healthz answers within 5 s while 10,000 silent sockets are open");
     assert_eq!(answer.status(), 200);
     let waited = started.elapsed();
     let metrics = server.metrics().await;

@@ -375,3 +375,92 @@ async fn each_grpc_method_has_its_own_route_and_an_unknown_one_shares_the_catch_
     .collect();
     assert_eq!(routes, expected, "{text}");
 }
+
+/// The value of the sample of `family` whose labels contain every one of
+/// `labels` (0 when there is none).
+fn labelled(text: &str, family: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_grpc_stream_is_counted_when_it_ends_under_its_final_status() {
+    use calc::proto::v1::PrimesRequest;
+    use calc::proto::v1::calculator_client::CalculatorClient;
+
+    const ROUTE: &str = "route=\"/quintet.calc.v1.Calculator/Primes\"";
+    let server = TestServer::start(&["--services", "calc"]);
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut calc = CalculatorClient::new(channel);
+
+    // A long stream, read one chunk: in flight until it ends, not yet counted.
+    let mut stream = calc
+        .primes(PrimesRequest {
+            from: 1,
+            to: 900_000_000,
+        })
+        .await
+        .expect("primes")
+        .into_inner();
+    assert!(stream.message().await.expect("a chunk").is_some());
+    let text = server.metrics().await;
+    let in_flight = "quintet_calc_http_requests_in_flight";
+    assert!(
+        (labelled(&text, in_flight, &[ROUTE]) - 1.0).abs() < f64::EPSILON,
+        "{text}"
+    );
+    assert!(
+        labelled(&text, "quintet_calc_http_requests_total", &[ROUTE]) < 0.5,
+        "{text}"
+    );
+
+    // The client goes away mid-stream: 499, and out of flight.
+    drop(stream);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = server.metrics().await;
+        let cancelled = labelled(
+            &text,
+            "quintet_calc_http_requests_total",
+            &[ROUTE, "status=\"499\""],
+        );
+        if (cancelled - 1.0).abs() < f64::EPSILON {
+            assert!(
+                labelled(&text, in_flight, &[ROUTE]).abs() < f64::EPSILON,
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 499 for the dropped stream:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A whole stream: 200 once it has ended.
+    let mut stream = calc
+        .primes(PrimesRequest { from: 1, to: 1000 })
+        .await
+        .expect("primes")
+        .into_inner();
+    while stream.message().await.expect("a chunk").is_some() {}
+    let text = server.metrics().await;
+    let ok = labelled(
+        &text,
+        "quintet_calc_http_requests_total",
+        &[ROUTE, "status=\"200\""],
+    );
+    assert!((ok - 1.0).abs() < f64::EPSILON, "{text}");
+    assert!(
+        labelled(&text, in_flight, &[ROUTE]).abs() < f64::EPSILON,
+        "{text}"
+    );
+}
