@@ -165,11 +165,29 @@ pub struct ServerConfig {
     #[arg(long, env = "QUINTET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 
-    /// Export traces to this OpenTelemetry collector over OTLP/gRPC
-    /// (`http://otel-collector:4317`); W3C `traceparent` is then accepted on every
-    /// request and passed on. Off when unset: no span is built.
+    /// Export traces to this OpenTelemetry collector (OTLP/gRPC:
+    /// `http://otel-collector:4317`; OTLP/HTTP: its base URL,
+    /// `http://otel-collector:4318`, to which `/v1/traces` is added); W3C
+    /// `traceparent` is then accepted on every request and passed on. Off when
+    /// unset: no span is built.
     #[arg(long, env = "QUINTET_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+
+    /// How traces reach --otlp-endpoint: OTLP over gRPC, or over HTTP with
+    /// protobuf bodies (collectors and vendor gateways that take only HTTP).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_enum, default_value_t = OtlpProtocol::Grpc)]
+    pub otlp_protocol: OtlpProtocol,
+}
+
+/// The OTLP transport of exported traces (the values of OpenTelemetry's
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`; `http/json` is not offered).
+// clap turns doc comments into help text: docs here would change `--help`.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtlpProtocol {
+    Grpc,
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
 }
 
 /// Whether and how the listener speaks TLS.

@@ -43,7 +43,7 @@ pub fn init_logging(format: LogFormat) {
 /// `otlp` is not an http(s) URL, or the exporter cannot be built.
 pub fn init(
     format: LogFormat,
-    otlp: Option<&str>,
+    otlp: Option<crate::trace::Otlp<'_>>,
 ) -> Result<Option<crate::trace::Traces>, crate::trace::EndpointError> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -73,19 +73,23 @@ pub fn init(
             .boxed()
     }
     .with_filter(filter);
-    let Some(endpoint) = otlp else {
+    let Some(otlp) = otlp else {
         let _ = tracing_subscriber::registry().with(logs).try_init();
         return Ok(None);
     };
     // Spans at info and above, whatever the log filter says: turning logs
     // down must not cut traces.
-    let (spans, traces) = crate::trace::layer(endpoint)?;
+    let (spans, traces) = crate::trace::layer(otlp)?;
     let spans = spans.with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     let _ = tracing_subscriber::registry()
         .with(logs)
         .with(spans)
         .try_init();
-    tracing::info!(endpoint = %crate::trace::shown(endpoint), "traces: exported over OTLP/gRPC");
+    tracing::info!(
+        endpoint = %crate::trace::shown(otlp.endpoint),
+        protocol = otlp.protocol.name(),
+        "traces: exported over OTLP"
+    );
     Ok(Some(traces))
 }
 

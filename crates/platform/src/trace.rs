@@ -9,7 +9,7 @@
 //! on the other side ([`follow`]), and calls to stores and key providers
 //! get client spans of their own ([`store_span`], [`call_span`],
 //! [`traced`]). Spans are batched and exported over
-//! OTLP/gRPC from a task on the server's runtime.
+//! OTLP (gRPC, or HTTP with protobuf bodies) from a task on the server's runtime.
 //!
 //! Off, nothing of this runs: no layer is installed, no span is built, the
 //! helpers below return at their first line.
@@ -20,13 +20,15 @@ use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+pub use crate::config::OtlpProtocol;
 
 /// The W3C Trace Context header.
 pub const TRACEPARENT: &str = "traceparent";
@@ -135,37 +137,113 @@ pub(crate) fn shown(endpoint: &str) -> String {
     }
 }
 
-/// The tracer provider exporting to `endpoint` (an OTLP/gRPC collector,
-/// `http://host:4317`), batching on the current Tokio runtime.
-pub(crate) fn provider(endpoint: &str) -> Result<SdkTracerProvider, EndpointError> {
+/// Where and how spans are exported (`--otlp-endpoint`, `--otlp-protocol`).
+#[derive(Debug, Clone, Copy)]
+pub struct Otlp<'a> {
+    /// The collector's URL: OTLP/gRPC's own, or OTLP/HTTP's base URL.
+    pub endpoint: &'a str,
+    /// gRPC or HTTP with protobuf bodies.
+    pub protocol: OtlpProtocol,
+}
+
+impl OtlpProtocol {
+    /// The protocol as `OTEL_EXPORTER_OTLP_PROTOCOL` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+/// The URL OTLP/HTTP spans are posted to: the base URL with `/v1/traces`
+/// added, as OpenTelemetry's `OTEL_EXPORTER_OTLP_ENDPOINT` is read
+/// (`https://gateway/otlp` → `https://gateway/otlp/v1/traces`); a URL that
+/// already ends so is taken as it is.
+fn traces_url(mut url: url::Url) -> url::Url {
+    if !url.path().ends_with("/v1/traces") {
+        let path = format!("{}/v1/traces", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+    }
+    url
+}
+
+/// The OTLP/HTTP exporter's client: the reqwest client the rest of quintet
+/// uses (rustls, the web PKI roots), each export bounded by `EXPORT_TIMEOUT`.
+#[derive(Debug)]
+struct HttpExport(reqwest::Client);
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for HttpExport {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let (parts, body) = request.into_parts();
+        let answer = self
+            .0
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await?;
+        let mut response = http::Response::builder().status(answer.status());
+        if let Some(headers) = response.headers_mut() {
+            headers.extend(answer.headers().clone());
+        }
+        Ok(response.body(answer.bytes().await?)?)
+    }
+}
+
+/// The tracer provider exporting to `otlp.endpoint` over `otlp.protocol`,
+/// batching on the current Tokio runtime.
+pub(crate) fn provider(otlp: Otlp<'_>) -> Result<SdkTracerProvider, EndpointError> {
+    let Otlp { endpoint, protocol } = otlp;
+    let example = match protocol {
+        OtlpProtocol::Grpc => "an OTLP/gRPC collector's URL, e.g. http://otel-collector:4317",
+        OtlpProtocol::HttpProtobuf => {
+            "an OTLP/HTTP collector's base URL, e.g. http://otel-collector:4318"
+        }
+    };
     let refuse = |why: String| EndpointError {
         endpoint: shown(endpoint),
         why,
     };
-    let url = url::Url::parse(endpoint).map_err(|e| {
-        refuse(format!(
-            "{e}; give an OTLP/gRPC collector's URL, e.g. http://otel-collector:4317"
-        ))
-    })?;
+    let url = url::Url::parse(endpoint).map_err(|e| refuse(format!("{e}; give {example}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(refuse(
-            "an OTLP/gRPC endpoint is an http:// or https:// URL with a host, e.g. \
-             http://otel-collector:4317"
-                .to_owned(),
-        ));
+        return Err(refuse(format!(
+            "the endpoint is an http:// or https:// URL with a host: give {example}"
+        )));
     }
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .with_timeout(EXPORT_TIMEOUT);
-    if url.scheme() == "https" {
-        exporter = exporter.with_tls_config(
-            opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new().with_webpki_roots(),
-        );
+    let exporter = match protocol {
+        OtlpProtocol::Grpc => {
+            let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_timeout(EXPORT_TIMEOUT);
+            if url.scheme() == "https" {
+                exporter = exporter.with_tls_config(
+                    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                        .with_webpki_roots(),
+                );
+            }
+            exporter.build()
+        }
+        OtlpProtocol::HttpProtobuf => {
+            let client = reqwest::Client::builder()
+                .timeout(EXPORT_TIMEOUT)
+                .build()
+                .map_err(|e| refuse(format!("the OTLP/HTTP client could not be built: {e}")))?;
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_http_client(HttpExport(client))
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(traces_url(url).as_str())
+                .with_timeout(EXPORT_TIMEOUT)
+                .build()
+        }
     }
-    let exporter = exporter
-        .build()
-        .map_err(|e| refuse(format!("the OTLP exporter could not be built: {e}")))?;
+    .map_err(|e| refuse(format!("the OTLP exporter could not be built: {e}")))?;
     let exporter = Counted {
         inner: exporter,
         failing: AtomicBool::new(false),
@@ -185,7 +263,7 @@ pub(crate) fn provider(endpoint: &str) -> Result<SdkTracerProvider, EndpointErro
 /// The OpenTelemetry layer for the log subscriber, exporting to `endpoint`;
 /// turns [`enabled`] on.
 pub(crate) fn layer<S>(
-    endpoint: &str,
+    otlp: Otlp<'_>,
 ) -> Result<
     (
         tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
@@ -196,7 +274,7 @@ pub(crate) fn layer<S>(
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
-    let provider = provider(endpoint)?;
+    let provider = provider(otlp)?;
     let tracer = provider.tracer("quintet");
     ENABLED.store(true, Ordering::Relaxed);
     Ok((
@@ -360,12 +438,39 @@ mod tests {
             "http://",
             "not a url",
         ] {
-            let Err(error) = provider(bad) else {
-                panic!("{bad} was accepted");
-            };
-            let error = error.to_string();
-            assert!(error.starts_with("--otlp-endpoint"), "{error}");
-            assert!(error.contains("http://otel-collector:4317"), "{error}");
+            for (protocol, example) in [
+                (OtlpProtocol::Grpc, "http://otel-collector:4317"),
+                (OtlpProtocol::HttpProtobuf, "http://otel-collector:4318"),
+            ] {
+                let Err(error) = provider(Otlp {
+                    endpoint: bad,
+                    protocol,
+                }) else {
+                    panic!("{bad} was accepted");
+                };
+                let error = error.to_string();
+                assert!(error.starts_with("--otlp-endpoint"), "{error}");
+                assert!(error.contains(example), "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn otlp_http_posts_to_the_base_url_and_v1_traces() {
+        for (base, posted) in [
+            ("http://collector:4318", "http://collector:4318/v1/traces"),
+            ("http://collector:4318/", "http://collector:4318/v1/traces"),
+            (
+                "https://gateway.example/otlp",
+                "https://gateway.example/otlp/v1/traces",
+            ),
+            (
+                "https://gateway.example/otlp/v1/traces",
+                "https://gateway.example/otlp/v1/traces",
+            ),
+        ] {
+            let url = url::Url::parse(base).expect("url");
+            assert_eq!(traces_url(url).as_str(), posted, "{base}");
         }
     }
 
@@ -375,7 +480,10 @@ mod tests {
             shown("http://user:secret@collector:4317"),
             "http://collector:4317/"
         );
-        let Err(error) = provider("ftp://user:secret@collector:4317") else {
+        let Err(error) = provider(Otlp {
+            endpoint: "ftp://user:secret@collector:4317",
+            protocol: OtlpProtocol::Grpc,
+        }) else {
             panic!("ftp accepted");
         };
         assert!(!error.to_string().contains("secret"), "{error}");

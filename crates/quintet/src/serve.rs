@@ -11,8 +11,15 @@ use crate::stores::{self, Configured, EventsUrl, QueueUrl, StoreUrl};
 /// Runs `quintet serve` until SIGTERM or SIGINT. A refused option value
 /// exits 2 with the usage, before anything binds or touches the data dir.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let traces = match telemetry::init(args.server.log_format, args.server.otlp_endpoint.as_deref())
-    {
+    let otlp = args
+        .server
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| platform::trace::Otlp {
+            endpoint,
+            protocol: args.server.otlp_protocol,
+        });
+    let traces = match telemetry::init(args.server.log_format, otlp) {
         Ok(traces) => traces,
         Err(refused) => refuse("serve", format!("invalid value for {refused}")),
     };

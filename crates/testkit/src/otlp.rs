@@ -1,7 +1,8 @@
-//! A real OTLP/gRPC trace receiver: the OpenTelemetry collector's trace
-//! service, generated from the OpenTelemetry protocol's definitions
-//! (opentelemetry-proto) and served by tonic. It keeps every span it is
-//! sent, with its resource's `service.name`.
+//! A real OTLP trace receiver: the OpenTelemetry collector's trace service,
+//! generated from the OpenTelemetry protocol's definitions
+//! (opentelemetry-proto), served over gRPC by tonic or over HTTP
+//! (`POST /v1/traces`, protobuf bodies, as OTLP/HTTP specifies) by axum. It
+//! keeps every span it is sent, with its resource's `service.name`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,6 +22,8 @@ pub struct Receiver {
     spans: Arc<Mutex<Vec<(String, Span)>>>,
     /// Spans received but not kept (`keep: false`, for load).
     counted: Arc<std::sync::atomic::AtomicU64>,
+    /// The headers of each OTLP/HTTP export.
+    headers: Arc<Mutex<Vec<axum::http::HeaderMap>>>,
     keep: bool,
 }
 
@@ -30,8 +33,17 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.receive(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Receiver {
+    fn receive(&self, request: ExportTraceServiceRequest) {
         let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let service = resource_spans
                 .resource
                 .iter()
@@ -57,13 +69,65 @@ impl TraceService for Receiver {
                 .unwrap_or_else(PoisonError::into_inner)
                 .extend(received);
         }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
     }
-}
 
-impl Receiver {
+    /// A receiver of OTLP/HTTP on a free loopback port that keeps every
+    /// span and the headers of every export; its base URL
+    /// (`http://127.0.0.1:<port>`, spans go to `/v1/traces`).
+    pub async fn start_http() -> (Self, String) {
+        use axum::http::{HeaderMap, StatusCode, header};
+        use prost::Message as _;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let receiver = Self {
+            keep: true,
+            ..Self::default()
+        };
+        let this = receiver.clone();
+        let export = move |headers: HeaderMap, body: axum::body::Bytes| {
+            let this = this.clone();
+            async move {
+                let protobuf = headers
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes() == b"application/x-protobuf");
+                let protobuf_type = [(header::CONTENT_TYPE, "application/x-protobuf")];
+                if !protobuf {
+                    return (
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        protobuf_type,
+                        Vec::new(),
+                    );
+                }
+                let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                    return (StatusCode::BAD_REQUEST, protobuf_type, Vec::new());
+                };
+                this.headers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(headers);
+                this.receive(request);
+                let answer = ExportTraceServiceResponse {
+                    partial_success: None,
+                };
+                (StatusCode::OK, protobuf_type, answer.encode_to_vec())
+            }
+        };
+        let app = axum::Router::new().route("/v1/traces", axum::routing::post(export));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, endpoint)
+    }
+
+    /// The headers of every OTLP/HTTP export received so far.
+    pub fn headers(&self) -> Vec<axum::http::HeaderMap> {
+        self.headers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// A receiver on a free loopback port that keeps every span; its
     /// endpoint URL (`http://127.0.0.1:<port>`).
     pub async fn start() -> (Self, String) {

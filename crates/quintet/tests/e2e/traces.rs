@@ -426,3 +426,81 @@ async fn store_and_key_provider_calls_are_client_spans_under_the_request() {
     let get = named(&spans, "fjall get");
     assert_eq!(get.parent_span_id, request.span_id, "{}", describe(&spans));
 }
+
+#[tokio::test]
+async fn spans_reach_an_otlp_http_collector_with_its_headers() {
+    let (receiver, endpoint) = Receiver::start_http().await;
+    let server = TestServer::launch(Start {
+        args: vec![
+            "--services",
+            "messages",
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-protocol",
+            "http/protobuf",
+        ],
+        // A collector's credentials, as OpenTelemetry's variable carries them.
+        env: vec![
+            FAST_BATCHES,
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20c0llect0r",
+            ),
+        ],
+        ..Start::default()
+    });
+    let (trace_id, parent, traceparent) = caller();
+    let response = http()
+        .post(format!("{}/messages", server.url))
+        .header("traceparent", &traceparent)
+        .json(&json!({"message": "over OTLP/HTTP"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let spans = trace(&receiver, &trace_id, 2).await;
+    let request = named(&spans, "POST /messages");
+    assert_eq!(hex(&request.parent_span_id), parent, "{}", describe(&spans));
+    assert_eq!(
+        named(&spans, "fjall put").parent_span_id,
+        request.span_id,
+        "{}",
+        describe(&spans)
+    );
+    let headers = receiver.headers();
+    assert!(!headers.is_empty());
+    assert!(
+        headers.iter().all(|h| h
+            .get("authorization")
+            .is_some_and(|v| v.as_bytes() == b"Bearer c0llect0r")),
+        "every export carries the collector's credentials"
+    );
+    assert!(
+        !server.logs().contains("c0llect0r"),
+        "credentials never reach the log"
+    );
+    let exported = metric(
+        &server.metrics().await,
+        "quintet_trace_spans_exported_total",
+    );
+    assert!(exported >= 2.0, "spans exported: {exported}");
+}
+
+#[test]
+fn a_protocol_quintet_does_not_speak_is_refused_with_the_ones_it_does() {
+    let (code, _, stderr) = cli(
+        &[
+            "serve",
+            "--otlp-endpoint",
+            "http://127.0.0.1:4318",
+            "--otlp-protocol",
+            "http/json",
+        ],
+        None,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("grpc") && stderr.contains("http/protobuf"),
+        "{stderr}"
+    );
+}
