@@ -78,14 +78,7 @@ impl Receiver {
         use axum::http::{HeaderMap, StatusCode, header};
         use prost::Message as _;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-        let receiver = Self {
-            keep: true,
-            ..Self::default()
-        };
+        let (listener, endpoint, receiver) = Self::keeping().await;
         let this = receiver.clone();
         let export = move |headers: HeaderMap, body: axum::body::Bytes| {
             let this = this.clone();
@@ -128,9 +121,8 @@ impl Receiver {
             .clone()
     }
 
-    /// A receiver on a free loopback port that keeps every span; its
-    /// endpoint URL (`http://127.0.0.1:<port>`).
-    pub async fn start() -> (Self, String) {
+    /// A free loopback port, its URL, and a receiver that keeps every span.
+    async fn keeping() -> (tokio::net::TcpListener, String, Self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -139,6 +131,13 @@ impl Receiver {
             keep: true,
             ..Self::default()
         };
+        (listener, endpoint, receiver)
+    }
+
+    /// A receiver on a free loopback port that keeps every span; its
+    /// endpoint URL (`http://127.0.0.1:<port>`).
+    pub async fn start() -> (Self, String) {
+        let (listener, endpoint, receiver) = Self::keeping().await;
         receiver.serve(listener);
         (receiver, endpoint)
     }

@@ -274,16 +274,10 @@ async fn readiness_is_a_gauge_per_process_and_per_check() {
 
 #[tokio::test]
 async fn a_grpc_failure_counts_under_the_http_status_its_code_maps_to() {
-    use calc::proto::v1::calculator_client::CalculatorClient;
     use calc::proto::v1::{AddRequest, DivideRequest};
 
     let server = TestServer::start(&["--services", "calc"]);
-    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let mut calc = CalculatorClient::new(channel);
+    let mut calc = calc_client(&server).await;
     calc.add(AddRequest { a: 1, b: 2 }).await.expect("add");
     let refused = calc
         .divide(DivideRequest { a: 1, b: 0 })
@@ -292,13 +286,11 @@ async fn a_grpc_failure_counts_under_the_http_status_its_code_maps_to() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     let text = server.metrics().await;
     let count = |status: &str| {
-        text.lines()
-            .filter(|l| {
-                l.starts_with("quintet_calc_http_requests_total{")
-                    && l.contains(&format!("status=\"{status}\""))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
+        labelled(
+            &text,
+            "quintet_calc_http_requests_total",
+            &[&format!("status=\"{status}\"")],
+        )
     };
     assert!((count("200") - 1.0).abs() < f64::EPSILON, "{text}");
     assert!((count("400") - 1.0).abs() < f64::EPSILON, "{text}");
@@ -306,16 +298,10 @@ async fn a_grpc_failure_counts_under_the_http_status_its_code_maps_to() {
 
 #[tokio::test]
 async fn each_grpc_method_has_its_own_route_and_an_unknown_one_shares_the_catch_all() {
-    use calc::proto::v1::calculator_client::CalculatorClient;
     use calc::proto::v1::{AddRequest, PrimesRequest};
 
     let server = TestServer::start(&["--services", "calc"]);
-    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let mut calc = CalculatorClient::new(channel);
+    let mut calc = calc_client(&server).await;
     calc.add(AddRequest { a: 1, b: 2 }).await.expect("add");
     let mut stream = calc
         .primes(PrimesRequest { from: 1, to: 100 })
@@ -376,7 +362,19 @@ async fn each_grpc_method_has_its_own_route_and_an_unknown_one_shares_the_catch_
     assert_eq!(routes, expected, "{text}");
 }
 
-/// The value of the sample of `family` whose labels contain every one of
+/// A gRPC client of the server's calc service.
+async fn calc_client(
+    server: &TestServer,
+) -> calc::proto::v1::calculator_client::CalculatorClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    calc::proto::v1::calculator_client::CalculatorClient::new(channel)
+}
+
+/// The sum of the samples of `family` whose labels contain every one of
 /// `labels` (0 when there is none).
 fn labelled(text: &str, family: &str, labels: &[&str]) -> f64 {
     text.lines()
@@ -389,16 +387,10 @@ fn labelled(text: &str, family: &str, labels: &[&str]) -> f64 {
 #[tokio::test]
 async fn a_grpc_stream_is_counted_when_it_ends_under_its_final_status() {
     use calc::proto::v1::PrimesRequest;
-    use calc::proto::v1::calculator_client::CalculatorClient;
 
     const ROUTE: &str = "route=\"/quintet.calc.v1.Calculator/Primes\"";
     let server = TestServer::start(&["--services", "calc"]);
-    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let mut calc = CalculatorClient::new(channel);
+    let mut calc = calc_client(&server).await;
 
     // A long stream, read one chunk: in flight until it ends, not yet counted.
     let mut stream = calc

@@ -68,6 +68,18 @@ fn caller() -> (String, String, String) {
     (trace_id, span_id, traceparent)
 }
 
+/// Posts `text` to messages as a caller in trace `traceparent`; it is stored.
+async fn post_traced(server: &TestServer, text: &str, traceparent: &str) {
+    let response = http()
+        .post(format!("{}/messages", server.url))
+        .header("traceparent", traceparent)
+        .json(&json!({ "message": text }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
 /// Spans export in batches; a short delay keeps the test short.
 const FAST_BATCHES: (&str, &str) = ("OTEL_BSP_SCHEDULE_DELAY", "100");
 
@@ -98,14 +110,7 @@ async fn a_callers_traceparent_parents_the_server_span_over_http_and_grpc() {
 
     // HTTP.
     let (trace_id, parent, traceparent) = caller();
-    let response = http()
-        .post(format!("{}/messages", server.url))
-        .header("traceparent", &traceparent)
-        .json(&json!({"message": "traced"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), StatusCode::CREATED);
+    post_traced(&server, "traced", &traceparent).await;
     let spans = trace(&receiver, &trace_id, 1).await;
     let span = spans
         .iter()
@@ -372,14 +377,7 @@ async fn store_and_key_provider_calls_are_client_spans_under_the_request() {
 
     // messages: the store's put, under the server span.
     let (trace_id, _, traceparent) = caller();
-    let response = http()
-        .post(format!("{}/messages", server.url))
-        .header("traceparent", &traceparent)
-        .json(&json!({"message": "stored under a span"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), StatusCode::CREATED);
+    post_traced(&server, "stored under a span", &traceparent).await;
     let spans = trace(&receiver, &trace_id, 2).await;
     let request = named(&spans, "POST /messages");
     let put = named(&spans, "fjall put");
@@ -450,14 +448,7 @@ async fn spans_reach_an_otlp_http_collector_with_its_headers() {
         ..Start::default()
     });
     let (trace_id, parent, traceparent) = caller();
-    let response = http()
-        .post(format!("{}/messages", server.url))
-        .header("traceparent", &traceparent)
-        .json(&json!({"message": "over OTLP/HTTP"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), StatusCode::CREATED);
+    post_traced(&server, "over OTLP/HTTP", &traceparent).await;
     let spans = trace(&receiver, &trace_id, 2).await;
     let request = named(&spans, "POST /messages");
     assert_eq!(hex(&request.parent_span_id), parent, "{}", describe(&spans));
