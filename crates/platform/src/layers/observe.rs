@@ -35,6 +35,8 @@ use metrics::{Counter, Gauge, Histogram};
 use pin_project_lite::pin_project;
 use tracing::Instrument;
 
+use crate::grpc::is_grpc;
+
 /// The metrics of one service's routes, built once when its routes are stacked.
 pub struct RouteMetrics {
     total: &'static str,
@@ -217,7 +219,7 @@ impl Observation {
     /// ends ([`GrpcBody`]), so a stream that fails after its first message
     /// counts under its real status, and a stream's time is all of it.
     pub fn finish(mut self, response: &mut Response) {
-        if is_grpc(response) && !response.headers().contains_key(GRPC_STATUS) {
+        if is_grpc(response.headers()) && !response.headers().contains_key(GRPC_STATUS) {
             let body = std::mem::take(response.body_mut());
             *response.body_mut() = axum::body::Body::new(GrpcBody {
                 inner: body,
@@ -258,13 +260,6 @@ impl Observation {
 }
 
 const GRPC_STATUS: &str = "grpc-status";
-
-fn is_grpc(response: &Response) -> bool {
-    response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
 
 pin_project! {
     /// The body of a gRPC answer whose status comes in its trailers: it
@@ -327,7 +322,7 @@ impl http_body::Body for GrpcBody {
 /// unary call answers at once (one whose status is in the trailers is
 /// counted when they pass, see [`GrpcBody`]).
 fn grpc_as_http(response: &Response) -> Option<u16> {
-    if !is_grpc(response) {
+    if !is_grpc(response.headers()) {
         return None;
     }
     let code = response.headers().get(GRPC_STATUS)?;

@@ -12,10 +12,7 @@ use tracing::field::Empty;
 
 /// Runs the request inside its server span.
 pub async fn span(request: Request, next: Next) -> Response {
-    let grpc = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let grpc = crate::grpc::is_grpc(request.headers());
     // Always the route template, never the path: a span name must not be
     // whatever a client sends. Each gRPC method has its own route (see
     // `service::grpc_router`), so its template is its path.
