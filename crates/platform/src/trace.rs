@@ -169,9 +169,15 @@ fn traces_url(mut url: url::Url) -> url::Url {
 }
 
 /// The OTLP/HTTP exporter's client: the reqwest client the rest of quintet
-/// uses (rustls, the web PKI roots), each export bounded by `EXPORT_TIMEOUT`.
+/// uses (rustls, the web PKI roots), each export bounded by `EXPORT_TIMEOUT`
+/// and the collector's answer by `MAX_ANSWER_BYTES`.
 #[derive(Debug)]
 struct HttpExport(reqwest::Client);
+
+/// Most bytes of a collector's answer that are read: an
+/// `ExportTraceServiceResponse` is a few bytes, a partial-success message
+/// a few hundred.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 #[async_trait::async_trait]
 impl opentelemetry_http::HttpClient for HttpExport {
@@ -180,7 +186,7 @@ impl opentelemetry_http::HttpClient for HttpExport {
         request: http::Request<bytes::Bytes>,
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
         let (parts, body) = request.into_parts();
-        let answer = self
+        let mut answer = self
             .0
             .request(parts.method, parts.uri.to_string())
             .headers(parts.headers)
@@ -191,7 +197,17 @@ impl opentelemetry_http::HttpClient for HttpExport {
         if let Some(headers) = response.headers_mut() {
             headers.extend(answer.headers().clone());
         }
-        Ok(response.body(answer.bytes().await?)?)
+        let mut read = Vec::new();
+        while let Some(chunk) = answer.chunk().await? {
+            if read.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(format!(
+                    "the collector's answer is over {MAX_ANSWER_BYTES} bytes; not read further"
+                )
+                .into());
+            }
+            read.extend_from_slice(&chunk);
+        }
+        Ok(response.body(bytes::Bytes::from(read))?)
     }
 }
 
@@ -453,6 +469,38 @@ mod tests {
                 assert!(error.contains(example), "{error}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_collector_answer_over_the_limit_is_not_read_into_memory() {
+        use opentelemetry_http::HttpClient as _;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .route("/small", axum::routing::post(|| async { vec![0u8; 16] }))
+            .route(
+                "/huge",
+                axum::routing::post(|| async { vec![0u8; MAX_ANSWER_BYTES + 1] }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = HttpExport(reqwest::Client::new());
+        let post = |path: &str| {
+            http::Request::post(format!("http://{addr}{path}"))
+                .body(bytes::Bytes::from_static(b"spans"))
+                .expect("request")
+        };
+        let small = client
+            .send_bytes(post("/small"))
+            .await
+            .expect("a small answer");
+        assert_eq!(small.body().len(), 16);
+        let Err(error) = client.send_bytes(post("/huge")).await else {
+            panic!("an answer over the limit was read");
+        };
+        assert!(error.to_string().contains("over 65536 bytes"), "{error}");
     }
 
     #[test]
